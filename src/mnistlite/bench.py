@@ -1,0 +1,251 @@
+"""Speed benchmark: our in-memory batched pipeline against the seeds' per-sample pipeline.
+
+The baseline is written here, inside the benchmark, on purpose: a
+`torch.utils.data.Dataset` that converts and rotates one PIL image at a time,
+behind a shuffling DataLoader with worker processes, which is what the seed
+repositories do with torchvision. Both sides train the same model with the
+same optimizer and batch size in the same process, so the ratio is fair.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentSpec, BatchAugment
+from .config import TrainConfig
+from .data import load_dataset
+from .engine.device import resolve_device, set_threads
+from .engine.optim import build_optimizer
+from .engine.trainer import evaluate
+from .models import count_params, create_model
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Timing:
+    seconds: float
+    images: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device) -> Timing:
+    """Training steps of the real fast path: randperm slices + batched augmentation."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, dropout=cfg.dropout).to(device).train()
+    opt = build_optimizer(model, cfg)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    aug = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
+    x_all, y_all = data.train.images, data.train.labels
+    n, bs = len(y_all), cfg.batch_size
+    steps = -(-n // bs) if batches is None else batches
+    perm = torch.randperm(n, generator=gen, device=device)
+    seen = 0
+
+    def step(i: int) -> int:
+        idx = perm[(i * bs) % n : (i * bs) % n + bs]
+        x, y = aug(x_all[idx]), y_all[idx]
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return len(y)
+
+    for i in range(3):  # warm-up: allocator, oneDNN kernels
+        step(i)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        seen += step(i)
+    _sync(device)
+    return Timing(time.perf_counter() - t0, seen)
+
+
+def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
+    model = create_model(cfg.model).to(device)
+    evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    evaluate(model, data.test, cfg.eval_batch_size)
+    _sync(device)
+    return Timing(time.perf_counter() - t0, len(data.test))
+
+
+class _PerSampleDataset(torch.utils.data.Dataset):
+    """The seeds' way: one PIL image at a time, rotated, converted, normalised."""
+
+    def __init__(self, images_u8: np.ndarray, labels: np.ndarray, rotation: float, mean: float, std: float):
+        self.images, self.labels = images_u8, labels
+        self.rotation, self.mean, self.std = rotation, mean, std
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i], mode="L")
+        if self.rotation:
+            angle = float(np.random.uniform(-self.rotation, self.rotation))
+            img = img.rotate(angle, resample=Image.NEAREST, fillcolor=0)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
+    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it."""
+    # Undo the normalisation to get back the uint8 images the seeds start from.
+    u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, dropout=cfg.dropout).train()
+    opt = build_optimizer(model, cfg)
+    seen, t0 = 0, time.perf_counter()
+    for i, (x, y) in enumerate(loader):
+        if batches is not None and i >= batches:
+            break
+        loss = F.nll_loss(F.log_softmax(model(x), 1), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    return Timing(time.perf_counter() - t0, seen)
+
+
+def run_bench(
+    model: str = "mnistlite8k_model3",
+    *,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    steps: int = 100,
+    baseline_batches: int | None = 100,
+    baseline_workers: int = 2,
+    epoch: bool = True,
+    full: bool = False,
+    threads: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """All figures as a dict (the JSON of `mnistlite bench --json`)."""
+    set_threads(threads)
+    dev = resolve_device(device)
+    # The seeds' Model3 pipeline rotates by +-7 degrees; keep that for a fair comparison.
+    over = {"rotation": 7.0, **(overrides or {})}
+    cfg = TrainConfig.for_model(model, device=str(dev), data_dir=data_dir, **over)
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, data_dir=data_dir)
+    load_s = time.perf_counter() - t0
+    data_dev = data.to(dev)
+    out: dict[str, Any] = {
+        "model": model,
+        "params": count_params(create_model(model)),
+        "batch_size": cfg.batch_size,
+        "rotation": cfg.rotation,
+        "device": str(dev),
+        "machine": machine_info(),
+        "data_load_seconds": round(load_s, 3),
+    }
+    tr = time_ours(cfg, data_dev, steps, dev)
+    out["train_images_per_s"] = round(tr.images_per_s)
+    ev = time_eval(cfg, data_dev, dev)
+    out["eval_images_per_s"] = round(ev.images_per_s)
+    if epoch:
+        ep = time_ours(cfg, data_dev, None, dev)
+        te = time_eval(cfg, data_dev, dev)
+        out["epoch_seconds"] = round(ep.seconds + te.seconds, 3)
+        out["epoch_train_seconds"] = round(ep.seconds, 3)
+        out["epoch_test_seconds"] = round(te.seconds, 3)
+    if baseline_batches != 0:
+        bl = time_baseline(cfg, data, baseline_batches, baseline_workers)
+        out["baseline_train_images_per_s"] = round(bl.images_per_s)
+        out["baseline_batches"] = baseline_batches or "all"
+        out["baseline_workers"] = baseline_workers
+        # Extrapolated to 60k images, plus the same test pass as ours.
+        bl_epoch = len(data.train) / bl.images_per_s + len(data.test) / ev.images_per_s
+        out["baseline_epoch_seconds"] = round(bl_epoch, 3)
+        out["speedup_train"] = round(tr.images_per_s / bl.images_per_s, 2)
+        if epoch:
+            out["speedup_epoch"] = round(bl_epoch / out["epoch_seconds"], 2)
+    if full:
+        from .engine import train
+
+        t0 = time.perf_counter()
+        res = train(TrainConfig.for_model(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)
+        out["full_run_seconds"] = round(time.perf_counter() - t0, 2)
+        out["full_run_epochs"] = res.config.epochs
+        out["full_run_final_test_acc"] = res.summary["final_test_acc"]
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    return out
+
+
+def format_bench(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"machine: {m['cpu']} | {m['cores']} cores, {m['torch_threads']} torch threads | torch {m['torch']}",
+        f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, rotation ±{r['rotation']}°, on {r['device']}",
+        f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
+        f"train throughput: {r['train_images_per_s']:,} img/s   eval throughput: {r['eval_images_per_s']:,} img/s",
+    ]
+    if "epoch_seconds" in r:
+        lines.append(
+            f"one epoch (train 60k + test 10k): {r['epoch_seconds']:.2f} s "
+            f"(train {r['epoch_train_seconds']:.2f} s, test {r['epoch_test_seconds']:.2f} s)"
+        )
+    if "baseline_train_images_per_s" in r:
+        lines.append(
+            f"baseline (per-sample DataLoader, {r['baseline_workers']} workers, {r['baseline_batches']} batches): "
+            f"{r['baseline_train_images_per_s']:,} img/s -> about {r['baseline_epoch_seconds']:.1f} s per epoch"
+        )
+        lines.append(f"speed-up: training {r['speedup_train']}x" + (
+            f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else ""))
+    if "full_run_seconds" in r:
+        lines.append(
+            f"full {r['full_run_epochs']}-epoch run: {r['full_run_seconds']:.1f} s end to end, "
+            f"final test {r['full_run_final_test_acc']:.2f}%"
+        )
+    lines.append(f"peak memory (RSS): {r['peak_rss_mib']:.0f} MiB")
+    return "\n".join(lines)

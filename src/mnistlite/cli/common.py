@@ -1,0 +1,72 @@
+"""Shared CLI pieces: a parser whose errors are one line, and TrainConfig flags."""
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from dataclasses import fields
+from typing import Any
+
+from ..config import TrainConfig
+
+# Flags whose help the dataclass comments cannot give well enough.
+_HELP = {
+    "model": "model name (see 'mnistlite models')",
+    "data_dir": "data root holding MNIST/raw/ (else $MNISTLITE_DATA, else the default folder)",
+    "val_size": "hold out N training images as a validation split (never trained on)",
+    "limit_train": "train on the first N training images only (smoke runs)",
+    "dropout": "dropout rate for every dropout layer (default: the model's own)",
+    "rotation": "random rotation, max degrees",
+    "crop_p": "probability of the seeds' centre-crop-and-resize zoom",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not a usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
+
+
+def _field_type(name: str) -> Any:
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field. Defaults are None so that only what the
+    user typed overrides the model's recipe."""
+    group = parser.add_argument_group("recipe (defaults: the model's registered recipe)")
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = _field_type(f.name)
+        help_ = _HELP.get(f.name, f"default {f.default!r}")
+        if typ is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            group.add_argument(flag, type=typ, default=None, metavar=f.name.upper(), help=help_)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
+    over = config_overrides(args)
+    over.update(extra)
+    model = over.pop("model", None) or TrainConfig.model
+    return TrainConfig.for_model(model, **over)
+
+
+def add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="one epoch on 1,000 training images: checks the whole path in seconds",
+    )
+
+
+DRY_RUN = {"epochs": 1, "limit_train": 1000}

@@ -1,0 +1,29 @@
+"""`mnistlite train`: one run of one model, into its own run directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..engine import train
+from ..runs.rundir import default_run_dir
+from .common import DRY_RUN, add_config_flags, add_dry_run, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one model with its recipe; every recipe field is a flag")
+    add_config_flags(p)
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-s<seed>-<time>)")
+    p.add_argument("--runs-root", metavar="DIR", default="runs", help="parent of default run directories")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dry_run(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.resume:
+        train(None, run_dir=Path(args.resume), resume=True, progress=False if args.no_progress else None)
+        return 0
+    cfg = config_from_args(args, **(DRY_RUN if args.dry_run else {}))
+    out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)
+    train(cfg, run_dir=out, progress=False if args.no_progress else None)
+    return 0

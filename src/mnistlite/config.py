@@ -1,0 +1,150 @@
+"""The training configuration: one frozen dataclass, printed at start and saved with the run.
+
+Precedence when a run is set up: these defaults, then the model's registered
+recipe (what its source published), then the user's explicit overrides.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import MnistliteError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- what to train -------------------------------------------------------
+    model: str = "mnistlite_flagship"
+    dataset: str = "mnist"  # mnist | fashion-mnist
+    data_dir: str | None = None  # else $MNISTLITE_DATA, else a default folder
+    val_size: int = 0  # images held out of the training set, never trained on
+    limit_train: int = 0  # train on the first N images only (smoke runs); 0 = all
+    download: bool = True  # fetch missing files from the public mirrors
+
+    # --- budget ----------------------------------------------------------------
+    epochs: int = 15
+    batch_size: int = 128
+    eval_batch_size: int = 2000  # evaluation has no backward pass: big batches are cheaper
+
+    # --- optimisation ----------------------------------------------------------
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+
+    # --- learning-rate schedule ------------------------------------------------
+    scheduler: str = "none"  # none | step | onecycle
+    step_size: int = 6  # StepLR: epochs between decays
+    gamma: float = 0.1  # StepLR: decay factor
+    max_lr: float = 0.05  # OneCycleLR (stepped per batch)
+    pct_start: float = 0.2
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    anneal_strategy: str = "cos"  # cos | linear
+    three_phase: bool = False
+
+    # --- regularisation --------------------------------------------------------
+    dropout: float | None = None  # None = the model's own default
+
+    # --- augmentation (batched, one random draw per sample) --------------------
+    rotation: float = 0.0  # max |angle| in degrees; the seeds use 7 and 15
+    translate: float = 0.0  # max shift as a fraction of the image side
+    scale: float = 0.0  # zoom drawn from [1 - scale, 1 + scale]
+    shear: float = 0.0  # max |shear| in degrees
+    crop_p: float = 0.0  # probability of the seeds' "centre crop, resize back" zoom
+    crop_size: int = 22  # side of that centre crop, in pixels of 28
+
+    # --- run -------------------------------------------------------------------
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads; 0 = all cores
+    channels_last: bool = False  # memory format on CUDA
+    bf16: bool = False  # bf16 autocast on CUDA
+
+    # ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes).validated()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MnistliteError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**d).validated()
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
+        """Defaults, then the model's registered recipe, then `overrides`."""
+        from .models import get_entry
+
+        recipe = dict(get_entry(model).recipe)
+        recipe.update({k: v for k, v in overrides.items() if v is not None})
+        recipe["model"] = model
+        return cls.from_dict(recipe)
+
+    def validated(self) -> "TrainConfig":
+        """Raise MnistliteError naming the field and the fix for any bad value."""
+
+        def bad(name: str, why: str) -> MnistliteError:
+            return MnistliteError(f"--{name.replace('_', '-')} {why}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise bad(f.name, f"must be a finite number, got {v}")
+        if self.epochs < 1:
+            raise bad("epochs", f"must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise bad("batch_size", f"must be at least 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise bad("eval_batch_size", f"must be at least 1, got {self.eval_batch_size}")
+        if self.lr <= 0:
+            raise bad("lr", f"must be positive, got {self.lr}")
+        if self.val_size < 0:
+            raise bad("val_size", f"must be 0 or more, got {self.val_size}")
+        if self.limit_train < 0:
+            raise bad("limit_train", f"must be 0 or more, got {self.limit_train}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise bad("optimizer", f"must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.scheduler not in ("none", "step", "onecycle"):
+            raise bad("scheduler", f"must be none, step or onecycle, got {self.scheduler!r}")
+        if self.anneal_strategy not in ("cos", "linear"):
+            raise bad("anneal_strategy", f"must be cos or linear, got {self.anneal_strategy!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
+        if self.dataset not in ("mnist", "fashion-mnist"):
+            raise bad("dataset", f"must be mnist or fashion-mnist, got {self.dataset!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.crop_p <= 1:
+            raise bad("crop_p", f"must be in [0, 1], got {self.crop_p}")
+        if not 1 <= self.crop_size <= 28:
+            raise bad("crop_size", f"must be between 1 and 28, got {self.crop_size}")
+        if not 0 <= self.scale < 1:
+            raise bad("scale", f"must be in [0, 1), got {self.scale}")
+        for name in ("rotation", "translate", "shear", "weight_decay", "momentum", "threads"):
+            if getattr(self, name) < 0:
+                raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.step_size < 1:
+            raise bad("step_size", f"must be at least 1, got {self.step_size}")
+        if not 0 < self.pct_start < 1:
+            raise bad("pct_start", f"must be in (0, 1), got {self.pct_start}")
+        return self
+
+
+def config_field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]

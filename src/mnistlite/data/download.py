@@ -1,0 +1,113 @@
+"""Fetching missing data files from the public mirrors.
+
+Writes go to a temporary file beside the target and are renamed into place only
+once the md5 matches, so an interrupted or corrupted download never leaves a
+file that a later run would mistake for a good one.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import MnistliteError
+from .sources import DatasetSpec
+
+TIMEOUT_S = 10.0  # offline machines should fail in seconds, not minutes
+_CHUNK = 1 << 16
+
+
+def find_file(folder: Path, name: str) -> Path | None:
+    """`<folder>/<name>` or `<folder>/<name>.gz`, plain first (it reads faster)."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files_error(spec: DatasetSpec, root: Path, missing: list[str], why: str) -> MnistliteError:
+    folder = Path(root) / spec.folder
+    return MnistliteError((
+        f"{spec.name} files missing: {', '.join(missing)} ({why}). "
+        f"Put the four files ({', '.join(f.name for f in spec.files)}, plain or .gz) in {folder}, "
+        f"or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
+        f"that has {spec.folder}/ with them."
+    ).replace("\n", " "))
+
+
+def _stream(url: str, out, timeout: float) -> str:
+    """Copy the response body into `out`; return its md5."""
+    md5 = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        # disable=None: no bar when stderr is not a terminal (CI logs).
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                  leave=False, disable=None) as bar:
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                md5.update(chunk)
+                bar.update(len(chunk))
+    return md5.hexdigest()
+
+
+def download_file(url: str, dest: str | Path, md5: str | None, timeout: float = TIMEOUT_S) -> Path:
+    """Download `url` to `dest` atomically, checking the md5 of what arrived."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as exc:
+        raise MnistliteError(f"{dest.parent}: cannot write there ({exc.strerror or exc})") from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            got = _stream(url, out, timeout)
+        if md5 and got != md5.lower():
+            raise MnistliteError(f"{url}: md5 mismatch (got {got}, expected {md5}); the mirror served a bad file")
+        os.replace(tmp, dest)  # atomic on one file system
+    # URLError/timeouts are OSErrors; a connection cut mid-body is an HTTPException.
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise MnistliteError(f"{url}: download failed ({_reason(exc)})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def _fetch_one(spec: DatasetSpec, name: str, md5: str | None, folder: Path) -> tuple[Path | None, str]:
+    """Try each mirror in order; (path, "") on success, else (None, last error)."""
+    last = "no mirrors configured"
+    for mirror in spec.mirrors:
+        try:
+            return download_file(f"{mirror}{name}.gz", folder / f"{name}.gz", md5), ""
+        except MnistliteError as exc:
+            last = str(exc)
+    return None, last
+
+
+def ensure_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path]:
+    """Base name -> path for the four files in `<root>/<spec.folder>`, downloading the missing ones."""
+    folder = Path(root) / spec.folder
+    found: dict[str, Path] = {}
+    for f in spec.files:
+        path = find_file(folder, f.name)
+        if path is None:
+            path, error = _fetch_one(spec, f.name, f.md5_gz, folder)
+            if path is None:
+                # Stop at the first file no mirror serves: when offline, trying
+                # the rest would only multiply the timeouts.
+                missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
+                raise missing_files_error(spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}")
+        found[f.name] = path
+    return found

@@ -1,0 +1,161 @@
+"""Reader for the IDX files MNIST and Fashion-MNIST ship in (no torchvision).
+
+Layout, all big-endian: two zero bytes, an element-type byte (0x08 = uint8, the
+only one these data sets use), a dimension count, then one uint32 per dimension,
+then the payload. Read as one 32-bit number the first four bytes are the "magic":
+2051 (0x00000803) for image files (3 dims), 2049 (0x00000801) for label files.
+
+Every fault a user can cause (a missing, half-downloaded or wrong file) raises
+`MnistliteError` with one line that names the file, so the CLI can print it as
+is. Anything else escaping from here is a bug: a property test feeds random bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MnistliteError
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+IMAGE_SIDE = 28
+NUM_CLASSES = 10
+
+_UINT8 = 0x08
+_GZIP_MAGIC = b"\x1f\x8b"
+_KIND = {IMAGES_MAGIC: "images, idx3", LABELS_MAGIC: "labels, idx1"}
+_REFETCH = "delete it and download it again (or copy a fresh one)"
+
+
+def _fault(path: Path, what: str) -> MnistliteError:
+    # Paths with odd characters must not break the one-line contract.
+    return MnistliteError(f"{path}: {what}".replace("\n", " "))
+
+
+def _read_raw(path: Path) -> bytes:
+    if not path.exists():
+        raise _fault(path, "file not found")
+    try:
+        return path.read_bytes()
+    except OSError as exc:  # a directory, no permission, I/O error
+        raise _fault(path, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    # Each of these is how some flavour of damaged gzip shows up: a bad header
+    # (BadGzipFile is an OSError), a bad deflate stream, or a cut-off stream.
+    except (OSError, zlib.error, EOFError, struct.error, ValueError) as exc:
+        raise _fault(path, f"corrupt gzip file ({exc}); {_REFETCH}") from exc
+
+
+def load_bytes(path: str | Path) -> bytes:
+    """The file's decompressed bytes; gzip is recognised by name or by content."""
+    path = Path(path)
+    data = _read_raw(path)
+    if not data:
+        raise _fault(path, "file is empty")
+    # An IDX file starts with two zero bytes, so gzip's magic cannot be confused
+    # with it: sniffing also handles a compressed file saved without ".gz".
+    if path.suffix == ".gz" or data[:2] == _GZIP_MAGIC:
+        data = _gunzip(path, data)
+        if not data:
+            raise _fault(path, "file is empty after decompression")
+    return data
+
+
+def _check_magic(path: Path, magic: int, expected: int) -> None:
+    if magic == expected:
+        return
+    got = f"{magic} (0x{magic:08x}"
+    got += f", {_KIND[magic]})" if magic in _KIND else ")"
+    raise _fault(
+        path,
+        f"wrong magic number {got}: expected {expected} ({_KIND[expected]}); "
+        "is this the right file?",
+    )
+
+
+def _parse_header(path: Path, data: bytes, expected_magic: int | None) -> tuple[tuple[int, ...], int]:
+    """(dims, payload offset) after checking the header fits and makes sense."""
+    if len(data) < 4:
+        raise _fault(path, f"truncated header ({len(data)} bytes, need at least 4); {_REFETCH}")
+    magic = int.from_bytes(data[:4], "big")
+    if expected_magic is not None:
+        _check_magic(path, magic, expected_magic)
+    if data[0] or data[1]:
+        raise _fault(path, f"not an IDX file (magic 0x{magic:08x}, must start with two zero bytes)")
+    if data[2] != _UINT8:
+        raise _fault(path, f"unsupported IDX element type 0x{data[2]:02x} (only 0x08, unsigned byte)")
+    ndim = data[3]
+    end = 4 + 4 * ndim
+    if len(data) < end:
+        raise _fault(path, f"truncated header ({len(data)} bytes, {ndim} dims need {end}); {_REFETCH}")
+    return struct.unpack(f">{ndim}I", data[4:end]), end
+
+
+def _check_payload(path: Path, dims: tuple[int, ...], have: int) -> None:
+    need = math.prod(dims)
+    shape = "x".join(map(str, dims))
+    if have < need:
+        raise _fault(path, f"truncated: dims {shape} need {need} data bytes, file has {have}; {_REFETCH}")
+    if have > need:
+        raise _fault(path, f"{have - need} bytes of trailing garbage after the {shape} data; {_REFETCH}")
+
+
+def _check_sha256(path: Path, data: bytes, expected: str) -> None:
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected.lower():
+        raise _fault(
+            path,
+            f"checksum mismatch: sha256 of the decompressed data is {got[:12]}..., "
+            f"expected {expected[:12]}...; the file is damaged or not the official one, {_REFETCH}",
+        )
+
+
+def _decode(path: str | Path, expected_magic: int | None, expected_sha256: str | None) -> np.ndarray:
+    path = Path(path)
+    data = load_bytes(path)
+    dims, offset = _parse_header(path, data, expected_magic)
+    _check_payload(path, dims, len(data) - offset)
+    # Structure first, checksum last: "truncated" or "wrong magic" tells the
+    # user more than a bare hash mismatch would for the same broken file.
+    if expected_sha256:
+        _check_sha256(path, data, expected_sha256)
+    # A zero-copy, read-only view: callers that cache it cannot mutate it.
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Any uint8 IDX file (plain or .gz) as an array shaped by its header."""
+    return _decode(path, None, None)
+
+
+def read_images(path: str | Path, expected_sha256: str | None = None) -> np.ndarray:
+    """An idx3 image file as uint8 (N, 28, 28)."""
+    images = _decode(path, IMAGES_MAGIC, expected_sha256)
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        h, w = images.shape[1:]
+        raise _fault(Path(path), f"wrong image dimensions {h}x{w}: expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    return images
+
+
+def read_labels(path: str | Path, expected_sha256: str | None = None) -> np.ndarray:
+    """An idx1 label file as uint8 (N,), every label in 0-9."""
+    labels = _decode(path, LABELS_MAGIC, expected_sha256)
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad.size:
+        i = int(bad[0])
+        raise _fault(
+            Path(path),
+            f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} "
+            f"({bad.size} bad labels in all)",
+        )
+    return labels

@@ -1,0 +1,232 @@
+"""From data set name to normalised tensors: locate, read (once), split.
+
+Where files are looked for, first complete set wins:
+  1. `data_dir` if given, else $MNISTLITE_DATA if set -- and then ONLY there, so
+     an explicit choice is never silently overridden by some other copy;
+  2. otherwise `../shared/datasets` relative to the working directory, then
+     relative to this package's checkout (development and CI keep the data
+     beside the repository), then the default root `~/.cache/mnistlite`.
+A data set's read-only system folders (Debian's Fashion-MNIST package) are
+searched along with each root. Missing files are downloaded only into the
+resolved root (`resolve_data_root`), never into the shared or system folders.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import MnistliteError
+from .download import ensure_files, find_file, missing_files_error
+from .idx import read_images, read_labels
+from .sources import DATASETS, DatasetSpec, FileSpec
+
+ENV_VAR = "MNISTLITE_DATA"
+DEFAULT_ROOT = Path("~/.cache/mnistlite")
+SHARED = Path("../shared/datasets")
+# The repository root when running from a checkout (src layout:
+# <repo>/src/mnistlite/data/loading.py); meaningless but harmless when installed.
+_HERE = Path(__file__).resolve()
+_CHECKOUT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parent
+VAL_SEED = 0  # fixed, independent of the run seed: the same images are always held out
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # float32 (N, 1, 28, 28), normalised with the data set's training mean/std
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: str | torch.device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split | None
+    test: Split
+    mean: float
+    std: float
+    classes: list[str]
+    files: dict[str, str] = field(default_factory=dict)  # base name -> path read, for run records
+
+    def to(self, device: str | torch.device) -> "Dataset":
+        """The same data set with every split on `device` (a no-op when already there)."""
+        val = self.val.to(device) if self.val is not None else None
+        return replace(self, train=self.train.to(device), val=val, test=self.test.to(device))
+
+    def subset_train(self, n: int) -> "Dataset":
+        """The first `n` training images only (smoke runs and tests); val and test unchanged."""
+        return replace(self, train=Split(self.train.images[:n], self.train.labels[:n]))
+
+
+# --- where the files are ----------------------------------------------------------
+
+
+def _explicit_root(data_dir: str | os.PathLike | None) -> Path | None:
+    chosen = data_dir or os.environ.get(ENV_VAR) or None
+    return Path(chosen).expanduser() if chosen else None
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The root downloads go to: `data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite."""
+    return _explicit_root(data_dir) or DEFAULT_ROOT.expanduser()
+
+
+def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Roots searched for existing files, in order (see the module docstring)."""
+    explicit = _explicit_root(data_dir)
+    if explicit is not None:
+        return [explicit]
+    roots = [Path.cwd() / SHARED, _CHECKOUT / SHARED, resolve_data_root(None)]
+    unique: dict[Path, None] = {}
+    for root in roots:
+        unique.setdefault(root.resolve(), None)
+    return list(unique)
+
+
+def find_raw_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path | None]:
+    """Base name -> `<name>` or `<name>.gz` under `<root>/<spec.folder>` or a system folder; None if absent."""
+    folders = [Path(root) / spec.folder, *map(Path, spec.system_dirs)]
+    found: dict[str, Path | None] = {}
+    for f in spec.files:
+        found[f.name] = next((p for p in (find_file(d, f.name) for d in folders) if p), None)
+    return found
+
+
+def locate_files(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool) -> dict[str, Path]:
+    for root in search_roots(data_dir):
+        found = find_raw_files(spec, root)
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    target = resolve_data_root(data_dir)
+    if download:
+        return ensure_files(spec, target)
+    missing = [name for name, path in find_raw_files(spec, target).items() if path is None]
+    raise missing_files_error(spec, target, missing, "downloads are turned off")
+
+
+# --- reading, once per file version -----------------------------------------------
+
+# (resolved path, reader) -> ((mtime_ns, size), sha256 verified or None, array).
+# Several runs in one process (sweeps, tests) then share one decode and one hash.
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int], str | None, np.ndarray]] = {}
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _read_cached(path: Path, reader: Callable[..., np.ndarray], sha256: str | None) -> np.ndarray:
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), reader.__name__)
+    except OSError:
+        return reader(path, sha256)  # vanished meanwhile: let the reader word the error
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _CACHE.get(key)
+    # A hit verified against a checksum also serves callers that ask for none.
+    if hit and hit[0] == stamp and (sha256 is None or hit[1] == sha256):
+        return hit[2]
+    array = reader(path, sha256)
+    _CACHE[key] = (stamp, sha256, array)
+    return array
+
+
+def _read_pair(images: FileSpec, labels: FileSpec, paths: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    x = _read_cached(paths[images.name], read_images, images.sha256)
+    y = _read_cached(paths[labels.name], read_labels, labels.sha256)
+    if len(x) != len(y):
+        raise MnistliteError(
+            f"{paths[images.name]} has {len(x)} images but {paths[labels.name]} has {len(y)} labels; "
+            "the two files must come from the same release"
+        )
+    return x, y
+
+
+# --- splitting and tensors --------------------------------------------------------
+
+
+def _check_sizes(val_size: int, limit_train: int) -> None:
+    if val_size < 0:
+        raise MnistliteError(f"val_size must be >= 0, got {val_size}")
+    if limit_train < 0:
+        raise MnistliteError(f"limit_train must be >= 0 (0 = all), got {limit_train}")
+
+
+def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into the n training images, each sorted by original index.
+
+    The permutation uses its own generator so the held-out images are the same
+    whatever the run's seed: a validation score never includes trained-on images.
+    """
+    if val_size >= n:
+        raise MnistliteError(f"val_size {val_size} leaves nothing to train on: the training set has {n} images")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED)).numpy()
+    cut = n - val_size
+    return np.sort(perm[:cut]), np.sort(perm[cut:])
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> Split:
+    # astype copies into a fresh writable array, so the cached read-only
+    # uint8 data is never aliased by a tensor someone might modify in place.
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    x.div_(255.0).sub_(mean).div_(std)
+    return Split(x, torch.from_numpy(labels.astype(np.int64)))
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise MnistliteError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}") from None
+
+
+def load_dataset(
+    name: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    val_size: int = 0,
+    limit_train: int = 0,
+    download: bool = True,
+    device: str | torch.device = "cpu",
+) -> Dataset:
+    """Load a data set as normalised tensors, downloading missing files if allowed.
+
+    `val_size` images are held out of the training set (deterministically, see
+    `split_indices`); `limit_train` then keeps the first N remaining ones (0 = all).
+    """
+    spec = _spec(name)
+    _check_sizes(val_size, limit_train)
+    paths = locate_files(spec, data_dir, download)
+    train_x, train_y = _read_pair(spec.train_images, spec.train_labels, paths)
+    test_x, test_y = _read_pair(spec.test_images, spec.test_labels, paths)
+    train_idx, val_idx = split_indices(len(train_y), val_size)
+    if limit_train:
+        train_idx = train_idx[:limit_train]
+    if not val_size:
+        # Same images, but a slice view spares a 47 MB fancy-index copy.
+        train_idx = slice(limit_train or None)
+
+    def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | slice | None = None) -> Split:
+        if idx is not None:
+            x, y = x[idx], y[idx]
+        return _to_split(x, y, spec.mean, spec.std).to(device)
+
+    return Dataset(
+        name=spec.name,
+        train=split(train_x, train_y, train_idx),
+        val=split(train_x, train_y, val_idx) if val_size else None,
+        test=split(test_x, test_y),
+        mean=spec.mean,
+        std=spec.std,
+        classes=list(spec.classes),
+        files={n: str(p) for n, p in paths.items()},
+    )

@@ -1,0 +1,58 @@
+"""Optimizer and learning-rate schedule from a TrainConfig."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class Schedule:
+    """Wraps a torch scheduler and knows whether it steps per batch or per epoch.
+
+    OneCycleLR is defined over optimizer steps, so it must step every batch;
+    StepLR counts epochs.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+        self.per_batch = cfg.scheduler == "onecycle"
+        self.sched: torch.optim.lr_scheduler.LRScheduler | None
+        if cfg.scheduler == "onecycle":
+            cycle_momentum = cfg.optimizer == "sgd" and cfg.momentum > 0
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                pct_start=cfg.pct_start, div_factor=cfg.div_factor,
+                final_div_factor=cfg.final_div_factor, anneal_strategy=cfg.anneal_strategy,
+                three_phase=cfg.three_phase, cycle_momentum=cycle_momentum,
+            )
+        elif cfg.scheduler == "step":
+            self.sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        else:
+            self.sched = None
+
+    def after_batch(self) -> None:
+        if self.sched is not None and self.per_batch:
+            self.sched.step()
+
+    def after_epoch(self) -> None:
+        if self.sched is not None and not self.per_batch:
+            self.sched.step()
+
+    def state_dict(self) -> dict:
+        return self.sched.state_dict() if self.sched is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.sched is not None:
+            self.sched.load_state_dict(state)

@@ -1,0 +1,358 @@
+"""train(config) -> RunResult: the one training loop every command uses.
+
+The fast path, airbench style: the dataset lives in memory as one tensor on
+the compute device, batches are `randperm` slices of it, and augmentation
+warps each whole batch at once. No DataLoader, no per-sample Python.
+
+Every epoch ends with a checkpoint (model, optimizer, schedule, every RNG
+state, metrics so far) written atomically, so `--resume` continues an
+interrupted run to the same final weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..augment import AugmentSpec, BatchAugment
+from ..config import TrainConfig
+from ..data import Dataset, Split, load_dataset
+from ..errors import MnistliteError
+from ..models import count_params, create_model
+from ..runs import rundir as rd
+from .device import resolve_device, set_threads
+from .optim import Schedule, build_optimizer
+
+
+class TrainingInterrupted(MnistliteError):
+    """Ctrl-C or SIGTERM: the run stopped cleanly at the last checkpoint."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(MnistliteError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 3
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    params: int
+    metrics: list[dict[str, Any]]
+    wall_seconds: float
+    run_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    macs: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "seed": self.config.seed,
+            "params": self.params,
+            "macs": self.macs,
+            **self.summary,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "mnistlite_version": __version__,
+            "torch_version": torch.__version__,
+        }
+
+
+class Echo:
+    """Prints a line to stdout and appends it to the run's log.txt."""
+
+    def __init__(self, log_path: Path | None, quiet: bool = False):
+        self.log = open(log_path, "a") if log_path else None
+        self.quiet = quiet
+
+    def __call__(self, line: str) -> None:
+        if not self.quiet:
+            tqdm.write(line, file=sys.stdout)
+        if self.log:
+            self.log.write(line + "\n")
+            self.log.flush()
+
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+
+
+@contextmanager
+def _stop_requests() -> Iterator[list[str]]:
+    """Turn the first Ctrl-C/SIGTERM into a flag checked after each batch.
+
+    A second signal gets the default behaviour, so a stuck run can still be killed.
+    """
+    requested: list[str] = []
+    handlers = {}
+
+    def handler(signum, frame):
+        if requested:
+            signal.signal(signum, handlers[signum])
+            raise KeyboardInterrupt
+        requested.append(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no signal handling there
+            pass
+    try:
+        yield requested
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int, autocast=nullcontext) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over a split, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=split.images.device)
+    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size]
+        y = split.labels[start : start + batch_size]
+        with autocast():
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    n = len(split)
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["gen"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Checkpoints load with weights_only=True: a crafted pickle cannot run code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MnistliteError(f"{path}: no checkpoint there; nothing to resume") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MnistliteError(f"{path}: refused to load checkpoint (unsafe or corrupt): {first}") from None
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    data: Dataset | None = None,
+    progress: bool | None = None,
+    quiet: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
+
+    `data` lets callers that run many configs (seeds, search) load MNIST once.
+    `on_epoch` sees each epoch's metrics row (a search uses it to prune).
+    """
+    t_start = time.perf_counter()
+    ckpt = None
+    if resume:
+        if run_dir is None:
+            raise MnistliteError("resume needs a run directory")
+        run_dir = Path(run_dir)
+        cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
+        ckpt = load_checkpoint(run_dir / rd.CHECKPOINT)
+    cfg = cfg.validated()
+    out = rd.prepare_run_dir(run_dir, resume=resume) if run_dir is not None else None
+    echo = Echo(out / rd.LOG if out else None, quiet=quiet)
+    try:
+        return _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start)
+    finally:
+        echo.close()
+
+
+def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult:
+    threads = set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if out is not None and ckpt is None:
+        rd.write_json(out / rd.CONFIG, cfg.to_dict())
+    echo(("Resuming" if ckpt else "Training") + f" with config:\n{cfg.to_json()}")
+
+    if data is None:
+        data = load_dataset(
+            cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, limit_train=cfg.limit_train,
+            download=cfg.download,
+        )
+    data = data.to(device)
+    train_x, train_y = data.train.images, data.train.labels
+    if cfg.channels_last and device.type == "cuda":
+        train_x = train_x.contiguous(memory_format=torch.channels_last)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, dropout=cfg.dropout).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = count_params(model)
+    echo(f"Model {cfg.model}: {params:,} trainable parameters | device {device}, {threads} CPU threads")
+    if out is not None and ckpt is None:
+        from ..summary import profile_model
+
+        prof = profile_model(model, cfg.model)
+        rd.atomic_write_text(out / rd.SUMMARY, prof.table + f"\nTrainable params: {params:,}\nMACs per image: {prof.macs:,}\n")
+
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # Empty pixels are normalised black, so augmentation pads with that value.
+    augment = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
+    n = len(train_y)
+    bs = min(cfg.batch_size, n)
+    # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
+    steps = n // bs + (1 if n % bs > 1 else 0)
+    optimizer = build_optimizer(model, cfg)
+    schedule = Schedule(optimizer, cfg, steps)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cfg.bf16 and device.type == "cuda" else nullcontext
+    )
+
+    rows: list[dict[str, Any]] = []
+    start_epoch = 1
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        _set_rng_state(gen, ckpt["rng"])
+        rows = list(ckpt["metrics"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        echo(f"Resumed after epoch {ckpt['epoch']} of {cfg.epochs}")
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    with _stop_requests() as stop:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            echo(f"Epoch {epoch}")
+            model.train()
+            perm = torch.randperm(n, generator=gen, device=device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            seen = 0
+            bar = tqdm(total=steps, disable=not show_bar, leave=False, dynamic_ncols=True, file=sys.stderr)
+            for b in range(steps):
+                idx = perm[b * bs : (b + 1) * bs if b < steps - 1 else n]
+                x = augment(train_x[idx])
+                y = train_y[idx]
+                with autocast():
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.after_batch()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+                if show_bar and (b % 20 == 0 or b == steps - 1):
+                    bar.set_description(
+                        f"Train loss={loss.item():.4f} batch_id={b} Accuracy={100 * correct.item() / seen:.2f}",
+                        refresh=False,
+                    )
+                    bar.update(b + 1 - bar.n)
+                if stop:
+                    break
+            bar.close()
+            if stop:
+                raise _interrupted(stop[0], out, epoch, rows)
+            train_loss = loss_sum.item() / seen
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(
+                    f"loss became {train_loss} in epoch {epoch}; lower --lr"
+                    + (f" (the last good checkpoint is kept in {out})" if out and rows else "")
+                )
+            train_acc = 100.0 * correct.item() / seen
+            echo(f"Train loss={loss.item():.4f} batch_id={steps - 1} Accuracy={train_acc:.2f}")
+            schedule.after_epoch()
+            row: dict[str, Any] = {
+                "epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                "val_loss": None, "val_acc": None,
+            }
+            if data.val is not None:
+                row["val_loss"], row["val_acc"] = evaluate(model, data.val, cfg.eval_batch_size, autocast)
+                echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
+            row["test_loss"], row["test_acc"] = evaluate(model, data.test, cfg.eval_batch_size, autocast)
+            n_test = len(data.test)
+            echo(
+                f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+                f"{round(row['test_acc'] * n_test / 100)}/{n_test} ({row['test_acc']:.2f}%)"
+            )
+            row["seconds"] = time.perf_counter() - t0
+            rows.append(row)
+            if out is not None:
+                _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg)
+            if on_epoch is not None:
+                on_epoch(row)
+
+    wall = time.perf_counter() - t_start
+    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows))
+    if out is not None:
+        _finish_run_dir(out, model, cfg, result)
+    echo(
+        f"Done: final test {result.summary['final_test_acc']:.2f}%, best {result.summary['best_test_acc']:.2f}%, "
+        f"last-3 min {result.summary['last3_min_test_acc']:.2f}% in {wall:.1f}s"
+        + (f" -> {out}" if out else "")
+    )
+    return result
+
+
+def _interrupted(signame: str, out: Path | None, epoch: int, rows: list) -> TrainingInterrupted:
+    done = rows[-1]["epoch"] if rows else 0
+    where = (
+        f"; continue with: mnistlite train --resume {out}" if out is not None and done else ""
+    )
+    return TrainingInterrupted(f"{signame}: stopped during epoch {epoch}, {done} epoch(s) saved{where}")
+
+
+def _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg) -> None:
+    rd.atomic_torch_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": _rng_state(gen),
+            "epoch": epoch,
+            "metrics": rows,
+            "config": cfg.to_dict(),
+        },
+        out / rd.CHECKPOINT,
+    )
+    rd.write_metrics(out / rd.METRICS, rows)
+
+
+def _finish_run_dir(out: Path, model: nn.Module, cfg: TrainConfig, result: RunResult) -> None:
+    from ..runs.plots import plot_curves
+    from ..summary import profile_registered
+
+    result.macs = profile_registered(cfg.model).macs
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    rd.atomic_torch_save({"model": state, "config": cfg.to_dict(), "params": result.params}, out / rd.MODEL)
+    rd.write_json(out / rd.RESULT, result.to_dict())
+    plot_curves(result.metrics, out / rd.CURVES, title=f"{cfg.model} (seed {cfg.seed})")

@@ -1,0 +1,105 @@
+"""A parametric family of tiny CNNs whose parameter count is known before building.
+
+    stage 1: 3x3 convs (no padding) at full resolution
+    transition: 2x2 max-pool, then a 1x1 conv that narrows the channels
+    stage 2 (and further stages): 3x3 convs
+    head: global average pooling, then a linear layer to the classes
+
+Every conv is Conv(bias=False) -> BatchNorm -> ReLU (-> Dropout when > 0): a
+bias before BatchNorm is redundant, so dropping it buys parameters for free.
+A search can therefore reject an over-budget spec with `count_params(spec)`
+without constructing anything.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    stages: tuple[tuple[int, ...], ...] = ((8, 16), (16, 16, 16))  # 3x3 conv widths per stage
+    transitions: tuple[int, ...] = (10,)  # 1x1 width after each pool (one per stage boundary)
+    first_padding: int = 0  # padding of the very first conv (1 keeps 28x28 borders)
+    bn: bool = True
+    dropout: float = 0.0
+    classes: int = 10
+    in_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if len(self.transitions) != len(self.stages) - 1:
+            raise ValueError("need exactly one transition width between consecutive stages")
+        if not self.stages[-1]:
+            raise ValueError("the last stage needs at least one conv")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_params(cin: int, cout: int, k: int, bn: bool) -> int:
+    # Without BN the conv keeps its bias; with BN, gamma and beta replace it.
+    return k * k * cin * cout + (2 * cout if bn else cout)
+
+
+def count_params(spec: NetSpec) -> int:
+    """Exact trainable parameters of `build(spec)`, computed without building it."""
+    total, c = 0, spec.in_channels
+    for i, stage in enumerate(spec.stages):
+        if i > 0:
+            t = spec.transitions[i - 1]
+            total += _conv_params(c, t, 1, spec.bn)
+            c = t
+        for w in stage:
+            total += _conv_params(c, w, 3, spec.bn)
+            c = w
+    return total + c * spec.classes + spec.classes
+
+
+def output_size(spec: NetSpec, side: int = 28) -> int:
+    """Spatial side before the GAP head; must stay >= 1."""
+    for i, stage in enumerate(spec.stages):
+        if i > 0:
+            side //= 2
+        for j, _ in enumerate(stage):
+            side -= 2 - (2 * spec.first_padding if (i, j) == (0, 0) else 0)
+    return side
+
+
+class FamilyNet(nn.Module):
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        if output_size(spec) < 1:
+            raise ValueError(f"spec shrinks the image below 1x1: {spec}")
+        self.spec = spec
+        layers: list[nn.Module] = []
+        c = spec.in_channels
+        for i, stage in enumerate(spec.stages):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+                layers += self._unit(c, spec.transitions[i - 1], 1, 0)
+                c = spec.transitions[i - 1]
+            for j, w in enumerate(stage):
+                layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)
+                c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, spec.classes)
+
+    def _unit(self, cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
+        s = self.spec
+        unit: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad, bias=not s.bn)]
+        if s.bn:
+            unit.append(nn.BatchNorm2d(cout))
+        unit.append(nn.ReLU(inplace=True))
+        if s.dropout > 0:
+            unit.append(nn.Dropout(s.dropout))
+        return unit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.head(x.mean((2, 3)))
+
+
+def build(spec: NetSpec) -> FamilyNet:
+    return FamilyNet(spec)

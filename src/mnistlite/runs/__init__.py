@@ -1,0 +1,1 @@
+"""Run directories: their files, and plots of them."""

@@ -1,0 +1,156 @@
+"""A run directory: everything about one training run, under stable file names.
+
+Scripts rely on these names (see README), so they are constants here:
+
+    config.json    the full TrainConfig
+    metrics.csv    one row per epoch (METRIC_COLUMNS)
+    log.txt        what was printed
+    summary.txt    the layer table
+    curves.png     loss and accuracy curves with the 99.4% line
+    model.pt       final weights (state_dict) plus config
+    checkpoint.pt  last completed epoch, for --resume
+    result.json    the headline numbers
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..errors import MnistliteError
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+LOG = "log.txt"
+SUMMARY = "summary.txt"
+CURVES = "curves.png"
+MODEL = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+
+METRIC_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds",
+)
+TARGET = 99.4  # the challenge's test accuracy, in percent
+
+
+def default_run_dir(root: str | Path, model: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{model}-s{seed}-{stamp}"
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
+    """Create (or, when resuming, reuse) `path`, and prove it is writable now.
+
+    An existing non-empty directory is never overwritten silently: it is an
+    error unless the run resumes it.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MnistliteError(f"run directory {path} exists and is not a directory; choose another --out")
+    if not resume and path.is_dir() and any(path.iterdir()):
+        raise MnistliteError(
+            f"run directory {path} already exists and is not empty; choose another --out, "
+            f"or continue it with 'mnistlite train --resume {path}'"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # Write a probe of realistic size so a full disk shows up now, not at epoch 15.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-") as f:
+            f.write(b"\0" * (1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise MnistliteError(f"cannot write to run directory {path}: {e.strerror or e}") from None
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MnistliteError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MnistliteError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rewrite the whole CSV atomically: a crash never leaves half a row."""
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in METRIC_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def read_metrics(path: Path) -> list[dict[str, float | None]]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise MnistliteError(f"{path}: file not found; is this a run directory?") from None
+    out = []
+    for r in rows:
+        out.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
+        out[-1]["epoch"] = int(out[-1]["epoch"])
+    return out
+
+
+def summarize_metrics(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
+    """The headline numbers of result.json, derived from the per-epoch rows."""
+    test = [r["test_acc"] for r in rows]
+    val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
+    train = [r["train_acc"] for r in rows]
+    return {
+        "epochs_run": len(rows),
+        "best_test_acc": max(test),
+        "final_test_acc": test[-1],
+        "best_train_acc": max(train),
+        "final_train_acc": train[-1],
+        "epochs_at_target": [r["epoch"] for r in rows if r["test_acc"] >= target],
+        "last3_min_test_acc": min(test[-3:]),
+        "best_val_acc": max(val) if val else None,
+        "final_val_acc": val[-1] if val else None,
+        "final_test_loss": rows[-1]["test_loss"],
+    }
