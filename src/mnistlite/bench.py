@@ -19,12 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import AugmentSpec, BatchAugment
 from .config import TrainConfig
 from .data import load_dataset
 from .engine.device import resolve_device, set_threads
 from .engine.optim import build_optimizer
-from .engine.trainer import evaluate
+from .engine.trainer import build_parts, evaluate
 from .models import count_params, create_model
 
 
@@ -71,31 +70,24 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device) -> Timing:
-    """Training steps of the real fast path: randperm slices + batched augmentation."""
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, dropout=cfg.dropout).to(device).train()
-    opt = build_optimizer(model, cfg)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    aug = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
+    """Training steps of the real fast path (the trainer's own `Parts.step`)."""
+    parts = build_parts(cfg, data, device)
     x_all, y_all = data.train.images, data.train.labels
-    n, bs = len(y_all), cfg.batch_size
-    steps = -(-n // bs) if batches is None else batches
-    perm = torch.randperm(n, generator=gen, device=device)
-    seen = 0
+    n, bs = len(y_all), parts.batch_size
+    steps = parts.steps if batches is None else batches
+    perm = torch.randperm(n, generator=parts.generator, device=device)
+    parts.model.train()
 
     def step(i: int) -> int:
-        idx = perm[(i * bs) % n : (i * bs) % n + bs]
-        x, y = aug(x_all[idx]), y_all[idx]
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return len(y)
+        lo = (i * bs) % n
+        idx = perm[lo : lo + bs]
+        parts.step(x_all[idx], y_all[idx])
+        return len(idx)
 
     for i in range(3):  # warm-up: allocator, oneDNN kernels
         step(i)
     _sync(device)
-    t0 = time.perf_counter()
+    seen, t0 = 0, time.perf_counter()
     for i in range(steps):
         seen += step(i)
     _sync(device)
@@ -103,7 +95,8 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
 
 
 def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
-    model = create_model(cfg.model).to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = create_model(cfg.model).to(device).to(memory_format=fmt)
     evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
     _sync(device)
     t0 = time.perf_counter()

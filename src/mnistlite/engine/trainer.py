@@ -160,6 +160,55 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise MnistliteError(f"{path}: refused to load checkpoint (unsafe or corrupt): {first}") from None
 
 
+@dataclass
+class Parts:
+    """What one training run is made of, built the same way for `train` and the benchmark."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    augment: BatchAugment
+    generator: torch.Generator
+    batch_size: int
+    steps: int  # optimizer steps per epoch
+    autocast: Callable[[], Any]
+    memory_format: torch.memory_format
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch: augment, forward, backward, update."""
+        x = self.augment(x).contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.after_batch()
+        return logits, loss
+
+
+def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device) -> Parts:
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, dropout=cfg.dropout).to(device)
+    # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
+    # NHWC for these tiny channel counts; measured in docs/performance.md.
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # Empty pixels are normalised black, so augmentation pads with that value.
+    augment = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
+    n = len(data.train)
+    bs = min(cfg.batch_size, n)
+    # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
+    steps = n // bs + (1 if n % bs > 1 else 0)
+    optimizer = build_optimizer(model, cfg)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cfg.bf16 and device.type == "cuda" else nullcontext
+    )
+    return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -205,34 +254,19 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             download=cfg.download,
         )
     data = data.to(device)
-    train_x, train_y = data.train.images, data.train.labels
-    if cfg.channels_last and device.type == "cuda":
-        train_x = train_x.contiguous(memory_format=torch.channels_last)
+    if out is not None and ckpt is None:
+        from ..summary import profile_registered
 
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, dropout=cfg.dropout).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        prof = profile_registered(cfg.model)
+        rd.atomic_write_text(out / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
+    # Built after the profile above, which seeds the global RNG for itself.
+    parts = build_parts(cfg, data, device)
+    model, optimizer, schedule, gen = parts.model, parts.optimizer, parts.schedule, parts.generator
     params = count_params(model)
     echo(f"Model {cfg.model}: {params:,} trainable parameters | device {device}, {threads} CPU threads")
-    if out is not None and ckpt is None:
-        from ..summary import profile_model
-
-        prof = profile_model(model, cfg.model)
-        rd.atomic_write_text(out / rd.SUMMARY, prof.table + f"\nTrainable params: {params:,}\nMACs per image: {prof.macs:,}\n")
-
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    # Empty pixels are normalised black, so augmentation pads with that value.
-    augment = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
-    n = len(train_y)
-    bs = min(cfg.batch_size, n)
-    # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
-    steps = n // bs + (1 if n % bs > 1 else 0)
-    optimizer = build_optimizer(model, cfg)
-    schedule = Schedule(optimizer, cfg, steps)
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cfg.bf16 and device.type == "cuda" else nullcontext
-    )
+    train_x, train_y = data.train.images, data.train.labels
+    n, bs, steps = len(train_y), parts.batch_size, parts.steps
+    autocast = parts.autocast
 
     rows: list[dict[str, Any]] = []
     start_epoch = 1
@@ -259,15 +293,8 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             bar = tqdm(total=steps, disable=not show_bar, leave=False, dynamic_ncols=True, file=sys.stderr)
             for b in range(steps):
                 idx = perm[b * bs : (b + 1) * bs if b < steps - 1 else n]
-                x = augment(train_x[idx])
                 y = train_y[idx]
-                with autocast():
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.after_batch()
+                logits, loss = parts.step(train_x[idx], y)
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .blocks import Dropout
+
 
 @dataclass(frozen=True)
 class NetSpec:
@@ -93,7 +95,7 @@ class FamilyNet(nn.Module):
             unit.append(nn.BatchNorm2d(cout))
         unit.append(nn.ReLU(inplace=True))
         if s.dropout > 0:
-            unit.append(nn.Dropout(s.dropout))
+            unit.append(Dropout(s.dropout))
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,195 @@
+"""Multi-seed runs and their aggregate: proof instead of one lucky epoch.
+
+`run_seeds` trains one recipe under several seeds (in parallel worker
+processes where cores allow), then `aggregate` states, per epoch, the mean,
+std, min and max test accuracy across seeds, each seed's lowest accuracy over
+its last 3 epochs, and how many seeds hold the goal. Results are written to
+`consistency.json` and `consistency.png` in the sweep's folder.
+
+A seed whose run directory already holds a result for the same config is not
+trained again, so an interrupted sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .errors import MnistliteError
+from .runs import rundir as rd
+
+GOAL_EPOCHS = 3  # the goal: every seed at >= 99.4% in each of its last 3 epochs
+CONSISTENCY_JSON = "consistency.json"
+CONSISTENCY_PNG = "consistency.png"
+
+
+def parse_seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise MnistliteError(f"--seed-list must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise MnistliteError(f"--seed-list needs distinct seeds, got {text!r}")
+    return seeds
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    return out / f"seed{seed}"
+
+
+def _finished(run: Path, cfg: TrainConfig) -> bool:
+    """True when `run` already holds a complete run of exactly `cfg`."""
+    if not (run / rd.RESULT).is_file() or not (run / rd.CONFIG).is_file():
+        return False
+    try:
+        return TrainConfig.from_dict(rd.read_json(run / rd.CONFIG)) == cfg
+    except MnistliteError:
+        return False
+
+
+def _train_one(args: tuple[dict[str, Any], str, int]) -> str:
+    """Worker entry point (module level so that spawned processes can import it)."""
+    from .engine import train
+
+    cfg_dict, run, threads = args
+    cfg = TrainConfig.from_dict({**cfg_dict, "threads": threads})
+    run_path = Path(run)
+    resume = (run_path / rd.CHECKPOINT).is_file() and not (run_path / rd.RESULT).is_file()
+    if not resume and run_path.exists() and any(run_path.iterdir()):
+        # A finished run of another config, or debris without a checkpoint: keep it aside.
+        run_path.rename(run_path.with_name(run_path.name + f".old{os.getpid()}"))
+    train(cfg, run_dir=run_path, resume=resume, progress=False, quiet=True)
+    return run
+
+
+def run_seeds(
+    base: TrainConfig, seeds: list[int], out: Path, *, jobs: int = 1, echo=print
+) -> dict[str, Any]:
+    """Train `base` once per seed into `out/seed<k>/`, then aggregate."""
+    out = Path(out)
+    rd.prepare_run_dir(out, resume=True)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = max(1, min(jobs, len(seeds)))
+    # Tiny convolutions scale poorly across threads and collapse when cores are
+    # oversubscribed: give each parallel run its share of the cores.
+    threads = base.threads or max(1, cores // jobs)
+    todo = []
+    for s in seeds:
+        cfg = replace(base, seed=s)
+        run = seed_dir(out, s)
+        if _finished(run, replace(cfg, threads=threads)) or _finished(run, cfg):
+            echo(f"seed {s}: already done in {run}")
+        else:
+            todo.append((cfg.to_dict(), str(run), threads))
+    echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
+    if jobs == 1:
+        for t in todo:
+            echo(f"finished {_train_one(t)}")
+    elif todo:
+        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+        with ctx.Pool(jobs) as pool:
+            for run in pool.imap_unordered(_train_one, todo):
+                echo(f"finished {run}")
+    summary = aggregate(out, seeds)
+    rd.write_json(out / CONSISTENCY_JSON, summary)
+    plot_consistency(out, summary)
+    return summary
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def aggregate(out: Path, seeds: list[int], target: float = rd.TARGET) -> dict[str, Any]:
+    """The consistency summary of finished seed runs under `out`."""
+    runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
+    results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
+    cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
+    epochs = min(len(r) for r in runs.values())
+    per_epoch = []
+    for e in range(epochs):
+        row: dict[str, Any] = {"epoch": e + 1, "test_acc": _stats([runs[s][e]["test_acc"] for s in seeds])}
+        if all(runs[s][e].get("val_acc") is not None for s in seeds):
+            row["val_acc"] = _stats([runs[s][e]["val_acc"] for s in seeds])
+        per_epoch.append(row)
+    per_seed = {}
+    for s in seeds:
+        test = [r["test_acc"] for r in runs[s]]
+        last = test[-GOAL_EPOCHS:]
+        per_seed[str(s)] = {
+            "final_test_acc": test[-1],
+            "last3_min_test_acc": min(last),
+            "epochs_at_target": [r["epoch"] for r in runs[s] if r["test_acc"] >= target],
+            "passes_goal": min(last) >= target,
+            "final_val_acc": runs[s][-1].get("val_acc"),
+            "wall_seconds": results[s].get("wall_seconds"),
+            "run_dir": str(seed_dir(out, s)),
+        }
+    final = [per_seed[str(s)]["final_test_acc"] for s in seeds]
+    summary = {
+        "model": cfg["model"],
+        "params": results[seeds[0]]["params"],
+        "seeds": seeds,
+        "n": len(seeds),
+        "epochs": epochs,
+        "target": target,
+        "goal": f"test accuracy >= {target}% in each of the last {GOAL_EPOCHS} epochs",
+        "final_test_acc": _stats(final),
+        "last3_min_test_acc": _stats([per_seed[str(s)]["last3_min_test_acc"] for s in seeds]),
+        "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
+        "per_epoch": per_epoch,
+        "per_seed": per_seed,
+        "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads")},
+    }
+    vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
+    if all(v is not None for v in vals):
+        summary["final_val_acc"] = _stats(vals)
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    f = s["final_test_acc"]
+    lines = [
+        f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
+        f"epoch-{s['epochs']} test accuracy: {f['mean']:.2f} ± {f['std']:.2f}% (min {f['min']:.2f}, max {f['max']:.2f})",
+    ]
+    if "final_val_acc" in s:
+        v = s["final_val_acc"]
+        lines.append(f"epoch-{s['epochs']} val accuracy:  {v['mean']:.2f} ± {v['std']:.2f}%")
+    lows = ", ".join(f"{k}: {v['last3_min_test_acc']:.2f}" for k, v in s["per_seed"].items())
+    lines.append(f"lowest test accuracy over the last {GOAL_EPOCHS} epochs, per seed: {lows}")
+    lines.append(f"seeds passing the goal ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
+    lines.append("epoch  test mean ± std  (min - max)")
+    for r in s["per_epoch"]:
+        t = r["test_acc"]
+        lines.append(f"{r['epoch']:>5}  {t['mean']:6.2f} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})")
+    return "\n".join(lines)
+
+
+def plot_consistency(out: Path, s: dict[str, Any]) -> None:
+    from .runs.plots import plot_overlay
+
+    curves = {}
+    for seed, info in s["per_seed"].items():
+        rows = rd.read_metrics(Path(info["run_dir"]) / rd.METRICS)
+        curves[f"seed {seed}"] = [(r["epoch"], r["test_acc"]) for r in rows]
+    f = s["final_test_acc"]
+    title = (
+        f"{s['model']} ({s['params']:,} params): epoch {s['epochs']} {f['mean']:.2f} ± {f['std']:.2f}% "
+        f"(n={s['n']}), {s['seeds_passing_goal']}/{s['n']} hold the goal"
+    )
+    plot_overlay(curves, out / CONSISTENCY_PNG, title=title)
+
+
+def fmt_pm(stats: dict[str, float]) -> str:
+    return f"{stats['mean']:.2f} ± {stats['std']:.2f}" if not math.isnan(stats["mean"]) else "n/a"
