@@ -37,6 +37,47 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
 
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
-    "mnistlite_flagship", FLAGSHIP, ("mnistlite", "flagship", "under8k"),
+    "mnistlite_flagship", FLAGSHIP, ("mnistlite", "flagship", "ladder", "under8k"),
     "Flagship: BN-ReLU family net, pool + 1x1 transition, GAP head.",
 )
+
+# The frontier: the same shape, narrower, under 5,000 parameters.
+FRONTIER = NetSpec(stages=((6, 12), (12, 12, 12)), transitions=(8,))
+_family_model(
+    "mnistlite_frontier", FRONTIER, ("mnistlite", "frontier", "ladder", "under8k", "under5k"),
+    "Frontier: the flagship's shape at 4.5k parameters.",
+)
+
+# The budget ladder of the params -> accuracy plot: one shape, scaled in width.
+_family_model(
+    "mnistlite_2k", NetSpec(stages=((4, 8), (8, 8, 8)), transitions=(6,)), ("mnistlite", "ladder", "under8k"),
+    "Ladder point at 2.1k parameters.",
+)
+_family_model(
+    "mnistlite_3k", NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,)), ("mnistlite", "ladder", "under8k"),
+    "Ladder point at 3.4k parameters.",
+)
+_family_model(
+    "mnistlite_20k", NetSpec(stages=((12, 24), (24, 24, 24)), transitions=(16,)), ("mnistlite", "ladder"),
+    "Ladder point at 17.4k parameters, trained for 20 epochs (seed 003's setting).",
+    epochs=20,
+)
+
+
+# --- registry-free family specs (used by `mnistlite search`) --------------------
+def register_spec(name: str, spec: NetSpec, recipe: dict | None = None, *, tags: tuple[str, ...] = ("family", "search"),
+                  description: str = ""):
+    """Register family `spec` under `name` unless it already is (idempotent).
+
+    A search trains many unregistered specs; each gets a name (`family:<json>`)
+    and this entry, so the trainer, run directories and profiling treat it like
+    any zoo model. Re-registering a name with a different spec is an error.
+    """
+    from .registry import get_entry, list_models
+
+    if name in list_models():
+        existing = getattr(get_entry(name).factory, "spec", None)
+        if existing != spec:
+            raise ValueError(f"model {name!r} is already registered with another spec: {existing}")
+        return get_entry(name).factory
+    return _family_model(name, spec, tags, description or f"Family spec {name}.", **dict(recipe or {}))

@@ -1,0 +1,56 @@
+"""`mnistlite table --tag TAG`: a multi-seed table over every model with a tag.
+
+`--tag seed` makes the reproduction table (with each seed README's claim);
+`--tag ladder` (with the flagship and frontier added) the params -> accuracy
+frontier with its plot.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..consistency import parse_seed_list
+from ..errors import MnistliteError
+from ..leaderboard import load_rows, markdown_table, plot_frontier, run_table
+from ..models import list_models
+from .common import DRY_RUN, add_config_flags, add_dry_run, config_overrides
+
+
+def register(sub) -> None:
+    p = sub.add_parser("table", help="multi-seed table (and frontier plot) over every model with a tag")
+    p.add_argument("--tag", required=True, help="seed (reproductions), ladder (params -> accuracy), ...")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds 1..N per model (default 5)")
+    g.add_argument("--seed-list", metavar="S,S,...", help="exactly these seeds")
+    p.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
+    p.add_argument("--out", metavar="DIR", help="sweeps folder (default: runs/table/<tag>)")
+    p.add_argument("--markdown", metavar="FILE", help="write the table (and plot beside it) here")
+    p.add_argument("--no-train", action="store_true", help="only render from finished sweeps")
+    add_config_flags(p, skip=("model", "seed"))
+    add_dry_run(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if not list_models(args.tag):
+        raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
+    if args.seeds < 1 or args.jobs < 1:
+        raise MnistliteError("--seeds and --jobs must be at least 1")
+    seeds = parse_seed_list(args.seed_list) if args.seed_list else list(range(1, args.seeds + 1))
+    out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
+    over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
+    rows = load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
+    if not rows:
+        raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")
+    table = markdown_table(rows, claims=args.tag == "seed")
+    print(table)
+    if args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        parts = [table, ""]
+        if args.tag != "seed":
+            png = md.with_suffix(".png")
+            plot_frontier(rows, png)
+            parts.append(f"![params vs accuracy]({png.name})")
+        md.write_text("\n".join(parts) + "\n")
+        print(f"wrote {md}")
+    return 0

@@ -1,0 +1,61 @@
+"""Multi-seed aggregation and tables, on synthetic run directories."""
+import json
+
+import pytest
+
+from mnistlite.config import TrainConfig
+from mnistlite.consistency import aggregate, parse_seed_list, plot_consistency, seed_dir
+from mnistlite.errors import MnistliteError
+from mnistlite.leaderboard import markdown_table, plot_frontier
+from mnistlite.runs import rundir as rd
+
+
+def fake_run(out, seed, test_accs, model="mnistlite_flagship"):
+    run = seed_dir(out, seed)
+    run.mkdir(parents=True)
+    rows = [
+        {"epoch": e + 1, "lr": 0.1, "train_loss": 0.1, "train_acc": 99.0, "val_loss": None, "val_acc": None,
+         "test_loss": 0.02, "test_acc": a, "seconds": 1.0}
+        for e, a in enumerate(test_accs)
+    ]
+    rd.write_metrics(run / rd.METRICS, rows)
+    rd.write_json(run / rd.CONFIG, TrainConfig.for_model(model, seed=seed).to_dict())
+    rd.write_json(run / rd.RESULT, {"params": 7766, **rd.summarize_metrics(rows), "wall_seconds": 10.0})
+
+
+def test_aggregate_statistics_and_goal(tmp_path):
+    fake_run(tmp_path, 1, [99.0, 99.45, 99.50, 99.41])
+    fake_run(tmp_path, 2, [99.1, 99.39, 99.60, 99.55])  # 99.39 in its last 3: misses the goal
+    fake_run(tmp_path, 3, [98.9, 99.40, 99.42, 99.44])
+    s = aggregate(tmp_path, [1, 2, 3])
+    assert s["n"] == 3 and s["epochs"] == 4
+    assert s["final_test_acc"]["mean"] == pytest.approx((99.41 + 99.55 + 99.44) / 3)
+    assert s["final_test_acc"]["min"] == pytest.approx(99.41)
+    assert s["per_seed"]["2"]["last3_min_test_acc"] == pytest.approx(99.39)
+    assert [s["per_seed"][k]["passes_goal"] for k in "123"] == [True, False, True]
+    assert s["seeds_passing_goal"] == 2
+    assert s["per_epoch"][0]["test_acc"]["max"] == pytest.approx(99.1)
+    json.dumps(s)  # serialisable as consistency.json
+    plot_consistency(tmp_path, s)
+    assert (tmp_path / "consistency.png").stat().st_size > 1000
+
+
+def test_markdown_table_and_frontier_plot(tmp_path):
+    fake_run(tmp_path, 1, [99.0, 99.45, 99.50, 99.41])
+    fake_run(tmp_path, 2, [99.1, 99.41, 99.60, 99.55])
+    s = aggregate(tmp_path, [1, 2])
+    table = markdown_table([s], claims=True)
+    assert "`mnistlite_flagship`" in table and "2/2" in table and "(n=2)" in table
+    assert "2-4" in table  # epochs where the mean holds 99.4%
+    plot_frontier([s], tmp_path / "f.png")
+    assert (tmp_path / "f.png").is_file()
+
+
+@pytest.mark.parametrize("text", ["", "1,a", "3,3"])
+def test_bad_seed_lists(text):
+    with pytest.raises(MnistliteError):
+        parse_seed_list(text)
+
+
+def test_seed_list_parses():
+    assert parse_seed_list("7, 8,9") == [7, 8, 9]
