@@ -29,11 +29,15 @@ class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
         self.per_batch = cfg.scheduler == "onecycle"
         self.sched: torch.optim.lr_scheduler.LRScheduler | None
-        if cfg.scheduler == "onecycle":
+        total = cfg.epochs * steps_per_epoch
+        if cfg.scheduler == "onecycle" and total >= 4:
             cycle_momentum = cfg.optimizer == "sgd" and cfg.momentum > 0
+            # OneCycleLR divides by the length of each phase: on a tiny smoke run
+            # (a few batches) give every phase at least two steps.
+            pct = min(max(cfg.pct_start, 2.0 / total), 1.0 - 2.0 / total)
             self.sched = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                pct_start=cfg.pct_start, div_factor=cfg.div_factor,
+                pct_start=pct, div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor, anneal_strategy=cfg.anneal_strategy,
                 three_phase=cfg.three_phase, cycle_momentum=cycle_momentum,
             )

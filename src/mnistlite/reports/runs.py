@@ -1,0 +1,192 @@
+"""A run directory read back for reports: everything a report needs, no training.
+
+The numbers come from metrics.csv (the per-epoch rows) through
+`rundir.summarize_metrics`, the same function that wrote result.json, so a
+report and result.json never disagree. Params, MACs and wall time come from
+result.json, or, for a run still in progress, from summary.txt and the rows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import MnistliteError
+from ..runs import rundir as rd
+
+# Files a run directory may hold; a directory holding anything else is not
+# deleted when an experiment restarts an interrupted run in it.
+RUN_FILES = frozenset({rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT})
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]  # metrics.csv, one row per finished epoch
+    result: dict[str, Any] | None  # result.json; None while the run is unfinished
+    layer_table: str | None  # summary.txt
+    log: str | None  # log.txt
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", "?"))
+
+    @property
+    def seed(self) -> int | None:
+        s = self.config.get("seed")
+        return int(s) if s is not None else None
+
+    @property
+    def complete(self) -> bool:
+        return self.result is not None
+
+    @property
+    def planned_epochs(self) -> int | None:
+        e = self.config.get("epochs")
+        return int(e) if e is not None else None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return rd.summarize_metrics(self.rows) if self.rows else {}
+
+    @property
+    def params(self) -> int | None:
+        if self.result and self.result.get("params") is not None:
+            return int(self.result["params"])
+        return _table_number(self.layer_table, r"Trainable params:\s*([\d,]+)")
+
+    @property
+    def macs(self) -> int | None:
+        if self.result and self.result.get("macs") is not None:
+            return int(self.result["macs"])
+        return _table_number(self.layer_table, r"MACs per image:\s*([\d,]+)")
+
+    @property
+    def resumed(self) -> bool:
+        return "Resumed after epoch" in (self.log or "")
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """result.json's wall time; for a resumed or unfinished run, the sum of its epochs' times
+        (result.json then counts only the last session)."""
+        if self.result and self.result.get("wall_seconds") is not None and not self.resumed:
+            return float(self.result["wall_seconds"])
+        secs = [r.get("seconds") for r in self.rows]
+        return float(sum(s for s in secs if s is not None)) if self.rows else None
+
+
+def _table_number(text: str | None, pattern: str) -> int | None:
+    m = re.search(pattern, text or "")
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / rd.CONFIG).is_file()
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run directory; MnistliteError if it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MnistliteError(f"{path}: no such directory")
+    if not is_run_dir(path):
+        raise MnistliteError(f"{path}: not a run directory (no {rd.CONFIG})")
+    config = rd.read_json(path / rd.CONFIG)
+    if not isinstance(config, dict):
+        raise MnistliteError(f"{path / rd.CONFIG}: expected a JSON object")
+    rows = rd.read_metrics(path / rd.METRICS) if (path / rd.METRICS).is_file() else []
+    result = rd.read_json(path / rd.RESULT) if (path / rd.RESULT).is_file() else None
+    return RunRecord(
+        path=path,
+        config=config,
+        rows=rows,
+        result=result,
+        layer_table=_read_text(path / rd.SUMMARY),
+        log=_read_text(path / rd.LOG),
+    )
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
+    """The log from the start of epoch `last_epoch - epochs + 1` to the end.
+
+    A resumed run's log repeats epoch headers; the last occurrence wins.
+    """
+    if not log:
+        return ""
+    lines = log.rstrip("\n").splitlines()
+    first = max(1, last_epoch - epochs + 1)
+    starts = [i for i, line in enumerate(lines) if line.strip() == f"Epoch {first}"]
+    return "\n".join(lines[starts[-1]:] if starts else lines[-4 * epochs:])
+
+
+# --- architecture features, for "what changed from the previous step" ------------
+
+
+@lru_cache(maxsize=None)
+def _architecture(model: str, dropout: float | None) -> tuple[tuple[str, str], ...]:
+    import torch
+    from torch import nn
+
+    from ..models import create_model
+
+    torch.manual_seed(0)
+    net = create_model(model, dropout=dropout).eval()
+    calls: list[tuple[nn.Module, tuple[int, ...]]] = []  # leaf modules in call order, with output shapes
+
+    def hook(mod, inp, out):
+        calls.append((mod, tuple(out.shape)))
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 1, 28, 28))
+    finally:
+        for h in handles:
+            h.remove()
+
+    convs = [m for m, _ in calls if isinstance(m, nn.Conv2d)]
+    bns = [m for m, _ in calls if isinstance(m, nn.BatchNorm2d)]
+    drops = [m.p for m, _ in calls if isinstance(m, nn.Dropout) and m.p > 0]
+    pools = [m for m, _ in calls if isinstance(m, nn.MaxPool2d)]
+    linears = [m for m, _ in calls if isinstance(m, nn.Linear)]
+    # Global average pooling: the map collapses to 1x1 through an average pool,
+    # or disappears between two layers (a functional mean before a Linear head).
+    gap, last_side = False, 28
+    for m, o in calls:
+        if len(o) == 4:
+            if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) and o[2] * o[3] == 1 and last_side > 1:
+                gap = True
+            last_side = o[2]
+        elif isinstance(m, nn.Linear) and last_side > 1:
+            gap = True
+    rates = sorted(set(drops))
+    return (
+        ("convolutions", str(len(convs))),
+        ("conv widths", "-".join(str(c.out_channels) for c in convs)),
+        ("1x1 convs", str(sum(1 for c in convs if c.kernel_size == (1, 1)))),
+        ("conv bias", "yes" if any(c.bias is not None for c in convs) else "no"),
+        ("BatchNorm layers", str(len(bns))),
+        ("dropout", f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none"),
+        ("max-pools", str(len(pools))),
+        ("GAP", "yes" if gap else "no"),
+        ("linear layers", str(len(linears))),
+    )
+
+
+def architecture(model: str, dropout: float | None = None) -> dict[str, str]:
+    """Comparable features of a registered model ({} if it is not registered)."""
+    try:
+        return dict(_architecture(model, dropout))
+    except MnistliteError:
+        return {}
