@@ -1,0 +1,272 @@
+"""model.pt -> ONNX, verified against torch with onnxruntime; optional int8 variants.
+
+The graph is exported with the TorchScript-based exporter (`dynamo=False`):
+it writes the requested opset exactly (the dynamo exporter starts at opset 18
+and needs onnxscript), keeps the weights inside the one file, and handles
+these small CNNs completely. The batch axis is dynamic; input "input"
+(N, 1, 28, 28) float32, normalised; output "logits" (N, classes).
+
+The metadata_props carry what `predict`/`serve` need to use the file alone:
+mean, std, model name, classes, parameter count and test accuracy.
+
+Verification runs the first VERIFY_N test images through both torch and
+onnxruntime: the largest absolute logit difference must stay within `atol`
+and every argmax must agree, or the export fails and no file is left behind.
+
+Quantisation (onnxruntime.quantization) writes `<stem>.int8-dynamic.onnx`
+and/or `<stem>.int8-static.onnx` beside the float file. Dynamic: int8 weights,
+activations quantised on the fly. Static: QDQ format, int8 weights per
+channel, activation ranges calibrated (MinMax) on CALIB_N training images.
+Each is scored on the full test set next to the float model.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import MnistliteError
+from . import require
+from .predict import (
+    META_CLASSES, META_DATASET, META_MEAN, META_MODEL, META_PARAMS, META_STD, META_TEST_ACC, META_VERSION,
+    OnnxPredictor, RunModel, load_run,
+)
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 11, 20
+VERIFY_N = 1000
+ATOL = 1e-3
+CALIB_N = 500
+QUANT_MODES = ("dynamic", "static")
+INPUT, OUTPUT = "input", "logits"
+
+
+@dataclass
+class ExportReport:
+    model: str
+    params: int
+    path: Path
+    opset: int
+    size_bytes: int
+    verify_n: int
+    max_abs_diff: float
+    argmax_agree: int
+    torch_test_acc: float | None = None  # full test set, percent
+    onnx_test_acc: float | None = None
+    test_n: int = 0
+    quantized: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["path"] = str(self.path)
+        return d
+
+
+def metadata_for(run: RunModel) -> dict[str, str]:
+    import json
+
+    meta = {
+        META_MODEL: run.config.model,
+        META_MEAN: repr(float(run.mean)),
+        META_STD: repr(float(run.std)),
+        META_CLASSES: json.dumps(run.classes),
+        META_DATASET: run.config.dataset,
+        META_PARAMS: str(run.params),
+        META_VERSION: __version__,
+    }
+    if run.test_acc is not None:
+        meta[META_TEST_ACC] = repr(run.test_acc)
+    return meta
+
+
+def set_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Replace the mnistlite.* metadata_props of the ONNX file at `path`, in place."""
+    onnx = require("onnx", "ONNX export")
+    m = onnx.load(str(path))
+    keep = [p for p in m.metadata_props if p.key not in meta]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    m.doc_string = f"mnistlite {meta.get(META_MODEL, '')}: input (N,1,28,28) normalised with mnistlite.mean/std"
+    onnx.save(m, str(path))
+
+
+def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis."""
+    require("onnx", "ONNX export")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise MnistliteError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    model = model.eval().cpu()
+    dummy = torch.zeros(2, 1, 28, 28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
+        torch.onnx.export(
+            model, (dummy,), str(path), input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, do_constant_folding=True, dynamo=False,
+        )
+
+
+def compare(model: torch.nn.Module, onnx_path: Path, images: torch.Tensor) -> tuple[float, int]:
+    """(max |logit difference|, number of equal argmaxes) of torch vs onnxruntime on `images`."""
+    with torch.inference_mode():
+        ref = model.eval()(images).float().numpy()
+    got = OnnxPredictor(onnx_path).logits(images)
+    return float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
+
+
+def accuracy(logits_fn: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, labels: torch.Tensor,
+             batch: int = 2000) -> tuple[float, np.ndarray]:
+    """(accuracy in percent, the argmax of every image)."""
+    pred = np.concatenate([logits_fn(images[s : s + batch]).argmax(1) for s in range(0, len(labels), batch)])
+    return 100.0 * float((pred == labels.numpy()).mean()), pred
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over a tensor of images, batches of 50."""
+
+    def __init__(self, images: torch.Tensor, batch: int = 50):
+        self.batches = [images[s : s + batch].numpy() for s in range(0, len(images), batch)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {INPUT: self.batches[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None = None) -> None:
+    q = require("onnxruntime.quantization", "int8 quantisation")
+    with tempfile.TemporaryDirectory(prefix="mnistlite-quant-") as tmp:
+        prep = Path(tmp) / "prep.onnx"
+        # Shape inference + graph optimisation first, as onnxruntime recommends.
+        q.quant_pre_process(str(float_path), str(prep), skip_symbolic_shape=True)
+        if mode == "dynamic":
+            q.quantize_dynamic(str(prep), str(out), weight_type=q.QuantType.QUInt8)
+        elif mode == "static":
+            assert calib is not None
+            q.quantize_static(
+                str(prep), str(out), _Calibration(calib), quant_format=q.QuantFormat.QDQ,
+                activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
+                calibrate_method=q.CalibrationMethod.MinMax,
+            )
+        else:
+            raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
+
+
+def default_out(run: RunModel) -> Path:
+    return run.path.parent / "model.onnx"
+
+
+def quant_path(out: Path, mode: str) -> Path:
+    return out.with_name(f"{out.stem}.int8-{mode}{out.suffix}")
+
+
+def _data(run: RunModel, data_dir: str | None):
+    from ..data import load_dataset
+
+    chosen = data_dir or (run.config.data_dir if run.config.data_dir and Path(run.config.data_dir).is_dir() else None)
+    return load_dataset(run.config.dataset, data_dir=chosen, download=run.config.download)
+
+
+def export_run(
+    model_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    quantize_modes: tuple[str, ...] | list[str] = (),
+    data_dir: str | None = None,
+    atol: float = ATOL,
+    verify_n: int = VERIFY_N,
+    echo: Callable[[str], None] = lambda s: None,
+) -> ExportReport:
+    """Export, verify and (optionally) quantise the model of a run directory or model.pt."""
+    for m in quantize_modes:
+        if m not in QUANT_MODES:
+            raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {m!r}")
+    require("onnxruntime", "verifying the export")
+    run = load_run(model_path)
+    out = Path(out) if out else default_out(run)
+    if out.suffix.lower() != ".onnx":
+        raise MnistliteError(f"--out {out}: the file name must end in .onnx")
+    if out.is_dir():
+        raise MnistliteError(f"--out {out} is a directory; give a file name ending in .onnx")
+    if not out.parent.is_dir():
+        raise MnistliteError(f"--out {out}: folder {out.parent} does not exist")
+    data = _data(run, data_dir)
+    test = data.test
+    n = min(verify_n, len(test))
+    model = run.model.eval()
+
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}-", suffix=".onnx")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        export_onnx(model, tmp, opset)
+        set_metadata(tmp, metadata_for(run))
+        diff, agree = compare(model, tmp, test.images[:n])
+        if agree != n or not diff <= atol:
+            raise MnistliteError(
+                f"verification failed on {n} test images: max |logit diff| {diff:.3g} (limit {atol:g}), "
+                f"argmax agrees on {agree}/{n}; no file written"
+            )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report = ExportReport(
+        model=run.config.model, params=run.params, path=out, opset=opset, size_bytes=out.stat().st_size,
+        verify_n=n, max_abs_diff=diff, argmax_agree=agree, test_n=len(test),
+    )
+    echo(
+        f"Exported {run.config.model} ({run.params:,} params) -> {out}\n"
+        f"  ONNX opset {opset}, dynamic batch axis, {_size(report.size_bytes)}; "
+        f"input '{INPUT}' (N,1,28,28) normalised with mean {run.mean} std {run.std} (stored in the metadata)"
+    )
+    echo(
+        f"  verified with onnxruntime on {n:,} test images: max |logit diff| vs torch {diff:.2e} "
+        f"(limit {atol:g}), argmax agrees on {agree:,}/{n:,}"
+    )
+    float_pred = OnnxPredictor(out)
+    with torch.inference_mode():
+        report.torch_test_acc = accuracy(lambda x: model(x).numpy(), test.images, test.labels)[0]
+    report.onnx_test_acc, float_argmax = accuracy(float_pred.logits, test.images, test.labels)
+    echo(f"  test accuracy ({len(test):,} images): torch {report.torch_test_acc:.2f}%, "
+         f"onnx float {report.onnx_test_acc:.2f}%")
+    for mode in quantize_modes:
+        qpath = quant_path(out, mode)
+        calib = data.train.images[:CALIB_N] if mode == "static" else None
+        quantize(out, qpath, mode, calib)
+        set_metadata(qpath, metadata_for(run))
+        qacc, q_argmax = accuracy(OnnxPredictor(qpath).logits, test.images, test.labels)
+        agree_q = int((q_argmax == float_argmax).sum())
+        entry = {
+            "mode": mode, "path": str(qpath), "size_bytes": qpath.stat().st_size, "test_acc": qacc,
+            "float_test_acc": report.onnx_test_acc, "argmax_agree_with_float": agree_q,
+            "calibration_images": len(calib) if calib is not None else 0,
+        }
+        report.quantized.append(entry)
+        how = f"calibrated on {len(calib)} training images" if calib is not None else "weights only, activations at run time"
+        echo(
+            f"Quantized int8 ({mode}, {how}) -> {qpath}, {_size(entry['size_bytes'])}\n"
+            f"  test accuracy {qacc:.2f}% (float {report.onnx_test_acc:.2f}%, "
+            f"{qacc - report.onnx_test_acc:+.2f} points); same argmax as float on {agree_q:,}/{len(test):,}"
+        )
+    return report
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes ({n / 1024:.1f} KiB)"

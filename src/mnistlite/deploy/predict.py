@@ -1,0 +1,231 @@
+"""One interface over the three things a user may point at: a run directory,
+a model.pt, or an exported .onnx file.
+
+    p = load_predictor("runs/mnistlite_flagship-s1-...")   # or .../model.pt, or model.onnx
+    p.info.params, p.info.test_acc                           # what the page shows
+    p.classify(preprocess_image("digit.png", p.info.mean, p.info.std))
+
+model.pt is loaded with weights_only=True (a crafted pickle cannot run code);
+an .onnx carries what preprocessing needs (mean, std, model name, classes) in
+its metadata_props, written by `mnistlite export` (keys in META_*).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MnistliteError
+from ..runs import rundir as rd
+from . import require
+from .preprocess import Source, preprocess_image
+
+# ONNX metadata_props keys written by `mnistlite export`.
+META_PREFIX = "mnistlite."
+META_MODEL = META_PREFIX + "model"
+META_MEAN = META_PREFIX + "mean"
+META_STD = META_PREFIX + "std"
+META_CLASSES = META_PREFIX + "classes"  # JSON list
+META_DATASET = META_PREFIX + "dataset"
+META_PARAMS = META_PREFIX + "params"
+META_TEST_ACC = META_PREFIX + "test_acc"  # percent, from result.json; absent when unknown
+META_VERSION = META_PREFIX + "version"
+
+
+@dataclass
+class ModelInfo:
+    model: str
+    params: int | None
+    test_acc: float | None  # percent, final epoch, from result.json (or the ONNX metadata)
+    mean: float
+    std: float
+    classes: list[str]
+    dataset: str
+    backend: str  # "torch" | "onnxruntime"
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunModel:
+    """A model.pt loaded back: the eval-mode module plus what the run recorded about it."""
+
+    model: nn.Module
+    config: Any  # TrainConfig
+    params: int
+    result: dict[str, Any] | None
+    path: Path  # the model.pt
+    mean: float
+    std: float
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def test_acc(self) -> float | None:
+        acc = (self.result or {}).get("final_test_acc")
+        return float(acc) if isinstance(acc, (int, float)) else None
+
+
+def load_run(path: str | Path) -> RunModel:
+    """A run directory or a model.pt (checkpoint.pt works too) -> RunModel."""
+    from ..config import TrainConfig
+    from ..data import DATASETS
+    from ..engine.trainer import load_checkpoint
+    from ..models import count_params, create_model
+
+    path = Path(path)
+    pt = path / rd.MODEL if path.is_dir() else path
+    if not pt.is_file():
+        if path.is_dir():
+            raise MnistliteError(f"{path}: not a finished run directory (no {rd.MODEL}); train one with 'mnistlite train'")
+        raise MnistliteError(f"{path}: no such file or directory")
+    ckpt = load_checkpoint(pt)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
+        raise MnistliteError(f"{pt}: not a mnistlite model file (expected a dict with 'model' and 'config')")
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = create_model(cfg.model, dropout=cfg.dropout)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise MnistliteError(f"{pt}: weights do not fit model {cfg.model!r}: {first}") from None
+    model.eval()
+    result = None
+    if (pt.parent / rd.RESULT).is_file():
+        try:
+            result = rd.read_json(pt.parent / rd.RESULT)
+        except MnistliteError:
+            result = None  # a damaged result.json only loses the accuracy display
+    spec = DATASETS.get(cfg.dataset)
+    if spec is None:
+        raise MnistliteError(f"{pt}: trained on unknown data set {cfg.dataset!r}")
+    return RunModel(
+        model=model, config=cfg, params=int(ckpt.get("params") or count_params(model)),
+        result=result if isinstance(result, dict) else None, path=pt,
+        mean=spec.mean, std=spec.std, classes=list(spec.classes),
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Predictor:
+    """Logits for normalised (N, 1, 28, 28) batches, whatever the backend."""
+
+    info: ModelInfo
+
+    def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def probs(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        return softmax(self.logits(x).astype(np.float64))
+
+    def classify(self, x: torch.Tensor | np.ndarray, top: int = 3) -> list[dict[str, Any]]:
+        """One dict per image: digit (class index), label, probs (all classes), topk."""
+        out = []
+        for p in self.probs(x):
+            order = np.argsort(-p, kind="stable")[:top]
+            out.append({
+                "digit": int(order[0]),
+                "label": self.info.classes[order[0]],
+                "prob": round(float(p[order[0]]), 6),
+                "top": [{"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in order],
+                "probs": [round(float(v), 6) for v in p],
+            })
+        return out
+
+    def preprocess(self, src: Source) -> torch.Tensor:
+        return preprocess_image(src, self.info.mean, self.info.std)
+
+    def predict_image(self, src: Source) -> dict[str, Any]:
+        return self.classify(self.preprocess(src))[0]
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, run: RunModel):
+        self.model = run.model.eval()
+        self.info = ModelInfo(
+            model=run.config.model, params=run.params, test_acc=run.test_acc, mean=run.mean, std=run.std,
+            classes=run.classes, dataset=run.config.dataset, backend="torch", path=str(run.path),
+        )
+
+    @torch.inference_mode()
+    def logits(self, x):
+        x = torch.as_tensor(x, dtype=torch.float32)
+        return self.model(x).float().numpy()
+
+
+class OnnxPredictor(Predictor):
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = require("onnxruntime", "running an .onnx model")
+        path = Path(path)
+        if not path.is_file():
+            raise MnistliteError(f"{path}: no such file")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only: no warnings on stderr for every session
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own types for a bad file
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise MnistliteError(f"{path}: not a loadable ONNX model: {first}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_MEAN not in meta or META_STD not in meta:
+            raise MnistliteError(
+                f"{path}: no normalisation metadata ({META_MEAN}, {META_STD}); export it with 'mnistlite export'"
+            )
+        try:
+            classes = json.loads(meta.get(META_CLASSES) or "null") or [str(i) for i in range(10)]
+            self.info = ModelInfo(
+                model=meta.get(META_MODEL, path.stem),
+                params=int(meta[META_PARAMS]) if meta.get(META_PARAMS) else None,
+                test_acc=float(meta[META_TEST_ACC]) if meta.get(META_TEST_ACC) else None,
+                mean=float(meta[META_MEAN]), std=float(meta[META_STD]), classes=[str(c) for c in classes],
+                dataset=meta.get(META_DATASET, "mnist"), backend="onnxruntime", path=str(path),
+            )
+        except (ValueError, TypeError) as e:
+            raise MnistliteError(f"{path}: malformed mnistlite metadata: {e}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, x):
+        x = np.ascontiguousarray(torch.as_tensor(x, dtype=torch.float32).numpy())
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
+    """A run directory (its model.pt, else its model.onnx), a model.pt, or an .onnx file."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return OnnxPredictor(path, threads)
+    if path.is_dir() and not (path / rd.MODEL).exists() and (path / "model.onnx").is_file():
+        return OnnxPredictor(path / "model.onnx", threads)
+    return TorchPredictor(load_run(path))
+
+
+def predict_files(predictor: Predictor, files: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One entry per file, in order: the prediction, or {"file", "error"} for a file that failed."""
+    entries: list[dict[str, Any]] = []
+    batch: list[torch.Tensor] = []
+    slots: list[int] = []
+    for f in files:
+        try:
+            batch.append(predictor.preprocess(f))
+            slots.append(len(entries))
+            entries.append({"file": str(f)})
+        except MnistliteError as e:
+            entries.append({"file": str(f), "error": str(e)})
+    if batch:
+        for i, pred in zip(slots, predictor.classify(torch.cat(batch))):
+            entries[i].update(pred)
+    return entries
