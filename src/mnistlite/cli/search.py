@@ -1,0 +1,131 @@
+"""`mnistlite search`: architecture + recipe search under a parameter budget (Optuna).
+
+Chosen on the validation split only; the test set is read once per seed by
+--retrain-best, after the search. Many workers (processes or machines) join one
+study through a shared --storage URL. See docs/search.md.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import MnistliteError
+from ..models.registry import BUDGET
+
+DEFAULT_TRIALS = 20
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search", help="search architecture + recipe under a parameter budget (Optuna; val split only)",
+        description="Search family architectures and their recipe under --budget parameters. The objective "
+                    "is the final-epoch accuracy on a held-out validation split; the test set is never used "
+                    "by the search. Start the same command on several machines with one --storage URL and "
+                    "--study to share the work.",
+    )
+    p.add_argument("--budget", type=int, default=BUDGET, help=f"most trainable parameters (default {BUDGET})")
+    p.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
+    p.add_argument("--trials", type=int, default=None,
+                   help=f"trained trials the study should reach, over all workers (default {DEFAULT_TRIALS}; "
+                        "over-budget configs are rejected at once and do not count)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage URL (default sqlite:///<out>/search.db); postgresql://... for many machines")
+    p.add_argument("--study", metavar="NAME", help="study name (default search-<budget>)")
+    p.add_argument("--val-size", type=int, default=5000, help="held-out validation images (default 5000)")
+    p.add_argument("--limit-train", type=int, default=0, metavar="N", help="train on the first N training images")
+    p.add_argument("--out", metavar="DIR", default="runs/search", help="output folder (default runs/search)")
+    p.add_argument("--show", action="store_true",
+                   help="print the best trials; write best_trials.json, history.png, importances.png")
+    p.add_argument("--retrain-best", action="store_true",
+                   help="retrain the best trial on the full training set (val-size 0), then test once per seed")
+    p.add_argument("--seeds", type=int, default=5, help="seeds for --retrain-best (default 5)")
+    p.add_argument("--retrain-epochs", type=int, default=None,
+                   help="epochs for --retrain-best (default: the study's --epochs)")
+    p.add_argument("--retrain-limit-train", type=int, default=0, metavar="N",
+                   help="--retrain-best on the first N training images only (smoke runs; default all)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"], help="default median")
+    p.add_argument("--startup-trials", type=int, default=8, help="random trials before TPE (default 8)")
+    p.add_argument("--sampler-seed", type=int, default=None, help="TPE seed (default random; differ per worker)")
+    p.add_argument("--seed", type=int, default=1, help="training seed of every trial (default 1)")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S",
+                   help="seconds between trial heartbeats; a trial silent for 2x this is failed and retried once")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="data root holding MNIST/raw/")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per worker (default 1: nets this small gain more from one worker per "
+                        "core than from threads; 0 = all cores)")
+    p.set_defaults(func=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.budget < 100:
+        raise MnistliteError(f"--budget must be at least 100, got {args.budget}")
+    if args.epochs < 1:
+        raise MnistliteError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.trials is not None and args.trials < 0:
+        raise MnistliteError(f"--trials must be 0 or more, got {args.trials}")
+    if args.val_size < 1:
+        raise MnistliteError("--val-size must be at least 1: the search is scored on the validation split")
+    if args.limit_train < 0:
+        raise MnistliteError(f"--limit-train must be 0 or more, got {args.limit_train}")
+    if args.retrain_limit_train < 0:
+        raise MnistliteError(f"--retrain-limit-train must be 0 or more, got {args.retrain_limit_train}")
+    if args.retrain_epochs is not None and args.retrain_epochs < 1:
+        raise MnistliteError(f"--retrain-epochs must be at least 1, got {args.retrain_epochs}")
+    if args.seeds < 1:
+        raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.startup_trials < 0:
+        raise MnistliteError(f"--startup-trials must be 0 or more, got {args.startup_trials}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise MnistliteError(f"--timeout must be positive, got {args.timeout}")
+    if args.heartbeat < 1:
+        raise MnistliteError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    from ..search import storage as st
+    from ..search import study as ss
+
+    out = Path(args.out)
+    # Searching is the default; --show / --retrain-best alone only report on the study.
+    trials = args.trials if args.trials is not None else (0 if args.show or args.retrain_best else DEFAULT_TRIALS)
+    if args.storage:
+        url = args.storage
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        url = st.sqlite_url(out / "search.db")
+    storage = st.make_storage(url, heartbeat_interval=args.heartbeat)
+    name = args.study or f"search-{args.budget}"
+    protocol = ss.Protocol(
+        budget=args.budget, epochs=args.epochs, val_size=args.val_size, limit_train=args.limit_train,
+        dataset=args.dataset, seed=args.seed,
+    )
+    run_fields = {"device": args.device, "threads": args.threads}
+    if trials > 0:
+        study = ss.open_search_study(
+            storage, name, protocol,
+            sampler=ss.make_sampler(args.sampler_seed, args.startup_trials),
+            pruner=ss.make_pruner(args.pruner, args.epochs),
+        )
+        data = ss.load_search_data(protocol, data_dir=args.data_dir)
+        print(f"study {name} in {st.redact(url)}: {trials} trials of {args.epochs} epoch(s), budget "
+              f"{args.budget:,} params, {len(data.train):,} train / {len(data.val):,} val images")
+        ss.run_search_worker(study, ss.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout)
+        best = ss.best_trials(study, 1)
+        if best:
+            t = best[0]
+            print(f"best so far: trial {t.number}, val {t.value:.2f}%, {t.user_attrs.get('params'):,} params, "
+                  f"{t.user_attrs.get('arch')}")
+    else:
+        study = ss.load_study(storage, name)
+    if args.show:
+        ss.show_study(study, out)
+    if args.retrain_best:
+        ss.retrain_best(
+            study, args.seeds, out, epochs=args.retrain_epochs, limit_train=args.retrain_limit_train,
+            data_dir=args.data_dir, run=run_fields,
+        )
+    return 0

@@ -1,0 +1,122 @@
+"""The search space: Optuna suggestions -> a family NetSpec and a training recipe.
+
+Architecture (models/family.py): 2 or 3 stages; per stage 1-4 convs (the
+ranges keep the feature map at least 1x1 for every choice, so no geometry is
+ever rejected); a width per conv and per 1x1 transition; the first conv's
+padding; dropout. BatchNorm is always on. The parameter count of a spec is
+exact by formula (`family.count_params`), so an over-budget spec is rejected
+before anything is built: the trial is pruned at once with user attrs
+`over_budget` (its count) and `rejected`, and does not count towards the
+number of trials a study asks for.
+
+Recipe: one-cycle SGD + Nesterov (the zoo's BASE_RECIPE) with max_lr,
+pct_start, weight decay, rotation/translate/scale strength, batch size
+(64/128/256) and label smoothing searched.
+
+Trials train a spec under the name `family:<json>` (`spec_name`), which
+`ensure_registered` puts in the process's model registry on first use.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..models.family import NetSpec, count_params, output_size
+
+WIDTHS = (4, 24, 2)  # low, high, step of every conv and transition width
+MAX_BLOCKS = {2: (3, 4), 3: (3, 2, 1)}  # stages -> most convs per stage (keeps the map >= 1x1)
+BATCH_SIZES = (64, 128, 256)
+
+# Searched recipe fields; everything else comes from mnistlite_zoo.BASE_RECIPE.
+RECIPE_KEYS = (
+    "max_lr", "pct_start", "weight_decay", "rotation", "translate", "scale", "batch_size", "label_smoothing",
+)
+
+
+class OverBudget(Exception):
+    """Raised by `suggest_spec` when the suggested spec has more parameters than the budget."""
+
+    def __init__(self, spec: NetSpec, params: int, budget: int):
+        super().__init__(f"{params:,} parameters > budget {budget:,}")
+        self.spec, self.params, self.budget = spec, params, budget
+
+
+def suggest_spec(trial, budget: int) -> NetSpec:
+    """A NetSpec from `trial`'s suggestions; `OverBudget` when it would not fit.
+
+    Only architecture parameters are suggested before the budget check, so a
+    rejected trial tells the sampler nothing about the recipe.
+    """
+    n_stages = trial.suggest_int("stages", 2, 3)
+    lo, hi, step = WIDTHS
+    stages: list[tuple[int, ...]] = []
+    transitions: list[int] = []
+    for i, most in enumerate(MAX_BLOCKS[n_stages], start=1):
+        if i > 1:
+            transitions.append(trial.suggest_int(f"t{i - 1}", lo, hi, step=step))
+        # Dynamic upper bound: Optuna allows an int range to differ between trials.
+        blocks = trial.suggest_int(f"blocks{i}", 1, most) if most > 1 else 1
+        stages.append(tuple(trial.suggest_int(f"w{i}_{j}", lo, hi, step=step) for j in range(1, blocks + 1)))
+    spec = NetSpec(
+        stages=tuple(stages),
+        transitions=tuple(transitions),
+        first_padding=trial.suggest_int("first_padding", 0, 1),
+        bn=True,
+        dropout=round(trial.suggest_float("dropout", 0.0, 0.15), 4),
+    )
+    assert output_size(spec) >= 1, spec  # guaranteed by MAX_BLOCKS
+    params = count_params(spec)
+    if params > budget:
+        raise OverBudget(spec, params, budget)
+    return spec
+
+
+def suggest_recipe(trial) -> dict[str, Any]:
+    """TrainConfig overrides for one trial."""
+    return {
+        "max_lr": trial.suggest_float("max_lr", 0.01, 0.3, log=True),
+        "pct_start": trial.suggest_float("pct_start", 0.1, 0.4),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True),
+        "rotation": trial.suggest_float("rotation", 0.0, 15.0),
+        "translate": trial.suggest_float("translate", 0.0, 0.15),
+        "scale": trial.suggest_float("scale", 0.0, 0.15),
+        "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
+        "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.1),
+    }
+
+
+def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
+    d = spec.to_dict()
+    d["stages"] = [list(s) for s in spec.stages]
+    d["transitions"] = list(spec.transitions)
+    return d
+
+
+def spec_from_dict(d: dict[str, Any]) -> NetSpec:
+    d = dict(d)
+    d["stages"] = tuple(tuple(int(w) for w in s) for s in d["stages"])
+    d["transitions"] = tuple(int(t) for t in d["transitions"])
+    return NetSpec(**d)
+
+
+def spec_name(spec: NetSpec) -> str:
+    """`family:<compact json>`: the registry name a trial's model trains under."""
+    return "family:" + json.dumps(spec_to_dict(spec), separators=(",", ":"), sort_keys=True)
+
+
+def describe_spec(spec: NetSpec) -> str:
+    """Short human form, e.g. `8-16 |10| 16-16-16 pad0 drop0.05`."""
+    parts = ["-".join(map(str, spec.stages[0]))]
+    for t, stage in zip(spec.transitions, spec.stages[1:]):
+        parts += [f"|{t}|", "-".join(map(str, stage))]
+    extra = f" pad{spec.first_padding}" + (f" drop{spec.dropout:g}" if spec.dropout else "")
+    return " ".join(parts) + extra + ("" if spec.bn else " noBN")
+
+
+def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None, name: str | None = None) -> str:
+    """Register `spec` (idempotently) and return its model name."""
+    from ..models.mnistlite_zoo import register_spec
+
+    name = name or spec_name(spec)
+    register_spec(name, spec, recipe or {})
+    return name

@@ -1,0 +1,226 @@
+"""Optuna storage for many workers: heartbeats, stale-trial recovery, trial claiming.
+
+Searches and sweeps share this layer. The storage is an `RDBStorage` (SQLite
+file or PostgreSQL URL) with Optuna's heartbeat switched on: a worker that
+holds a trial records a heartbeat every `heartbeat_interval` seconds from a
+side thread; a trial whose heartbeat is older than `grace_period` is failed by
+whichever worker next calls `fail_stale()`, and `RetryHeartbeatStaleTrialCallback`
+(max_retry, default 1) re-enqueues it as a WAITING copy with the same params
+and user attrs, which the next free worker picks up.
+
+Optuna starts heartbeats only inside `Study.optimize`; the workers here use
+ask/tell (they must decide whether to start a trial at all), so they run the
+heartbeat thread themselves with `heartbeat(storage, trial_id)`.
+
+Nothing here imports torch: sweep workers that run no training start fast.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from ..errors import MnistliteError
+
+DEFAULT_HEARTBEAT = 30  # seconds between heartbeats of a running trial
+DEFAULT_MAX_RETRY = 1  # a trial whose worker died is run again once
+
+
+def import_optuna():
+    """optuna, quiet, or a one-line MnistliteError saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise MnistliteError("this needs optuna: pip install 'mnistlite[search]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    return optuna
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    return f"sqlite:///{os.fspath(path)}"
+
+
+def normalize_url(url: str) -> str:
+    """Pick an installed PostgreSQL driver for a bare `postgresql://` (or `postgres://`) URL.
+
+    SQLAlchemy 2.0 maps the bare scheme to psycopg2, 2.1 to psycopg 3; either
+    package may be the one installed, so name the one that is.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql://{rest}"
+
+
+def make_storage(
+    url: Any,
+    *,
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT,
+    grace_period: int | None = None,
+    max_retry: int | None = DEFAULT_MAX_RETRY,
+):
+    """An RDBStorage for `url` with heartbeats and retry-once of stale trials.
+
+    `url` may already be a storage object (returned as it is). A URL that cannot
+    be opened (bad scheme, missing driver, server down) is a MnistliteError.
+    """
+    optuna = import_optuna()
+    if not isinstance(url, str):
+        return url
+    from optuna.storages import RDBStorage
+
+    try:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    except ImportError:  # optuna < 4.9
+        from optuna.storages import RetryFailedTrialCallback as Retry
+
+    url = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs["heartbeat_interval"] = int(heartbeat_interval)
+        kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
+        cb_name = (
+            "heartbeat_stale_trial_callback"
+            if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage.__init__).parameters
+            else "failed_trial_callback"
+        )
+        kwargs[cb_name] = _RetryOnce(Retry(max_retry=max_retry))
+    engine: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several processes on one SQLite file: wait for the lock rather than fail.
+        engine["connect_args"] = {"timeout": 60}
+    else:
+        engine["pool_pre_ping"] = True
+    try:
+        return _open_rdb(RDBStorage, url, engine, kwargs)
+    except ImportError as e:
+        driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
+        raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
+    except Exception as e:  # sqlalchemy: bad URL, server down, authentication...
+        if isinstance(e, optuna.exceptions.OptunaError) or type(e).__module__.startswith("sqlalchemy"):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise MnistliteError(f"cannot open storage {redact(url)}: {first}") from None
+        raise
+
+
+class _RetryOnce:
+    """Optuna's retry callback, skipped when the failed trial already has a retry.
+
+    On PostgreSQL the row lock lets only one worker fail a stale trial, so the
+    callback runs once; SQLite has no row locks, and two workers failing the same
+    trial at the same moment would each enqueue a copy without this check.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, study, trial) -> None:
+        for t in study.get_trials(deepcopy=False):
+            if trial.number in t.system_attrs.get("retry_history", ()):
+                return
+        self.inner(study, trial)
+
+
+def _open_rdb(RDBStorage, url: str, engine: dict[str, Any], kwargs: dict[str, Any], attempts: int = 6):
+    """RDBStorage(...), retried when workers starting together race to create the
+    tables of a fresh database (PostgreSQL answers one of them with a unique or
+    duplicate-table violation; a moment later the tables are simply there)."""
+    import random
+    import time
+
+    from sqlalchemy import exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return RDBStorage(url, engine_kwargs=dict(engine), **kwargs)
+        except (exc.IntegrityError, exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+    raise AssertionError("unreachable")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and result files."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def heartbeat_enabled(storage) -> bool:
+    """True for a storage with heartbeats on (an RDBStorage, or Optuna's cache wrapping one)."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get is not None and bool(get()) and hasattr(storage, "record_heartbeat")
+
+
+def fail_stale(study) -> None:
+    """Fail trials whose worker stopped beating (their retry callback re-enqueues them)."""
+    optuna = import_optuna()
+    optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def heartbeat(storage, trial_id: int) -> Iterator[None]:
+    """Record heartbeats for `trial_id` from a side thread while the block runs."""
+    if not heartbeat_enabled(storage):
+        yield
+        return
+    stop = threading.Event()
+    interval = storage.get_heartbeat_interval()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # a network blip must not kill the trial; the next beat retries
+                pass
+            if stop.wait(interval):
+                return
+
+    storage.record_heartbeat(trial_id)  # before the thread: the trial is never seen beat-less
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def claim_waiting(storage, trial_ids: list[int]) -> int | None:
+    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id or None.
+
+    The storage's `set_trial_state_values` refuses (returns False, or raises for
+    a finished trial) when another worker claimed the trial first, so one trial
+    is never run by two workers.
+    """
+    optuna = import_optuna()
+    from optuna.trial import TrialState
+
+    for tid in trial_ids:
+        try:
+            if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                return tid
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None

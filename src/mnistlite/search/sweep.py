@@ -1,0 +1,230 @@
+"""Sweeps (seeds, experiments) on many workers through one Optuna study.
+
+A sweep is a fixed list of jobs, each a JSON-able dict, by convention
+`{"model": ..., "seed": ..., "overrides": {...}}` (`make_job`). Every worker
+process, on any machine, runs the same call against the same storage:
+
+    from mnistlite.search.sweep import make_job, run_sweep
+
+    jobs = [make_job("mnistlite_flagship", seed, {"epochs": 15}) for seed in range(1, 6)]
+
+    def worker(job):                      # runs ONE job, returns a JSON-able dict
+        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
+        return train(cfg, data=data, quiet=True).to_dict()
+
+    outcomes = run_sweep(jobs, "postgresql://user@host/db", "seeds-flagship", worker,
+                         value_key="final_test_acc")
+    for o in outcomes:                    # one JobOutcome per job, in the order of `jobs`
+        print(o.job["seed"], o.state, o.result["final_test_acc"] if o.result else None)
+
+What happens:
+
+* Each job becomes one enqueued (WAITING) trial with user attrs `sweep_job`
+  (the dict) and `sweep_key` (its canonical JSON). The process that creates
+  the study enqueues all jobs; a process that joins waits for that, then adds
+  only jobs not already WAITING, RUNNING or COMPLETE (so a later call with a
+  longer list extends the sweep, and jobs that failed for good run again).
+* Workers claim WAITING trials one at a time with an atomic WAITING -> RUNNING
+  update (storage.claim_waiting), in enqueue order, only for keys in their own
+  `jobs`. Should two copies of one job ever be enqueued (two joiners racing),
+  the copy with the larger trial number is dropped when claimed (FAIL, user
+  attr `duplicate_of`), so each job runs to COMPLETE exactly once.
+* A job is done when its trial is COMPLETE: value = `result[value_key]` (0.0
+  when absent), the returned dict in user attr `result`, `worker` = host:pid.
+* A worker that dies (SIGKILL, lost machine) stops its trial's heartbeat;
+  after the grace period another worker fails the trial and the retry
+  callback enqueues it again, once (`make_storage(max_retry=1)`). An exception
+  raised by `worker` marks the trial FAIL (user attr `error`, not retried) and
+  propagates.
+* With `wait=True` (default) a worker whose queue is empty waits until every
+  job of its list is COMPLETE or failed for good, so any worker can print the
+  full table at the end.
+
+`storage` is a URL (`sqlite:///path.db` for one machine, `postgresql://...`
+for several; heartbeat 30 s, grace 60 s) or a storage from `make_storage()`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..errors import MnistliteError
+from . import storage as st
+from .storage import make_storage  # noqa: F401  (re-exported for callers)
+
+KIND = "mnistlite-sweep"
+JOIN_WAIT = 30.0  # seconds a joining worker waits for the creator to enqueue the jobs
+
+
+def make_job(model: str, seed: int, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"model": model, "seed": int(seed), "overrides": dict(overrides or {})}
+
+
+def job_key(job: Mapping[str, Any]) -> str:
+    """Canonical JSON of a job: equal jobs have equal keys."""
+    try:
+        return json.dumps(job, sort_keys=True, separators=(",", ":"))
+    except TypeError as e:
+        raise MnistliteError(f"sweep job is not JSON-serialisable: {e}") from None
+
+
+@dataclass
+class JobOutcome:
+    job: dict[str, Any]
+    key: str
+    state: str  # COMPLETE | FAIL | PENDING (waiting or running elsewhere)
+    value: float | None = None
+    result: Any = None
+    trial: int | None = None
+    worker: str | None = None
+    error: str | None = None
+
+
+def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: Callable[[str], None] = print):
+    """Create or join the sweep study and make sure every job is enqueued."""
+    optuna = st.import_optuna()
+    keys = [job_key(j) for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise MnistliteError("the sweep lists the same job twice")
+    try:
+        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        created = False
+    if created:
+        study.set_user_attr("kind", KIND)
+    else:
+        deadline = time.monotonic() + JOIN_WAIT
+        while "sweep_ready" not in study.user_attrs and time.monotonic() < deadline:
+            if study.user_attrs.get("kind") not in (None, KIND):
+                break
+            time.sleep(0.5)
+    kind = study.user_attrs.get("kind", KIND)
+    if kind != KIND:
+        raise MnistliteError(f"study {study_name!r} is a {kind}, not a sweep; choose another study name")
+    st.fail_stale(study)
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    present = {t.user_attrs.get("sweep_key") for t in study.get_trials(deepcopy=False, states=live)}
+    added = 0
+    for job, key in zip(jobs, keys):
+        if key not in present:
+            study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
+            added += 1
+    if "sweep_ready" not in study.user_attrs:
+        study.set_user_attr("sweep_ready", True)
+    if added:
+        log(f"sweep {study_name}: enqueued {added} of {len(jobs)} job(s)")
+    return study
+
+
+def run_sweep(
+    jobs: list[dict[str, Any]],
+    storage,
+    study_name: str,
+    worker: Callable[[dict[str, Any]], Any],
+    *,
+    value_key: str = "value",
+    wait: bool = True,
+    poll: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> list[JobOutcome]:
+    """Run `jobs` with `worker` on this process, sharing them with every other worker of
+    `study_name` in `storage`; return one JobOutcome per job (see the module docstring)."""
+    st.import_optuna()
+    from optuna.trial import TrialState
+
+    storage = make_storage(storage)
+    study = open_sweep_study(storage, study_name, jobs, log)
+    keys = {job_key(j) for j in jobs}
+    while True:
+        st.fail_stale(study)
+        mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("sweep_key") in keys]
+        waiting = [t._trial_id for t in sorted(mine, key=lambda t: t.number) if t.state == TrialState.WAITING]
+        if waiting:
+            trial_id = st.claim_waiting(storage, waiting)
+            if trial_id is not None:
+                _run_claimed(study, storage, trial_id, worker, value_key, log)
+            continue
+        if not wait or not any(t.state == TrialState.RUNNING for t in mine):
+            break
+        time.sleep(poll)  # others run the last jobs; take over any whose worker dies
+    return outcomes(study, jobs)
+
+
+def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> None:
+    optuna = st.import_optuna()
+    from optuna.trial import TrialState
+
+    trial = optuna.Trial(study, trial_id)
+    key = trial.user_attrs["sweep_key"]
+    job = trial.user_attrs["sweep_job"]
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    earlier = [
+        t.number for t in study.get_trials(deepcopy=False, states=live)
+        if t.user_attrs.get("sweep_key") == key and t.number < trial.number
+    ]
+    if earlier:
+        trial.set_user_attr("duplicate_of", min(earlier))
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    trial.set_user_attr("worker", st.worker_id())
+    t0 = time.perf_counter()
+    try:
+        with st.heartbeat(storage, trial_id):
+            try:
+                result = worker(job)
+            except BaseException as e:
+                if not isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
+                    trial.set_user_attr("error", (str(e).splitlines() or [type(e).__name__])[0][:500])
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
+        if isinstance(result, Mapping):
+            result = dict(result)
+            trial.set_user_attr("result", result)
+            value = result.get(value_key)
+        else:
+            value = result
+        try:
+            value = float(value) if value is not None else 0.0
+        except (TypeError, ValueError):
+            value = 0.0
+        study.tell(trial, value)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Failed as stale by another worker (this one missed heartbeats); its retry runs the job.
+        log(f"sweep {study.study_name}: trial {trial.number} was failed by another worker after missed "
+            "heartbeats; its retry takes its place")
+        return
+    log(f"sweep {study.study_name}: trial {trial.number} done in {time.perf_counter() - t0:.1f}s: {key}")
+
+
+def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
+    """The state of each job in `study`, in the order of `jobs`."""
+    from optuna.trial import TrialState
+
+    by_key: dict[str, list] = {}
+    for t in study.get_trials(deepcopy=False):
+        if "sweep_key" in t.user_attrs:
+            by_key.setdefault(t.user_attrs["sweep_key"], []).append(t)
+    out = []
+    for job in jobs:
+        key = job_key(job)
+        trials = sorted(by_key.get(key, []), key=lambda t: t.number)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+        if done:
+            t = done[0]
+            out.append(JobOutcome(job, key, "COMPLETE", t.value, t.user_attrs.get("result"), t.number,
+                                  t.user_attrs.get("worker")))
+        elif pending:
+            out.append(JobOutcome(job, key, "PENDING", trial=pending[0].number))
+        else:
+            t = trials[-1] if trials else None
+            out.append(JobOutcome(job, key, "FAIL", trial=t.number if t else None,
+                                  worker=t.user_attrs.get("worker") if t else None,
+                                  error=t.user_attrs.get("error") if t else "never enqueued"))
+    return out

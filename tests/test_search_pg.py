@@ -1,0 +1,309 @@
+"""Many workers, one study, a real PostgreSQL server (Debian's packages, on loopback).
+
+The server is initdb'ed into a temporary folder and started on a free port for
+this module only; as root it runs as the `postgres` system user the package
+creates. Where PostgreSQL or psycopg2 is missing, or the server cannot start,
+every test here skips and says why.
+
+Workers are separate processes (subprocess), as on separate machines: they
+share nothing but the database URL.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+psycopg2 = pytest.importorskip("psycopg2")
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql; .ci/run does it)")
+    # As root the server must run as an unprivileged user: Popen(user=...) switches
+    # before exec, so the Popen pid IS the postmaster and stopping it is direct.
+    as_user: dict = {}
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
+    root = Path(tempfile.mkdtemp(prefix="mnistlite-pg-"))
+    data = root / "data"
+    if as_user:
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    init = subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        capture_output=True, text=True, cwd=root, **as_user,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(bindir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1", "-p", str(port),
+         "-c", "fsync=off", "-c", "max_connections=100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root, **as_user,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+                break
+            except psycopg2.OperationalError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"PostgreSQL did not start (exit {server.poll()})")
+                time.sleep(0.2)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE mnistlite_test")
+        conn.close()
+        # The bare scheme, as a user types it; the storage layer picks the installed driver.
+        yield f"postgresql://postgres@127.0.0.1:{port}/mnistlite_test"
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _load(url: str, name: str):
+    from mnistlite.search.storage import normalize_url
+
+    return optuna.load_study(study_name=name, storage=normalize_url(url))
+
+
+def _storage(url: str, heartbeat: int = 1):
+    from mnistlite.search.storage import make_storage
+
+    return make_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+
+
+# A sweep worker: jobs that sleep `seconds` and report who ran them.
+SWEEP_WORKER = textwrap.dedent("""
+    import os, pathlib, sys, time
+    from mnistlite.search.storage import make_storage
+    from mnistlite.search.sweep import make_job, run_sweep
+    url, study, n_jobs, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    if len(sys.argv) > 5:  # barrier: start only once the other worker is up too
+        barrier = pathlib.Path(sys.argv[5])
+        (barrier / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    jobs = [make_job("fake", seed, {"lr": 0.1}) for seed in range(n_jobs)]
+    def worker(job):
+        time.sleep(seconds)
+        return {"value": job["seed"], "square": job["seed"] ** 2}
+    run_sweep(jobs, make_storage(url, heartbeat_interval=1, grace_period=2), study, worker, poll=0.3)
+""")
+
+# A search worker with a fake objective (the real one is covered below): same loop.
+SEARCH_WORKER = textwrap.dedent("""
+    import sys, time, optuna
+    from mnistlite.search.storage import make_storage
+    from mnistlite.search.study import run_search_worker
+    url, name, n_trials, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    storage = make_storage(url, heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if x > 0.8:  # stands in for an over-budget config: rejected at once, not counted
+            trial.set_user_attr("rejected", "over_budget")
+            raise optuna.TrialPruned()
+        time.sleep(seconds)
+        return x
+    run_search_worker(study, objective, n_trials, poll=0.3)
+""")
+
+
+def _spawn(code: str, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)], env=ENV, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 90) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hung worker fails the test instead of outliving it
+        out, _ = proc.communicate()
+        raise AssertionError(f"worker did not finish in {timeout}s:\n{out}") from None
+    assert proc.returncode == 0, out
+    return out
+
+
+def _wait_for_running(url: str, study_name: str, timeout: float = 30):
+    """The first trial seen RUNNING that will run for seconds (not a rejected fake config)."""
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = _load(url, study_name)
+            running = [
+                t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if "sweep_key" in t.user_attrs or t.params.get("x", 1.0) <= 0.8
+            ]
+            if running:
+                time.sleep(0.3)  # well inside the trial's sleep: the kill lands mid-trial
+                return running[0]
+        except KeyError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("no trial started running")
+
+
+def _sweep_trials_by_key(study):
+    from optuna.trial import TrialState
+
+    complete: dict[str, list[int]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        complete.setdefault(t.user_attrs["sweep_key"], []).append(t.number)
+    return complete
+
+
+def test_two_sweep_workers_run_each_job_exactly_once(pg_url, tmp_path):
+    from optuna.trial import TrialState
+
+    a = _spawn(SWEEP_WORKER, pg_url, "sweep-two", 10, 0.8, tmp_path)
+    b = _spawn(SWEEP_WORKER, pg_url, "sweep-two", 10, 0.8, tmp_path)
+    _finish(a), _finish(b)
+    study = _load(pg_url, "sweep-two")
+    complete = _sweep_trials_by_key(study)
+    assert len(complete) == 10
+    assert all(len(nums) == 1 for nums in complete.values()), complete  # nothing ran twice
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["result"]["square"] for t in done) == [s * s for s in range(10)]
+    workers = {t.user_attrs["worker"] for t in done}
+    assert len(workers) == 2, workers  # the work was shared
+    # Anything not COMPLETE is a dropped duplicate enqueue, never a second run.
+    assert all("duplicate_of" in t.user_attrs for t in trials if t.state == TrialState.FAIL)
+
+
+def test_killed_sweep_worker_job_is_failed_then_retried_once(pg_url):
+    from optuna.trial import TrialState
+
+    from mnistlite.search.sweep import make_job, run_sweep
+
+    victim = _spawn(SWEEP_WORKER, pg_url, "sweep-kill", 6, 3.0)
+    try:
+        running = _wait_for_running(pg_url, "sweep-kill")
+    finally:
+        victim.send_signal(signal.SIGKILL)  # mid-trial: no chance to tell the study anything
+        victim.wait(timeout=10)
+    survivor = _spawn(SWEEP_WORKER, pg_url, "sweep-kill", 6, 0.3)
+    _finish(survivor)
+
+    study = _load(pg_url, "sweep-kill")
+    killed = study.get_trials(deepcopy=False)[running.number]
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["sweep_key"] == killed.user_attrs["sweep_key"]
+    complete = _sweep_trials_by_key(study)
+    assert len(complete) == 6 and all(len(v) == 1 for v in complete.values())
+
+    # The study stays usable: a new job added by a later call runs to completion.
+    jobs = [make_job("fake", seed, {"lr": 0.1}) for seed in range(6)] + [make_job("fake", 99)]
+    out = run_sweep(jobs, _storage(pg_url), "sweep-kill", lambda job: {"value": 1.0}, log=lambda s: None)
+    assert [o.state for o in out] == ["COMPLETE"] * 7
+    assert out[-1].result == {"value": 1.0}
+
+
+def test_killed_search_worker_trial_count_stays_exact(pg_url):
+    from optuna.trial import TrialState
+
+    from mnistlite.search.study import counted_trials
+
+    victim = _spawn(SEARCH_WORKER, pg_url, "search-kill", 6, 3.0)
+    try:
+        running = _wait_for_running(pg_url, "search-kill")
+    finally:
+        victim.send_signal(signal.SIGKILL)  # mid-trial: no chance to tell the study anything
+        victim.wait(timeout=10)
+    a = _spawn(SEARCH_WORKER, pg_url, "search-kill", 6, 0.4)
+    b = _spawn(SEARCH_WORKER, pg_url, "search-kill", 6, 0.4)
+    _finish(a), _finish(b)
+
+    study = _load(pg_url, "search-kill")
+    trials = study.get_trials(deepcopy=False)
+    assert len(counted_trials(study)) == 6  # exact, though one worker died and two raced
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    killed = trials[running.number]
+    assert killed.state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == killed.params  # the same config, run again
+    # Every other FAIL is a lost race for the last slot (no params, never trained).
+    others = [t for t in trials if t.state == TrialState.FAIL and t.number != running.number]
+    assert all(t.user_attrs.get("surplus") and not t.params for t in others)
+
+
+def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
+    from optuna.trial import TrialState
+
+    from mnistlite.search.study import counted_trials
+
+    cmd = [
+        sys.executable, "-m", "mnistlite", "search", "--storage", pg_url, "--study", "cli-two", "--trials", "4",
+        "--epochs", "1", "--limit-train", "500", "--val-size", "500", "--data-dir", str(data_root),
+        "--heartbeat", "5", "--startup-trials", "2",
+    ]
+    procs = [
+        subprocess.Popen([*cmd, "--out", str(tmp_path / f"w{i}")], env=ENV, cwd=REPO, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for i in range(2)
+    ]
+    outs = [_finish(p, timeout=180) for p in procs]
+    study = _load(pg_url, "cli-two")
+    assert len(counted_trials(study)) == 4, outs
+    assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    assert study.best_value > 10.0  # above chance even at 500 images x 1 epoch
+    # Nothing about the test set is in the study.
+    for t in study.get_trials(deepcopy=False):
+        assert "test" not in repr(t.user_attrs).lower()
+    # A worker with another protocol is refused, in one line.
+    bad_cmd = [*cmd, "--out", str(tmp_path / "w3")]
+    bad_cmd[bad_cmd.index("--epochs") + 1] = "2"
+    bad = subprocess.run(bad_cmd, env=ENV, cwd=REPO, text=True, capture_output=True)
+    assert bad.returncode == 2
+    assert "was started with --epochs 1" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
