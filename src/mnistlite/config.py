@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -64,7 +66,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
     channels_last: bool = True  # NHWC activations: faster on CPU (oneDNN) and CUDA
-    bf16: bool = False  # bf16 autocast on CUDA
+    bf16: bool = False  # bf16 autocast (CUDA, or a CPU with bf16 support)
 
     # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -78,10 +80,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise MnistliteError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise MnistliteError(f"unknown config field(s): {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for k, v in d.items():
+            if not _type_ok(v, hints[k]):
+                want = " or ".join(getattr(t, "__name__", str(t)) for t in (typing.get_args(hints[k]) or (hints[k],)))
+                raise MnistliteError(f"config field {k!r} must be {want.replace('NoneType', 'null')}, got {v!r}")
         return cls(**d).validated()
 
     @classmethod
@@ -144,6 +153,20 @@ class TrainConfig:
         if not 0 < self.pct_start < 1:
             raise bad("pct_start", f"must be in (0, 1), got {self.pct_start}")
         return self
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does `value` fit a field annotated `hint` (int, float, bool, str, or one of them | None)?"""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if float in allowed and isinstance(value, numbers.Real):
+        return True
+    if int in allowed and isinstance(value, numbers.Integral):
+        return True
+    return str in allowed and isinstance(value, str)
 
 
 def config_field_names() -> list[str]:

@@ -68,11 +68,30 @@ def _train_one(args: tuple[dict[str, Any], str, int]) -> str:
 
 
 def run_seeds(
-    base: TrainConfig, seeds: list[int], out: Path, *, jobs: int = 1, echo=print
+    base: TrainConfig,
+    seeds: list[int],
+    out: Path,
+    *,
+    jobs: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    echo=print,
 ) -> dict[str, Any]:
-    """Train `base` once per seed into `out/seed<k>/`, then aggregate."""
+    """Train `base` once per seed into `out/seed<k>/`, then aggregate.
+
+    With `storage` (an Optuna storage URL), the seeds become jobs of a shared
+    sweep: every process started with the same storage and study takes jobs
+    until none is left, so a sweep spreads over machines with no seed lost or
+    trained twice (see search/sweep.py).
+    """
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
+    if storage is not None:
+        _run_seeds_shared(base, seeds, out, storage, study or f"seeds-{base.model}", echo)
+        summary = aggregate(out, seeds)
+        rd.write_json(out / CONSISTENCY_JSON, summary)
+        plot_consistency(out, summary)
+        return summary
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = max(1, min(jobs, len(seeds)))
     # Tiny convolutions scale poorly across threads and collapse when cores are
@@ -99,6 +118,38 @@ def run_seeds(
     rd.write_json(out / CONSISTENCY_JSON, summary)
     plot_consistency(out, summary)
     return summary
+
+
+def _run_seeds_shared(base: TrainConfig, seeds: list[int], out: Path, storage: str, study: str, echo) -> None:
+    """Run this worker's share of the seeds, then write every seed's files locally.
+
+    Run directories of seeds trained on other machines are rebuilt here from
+    the metrics each worker stored in the study, so `aggregate` reads the same
+    files whoever trained them.
+    """
+    from .search.sweep import make_job, run_sweep
+
+    over = {k: v for k, v in base.to_dict().items() if k not in ("model", "seed")}
+
+    def worker(job: dict[str, Any]) -> dict[str, Any]:
+        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
+        _train_one((cfg.to_dict(), str(seed_dir(out, cfg.seed)), cfg.threads or 0))
+        run = seed_dir(out, cfg.seed)
+        result = rd.read_json(run / rd.RESULT)
+        return {**result, "metrics": rd.read_metrics(run / rd.METRICS), "config": cfg.to_dict()}
+
+    done = run_sweep([make_job(base.model, s, over) for s in seeds], storage, study, worker,
+                     value_key="final_test_acc", log=echo)
+    for o in done:
+        if o.state != "COMPLETE" or not isinstance(o.result, dict):
+            raise MnistliteError(f"seed {o.job['seed']} of sweep {study!r} did not complete ({o.state})")
+        run = seed_dir(out, o.job["seed"])
+        if not (run / rd.RESULT).is_file():
+            run.mkdir(parents=True, exist_ok=True)
+            result = dict(o.result)
+            rd.write_metrics(run / rd.METRICS, result.pop("metrics"))
+            rd.write_json(run / rd.CONFIG, result.pop("config"))
+            rd.write_json(run / rd.RESULT, result)
 
 
 def _stats(values: list[float]) -> dict[str, float]:

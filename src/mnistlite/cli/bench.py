@@ -28,7 +28,9 @@ def run(args) -> int:
 
     if args.steps < 1:
         raise MnistliteError("--steps must be at least 1")
-    over = {"batch_size": args.batch_size} if args.batch_size else {}
+    if args.baseline_workers < 0:
+        raise MnistliteError(f"--baseline-workers must be 0 (no worker processes) or more, got {args.baseline_workers}")
+    over = {"batch_size": args.batch_size} if args.batch_size is not None else {}  # 0 is refused, not ignored
     r = run_bench(
         args.model, device=args.device, data_dir=args.data_dir, steps=args.steps,
         baseline_batches=None if args.baseline_batches < 0 else args.baseline_batches,

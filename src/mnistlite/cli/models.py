@@ -32,6 +32,11 @@ def model_rows(tag: str | None = None) -> list[dict]:
 
 def run_models(args) -> int:
     rows = model_rows(args.tag)
+    if not rows and args.tag:
+        from ..errors import MnistliteError
+
+        tags = sorted({t for n in list_models() for t in get_entry(n).tags})
+        raise MnistliteError(f"no model has tag {args.tag!r}; known tags: {', '.join(tags)}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -15,6 +15,9 @@ def register(sub) -> None:
     g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each on cores/jobs threads")
     p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/seeds/<model>)")
+    p.add_argument("--storage", metavar="URL",
+                   help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)")
+    p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)
     p.set_defaults(func=run)
@@ -30,7 +33,7 @@ def run(args) -> int:
         raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
     cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
-    summary = run_seeds(cfg, seeds, out, jobs=args.jobs)
+    summary = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study)
     print(format_summary(summary))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

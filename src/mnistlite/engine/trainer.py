@@ -81,12 +81,18 @@ class Echo:
         if not self.quiet:
             tqdm.write(line, file=sys.stdout)
         if self.log:
-            self.log.write(line + "\n")
-            self.log.flush()
+            try:
+                self.log.write(line + "\n")
+                self.log.flush()
+            except OSError as e:  # a full disk: one line, not a traceback
+                raise MnistliteError(f"cannot write {self.log.name} ({e.strerror or e})") from None
 
     def close(self) -> None:
         if self.log:
-            self.log.close()
+            try:
+                self.log.close()
+            except OSError:  # the write that failed has already been reported
+                pass
 
 
 @contextmanager
@@ -148,16 +154,57 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Checkpoints load with weights_only=True: a crafted pickle cannot run code."""
+    """Checkpoints load with weights_only=True: a crafted pickle cannot run code.
+
+    Whatever the bytes, only MnistliteError (one line) leaves here; torch's own
+    message is not passed on, as it suggests retrying with weights_only=False.
+    """
     import pickle
+    import re
+    import warnings
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": stderr stays one line
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise MnistliteError(f"{path}: no checkpoint there; nothing to resume") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MnistliteError(f"{path}: refused to load checkpoint (unsafe or corrupt): {first}") from None
+    except OSError as e:  # a directory, no permission, I/O error
+        raise MnistliteError(f"{path}: cannot read ({e.strerror or e})") from None
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it would import {m.group(1)}" if m else "it holds more than tensors and plain data"
+        raise MnistliteError(
+            f"{path}: refused to load: not a plain weights file ({what}); mnistlite never runs code from a "
+            "checkpoint, so only load files you made with mnistlite"
+        ) from None
+    except Exception as e:  # noqa: BLE001 -- unpickling damaged or hostile bytes raises anything
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise MnistliteError(
+            f"{path}: corrupt or not a PyTorch checkpoint ({type(e).__name__}{': ' + first if first else ''})"
+        ) from None
+
+
+# Where the data is and how fast to run may change between the first run and its resume.
+_RESUME_MAY_CHANGE = frozenset({"data_dir", "download", "threads", "eval_batch_size"})
+
+
+def _check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> None:
+    """A resumable checkpoint of this very config, or a one-line MnistliteError."""
+    keys = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
+    missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise MnistliteError(
+            f"{run_dir / rd.CHECKPOINT}: not a training checkpoint (no {', '.join(missing)}); nothing to resume"
+        )
+    saved = ckpt.get("config")
+    if isinstance(saved, dict):
+        changed = [k for k, v in cfg.to_dict().items() if k not in _RESUME_MAY_CHANGE and saved.get(k, v) != v]
+        if changed:
+            raise MnistliteError(
+                f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
+                "a run resumes with the config it started with: undo the edit, or train a new run"
+            )
 
 
 @dataclass
@@ -203,9 +250,8 @@ def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device) -> Parts:
     # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
     steps = n // bs + (1 if n % bs > 1 else 0)
     optimizer = build_optimizer(model, cfg)
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cfg.bf16 and device.type == "cuda" else nullcontext
-    )
+    # bf16 autocast: tensor cores on a GPU, avx512_bf16 on recent x86 CPUs.
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
     return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt)
 
 
@@ -230,8 +276,14 @@ def train(
         if run_dir is None:
             raise MnistliteError("resume needs a run directory")
         run_dir = Path(run_dir)
-        cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
+        if not run_dir.is_dir():
+            raise MnistliteError(f"{run_dir}: no such run directory; nothing to resume")
+        try:
+            cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
+        except MnistliteError as e:
+            raise MnistliteError(str(e) if str(run_dir) in str(e) else f"{run_dir / rd.CONFIG}: {e}") from None
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT)
+        _check_checkpoint(ckpt, cfg, run_dir)
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir, resume=resume) if run_dir is not None else None
     echo = Echo(out / rd.LOG if out else None, quiet=quiet)
@@ -271,12 +323,16 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        _set_rng_state(gen, ckpt["rng"])
-        rows = list(ckpt["metrics"])
-        start_epoch = int(ckpt["epoch"]) + 1
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            schedule.load_state_dict(ckpt["schedule"])
+            _set_rng_state(gen, ckpt["rng"])
+            rows = list(ckpt["metrics"])
+            start_epoch = int(ckpt["epoch"]) + 1
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise MnistliteError(f"{out / rd.CHECKPOINT}: does not fit this run's model and config: {first}") from None
         echo(f"Resumed after epoch {ckpt['epoch']} of {cfg.epochs}")
 
     show_bar = sys.stderr.isatty() if progress is None else progress
@@ -310,11 +366,12 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             if stop:
                 raise _interrupted(stop[0], out, epoch, rows)
             train_loss = loss_sum.item() / seen
-            if not math.isfinite(train_loss):
-                raise TrainingDiverged(
-                    f"loss became {train_loss} in epoch {epoch}; lower --lr"
-                    + (f" (the last good checkpoint is kept in {out})" if out and rows else "")
-                )
+            # The last batch's update can break the weights with its loss still finite:
+            # check them too, so a broken epoch is never checkpointed as good.
+            weights_ok = all(bool(t.isfinite().all()) for t in model.state_dict().values() if t.is_floating_point())
+            if not math.isfinite(train_loss) or not weights_ok:
+                what = f"loss became {train_loss}" if not math.isfinite(train_loss) else "weights became non-finite"
+                raise _diverged(what, epoch, cfg, out, rows)
             train_acc = 100.0 * correct.item() / seen
             echo(f"Train loss={loss.item():.4f} batch_id={steps - 1} Accuracy={train_acc:.2f}")
             schedule.after_epoch()
@@ -331,23 +388,45 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
                 f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
                 f"{round(row['test_acc'] * n_test / 100)}/{n_test} ({row['test_acc']:.2f}%)"
             )
+            # Eval mode uses BatchNorm's running statistics, which can overflow while training looks fine.
+            broken = [k for k in ("val_loss", "test_loss") if row[k] is not None and not math.isfinite(row[k])]
+            if broken:
+                raise _diverged(f"{broken[0].replace('_', ' ')} became {row[broken[0]]}", epoch, cfg, out, rows)
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             if out is not None:
-                _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg)
+                try:
+                    _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg)
+                except MnistliteError as e:
+                    raise MnistliteError(f"{e}; fix that, then continue with: mnistlite train --resume {out}") from None
             if on_epoch is not None:
                 on_epoch(row)
 
     wall = time.perf_counter() - t_start
     result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows))
     if out is not None:
-        _finish_run_dir(out, model, cfg, result)
+        try:
+            _finish_run_dir(out, model, cfg, result)
+        except OSError as e:  # curves.png: the other files are written atomically and say so themselves
+            raise MnistliteError(
+                f"cannot write the final files in {out} ({e.strerror or e}); fix that, then finish with: "
+                f"mnistlite train --resume {out}"
+            ) from None
     echo(
         f"Done: final test {result.summary['final_test_acc']:.2f}%, best {result.summary['best_test_acc']:.2f}%, "
         f"last-3 min {result.summary['last3_min_test_acc']:.2f}% in {wall:.1f}s"
         + (f" -> {out}" if out else "")
     )
     return result
+
+
+def _diverged(what: str, epoch: int, cfg: TrainConfig, out: Path | None, rows: list) -> TrainingDiverged:
+    """Raised before the epoch is saved: checkpoint.pt keeps the last good epoch."""
+    kept = f" (checkpoint.pt in {out} keeps epoch {rows[-1]['epoch']}, the last good one)" if out and rows else ""
+    return TrainingDiverged(
+        f"{what} in epoch {epoch}; training diverged, lower --{'max-lr' if cfg.scheduler == 'onecycle' else 'lr'}"
+        + kept
+    )
 
 
 def _interrupted(signame: str, out: Path | None, epoch: int, rows: list) -> TrainingInterrupted:

@@ -72,13 +72,29 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     return path
 
 
+def _write_failed(path: Path, tmp: Path, e: BaseException) -> MnistliteError:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+    if isinstance(e, OSError) and e.strerror:
+        why = e.strerror
+    else:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return MnistliteError(f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a temporary file, fsync it, rename it over `path`: readers see the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
+        raise _write_failed(path, tmp, e) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -87,8 +103,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC)
+        # rather than an opaque RuntimeError, and the bytes can be fsynced before the rename.
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise _write_failed(path, tmp, e) from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -100,6 +124,8 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise MnistliteError(f"{path}: file not found") from None
+    except OSError as e:  # a parent that is a file, no permission, a directory
+        raise MnistliteError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MnistliteError(f"{path}: not valid JSON ({e})") from None
 
