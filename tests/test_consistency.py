@@ -59,3 +59,29 @@ def test_bad_seed_lists(text):
 
 def test_seed_list_parses():
     assert parse_seed_list("7, 8,9") == [7, 8, 9]
+
+
+def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
+    """`seeds --storage`: seeds are jobs of one sweep; a second worker finds them done."""
+    pytest.importorskip("optuna")
+    import mnistlite.consistency as c
+
+    trained = []
+
+    def fake_train_one(args):
+        cfg_dict, run, _ = args
+        trained.append(cfg_dict["seed"])
+        out, seed = tmp_path / "w1", cfg_dict["seed"]
+        fake_run(out, seed, [99.0, 99.3, 99.45 + seed / 100])
+        return run
+
+    monkeypatch.setattr(c, "_train_one", fake_train_one)
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    base = TrainConfig.for_model("mnistlite_flagship", epochs=3)
+    s1 = c.run_seeds(base, [1, 2, 3], tmp_path / "w1", storage=url, study="t", echo=lambda *_: None)
+    assert sorted(trained) == [1, 2, 3]
+    # A second worker elsewhere (another folder): nothing left to train, same aggregate.
+    s2 = c.run_seeds(base, [1, 2, 3], tmp_path / "w2", storage=url, study="t", echo=lambda *_: None)
+    assert sorted(trained) == [1, 2, 3]
+    assert s2["final_test_acc"] == s1["final_test_acc"]
+    assert (tmp_path / "w2" / "seed2" / "curves.png").is_file()

@@ -22,6 +22,7 @@ from typing import Any
 from .config import TrainConfig
 from .errors import MnistliteError
 from .runs import rundir as rd
+from .runs.portable import pack_run, unpack_run
 
 GOAL_EPOCHS = 3  # the goal: every seed at >= 99.4% in each of its last 3 epochs
 CONSISTENCY_JSON = "consistency.json"
@@ -134,22 +135,13 @@ def _run_seeds_shared(base: TrainConfig, seeds: list[int], out: Path, storage: s
     def worker(job: dict[str, Any]) -> dict[str, Any]:
         cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
         _train_one((cfg.to_dict(), str(seed_dir(out, cfg.seed)), cfg.threads or 0))
-        run = seed_dir(out, cfg.seed)
-        result = rd.read_json(run / rd.RESULT)
-        return {**result, "metrics": rd.read_metrics(run / rd.METRICS), "config": cfg.to_dict()}
+        return pack_run(seed_dir(out, cfg.seed))
 
-    done = run_sweep([make_job(base.model, s, over) for s in seeds], storage, study, worker,
-                     value_key="final_test_acc", log=echo)
+    done = run_sweep([make_job(base.model, s, over) for s in seeds], storage, study, worker, log=echo)
     for o in done:
         if o.state != "COMPLETE" or not isinstance(o.result, dict):
             raise MnistliteError(f"seed {o.job['seed']} of sweep {study!r} did not complete ({o.state})")
-        run = seed_dir(out, o.job["seed"])
-        if not (run / rd.RESULT).is_file():
-            run.mkdir(parents=True, exist_ok=True)
-            result = dict(o.result)
-            rd.write_metrics(run / rd.METRICS, result.pop("metrics"))
-            rd.write_json(run / rd.CONFIG, result.pop("config"))
-            rd.write_json(run / rd.RESULT, result)
+        unpack_run(o.result, seed_dir(out, o.job["seed"]))
 
 
 def _stats(values: list[float]) -> dict[str, float]:

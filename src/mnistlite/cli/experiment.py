@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--rerun-changed", action="store_true",
                    help="delete and retrain runs whose saved config differs from the file's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--storage", metavar="URL",
+                   help="share the runs among workers through an Optuna storage (sqlite:///f.db, postgresql://...)")
+    p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: experiment-<out folder>)")
     p.set_defaults(func=run)
 
 
@@ -77,5 +80,6 @@ def run(args) -> int:
     run_experiment(
         exp, out, seeds=parse_seeds(args), overrides=overrides, rerun_changed=args.rerun_changed,
         plan_only=args.plan, progress=False if args.no_progress else None, command=command_line(args),
+        storage=args.storage, study=args.study,
     )
     return 0

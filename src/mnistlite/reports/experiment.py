@@ -352,6 +352,34 @@ def experiment_record(exp: Experiment, runs: list[PlannedRun], seeds: tuple[int,
     }
 
 
+def _run_shared(todo: list[PlannedRun], out: Path, storage: str, study: str, echo) -> None:
+    """Spread the runs over every worker of one sweep (search/sweep.py), then
+    rebuild here the run directories that other machines trained."""
+    from ..runs.portable import pack_run, unpack_run
+    from ..search.sweep import run_sweep
+
+    jobs = []
+    for r in todo:
+        over = {k: v for k, v in r.config.to_dict().items() if k not in ("model", "seed")}
+        jobs.append({"model": r.config.model, "seed": r.config.seed, "overrides": over,
+                     "run_dir": str(r.run_dir.relative_to(out))})
+    data = _Data()
+
+    def worker(job: dict[str, Any]) -> dict[str, Any]:
+        run_dir = out / job["run_dir"]
+        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
+        resume = (run_dir / rd.CHECKPOINT).is_file() and not (run_dir / rd.RESULT).is_file()
+        if run_dir.exists() and not resume:
+            _clear_run_dir(run_dir)
+        train(None if resume else cfg, run_dir=run_dir, resume=resume, data=data(cfg), progress=False, quiet=True)
+        return pack_run(run_dir)
+
+    for o in run_sweep(jobs, storage, study, worker, log=echo):
+        if o.state != "COMPLETE" or not isinstance(o.result, dict):
+            raise MnistliteError(f"run {o.job['run_dir']} of sweep {study!r} did not complete ({o.state})")
+        unpack_run(o.result, out / o.job["run_dir"])
+
+
 def run_experiment(
     exp: Experiment,
     out: str | Path,
@@ -362,6 +390,8 @@ def run_experiment(
     plan_only: bool = False,
     progress: bool | None = None,
     command: str = "",
+    storage: str | None = None,
+    study: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path | None:
     """Train every step for every seed into `out`, then write `out`/report.md.
@@ -394,6 +424,9 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     rd.write_json(out / EXPERIMENT_JSON, experiment_record(exp, runs, seeds, overrides, out, command))
 
+    if storage is not None:
+        _run_shared(todo, out, storage, study or f"experiment-{out.name}", echo)
+        todo = []
     data = _Data()
     for i, r in enumerate(todo, 1):
         head = f"[{i}/{len(todo)}] {r.label}"
