@@ -169,5 +169,15 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return str in allowed and isinstance(value, str)
 
 
+# Fields that say where or how fast a run happens, not what it computes: two
+# configs that differ only here describe the same run (resume, skip-if-done).
+RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size"})
+
+
+def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
+    """Fields of `cfg` whose value differs from the `saved` config dict."""
+    return [k for k, v in cfg.to_dict().items() if k not in ignore and saved.get(k, v) != v]
+
+
 def config_field_names() -> list[str]:
     return [f.name for f in fields(TrainConfig)]

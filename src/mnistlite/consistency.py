@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import TrainConfig, changed_fields
 from .errors import MnistliteError
 from .runs import rundir as rd
 from .runs.portable import pack_run, unpack_run
@@ -44,13 +44,15 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 
 def _finished(run: Path, cfg: TrainConfig) -> bool:
-    """True when `run` already holds a complete run of exactly `cfg`."""
+    """True when `run` already holds a complete run of `cfg` (thread count and
+    data location aside, which change where a run happens, not its result)."""
     if not (run / rd.RESULT).is_file() or not (run / rd.CONFIG).is_file():
         return False
     try:
-        return TrainConfig.from_dict(rd.read_json(run / rd.CONFIG)) == cfg
+        saved = rd.read_json(run / rd.CONFIG)
     except MnistliteError:
         return False
+    return isinstance(saved, dict) and not changed_fields(saved, cfg)
 
 
 def _train_one(args: tuple[dict[str, Any], str, int]) -> str:
@@ -102,7 +104,7 @@ def run_seeds(
     for s in seeds:
         cfg = replace(base, seed=s)
         run = seed_dir(out, s)
-        if _finished(run, replace(cfg, threads=threads)) or _finished(run, cfg):
+        if _finished(run, cfg):
             echo(f"seed {s}: already done in {run}")
         else:
             todo.append((cfg.to_dict(), str(run), threads))
@@ -176,7 +178,7 @@ def aggregate(out: Path, seeds: list[int], target: float = rd.TARGET) -> dict[st
             "passes_goal": min(last) >= target,
             "final_val_acc": runs[s][-1].get("val_acc"),
             "wall_seconds": results[s].get("wall_seconds"),
-            "run_dir": str(seed_dir(out, s)),
+            "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move
         }
     final = [per_seed[str(s)]["final_test_acc"] for s in seeds]
     summary = {
@@ -224,7 +226,7 @@ def plot_consistency(out: Path, s: dict[str, Any]) -> None:
 
     curves = {}
     for seed, info in s["per_seed"].items():
-        rows = rd.read_metrics(Path(info["run_dir"]) / rd.METRICS)
+        rows = rd.read_metrics(out / info["run_dir"] / rd.METRICS)
         curves[f"seed {seed}"] = [(r["epoch"], r["test_acc"]) for r in rows]
     f = s["final_test_acc"]
     title = (

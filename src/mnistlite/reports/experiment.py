@@ -41,7 +41,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .. import __version__
-from ..config import TrainConfig
+from ..config import RUN_ONLY_FIELDS, TrainConfig
 from ..data import load_dataset
 from ..engine import TrainingInterrupted, train
 from ..errors import MnistliteError
@@ -59,7 +59,7 @@ STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
 NOT_IN_RECIPE = {"model": "set it with the step's `model` key", "seed": "list seeds in the top-level `seeds`"}
 # Fields that say where the data is or how fast to run, not what is trained:
 # a finished run is still "the same run" when only these differ.
-IGNORED_FOR_MATCH = frozenset({"data_dir", "download", "threads", "channels_last", "eval_batch_size"})
+IGNORED_FOR_MATCH = RUN_ONLY_FIELDS | {"channels_last"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
