@@ -32,3 +32,34 @@ def mnist_small(data_root):
     from mnistlite.data import load_dataset
 
     return load_dataset("mnist", data_dir=str(data_root), val_size=2000, download=False)
+
+
+@pytest.fixture(scope="session")
+def flagship_run(tmp_path_factory, mnist_small) -> Path:
+    """A small trained run directory shared by the deploy and browser tests:
+    mnistlite_flagship, 3 epochs on 6,000 real images (test accuracy ~97%)."""
+    import dataclasses
+
+    import torch
+
+    from mnistlite.config import TrainConfig
+    from mnistlite.data import Split
+    from mnistlite.engine import train
+
+    out = tmp_path_factory.getbasetemp() / "deploy-trained-run"
+    cfg = TrainConfig.for_model(
+        "mnistlite_flagship", epochs=3, scheduler="onecycle", max_lr=0.1, rotation=0.0, translate=0.0, scale=0.0,
+        seed=1, download=False, threads=1,  # one thread: 4x less CPU than two on a busy 2-core machine
+    )
+    data = mnist_small
+    # Scoring 2,000 test images per epoch instead of 10,000 keeps this fixture ~10 s.
+    small = dataclasses.replace(
+        data, train=Split(data.train.images[:6000], data.train.labels[:6000]), val=None,
+        test=Split(data.test.images[:2000], data.test.labels[:2000]),
+    )
+    threads = torch.get_num_threads()
+    try:
+        train(cfg, run_dir=out, data=small, progress=False, quiet=True)
+    finally:
+        torch.set_num_threads(threads)  # the trainer sets it process-wide; later tests get theirs back
+    return out

@@ -8,7 +8,6 @@ screenshot to docs/img/serve.png for the README.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,40 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from mnistlite.config import TrainConfig
-from mnistlite.data import Split
-from mnistlite.engine import train
 from mnistlite.runs import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_NAME = "deploy-trained-run"  # same name and recipe as test_deploy.py: trained once per session
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-def trained_run(tmp_path_factory, data) -> Path:
-    """mnistlite_flagship, 3 epochs on 6,000 real images (test accuracy ~97%), cached for the session."""
-    out = tmp_path_factory.getbasetemp() / RUN_NAME
-    if (out / rd.MODEL).is_file():
-        return out
-    cfg = TrainConfig.for_model(
-        "mnistlite_flagship", epochs=3, scheduler="onecycle", max_lr=0.1, rotation=0.0, translate=0.0, scale=0.0,
-        seed=1, download=False, threads=1,  # one thread: 4x less CPU than two on a busy 2-core machine
-    )
-    small = dataclasses.replace(
-        data, train=Split(data.train.images[:6000], data.train.labels[:6000]), val=None,
-        test=Split(data.test.images[:2000], data.test.labels[:2000]),
-    )
-    threads = torch.get_num_threads()
-    try:
-        train(cfg, run_dir=out, data=small, progress=False, quiet=True)
-    finally:
-        torch.set_num_threads(threads)  # the trainer sets it process-wide; later tests get theirs back
-    return out
 
 
 def chromium_path() -> str:
@@ -74,13 +47,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, mnist_small):
+def server(flagship_run):
     """uvicorn on a free loopback port in a thread, serving the session's trained model."""
     uvicorn = pytest.importorskip("uvicorn", reason="deploy extra not installed: pip install 'mnistlite[deploy]'")
     pytest.importorskip("fastapi", reason="deploy extra not installed: pip install 'mnistlite[deploy]'")
     from mnistlite.deploy.serve import create_app
 
-    run = trained_run(tmp_path_factory, mnist_small)
+    run = flagship_run
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

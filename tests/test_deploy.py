@@ -5,7 +5,6 @@ shared with tests/test_browser.py through pytest's base temp directory.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import socket
@@ -25,43 +24,16 @@ from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mnistlite.cli import main  # noqa: E402
-from mnistlite.config import TrainConfig  # noqa: E402
-from mnistlite.data import Split  # noqa: E402
 from mnistlite.deploy import preprocess as pp  # noqa: E402
 from mnistlite.deploy.export import export_run  # noqa: E402
 from mnistlite.deploy.predict import META_MEAN, META_MODEL, META_STD, load_predictor  # noqa: E402
-from mnistlite.engine import train  # noqa: E402
 from mnistlite.errors import MnistliteError  # noqa: E402
 from mnistlite.runs import rundir as rd  # noqa: E402
 
-RUN_NAME = "deploy-trained-run"  # same name in test_browser.py: trained once per session
-
-
-def trained_run(tmp_path_factory, data) -> Path:
-    """mnistlite_flagship, 3 epochs on 6,000 real images (test accuracy ~97%), cached for the session."""
-    out = tmp_path_factory.getbasetemp() / RUN_NAME
-    if (out / rd.MODEL).is_file():
-        return out
-    cfg = TrainConfig.for_model(
-        "mnistlite_flagship", epochs=3, scheduler="onecycle", max_lr=0.1, rotation=0.0, translate=0.0, scale=0.0,
-        seed=1, download=False, threads=1,  # one thread: 4x less CPU than two on a busy 2-core machine
-    )
-    # Scoring 2,000 test images per epoch instead of 10,000 keeps this fixture ~10 s.
-    small = dataclasses.replace(
-        data, train=Split(data.train.images[:6000], data.train.labels[:6000]), val=None,
-        test=Split(data.test.images[:2000], data.test.labels[:2000]),
-    )
-    threads = torch.get_num_threads()
-    try:
-        train(cfg, run_dir=out, data=small, progress=False, quiet=True)
-    finally:
-        torch.set_num_threads(threads)  # the trainer sets it process-wide; later tests get theirs back
-    return out
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, mnist_small) -> Path:
-    return trained_run(tmp_path_factory, mnist_small)
+def run_dir(flagship_run) -> Path:
+    return flagship_run
 
 
 def to_png(img: Image.Image, fmt: str = "PNG") -> bytes:
