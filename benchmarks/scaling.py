@@ -1,0 +1,87 @@
+"""Scaling of the training step: against batch size, and against model MACs,
+with the fraction of this machine's measured matrix-multiply peak achieved.
+
+    python benchmarks/scaling.py [--threads 1] [--steps 20] > scaling.md
+
+Throughput is measured in CPU time of one thread, so the table holds up on a
+machine that is busy with other work (wall-clock figures would not). A
+training step is counted as 3x the forward MACs (forward, input gradient,
+weight gradient), 2 FLOPs per MAC.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from mnistlite.config import TrainConfig
+from mnistlite.data import Dataset, Split
+from mnistlite.engine.trainer import build_parts
+from mnistlite.models import list_models
+from mnistlite.summary import profile_registered
+
+
+def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t0 = time.process_time()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.process_time() - t0) / 1e9
+
+
+def fake_data(n: int) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])
+
+
+def images_per_cpu_second(model: str, batch: int, steps: int, **over) -> float:
+    cfg = TrainConfig.for_model(model, batch_size=batch, device="cpu", **over)
+    data = fake_data(batch * (steps + 3))
+    parts = build_parts(cfg, data, torch.device("cpu"))
+    x, y = data.train.images, data.train.labels
+    for i in range(3):
+        parts.step(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
+    t0 = time.process_time()
+    for i in range(3, steps + 3):
+        parts.step(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch])
+    return steps * batch / (time.process_time() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--model", default="mnistlite8k_model3", help="model of the batch-size table")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    peak = matmul_peak_gflops()
+    print(f"matrix-multiply peak, {a.threads} thread(s): {peak:.0f} GFLOP/s (512x512 fp32, CPU time)\n")
+
+    print(f"### Batch size ({a.model}, rotation 7°, {a.threads} thread(s))\n")
+    print("| batch | images/s | s per 60k-image epoch (training) |")
+    print("|---:|---:|---:|")
+    for bs in (32, 64, 128, 256, 512):
+        ips = images_per_cpu_second(a.model, bs, max(5, a.steps * 128 // bs), rotation=7.0)
+        print(f"| {bs} | {ips:,.0f} | {60000 / ips:.1f} |")
+
+    print(f"\n### Model MACs (batch 128, each model's own recipe, {a.threads} thread(s))\n")
+    print("| model | params | MACs/image | images/s | s per epoch (training) | GFLOP/s | % of matmul peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for name in list_models():
+        if name.startswith("search_"):
+            continue
+        p = profile_registered(name)
+        ips = images_per_cpu_second(name, 128, a.steps)
+        gflops = ips * p.macs * 3 * 2 / 1e9
+        rows.append((p.macs, name, p.params, ips, gflops))
+    for macs, name, params, ips, gflops in sorted(rows):
+        print(f"| `{name}` | {params:,} | {macs:,} | {ips:,.0f} | {60000 / ips:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
