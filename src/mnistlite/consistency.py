@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
 import os
 import statistics
 from dataclasses import replace
@@ -113,10 +114,10 @@ def run_seeds(
         for t in todo:
             echo(f"finished {_train_one(t)}")
     elif todo:
-        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-        with ctx.Pool(jobs) as pool:
-            for run in pool.imap_unordered(_train_one, todo):
-                echo(f"finished {run}")
+        # spawn, not fork: forking after torch has started its threads can deadlock.
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            for done in as_completed([pool.submit(_train_one, t) for t in todo]):
+                echo(f"finished {done.result()}")
     summary = aggregate(out, seeds)
     rd.write_json(out / CONSISTENCY_JSON, summary)
     plot_consistency(out, summary)
