@@ -177,7 +177,3 @@ RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
     """Fields of `cfg` whose value differs from the `saved` config dict."""
     return [k for k, v in cfg.to_dict().items() if k not in ignore and saved.get(k, v) != v]
-
-
-def config_field_names() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]

@@ -11,7 +11,6 @@ trained again, so an interrupted sweep resumes where it stopped.
 """
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import os
@@ -235,7 +234,3 @@ def plot_consistency(out: Path, s: dict[str, Any]) -> None:
         f"(n={s['n']}), {s['seeds_passing_goal']}/{s['n']} hold the goal"
     )
     plot_overlay(curves, out / CONSISTENCY_PNG, title=title)
-
-
-def fmt_pm(stats: dict[str, float]) -> str:
-    return f"{stats['mean']:.2f} ± {stats['std']:.2f}" if not math.isnan(stats["mean"]) else "n/a"

@@ -70,3 +70,23 @@ def add_dry_run(parser: argparse.ArgumentParser) -> None:
 
 
 DRY_RUN = {"epochs": 1, "limit_train": 1000}
+
+
+def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """--seeds N | --seed-list S,S and --jobs, as `seeds` and `table` take them."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--seeds", type=int, default=5, metavar="N", help=f"run seeds 1..N{what} (default 5)")
+    g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each on cores/jobs threads")
+
+
+def seeds_from_args(args: argparse.Namespace) -> list[int]:
+    """The seeds `add_seed_flags` asked for, with --seeds and --jobs checked."""
+    from ..consistency import parse_seed_list
+    from ..errors import MnistliteError
+
+    if args.seeds < 1:
+        raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
+    return parse_seed_list(args.seed_list) if args.seed_list else list(range(1, args.seeds + 1))

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..consistency import parse_seed_list
 from ..errors import MnistliteError
 from ..leaderboard import load_rows, markdown_table, plot_frontier, run_table
 from ..models import list_models
-from .common import DRY_RUN, add_config_flags, add_dry_run, config_overrides
+from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("table", help="multi-seed table (and frontier plot) over every model with a tag")
     p.add_argument("--tag", required=True, help="seed (reproductions), ladder (params -> accuracy), ...")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds 1..N per model (default 5)")
-    g.add_argument("--seed-list", metavar="S,S,...", help="exactly these seeds")
-    p.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
+    add_seed_flags(p, " per model")
     p.add_argument("--out", metavar="DIR", help="sweeps folder (default: runs/table/<tag>)")
     p.add_argument("--markdown", metavar="FILE", help="write the table (and plot beside it) here")
     p.add_argument("--no-train", action="store_true", help="only render from finished sweeps")
@@ -33,9 +29,7 @@ def register(sub) -> None:
 def run(args) -> int:
     if not list_models(args.tag):
         raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
-    if args.seeds < 1 or args.jobs < 1:
-        raise MnistliteError("--seeds and --jobs must be at least 1")
-    seeds = parse_seed_list(args.seed_list) if args.seed_list else list(range(1, args.seeds + 1))
+    seeds = seeds_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
     over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
     rows = load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)

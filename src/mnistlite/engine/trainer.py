@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..augment import AugmentSpec, BatchAugment
-from ..config import RUN_ONLY_FIELDS, TrainConfig, changed_fields
+from ..config import TrainConfig, changed_fields
 from ..data import Dataset, Split, load_dataset
 from ..errors import MnistliteError
 from ..models import count_params, create_model
@@ -185,8 +185,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
-# Where the data is and how fast to run may change between the first run and its resume.
-_RESUME_MAY_CHANGE = RUN_ONLY_FIELDS
 
 
 def _check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> None:
@@ -199,7 +197,7 @@ def _check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> None:
         )
     saved = ckpt.get("config")
     if isinstance(saved, dict):
-        changed = changed_fields(saved, cfg, _RESUME_MAY_CHANGE)
+        changed = changed_fields(saved, cfg)  # where and how fast may change, not what
         if changed:
             raise MnistliteError(
                 f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
