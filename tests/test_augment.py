@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from mnistlite.augment import AugmentSpec, BatchAugment, apply_affine, random_affine_matrices
@@ -72,3 +73,16 @@ def test_fill_value_pads_borders():
     x = torch.full((4, 1, 28, 28), -0.4242)
     out = BatchAugment(AugmentSpec(rotation=30, translate=0.2), fill=-0.4242, generator=torch.Generator().manual_seed(0))(x)
     assert torch.allclose(out, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(5, 28, 28), (3, 13, 20)])
+def test_affine_grid_matches_torch(shape):
+    """Our batched-matmul grid is torch's affine_grid (align_corners=False), faster."""
+    import torch.nn.functional as F
+
+    from mnistlite.augment import affine_grid
+
+    n, h, w = shape
+    theta = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(0))
+    ref = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    assert torch.allclose(affine_grid(theta, n, h, w), ref, atol=1e-5)

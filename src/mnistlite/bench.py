@@ -84,7 +84,9 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
         parts.step(x_all[idx], y_all[idx])
         return len(idx)
 
-    for i in range(3):  # warm-up: allocator, oneDNN kernels
+    # Warm-up: oneDNN builds its kernels and the allocator's heap grows to the
+    # step's working set during the first batches (3 were not enough: measured).
+    for i in range(10):
         step(i)
     _sync(device)
     seen, t0 = 0, time.perf_counter()

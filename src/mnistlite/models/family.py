@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .blocks import Dropout
+from .dropout import Dropout
+from .fused import FusedSequential
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class FamilyNet(nn.Module):
             for j, w in enumerate(stage):
                 layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)
                 c = w
-        self.features = nn.Sequential(*layers)
+        self.features = FusedSequential(*layers)
         self.head = nn.Linear(c, spec.classes)
 
     def _unit(self, cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:

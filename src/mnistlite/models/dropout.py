@@ -1,0 +1,78 @@
+"""Dropout with a mask drawn sparsely: exact Bernoulli, a fraction of the cost on a CPU."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D view of `t` in memory order (contiguous or channels_last)."""
+    if t.is_contiguous():
+        return t.view(-1)
+    return t.permute(0, 2, 3, 1).view(-1)  # channels_last: NHWC in memory
+
+
+def _drop_positions(n: int, p: float) -> torch.Tensor:
+    """Indices of a Bernoulli(p) process over n slots, drawn as geometric gaps.
+
+    For the small rates of these models (p = 0.01 in seed 000 Model3) this draws
+    about n*p random numbers instead of n: exact in distribution, and most of
+    dropout's cost on a CPU was drawing the mask.
+    """
+    log_q = math.log1p(-p)
+    pos = torch.empty(0, dtype=torch.int64)
+    start = -1
+    while start < n - 1:
+        m = int(n * p + 6 * math.sqrt(n * p) + 16)
+        u = torch.rand(m).clamp_min_(1e-30)
+        gaps = torch.floor(torch.log(u) / log_q).to(torch.int64) + 1
+        chunk = start + torch.cumsum(gaps, 0)
+        pos = torch.cat([pos, chunk])
+        start = int(chunk[-1])
+    return pos[pos < n]
+
+
+class _SparseDropout(torch.autograd.Function):
+    """y = x / (1 - p) with the sampled positions zeroed; the same in backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        idx = _drop_positions(x.numel(), p)
+        y = x * (1.0 / (1.0 - p))
+        _flat(y)[idx] = 0.0
+        ctx.save_for_backward(idx)
+        ctx.p = p
+        ctx.fmt = torch.contiguous_format if y.is_contiguous() else torch.channels_last
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (idx,) = ctx.saved_tensors
+        # Positions index memory order, so the gradient must share y's layout.
+        g = (grad * (1.0 / (1.0 - ctx.p))).contiguous(memory_format=ctx.fmt)
+        _flat(g)[idx] = 0.0
+        return g, None
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on the CPU; same semantics, same name in tables.
+
+    Profiling on a 2-core CPU: `bernoulli_` drew the mask at ~4 ns per element,
+    a quarter of seed 000 Model3's whole training step. For p <= 0.25 the
+    dropped positions are drawn directly (geometric gaps: about n*p random
+    numbers), an exact Bernoulli mask. Larger rates, and other devices, use
+    torch's own kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or self.inplace or x.dim() != 4:
+            return super().forward(x)
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()
+        if self.p <= 0.25:
+            return _SparseDropout.apply(x, self.p)
+        return super().forward(x)

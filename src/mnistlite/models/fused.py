@@ -1,0 +1,142 @@
+"""BatchNorm -> ReLU (-> Dropout) as one autograd op: the CPU training fast path.
+
+Profiling seed 000 Model3 on a 2-core CPU (docs/performance.md) showed that
+torch's BatchNorm, not the convolutions, was the most expensive layer: on
+28x28 maps with 8-16 channels its channels_last forward and backward each cost
+5-10 memory passes' worth of time. Written out by hand on an (M, C) view of the
+NHWC memory, one BN + ReLU + Dropout unit costs about five passes forward and
+five backward, and its gradients match torch's (tests/test_fused.py).
+
+Two tricks make that fast:
+- per-channel vectors are tiled k times so that the innermost dimension is k*C
+  lanes wide (8 channels alone would waste most of an AVX-512 register);
+- the dropout rescale 1/(1-p) is folded into BN's scale and shift, and the
+  dropped positions (drawn sparsely, blocks.py) are zeroed in the ReLU output,
+  so the ReLU mask `y > 0` also carries the dropout mask in backward.
+
+`FusedSequential` is a drop-in nn.Sequential: same children, same state_dict,
+same layer tables. It takes the fused path only where it is exact and faster:
+training mode, a CPU tensor in channels_last layout, a tracked and affine BN with
+a momentum, and no hooks on the fused layers (torchinfo's tables use hooks, so
+they always see the plain layers). Everything else runs the layers one by one.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dropout import Dropout, _drop_positions
+
+_LANES = 256  # floats per row of the wide view: several AVX-512 registers
+
+
+def _tile_factor(m: int, c: int) -> int:
+    """Largest k <= _LANES // c dividing m: rows of the (m/k, k*c) view stay whole."""
+    k = max(1, _LANES // c)
+    while m % k:
+        k -= 1
+    return k
+
+
+def _wide(t: torch.Tensor, k: int) -> torch.Tensor:
+    n, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(n * h * w // k, k * c)  # a view for NHWC memory
+
+
+def _channel_sum(v: torch.Tensor, k: int, c: int) -> torch.Tensor:
+    return v.sum(0).view(k, c).sum(0)
+
+
+class _BNReLUDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, p: float):
+        n, c, h, w = x.shape
+        m = n * h * w
+        k = _tile_factor(m, c)
+        xv = _wide(x, k)
+        # Both sums in one small tensor: each small op costs microseconds of
+        # dispatch, and a unit has dozens of them (profiled).
+        sums = torch.stack((xv.sum(0), (xv * xv).sum(0))).view(2, k, c).sum(1).div_(m)
+        mean = sums[0]
+        # E[x^2] - E[x]^2 in one read; conv outputs have |mean| of the order of
+        # their std, so float32 keeps ~6 digits here (tested against float64).
+        var = sums[1].sub_(mean * mean).clamp_min_(0.0)
+        invstd = torch.rsqrt(var + eps)
+        with torch.no_grad():
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (m / max(m - 1, 1)), momentum)
+        keep = 1.0 / (1.0 - p)
+        scale = weight.detach() * invstd * keep
+        shift = torch.addcmul(bias.detach() * keep, mean, scale, value=-1.0)
+        tiled = torch.stack((scale, shift)).repeat(1, k)  # one small op instead of two
+        yv = torch.addcmul(tiled[1], xv, tiled[0]).relu_()
+        if p > 0:
+            yv.view(-1)[_drop_positions(yv.numel(), p)] = 0.0
+        y = yv.view(n, h, w, c).permute(0, 3, 1, 2)
+        ctx.save_for_backward(x, y, weight, mean, invstd)
+        ctx.k, ctx.keep = k, keep
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y, weight, mean, invstd = ctx.saved_tensors
+        n, c, h, w = x.shape
+        m, k, keep = n * h * w, ctx.k, ctx.keep
+        xv = _wide(x, k)
+        dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
+        # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
+        g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
+        sum_g = _channel_sum(g, k, c)
+        sum_gxhat = (_channel_sum(g * xv, k, c) - mean * sum_g) * invstd
+        a = weight * invstd * keep
+        # dx = a * (g - mean(g) - xhat * mean(g * xhat)), as k1*g + k2*x + k3 per channel.
+        k2 = -a * invstd * sum_gxhat / m
+        k3 = -a * sum_g / m - k2 * mean
+        tiled = torch.stack((a, k2, k3)).repeat(1, k)
+        dxv = torch.addcmul(tiled[2], xv, tiled[1]).addcmul_(g, tiled[0])
+        dx = dxv.view(n, h, w, c).permute(0, 3, 1, 2)
+        return dx, sum_gxhat * keep, sum_g * keep, None, None, None, None, None
+
+
+def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torch.Tensor:
+    """dropout(relu(bn(x))) in training mode, fused; x must be NHWC-contiguous on the CPU."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    return _BNReLUDropout.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, p)
+
+
+def _fusable_bn(bn: nn.Module) -> bool:
+    return (
+        type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
+    )
+
+
+def _hooked(*mods: nn.Module) -> bool:
+    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in mods)
+
+
+class FusedSequential(nn.Sequential):
+    """nn.Sequential that runs each BatchNorm2d -> ReLU [-> Dropout] run as one op in CPU training."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and x.device.type == "cpu" and x.dim() == 4
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        mods = list(self)
+        i = 0
+        while i < len(mods):
+            mod = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if _fusable_bn(mod) and type(nxt) is nn.ReLU and x.dim() == 4 and x.device.type == "cpu" \
+                    and x.is_contiguous(memory_format=torch.channels_last):
+                drop = mods[i + 2] if i + 2 < len(mods) else None
+                p, span = 0.0, 2
+                if type(drop) in (Dropout, nn.Dropout) and not drop.inplace and drop.p <= 0.25:
+                    p, span = float(drop.p), 3
+                if not _hooked(*mods[i : i + span]):
+                    x = bn_relu_dropout(x, mod, p)
+                    i += span
+                    continue
+            x = mod(x)
+            i += 1
+        return x

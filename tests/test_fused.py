@@ -1,0 +1,117 @@
+"""The fused BN -> ReLU -> Dropout fast path must compute what the separate layers compute."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mnistlite.models import create_model, list_models
+from mnistlite.models.dropout import Dropout
+from mnistlite.models.fused import FusedSequential, bn_relu_dropout
+
+CL = torch.channels_last
+
+
+def _bn(c: int, seed: int = 0) -> nn.BatchNorm2d:
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return bn
+
+
+@pytest.mark.parametrize("shape", [(128, 8, 26, 26), (64, 10, 24, 24), (7, 32, 5, 5), (3, 12, 1, 1)])
+def test_forward_backward_match_float64(shape):
+    """Values and gradients against a float64 reference (the fused op is as accurate as torch's own)."""
+    n, c, h, w = shape
+    torch.manual_seed(1)
+    x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL).requires_grad_()
+    dy = torch.randn(shape).contiguous(memory_format=CL)
+    bn = _bn(c)
+    ref_bn = copy.deepcopy(bn).double()
+    x64 = x.detach().double().requires_grad_()
+    pre = ref_bn(x64)
+    y64 = torch.relu(pre)
+    g64 = torch.autograd.grad(y64, [x64, ref_bn.weight, ref_bn.bias], dy.double())
+
+    y = bn_relu_dropout(x, bn, 0.0)
+    g = torch.autograd.grad(y, [x, bn.weight, bn.bias], dy)
+    assert y.is_contiguous(memory_format=CL) and g[0].is_contiguous(memory_format=CL)
+    # Where the pre-activation is within rounding of 0, float32 may pick the other side of the ReLU.
+    clear = pre.detach().abs() > 1e-4
+    assert torch.allclose(y.double(), y64, atol=1e-5)
+    assert torch.allclose(g[0].double()[clear], g64[0][clear], atol=1e-4)
+    if clear.all():
+        for ours, ref in zip(g[1:], g64[1:]):
+            assert torch.allclose(ours.double(), ref, rtol=1e-4, atol=1e-3)
+    # Running statistics as nn.BatchNorm2d keeps them (unbiased variance, momentum 0.1).
+    assert torch.allclose(bn.running_mean.double(), ref_bn.running_mean, atol=1e-6)
+    assert torch.allclose(bn.running_var.double(), ref_bn.running_var, rtol=1e-5, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_dropout_is_bernoulli_scaled_and_masks_the_gradient():
+    torch.manual_seed(0)
+    p = 0.2
+    x = torch.randn(32, 8, 20, 20).contiguous(memory_format=CL).requires_grad_()
+    bn = _bn(8)
+    plain = torch.relu(copy.deepcopy(bn)(x)).detach()
+    y = bn_relu_dropout(x, bn, p)
+    positive = plain > 1e-3
+    dropped = (y == 0) & positive
+    rate = dropped.sum().item() / positive.sum().item()
+    sigma = (p * (1 - p) / positive.sum().item()) ** 0.5
+    assert abs(rate - p) < 5 * sigma
+    kept = positive & ~dropped
+    assert torch.allclose(y[kept], plain[kept] / (1 - p), rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_positions_get_no_gradient_through_the_unit():
+    """Outputs zeroed by dropout are constants: no gradient reaches BN's parameters through them."""
+    torch.manual_seed(0)
+    y_hat = torch.rand(1, 16, 40, 40).add_(1.0).contiguous(memory_format=CL).requires_grad_()
+    bn = _bn(16)
+    y = bn_relu_dropout(y_hat, bn, 0.1)
+    dropped = y == 0
+    assert dropped.any() and not dropped.all()
+    w = torch.zeros_like(y)
+    w[dropped] = 1.0
+    # The gradient of sum(y at dropped positions) w.r.t. BN's bias is 0: those outputs are constant 0.
+    (gb,) = torch.autograd.grad((y * w).sum(), [bn.bias])
+    assert torch.count_nonzero(gb) == 0
+
+
+def test_sequential_falls_back_where_fusion_does_not_apply():
+    torch.manual_seed(0)
+    seq = FusedSequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), Dropout(0.0))
+    plain = nn.Sequential(*copy.deepcopy(list(seq)))
+    x = torch.randn(8, 1, 12, 12)
+    # NCHW input: the plain layers run, identical to nn.Sequential.
+    assert torch.equal(seq(x), plain(x))
+    seq.eval(), plain.eval()
+    assert torch.equal(seq(x.contiguous(memory_format=CL)), plain(x.contiguous(memory_format=CL)))
+    # A hook on a fused layer (torchinfo's tables use them) sees the plain layer run.
+    seq.train()
+    seen = []
+    seq[2].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    seq(x.contiguous(memory_format=CL))
+    assert seen == [torch.Size([8, 4, 10, 10])]
+
+
+@pytest.mark.parametrize("name", [m for m in list_models() if not m.startswith("family:")])
+def test_every_model_trains_the_same_fused_or_not(name):
+    """A step on channels_last input (fused) and on NCHW input (plain layers) gives the same gradients."""
+    torch.manual_seed(0)
+    model = create_model(name, dropout=0.0).train()
+    twin = copy.deepcopy(model).to(memory_format=CL)
+    x = torch.randn(16, 1, 28, 28)
+    y = torch.randint(0, 10, (16,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    nn.functional.cross_entropy(twin(x.contiguous(memory_format=CL)), y).backward()
+    num = sum((a.grad - b.grad).pow(2).sum() for a, b in zip(model.parameters(), twin.parameters()))
+    den = sum(a.grad.pow(2).sum() for a in model.parameters())
+    assert (num / den).sqrt() < 1e-3
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
