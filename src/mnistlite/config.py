@@ -171,7 +171,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 # Fields that say where or how fast a run happens, not what it computes: two
 # configs that differ only here describe the same run (resume, skip-if-done).
-RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size"})
+# The device is one of them: a seed trained on a GPU counts as done when the same
+# sweep is re-run on a laptop (result.json records where each run happened).
+RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device"})
 
 
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:

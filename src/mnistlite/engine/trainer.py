@@ -56,6 +56,7 @@ class RunResult:
     run_dir: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     macs: int | None = None
+    device: str = ""  # where it ran, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class RunResult:
             "macs": self.macs,
             **self.summary,
             "wall_seconds": round(self.wall_seconds, 3),
+            "device": self.device,
             "mnistlite_version": __version__,
             "torch_version": torch.__version__,
         }
@@ -401,7 +403,8 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
                 on_epoch(row)
 
     wall = time.perf_counter() - t_start
-    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows))
+    where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
+    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows), device=where)
     if out is not None:
         try:
             _finish_run_dir(out, model, cfg, result)

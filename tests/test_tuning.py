@@ -1,0 +1,106 @@
+"""`mnistlite tune`: validation-split tuning, end to end on a sliver of real MNIST."""
+import json
+from pathlib import Path
+
+import pytest
+
+from mnistlite.cli import main
+from mnistlite.runs import rundir as rd
+from mnistlite.tuning import rank
+
+# One epoch on 600 images, 200 held out, one thread: seconds on a busy 2-core machine.
+TINY = ["--epochs", "1", "--limit-train", "600", "--jobs", "1", "--threads", "1"]
+
+TWO = """
+[[candidates]]
+name = "ref"
+model = "mnistlite_2k"
+
+[[candidates]]
+name = "three"
+spec = {stages = [[4], [8], [8]], transitions = [6, 8], first_padding = 1}
+recipe = {max_lr = 0.1, batch_size = 64}
+"""
+
+
+def tuning_file(folder, candidates, budget=4999):
+    f = folder / "t.toml"
+    f.write_text(f"budget = {budget}\nval_size = 200\nseeds = [1]\n{candidates}")
+    return f
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("tune")
+    argv = ["tune", str(tuning_file(tmp, TWO)), "--out", str(tmp / "out"), "--data-dir", str(data_root), *TINY]
+    return main(argv), argv, tmp / "out"
+
+
+def test_two_candidates_end_to_end(tuned):
+    rc, _, out = tuned
+    assert rc == 0
+    summary = json.loads((out / "tuning.json").read_text())
+    rows = {r["name"]: r for r in summary["candidates"]}
+    assert set(rows) == {"ref", "three"} and sorted(r["rank"] for r in rows.values()) == [1, 2]
+    for name, r in rows.items():
+        run = out / name / "seed1"
+        cfg = rd.read_json(run / rd.CONFIG)
+        assert cfg["val_size"] == 200 and cfg["epochs"] == 1
+        val = rd.read_metrics(run / rd.METRICS)[-1]["val_acc"]
+        assert r["per_seed"]["1"]["final_val_acc"] == pytest.approx(val) == pytest.approx(r["mean_final_val_acc"])
+        assert r["per_seed"]["1"]["device"] == "cpu" and r["per_seed"]["1"]["wall_seconds"] > 0
+        assert r["macs"] > 0
+    assert rows["ref"]["params"] == 2130 and rows["ref"]["recipe"] == {}
+    three = rd.read_json(out / "three" / "seed1" / rd.CONFIG)
+    assert three["model"].startswith("family:") and three["batch_size"] == 64 and three["max_lr"] == 0.1
+    assert "test_acc" not in (out / "tuning.json").read_text()
+    md = (out / "tuning.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 4 and "val s1" in table[0] and "mean val" in table[0]
+    assert not any("test" in line.lower() for line in table)
+    assert "Test accuracy is deliberately not shown" in md
+
+
+def test_resume_skips_finished_runs(tuned, capsys):
+    rc, argv, out = tuned
+    results = sorted(out.glob("*/seed1/result.json"))
+    before = [p.stat().st_mtime_ns for p in results]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ref/seed1: already done" in printed and "three/seed1: already done" in printed
+    assert "0 of 2 run(s) to train" in printed
+    assert [p.stat().st_mtime_ns for p in results] == before
+
+
+@pytest.mark.parametrize("candidates, message", [
+    ('[[candidates]]\nname = "big"\nspec = {stages = [[8, 16], [16, 16, 16]], transitions = [10]}\n',
+     "candidate 'big': 7,766 parameters > budget 4,999"),
+    ('[[candidates]]\nname = "typo"\nmodel = "mnistlite_2k"\nrecipe = {max_lrr = 0.1}\n',
+     "candidate 'typo': recipe: unknown recipe field 'max_lrr' (did you mean 'max_lr'?)"),
+])
+def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates, message):
+    f = tuning_file(tmp_path, candidates)
+    assert main(["tune", str(f), "--out", str(tmp_path / "out"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_rank_breaks_near_ties_by_params():
+    rows = [
+        {"name": "big", "params": 7766, "mean_final_val_acc": 99.45},
+        {"name": "small", "params": 4508, "mean_final_val_acc": 99.44},  # within 0.02: the smaller wins
+        {"name": "tiny", "params": 2130, "mean_final_val_acc": 99.30},
+        {"name": "broken", "params": 100, "mean_final_val_acc": None},
+    ]
+    rank(rows)
+    assert [r["rank"] for r in rows] == [2, 1, 3, None]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments" / "tuning").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_tuning_files_are_valid(path):
+    from mnistlite.tuning import load_tuning
+
+    tf = load_tuning(path)
+    assert tf.candidates and all(c.params <= tf.budget for c in tf.candidates)
