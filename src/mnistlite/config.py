@@ -29,7 +29,10 @@ class TrainConfig:
     # --- budget ----------------------------------------------------------------
     epochs: int = 15
     batch_size: int = 128
-    eval_batch_size: int = 2000  # evaluation has no backward pass: big batches are cheaper
+    # Evaluation has no backward pass, but batches past a few hundred only add
+    # memory: on the 2-core CPU 500 scored 10k images as fast as 2,000 (0.22 s)
+    # with a quarter of the activations, keeping a training run under 1 GiB.
+    eval_batch_size: int = 500
 
     # --- optimisation ----------------------------------------------------------
     optimizer: str = "sgd"  # sgd | adam | adamw

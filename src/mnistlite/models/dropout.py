@@ -15,23 +15,17 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def _drop_positions(n: int, p: float) -> torch.Tensor:
-    """Indices of a Bernoulli(p) process over n slots, drawn as geometric gaps.
+    """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
 
-    For the small rates of these models (p = 0.01 in seed 000 Model3) this draws
-    about n*p random numbers instead of n: exact in distribution, and most of
-    dropout's cost on a CPU was drawing the mask.
+    Draw K ~ Poisson(lam) positions uniformly, with repeats. By Poisson
+    splitting, each slot is then hit Poisson(lam / n) times, independently of
+    the others, so it is dropped with probability 1 - exp(-lam / n), which is p
+    for lam = -n * log(1 - p). Three small ops instead of n uniform draws
+    (`bernoulli_` cost a quarter of a Model3 step) or a loop of geometric gaps
+    (measured: 18 us against 106 us for 692k slots at p = 0.01).
     """
-    log_q = math.log1p(-p)
-    pos = torch.empty(0, dtype=torch.int64)
-    start = -1
-    while start < n - 1:
-        m = int(n * p + 6 * math.sqrt(n * p) + 16)
-        u = torch.rand(m).clamp_min_(1e-30)
-        gaps = torch.floor(torch.log(u) / log_q).to(torch.int64) + 1
-        chunk = start + torch.cumsum(gaps, 0)
-        pos = torch.cat([pos, chunk])
-        start = int(chunk[-1])
-    return pos[pos < n]
+    lam = torch.tensor(-n * math.log1p(-p), dtype=torch.float64)
+    return torch.randint(n, (int(torch.poisson(lam).item()),))
 
 
 class _SparseDropout(torch.autograd.Function):
@@ -61,7 +55,7 @@ class Dropout(nn.Dropout):
 
     Profiling on a 2-core CPU: `bernoulli_` drew the mask at ~4 ns per element,
     a quarter of seed 000 Model3's whole training step. For p <= 0.25 the
-    dropped positions are drawn directly (geometric gaps: about n*p random
+    dropped positions are drawn directly (Poisson splitting: about n*p random
     numbers), an exact Bernoulli mask. Larger rates, and other devices, use
     torch's own kernel.
     """
