@@ -28,8 +28,8 @@ def tune_cpu_allocator() -> bool:
 
     glibc serves every block over 128 KiB-32 MiB with a fresh mmap and unmaps it
     on free, so each of the ~100 activations of a training step (0.2-3 MB at
-    batch 128) was page-faulted in anew: profiled, a 2.7 MB addcmul took 1 ms
-    instead of 0.06 ms, and a whole Model3 step 24 ms instead of 19. Raising
+    batch 128) was page-faulted in anew, a quarter of a Model3 step
+    (benchmarks/micro.py). Raising
     the mmap and trim thresholds makes torch's CPU allocations reuse warm heap
     memory. A no-op where the C library is not glibc.
     """
