@@ -90,3 +90,53 @@ def seeds_from_args(args: argparse.Namespace) -> list[int]:
     if args.jobs < 1:
         raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
     return parse_seed_list(args.seed_list) if args.seed_list else list(range(1, args.seeds + 1))
+
+
+# --- commands driven by a TOML file (experiment, tune) ------------------------------
+FILE_RUN_FLAGS = ("seeds", "seed_list", "out", "epochs", "limit_train", "data_dir", "device")
+
+
+def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: str) -> None:
+    """The flags `experiment` and `tune` share: which seeds, where to, and smoke-run overrides."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--seeds", type=int, metavar="N", help="seeds 1..N (default: the file's `seeds`)")
+    g.add_argument("--seed-list", metavar="S1,S2", help="these seeds, comma-separated")
+    parser.add_argument("--out", metavar="DIR", help=f"output folder (default: {default_out})")
+    parser.add_argument("--epochs", type=int, metavar="N", help=f"override every {what}'s epochs")
+    parser.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only (smoke runs)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data root holding MNIST/raw/")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device of every run (default auto)")
+
+
+def file_seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """--seeds / --seed-list as a tuple, or None for the file's own seeds."""
+    from ..consistency import parse_seed_list
+    from ..errors import MnistliteError
+
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
+        return tuple(range(1, args.seeds + 1))
+    return tuple(parse_seed_list(args.seed_list)) if args.seed_list is not None else None
+
+
+def file_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the flags override for every run; --dry-run fills in a smoke run."""
+    over = {"epochs": args.epochs, "limit_train": args.limit_train, "data_dir": args.data_dir, "device": args.device}
+    if args.dry_run:
+        over.update({k: v for k, v in DRY_RUN.items() if over.get(k) is None})
+    return {k: v for k, v in over.items() if v is not None}
+
+
+def command_line(command: str, args: argparse.Namespace, extra: tuple[str, ...] = (),
+                 switches: tuple[str, ...] = ("dry_run",)) -> str:
+    """The command as typed, rebuilt from the parsed flags: the provenance line of a generated report."""
+    import shlex
+
+    parts = ["mnistlite", command, args.file]
+    for flag in extra + FILE_RUN_FLAGS:
+        v = getattr(args, flag)
+        if v is not None:
+            parts += ["--" + flag.replace("_", "-"), str(v)]
+    parts += [f"--{f.replace('_', '-')}" for f in switches if getattr(args, f)]
+    return " ".join(shlex.quote(p) for p in parts)
