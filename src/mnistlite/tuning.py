@@ -55,7 +55,7 @@ TIE_PP = 0.02  # one image in 5,000: closer means are a tie, and the smaller mod
 
 TOP_KEYS = ("budget", "val_size", "seeds", "candidates")
 CANDIDATE_KEYS = ("name", "model", "spec", "recipe")
-SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn")
+SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_stages")
 # Set by the file or the command line for every candidate alike, so candidates compete on equal terms.
 NOT_IN_RECIPE = {
     "model": "use the candidate's `model` or `spec`",
@@ -146,9 +146,13 @@ def parse_spec(raw: Any, where: str) -> NetSpec:
         raise MnistliteError(f"{where}: spec.dropout must be in [0, 1), got {dropout!r}")
     if not isinstance(bn, bool):
         raise MnistliteError(f"{where}: spec.bn must be true or false, got {bn!r}")
+    sep = raw.get("sep_stages", 0)
+    if type(sep) is not int or not 0 <= sep < len(stages):
+        raise MnistliteError(f"{where}: spec.sep_stages must be 0 to {len(stages) - 1} (the first stage stays plain), "
+                             f"got {sep!r}")
     spec = NetSpec(
         stages=tuple(tuple(s) for s in stages), transitions=tuple(transitions), first_padding=pad,
-        dropout=float(dropout), bn=bn,
+        dropout=float(dropout), bn=bn, sep_stages=sep,
     )
     if output_size(spec) < 1:
         raise MnistliteError(f"{where}: spec shrinks the 28x28 image below 1x1 before the head; use fewer convs")

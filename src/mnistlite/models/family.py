@@ -5,6 +5,11 @@
     stage 2 (and further stages): 3x3 convs
     head: global average pooling, then a linear layer to the classes
 
+`sep_stages = k` makes the 3x3 convs of the last k stages depthwise-separable
+(a 3x3 per-channel conv, then a 1x1 conv, each with BN and ReLU): for c
+channels in and out that costs about 9c + c^2 parameters instead of 9c^2, so
+a small budget buys wider late layers.
+
 Every conv is Conv(bias=False) -> BatchNorm -> ReLU (-> Dropout when > 0): a
 bias before BatchNorm is redundant, so dropping it buys parameters for free.
 A search can therefore reject an over-budget spec with `count_params(spec)`
@@ -28,6 +33,7 @@ class NetSpec:
     first_padding: int = 0  # padding of the very first conv (1 keeps 28x28 borders)
     bn: bool = True
     dropout: float = 0.0
+    sep_stages: int = 0  # the last k stages use depthwise-separable 3x3 convs
     classes: int = 10
     in_channels: int = 1
 
@@ -36,6 +42,8 @@ class NetSpec:
             raise ValueError("need exactly one transition width between consecutive stages")
         if not self.stages[-1]:
             raise ValueError("the last stage needs at least one conv")
+        if not 0 <= self.sep_stages <= len(self.stages) or (self.sep_stages == len(self.stages) and self.in_channels == 1):
+            raise ValueError("sep_stages must leave the first stage (a 1-channel input) with plain convs")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +52,10 @@ class NetSpec:
 def _conv_params(cin: int, cout: int, k: int, bn: bool) -> int:
     # Without BN the conv keeps its bias; with BN, gamma and beta replace it.
     return k * k * cin * cout + (2 * cout if bn else cout)
+
+
+def _separable(spec: NetSpec, stage: int) -> bool:
+    return stage >= len(spec.stages) - spec.sep_stages
 
 
 def count_params(spec: NetSpec) -> int:
@@ -55,7 +67,10 @@ def count_params(spec: NetSpec) -> int:
             total += _conv_params(c, t, 1, spec.bn)
             c = t
         for w in stage:
-            total += _conv_params(c, w, 3, spec.bn)
+            if _separable(spec, i):  # depthwise 3x3 (9 weights per channel), then pointwise 1x1
+                total += 9 * c + (2 * c if spec.bn else c) + _conv_params(c, w, 1, spec.bn)
+            else:
+                total += _conv_params(c, w, 3, spec.bn)
             c = w
     return total + c * spec.classes + spec.classes
 
@@ -84,14 +99,17 @@ class FamilyNet(nn.Module):
                 layers += self._unit(c, spec.transitions[i - 1], 1, 0)
                 c = spec.transitions[i - 1]
             for j, w in enumerate(stage):
-                layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)
+                if _separable(spec, i):
+                    layers += self._unit(c, c, 3, 0, groups=c) + self._unit(c, w, 1, 0)
+                else:
+                    layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)
                 c = w
         self.features = FusedSequential(*layers)
         self.head = nn.Linear(c, spec.classes)
 
-    def _unit(self, cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
+    def _unit(self, cin: int, cout: int, k: int, pad: int, groups: int = 1) -> list[nn.Module]:
         s = self.spec
-        unit: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad, bias=not s.bn)]
+        unit: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad, bias=not s.bn, groups=groups)]
         if s.bn:
             unit.append(nn.BatchNorm2d(cout))
         unit.append(nn.ReLU(inplace=True))

@@ -89,6 +89,8 @@ def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
     d = spec.to_dict()
     d["stages"] = [list(s) for s in spec.stages]
     d["transitions"] = list(spec.transitions)
+    if not d.get("sep_stages"):  # added later: names of earlier specs stay what they were
+        d.pop("sep_stages", None)
     return d
 
 
@@ -110,6 +112,7 @@ def describe_spec(spec: NetSpec) -> str:
     for t, stage in zip(spec.transitions, spec.stages[1:]):
         parts += [f"|{t}|", "-".join(map(str, stage))]
     extra = f" pad{spec.first_padding}" + (f" drop{spec.dropout:g}" if spec.dropout else "")
+    extra += f" sep{spec.sep_stages}" if spec.sep_stages else ""
     return " ".join(parts) + extra + ("" if spec.bn else " noBN")
 
 
