@@ -45,19 +45,17 @@ def geometric_positions(n: int, p: float) -> torch.Tensor:
 
 
 def model3_step_ms(tune: bool, threads: int) -> float:
+    from mnistlite.bench import synthetic_data
     from mnistlite.config import TrainConfig
-    from mnistlite.data import Dataset, Split
     from mnistlite.engine.device import tune_cpu_allocator
     from mnistlite.engine.trainer import build_parts
 
     if tune:
         tune_cpu_allocator()
     torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(0)
-    split = Split(torch.randn(4096, 1, 28, 28, generator=g), torch.randint(0, 10, (4096,), generator=g))
-    parts = build_parts(TrainConfig.for_model("mnistlite8k_model3", rotation=7.0),
-                        Dataset("synthetic", split, None, split, 0.1307, 0.3081, list("0123456789")), torch.device("cpu"))
-    x, y = split.images, split.labels
+    data = synthetic_data(4096)
+    parts = build_parts(TrainConfig.for_model("mnistlite8k_model3", rotation=7.0), data, torch.device("cpu"))
+    x, y = data.train.images, data.train.labels
     i = iter(range(10**9))
 
     def step():

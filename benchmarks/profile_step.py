@@ -39,25 +39,20 @@ GROUPS = {
 def measure(model_name: str, variant: str, steps: int, batch: int, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
-    from torch import nn
     from torch.profiler import ProfilerActivity, profile
 
+    from mnistlite.bench import stock_dropout, synthetic_data
     from mnistlite.config import TrainConfig
-    from mnistlite.data import Dataset, Split
     from mnistlite.engine.device import set_threads
     from mnistlite.engine.trainer import build_parts
     from mnistlite.models import create_model
-    from mnistlite.models.dropout import Dropout
 
-    g = torch.Generator().manual_seed(0)
-    x_all = torch.randn(4096, 1, 28, 28, generator=g)
-    y_all = torch.randint(0, 10, (4096,), generator=g)
+    data = synthetic_data(4096)
+    x_all, y_all = data.train.images, data.train.labels
     if variant == "after":
         set_threads(threads)  # also tunes the allocator, as `train` does
         cfg = TrainConfig.for_model(model_name, rotation=7.0, batch_size=batch)
-        split = Split(x_all, y_all)
-        parts = build_parts(cfg, Dataset("synthetic", split, None, split, 0.1307, 0.3081, list("0123456789")),
-                            torch.device("cpu"))
+        parts = build_parts(cfg, data, torch.device("cpu"))
         parts.model.train()
 
         def step(i):
@@ -66,16 +61,7 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     else:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model = create_model(model_name).train()
-
-        def stock(m: nn.Module) -> None:
-            for name, child in m.named_children():
-                if isinstance(child, Dropout):
-                    setattr(m, name, nn.Dropout(child.p))
-                else:
-                    stock(child)
-
-        stock(model)
+        model = stock_dropout(create_model(model_name)).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4,
                               foreach=False)
 

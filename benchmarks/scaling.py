@@ -17,7 +17,7 @@ import time
 import torch
 
 from mnistlite.config import TrainConfig
-from mnistlite.data import Dataset, Split
+from mnistlite.bench import synthetic_data
 from mnistlite.engine.device import set_threads
 from mnistlite.engine.trainer import build_parts
 from mnistlite.models import list_models
@@ -37,15 +37,9 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (CLOCK() - t0) / 1e9
 
 
-def fake_data(n: int) -> Dataset:
-    g = torch.Generator().manual_seed(0)
-    split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
-    return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])
-
-
 def images_per_second(model: str, batch: int, steps: int, **over) -> float:
     cfg = TrainConfig.for_model(model, batch_size=batch, device="cpu", **over)
-    data = fake_data(batch * (steps + 3))
+    data = synthetic_data(batch * (steps + 3))
     parts = build_parts(cfg, data, torch.device("cpu"))
     x, y = data.train.images, data.train.labels
     for i in range(3):

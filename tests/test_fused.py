@@ -115,3 +115,15 @@ def test_every_model_trains_the_same_fused_or_not(name):
     for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         if a.is_floating_point():
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
+
+
+def test_bf16_autocast_takes_the_plain_layers():
+    """Under CPU bf16 autocast the convs emit bf16 maps: the float32-only unit must step aside, not crash."""
+    torch.manual_seed(0)
+    model = create_model("mnistlite_flagship").train().to(memory_format=CL)
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=CL)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = nn.functional.cross_entropy(model(x), torch.randint(0, 10, (16,)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

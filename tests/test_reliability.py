@@ -186,6 +186,38 @@ def test_interrupt_then_resume_is_bit_identical_to_uninterrupted(tiny, uninterru
     assert "Resumed after epoch 2 of 3" in (out / rd.LOG).read_text()
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
+    """--ema: metrics and model.pt are the average's, the raw weights' accuracy rides along,
+    and an interrupted run resumes (average included) to the same bits."""
+    cfg = recipe(ema=0.9)
+    ref = train(cfg, run_dir=tmp_path / "ref", data=tiny, progress=False, quiet=True)
+    rows = rd.read_metrics(tmp_path / "ref" / rd.METRICS)
+    assert all(r["raw_val_acc"] is not None and r["raw_test_acc"] is not None for r in rows)
+    # model.pt holds the average, not the last step's weights, and it is what the test column scored.
+    raw = load_checkpoint(tmp_path / "ref" / rd.CHECKPOINT)["model"]
+    avg = weights(tmp_path / "ref")
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
+    from mnistlite.engine.trainer import evaluate
+    from mnistlite.models import create_model
+
+    model = create_model(MODEL)
+    model.load_state_dict(avg)
+    assert evaluate(model, tiny.test, 500)[1] == pytest.approx(ref.metrics[-1]["test_acc"])
+
+    out = tmp_path / "run"
+
+    def ctrl_c_after_epoch_2(row):
+        if row["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, run_dir=out, data=tiny, progress=False, quiet=True, on_epoch=ctrl_c_after_epoch_2)
+    res = train(None, run_dir=out, resume=True, data=tiny, progress=False, quiet=True)
+    assert strip_seconds(res.metrics) == strip_seconds(ref.metrics)
+    assert_same_weights(weights(out), avg)
+
+
 def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_root, tmp_path):
     out = tmp_path / "run"
     env = cli_env(data_root)
@@ -420,6 +452,7 @@ def test_same_seed_bit_identical_metrics_and_weights(tiny, uninterrupted, tmp_pa
     ("device", "tpu", "--device must be auto, cpu or cuda"),
     ("dropout", 1.5, "--dropout must be in [0, 1)"),
     ("threads", -2, "--threads must be 0 or more"),
+    ("ema", 1.0, "--ema must be in [0, 1)"),
     ("epochs", "3", "config field 'epochs' must be int"),  # a hand-edited config.json
     ("seed", True, "config field 'seed' must be int"),
 ])

@@ -77,6 +77,8 @@ def test_resume_skips_finished_runs(tuned, capsys):
      "candidate 'big': 7,766 parameters > budget 4,999"),
     ('[[candidates]]\nname = "typo"\nmodel = "mnistlite_2k"\nrecipe = {max_lrr = 0.1}\n',
      "candidate 'typo': recipe: unknown recipe field 'max_lrr' (did you mean 'max_lr'?)"),
+    ('[[candidates]]\nname = "sep"\nspec = {stages = [[8], [12]], transitions = [8], sep_stages = 2}\n',
+     "candidate 'sep': spec.sep_stages must be 0 to 1: the first stage (a 1-channel input) stays plain"),
 ])
 def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates, message):
     f = tuning_file(tmp_path, candidates)

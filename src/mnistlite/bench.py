@@ -14,7 +14,6 @@ seed's own script, and the ratio is conservative.
 """
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import time
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import load_dataset
-from .engine.device import resolve_device, set_threads
+from .engine.device import cpu_cores, resolve_device, set_threads
 from .engine.trainer import build_parts, evaluate
 from .models import count_params, create_model
 
@@ -44,7 +43,7 @@ def machine_info() -> dict[str, Any]:
         pass
     info = {
         "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": cpu_cores(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -133,7 +132,16 @@ class _PerSampleDataset(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def _stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
+def synthetic_data(n: int, seed: int = 0):
+    """n random 28x28 images and labels as a Dataset (train = test): timing needs no real digits."""
+    from .data import Dataset, Split
+
+    g = torch.Generator().manual_seed(seed)
+    split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])
+
+
+def stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
     """The seeds use torch's own Dropout: put it back in place of mnistlite's cheaper mask."""
     from .models.dropout import Dropout
 
@@ -141,7 +149,7 @@ def _stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(child, Dropout):
             setattr(model, name, torch.nn.Dropout(child.p))
         else:
-            _stock_dropout(child)
+            stock_dropout(child)
     return model
 
 
@@ -155,7 +163,7 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     torch.manual_seed(cfg.seed)
-    model = _stock_dropout(create_model(cfg.model, dropout=cfg.dropout)).train()
+    model = stock_dropout(create_model(cfg.model, dropout=cfg.dropout)).train()
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.nesterov and cfg.momentum > 0)

@@ -95,7 +95,9 @@ def run_seeds(
         rd.write_json(out / CONSISTENCY_JSON, summary)
         plot_consistency(out, summary)
         return summary
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .engine.device import cpu_cores
+
+    cores = cpu_cores()
     jobs = max(1, min(jobs, len(seeds)))
     # Tiny convolutions scale poorly across threads and collapse when cores are
     # oversubscribed: give each parallel run its share of the cores.

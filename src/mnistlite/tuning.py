@@ -25,7 +25,6 @@ choosing on it would turn the test set into a second validation split.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .config import TrainConfig, changed_fields
+from .engine.device import cpu_cores
 from .errors import MnistliteError
 from .models.family import NetSpec, count_params, output_size
 from .reports.experiment import IGNORED_FOR_MATCH, NAME_RE, _check_recipe, _check_seeds, _hint
@@ -47,7 +47,7 @@ from .runs import rundir as rd
 
 TUNING_JSON = "tuning.json"
 TUNING_MD = "tuning.md"
-DEVICE_FILE = "device.txt"  # written next to each run: result.json does not say where it ran
+LEGACY_DEVICE_FILE = "device.txt"  # where runs made before result.json had "device" recorded it
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEEDS = (1, 2)
 LAST_EPOCHS = 3
@@ -67,9 +67,6 @@ NOT_IN_RECIPE = {
     "data_dir": "use --data-dir",
     "download": "it is not a recipe field",
 }
-# A run made on another device is still the same run: re-rendering the table on a
-# laptop must not retrain what the GPU machine finished.
-MATCH_IGNORES = IGNORED_FOR_MATCH | {"device"}
 
 
 @dataclass(frozen=True)
@@ -147,13 +144,15 @@ def parse_spec(raw: Any, where: str) -> NetSpec:
     if not isinstance(bn, bool):
         raise MnistliteError(f"{where}: spec.bn must be true or false, got {bn!r}")
     sep = raw.get("sep_stages", 0)
-    if type(sep) is not int or not 0 <= sep < len(stages):
-        raise MnistliteError(f"{where}: spec.sep_stages must be 0 to {len(stages) - 1} (the first stage stays plain), "
-                             f"got {sep!r}")
-    spec = NetSpec(
-        stages=tuple(tuple(s) for s in stages), transitions=tuple(transitions), first_padding=pad,
-        dropout=float(dropout), bn=bn, sep_stages=sep,
-    )
+    if type(sep) is not int:
+        raise MnistliteError(f"{where}: spec.sep_stages must be an integer, got {sep!r}")
+    try:  # NetSpec checks the rest of its own invariants
+        spec = NetSpec(
+            stages=tuple(tuple(s) for s in stages), transitions=tuple(transitions), first_padding=pad,
+            dropout=float(dropout), bn=bn, sep_stages=sep,
+        )
+    except ValueError as e:
+        raise MnistliteError(f"{where}: spec.{e}") from None
     if output_size(spec) < 1:
         raise MnistliteError(f"{where}: spec shrinks the 28x28 image below 1x1 before the head; use fewer convs")
     return spec
@@ -253,16 +252,7 @@ def _matches(run: Path, cfg: TrainConfig) -> bool:
         saved = rd.read_json(run / rd.CONFIG)
     except MnistliteError:
         return False
-    return isinstance(saved, dict) and not changed_fields(saved, cfg, MATCH_IGNORES)
-
-
-def _device_label(device: str) -> str:
-    import torch
-
-    from .engine.device import resolve_device
-
-    dev = resolve_device(device)
-    return f"{dev} ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev)
+    return isinstance(saved, dict) and not changed_fields(saved, cfg, IGNORED_FOR_MATCH)
 
 
 def _run_one(job: tuple[Candidate, dict[str, Any], str, int]) -> tuple[str, str | None]:
@@ -276,8 +266,6 @@ def _run_one(job: tuple[Candidate, dict[str, Any], str, int]) -> tuple[str, str 
         _train_one((cfg_dict, run, threads))
     except TrainingDiverged as e:  # a too-hot candidate must not stop the others
         return run, str(e).splitlines()[0]
-    saved = rd.read_json(Path(run) / rd.CONFIG)  # a resumed run keeps its own device
-    rd.atomic_write_text(Path(run) / DEVICE_FILE, _device_label(saved.get("device", "auto")) + "\n")
     return run, None
 
 
@@ -307,7 +295,7 @@ def run_tuning(
                 # Another config's run (the file changed): keep it aside rather than resume it as this one.
                 run.rename(run.with_name(f"{run.name}.old{time.strftime('%Y%m%d-%H%M%S')}"))
             todo.append((c, cfg.to_dict(), str(run)))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = cpu_cores()
     jobs = max(1, min(jobs, len(todo)))
     # Tiny convolutions scale poorly across threads and collapse when cores are oversubscribed.
     threads = threads or max(1, cores // jobs)
@@ -348,16 +336,35 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
     where = str(run.relative_to(out))  # relative: the tuning folder can move
     if not (run / rd.RESULT).is_file():
         return {"error": error or "not finished", "run_dir": where}
-    val = [r["val_acc"] for r in rd.read_metrics(run / rd.METRICS)]
+    metrics = rd.read_metrics(run / rd.METRICS)
+    val = [r["val_acc"] for r in metrics]
+    raw = [r.get("raw_val_acc") for r in metrics]  # an EMA run: the same trajectory's raw weights
     result = rd.read_json(run / rd.RESULT)
-    device = (run / DEVICE_FILE).read_text().strip() if (run / DEVICE_FILE).is_file() else None
+    legacy = run / LEGACY_DEVICE_FILE
+    device = result.get("device") or (legacy.read_text().strip() if legacy.is_file() else None)
     return {
         "final_val_acc": val[-1],
         f"last{LAST_EPOCHS}_min_val_acc": min(val[-LAST_EPOCHS:]),
         "val_acc_per_epoch": val,
+        **({
+            "final_raw_val_acc": raw[-1],
+            f"last{LAST_EPOCHS}_min_raw_val_acc": min(raw[-LAST_EPOCHS:]),
+            "raw_val_acc_per_epoch": raw,
+        } if None not in raw else {}),
         "wall_seconds": result.get("wall_seconds"),
         "device": device,
         "run_dir": where,
+    }
+
+
+def _raw_columns(per_seed: dict[str, dict[str, Any]], complete: bool) -> dict[str, Any]:
+    """For EMA candidates, the raw weights' figures from the same runs: a paired comparison."""
+    last = f"last{LAST_EPOCHS}_min_raw_val_acc"
+    if not complete or not all("final_raw_val_acc" in p for p in per_seed.values()):
+        return {}
+    return {
+        "mean_final_raw_val_acc": statistics.fmean(p["final_raw_val_acc"] for p in per_seed.values()),
+        f"min_{last}": min(p[last] for p in per_seed.values()),
     }
 
 
@@ -406,6 +413,7 @@ def summarize(
             "mean_final_val_acc": statistics.fmean(finals) if complete else None,
             "std_final_val_acc": (statistics.stdev(finals) if len(finals) > 1 else 0.0) if complete else None,
             f"min_{last}": min(p[last] for p in per_seed.values()) if complete else None,
+            **_raw_columns(per_seed, complete),
             "mean_wall_seconds": statistics.fmean(
                 [p["wall_seconds"] for p in per_seed.values() if p.get("wall_seconds") is not None] or [0.0]
             ),
@@ -440,15 +448,21 @@ def table(summary: dict[str, Any]) -> str:
     seeds = summary["seeds"]
     last = f"min_last{LAST_EPOCHS}_min_val_acc"
     head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
-    head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val", "s/run"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---:|---|---|---:|---:|---|" + "---:|" * (len(seeds) + 3)]
+    head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
+    raw = any("mean_final_raw_val_acc" in r for r in summary["candidates"])
+    if raw:  # EMA candidates: the raw weights of the same runs
+        head += ["mean val, raw weights", f"worst last-{LAST_EPOCHS}, raw weights"]
+    head.append("s/run")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|---|---|---:|---:|---|" + "---:|" * (len(head) - 6)]
     for r in summary["candidates"]:
         vals = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
         mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
         cells = [
             str(r["rank"] or "—"), r["name"], "`" + r["arch"].replace("|", "\\|") + "`",  # a bare | splits the cell
             f"{r['params']:,}", f"{r['macs']:,}", _fmt_recipe(r["recipe"]),
-            *vals, mean, _acc(r[last]), f"{r['mean_wall_seconds']:.0f}",
+            *vals, mean, _acc(r[last]),
+            *([_acc(r.get("mean_final_raw_val_acc")), _acc(r.get(f"min_last{LAST_EPOCHS}_min_raw_val_acc"))] if raw else []),
+            f"{r['mean_wall_seconds']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ import argparse
 import sys
 import typing
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -18,6 +19,7 @@ _HELP = {
     "dropout": "dropout rate for every dropout layer (default: the model's own)",
     "rotation": "random rotation, max degrees",
     "crop_p": "probability of the seeds' centre-crop-and-resize zoom",
+    "ema": "evaluate and save an EMA of the weights with this decay per step (e.g. 0.999); 0 = off",
 }
 
 
@@ -126,6 +128,11 @@ def file_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.dry_run:
         over.update({k: v for k, v in DRY_RUN.items() if over.get(k) is None})
     return {k: v for k, v in over.items() if v is not None}
+
+
+def file_out(args: argparse.Namespace, root: Path) -> Path:
+    """--out, else ROOT/<file stem>, with -dry-run appended for smoke runs so they never mix with real ones."""
+    return Path(args.out) if args.out else root / (Path(args.file).stem + ("-dry-run" if args.dry_run else ""))
 
 
 def command_line(command: str, args: argparse.Namespace, extra: tuple[str, ...] = (),

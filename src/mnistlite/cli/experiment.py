@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MnistliteError
 from ..reports.experiment import load_experiment, run_experiment
-from .common import add_file_run_flags, command_line, file_overrides, file_seeds
+from .common import add_file_run_flags, command_line, file_out, file_overrides, file_seeds
 
 DEFAULT_ROOT = Path("runs") / "experiments"
 
@@ -36,8 +35,7 @@ def register(sub) -> None:
 def run(args) -> int:
     exp = load_experiment(args.file)
     overrides = file_overrides(args)
-    stem = Path(args.file).stem + ("-dry-run" if args.dry_run else "")
-    out = Path(args.out) if args.out else DEFAULT_ROOT / stem
+    out = file_out(args, DEFAULT_ROOT)
     run_experiment(
         exp, out, seeds=file_seeds(args), overrides=overrides, rerun_changed=args.rerun_changed,
         plan_only=args.plan, progress=False if args.no_progress else None,

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistliteError
-from .common import add_file_run_flags, command_line, file_overrides, file_seeds
+from .common import add_file_run_flags, command_line, file_out, file_overrides, file_seeds
 
 DEFAULT_ROOT = Path("runs") / "tune"
 
@@ -40,7 +40,7 @@ def run(args) -> int:
     if overrides:  # a bad --epochs fails here, before any worker starts
         for c in tf.candidates:
             tf.config(c, tf.seeds[0], overrides)
-    out = Path(args.out) if args.out else DEFAULT_ROOT / (Path(args.file).stem + ("-dry-run" if args.dry_run else ""))
+    out = file_out(args, DEFAULT_ROOT)
     summary = run_tuning(tf, out, seeds=seeds, overrides=overrides, jobs=args.jobs, threads=args.threads,
                          command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())))
     print(table(summary))

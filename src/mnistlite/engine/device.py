@@ -47,12 +47,17 @@ def tune_cpu_allocator() -> bool:
     return ok
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads(threads: int) -> int:
     """Use every core by default; intra-op threads are what a small CNN can use."""
     tune_cpu_allocator()
     if threads < 0:
         raise MnistliteError(f"--threads must be 0 (all cores) or more, got {threads}")
-    n = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = threads or cpu_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

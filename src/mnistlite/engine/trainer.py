@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .. import __version__
@@ -221,6 +222,12 @@ class Parts:
     steps: int  # optimizer steps per epoch
     autocast: Callable[[], Any]
     memory_format: torch.memory_format
+    ema: AveragedModel | None = None  # the weights' moving average, when cfg.ema > 0
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights a run is judged and saved by: the average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch: augment, forward, backward, update."""
@@ -232,6 +239,8 @@ class Parts:
         loss.backward()
         self.optimizer.step()
         self.schedule.after_batch()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return logits, loss
 
 
@@ -252,7 +261,9 @@ def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device) -> Parts:
     optimizer = build_optimizer(model, cfg)
     # bf16 autocast: tensor cores on a GPU, avx512_bf16 on recent x86 CPUs.
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
-    return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt)
+    # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)
 
 
 def train(
@@ -328,6 +339,8 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             optimizer.load_state_dict(ckpt["optimizer"])
             schedule.load_state_dict(ckpt["schedule"])
             _set_rng_state(gen, ckpt["rng"])
+            if parts.ema is not None:
+                parts.ema.load_state_dict(ckpt["ema"])
             rows = list(ckpt["metrics"])
             start_epoch = int(ckpt["epoch"]) + 1
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -379,10 +392,15 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
                 "epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                 "val_loss": None, "val_acc": None,
             }
+            judged = parts.eval_model
             if data.val is not None:
-                row["val_loss"], row["val_acc"] = evaluate(model, data.val, cfg.eval_batch_size, autocast)
+                row["val_loss"], row["val_acc"] = evaluate(judged, data.val, cfg.eval_batch_size, autocast)
                 echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
-            row["test_loss"], row["test_acc"] = evaluate(model, data.test, cfg.eval_batch_size, autocast)
+            row["test_loss"], row["test_acc"] = evaluate(judged, data.test, cfg.eval_batch_size, autocast)
+            if parts.ema is not None:  # the same trajectory without the average: what the EMA bought
+                if data.val is not None:
+                    row["raw_val_acc"] = evaluate(model, data.val, cfg.eval_batch_size, autocast)[1]
+                row["raw_test_acc"] = evaluate(model, data.test, cfg.eval_batch_size, autocast)[1]
             n_test = len(data.test)
             echo(
                 f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
@@ -396,7 +414,7 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             rows.append(row)
             if out is not None:
                 try:
-                    _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg)
+                    _save_epoch(out, parts, epoch, rows)
                 except MnistliteError as e:
                     raise MnistliteError(f"{e}; fix that, then continue with: mnistlite train --resume {out}") from None
             if on_epoch is not None:
@@ -407,7 +425,7 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
     result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows), device=where)
     if out is not None:
         try:
-            _finish_run_dir(out, model, cfg, result)
+            _finish_run_dir(out, parts.eval_model, cfg, result)
         except OSError as e:  # curves.png: the other files are written atomically and say so themselves
             raise MnistliteError(
                 f"cannot write the final files in {out} ({e.strerror or e}); fix that, then finish with: "
@@ -438,19 +456,19 @@ def _interrupted(signame: str, out: Path | None, epoch: int, rows: list) -> Trai
     return TrainingInterrupted(f"{signame}: stopped during epoch {epoch}, {done} epoch(s) saved{where}")
 
 
-def _save_epoch(out, model, optimizer, schedule, gen, epoch, rows, cfg) -> None:
-    rd.atomic_torch_save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "rng": _rng_state(gen),
-            "epoch": epoch,
-            "metrics": rows,
-            "config": cfg.to_dict(),
-        },
-        out / rd.CHECKPOINT,
-    )
+def _save_epoch(out: Path, parts: Parts, epoch: int, rows: list) -> None:
+    state = {
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "schedule": parts.schedule.state_dict(),
+        "rng": _rng_state(parts.generator),
+        "epoch": epoch,
+        "metrics": rows,
+        "config": parts.cfg.to_dict(),
+    }
+    if parts.ema is not None:
+        state["ema"] = parts.ema.state_dict()
+    rd.atomic_torch_save(state, out / rd.CHECKPOINT)
     rd.write_metrics(out / rd.METRICS, rows)
 
 

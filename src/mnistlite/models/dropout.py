@@ -14,6 +14,10 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).view(-1)  # channels_last: NHWC in memory
 
 
+# Above this rate drawing the dropped positions stops paying: torch's mask is used.
+SPARSE_MAX_P = 0.25
+
+
 def _drop_positions(n: int, p: float) -> torch.Tensor:
     """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
 
@@ -67,6 +71,6 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
-        if self.p <= 0.25:
+        if self.p <= SPARSE_MAX_P:
             return _SparseDropout.apply(x, self.p)
         return super().forward(x)

@@ -42,8 +42,10 @@ class NetSpec:
             raise ValueError("need exactly one transition width between consecutive stages")
         if not self.stages[-1]:
             raise ValueError("the last stage needs at least one conv")
-        if not 0 <= self.sep_stages <= len(self.stages) or (self.sep_stages == len(self.stages) and self.in_channels == 1):
-            raise ValueError("sep_stages must leave the first stage (a 1-channel input) with plain convs")
+        if not 0 <= self.sep_stages < len(self.stages):
+            raise ValueError(
+                f"sep_stages must be 0 to {len(self.stages) - 1}: the first stage (a 1-channel input) stays plain"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,8 +69,8 @@ def count_params(spec: NetSpec) -> int:
             total += _conv_params(c, t, 1, spec.bn)
             c = t
         for w in stage:
-            if _separable(spec, i):  # depthwise 3x3 (9 weights per channel), then pointwise 1x1
-                total += 9 * c + (2 * c if spec.bn else c) + _conv_params(c, w, 1, spec.bn)
+            if _separable(spec, i):  # depthwise 3x3 (one 1-channel filter per channel), then pointwise 1x1
+                total += _conv_params(1, c, 3, spec.bn) + _conv_params(c, w, 1, spec.bn)
             else:
                 total += _conv_params(c, w, 3, spec.bn)
             c = w

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .dropout import Dropout, _drop_positions
+from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
 
 _LANES = 256  # floats per row of the wide view: several AVX-512 registers
 
@@ -111,6 +111,13 @@ def _fusable_bn(bn: nn.Module) -> bool:
     )
 
 
+def _nhwc_cpu(x: torch.Tensor) -> bool:
+    # float32 only: under bf16 autocast the convs hand over bf16 maps, and the
+    # unit's statistics and running buffers are written for float32.
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
 def _hooked(*mods: nn.Module) -> bool:
     return any(mod._forward_hooks or mod._forward_pre_hooks for mod in mods)
 
@@ -119,19 +126,18 @@ class FusedSequential(nn.Sequential):
     """nn.Sequential that runs each BatchNorm2d -> ReLU [-> Dropout] run as one op in CPU training."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and x.device.type == "cpu" and x.dim() == 4
-                and x.is_contiguous(memory_format=torch.channels_last)):
+        if not (self.training and _nhwc_cpu(x)):
             return super().forward(x)
         mods = list(self)
         i = 0
         while i < len(mods):
             mod = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if _fusable_bn(mod) and type(nxt) is nn.ReLU and x.dim() == 4 and x.device.type == "cpu" \
-                    and x.is_contiguous(memory_format=torch.channels_last):
+            # A layer before may have changed the layout (a flatten, a pool): check again.
+            if _fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
                 drop = mods[i + 2] if i + 2 < len(mods) else None
                 p, span = 0.0, 2
-                if type(drop) in (Dropout, nn.Dropout) and not drop.inplace and drop.p <= 0.25:
+                if type(drop) in (Dropout, nn.Dropout) and not drop.inplace and drop.p <= SPARSE_MAX_P:
                     p, span = float(drop.p), 3
                 if not _hooked(*mods[i : i + span]):
                     x = bn_relu_dropout(x, mod, p)

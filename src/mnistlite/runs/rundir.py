@@ -38,6 +38,8 @@ RESULT = "result.json"
 METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds",
 )
+# With --ema the main columns are the averaged weights'; these are the raw ones'.
+OPTIONAL_METRIC_COLUMNS = ("raw_val_acc", "raw_test_acc")
 TARGET = 99.4  # the challenge's test accuracy, in percent
 
 
@@ -135,10 +137,13 @@ def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    rows = list(rows)
+    # Optional columns appear only in runs that have them: the fixed ones stay first, for scripts.
+    cols = METRIC_COLUMNS + tuple(k for k in OPTIONAL_METRIC_COLUMNS if any(k in r for r in rows))
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in METRIC_COLUMNS})
+        w.writerow({k: _fmt(r.get(k)) for k in cols})
     atomic_write_text(path, buf.getvalue())
 
 
