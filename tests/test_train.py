@@ -46,7 +46,10 @@ def test_run_dir_files_and_no_silent_overwrite(mnist_small, tmp_path):
     for key in ("params", "best_test_acc", "final_test_acc", "epochs_at_target", "last3_min_test_acc", "wall_seconds"):
         assert key in result
     rows = rd.read_metrics(out / rd.METRICS)
-    assert list(rows[0]) == list(rd.METRIC_COLUMNS)
+    # The fixed columns first, in order; the flagship's EMA adds the raw weights' columns after them.
+    assert list(rows[0]) == list(rd.METRIC_COLUMNS) + ["raw_val_acc", "raw_test_acc"]
+    # 8 steps: the average still mostly holds the first step's weights, so the raw weights are judged.
+    assert rows[0]["test_acc"] == rows[0]["raw_test_acc"] and rows[0]["val_acc"] == rows[0]["raw_val_acc"]
     with pytest.raises(MnistliteError, match="already exists"):
         train(small_cfg(epochs=1), run_dir=out, data=mnist_small.subset_train(1000), progress=False, quiet=True)
     state = torch.load(out / rd.MODEL, weights_only=True)
