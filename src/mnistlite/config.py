@@ -186,6 +186,13 @@ def _type_ok(value: Any, hint: Any) -> bool:
 RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device"})
 
 
+def saved_value(saved: dict[str, Any], name: str) -> Any:
+    """A field of a saved config; one saved before the field existed ran with its default."""
+    if name in saved:
+        return saved[name]
+    return next((f.default for f in fields(TrainConfig) if f.name == name), None)
+
+
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
     """Fields of `cfg` whose value differs from the `saved` config dict."""
-    return [k for k, v in cfg.to_dict().items() if k not in ignore and saved.get(k, v) != v]
+    return [k for k, v in cfg.to_dict().items() if k not in ignore and saved_value(saved, k) != v]

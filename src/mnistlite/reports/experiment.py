@@ -41,7 +41,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .. import __version__
-from ..config import RUN_ONLY_FIELDS, TrainConfig
+from ..config import RUN_ONLY_FIELDS, TrainConfig, saved_value
 from ..data import load_dataset
 from ..engine import TrainingInterrupted, train
 from ..errors import MnistliteError
@@ -259,7 +259,8 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     keys = [k for k in want if k not in IGNORED_FOR_MATCH] + [
         k for k in saved if k not in want and k not in IGNORED_FOR_MATCH
     ]
-    return [f"{k} {saved.get(k)!r} -> {want.get(k)!r}" for k in keys if saved.get(k, object()) != want.get(k)]
+    return [f"{k} {saved_value(saved, k)!r} -> {want.get(k)!r}" for k in keys
+            if saved_value(saved, k) != want.get(k, object())]
 
 
 def run_status(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
