@@ -10,7 +10,7 @@ from mnistlite.leaderboard import markdown_table, plot_frontier
 from mnistlite.runs import rundir as rd
 
 
-def fake_run(out, seed, test_accs, model="mnistlite_flagship"):
+def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
     run = seed_dir(out, seed)
     run.mkdir(parents=True)
     rows = [
@@ -18,6 +18,8 @@ def fake_run(out, seed, test_accs, model="mnistlite_flagship"):
          "test_loss": 0.02, "test_acc": a, "seconds": 1.0}
         for e, a in enumerate(test_accs)
     ]
+    for r, raw in zip(rows, raw_accs or []):
+        r["raw_test_acc"] = raw
     rd.write_metrics(run / rd.METRICS, rows)
     rd.write_json(run / rd.CONFIG, TrainConfig.for_model(model, seed=seed).to_dict())
     rd.write_json(run / rd.RESULT, {"params": 7766, **rd.summarize_metrics(rows), "wall_seconds": 10.0})
@@ -85,3 +87,19 @@ def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
     assert sorted(trained) == [1, 2, 3]
     assert s2["final_test_acc"] == s1["final_test_acc"]
     assert (tmp_path / "w2" / "seed2" / "curves.png").is_file()
+
+
+def test_ema_runs_also_report_the_raw_weights(tmp_path):
+    fake_run(tmp_path, 1, [99.0, 99.45, 99.50, 99.41], raw_accs=[99.0, 99.30, 99.45, 99.40])
+    fake_run(tmp_path, 2, [99.1, 99.42, 99.60, 99.55], raw_accs=[99.1, 99.39, 99.50, 99.52])
+    s = aggregate(tmp_path, [1, 2])
+    assert s["seeds_passing_goal"] == 2
+    raw = s["raw_weights"]
+    assert raw["final_test_acc"]["mean"] == pytest.approx((99.40 + 99.52) / 2)
+    assert raw["last3_min_test_acc"]["min"] == pytest.approx(99.30)
+    assert raw["seeds_passing_goal"] == 0
+    from mnistlite.consistency import format_summary
+
+    assert "without the weight average (same runs): epoch-4 99.46" in format_summary(s)
+    fake_run(tmp_path / "plain", 1, [99.0, 99.5])
+    assert "raw_weights" not in aggregate(tmp_path / "plain", [1])

@@ -201,6 +201,13 @@ def aggregate(out: Path, seeds: list[int], target: float = rd.TARGET) -> dict[st
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
         summary["final_val_acc"] = _stats(vals)
+    raw = {s: [r.get("raw_test_acc") for r in runs[s]] for s in seeds}
+    if all(None not in r for r in raw.values()):  # --ema runs: the raw weights of the same runs, reported only
+        summary["raw_weights"] = {
+            "final_test_acc": _stats([r[-1] for r in raw.values()]),
+            "last3_min_test_acc": _stats([min(r[-GOAL_EPOCHS:]) for r in raw.values()]),
+            "seeds_passing_goal": sum(min(r[-GOAL_EPOCHS:]) >= target for r in raw.values()),
+        }
     return summary
 
 
@@ -216,6 +223,12 @@ def format_summary(s: dict[str, Any]) -> str:
     lows = ", ".join(f"{k}: {v['last3_min_test_acc']:.2f}" for k, v in s["per_seed"].items())
     lines.append(f"lowest test accuracy over the last {GOAL_EPOCHS} epochs, per seed: {lows}")
     lines.append(f"seeds passing the goal ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
+    if "raw_weights" in s:
+        r = s["raw_weights"]
+        lines.append(
+            f"without the weight average (same runs): epoch-{s['epochs']} {r['final_test_acc']['mean']:.2f} ± "
+            f"{r['final_test_acc']['std']:.2f}%, seeds passing {r['seeds_passing_goal']}/{s['n']}"
+        )
     lines.append("epoch  test mean ± std  (min - max)")
     for r in s["per_epoch"]:
         t = r["test_acc"]
