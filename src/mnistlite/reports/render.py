@@ -147,6 +147,8 @@ def recipe_text(cfg: dict[str, Any]) -> str:
     if cfg.get("crop_p"):
         aug.append(f"centre-crop zoom p={cfg['crop_p']:g} ({cfg.get('crop_size')} px)")
     parts.append("augmentation: " + (", ".join(aug) if aug else "none"))
+    if cfg.get("ema"):
+        parts.append(f"judged and saved by a moving average of the weights (decay {cfg['ema']:g})")
     d = cfg.get("dropout")
     parts.append("dropout: the model's own" if d is None else f"dropout {d:g}")
     text = "; ".join(parts)
