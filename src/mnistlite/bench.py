@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import load_dataset
+from .data import Dataset, Split, load_dataset
 from .engine.device import cpu_cores, resolve_device, set_threads
 from .engine.trainer import build_parts, evaluate
 from .models import count_params, create_model
@@ -149,8 +149,6 @@ class _PerSampleDataset(torch.utils.data.Dataset):
 
 def synthetic_data(n: int, seed: int = 0):
     """n random 28x28 images and labels as a Dataset (train = test): timing needs no real digits."""
-    from .data import Dataset, Split
-
     g = torch.Generator().manual_seed(seed)
     split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
     return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])

@@ -186,11 +186,12 @@ def _type_ok(value: Any, hint: Any) -> bool:
 RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device"})
 
 
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
-    if name in saved:
-        return saved[name]
-    return next((f.default for f in fields(TrainConfig) if f.name == name), None)
+    return saved[name] if name in saved else _DEFAULTS.get(name)
 
 
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
