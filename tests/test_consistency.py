@@ -100,6 +100,9 @@ def test_ema_runs_also_report_the_raw_weights(tmp_path):
     assert raw["seeds_passing_goal"] == 0
     from mnistlite.consistency import format_summary
 
-    assert "without the weight average (same runs): epoch-4 99.46" in format_summary(s)
+    assert s["per_epoch"][1]["raw_test_acc"]["mean"] == pytest.approx((99.30 + 99.39) / 2)
+    text = format_summary(s)
+    assert "without the weight average (same runs): epoch-4 99.46" in text
+    assert "raw weights mean ± std" in text and text.endswith("99.46 ± 0.08")
     fake_run(tmp_path / "plain", 1, [99.0, 99.5])
     assert "raw_weights" not in aggregate(tmp_path / "plain", [1])

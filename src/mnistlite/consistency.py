@@ -168,6 +168,8 @@ def aggregate(out: Path, seeds: list[int], target: float = rd.TARGET) -> dict[st
         row: dict[str, Any] = {"epoch": e + 1, "test_acc": _stats([runs[s][e]["test_acc"] for s in seeds])}
         if all(runs[s][e].get("val_acc") is not None for s in seeds):
             row["val_acc"] = _stats([runs[s][e]["val_acc"] for s in seeds])
+        if all(runs[s][e].get("raw_test_acc") is not None for s in seeds):  # --ema runs: reported only
+            row["raw_test_acc"] = _stats([runs[s][e]["raw_test_acc"] for s in seeds])
         per_epoch.append(row)
     per_seed = {}
     for s in seeds:
@@ -229,10 +231,14 @@ def format_summary(s: dict[str, Any]) -> str:
             f"without the weight average (same runs): epoch-{s['epochs']} {r['final_test_acc']['mean']:.2f} ± "
             f"{r['final_test_acc']['std']:.2f}%, seeds passing {r['seeds_passing_goal']}/{s['n']}"
         )
-    lines.append("epoch  test mean ± std  (min - max)")
+    raw = all("raw_test_acc" in r for r in s["per_epoch"])
+    lines.append("epoch  test mean ± std  (min - max)" + ("   raw weights mean ± std" if raw else ""))
     for r in s["per_epoch"]:
         t = r["test_acc"]
-        lines.append(f"{r['epoch']:>5}  {t['mean']:6.2f} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})")
+        line = f"{r['epoch']:>5}  {t['mean']:6.2f} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})"
+        if raw:
+            line += f"   {r['raw_test_acc']['mean']:6.2f} ± {r['raw_test_acc']['std']:.2f}"
+        lines.append(line)
     return "\n".join(lines)
 
 
