@@ -106,3 +106,21 @@ def test_shipped_tuning_files_are_valid(path):
 
     tf = load_tuning(path)
     assert tf.candidates and all(c.params <= tf.budget for c in tf.candidates)
+
+
+def test_bn_recalibration_script_rebuilds_the_runs_split(tuned, capsys):
+    """experiments/bn_recalibration.py scores a run's saved weights on the run's own validation split."""
+    import importlib.util
+
+    _, _, out = tuned
+    path = Path(__file__).parent.parent / "experiments" / "bn_recalibration.py"
+    spec = importlib.util.spec_from_file_location("bn_recalibration", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = out / "ref" / "seed1"
+    assert script.main([str(run), "--threads", "1"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {run}"))
+    saved, recal_all, recal_10k = (float(c) for c in row.strip("|").split("|")[2:])
+    assert saved == pytest.approx(rd.read_metrics(run / rd.METRICS)[-1]["val_acc"], abs=0.005)
+    assert 0 <= recal_all <= 100 and 0 <= recal_10k <= 100
+    assert script.main([str(out / "missing")]) == 1

@@ -39,7 +39,8 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
 # (decay 0.998 per step, about one epoch): adopted by the rule written into
 # experiments/tuning/flagship_ema.toml before it ran (validation split, seeds
 # 1-3; same runs' raw weights 99.33% final / 99.24% worst of epochs 13-15,
-# the average 99.35% / 99.30%).
+# the average 99.35% / 99.30%). A slower average (0.999,
+# experiments/tuning/flagship_ema2.toml) was not adopted: 99.35% / 99.28%.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship", FLAGSHIP, ("mnistlite", "flagship", "ladder", "under8k"),
@@ -56,7 +57,8 @@ _family_model(
 # (experiments/tuning/frontier_ema.toml, seeds 1-3, rule fixed before it ran)
 # added an exponential moving average of the weights, decay 0.999 per step
 # (about one epoch at batch 64): the same runs' raw weights 99.31% final /
-# 99.24% worst of epochs 13-15, the average 99.33% / 99.28%.
+# 99.24% worst of epochs 13-15, the average 99.33% / 99.28%. Round 5
+# (frontier_ema2.toml, a slower 0.9995) was not adopted: 99.35% / 99.26%.
 FRONTIER = NetSpec(stages=((8, 12), (24, 24, 24, 24)), transitions=(12,), first_padding=1, sep_stages=1)
 _family_model(
     "mnistlite_frontier", FRONTIER, ("mnistlite", "frontier", "ladder", "under8k", "under5k"),
