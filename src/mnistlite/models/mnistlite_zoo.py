@@ -40,7 +40,9 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
 # experiments/tuning/flagship_ema.toml before it ran (validation split, seeds
 # 1-3; same runs' raw weights 99.33% final / 99.24% worst of epochs 13-15,
 # the average 99.35% / 99.30%). A slower average (0.999,
-# experiments/tuning/flagship_ema2.toml) was not adopted: 99.35% / 99.28%.
+# experiments/tuning/flagship_ema2.toml) was not adopted: 99.35% / 99.28%;
+# nor was the frontier's design widened to 7,686 with the average
+# (flagship_round5.toml): 99.33% / 99.26%.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship", FLAGSHIP, ("mnistlite", "flagship", "ladder", "under8k"),
