@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import update_bn
 
+from mnistlite.cli.common import Parser
 from mnistlite.data.loading import load_dataset
 from mnistlite.deploy.predict import load_run
 from mnistlite.engine.trainer import evaluate
@@ -37,27 +38,25 @@ def recalibrated(model: torch.nn.Module, images: torch.Tensor, batch_size: int =
     return m.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories trained with --val-size")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def _threads(text: str) -> int:
+    n = int(text) if text.isdigit() else 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return n
+
+
+def report(runs: list[Path]) -> None:
+    """Print the table; a run that cannot be scored raises MnistliteError before its row."""
     print("| run | params | val, as saved | recalibrated on all training images | on the first 10,000 |")
     print("|---|---:|---:|---:|---:|")
     totals = [0.0, 0.0, 0.0]
-    data = {}
-    for run in args.runs:
-        try:
-            rm = load_run(run)
-        except MnistliteError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    data = {}  # runs of one split share its tensors
+    for run in runs:
+        rm = load_run(run)
         cfg = rm.config
         if not cfg.val_size:
-            print(f"error: {run}: trained without a validation split", file=sys.stderr)
-            return 1
-        key = (cfg.dataset, cfg.val_size, cfg.limit_train)
+            raise MnistliteError(f"{run}: trained without a validation split (--val-size)")
+        key = (cfg.dataset, cfg.data_dir, cfg.val_size, cfg.limit_train)
         if key not in data:
             data[key] = load_dataset(cfg.dataset, cfg.data_dir, val_size=cfg.val_size, limit_train=cfg.limit_train,
                                      download=False)
@@ -66,8 +65,20 @@ def main(argv: list[str] | None = None) -> int:
                 (rm.model, recalibrated(rm.model, ds.train.images), recalibrated(rm.model, ds.train.images[:10000]))]
         totals = [t + a for t, a in zip(totals, accs)]
         print(f"| {run} | {rm.params:,} | " + " | ".join(f"{a:.2f}" for a in accs) + " |", flush=True)
-    n = len(args.runs)
-    print("| **mean** | | " + " | ".join(f"**{t / n:.3f}**" for t in totals) + " |")
+    print("| **mean** | | " + " | ".join(f"**{t / len(runs):.3f}**" for t in totals) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(prog="bn_recalibration.py", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories trained with --val-size")
+    ap.add_argument("--threads", type=_threads, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        report(args.runs)
+    except MnistliteError as e:  # like the mnistlite CLI: one line, exit code 2
+        print(f"bn_recalibration.py: error: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 
