@@ -259,8 +259,8 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     keys = [k for k in want if k not in IGNORED_FOR_MATCH] + [
         k for k in saved if k not in want and k not in IGNORED_FOR_MATCH
     ]
-    return [f"{k} {saved_value(saved, k)!r} -> {want.get(k)!r}" for k in keys
-            if saved_value(saved, k) != want.get(k, object())]
+    old = {k: saved_value(saved, k) for k in keys}
+    return [f"{k} {old[k]!r} -> {want.get(k)!r}" for k in keys if old[k] != want.get(k, object())]
 
 
 def run_status(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
