@@ -21,7 +21,7 @@ from mnistlite.bench import matmul_peak_gflops, synthetic_data
 from mnistlite.engine.device import set_threads
 from mnistlite.engine.trainer import build_parts
 from mnistlite.models import list_models
-from mnistlite.summary import profile_registered
+from mnistlite.modelinfo import profile_registered
 
 
 CLOCK = time.perf_counter

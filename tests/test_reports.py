@@ -45,7 +45,7 @@ GOOD = [97.0, 98.5, 99.1, 99.3, 99.42, 99.45, 99.44]  # holds 99.4% over the las
 def write_run(run_dir: Path, cfg: TrainConfig, test: list[float], train: list[float] | None = None,
               complete: bool = True) -> None:
     """A run directory in the real formats, as the trainer writes it."""
-    from mnistlite.summary import profile_registered
+    from mnistlite.modelinfo import profile_registered
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rs = rows(test, train)
@@ -170,6 +170,32 @@ def test_fit_underfits_when_train_is_low():
 
 def test_fit_balanced():
     assert an.fit(step({"seed 1": rows(GOOD)})).verdict == "balanced"
+
+
+def test_fit_too_short_for_a_two_epoch_student_run():
+    # The case a new user hit: Model2, 2 epochs on 3,000 images, train 72.7% and test 83.3% at the end.
+    # Averaging epochs 1-2 (test 13.6% -> 83.3%) into one gap said "overfits"; two epochs cannot say.
+    f = an.fit(step({"seed 1": rows([13.6, 83.3], train=[40.1, 72.7])}))
+    assert f.verdict == "too short"
+    assert "Only 2 epoch(s) ran" in f.text and "overfit" not in f.text.replace("over- or underfitting", "")
+
+
+def test_fit_still_improving_is_not_read_as_a_gap():
+    # Train far ahead of test would say "overfits"; test still climbing 1 pp per epoch says undertrained.
+    f = an.fit(step({"seed 1": rows([96.0, 97.0, 98.0], train=[98.5, 99.0, 99.5])}))
+    assert f.verdict == "still improving"
+    assert "1.00 pp per epoch" in f.text
+
+
+def test_fit_unstable_when_the_tail_swings():
+    f = an.fit(step({"seed 1": rows([99.0, 98.4, 99.1], train=[99.1, 99.2, 99.2])}))
+    assert f.verdict == "unstable"
+
+
+def test_fit_plateau_after_a_climb_is_judged_on_its_gap():
+    # Rising early, flat over the last three epochs: the gap is read.
+    f = an.fit(step({"seed 1": rows([95.0, 98.0, 99.0, 99.02, 99.03], train=[96, 99, 99.8, 99.9, 99.9])}))
+    assert f.verdict == "overfits"
 
 
 def test_stability_thresholds():

@@ -88,9 +88,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device) -> Timing:
+def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device, fast_path: bool = True) -> Timing:
     """Training steps of the real fast path (the trainer's own `Parts.step`)."""
-    parts = build_parts(cfg, data, device)
+    parts = build_parts(cfg, data, device, fast_path=fast_path)
     x_all, y_all = data.train.images, data.train.labels
     n, bs = len(y_all), parts.batch_size
     steps = parts.steps if batches is None else batches
@@ -204,8 +204,13 @@ def run_bench(
     full: bool = False,
     threads: int = 0,
     overrides: dict[str, Any] | None = None,
+    against: str | None = None,
 ) -> dict[str, Any]:
-    """All figures as a dict (the JSON of `mnistlite bench --json`)."""
+    """All figures as a dict (the JSON of `mnistlite bench --json`).
+
+    `against` (e.g. a user's plain-torch file of the same net) is timed in the same
+    run with the same recipe, with and without the plain-torch fast path.
+    """
     set_threads(threads)
     dev = resolve_device(device)
     # The seeds' Model3 pipeline rotates by +-7 degrees; keep that for a fair comparison.
@@ -234,6 +239,18 @@ def run_bench(
         out["epoch_seconds"] = round(ep.seconds + te.seconds, 3)
         out["epoch_train_seconds"] = round(ep.seconds, 3)
         out["epoch_test_seconds"] = round(te.seconds, 3)
+    if against is not None:
+        acfg = TrainConfig.for_model(against, **{k: v for k, v in cfg.to_dict().items()
+                                                 if k not in ("model", "model_sha256")})
+        out["against"] = {"model": against, "params": count_params(create_model(against))}
+        for key, fast in (("fast_path", True), ("plain_torch", False)):
+            t = time_ours(acfg, data_dev, steps, dev, fast_path=fast)
+            row: dict[str, Any] = {"train_images_per_s": round(t.images_per_s)}
+            if epoch:
+                ep_a = time_ours(acfg, data_dev, None, dev, fast_path=fast)
+                row["epoch_seconds"] = round(ep_a.seconds + time_eval(acfg, data_dev, dev).seconds, 3)
+                row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
+            out["against"][key] = row
     if baseline_batches != 0:
         bl = time_baseline(cfg, data, baseline_batches, baseline_workers)
         out["baseline_train_images_per_s"] = round(bl.images_per_s)
@@ -278,6 +295,14 @@ def format_bench(r: dict[str, Any]) -> str:
         )
         lines.append(f"speed-up: training {r['speedup_train']}x" + (
             f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else ""))
+    if "against" in r:
+        a = r["against"]
+        for key, what in (("fast_path", "with the plain-torch fast path"), ("plain_torch", "as plain torch")):
+            row = a[key]
+            ep = (f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
+                  if "epoch_seconds" in row else "")
+            lines.append(f"against {a['model']} ({a['params']:,} params) {what}: "
+                         f"{row['train_images_per_s']:,} img/s{ep}")
     if "full_run_seconds" in r:
         lines.append(
             f"full {r['full_run_epochs']}-epoch run: {r['full_run_seconds']:.1f} s end to end, "

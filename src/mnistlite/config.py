@@ -19,7 +19,10 @@ from .errors import MnistliteError
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what to train -------------------------------------------------------
-    model: str = "mnistlite_flagship"
+    model: str = "mnistlite_flagship"  # a registered name, or a user's `file.py:Name` / `package.module:Name`
+    # SHA-256 of a user model's source file, filled in when the model is resolved
+    # (never typed): the run directory keeps that file as model_source.py.
+    model_sha256: str | None = None
     dataset: str = "mnist"  # mnist | fashion-mnist
     data_dir: str | None = None  # else $MNISTLITE_DATA, else a default folder
     val_size: int = 0  # images held out of the training set, never trained on
@@ -106,9 +109,11 @@ class TrainConfig:
         """Defaults, then the model's registered recipe, then `overrides`."""
         from .models import get_entry
 
-        recipe = dict(get_entry(model).recipe)
+        entry = get_entry(model)
+        recipe = dict(entry.recipe)
         recipe.update({k: v for k, v in overrides.items() if v is not None})
-        recipe["model"] = model
+        recipe["model"] = entry.name  # a user model's reference, made canonical
+        recipe["model_sha256"] = entry.code.sha256 if entry.code else None
         return cls.from_dict(recipe)
 
     def validated(self) -> "TrainConfig":
@@ -194,6 +199,22 @@ def saved_value(saved: dict[str, Any], name: str) -> Any:
     return saved[name] if name in saved else _DEFAULTS.get(name)
 
 
+def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
+    """Does field `name` of a saved config equal `value` (of the wanted config `want`)?
+
+    A user model is the same model when its code is: the same name in a file with
+    the same SHA-256, wherever the file was when it was named (`cd` into an
+    experiment's folder, or name it from outside, and its runs still match).
+    """
+    old = saved_value(saved, name)
+    if name == "model" and old != value and isinstance(old, str) and isinstance(value, str):
+        digest = want.get("model_sha256")
+        return digest is not None and saved.get("model_sha256") == digest and (
+            old.rpartition(":")[2] == value.rpartition(":")[2])
+    return old == value
+
+
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
-    """Fields of `cfg` whose value differs from the `saved` config dict."""
-    return [k for k, v in cfg.to_dict().items() if k not in ignore and saved_value(saved, k) != v]
+    """Fields of `cfg` whose value differs from the `saved` config dict: the one "same run" rule."""
+    want = cfg.to_dict()
+    return [k for k, v in want.items() if k not in ignore and not same_value(saved, k, v, want)]

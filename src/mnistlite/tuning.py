@@ -6,10 +6,12 @@ seeds, then the candidates:
     budget = 4999                 # most trainable parameters a candidate may have
     val_size = 5000               # held-out training images (default 5000)
     seeds = [1, 2]                # default [1, 2]
+    models = ["my_models.py"]     # optional: files whose @register_model names candidates may use
 
     [[candidates]]
     name = "reference"            # its runs go to OUT/<name>/seed<S>/
-    model = "mnistlite_frontier"  # a registered model, with its registered recipe...
+    model = "mnistlite_frontier"  # a registered model, with its registered recipe (or my_models.py:Net,
+                                  # relative to this file)...
 
     [[candidates]]
     name = "pad1_bs64"
@@ -53,7 +55,7 @@ DEFAULT_SEEDS = (1, 2)
 LAST_EPOCHS = 3
 TIE_PP = 0.02  # one image in 5,000: closer means are a tie, and the smaller model wins it
 
-TOP_KEYS = ("budget", "val_size", "seeds", "candidates")
+TOP_KEYS = ("budget", "val_size", "seeds", "models", "candidates")
 CANDIDATE_KEYS = ("name", "model", "spec", "recipe")
 SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_stages")
 # Set by the file or the command line for every candidate alike, so candidates compete on equal terms.
@@ -164,12 +166,13 @@ def _model_params(model: str) -> tuple[NetSpec | None, int]:
     spec = getattr(get_entry(model).factory, "spec", None)
     if spec is not None:
         return spec, count_params(spec)
-    from .summary import profile_registered
+    from .modelinfo import profile_registered
 
     return None, profile_registered(model).params
 
 
-def _parse_candidate(raw: Any, i: int, budget: int, src: str) -> Candidate:
+def _parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str] | None = None) -> Candidate:
+    from .models.usercode import rebase
     from .search.space import spec_name
 
     label = f"{src}: candidate {i}"
@@ -196,6 +199,7 @@ def _parse_candidate(raw: Any, i: int, budget: int, src: str) -> Candidate:
         model = raw["model"]
         if not isinstance(model, str):
             raise MnistliteError(f"{label}: `model` must be a registered model name, got {model!r}")
+        model = (named or {}).get(model) or rebase(model, Path(src).parent)  # your file.py:Name, beside the file
         try:
             spec, params = _model_params(model)
         except MnistliteError as e:
@@ -217,7 +221,10 @@ def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:
     raw = doc.get("candidates")
     if not isinstance(raw, list) or not raw:
         raise MnistliteError(f"{src}: no candidates; add at least one [[candidates]] table")
-    candidates = [_parse_candidate(r, i, budget, src) for i, r in enumerate(raw, 1)]
+    from .models.usercode import named_models
+
+    named = named_models(doc.get("models", []), path)
+    candidates = [_parse_candidate(r, i, budget, src, named) for i, r in enumerate(raw, 1)]
     names = [c.name for c in candidates]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
@@ -391,7 +398,7 @@ def summarize(
     command: str = "", overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from .search.space import describe_spec, spec_to_dict
-    from .summary import profile_registered
+    from .modelinfo import profile_registered
 
     errors = errors or {}
     last = f"last{LAST_EPOCHS}_min_val_acc"

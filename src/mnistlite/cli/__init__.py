@@ -13,7 +13,7 @@ from ..errors import MnistliteError
 from .common import Parser
 
 # Order is the order of `mnistlite --help`.
-COMMANDS = ["train", "seeds", "table", "models", "bench", "experiment", "report", "compare", "search", "tune", "export", "predict", "serve"]
+COMMANDS = ["init", "train", "seeds", "table", "models", "bench", "experiment", "report", "compare", "search", "tune", "export", "predict", "serve"]
 
 
 def build_parser() -> Parser:

@@ -8,7 +8,7 @@ from ..bench import format_bench, run_bench
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure speed against a naive per-sample DataLoader baseline")
-    p.add_argument("--model", default="mnistlite8k_model3", help="model to time (default: seed 000 Model3)")
+    p.add_argument("--model", default="mnistlite8k_model3", help="model to time, by name or file.py:Name (default: seed 000 Model3)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--data-dir", help="data root")
     p.add_argument("--steps", type=int, default=100, help="training steps for the throughput figure")
@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--full", action="store_true", help="also time a complete run of the model's recipe")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--against", metavar="MODEL",
+                   help="also time this model (e.g. your plain-torch file.py:Net) with the same recipe, "
+                   "with and without the plain-torch fast path")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -35,7 +38,7 @@ def run(args) -> int:
         args.model, device=args.device, data_dir=args.data_dir, steps=args.steps,
         baseline_batches=None if args.baseline_batches < 0 else args.baseline_batches,
         baseline_workers=args.baseline_workers, epoch=not args.no_epoch, full=args.full,
-        threads=args.threads, overrides=over,
+        threads=args.threads, overrides=over, against=args.against,
     )
     print(json.dumps(r, indent=2) if args.json else format_bench(r))
     return 0

@@ -12,7 +12,7 @@ from ..config import TrainConfig
 
 # Flags whose help the dataclass comments cannot give well enough.
 _HELP = {
-    "model": "model name (see 'mnistlite models')",
+    "model": "a registered name (see 'mnistlite models'), or your own: my_models.py:Net or package.module:Net",
     "data_dir": "data root holding MNIST/raw/ (else $MNISTLITE_DATA, else the default folder)",
     "val_size": "hold out N training images as a validation split (never trained on)",
     "limit_train": "train on the first N training images only (smoke runs)",
@@ -21,6 +21,10 @@ _HELP = {
     "crop_p": "probability of the seeds' centre-crop-and-resize zoom",
     "ema": "evaluate and save an EMA of the weights with this decay per step (e.g. 0.999); 0 = off",
 }
+
+
+# Filled in by mnistlite itself when a model is resolved, never typed.
+NOT_FLAGS = ("model_sha256",)
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,7 +46,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
     user typed overrides the model's recipe."""
     group = parser.add_argument_group("recipe (defaults: the model's registered recipe)")
     for f in fields(TrainConfig):
-        if f.name in skip:
+        if f.name in skip or f.name in NOT_FLAGS:
             continue
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f.name)

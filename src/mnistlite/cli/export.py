@@ -10,7 +10,7 @@ def register(sub) -> None:
         description="Export RUN_DIR/model.pt to ONNX (dynamic batch axis) and verify it with onnxruntime "
         "on 1,000 test images: fails unless every argmax agrees and logits differ by at most --atol.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model.pt)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model.pt), or mnistlite_flagship / mnistlite_frontier (shipped weights)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (only onnx)")
     p.add_argument("--out", metavar="FILE", help="output .onnx file (default: RUN_DIR/model.onnx)")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
@@ -20,6 +20,8 @@ def register(sub) -> None:
     )
     p.add_argument("--atol", type=float, default=1e-3, help="max |logit difference| allowed (default 1e-3)")
     p.add_argument("--data-dir", metavar="DIR", help="data root for verification (default: the usual search)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -29,7 +31,7 @@ def run(args) -> int:
 
     report = export_run(
         args.run_dir, args.out, opset=args.opset, quantize_modes=list(dict.fromkeys(args.quantize)),
-        data_dir=args.data_dir, atol=args.atol, echo=(lambda s: None) if args.json else print,
+        data_dir=args.data_dir, atol=args.atol, trust_code=args.trust_code, echo=(lambda s: None) if args.json else print,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

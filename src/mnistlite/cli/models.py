@@ -4,23 +4,28 @@ from __future__ import annotations
 import json
 
 from ..models import BUDGET, get_entry, list_models
-from ..summary import profile_registered, summary_text
+from ..modelinfo import profile_registered, summary_text
 
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("--json", action="store_true", help="a JSON list of objects, for scripts")
-    p.add_argument("--tag", help="only models with this tag (seed, under8k, flagship, frontier, ...)")
+    p.add_argument("--tag", help="only models with this tag (seed, under8k, flagship, frontier, user, ...)")
+    p.add_argument("--from", dest="files", action="append", default=[], metavar="FILE",
+                   help="also list the models of your file (its @register_model names, else its nn.Module classes)")
     p.set_defaults(func=run_models)
 
     s = sub.add_parser("summary", help="print a model's layer table, parameters, MACs and budget verdict")
-    s.add_argument("model", help="model name")
+    s.add_argument("model", help="a registered name, or your own: my_models.py:Net")
     s.set_defaults(func=run_summary)
 
 
-def model_rows(tag: str | None = None) -> list[dict]:
+def model_rows(tag: str | None = None, files: list[str] | tuple[str, ...] = ()) -> list[dict]:
+    from ..models.usercode import file_entries
+
     rows = []
-    for name in list_models(tag):
+    names = list_models(tag) + [e.name for f in files for e in file_entries(f) if tag is None or tag in e.tags]
+    for name in names:
         e, p = get_entry(name), profile_registered(name)
         rows.append({
             "name": name, "params": p.params, "macs": p.macs, "source": e.source, "tags": list(e.tags),
@@ -31,7 +36,7 @@ def model_rows(tag: str | None = None) -> list[dict]:
 
 
 def run_models(args) -> int:
-    rows = model_rows(args.tag)
+    rows = model_rows(args.tag, args.files)
     if not rows and args.tag:
         from ..errors import MnistliteError
 

@@ -13,8 +13,10 @@ def register(sub) -> None:
         "Files that cannot be used get one line on stderr; the others are still classified; "
         "the exit code is then 2.",
     )
-    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, or an .onnx from 'mnistlite export'")
+    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, an .onnx from 'mnistlite export', or mnistlite_flagship / mnistlite_frontier (shipped weights)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, one object per image (failed files carry an 'error' key)")
     p.set_defaults(func=run)
@@ -23,7 +25,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..deploy.predict import load_predictor, predict_files
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, trust_code=args.trust_code)
     entries = predict_files(predictor, args.images)
     failed = sum("error" in e for e in entries)
     for e in entries:

@@ -13,11 +13,13 @@ def register(sub) -> None:
         "POST /api/predict takes an image (raw body or multipart, at most 2 MB), GET /api/info describes "
         "the model. Listens on loopback unless --host says otherwise.",
     )
-    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, or an .onnx from 'mnistlite export'")
+    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, an .onnx from 'mnistlite export', or mnistlite_flagship / mnistlite_frontier (shipped weights)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch/onnxruntime threads per prediction (default 1: requests run in parallel instead)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=run)
 
@@ -62,7 +64,7 @@ def run(args) -> int:
     uvicorn = require("uvicorn", "mnistlite serve")
     _check_port(args.host, args.port)
     torch.set_num_threads(args.threads)
-    predictor = load_predictor(args.model, threads=args.threads)
+    predictor = load_predictor(args.model, threads=args.threads, trust_code=args.trust_code)
     app = create_app(predictor=predictor)
     info = predictor.info
     acc = f"{info.test_acc:.2f}% test accuracy" if info.test_acc is not None else "test accuracy unknown"

@@ -166,6 +166,8 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
 
 
 def default_out(run: RunModel) -> Path:
+    if run.result and run.result.get("pretrained"):  # shipped weights: never write into the installed package
+        return Path(f"{run.config.model}.onnx")
     return run.path.parent / "model.onnx"
 
 
@@ -190,13 +192,14 @@ def export_run(
     atol: float = ATOL,
     verify_n: int = VERIFY_N,
     echo: Callable[[str], None] = lambda s: None,
+    trust_code: bool = False,
 ) -> ExportReport:
     """Export, verify and (optionally) quantise the model of a run directory or model.pt."""
     for m in quantize_modes:
         if m not in QUANT_MODES:
             raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {m!r}")
     require("onnxruntime", "verifying the export")
-    run = load_run(model_path)
+    run = load_run(model_path, trust_code=trust_code)
     out = Path(out) if out else default_out(run)
     if out.suffix.lower() != ".onnx":
         raise MnistliteError(f"--out {out}: the file name must end in .onnx")

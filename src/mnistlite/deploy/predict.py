@@ -72,32 +72,44 @@ class RunModel:
         return float(acc) if isinstance(acc, (int, float)) else None
 
 
-def load_run(path: str | Path) -> RunModel:
-    """A run directory or a model.pt (checkpoint.pt works too) -> RunModel."""
+def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
+    """A run directory or a model.pt (checkpoint.pt works too) -> RunModel.
+
+    A registered name with weights shipped in the package (`mnistlite_flagship`)
+    loads those. A run of a user's model is rebuilt from the run's own copy of
+    the source, which runs that code: only with `trust_code=True`.
+    """
     from ..config import TrainConfig
     from ..data import DATASETS
     from ..engine.trainer import load_checkpoint
     from ..models import count_params, create_model
+    from ..models.pretrained import has_pretrained, pretrained_file
+    from ..models.usercode import entry_from_run
 
     path = Path(path)
-    pt = path / rd.MODEL if path.is_dir() else path
+    meta: dict[str, Any] | None = None
+    if not path.exists() and has_pretrained(str(path)):
+        pt, meta = pretrained_file(str(path))
+    else:
+        pt = path / rd.MODEL if path.is_dir() else path
     if not pt.is_file():
         if path.is_dir():
             raise MnistliteError(f"{path}: not a finished run directory (no {rd.MODEL}); train one with 'mnistlite train'")
-        raise MnistliteError(f"{path}: no such file or directory")
+        raise MnistliteError(f"{path}: no such file or directory (nor a model with shipped weights)")
     ckpt = load_checkpoint(pt)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
         raise MnistliteError(f"{pt}: not a mnistlite model file (expected a dict with 'model' and 'config')")
     cfg = TrainConfig.from_dict(ckpt["config"])
-    model = create_model(cfg.model, dropout=cfg.dropout)
+    entry = None if meta else entry_from_run(pt.parent, ckpt["config"], trust_code=trust_code)
+    model = entry.build(dropout=cfg.dropout) if entry else create_model(cfg.model, dropout=cfg.dropout)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise MnistliteError(f"{pt}: weights do not fit model {cfg.model!r}: {first}") from None
     model.eval()
-    result = None
-    if (pt.parent / rd.RESULT).is_file():
+    result = {"final_test_acc": meta["final_test_acc"], "pretrained": meta} if meta else None
+    if meta is None and (pt.parent / rd.RESULT).is_file():
         try:
             result = rd.read_json(pt.parent / rd.RESULT)
         except MnistliteError:
@@ -203,14 +215,15 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input_name: x})[0]
 
 
-def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
-    """A run directory (its model.pt, else its model.onnx), a model.pt, or an .onnx file."""
+def load_predictor(path: str | Path, threads: int | None = None, *, trust_code: bool = False) -> Predictor:
+    """A run directory (its model.pt, else its model.onnx), a model.pt, an .onnx file,
+    or the name of a model with shipped weights."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return OnnxPredictor(path, threads)
     if path.is_dir() and not (path / rd.MODEL).exists() and (path / "model.onnx").is_file():
         return OnnxPredictor(path / "model.onnx", threads)
-    return TorchPredictor(load_run(path))
+    return TorchPredictor(load_run(path, trust_code=trust_code))
 
 
 def predict_files(predictor: Predictor, files: Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ CSP = (
 
 
 def create_app(model_path: str | Path | None = None, *, predictor: Predictor | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES):
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, trust_code: bool = False):
     """The FastAPI app for one model (a run directory, model.pt or .onnx; or a loaded `predictor`)."""
     fastapi = require("fastapi", "mnistlite serve")
     try:
@@ -54,7 +54,7 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
     if predictor is None:
         if model_path is None:
             raise TypeError("create_app needs model_path or predictor")
-        predictor = load_predictor(model_path)
+        predictor = load_predictor(model_path, trust_code=trust_code)
     info = predictor.info
     app = fastapi.FastAPI(title="mnistlite", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.predictor = predictor

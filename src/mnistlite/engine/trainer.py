@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from .. import __version__
 from ..augment import AugmentSpec, BatchAugment
 from ..config import TrainConfig, changed_fields
 from ..data import Dataset, Split, load_dataset
 from ..errors import MnistliteError
-from ..models import count_params, create_model
+from ..models import ModelEntry, count_params, get_entry
+from ..models.usercode import entry_from_run
 from ..runs import rundir as rd
 from .device import resolve_device, set_threads
 from .optim import Schedule, build_optimizer
@@ -58,6 +59,17 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
     macs: int | None = None
     device: str = ""  # where it ran, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
+    model: nn.Module | None = field(default=None, repr=False)  # the judged weights, in eval mode
+    architecture: dict[str, str] = field(default_factory=dict)
+
+    def plot(self, path: str | Path | None = None):
+        """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
+        from ..runs.plots import curves_figure
+
+        fig = curves_figure(self.metrics, title=f"{self.config.model} (seed {self.config.seed})")
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +80,7 @@ class RunResult:
             **self.summary,
             "wall_seconds": round(self.wall_seconds, 3),
             "device": self.device,
+            **({"architecture": self.architecture} if self.architecture else {}),
             "mnistlite_version": __version__,
             "torch_version": torch.__version__,
         }
@@ -259,9 +272,19 @@ class Parts:
         return logits, loss
 
 
-def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device) -> Parts:
+def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device, entry: ModelEntry | None = None,
+                echo: Callable[[str], None] | None = None, fast_path: bool = True) -> Parts:
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, dropout=cfg.dropout).to(device)
+    entry = entry or get_entry(cfg.model)
+    model = entry.build(dropout=cfg.dropout)
+    # A user's plain-torch model gets the zoo's fused units (the zoo's models are written with them).
+    if fast_path and (entry.code is not None or "user" in entry.tags):
+        from ..models.fastpath import accelerate
+
+        model, note = accelerate(model)
+        if echo is not None:
+            echo(note)
+    model = model.to(device)
     # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
     # NHWC for these tiny channel counts; measured in docs/performance.md.
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -282,7 +305,7 @@ def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device) -> Parts:
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: TrainConfig | None,
     *,
     run_dir: str | Path | None = None,
     resume: bool = False,
@@ -290,11 +313,16 @@ def train(
     progress: bool | None = None,
     quiet: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    model: ModelEntry | None = None,
+    trust_code: bool = False,
 ) -> RunResult:
     """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
 
     `data` lets callers that run many configs (seeds, search) load MNIST once.
     `on_epoch` sees each epoch's metrics row (a search uses it to prune).
+    `model` is the entry to build from instead of looking `cfg.model` up (the
+    notebook API's in-memory models). Resuming a run of a user's model rebuilds
+    it from the run's own copy of the source, which needs `trust_code=True`.
     """
     t_start = time.perf_counter()
     ckpt = None
@@ -308,22 +336,39 @@ def train(
             cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
         except MnistliteError as e:
             raise MnistliteError(str(e) if str(run_dir) in str(e) else f"{run_dir / rd.CONFIG}: {e}") from None
+        model = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code) or model
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT)
         _check_checkpoint(ckpt, cfg, run_dir)
+    if cfg is None:
+        raise MnistliteError("train needs a config (or resume=True and a run directory)")
+    entry = model or get_entry(cfg.model)
+    if entry.code is not None and not resume:
+        if cfg.model_sha256 is None:  # a config made by hand, not by TrainConfig.for_model
+            cfg = cfg.replace(model_sha256=entry.code.sha256)
+        elif cfg.model_sha256 != entry.code.sha256:
+            raise MnistliteError(
+                f"{entry.code.path} changed after this run was planned (its SHA-256 is no longer the config's); "
+                "run the command again to train the file as it is now")
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir, resume=resume) if run_dir is not None else None
     echo = Echo(out / rd.LOG if out else None, quiet=quiet)
     try:
-        return _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start)
+        return _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start, entry)
     finally:
         echo.close()
 
 
-def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult:
+def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data: Dataset | None,
+           progress: bool | None, echo: Echo, on_epoch: Callable[[dict[str, Any]], None] | None,
+           t_start: float, entry: ModelEntry) -> RunResult:
+    from ..modelinfo import architecture_of, budget_verdict, profile_entry
+
     threads = set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if out is not None and ckpt is None:
         rd.write_json(out / rd.CONFIG, cfg.to_dict())
+        if entry.code is not None:  # the exact bytes built from: a rebuild never depends on the user's file
+            rd.atomic_write_bytes(out / rd.MODEL_SOURCE, entry.code.data)
     echo(("Resuming" if ckpt else "Training") + f" with config:\n{cfg.to_json()}")
 
     if data is None:
@@ -332,16 +377,16 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
             download=cfg.download,
         )
     data = data.to(device)
+    prof = profile_entry(entry)
     if out is not None and ckpt is None:
-        from ..summary import profile_registered
-
-        prof = profile_registered(cfg.model)
-        rd.atomic_write_text(out / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
-    # Built after the profile above, which seeds the global RNG for itself.
-    parts = build_parts(cfg, data, device)
+        rd.atomic_write_text(
+            out / rd.SUMMARY,
+            f"{prof.table}\nMACs per image: {prof.macs:,}\nBudget: {budget_verdict(prof.params)}\n")
+    parts = build_parts(cfg, data, device, entry, echo)
     model, optimizer, schedule, gen = parts.model, parts.optimizer, parts.schedule, parts.generator
     params = count_params(model)
-    echo(f"Model {cfg.model}: {params:,} trainable parameters | device {device}, {threads} CPU threads")
+    echo(f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
+         f"{threads} CPU threads")
     train_x, train_y = data.train.images, data.train.labels
     n, bs, steps = len(train_y), parts.batch_size, parts.steps
     autocast = parts.autocast
@@ -440,7 +485,8 @@ def _train(cfg, out, ckpt, data, progress, echo, on_epoch, t_start) -> RunResult
 
     wall = time.perf_counter() - t_start
     where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
-    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows), device=where)
+    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows), macs=prof.macs, device=where,
+                       model=parts.eval_model.eval(), architecture=architecture_of(parts.eval_model))
     if out is not None:
         try:
             _finish_run_dir(out, parts.eval_model, cfg, result)
@@ -492,9 +538,7 @@ def _save_epoch(out: Path, parts: Parts, epoch: int, rows: list) -> None:
 
 def _finish_run_dir(out: Path, model: nn.Module, cfg: TrainConfig, result: RunResult) -> None:
     from ..runs.plots import plot_curves
-    from ..summary import profile_registered
 
-    result.macs = profile_registered(cfg.model).macs
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     rd.atomic_torch_save({"model": state, "config": cfg.to_dict(), "params": result.params}, out / rd.MODEL)
     rd.write_json(out / rd.RESULT, result.to_dict())

@@ -146,3 +146,16 @@ class FusedSequential(nn.Sequential):
             x = mod(x)
             i += 1
         return x
+
+
+def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Module | None = None) -> torch.Tensor:
+    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers.
+
+    What `models/fastpath.py` substitutes for such a run in a traced user `forward`.
+    """
+    p = float(drop.p) if drop is not None else 0.0
+    if (bn.training and _fusable_bn(bn) and _nhwc_cpu(x) and p <= SPARSE_MAX_P
+            and not (drop is not None and drop.inplace) and not _hooked(bn, *([drop] if drop is not None else []))):
+        return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
+    y = torch.relu(bn(x))
+    return drop(y) if drop is not None else y

@@ -7,14 +7,24 @@ reproductions, the parameter count its source states, which tests assert.
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from torch import nn
 
 from ..errors import MnistliteError
 
 BUDGET = 8000  # the challenge's parameter budget (trainable, BatchNorm included)
+
+
+@dataclass(frozen=True)
+class SourceCode:
+    """The exact bytes a user model was built from, kept so a run can be rebuilt as trained."""
+
+    path: str
+    sha256: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -26,18 +36,33 @@ class ModelEntry:
     recipe: dict[str, Any] = field(default_factory=dict)
     stated_params: int | None = None
     description: str = ""
+    code: SourceCode | None = None  # set for models from a user's file (models/usercode.py)
 
     def build(self, **kwargs: Any) -> nn.Module:
         return self.factory(**kwargs)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# While a user's model file is imported, its @register_model calls land here
+# instead: the file's models are named through the file (`my_models.py:name`),
+# and importing two versions of one file never clashes.
+_COLLECTOR: list[dict[str, ModelEntry]] = []
+
+
+@contextmanager
+def collecting() -> Iterator[dict[str, ModelEntry]]:
+    found: dict[str, ModelEntry] = {}
+    _COLLECTOR.append(found)
+    try:
+        yield found
+    finally:
+        _COLLECTOR.pop()
 
 
 def register_model(
     name: str,
     *,
-    source: str,
+    source: str = "",
     tags: tuple[str, ...] | list[str] = (),
     recipe: dict[str, Any] | None = None,
     stated_params: int | None = None,
@@ -46,11 +71,17 @@ def register_model(
     """Decorator: register `factory` under `name`. Names are unique."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(
+        target = _COLLECTOR[-1] if _COLLECTOR else _REGISTRY
+        if name in target:
+            raise MnistliteError(f"model {name!r} registered twice")
+        built = factory
+        if _COLLECTOR:  # a user file: the factory is checked (and wrapped) like any referenced model
+            from .usercode import factory_of
+
+            built = factory_of(factory, name)
+        target[name] = ModelEntry(
             name=name,
-            factory=factory,
+            factory=built,
             source=source,
             tags=tuple(tags),
             recipe=dict(recipe or {}),
@@ -67,9 +98,15 @@ def list_models(tag: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    """A registered name, or a reference to a user's model (`file.py:Name`, `package.module:Name`)."""
     try:
         return _REGISTRY[name]
     except KeyError:
+        from .usercode import parse_ref, resolve
+
+        ref = parse_ref(name)
+        if ref is not None:
+            return resolve(ref)
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise MnistliteError(
@@ -77,7 +114,12 @@ def get_entry(name: str) -> ModelEntry:
         ) from None
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a model by name or reference; `pretrained=True` loads the weights shipped with the package."""
+    if pretrained:
+        from .pretrained import load_pretrained
+
+        return load_pretrained(name)
     return get_entry(name).build(**kwargs)
 
 

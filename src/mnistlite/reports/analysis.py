@@ -32,6 +32,11 @@ LAST_N = 3  # ... in each of the last LAST_N epochs, for every seed
 OVERFIT_GAP_PP = 0.5  # train ahead of test by more than this: overfits
 UNDERFIT_GAP_PP = -0.1  # test ahead of train by more than 0.1 pp: underfits the (augmented) training data
 UNDERFIT_TRAIN_ACC = 99.0  # or train accuracy itself stays below this: underfits
+# A gap is only read once the curves have settled: test accuracy still rising by
+# more than this per epoch over the last LAST_N epochs means "still improving"
+# (an undertrained model, whatever its gap), and a tail that goes up and down by
+# more than UNSTABLE_RANGE_PP means the gap is no steady reading ("unstable").
+RISING_PP_PER_EPOCH = 0.1
 
 # --- speed ------------------------------------------------------------------------
 FIRST_LEVEL = 99.0  # "first epoch at 99%"
@@ -168,17 +173,58 @@ def best_test(rows: Sequence[dict[str, Any]]) -> float:
 # --- the rules ---------------------------------------------------------------------
 
 
+def _trend(rows: Sequence[dict[str, Any]]) -> float:
+    """Test accuracy change per epoch over the last LAST_N epochs (pp)."""
+    acc = col(last(rows), "test_acc")
+    return (acc[-1] - acc[0]) / (len(acc) - 1) if len(acc) > 1 else 0.0
+
+
+def _swings(rows: Sequence[dict[str, Any]]) -> bool:
+    """Does the tail go down and up again by more than UNSTABLE_RANGE_PP (not a steady climb or plateau)?"""
+    acc = col(last(rows), "test_acc")
+    steps = [b - a for a, b in zip(acc, acc[1:])]
+    return max(acc) - min(acc) > UNSTABLE_RANGE_PP and any(d < 0 for d in steps) and any(d > 0 for d in steps)
+
+
 def fit(step: StepMetrics) -> Finding:
-    """Train-test gap over the last LAST_N epochs: overfits, underfits or balanced."""
+    """The final epochs' level and trend: too short, still improving, unstable, overfits, underfits or balanced.
+
+    Only a settled tail is read as a train-test gap: early in training (a student's first
+    models, 1-5 epochs) test accuracy is still climbing and can sit above train accuracy
+    (measured during the epoch, with augmentation and dropout on), which says nothing
+    about over- or underfitting.
+    """
+    runs = [rows for rows in step.runs.values() if rows]
+    k = min(LAST_N, min(len(r) for r in runs))
+    train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
+    test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
+    end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
+    end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
+    if min(len(r) for r in runs) < LAST_N:
+        return Finding("fit", "too short", (
+            f"Only {min(len(r) for r in runs)} epoch(s) ran, too few to judge over- or underfitting: the curves "
+            f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
+            f"Train for at least {LAST_N} epochs (the challenge allows {BUDGET_EPOCHS}) before reading the gap."
+        ))
     gap = mean(step.values(gap_last))
-    train = mean(mean(col(last(rows), "train_acc")) for rows in step.runs.values() if rows)
-    test = mean(mean(col(last(rows), "test_acc")) for rows in step.runs.values() if rows)
-    k = min(LAST_N, min(len(r) for r in step.runs.values() if r))
     text = (
         f"Over the last {k} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
         f"a train-test gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
         f"during each epoch, with dropout on, as the seeds do)."
     )
+    trend = mean(_trend(rows) for rows in runs)
+    if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
+        return Finding("fit", "still improving", text + (
+            f" Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
+            "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help."
+        ))
+    swinging = [label for label, rows in step.runs.items() if rows and _swings(rows)]
+    if swinging:
+        who = "" if step.n == 1 else f" ({', '.join(swinging)})"
+        return Finding("fit", "unstable", text + (
+            f" Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
+            "steady reading: a lower or decaying learning rate should settle it first."
+        ))
     if gap > OVERFIT_GAP_PP:
         return Finding("fit", "overfits", text + (
             f" Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "

@@ -3,18 +3,21 @@
     title = "From a 26.5k baseline to a sub-8k flagship"
     description = "optional, markdown"
     seeds = [1, 2]                      # optional; default [1]; --seeds/--seed-list override
+    models = ["my_models.py"]           # optional: files whose @register_model names steps may use
 
     [defaults]                          # optional: TrainConfig overrides for every step
     epochs = 15
 
     [[steps]]
     name = "baseline"                   # the run folder: <out>/<name>/seed<k>/
-    model = "mnistlite8k_model1"        # a registered model ('mnistlite models')
+    model = "mnistlite8k_model1"        # a registered model ('mnistlite models'), or models/net.py:Net
     title = "Baseline"                  # optional heading
     target = ["Get the set-up right"]   # what the step is meant to show (the seeds' "Target")
     notes = "optional, markdown"
     [steps.recipe]                      # optional: TrainConfig overrides for this step
     lr = 0.03
+
+Model files and references are relative to the experiment file's folder.
 
 A run's config is, later winning: TrainConfig defaults, the model's registered
 recipe, [defaults], the step's recipe, the command line (--epochs, ...), the seed.
@@ -41,11 +44,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .. import __version__
-from ..config import RUN_ONLY_FIELDS, TrainConfig, saved_value
+from ..config import RUN_ONLY_FIELDS, TrainConfig, same_value, saved_value
 from ..data import load_dataset
 from ..engine import TrainingInterrupted, train
 from ..errors import MnistliteError
 from ..models import get_entry, list_models
+from ..models.usercode import named_models, rebase
 from ..runs import rundir as rd
 from .runs import RUN_FILES
 
@@ -53,7 +57,7 @@ EXPERIMENT_JSON = "experiment.json"  # what `mnistlite report DIR` re-renders fr
 REPORT = "report.md"
 FORMAT = 1
 
-TOP_KEYS = ("title", "description", "seeds", "defaults", "steps")
+TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps")
 STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
 # Set by the step (model) or by the seed list (seed), never by a recipe table.
 NOT_IN_RECIPE = {"model": "set it with the step's `model` key", "seed": "list seeds in the top-level `seeds`"}
@@ -166,6 +170,7 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
     description = _check_text(doc.get("description", ""), f"{src}: description")
     seeds = _check_seeds(doc["seeds"], src) if "seeds" in doc else (1,)
     defaults = _check_recipe(doc.get("defaults", {}), f"{src}: [defaults]")
+    named = named_models(doc.get("models", []), path)
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise MnistliteError(f"{src}: no steps; add at least one [[steps]] table")
@@ -190,6 +195,7 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
             raise MnistliteError(f"{label}: another step is already named {name!r}")
         seen.add(name)
         model = _check_text(raw["model"], f"{label}: model")
+        model = named.get(model) or rebase(model, path.parent)
         if model not in list_models():
             try:
                 get_entry(model)
@@ -260,7 +266,8 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
         k for k in saved if k not in want and k not in IGNORED_FOR_MATCH
     ]
     old = {k: saved_value(saved, k) for k in keys}
-    return [f"{k} {old[k]!r} -> {want.get(k)!r}" for k in keys if old[k] != want.get(k, object())]
+    return [f"{k} {old[k]!r} -> {want.get(k)!r}" for k in keys
+            if k not in want or not same_value(saved, k, want[k], want)]
 
 
 def run_status(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:

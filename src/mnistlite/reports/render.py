@@ -63,7 +63,7 @@ class Section:
             epochs=first.planned_epochs if first else None,
             model=model,
             config=cfg,
-            arch=architecture(model, cfg.get("dropout")) if model else {},
+            arch=architecture(model, cfg.get("dropout"), first.result if first else None) if model else {},
         )
 
 

@@ -18,7 +18,8 @@ from ..runs import rundir as rd
 
 # Files a run directory may hold; a directory holding anything else is not
 # deleted when an experiment restarts an interrupted run in it.
-RUN_FILES = frozenset({rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT})
+RUN_FILES = frozenset({rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT,
+                       rd.MODEL_SOURCE})
 
 
 @dataclass
@@ -135,57 +136,25 @@ def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
 @lru_cache(maxsize=None)
 def _architecture(model: str, dropout: float | None) -> tuple[tuple[str, str], ...]:
     import torch
-    from torch import nn
 
     from ..models import create_model
+    from ..modelinfo import architecture_of
 
-    torch.manual_seed(0)
-    net = create_model(model, dropout=dropout).eval()
-    calls: list[tuple[nn.Module, tuple[int, ...]]] = []  # leaf modules in call order, with output shapes
-
-    def hook(mod, inp, out):
-        calls.append((mod, tuple(out.shape)))
-
-    leaves = [m for m in net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad():
-            net(torch.zeros(1, 1, 28, 28))
-    finally:
-        for h in handles:
-            h.remove()
-
-    convs = [m for m, _ in calls if isinstance(m, nn.Conv2d)]
-    bns = [m for m, _ in calls if isinstance(m, nn.BatchNorm2d)]
-    drops = [m.p for m, _ in calls if isinstance(m, nn.Dropout) and m.p > 0]
-    pools = [m for m, _ in calls if isinstance(m, nn.MaxPool2d)]
-    linears = [m for m, _ in calls if isinstance(m, nn.Linear)]
-    # Global average pooling: the map collapses to 1x1 through an average pool,
-    # or disappears between two layers (a functional mean before a Linear head).
-    gap, last_side = False, 28
-    for m, o in calls:
-        if len(o) == 4:
-            if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) and o[2] * o[3] == 1 and last_side > 1:
-                gap = True
-            last_side = o[2]
-        elif isinstance(m, nn.Linear) and last_side > 1:
-            gap = True
-    rates = sorted(set(drops))
-    return (
-        ("convolutions", str(len(convs))),
-        ("conv widths", "-".join(str(c.out_channels) for c in convs)),
-        ("1x1 convs", str(sum(1 for c in convs if c.kernel_size == (1, 1)))),
-        ("conv bias", "yes" if any(c.bias is not None for c in convs) else "no"),
-        ("BatchNorm layers", str(len(bns))),
-        ("dropout", f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none"),
-        ("max-pools", str(len(pools))),
-        ("GAP", "yes" if gap else "no"),
-        ("linear layers", str(len(linears))),
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = create_model(model, dropout=dropout)
+    return tuple(architecture_of(net).items())
 
 
-def architecture(model: str, dropout: float | None = None) -> dict[str, str]:
-    """Comparable features of a registered model ({} if it is not registered)."""
+def architecture(model: str, dropout: float | None = None, result: dict[str, Any] | None = None) -> dict[str, str]:
+    """Comparable features of a run's model: recorded in its result.json at training (which
+    needs no code, so a user model's report runs none), else rebuilt from the registry
+    (older runs), else {}."""
+    recorded = (result or {}).get("architecture")
+    if isinstance(recorded, dict) and recorded:
+        return {str(k): str(v) for k, v in recorded.items()}
+    if ":" in model and not model.startswith("family:"):
+        return {}  # a user model's run from before features were recorded: never import its code here
     try:
         return dict(_architecture(model, dropout))
     except MnistliteError:

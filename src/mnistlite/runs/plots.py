@@ -1,19 +1,30 @@
-"""Plots of runs. Matplotlib with the Agg backend: no screen is needed."""
+"""Plots of runs. Matplotlib with the Agg backend: no screen is needed.
+
+In a Jupyter kernel the notebook's own (inline) backend is kept, so that
+`result.plot()` shows in the cell.
+"""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .rundir import TARGET  # noqa: E402
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Loss and accuracy for train (and val) and test, with the target line."""
+    """Loss and accuracy for train (and val) and test, with the target line, into `path`."""
+    curves_figure(rows, title).savefig(path, dpi=100)
+
+
+def curves_figure(rows: Sequence[dict[str, Any]], title: str = ""):
+    """The figure of `plot_curves`, closed in pyplot (a notebook displays the returned figure once)."""
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("train", "train"), ("val", "val"), ("test", "test")):
@@ -35,8 +46,8 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def plot_overlay(

@@ -24,7 +24,7 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     """Rebuild `run` from `pack_run` output, unless it already holds a result."""
     if (run / rd.RESULT).is_file():
         return
-    from ..summary import profile_registered
+    from ..modelinfo import profile_registered
     from .plots import plot_curves
 
     run.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ Scripts rely on these names (see README), so they are constants here:
     model.pt       final weights (state_dict) plus config
     checkpoint.pt  last completed epoch, for --resume
     result.json    the headline numbers
+    model_source.py  a user model's source file, as trained (its SHA-256 is in config.json)
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ CURVES = "curves.png"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
+MODEL_SOURCE = "model_source.py"
 
 METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds",

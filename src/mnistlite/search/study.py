@@ -95,8 +95,10 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
         raise
     attrs = study.user_attrs
     if not attrs.get("kind"):
-        study.set_user_attr("kind", KIND)
+        # The protocol first: a worker that joins between the two writes and sees `kind`
+        # must also see the protocol (it read an empty one and refused the study: seen in CI).
         study.set_user_attr("protocol", protocol.to_dict())
+        study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
     if attrs.get("kind") != KIND:
         raise MnistliteError(f"study {study_name!r} is a {attrs.get('kind')}, not a search; choose another --study")

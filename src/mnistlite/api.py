@@ -1,0 +1,183 @@
+"""The notebook API: `from mnistlite import train, seeds, summary`.
+
+    class Net(nn.Module): ...
+    summary(Net())                       # layer table, parameters, MACs, the 8k-budget verdict
+    r = train(Net, epochs=15, lr=0.05)   # keyword arguments are the CLI's flags (--batch-size -> batch_size)
+    r.metrics[-1]["test_acc"]; r.plot()  # per-epoch rows; the curves, inline
+    s = seeds(Net, 5)                    # five seeds, and their statistics
+
+A model is a registered name, a `file.py:Name` reference, an nn.Module class or
+a function returning one (built fresh under the run's seed, so a run is
+reproducible), or an instance (trained in place, like Keras' `fit`). A class
+or function defined at the top level of a file or notebook trains through its
+reference, so its run directory keeps the source file like the CLI's runs do.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from torch import nn
+
+from .config import TrainConfig
+from .errors import MnistliteError
+from .models import ModelEntry, get_entry
+from .models.usercode import canonical_path, check_model, factory_of
+
+ModelLike = Union[str, nn.Module, Callable[[], nn.Module], type]
+
+
+def _reference(obj: Any) -> str | None:
+    """`file.py:Name` (or `__main__:Name` in a notebook) for a top-level class or function, else None."""
+    name = getattr(obj, "__qualname__", "")
+    if not name.isidentifier():
+        return None  # nested in a function or class: only the object itself can build it
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    if module is None or getattr(module, name, None) is not obj:
+        return None
+    file = getattr(module, "__file__", None)
+    if module.__name__ == "__main__" or not file or not str(file).endswith(".py"):
+        return f"{module.__name__}:{name}"
+    return f"{canonical_path(file)}:{name}"
+
+
+def resolve(model: ModelLike) -> tuple[str, ModelEntry | None]:
+    """(the name a run records, the entry to build from when the name alone cannot)."""
+    if isinstance(model, str):
+        return model, None
+    if isinstance(model, nn.Module):
+        ref = _reference(type(model)) or f"__main__:{type(model).__name__}"
+        base = _entry_or_none(ref)
+        check_model(lambda: model, f"{type(model).__name__} instance")
+        entry = ModelEntry(ref, lambda dropout=None: model, "an instance passed to mnistlite.train", ("user",),
+                           {}, None, "", base.code if base else None)
+        return ref, entry
+    if not callable(model):
+        raise MnistliteError(f"a model must be a name, an nn.Module, or a class or function building one; "
+                             f"got {type(model).__name__}")
+    ref = _reference(model)
+    if ref is not None and _entry_or_none(ref) is not None:
+        return ref, None
+    label = getattr(model, "__qualname__", repr(model))
+    factory = factory_of(model, label)
+    check_model(factory, label)
+    name = f"__main__:{getattr(model, '__name__', 'model')}"
+    return name, ModelEntry(name, factory, "defined in this session", ("user",), {}, None,
+                            (inspect.getdoc(model) or "").split("\n")[0])
+
+
+def _entry_or_none(ref: str) -> ModelEntry | None:
+    try:
+        return get_entry(ref)
+    except MnistliteError:
+        return None
+
+
+def _config(name: str, entry: ModelEntry | None, recipe: dict[str, Any]) -> TrainConfig:
+    unknown = sorted(set(recipe) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise MnistliteError(f"unknown argument(s): {', '.join(unknown)} (see 'mnistlite train --help')")
+    if entry is None:
+        return TrainConfig.for_model(name, **recipe)
+    over = {**entry.recipe, **{k: v for k, v in recipe.items() if v is not None}, "model": name,
+            "model_sha256": entry.code.sha256 if entry.code else None}
+    return TrainConfig.from_dict(over)
+
+
+def train(
+    model: ModelLike = "mnistlite_flagship",
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    quiet: bool = False,
+    dry_run: bool = False,
+    data: Any = None,
+    **recipe: Any,
+):
+    """Train one model; returns a RunResult (`.metrics`, `.summary`, `.model`, `.plot()`).
+
+    `out` writes a run directory (as `mnistlite train --out`). `dry_run` is one
+    epoch on 1,000 images. Every other keyword is a TrainConfig field.
+    """
+    from .cli.common import DRY_RUN
+    from .engine import train as train_config
+
+    name, entry = resolve(model)
+    cfg = _config(name, entry, {**(DRY_RUN if dry_run else {}), **recipe})
+    return train_config(cfg, run_dir=out, data=data, progress=progress, quiet=quiet, model=entry)
+
+
+@dataclass
+class SeedsResult:
+    """What `seeds` returns: the statistics of consistency.json, and where the runs are."""
+
+    summary: dict[str, Any]
+    out: Path
+
+    def __str__(self) -> str:
+        from .consistency import format_summary
+
+        return format_summary(self.summary)
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython
+        p.text(str(self))
+
+    def plot(self):
+        """consistency.png (test accuracy per epoch, every seed) as a matplotlib Figure."""
+        import matplotlib.image as mpimg
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 5))
+        ax.imshow(mpimg.imread(self.out / "consistency.png"))
+        ax.axis("off")
+        plt.close(fig)
+        return fig
+
+
+def seeds(
+    model: ModelLike = "mnistlite_flagship",
+    n: int = 5,
+    *,
+    seed_list: list[int] | None = None,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    dry_run: bool = False,
+    **recipe: Any,
+) -> SeedsResult:
+    """Train seeds 1..n (or `seed_list`) into `out/seed<k>/` and aggregate them, as `mnistlite seeds` does.
+
+    The model must build fresh copies: a name, a class or a function, not an instance.
+    Seeds already finished in `out` with the same config are not trained again.
+    """
+    from .cli.common import DRY_RUN
+    from .consistency import run_seeds
+
+    if isinstance(model, nn.Module):
+        raise MnistliteError("seeds needs a class or function that builds a fresh model per seed, not an instance")
+    name, entry = resolve(model)
+    if entry is not None:
+        raise MnistliteError(
+            f"{getattr(model, '__qualname__', model)} is not defined at the top level of a file or notebook; "
+            "seeds looks models up by name, so define it there")
+    if name.startswith("__main__:"):
+        jobs = 1  # defined in this notebook or script: worker processes could not import it
+    cfg = _config(name, None, {**(DRY_RUN if dry_run else {}), **recipe})
+    chosen = list(seed_list) if seed_list else list(range(1, n + 1))
+    where = Path(out) if out else Path("runs") / "seeds" / name.replace("/", "_").replace(":", "-")
+    summary = run_seeds(cfg, chosen, where, jobs=jobs)
+    return SeedsResult(summary, where)
+
+
+def summary(model: ModelLike):
+    """The layer table, parameters, MACs per image and 8k-budget verdict; prints in a notebook cell."""
+    from .modelinfo import profile_entry, profile_registered
+
+    if isinstance(model, str):
+        return profile_registered(model)
+    name, entry = resolve(model)
+    if entry is None:
+        return profile_registered(name)
+    return profile_entry(entry)

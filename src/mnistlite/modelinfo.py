@@ -1,0 +1,152 @@
+"""Layer tables, parameter counts, MACs and architecture features, through torchinfo."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from .models import BUDGET, ModelEntry, count_params, create_model, get_entry
+
+INPUT_SIZE = (1, 1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    params: int
+    macs: int  # multiply-accumulates per image, forward pass
+    table: str  # torchinfo's layer table
+
+    @property
+    def fits_budget(self) -> bool:
+        return self.params < BUDGET
+
+    def __str__(self) -> str:  # what a notebook cell shows for `summary(MyNet())`
+        return "\n".join([
+            self.table, f"Trainable params: {self.params:,}", f"MACs per image:   {self.macs:,}",
+            f"Budget:           {budget_verdict(self.params)}",
+        ])
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython
+        p.text(str(self))
+
+
+def budget_verdict(params: int) -> str:
+    """One phrase for the log, the layer table and the notebook summary."""
+    if params < BUDGET:
+        return f"fits the {BUDGET:,}-parameter budget ({BUDGET - params:,} to spare)"
+    return f"over the {BUDGET:,}-parameter budget by {params - BUDGET + 1:,}"
+
+
+def profile_model(model: nn.Module, name: str = "") -> ModelProfile:
+    import torchinfo
+
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.random.fork_rng(devices=[]):  # a model's forward may draw (dropout is off, but user code)
+        stats = torchinfo.summary(
+            model,
+            input_size=INPUT_SIZE,
+            col_names=("output_size", "num_params", "mult_adds"),
+            row_settings=("var_names",),
+            depth=4,
+            verbose=0,
+            device=device,
+            mode="eval",
+        )
+    model.train(was_training)
+    return ModelProfile(name=name, params=count_params(model), macs=int(stats.total_mult_adds), table=str(stats))
+
+
+@lru_cache(maxsize=None)
+def _profile_built(name: str, sha256: str | None) -> ModelProfile:
+    entry = get_entry(name)
+    with torch.random.fork_rng(devices=[]):  # never moves the caller's global RNG
+        torch.manual_seed(0)
+        model = entry.build()
+    return profile_model(model, name)
+
+
+def profile_registered(name: str) -> ModelProfile:
+    """The profile of a model by name or reference (cached per name and source hash)."""
+    entry = get_entry(name)
+    return _profile_built(entry.name, entry.code.sha256 if entry.code else None)
+
+
+def profile_entry(entry: ModelEntry) -> ModelProfile:
+    """A registered entry's cached profile, or a fresh one of an entry built elsewhere (a run's copy, a notebook)."""
+    try:
+        if get_entry(entry.name) is entry:
+            return profile_registered(entry.name)
+    except Exception:  # noqa: BLE001 -- an in-memory model has no name to look up
+        pass
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = entry.build()
+    return profile_model(model, entry.name)
+
+
+def architecture_of(net: nn.Module) -> dict[str, str]:
+    """Comparable features of a model (conv widths, BN, dropout, GAP, ...), for "what changed" in reports."""
+    try:
+        net = copy.deepcopy(net).cpu().float().eval()
+    except Exception:  # noqa: BLE001 -- a user module that cannot be copied: no features, not a failure
+        return {}
+    calls: list[tuple[nn.Module, tuple[int, ...]]] = []  # leaf modules in call order, with output shapes
+
+    def hook(mod, inp, out):
+        if isinstance(out, torch.Tensor):
+            calls.append((mod, tuple(out.shape)))
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            net(torch.zeros(1, 1, 28, 28))
+    except Exception:  # noqa: BLE001
+        return {}
+    finally:
+        for h in handles:
+            h.remove()
+
+    convs = [m for m, _ in calls if isinstance(m, nn.Conv2d)]
+    bns = [m for m, _ in calls if isinstance(m, nn.BatchNorm2d)]
+    drops = [m.p for m, _ in calls if isinstance(m, nn.Dropout) and m.p > 0]
+    pools = [m for m, _ in calls if isinstance(m, nn.MaxPool2d)]
+    linears = [m for m, _ in calls if isinstance(m, nn.Linear)]
+    # Global average pooling: the map collapses to 1x1 through an average pool,
+    # or disappears between two layers (a functional mean before a Linear head).
+    gap, last_side = False, 28
+    for m, o in calls:
+        if len(o) == 4:
+            if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) and o[2] * o[3] == 1 and last_side > 1:
+                gap = True
+            last_side = o[2]
+        elif isinstance(m, nn.Linear) and last_side > 1:
+            gap = True
+    rates = sorted(set(drops))
+    return {
+        "convolutions": str(len(convs)),
+        "conv widths": "-".join(str(c.out_channels) for c in convs),
+        "1x1 convs": str(sum(1 for c in convs if c.kernel_size == (1, 1))),
+        "conv bias": "yes" if any(c.bias is not None for c in convs) else "no",
+        "BatchNorm layers": str(len(bns)),
+        "dropout": f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none",
+        "max-pools": str(len(pools)),
+        "GAP": "yes" if gap else "no",
+        "linear layers": str(len(linears)),
+    }
+
+
+def summary_text(name: str) -> str:
+    """What `mnistlite summary MODEL` prints: the table, totals and the verdict."""
+    entry = get_entry(name)
+    p = profile_registered(name)
+    lines = [f"{entry.name}: {entry.source}", str(p)]
+    if entry.stated_params is not None:
+        same = "matches" if entry.stated_params == p.params else "DIFFERS from"
+        lines.append(f"Source states:    {entry.stated_params:,} parameters ({same} ours)")
+    return "\n".join(lines)
