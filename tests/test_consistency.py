@@ -106,3 +106,11 @@ def test_ema_runs_also_report_the_raw_weights(tmp_path):
     assert "raw weights mean ± std" in text and text.endswith("99.46 ± 0.08")
     fake_run(tmp_path / "plain", 1, [99.0, 99.5])
     assert "raw_weights" not in aggregate(tmp_path / "plain", [1])
+
+
+def test_table_prints_three_decimals_where_two_would_cross_the_target():
+    from mnistlite.leaderboard import fmt_acc
+
+    assert fmt_acc(99.398) == "99.398"  # 99.40 would read as meeting 99.4%
+    assert fmt_acc(99.3951) == "99.395"
+    assert fmt_acc(99.41) == "99.41" and fmt_acc(99.39) == "99.39" and fmt_acc(98.996) == "99.00"
