@@ -80,11 +80,7 @@ def _config(name: str, entry: ModelEntry | None, recipe: dict[str, Any]) -> Trai
     unknown = sorted(set(recipe) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise MnistliteError(f"unknown argument(s): {', '.join(unknown)} (see 'mnistlite train --help')")
-    if entry is None:
-        return TrainConfig.for_model(name, **recipe)
-    over = {**entry.recipe, **{k: v for k, v in recipe.items() if v is not None}, "model": name,
-            "model_sha256": entry.code.sha256 if entry.code else None}
-    return TrainConfig.from_dict(over)
+    return TrainConfig.for_model(entry or name, **recipe)
 
 
 def train(

@@ -105,11 +105,14 @@ class TrainConfig:
         return cls(**d).validated()
 
     @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
-        """Defaults, then the model's registered recipe, then `overrides`."""
+    def for_model(cls, model: Any, **overrides: Any) -> "TrainConfig":
+        """Defaults, then the model's registered recipe, then `overrides`.
+
+        `model` is a name or reference, or a ModelEntry built elsewhere (a notebook's model).
+        """
         from .models import get_entry
 
-        entry = get_entry(model)
+        entry = get_entry(model) if isinstance(model, str) else model
         recipe = dict(entry.recipe)
         recipe.update({k: v for k, v in overrides.items() if v is not None})
         recipe["model"] = entry.name  # a user model's reference, made canonical

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import nn
 
-from .models import BUDGET, ModelEntry, count_params, create_model, get_entry
+from .models import BUDGET, ModelEntry, count_params, get_entry
 
 INPUT_SIZE = (1, 1, 28, 28)
 
@@ -61,32 +60,30 @@ def profile_model(model: nn.Module, name: str = "") -> ModelProfile:
     return ModelProfile(name=name, params=count_params(model), macs=int(stats.total_mult_adds), table=str(stats))
 
 
-@lru_cache(maxsize=None)
-def _profile_built(name: str, sha256: str | None) -> ModelProfile:
-    entry = get_entry(name)
-    with torch.random.fork_rng(devices=[]):  # never moves the caller's global RNG
-        torch.manual_seed(0)
-        model = entry.build()
-    return profile_model(model, name)
-
-
-def profile_registered(name: str) -> ModelProfile:
-    """The profile of a model by name or reference (cached per name and source hash)."""
-    entry = get_entry(name)
-    return _profile_built(entry.name, entry.code.sha256 if entry.code else None)
+_PROFILES: dict[tuple[str, str | None], ModelProfile] = {}
 
 
 def profile_entry(entry: ModelEntry) -> ModelProfile:
-    """A registered entry's cached profile, or a fresh one of an entry built elsewhere (a run's copy, a notebook)."""
-    try:
-        if get_entry(entry.name) is entry:
-            return profile_registered(entry.name)
-    except Exception:  # noqa: BLE001 -- an in-memory model has no name to look up
-        pass
+    """The profile of the model an entry builds, never moving the caller's global RNG.
+
+    Cached by name and source hash where those fix the model (a registered model, a
+    user file's exact bytes); a notebook's in-memory model is profiled afresh.
+    """
+    key = (entry.name, entry.code.sha256 if entry.code else None)
+    if key in _PROFILES:
+        return _PROFILES[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = entry.build()
-    return profile_model(model, entry.name)
+    prof = profile_model(model, entry.name)
+    if entry.code is not None or "user" not in entry.tags:
+        _PROFILES[key] = prof
+    return prof
+
+
+def profile_registered(name: str) -> ModelProfile:
+    """The profile of a model by name or reference."""
+    return profile_entry(get_entry(name))
 
 
 def architecture_of(net: nn.Module) -> dict[str, str]:

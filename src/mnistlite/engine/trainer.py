@@ -278,7 +278,7 @@ def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device, entry: Mo
     entry = entry or get_entry(cfg.model)
     model = entry.build(dropout=cfg.dropout)
     # A user's plain-torch model gets the zoo's fused units (the zoo's models are written with them).
-    if fast_path and (entry.code is not None or "user" in entry.tags):
+    if fast_path and "user" in entry.tags:
         from ..models.fastpath import accelerate
 
         model, note = accelerate(model)

@@ -35,16 +35,16 @@ class _Tracer(fx.Tracer):
         return isinstance(m, (FusedSequential, Dropout)) or super().is_leaf_module(m, qualname)
 
 
-def _swap_classes(model: nn.Module) -> tuple[int, int]:
-    seqs = drops = 0
+def _swap_classes(model: nn.Module) -> int:
+    """Give plain Sequential and Dropout instances mnistlite's subclasses; the number of Dropouts swapped."""
+    drops = 0
     for m in model.modules():
         if type(m) is nn.Sequential:
             m.__class__ = FusedSequential
-            seqs += 1
         elif type(m) is nn.Dropout:
             m.__class__ = Dropout
             drops += 1
-    return seqs, drops
+    return drops
 
 
 def _sequential_pairs(model: nn.Module) -> set[nn.Module]:
@@ -109,7 +109,7 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
 
 def accelerate(model: nn.Module) -> tuple[nn.Module, str]:
     """(the model on the fast path, one line for the log saying what it covers)."""
-    seqs, drops = _swap_classes(model)
+    drops = _swap_classes(model)
     covered = _sequential_pairs(model)
     model_out, traced, why = _fuse_forward(model, covered)
     bns = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
@@ -124,5 +124,4 @@ def accelerate(model: nn.Module) -> tuple[nn.Module, str]:
     line = "Fast path: " + ", ".join(parts)
     if fused < bns:
         line += f"; {bns - fused} run as plain torch" + (f": {why}" if why else "")
-    del seqs
     return model_out, line

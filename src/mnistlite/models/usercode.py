@@ -222,8 +222,6 @@ def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
                     m.p = float(dropout)
         return model
 
-    build.__doc__ = obj.__doc__
-    build.__wrapped__ = obj  # type: ignore[attr-defined]
     return build
 
 

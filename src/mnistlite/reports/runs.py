@@ -153,7 +153,9 @@ def architecture(model: str, dropout: float | None = None, result: dict[str, Any
     recorded = (result or {}).get("architecture")
     if isinstance(recorded, dict) and recorded:
         return {str(k): str(v) for k, v in recorded.items()}
-    if ":" in model and not model.startswith("family:"):
+    from ..models.usercode import parse_ref
+
+    if parse_ref(model) is not None:
         return {}  # a user model's run from before features were recorded: never import its code here
     try:
         return dict(_architecture(model, dropout))
