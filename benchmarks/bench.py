@@ -2,6 +2,7 @@
 
 Same flags as `mnistlite bench`.
 """
+
 import sys
 
 from mnistlite.cli import main

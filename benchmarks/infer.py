@@ -17,6 +17,7 @@
 
 Prints Markdown tables (or JSON). Needs `pip install 'mnistlite[deploy]'`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ if (REPO / "src" / "mnistlite").is_dir():
     sys.path.insert(0, str(REPO / "src"))
 
 from mnistlite.data import load_dataset  # noqa: E402
-from mnistlite.deploy.export import export_onnx, quant_path, quantize, set_metadata, metadata_for  # noqa: E402
+from mnistlite.deploy.export import export_onnx, metadata_for, quant_path, quantize, set_metadata  # noqa: E402
 from mnistlite.deploy.predict import OnnxPredictor, load_run  # noqa: E402
 
 
@@ -62,8 +63,9 @@ def time_pass(fn, images: torch.Tensor, batch: int, repeat: int) -> float:
     return best
 
 
-def batch_throughput(run_dir: Path, onnx_path: Path, threads: int, batch: int, repeat: int,
-                     data_dir: str | None) -> list[dict]:
+def batch_throughput(
+    run_dir: Path, onnx_path: Path, threads: int, batch: int, repeat: int, data_dir: str | None
+) -> list[dict]:
     """Export `run_dir` to `onnx_path` (+ int8 variants beside it) and time every backend."""
     run = load_run(run_dir)
     data = load_dataset(run.config.dataset, data_dir=data_dir, download=False)
@@ -88,11 +90,23 @@ def batch_throughput(run_dir: Path, onnx_path: Path, threads: int, batch: int, r
     for name, t, fn, size in variants:
         torch.set_num_threads(t)
         seconds = time_pass(fn, images, batch, repeat)
-        acc = 100.0 * float(np.mean(np.concatenate(
-            [fn(images[s : s + batch]).argmax(1) for s in range(0, len(images), batch)]) == labels))
-        rows.append({"backend": name, "images": len(images), "batch": batch, "threads": t,
-                     "seconds": seconds, "images_per_s": len(images) / seconds, "test_acc": acc,
-                     "file_bytes": size})
+        acc = 100.0 * float(
+            np.mean(
+                np.concatenate([fn(images[s : s + batch]).argmax(1) for s in range(0, len(images), batch)]) == labels
+            )
+        )
+        rows.append(
+            {
+                "backend": name,
+                "images": len(images),
+                "batch": batch,
+                "threads": t,
+                "seconds": seconds,
+                "images_per_s": len(images) / seconds,
+                "test_acc": acc,
+                "file_bytes": size,
+            }
+        )
     return rows
 
 
@@ -124,9 +138,9 @@ def web_latency(model: Path, requests: int, warmup: int, data_dir: str | None) -
                 try:
                     info = client.get("/api/info").json()
                     break
-                except httpx.TransportError:
+                except httpx.TransportError as e:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+                        raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:]}") from e
                     time.sleep(0.1)
             headers = {"content-type": "image/png"}
             for _ in range(warmup):
@@ -146,10 +160,20 @@ def web_latency(model: Path, requests: int, warmup: int, data_dir: str | None) -
             server.kill()
     q = statistics.quantiles(lat, n=100, method="inclusive")
     sq = statistics.quantiles(server_ms, n=100, method="inclusive")
-    return {"requests": requests, "warmup": warmup, "png_bytes": len(png), "model": info["model"],
-            "backend": info["backend"],
-            "p50_ms": q[49], "p99_ms": q[98], "mean_ms": statistics.fmean(lat), "max_ms": max(lat),
-            "server_p50_ms": sq[49], "server_p99_ms": sq[98], "requests_per_s": 1000 * requests / sum(lat)}
+    return {
+        "requests": requests,
+        "warmup": warmup,
+        "png_bytes": len(png),
+        "model": info["model"],
+        "backend": info["backend"],
+        "p50_ms": q[49],
+        "p99_ms": q[98],
+        "mean_ms": statistics.fmean(lat),
+        "max_ms": max(lat),
+        "server_p50_ms": sq[49],
+        "server_p99_ms": sq[98],
+        "requests_per_s": 1000 * requests / sum(lat),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,10 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     run = load_run(args.run_dir)
     out = {
-        "model": run.config.model, "params": run.params, "run_test_acc": run.test_acc,
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "model": run.config.model,
+        "params": run.params,
+        "run_test_acc": run.test_acc,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
         "load_average_before": os.getloadavg()[0],
-        "torch": torch.__version__, "python": platform.python_version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
     }
     import onnxruntime
 
@@ -183,23 +211,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"Model {out['model']} ({out['params']:,} params), torch {out['torch']}, onnxruntime {out['onnxruntime']}, "
-          f"{out['cores']} cores, load average {out['load_average_before']:.1f} before / "
-          f"{out['load_average_after']:.1f} after\n")
+    print(
+        f"Model {out['model']} ({out['params']:,} params), torch {out['torch']}, onnxruntime {out['onnxruntime']}, "
+        f"{out['cores']} cores, load average {out['load_average_before']:.1f} before / "
+        f"{out['load_average_after']:.1f} after\n"
+    )
     print("| backend | threads | batch | images/s | s per 10k | test acc | file |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in out["batch"]:
-        print(f"| {r['backend']} | {r['threads']} | {r['batch']} | {r['images_per_s']:,.0f} | {r['seconds']:.3f} "
-              f"| {r['test_acc']:.2f}% | {r['file_bytes'] / 1024:.1f} KiB |")
+        print(
+            f"| {r['backend']} | {r['threads']} | {r['batch']} | {r['images_per_s']:,.0f} | {r['seconds']:.3f} "
+            f"| {r['test_acc']:.2f}% | {r['file_bytes'] / 1024:.1f} KiB |"
+        )
     if "web" in out:
         w0 = out["web"][0]
-        print(f"\nPOST /api/predict, {w0['requests']} sequential requests of a {w0['png_bytes']:,}-byte PNG "
-              f"after {w0['warmup']} warm-up ones, one httpx client, server on loopback (1 thread):\n")
+        print(
+            f"\nPOST /api/predict, {w0['requests']} sequential requests of a {w0['png_bytes']:,}-byte PNG "
+            f"after {w0['warmup']} warm-up ones, one httpx client, server on loopback (1 thread):\n"
+        )
         print("| server backend | p50 ms | p99 ms | mean ms | max ms | server handler p50 / p99 ms | requests/s |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for w in out["web"]:
-            print(f"| {w['backend']} | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} | {w['mean_ms']:.2f} | {w['max_ms']:.2f} "
-                  f"| {w['server_p50_ms']:.2f} / {w['server_p99_ms']:.2f} | {w['requests_per_s']:.0f} |")
+            print(
+                f"| {w['backend']} | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} | {w['mean_ms']:.2f} | {w['max_ms']:.2f} "
+                f"| {w['server_p50_ms']:.2f} / {w['server_p99_ms']:.2f} | {w['requests_per_s']:.0f} |"
+            )
     return 0
 
 

@@ -6,6 +6,7 @@ Each line: what was replaced, its time, and the replacement's time (median
 of repeated calls, wall-clock). The allocator comparison runs a child process
 without the tuning, since it is process-wide.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,15 +102,19 @@ def main() -> None:
     t_fused_b = timeit(lambda: torch.autograd.grad(bn_relu_dropout(x, bn, 0.0), [x, bn.weight, bn.bias], dy))
     t_relu = timeit(lambda: torch.relu(x))
     print(f"BatchNorm2d forward, 128x8x26x26 channels_last: torch {t_bn:.0f} us (one ReLU pass: {t_relu:.0f} us)")
-    print(f"BN + ReLU forward: torch {t_bn + t_relu:.0f} us -> fused {t_fused:.0f} us; "
-          f"forward + backward: torch {t_bn_relu:.0f} us -> fused {t_fused_b:.0f} us")
+    print(
+        f"BN + ReLU forward: torch {t_bn + t_relu:.0f} us -> fused {t_fused:.0f} us; "
+        f"forward + backward: torch {t_bn_relu:.0f} us -> fused {t_fused_b:.0f} us"
+    )
 
     n, p = x.numel(), 0.01
     t_geo = timeit(lambda: geometric_positions(n, p))
     t_poi = timeit(lambda: _drop_positions(n, p))
     t_bern = timeit(lambda: torch.empty(n).bernoulli_(1 - p))
-    print(f"dropout mask, {n:,} activations at p={p}: bernoulli_ {t_bern:.0f} us, geometric gaps {t_geo:.0f} us "
-          f"-> Poisson positions {t_poi:.0f} us")
+    print(
+        f"dropout mask, {n:,} activations at p={p}: bernoulli_ {t_bern:.0f} us, geometric gaps {t_geo:.0f} us "
+        f"-> Poisson positions {t_poi:.0f} us"
+    )
 
 
 if __name__ == "__main__":

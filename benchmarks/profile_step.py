@@ -13,6 +13,7 @@ Each variant runs in its own process (the allocator setting is process-wide).
 Prints a markdown table of self CPU time per step by operator group, and the
 wall-clock ms per step and images/s of the same steps without the profiler.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,14 +63,17 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         model = stock_dropout(create_model(model_name)).train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4,
-                              foreach=False)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4, foreach=False
+        )
 
         def step(i):
             idx = slice((i * batch) % 3968, (i * batch) % 3968 + batch)
             x = x_all[idx]
             a = (torch.rand(len(x)) * 2 - 1) * 0.122  # +-7 degrees
-            theta = torch.stack([torch.stack([a.cos(), -a.sin(), 0 * a], 1), torch.stack([a.sin(), a.cos(), 0 * a], 1)], 1)
+            theta = torch.stack(
+                [torch.stack([a.cos(), -a.sin(), 0 * a], 1), torch.stack([a.sin(), a.cos(), 0 * a], 1)], 1
+            )
             x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
             loss = F.cross_entropy(model(x), y_all[idx])
             opt.zero_grad(set_to_none=True)
@@ -105,13 +109,27 @@ def main() -> None:
         return
     res = {}
     for v in ("before", "after"):
-        cmd = [sys.executable, __file__, "--variant", v, "--model", a.model, "--threads", str(a.threads),
-               "--steps", str(a.steps), "--batch-size", str(a.batch_size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            v,
+            "--model",
+            a.model,
+            "--threads",
+            str(a.threads),
+            "--steps",
+            str(a.steps),
+            "--batch-size",
+            str(a.batch_size),
+        ]
         res[v] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     b, f = res["before"]["groups"], res["after"]["groups"]
     keys = sorted(set(b) | set(f), key=lambda k: -(b.get(k, 0) + f.get(k, 0)))
-    print(f"model {a.model}, batch {a.batch_size}, {a.threads} thread(s), {a.steps} steps; "
-          "self CPU ms per training step (summed over threads' callers)")
+    print(
+        f"model {a.model}, batch {a.batch_size}, {a.threads} thread(s), {a.steps} steps; "
+        "self CPU ms per training step (summed over threads' callers)"
+    )
     print()
     print("| operator group | before (plain torch) | after (mnistlite) |")
     print("|---|---:|---:|")

@@ -9,6 +9,7 @@ paths on) with every core by default: run it on an otherwise idle machine.
 hides how well the threads are used. A training step is counted as 3x the
 forward MACs (forward, input gradient, weight gradient), 2 FLOPs per MAC.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,13 +17,12 @@ import time
 
 import torch
 
-from mnistlite.config import TrainConfig
 from mnistlite.bench import matmul_peak_gflops, synthetic_data
+from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads
 from mnistlite.engine.trainer import build_parts
-from mnistlite.models import list_models
 from mnistlite.modelinfo import profile_registered
-
+from mnistlite.models import list_models
 
 CLOCK = time.perf_counter
 
@@ -74,7 +74,10 @@ def main() -> None:
         gflops = ips * p.macs * 3 * 2 / 1e9
         rows.append((p.macs, name, p.params, ips, gflops))
     for macs, name, params, ips, gflops in sorted(rows):
-        print(f"| `{name}` | {params:,} | {macs:,} | {ips:,.0f} | {60000 / ips:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |")
+        print(
+            f"| `{name}` | {params:,} | {macs:,} | {ips:,.0f} | {60000 / ips:.1f} | {gflops:.1f} "
+            f"| {100 * gflops / peak:.0f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ net registered with the registered Model3's recipe, so the two train under one r
     mnistlite bench --model mnistlite8k_model3 --against examples/seed000_model3_plain.py:Model3
     mnistlite seeds examples/seed000_model3_plain.py:model3_plain --seeds 3 --out docs/results/user_model3
 """
+
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -38,8 +39,11 @@ class Model3(nn.Module):
         return x.mean((2, 3))
 
 
-@register_model("model3_plain", recipe=get_entry("mnistlite8k_model3").recipe,
-                description="Seed 000 Model3 in plain torch, with the registered Model3's recipe")
+@register_model(
+    "model3_plain",
+    recipe=get_entry("mnistlite8k_model3").recipe,
+    description="Seed 000 Model3 in plain torch, with the registered Model3's recipe",
+)
 def model3_plain():
     return Model3()
 

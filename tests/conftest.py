@@ -1,5 +1,6 @@
 """Shared fixtures. Real-data tests find MNIST under ../shared/datasets when
 MNISTLITE_DATA is unset, and skip with a reason only where no data exists."""
+
 from __future__ import annotations
 
 import os
@@ -48,13 +49,23 @@ def flagship_run(tmp_path_factory, mnist_small) -> Path:
 
     out = tmp_path_factory.getbasetemp() / "deploy-trained-run"
     cfg = TrainConfig.for_model(
-        "mnistlite_flagship", epochs=3, scheduler="onecycle", max_lr=0.1, rotation=0.0, translate=0.0, scale=0.0,
-        seed=1, download=False, threads=1,  # one thread: 4x less CPU than two on a busy 2-core machine
+        "mnistlite_flagship",
+        epochs=3,
+        scheduler="onecycle",
+        max_lr=0.1,
+        rotation=0.0,
+        translate=0.0,
+        scale=0.0,
+        seed=1,
+        download=False,
+        threads=1,  # one thread: 4x less CPU than two on a busy 2-core machine
     )
     data = mnist_small
     # Scoring 2,000 test images per epoch instead of 10,000 keeps this fixture ~10 s.
     small = dataclasses.replace(
-        data, train=Split(data.train.images[:6000], data.train.labels[:6000]), val=None,
+        data,
+        train=Split(data.train.images[:6000], data.train.labels[:6000]),
+        val=None,
         test=Split(data.test.images[:2000], data.test.labels[:2000]),
     )
     threads = torch.get_num_threads()

@@ -71,7 +71,9 @@ def test_centre_crop_zoom_matches_crop_then_resize():
 
 def test_fill_value_pads_borders():
     x = torch.full((4, 1, 28, 28), -0.4242)
-    out = BatchAugment(AugmentSpec(rotation=30, translate=0.2), fill=-0.4242, generator=torch.Generator().manual_seed(0))(x)
+    out = BatchAugment(
+        AugmentSpec(rotation=30, translate=0.2), fill=-0.4242, generator=torch.Generator().manual_seed(0)
+    )(x)
     assert torch.allclose(out, x, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """mnistlite's CPU Dropout must behave like torch's: rate, scaling, gradient, eval."""
+
 import pytest
 import torch
 

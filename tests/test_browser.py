@@ -6,6 +6,7 @@ playwright Python package (its own browser download is NOT used); skips with
 the reason where either is missing. MNISTLITE_SCREENSHOT=1 also writes the
 screenshot to docs/img/serve.png for the README.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ from mnistlite.runs import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

@@ -1,4 +1,5 @@
 """Multi-seed aggregation and tables, on synthetic run directories."""
+
 import json
 
 import pytest
@@ -14,8 +15,17 @@ def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
     run = seed_dir(out, seed)
     run.mkdir(parents=True)
     rows = [
-        {"epoch": e + 1, "lr": 0.1, "train_loss": 0.1, "train_acc": 99.0, "val_loss": None, "val_acc": None,
-         "test_loss": 0.02, "test_acc": a, "seconds": 1.0}
+        {
+            "epoch": e + 1,
+            "lr": 0.1,
+            "train_loss": 0.1,
+            "train_acc": 99.0,
+            "val_loss": None,
+            "val_acc": None,
+            "test_loss": 0.02,
+            "test_acc": a,
+            "seconds": 1.0,
+        }
         for e, a in enumerate(test_accs)
     ]
     for r, raw in zip(rows, raw_accs or []):

@@ -3,6 +3,7 @@
 Everything runs on small synthetic IDX files written to tmp_path; one test
 reads the real MNIST files when they sit in ../shared/datasets beside the repo.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,9 +22,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnistlite.data import DATASETS, load_dataset, read_idx, read_images, read_labels, resolve_data_root
+from mnistlite.data import DATASETS, load_dataset, loading, read_idx, read_images, read_labels, resolve_data_root
 from mnistlite.data import download as dl
-from mnistlite.data import loading
 from mnistlite.data.sources import MNIST, DatasetSpec, FileSpec
 from mnistlite.errors import MnistliteError
 
@@ -209,10 +209,12 @@ def test_label_out_of_range(tmp_path):
     assert_fault(e, p, "label 10", "index 7", "0-9")
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=300), header=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03"]),
-       gz=st.booleans())
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.binary(max_size=300),
+    header=st.sampled_from([b"", b"\x00\x00\x08\x01", b"\x00\x00\x08\x03"]),
+    gz=st.booleans(),
+)
 def test_random_bytes_only_raise_mnistlite_error(tmp_path, data, header, gz):
     p = tmp_path / ("random.gz" if gz else "random")
     p.write_bytes(header + data)
@@ -223,14 +225,13 @@ def test_random_bytes_only_raise_mnistlite_error(tmp_path, data, header, gz):
             assert "\n" not in str(exc)
 
 
-@settings(max_examples=60, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=200), cut=st.integers(0, 60))
 def test_damaged_gzip_only_raises_mnistlite_error(tmp_path, data, cut):
     # Random bytes rarely look like gzip at all: damage a real stream instead.
     stream = gzip.compress(idx_bytes(labels(30)))
     p = tmp_path / "damaged.gz"
-    p.write_bytes(stream[:cut] + data + stream[cut + len(data):])
+    p.write_bytes(stream[:cut] + data + stream[cut + len(data) :])
     try:
         read_labels(p)
     except MnistliteError:
@@ -275,8 +276,10 @@ def test_offline_download_failure_message(fake, monkeypatch, tmp_path):
     assert "MNISTLITE_DATA" in msg and "--data-dir" in msg
     assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg
     # Mirrors in order; stops after the first file no mirror serves.
-    assert calls == ["http://mirror.invalid/a/train-images-idx3-ubyte.gz",
-                     "http://mirror.invalid/b/train-images-idx3-ubyte.gz"]
+    assert calls == [
+        "http://mirror.invalid/a/train-images-idx3-ubyte.gz",
+        "http://mirror.invalid/b/train-images-idx3-ubyte.gz",
+    ]
     assert not list((root / "FAKE/raw").glob("*")), "no partial files left behind"
 
 
@@ -303,8 +306,11 @@ def test_download_file_checks_md5_and_renames(monkeypatch, tmp_path):
 
 
 def test_ensure_files_falls_back_to_second_mirror(fake, monkeypatch, tmp_path):
-    bodies = {f.name: gzip.compress(p.read_bytes()) if p.suffix != ".gz" else p.read_bytes()
-              for f in FAKE.files for p in [dl.find_file(fake / FAKE.folder, f.name)]}
+    bodies = {
+        f.name: gzip.compress(p.read_bytes()) if p.suffix != ".gz" else p.read_bytes()
+        for f in FAKE.files
+        for p in [dl.find_file(fake / FAKE.folder, f.name)]
+    }
 
     def urlopen(url, **kw):
         if "/a/" in url:

@@ -3,6 +3,7 @@
 One small model is trained once per session (real MNIST subset, ~10 s) and
 shared with tests/test_browser.py through pytest's base temp directory.
 """
+
 from __future__ import annotations
 
 import io
@@ -80,12 +81,14 @@ def _mutate(args: tuple[bytes, int, bytes, bool]) -> bytes:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.one_of(
-    st.binary(max_size=600),
-    st.tuples(st.sampled_from(VALID), st.integers(0, 10**6), st.binary(min_size=1, max_size=6), st.booleans()).map(
-        _mutate
-    ),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.tuples(st.sampled_from(VALID), st.integers(0, 10**6), st.binary(min_size=1, max_size=6), st.booleans()).map(
+            _mutate
+        ),
+    )
+)
 def test_preprocess_random_bytes_raise_only_mnistlite_error(data):
     try:
         x = pp.preprocess_image(data)
@@ -124,7 +127,7 @@ def test_preprocess_geometry_and_color_variants():
     rgba = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
     rgba.paste((255, 255, 255, 255), (20, 30, 40, 190))
     assert np.abs(pp.mnist_pixels(to_png(rgba)) - got).max() < 0.05
-    i16 = Image.fromarray((np.asarray(page.convert("L"), dtype=np.uint16) * 257))
+    i16 = Image.fromarray(np.asarray(page.convert("L"), dtype=np.uint16) * 257)
     assert np.abs(pp.mnist_pixels(to_png(i16)) - got).max() < 0.05
     # A wide shape keeps its aspect ratio: 20 px wide, ~4 px tall.
     wide = Image.new("L", (400, 400), 0)
@@ -385,8 +388,11 @@ def test_serve_errors_are_json_4xx(client):
         (dict(content=b"", headers={"content-type": "image/png"}), 400, "empty"),
         (dict(content=b"hello", headers={"content-type": "image/png"}), 400, "not an image"),
         (dict(content=b"x", headers={"content-type": "multipart/form-data"}), 400, "multipart"),
-        (dict(content=b"--zz\r\nbroken", headers={"content-type": "multipart/form-data; boundary=zz"}), 422,
-         "no file part"),
+        (
+            dict(content=b"--zz\r\nbroken", headers={"content-type": "multipart/form-data; boundary=zz"}),
+            422,
+            "no file part",
+        ),
         (dict(data={"name": "x"}, files={"other": ("a.txt", b"", "text/plain")}), 400, "empty"),
         (dict(content=b"abc", headers={"content-type": "text/plain"}), 415, "Content-Type"),
         (dict(json={"image": "..."}), 415, "Content-Type"),

@@ -1,4 +1,5 @@
 """The parametric family: parameter counts known before building, separable late stages."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """The fused BN -> ReLU -> Dropout fast path must compute what the separate layers compute."""
+
 import copy
 
 import pytest

@@ -7,6 +7,7 @@ and evaluate on 500/1,000-image val/test splits; every CLI case runs through
 `python -m mnistlite` subprocess (several at once, in one module fixture).
 See docs/reliability.md for the table of failure modes these tests cover.
 """
+
 from __future__ import annotations
 
 import ast
@@ -46,8 +47,15 @@ SRC = REPO / "src"
 # the trainer's generator, dropout (raised from the model's 0.01) from the global RNG,
 # OneCycle steps per batch, SGD keeps momentum buffers, BatchNorm keeps running stats.
 RECIPE = dict(
-    epochs=3, seed=3, threads=1, dropout=0.1, rotation=10.0, shear=5.0, translate=0.05,
-    scheduler="onecycle", max_lr=0.05,
+    epochs=3,
+    seed=3,
+    threads=1,
+    dropout=0.1,
+    rotation=10.0,
+    shear=5.0,
+    translate=0.05,
+    scheduler="onecycle",
+    max_lr=0.05,
 )
 MODEL = "mnistlite8k_model3"
 
@@ -102,7 +110,9 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     events: list[tuple] = []
     real_replace, real_fsync = os.replace, os.fsync
     monkeypatch.setattr(rd.os, "fsync", lambda fd: (events.append(("fsync",)), real_fsync(fd))[1])
-    monkeypatch.setattr(rd.os, "replace", lambda a, b: (events.append(("replace", Path(a), Path(b))), real_replace(a, b))[1])
+    monkeypatch.setattr(
+        rd.os, "replace", lambda a, b: (events.append(("replace", Path(a), Path(b))), real_replace(a, b))[1]
+    )
     rd.atomic_torch_save({"epoch": 2, "w": torch.zeros(3)}, path)
     tmp = tmp_path / f".{rd.CHECKPOINT}.tmp"
     assert events == [("fsync",), ("replace", tmp, path)]  # the bytes are on disk before the rename
@@ -225,8 +235,24 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
     out = tmp_path / "run"
     env = cli_env(data_root)
     # 3 epochs: SIGTERM lands in epoch 2 or 3, never after the last one.
-    cmd = [sys.executable, "-m", "mnistlite", "train", "--model", MODEL, "--epochs", "3", "--limit-train", "500",
-           "--threads", "1", "--out", str(out), "--no-progress", "--no-download"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistlite",
+        "train",
+        "--model",
+        MODEL,
+        "--epochs",
+        "3",
+        "--limit-train",
+        "500",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-download",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -246,8 +272,15 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
     saved = load_checkpoint(out / rd.CHECKPOINT)["epoch"]
     assert saved in (1, 2)
 
-    done = subprocess.run([sys.executable, "-m", "mnistlite", "train", "--resume", str(out), "--no-progress"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlite", "train", "--resume", str(out), "--no-progress"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"Resumed after epoch {saved} of 3" in done.stdout
     assert [r["epoch"] for r in rd.read_metrics(out / rd.METRICS)] == [1, 2, 3]
@@ -316,7 +349,9 @@ class _FailingProbe:
         return F()
 
 
-@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES, errno.EROFS], ids=["disk-full", "no-permission", "read-only"])
+@pytest.mark.parametrize(
+    "err", [errno.ENOSPC, errno.EACCES, errno.EROFS], ids=["disk-full", "no-permission", "read-only"]
+)
 def test_unwritable_or_full_run_folder_is_refused_before_training(tiny, tmp_path, monkeypatch, err):
     epochs_run: list = []
     monkeypatch.setattr(rd.tempfile, "NamedTemporaryFile", _FailingProbe(err))
@@ -393,12 +428,18 @@ def test_every_torch_load_in_the_code_base_uses_weights_only_true():
     calls = []
     for path in sorted(SRC.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("load", "loads"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("load", "loads")
+            ):
                 base = node.func.value
                 if isinstance(base, ast.Name) and base.id in ("torch", "pickle", "dill", "joblib"):
                     kw = {k.arg: k.value for k in node.keywords}
-                    ok = base.id == "torch" and isinstance(kw.get("weights_only"), ast.Constant) and (
-                        kw["weights_only"].value is True
+                    ok = (
+                        base.id == "torch"
+                        and isinstance(kw.get("weights_only"), ast.Constant)
+                        and (kw["weights_only"].value is True)
                     )
                     calls.append((f"{path.relative_to(REPO)}:{node.lineno}", ok))
     assert calls, "expected at least the trainer's torch.load"
@@ -406,14 +447,15 @@ def test_every_torch_load_in_the_code_base_uses_weights_only_true():
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(at=st.integers(0, 10**6), patch=st.binary(min_size=1, max_size=8), cut=st.booleans(),
-       noise=st.binary(max_size=200))
+@given(
+    at=st.integers(0, 10**6), patch=st.binary(min_size=1, max_size=8), cut=st.booleans(), noise=st.binary(max_size=200)
+)
 def test_damaged_checkpoint_bytes_only_raise_mnistlite_error(at, patch, cut, noise):
     buf = io.BytesIO()
     torch.save({"model": {"w": torch.arange(6.0)}, "epoch": 1, "metrics": [{"a": 1.0}]}, buf)
     good = buf.getvalue()
     at %= len(good)
-    damaged = good[:at] if cut else good[:at] + patch + good[at + len(patch):]
+    damaged = good[:at] if cut else good[:at] + patch + good[at + len(patch) :]
     with tempfile.TemporaryDirectory() as d:
         for i, data in enumerate((damaged, noise)):
             p = Path(d) / f"c{i}.pt"
@@ -441,24 +483,27 @@ def test_same_seed_bit_identical_metrics_and_weights(tiny, uninterrupted, tmp_pa
 # --- 4. bad input to every command: one line on stderr, exit 2, never a traceback ------
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("epochs", -1, "--epochs must be at least 1"),
-    ("epochs", 0, "--epochs must be at least 1"),
-    ("batch_size", 0, "--batch-size must be at least 1"),
-    ("lr", float("nan"), "--lr must be a finite number"),
-    ("lr", float("inf"), "--lr must be a finite number"),
-    ("lr", -0.1, "--lr must be positive"),
-    ("max_lr", float("-inf"), "--max-lr must be a finite number"),
-    ("val_size", -5, "--val-size must be 0 or more"),
-    ("limit_train", -1, "--limit-train must be 0 or more"),
-    ("dataset", "cifar", "--dataset must be mnist or fashion-mnist"),
-    ("device", "tpu", "--device must be auto, cpu or cuda"),
-    ("dropout", 1.5, "--dropout must be in [0, 1)"),
-    ("threads", -2, "--threads must be 0 or more"),
-    ("ema", 1.0, "--ema must be in [0, 1)"),
-    ("epochs", "3", "config field 'epochs' must be int"),  # a hand-edited config.json
-    ("seed", True, "config field 'seed' must be int"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("epochs", -1, "--epochs must be at least 1"),
+        ("epochs", 0, "--epochs must be at least 1"),
+        ("batch_size", 0, "--batch-size must be at least 1"),
+        ("lr", float("nan"), "--lr must be a finite number"),
+        ("lr", float("inf"), "--lr must be a finite number"),
+        ("lr", -0.1, "--lr must be positive"),
+        ("max_lr", float("-inf"), "--max-lr must be a finite number"),
+        ("val_size", -5, "--val-size must be 0 or more"),
+        ("limit_train", -1, "--limit-train must be 0 or more"),
+        ("dataset", "cifar", "--dataset must be mnist or fashion-mnist"),
+        ("device", "tpu", "--device must be auto, cpu or cuda"),
+        ("dropout", 1.5, "--dropout must be in [0, 1)"),
+        ("threads", -2, "--threads must be 0 or more"),
+        ("ema", 1.0, "--ema must be in [0, 1)"),
+        ("epochs", "3", "config field 'epochs' must be int"),  # a hand-edited config.json
+        ("seed", True, "config field 'seed' must be int"),
+    ],
+)
 def test_out_of_range_config_values(field, value, needle):
     with pytest.raises(MnistliteError) as e:
         TrainConfig.for_model(MODEL, **{field: value})
@@ -521,8 +566,11 @@ CASES = {
     "train-nan-lr": Case(("train", "--lr", "nan"), ("--lr must be a finite number, got nan",)),
     "train-inf-max-lr": Case(("train", "--max-lr", "inf"), ("--max-lr must be a finite number, got inf",)),
     "train-negative-val": Case(("train", "--val-size", "-5"), ("--val-size must be 0 or more, got -5",)),
-    "train-val-ge-train": Case(("train", "--val-size", "60000", "--no-download", "--out", "v"),
-                               ("val_size 60000 leaves nothing to train on", "60000 images"), data=True),
+    "train-val-ge-train": Case(
+        ("train", "--val-size", "60000", "--no-download", "--out", "v"),
+        ("val_size 60000 leaves nothing to train on", "60000 images"),
+        data=True,
+    ),
     "train-unknown-dataset": Case(("train", "--dataset", "cifar"), ("--dataset must be mnist or fashion-mnist",)),
     "train-bogus-device": Case(("train", "--device", "tpu"), ("--device must be auto, cpu or cuda",)),
     "seeds-zero": Case(("seeds", MODEL, "--seeds", "0"), ("--seeds must be at least 1, got 0",)),
@@ -534,10 +582,14 @@ CASES = {
     "search-unknown-dataset": Case(("search", "--dataset", "cifar"), ("--dataset: invalid choice: 'cifar'",)),
     "serve-port-zero": Case(("serve", "model.pt", "--port", "0"), ("--port must be between 1 and 65535",)),
     # missing and corrupt files
-    "train-missing-data": Case(("train", "--data-dir", "empty", "--no-download", "--out", "m"),
-                               ("mnist files missing", "empty/MNIST/raw")),
-    "train-corrupt-data": Case(("train", "--data-dir", "corrupt", "--no-download", "--out", "c"),
-                               ("train-images-idx3-ubyte", "wrong magic number", "is this the right file"), proc=True),
+    "train-missing-data": Case(
+        ("train", "--data-dir", "empty", "--no-download", "--out", "m"), ("mnist files missing", "empty/MNIST/raw")
+    ),
+    "train-corrupt-data": Case(
+        ("train", "--data-dir", "corrupt", "--no-download", "--out", "c"),
+        ("train-images-idx3-ubyte", "wrong magic number", "is this the right file"),
+        proc=True,
+    ),
     "experiment-missing": Case(("experiment", "missing.toml"), ("missing.toml: experiment file not found",)),
     "experiment-bad-toml": Case(("experiment", "broken.toml"), ("broken.toml: not valid TOML",)),
     "experiment-bad-value": Case(("experiment", "badvalue.toml", "--plan"), ("badvalue.toml", "recipe field 'lr'")),
@@ -554,28 +606,57 @@ CASES = {
     "predict-blank-image": Case(("predict", "model.pt", "blank.png"), ("blank.png: no digit found",)),
     "predict-missing-image": Case(("predict", "model.pt", "missing.png"), ("missing.png: no such file",)),
     # run directories: resume, overwrite, unwritable
-    "train-out-exists": Case(("train", "--out", "taken", "--epochs", "1"),
-                             ("run directory taken already exists", "mnistlite train --resume taken"), check=_untouched,
-                             proc=True),
+    "train-out-exists": Case(
+        ("train", "--out", "taken", "--epochs", "1"),
+        ("run directory taken already exists", "mnistlite train --resume taken"),
+        check=_untouched,
+        proc=True,
+    ),
     "train-out-under-file": Case(("train", "--out", "a-file/run"), ("cannot write to run directory a-file/run",)),
     "resume-missing": Case(("train", "--resume", "nowhere"), ("nowhere: no such run directory",)),
     "resume-a-file": Case(("train", "--resume", "a-file"), ("a-file: no such run directory",)),
     "resume-no-checkpoint": Case(("train", "--resume", "nockpt"), ("nockpt/checkpoint.pt: no checkpoint there",)),
     "resume-model-as-checkpoint": Case(("train", "--resume", "modelckpt"), ("not a training checkpoint",)),
     "resume-bad-config-json": Case(("train", "--resume", "badjson"), ("badjson/config.json: not valid JSON",)),
-    "resume-bad-config-type": Case(("train", "--resume", "badtype"),
-                                   ("badtype/config.json", "config field 'epochs' must be int, got 'x'")),
-    "resume-crafted-pickle": Case(("train", "--resume", "evilrun"),
-                                  ("evilrun/checkpoint.pt: refused to load", "posix.system"), check=_no_marker,
-                                  proc=True),
+    "resume-bad-config-type": Case(
+        ("train", "--resume", "badtype"), ("badtype/config.json", "config field 'epochs' must be int, got 'x'")
+    ),
+    "resume-crafted-pickle": Case(
+        ("train", "--resume", "evilrun"),
+        ("evilrun/checkpoint.pt: refused to load", "posix.system"),
+        check=_no_marker,
+        proc=True,
+    ),
     "predict-crafted-pickle": Case(("predict", "evil/model.pt", "digit.png"), ("refused to load",), check=_no_marker),
-    "resume-edited-config": Case(("train", "--resume", "edited"), ("edited/config.json no longer matches", "epochs"),
-                                 data=True),
+    "resume-edited-config": Case(
+        ("train", "--resume", "edited"), ("edited/config.json no longer matches", "epochs"), data=True
+    ),
     # divergence: exit 3, nothing finished written
-    "train-diverges": Case(("train", "--model", MODEL, "--scheduler", "none", "--lr", "1e6", "--epochs", "2",
-                            "--limit-train", "500", "--threads", "1", "--no-download", "--out", "diverged"),
-                           ("became", "in epoch 1", "training diverged, lower --lr"), code=3, data=True,
-                           check=_no_run_files, proc=True),
+    "train-diverges": Case(
+        (
+            "train",
+            "--model",
+            MODEL,
+            "--scheduler",
+            "none",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "2",
+            "--limit-train",
+            "500",
+            "--threads",
+            "1",
+            "--no-download",
+            "--out",
+            "diverged",
+        ),
+        ("became", "in epoch 1", "training diverged, lower --lr"),
+        code=3,
+        data=True,
+        check=_no_run_files,
+        proc=True,
+    ),
 }
 
 
@@ -636,8 +717,14 @@ def _make_work(work: Path, reference: Path | None) -> None:
 
 
 def _data_root() -> Path | None:  # as conftest.real_data_root
-    return next((Path(c) for c in (os.environ.get("MNISTLITE_DATA"), REPO.parent / "shared" / "datasets")
-                 if c and (Path(c) / "MNIST" / "raw").is_dir()), None)
+    return next(
+        (
+            Path(c)
+            for c in (os.environ.get("MNISTLITE_DATA"), REPO.parent / "shared" / "datasets")
+            if c and (Path(c) / "MNIST" / "raw").is_dir()
+        ),
+        None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -670,8 +757,15 @@ def subprocess_results(cli_setup) -> tuple[Path, dict[str, subprocess.CompletedP
     env = cli_env(root)
 
     def run(case: Case):
-        return subprocess.run([sys.executable, "-m", "mnistlite", *case.args], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "mnistlite", *case.args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     todo = {k: c for k, c in CASES.items() if c.proc and (root is not None or not c.data)}
     with ThreadPoolExecutor(max_workers=3) as pool:

@@ -1,5 +1,6 @@
 """Experiments and reports: analysis rules, rendering from saved runs, TOML
 validation, resume/skip logic (with `train` mocked), and one tiny real run."""
+
 from __future__ import annotations
 
 import json
@@ -27,23 +28,39 @@ REPO = Path(__file__).resolve().parents[1]
 def rows(test: list[float], train: list[float] | None = None) -> list[dict]:
     train = train if train is not None else [t - 0.05 for t in test]
     return [
-        {"epoch": i, "lr": 0.01, "train_loss": 0.05, "train_acc": tr, "val_loss": None, "val_acc": None,
-         "test_loss": 0.03, "test_acc": te, "seconds": 1.5}
+        {
+            "epoch": i,
+            "lr": 0.01,
+            "train_loss": 0.05,
+            "train_acc": tr,
+            "val_loss": None,
+            "val_acc": None,
+            "test_loss": 0.03,
+            "test_acc": te,
+            "seconds": 1.5,
+        }
         for i, (te, tr) in enumerate(zip(test, train), 1)
     ]
 
 
-def step(runs: dict[str, list[dict]], name: str = "s", params: int = 7000, epochs: int | None = None,
-         **kw) -> an.StepMetrics:
-    return an.StepMetrics(name=name, runs=runs, params=params,
-                          epochs=epochs if epochs is not None else len(next(iter(runs.values()))), **kw)
+def step(
+    runs: dict[str, list[dict]], name: str = "s", params: int = 7000, epochs: int | None = None, **kw
+) -> an.StepMetrics:
+    return an.StepMetrics(
+        name=name,
+        runs=runs,
+        params=params,
+        epochs=epochs if epochs is not None else len(next(iter(runs.values()))),
+        **kw,
+    )
 
 
 GOOD = [97.0, 98.5, 99.1, 99.3, 99.42, 99.45, 99.44]  # holds 99.4% over the last 3
 
 
-def write_run(run_dir: Path, cfg: TrainConfig, test: list[float], train: list[float] | None = None,
-              complete: bool = True) -> None:
+def write_run(
+    run_dir: Path, cfg: TrainConfig, test: list[float], train: list[float] | None = None, complete: bool = True
+) -> None:
     """A run directory in the real formats, as the trainer writes it."""
     from mnistlite.modelinfo import profile_registered
 
@@ -55,13 +72,22 @@ def write_run(run_dir: Path, cfg: TrainConfig, test: list[float], train: list[fl
     rd.atomic_write_text(run_dir / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
     log = []
     for r in rs:
-        log += [f"Epoch {r['epoch']}", f"Train loss=0.0500 batch_id=468 Accuracy={r['train_acc']:.2f}",
-                f"Test set: Average loss: 0.0300, Accuracy: {round(r['test_acc'] * 100)}/10000 ({r['test_acc']:.2f}%)"]
+        log += [
+            f"Epoch {r['epoch']}",
+            f"Train loss=0.0500 batch_id=468 Accuracy={r['train_acc']:.2f}",
+            f"Test set: Average loss: 0.0300, Accuracy: {round(r['test_acc'] * 100)}/10000 ({r['test_acc']:.2f}%)",
+        ]
     (run_dir / rd.LOG).write_text("\n".join(log) + "\n")
     (run_dir / rd.CHECKPOINT).write_bytes(b"stub")
     if complete:
-        result = {"model": cfg.model, "seed": cfg.seed, "params": prof.params, "macs": prof.macs,
-                  **rd.summarize_metrics(rs), "wall_seconds": 12.5}
+        result = {
+            "model": cfg.model,
+            "seed": cfg.seed,
+            "params": prof.params,
+            "macs": prof.macs,
+            **rd.summarize_metrics(rs),
+            "wall_seconds": 12.5,
+        }
         rd.write_json(run_dir / rd.RESULT, result)
         plot_curves(rs, run_dir / rd.CURVES, title=cfg.model)
 
@@ -240,11 +266,23 @@ def test_seed_spread():
 
 def test_change_names_the_diff_and_the_effect():
     base = {**TrainConfig.for_model("mnistlite8k_model2").to_dict()}
-    prev = step({"seed 1": rows(CURVES["mnistlite8k_model2"])}, name="lighter", params=5602,
-                model="mnistlite8k_model2", config=base, arch={"dropout": "none", "convolutions": "7"})
+    prev = step(
+        {"seed 1": rows(CURVES["mnistlite8k_model2"])},
+        name="lighter",
+        params=5602,
+        model="mnistlite8k_model2",
+        config=base,
+        arch={"dropout": "none", "convolutions": "7"},
+    )
     new_cfg = TrainConfig.for_model("mnistlite8k_model3").to_dict()
-    cur = step({"seed 1": rows(GOOD)}, name="regularised", params=7864, model="mnistlite8k_model3",
-               config=new_cfg, arch={"dropout": "0.01 x6", "convolutions": "7"})
+    cur = step(
+        {"seed 1": rows(GOOD)},
+        name="regularised",
+        params=7864,
+        model="mnistlite8k_model3",
+        config=new_cfg,
+        arch={"dropout": "0.01 x6", "convolutions": "7"},
+    )
     f = an.change(prev, cur)
     assert f.verdict == "better"
     assert "`mnistlite8k_model2` to `mnistlite8k_model3`" in f.text
@@ -272,26 +310,42 @@ def test_analyse_order_and_challenge():
     "text, match",
     [
         ("title = 'x'\n[[steps]\nname = 'a'", r"bad\.toml: not valid TOML"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'nope'\ntarget = ['t']",
-         r"bad\.toml: step 1 \('a'\): unknown model 'nope'"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nlrr = 0.1",
-         r"bad\.toml: step 1 \('a'\).*unknown recipe field 'lrr' \(did you mean 'lr'\?\)"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\ntargte = 1",
-         r"step 1 \('a'\): unknown key 'targte'"),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'nope'\ntarget = ['t']",
+            r"bad\.toml: step 1 \('a'\): unknown model 'nope'",
+        ),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nlrr = 0.1",
+            r"bad\.toml: step 1 \('a'\).*unknown recipe field 'lrr' \(did you mean 'lr'\?\)",
+        ),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\ntargte = 1",
+            r"step 1 \('a'\): unknown key 'targte'",
+        ),
         ("title = 'x'\nstep = []", r"bad\.toml: unknown top-level key 'step' \(did you mean 'steps'\?\)"),
         ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'", r"step 1 \('a'\): missing `target`"),
-        ("title = 'x'\n[defaults]\nlr = 'fast'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']",
-         r"\[defaults\]: recipe field 'lr' must be a number"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nlr = -1",
-         r"step 1 \('a'\): --lr must be positive"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nseed = 3",
-         r"`seed` cannot be set here"),
-        ("title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n"
-         "[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model3'\ntarget = ['t']",
-         r"step 2 \('a'\): another step is already named 'a'"),
+        (
+            "title = 'x'\n[defaults]\nlr = 'fast'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']",
+            r"\[defaults\]: recipe field 'lr' must be a number",
+        ),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nlr = -1",
+            r"step 1 \('a'\): --lr must be positive",
+        ),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n[steps.recipe]\nseed = 3",
+            r"`seed` cannot be set here",
+        ),
+        (
+            "title = 'x'\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n"
+            "[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model3'\ntarget = ['t']",
+            r"step 2 \('a'\): another step is already named 'a'",
+        ),
         ("title = 'x'\n[[steps]]\nname = '../up'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']", r"names a folder"),
-        ("title = 'x'\nseeds = []\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']",
-         r"seeds must be a non-empty list"),
+        (
+            "title = 'x'\nseeds = []\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']",
+            r"seeds must be a non-empty list",
+        ),
         ("description = 'no title'", r"missing `title`"),
     ],
 )
@@ -319,7 +373,10 @@ def test_shipped_experiments_are_valid(path):
 def test_progression_is_the_seeds_path_to_the_flagship():
     exp = ex.load_experiment(REPO / "experiments" / "progression.toml")
     assert [s.model for s in exp.steps] == [
-        "mnistlite8k_model1", "mnistlite8k_model2", "mnistlite8k_model3", "mnistlite_flagship",
+        "mnistlite8k_model1",
+        "mnistlite8k_model2",
+        "mnistlite8k_model3",
+        "mnistlite_flagship",
     ]
     cfg = exp.config(exp.steps[2], seed=2)
     assert (cfg.lr, cfg.scheduler, cfg.seed) == (0.03, "onecycle", 2)  # Model3's registered recipe
@@ -340,7 +397,10 @@ def test_runs_every_step_and_seed_loading_data_once(tmp_path, fake):
     out = tmp_path / "out"
     report = ex.run_experiment(ex.load_experiment(write_toml(tmp_path)), out, echo=quiet)
     assert [c["run_dir"].relative_to(out).as_posix() for c in fake.calls] == [
-        "lighter/seed1", "lighter/seed2", "regularised/seed1", "regularised/seed2",
+        "lighter/seed1",
+        "lighter/seed2",
+        "regularised/seed1",
+        "regularised/seed2",
     ]
     assert len(fake.loads) == 1
     assert report == out / "report.md" and report.is_file()
@@ -430,8 +490,9 @@ def assert_links_resolve(report: Path) -> None:
 
 def test_experiment_report_contents(tmp_path, fake):
     out = tmp_path / "out"
-    report = ex.run_experiment(ex.load_experiment(write_toml(tmp_path)), out, command="mnistlite experiment x",
-                               echo=quiet)
+    report = ex.run_experiment(
+        ex.load_experiment(write_toml(tmp_path)), out, command="mnistlite experiment x", echo=quiet
+    )
     md = report.read_text()
     assert md.startswith("# Two steps\n")
     assert "## Comparison" in md and "| 1 | lighter | mnistlite8k_model2 | 5,602 |" in md
@@ -505,7 +566,9 @@ def test_compare_prints_a_table_and_writes_the_overlay(tmp_path, capsys):
 
 
 def test_real_experiment_end_to_end(tmp_path, data_root, capsys):
-    p = write_toml(tmp_path, """
+    p = write_toml(
+        tmp_path,
+        """
 title = "Tiny"
 [[steps]]
 name = "lighter"
@@ -515,10 +578,22 @@ target = ["Run"]
 name = "progression"
 model = "progression_model2"
 target = ["Run again"]
-""")
+""",
+    )
     out = tmp_path / "out"
-    args = ["experiment", str(p), "--out", str(out), "--limit-train", "500", "--epochs", "1",
-            "--data-dir", str(data_root), "--no-progress"]
+    args = [
+        "experiment",
+        str(p),
+        "--out",
+        str(out),
+        "--limit-train",
+        "500",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(data_root),
+        "--no-progress",
+    ]
     assert main(args) == 0  # a few seconds on an idle CPU: 2 x 500 images, 2 x 10,000 test images
     for name in ("lighter", "progression"):
         assert (out / name / "seed1" / rd.RESULT).is_file()

@@ -1,6 +1,7 @@
 """mnistlite search: the space and its budget, the exact-count worker loop, sweeps,
 and the CLI end to end on a tiny real subset with the default SQLite storage.
 (Many workers on a real PostgreSQL server: tests/test_search_pg.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,17 @@ from mnistlite.search.sweep import job_key, make_job, run_sweep  # noqa: E402
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FLAGSHIP_PARAMS = {
-    "stages": 2, "blocks1": 2, "w1_1": 8, "w1_2": 16, "t1": 10, "blocks2": 3, "w2_1": 16, "w2_2": 16, "w2_3": 16,
-    "first_padding": 0, "dropout": 0.0,
+    "stages": 2,
+    "blocks1": 2,
+    "w1_1": 8,
+    "w1_2": 16,
+    "t1": 10,
+    "blocks2": 3,
+    "w2_1": 16,
+    "w2_2": 16,
+    "w2_3": 16,
+    "first_padding": 0,
+    "dropout": 0.0,
 }
 
 
@@ -69,7 +79,7 @@ def test_spec_names_round_trip_and_register_idempotently():
     spec = NetSpec(stages=((6, 8), (10,)), transitions=(12,), first_padding=1, dropout=0.05)
     name = space.spec_name(spec)
     assert name.startswith("family:")
-    assert space.spec_from_dict(json.loads(name[len("family:"):])) == spec
+    assert space.spec_from_dict(json.loads(name[len("family:") :])) == spec
     assert space.ensure_registered(spec, {"max_lr": 0.1}) == name
     assert space.ensure_registered(spec) == name  # again: no "registered twice"
     assert get_entry(name).recipe["max_lr"] == 0.1
@@ -105,8 +115,9 @@ def _fake_objective(trial):
 
 def test_worker_counts_trained_trials_exactly_and_resumes(tmp_path):
     storage = make_storage(sqlite_url(tmp_path / "s.db"), heartbeat_interval=None)
-    study = optuna.create_study(storage=storage, study_name="s", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study = optuna.create_study(
+        storage=storage, study_name="s", direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1)
+    )
     assert ss.run_search_worker(study, _fake_objective, 7, log=lambda s: None) == 7
     assert len(ss.counted_trials(study)) == 7
     states = ss.state_counts(study)
@@ -179,8 +190,21 @@ def test_duplicate_enqueue_runs_once(tmp_path):
 
 def test_search_cli_default_storage_show_and_retrain(data_root, tmp_path, capsys):
     out = tmp_path / "search"
-    common = ["search", "--epochs", "1", "--limit-train", "1000", "--val-size", "500", "--out", str(out),
-              "--data-dir", str(data_root), "--sampler-seed", "0"]
+    common = [
+        "search",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--val-size",
+        "500",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_root),
+        "--sampler-seed",
+        "0",
+    ]
     assert main([*common, "--trials", "2"]) == 0
     assert (out / "search.db").is_file()
     study = optuna.load_study(study_name="search-8000", storage=sqlite_url(out / "search.db"))

@@ -8,6 +8,7 @@ every test here skips and says why.
 Workers are separate processes (subprocess), as on separate machines: they
 share nothing but the database URL.
 """
+
 from __future__ import annotations
 
 import glob
@@ -64,16 +65,35 @@ def pg_url():
         os.chown(root, pw.pw_uid, pw.pw_gid)
     init = subprocess.run(
         [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        capture_output=True, text=True, cwd=root, **as_user,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        **as_user,
     )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
     port = _free_port()
     server = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1", "-p", str(port),
-         "-c", "fsync=off", "-c", "max_connections=100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root, **as_user,
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(root),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=root,
+        **as_user,
     )
     try:
         deadline = time.monotonic() + 30
@@ -153,8 +173,12 @@ SEARCH_WORKER = textwrap.dedent("""
 
 def _spawn(code: str, *args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", code, *map(str, args)], env=ENV, cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-c", code, *map(str, args)],
+        env=ENV,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -178,7 +202,8 @@ def _wait_for_running(url: str, study_name: str, timeout: float = 30):
         try:
             study = _load(url, study_name)
             running = [
-                t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if "sweep_key" in t.user_attrs or t.params.get("x", 1.0) <= 0.8
             ]
             if running:
@@ -284,14 +309,38 @@ def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
     from mnistlite.search.study import counted_trials
 
     cmd = [
-        sys.executable, "-m", "mnistlite", "search", "--storage", pg_url, "--study", "cli-two", "--trials", "4",
-        "--epochs", "1", "--limit-train", "4000", "--val-size", "500", "--data-dir", str(data_root),
-        "--heartbeat", "5", "--startup-trials", "2",
+        sys.executable,
+        "-m",
+        "mnistlite",
+        "search",
+        "--storage",
+        pg_url,
+        "--study",
+        "cli-two",
+        "--trials",
+        "4",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "4000",
+        "--val-size",
+        "500",
+        "--data-dir",
+        str(data_root),
+        "--heartbeat",
+        "5",
+        "--startup-trials",
+        "2",
     ]
     procs = [
-        subprocess.Popen([*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
-                         env=ENV, cwd=REPO, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
+            env=ENV,
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for i in range(2)
     ]
     outs = [_finish(p, timeout=180) for p in procs]

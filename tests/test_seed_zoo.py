@@ -6,6 +6,7 @@ trained, the stated parameter count, a working `dropout` override and a recipe
 TrainConfig accepts. The fidelity test compares each seed model with the layer
 table its source published (type, output shape and parameters, row by row).
 """
+
 from __future__ import annotations
 
 import re
@@ -352,7 +353,6 @@ def test_layer_table_matches_published(name: str) -> None:
     actual = [
         (layer.class_name, tuple(layer.output_size[1:]), layer.num_params)
         for layer in info.summary_list
-        if layer.is_leaf_layer
-        and (layer.class_name in listed or layer.class_name not in _FUNCTIONAL_IN_SOME_SOURCES)
+        if layer.is_leaf_layer and (layer.class_name in listed or layer.class_name not in _FUNCTIONAL_IN_SOME_SOURCES)
     ]
     assert actual == expected

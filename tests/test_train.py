@@ -1,4 +1,5 @@
 """Real-data training on small subsets: a threshold turns the example into a test."""
+
 import json
 import math
 
@@ -13,8 +14,14 @@ from mnistlite.runs import rundir as rd
 
 def small_cfg(**kw):
     base = dict(
-        model="mnistlite_flagship", epochs=2, limit_train=4000, val_size=2000, seed=1, threads=0,
-        scheduler="onecycle", max_lr=0.1,
+        model="mnistlite_flagship",
+        epochs=2,
+        limit_train=4000,
+        val_size=2000,
+        seed=1,
+        threads=0,
+        scheduler="onecycle",
+        max_lr=0.1,
     )
     base.update(kw)
     return TrainConfig.for_model(base.pop("model"), **base)

@@ -1,4 +1,5 @@
 """`mnistlite tune`: validation-split tuning, end to end on a sliver of real MNIST."""
+
 import json
 from pathlib import Path
 
@@ -72,14 +73,23 @@ def test_resume_skips_finished_runs(tuned, capsys):
     assert [p.stat().st_mtime_ns for p in results] == before
 
 
-@pytest.mark.parametrize("candidates, message", [
-    ('[[candidates]]\nname = "big"\nspec = {stages = [[8, 16], [16, 16, 16]], transitions = [10]}\n',
-     "candidate 'big': 7,766 parameters > budget 4,999"),
-    ('[[candidates]]\nname = "typo"\nmodel = "mnistlite_2k"\nrecipe = {max_lrr = 0.1}\n',
-     "candidate 'typo': recipe: unknown recipe field 'max_lrr' (did you mean 'max_lr'?)"),
-    ('[[candidates]]\nname = "sep"\nspec = {stages = [[8], [12]], transitions = [8], sep_stages = 2}\n',
-     "candidate 'sep': spec.sep_stages must be 0 to 1: the first stage (a 1-channel input) stays plain"),
-])
+@pytest.mark.parametrize(
+    "candidates, message",
+    [
+        (
+            '[[candidates]]\nname = "big"\nspec = {stages = [[8, 16], [16, 16, 16]], transitions = [10]}\n',
+            "candidate 'big': 7,766 parameters > budget 4,999",
+        ),
+        (
+            '[[candidates]]\nname = "typo"\nmodel = "mnistlite_2k"\nrecipe = {max_lrr = 0.1}\n',
+            "candidate 'typo': recipe: unknown recipe field 'max_lrr' (did you mean 'max_lr'?)",
+        ),
+        (
+            '[[candidates]]\nname = "sep"\nspec = {stages = [[8], [12]], transitions = [8], sep_stages = 2}\n',
+            "candidate 'sep': spec.sep_stages must be 0 to 1: the first stage (a 1-channel input) stays plain",
+        ),
+    ],
+)
 def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates, message):
     f = tuning_file(tmp_path, candidates)
     assert main(["tune", str(f), "--out", str(tmp_path / "out"), *TINY]) == 2
@@ -99,8 +109,9 @@ def test_rank_breaks_near_ties_by_params():
     assert [r["rank"] for r in rows] == [2, 1, 3, None]
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments" / "tuning").glob("*.toml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "experiments" / "tuning").glob("*.toml")), ids=lambda p: p.name
+)
 def test_shipped_tuning_files_are_valid(path):
     from mnistlite.tuning import load_tuning
 

@@ -1,5 +1,6 @@
 """The user's own models: every reference form, run directories that keep the code,
 --trust-code, the notebook API, `mnistlite init`, and every bad-input case."""
+
 from __future__ import annotations
 
 import json
@@ -112,7 +113,9 @@ def test_experiment_and_tune_files_name_user_models(tmp_path):
 
     write(tmp_path / "proj" / "reg.py", REGISTERED)
     write(tmp_path / "proj" / "nets" / "n.py", NET)
-    exp = write(tmp_path / "proj" / "exp.toml", """
+    exp = write(
+        tmp_path / "proj" / "exp.toml",
+        """
         title = "t"
         models = ["reg.py"]
         [[steps]]
@@ -123,11 +126,14 @@ def test_experiment_and_tune_files_name_user_models(tmp_path):
         name = "b"
         model = "nets/n.py:Net"
         target = ["y"]
-    """)
+    """,
+    )
     e = load_experiment(exp)
     assert [s.model for s in e.steps] == [f"{tmp_path}/proj/reg.py:tiny", f"{tmp_path}/proj/nets/n.py:Net"]
     assert e.config(e.steps[0], 1).lr == 0.05  # the file's registered recipe
-    tune = write(tmp_path / "proj" / "tune.toml", """
+    tune = write(
+        tmp_path / "proj" / "tune.toml",
+        """
         budget = 8000
         models = ["reg.py"]
         [[candidates]]
@@ -136,10 +142,14 @@ def test_experiment_and_tune_files_name_user_models(tmp_path):
         [[candidates]]
         name = "b"
         model = "nets/n.py:Net"
-    """)
+    """,
+    )
     t = load_tuning(tune)
     assert [c.params for c in t.candidates] == [186, 1442]
-    write(tmp_path / "proj" / "bad.toml", 'title = "t"\nmodels = ["nope.py"]\n[[steps]]\nname="a"\nmodel="x"\ntarget=["x"]\n')
+    write(
+        tmp_path / "proj" / "bad.toml",
+        'title = "t"\nmodels = ["nope.py"]\n[[steps]]\nname="a"\nmodel="x"\ntarget=["x"]\n',
+    )
     with pytest.raises(MnistliteError, match="nope.py: model file not found"):
         load_experiment(tmp_path / "proj" / "bad.toml")
 
@@ -157,8 +167,11 @@ def test_run_keeps_copy_then_resume_and_export_need_trust(net_file, tmp_path, ca
     assert rd.read_json(out / rd.RESULT)["architecture"]["conv widths"] == "8-16"
 
     # Editing the user's file changes nothing for the run: it rebuilds from its copy.
-    net_file.write_text(NET.replace("nn.Linear(16, 10)", "nn.Linear(16, 10), nn.ReLU()").replace(
-        "self.head = nn.Linear(16, 10), nn.ReLU()", "self.head = nn.Linear(16, 99)"))
+    net_file.write_text(
+        NET.replace("nn.Linear(16, 10)", "nn.Linear(16, 10), nn.ReLU()").replace(
+            "self.head = nn.Linear(16, 10), nn.ReLU()", "self.head = nn.Linear(16, 99)"
+        )
+    )
     from mnistlite.deploy.predict import load_run
 
     with pytest.raises(MnistliteError, match="--trust-code"):
@@ -193,7 +206,9 @@ def test_changed_file_is_a_different_run_but_a_moved_file_is_not(net_file, tmp_p
 
 
 def test_over_budget_model_trains_with_the_verdict(tmp_path):
-    f = write(tmp_path / "big.py", """
+    f = write(
+        tmp_path / "big.py",
+        """
         import torch.nn as nn
         class Big(nn.Module):
             def __init__(self):
@@ -204,10 +219,16 @@ def test_over_budget_model_trains_with_the_verdict(tmp_path):
                 self.out = nn.Linear(200, 10)
             def forward(self, x):
                 return self.out(self.fc(self.c(x).mean((2, 3))))
-    """)
+    """,
+    )
     out = tmp_path / "run"
-    train(TrainConfig.for_model(f"{f}:Big", epochs=1, threads=1), run_dir=out, data=tiny_data(), progress=False,
-          quiet=True)
+    train(
+        TrainConfig.for_model(f"{f}:Big", epochs=1, threads=1),
+        run_dir=out,
+        data=tiny_data(),
+        progress=False,
+        quiet=True,
+    )
     assert "over the 8,000-parameter budget by" in (out / rd.LOG).read_text()
     assert "Budget: over the 8,000-parameter budget" in (out / rd.SUMMARY).read_text()
 
@@ -215,18 +236,34 @@ def test_over_budget_model_trains_with_the_verdict(tmp_path):
 # --- bad input: one line, exit 2, no run directory --------------------------------------
 BAD = {
     "syntax": ("def f(:\n", "Net", r"bad\.py:1: syntax error"),
-    "import-raises": ("import torch.nn as nn\n\nx = 1 / 0\n", "Net", r"bad\.py:3: importing it raised ZeroDivisionError"),
+    "import-raises": (
+        "import torch.nn as nn\n\nx = 1 / 0\n",
+        "Net",
+        r"bad\.py:3: importing it raised ZeroDivisionError",
+    ),
     "no-such-name": (NET, "Nett", r"no model named 'Nett' \(it defines: Net\)"),
     "not-a-model": ("X = 3\n", "X", r"bad\.py:X is 'int', not an nn.Module class"),
     "plain-class": ("class X:\n    pass\n", "X", r"is a class but not an nn.Module subclass"),
-    "needs-args": ("import torch.nn as nn\nclass N(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n",
-                   "N", r"needs argument\(s\) width"),
-    "build-raises": ("import torch.nn as nn\ndef make():\n    raise ValueError('nope')\n", "make",
-                     r"building the model raised ValueError: nope \(at .*bad\.py:3\)"),
-    "forward-fails": ("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Linear(5, 10))\n",
-                      "make", r"forward pass on a \(2, 1, 28, 28\) batch failed in layer 1 \(Linear\)"),
-    "wrong-shape": ("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 7))\n",
-                    "make", r"gave \(2, 7\); mnistlite needs logits of shape \(N, 10\)"),
+    "needs-args": (
+        "import torch.nn as nn\nclass N(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n",
+        "N",
+        r"needs argument\(s\) width",
+    ),
+    "build-raises": (
+        "import torch.nn as nn\ndef make():\n    raise ValueError('nope')\n",
+        "make",
+        r"building the model raised ValueError: nope \(at .*bad\.py:3\)",
+    ),
+    "forward-fails": (
+        "import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Linear(5, 10))\n",
+        "make",
+        r"forward pass on a \(2, 1, 28, 28\) batch failed in layer 1 \(Linear\)",
+    ),
+    "wrong-shape": (
+        "import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 7))\n",
+        "make",
+        r"gave \(2, 7\); mnistlite needs logits of shape \(N, 10\)",
+    ),
     "returns-non-module": ("def make():\n    return 3\n", "make", r"returned 'int', not an nn.Module"),
 }
 
@@ -263,7 +300,8 @@ class LocalNet(nn.Module):
 
 
 def test_notebook_api_train_summary_and_plot(tmp_path):
-    from mnistlite import summary, train as nb_train
+    from mnistlite import summary
+    from mnistlite import train as nb_train
 
     prof = summary(LocalNet())
     assert prof.params == 8 * 9 + 16 + 90 and "Budget:" in str(prof)
@@ -296,7 +334,9 @@ def test_example_notebook_runs_headless(data_root, tmp_path, monkeypatch):
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("MNISTLITE_DATA", str(data_root))
     nb = nbformat.read(Path(__file__).resolve().parents[1] / "examples" / "my_first_model.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "Budget:" in text and "final test" in text
 
@@ -310,8 +350,17 @@ def test_init_then_experiment_dry_run_writes_the_report(tmp_path, capsys, data_r
     rc, _, err = cli(capsys, "init", str(proj))
     assert rc == 2 and "already exists" in err
     monkeypatch.chdir(proj)
-    rc, _, err = cli(capsys, "experiment", "experiment.toml", "--dry-run", "--no-progress", "--seeds", "1",
-                     "--data-dir", str(data_root))
+    rc, _, err = cli(
+        capsys,
+        "experiment",
+        "experiment.toml",
+        "--dry-run",
+        "--no-progress",
+        "--seeds",
+        "1",
+        "--data-dir",
+        str(data_root),
+    )
     assert rc == 0, err
     report = (proj / "runs" / "experiments" / "experiment-dry-run" / "report.md").read_text()
     for heading in ("### Target", "### Results", "### Analysis"):
@@ -319,8 +368,19 @@ def test_init_then_experiment_dry_run_writes_the_report(tmp_path, capsys, data_r
     assert "too few to judge" in report and "overfits" not in report
     # Named from outside the folder, the same files are the same runs: nothing retrains.
     monkeypatch.chdir(tmp_path)
-    rc, out, _ = cli(capsys, "experiment", str(proj / "experiment.toml"), "--dry-run", "--plan", "--seeds", "1",
-                     "--out", str(proj / "runs" / "experiments" / "experiment-dry-run"), "--data-dir", str(data_root))
+    rc, out, _ = cli(
+        capsys,
+        "experiment",
+        str(proj / "experiment.toml"),
+        "--dry-run",
+        "--plan",
+        "--seeds",
+        "1",
+        "--out",
+        str(proj / "runs" / "experiments" / "experiment-dry-run"),
+        "--data-dir",
+        str(data_root),
+    )
     assert rc == 0 and out.count("done, skipped") == 2 and "new" not in out
 
 
@@ -339,16 +399,17 @@ def test_pretrained_flagship_classifies_real_digits(mnist_small):
 
 def test_predict_and_export_by_name_need_no_training(tmp_path, capsys, data_root):
     pytest.importorskip("onnxruntime")
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     img = np.zeros((28, 28), np.uint8)
     img[5:23, 13:16] = 255
     Image.fromarray(img).save(tmp_path / "one.png")
     rc, out, err = cli(capsys, "predict", "mnistlite_flagship", str(tmp_path / "one.png"))
     assert rc == 0 and out.split(":")[1].split()[0] == "1", err
-    rc, out, err = cli(capsys, "export", "mnistlite_frontier", "--out", str(tmp_path / "f.onnx"), "--data-dir",
-                       str(data_root))
+    rc, out, err = cli(
+        capsys, "export", "mnistlite_frontier", "--out", str(tmp_path / "f.onnx"), "--data-dir", str(data_root)
+    )
     assert rc == 0 and (tmp_path / "f.onnx").is_file(), err
 
 

@@ -7,6 +7,7 @@ In Python (a notebook, a script), the names below are the whole API:
 
 They are imported on first use, so `import mnistlite` (and the CLI's start) stays cheap.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,9 +15,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "mnistlite.api", "seeds": "mnistlite.api", "summary": "mnistlite.api",
-    "create_model": "mnistlite.models", "register_model": "mnistlite.models", "list_models": "mnistlite.models",
-    "TrainConfig": "mnistlite.config", "MnistliteError": "mnistlite.errors",
+    "train": "mnistlite.api",
+    "seeds": "mnistlite.api",
+    "summary": "mnistlite.api",
+    "create_model": "mnistlite.models",
+    "register_model": "mnistlite.models",
+    "list_models": "mnistlite.models",
+    "TrainConfig": "mnistlite.config",
+    "MnistliteError": "mnistlite.errors",
 }
 __all__ = sorted(_LAZY)
 

@@ -12,13 +12,15 @@ reproducible), or an instance (trained in place, like Keras' `fit`). A class
 or function defined at the top level of a file or notebook trains through its
 reference, so its run directory keeps the source file like the CLI's runs do.
 """
+
 from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 from torch import nn
 
@@ -27,7 +29,7 @@ from .errors import MnistliteError
 from .models import ModelEntry, get_entry
 from .models.usercode import canonical_path, check_model, factory_of
 
-ModelLike = Union[str, nn.Module, Callable[[], nn.Module], type]
+ModelLike = str | nn.Module | Callable[[], nn.Module] | type
 
 
 def _reference(obj: Any) -> str | None:
@@ -52,12 +54,21 @@ def resolve(model: ModelLike) -> tuple[str, ModelEntry | None]:
         ref = _reference(type(model)) or f"__main__:{type(model).__name__}"
         base = _entry_or_none(ref)
         check_model(lambda: model, f"{type(model).__name__} instance")
-        entry = ModelEntry(ref, lambda dropout=None: model, "an instance passed to mnistlite.train", ("user",),
-                           {}, None, "", base.code if base else None)
+        entry = ModelEntry(
+            ref,
+            lambda dropout=None: model,
+            "an instance passed to mnistlite.train",
+            ("user",),
+            {},
+            None,
+            "",
+            base.code if base else None,
+        )
         return ref, entry
     if not callable(model):
-        raise MnistliteError(f"a model must be a name, an nn.Module, or a class or function building one; "
-                             f"got {type(model).__name__}")
+        raise MnistliteError(
+            f"a model must be a name, an nn.Module, or a class or function building one; got {type(model).__name__}"
+        )
     ref = _reference(model)
     if ref is not None and _entry_or_none(ref) is not None:
         return ref, None
@@ -65,8 +76,9 @@ def resolve(model: ModelLike) -> tuple[str, ModelEntry | None]:
     factory = factory_of(model, label)
     check_model(factory, label)
     name = f"__main__:{getattr(model, '__name__', 'model')}"
-    return name, ModelEntry(name, factory, "defined in this session", ("user",), {}, None,
-                            (inspect.getdoc(model) or "").split("\n")[0])
+    return name, ModelEntry(
+        name, factory, "defined in this session", ("user",), {}, None, (inspect.getdoc(model) or "").split("\n")[0]
+    )
 
 
 def _entry_or_none(ref: str) -> ModelEntry | None:
@@ -157,7 +169,8 @@ def seeds(
     if entry is not None:
         raise MnistliteError(
             f"{getattr(model, '__qualname__', model)} is not defined at the top level of a file or notebook; "
-            "seeds looks models up by name, so define it there")
+            "seeds looks models up by name, so define it there"
+        )
     if name.startswith("__main__:"):
         jobs = 1  # defined in this notebook or script: worker processes could not import it
     cfg = _config(name, None, {**(DRY_RUN if dry_run else {}), **recipe})

@@ -9,6 +9,7 @@ warped by one `affine_grid` + `grid_sample` call.
 Inputs are normalised images, so "empty" is not 0: the fill value is the
 normalised black, passed in as `fill`.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class AugmentSpec:
         return any((self.rotation, self.translate, self.scale, self.shear, self.crop_p))
 
     @classmethod
-    def from_config(cls, cfg) -> "AugmentSpec":
+    def from_config(cls, cfg) -> AugmentSpec:
         return cls(cfg.rotation, cfg.translate, cfg.scale, cfg.shear, cfg.crop_p, cfg.crop_size)
 
 
@@ -67,9 +68,7 @@ def random_affine_matrices(
     b = (cos * tan + sin) * inv
     c = -sin * inv
     d = (cos - sin * tan) * inv
-    theta = torch.stack(
-        [torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1
-    )
+    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
     return theta
 
 

@@ -12,6 +12,7 @@ our changes cannot be undone inside the process: the allocator tuning
 (engine/device.py) is process-wide, so the baseline runs faster here than in a
 seed's own script, and the ratio is conservative.
 """
+
 from __future__ import annotations
 
 import platform
@@ -172,14 +173,22 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=workers,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     torch.manual_seed(cfg.seed)
     model = stock_dropout(create_model(cfg.model, dropout=cfg.dropout)).train()
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
     seen, t0 = 0, time.perf_counter()
     for i, (x, y) in enumerate(loader):
         if batches is not None and i >= batches:
@@ -240,8 +249,9 @@ def run_bench(
         out["epoch_train_seconds"] = round(ep.seconds, 3)
         out["epoch_test_seconds"] = round(te.seconds, 3)
     if against is not None:
-        acfg = TrainConfig.for_model(against, **{k: v for k, v in cfg.to_dict().items()
-                                                 if k not in ("model", "model_sha256")})
+        acfg = TrainConfig.for_model(
+            against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")}
+        )
         out["against"] = {"model": against, "params": count_params(create_model(against))}
         for key, fast in (("fast_path", True), ("plain_torch", False)):
             t = time_ours(acfg, data_dev, steps, dev, fast_path=fast)
@@ -279,7 +289,8 @@ def format_bench(r: dict[str, Any]) -> str:
     lines = [
         f"machine: {m['cpu']} ({m.get('cpu_capability', '?')}, float32 matmul {m.get('matmul_gflops', '?')} GFLOP/s) "
         f"| {m['cores']} cores, {m['torch_threads']} torch threads | torch {m['torch']}",
-        f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, rotation ±{r['rotation']}°, on {r['device']}",
+        f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, "
+        f"rotation ±{r['rotation']}°, on {r['device']}",
         f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
         f"train throughput: {r['train_images_per_s']:,} img/s   eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
@@ -293,16 +304,22 @@ def format_bench(r: dict[str, Any]) -> str:
             f"baseline (per-sample DataLoader, {r['baseline_workers']} workers, {r['baseline_batches']} batches): "
             f"{r['baseline_train_images_per_s']:,} img/s -> about {r['baseline_epoch_seconds']:.1f} s per epoch"
         )
-        lines.append(f"speed-up: training {r['speedup_train']}x" + (
-            f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else ""))
+        lines.append(
+            f"speed-up: training {r['speedup_train']}x"
+            + (f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else "")
+        )
     if "against" in r:
         a = r["against"]
         for key, what in (("fast_path", "with the plain-torch fast path"), ("plain_torch", "as plain torch")):
             row = a[key]
-            ep = (f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
-                  if "epoch_seconds" in row else "")
-            lines.append(f"against {a['model']} ({a['params']:,} params) {what}: "
-                         f"{row['train_images_per_s']:,} img/s{ep}")
+            ep = (
+                f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
+                if "epoch_seconds" in row
+                else ""
+            )
+            lines.append(
+                f"against {a['model']} ({a['params']:,} params) {what}: {row['train_images_per_s']:,} img/s{ep}"
+            )
     if "full_run_seconds" in r:
         lines.append(
             f"full {r['full_run_epochs']}-epoch run: {r['full_run_seconds']:.1f} s end to end, "

@@ -3,6 +3,7 @@
 Precedence when a run is set up: these defaults, then the model's registered
 recipe (what its source published), then the user's explicit overrides.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,11 +87,11 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes).validated()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         if not isinstance(d, dict):
             raise MnistliteError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -105,7 +106,7 @@ class TrainConfig:
         return cls(**d).validated()
 
     @classmethod
-    def for_model(cls, model: Any, **overrides: Any) -> "TrainConfig":
+    def for_model(cls, model: Any, **overrides: Any) -> TrainConfig:
         """Defaults, then the model's registered recipe, then `overrides`.
 
         `model` is a name or reference, or a ModelEntry built elsewhere (a notebook's model).
@@ -119,7 +120,7 @@ class TrainConfig:
         recipe["model_sha256"] = entry.code.sha256 if entry.code else None
         return cls.from_dict(recipe)
 
-    def validated(self) -> "TrainConfig":
+    def validated(self) -> TrainConfig:
         """Raise MnistliteError naming the field and the fix for any bad value."""
 
         def bad(name: str, why: str) -> MnistliteError:
@@ -212,8 +213,11 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
     old = saved_value(saved, name)
     if name == "model" and old != value and isinstance(old, str) and isinstance(value, str):
         digest = want.get("model_sha256")
-        return digest is not None and saved.get("model_sha256") == digest and (
-            old.rpartition(":")[2] == value.rpartition(":")[2])
+        return (
+            digest is not None
+            and saved.get("model_sha256") == digest
+            and (old.rpartition(":")[2] == value.rpartition(":")[2])
+        )
     return old == value
 
 

@@ -9,12 +9,13 @@ its last 3 epochs, and how many seeds hold the goal. Results are written to
 A seed whose run directory already holds a result for the same config is not
 trained again, so an interrupted sweep resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
 import os
 import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,8 @@ def format_summary(s: dict[str, Any]) -> str:
     f = s["final_test_acc"]
     lines = [
         f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
-        f"epoch-{s['epochs']} test accuracy: {f['mean']:.2f} ± {f['std']:.2f}% (min {f['min']:.2f}, max {f['max']:.2f})",
+        f"epoch-{s['epochs']} test accuracy: {f['mean']:.2f} ± {f['std']:.2f}% "
+        f"(min {f['min']:.2f}, max {f['max']:.2f})",
     ]
     if "final_val_acc" in s:
         v = s["final_val_acc"]

@@ -5,6 +5,7 @@ of the seed models and the params -> accuracy frontier of our budget ladder.
 tag (finished seeds are reused), then writes a markdown table and, for the
 ladder, a plot of accuracy against parameters.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,9 @@ def run_table(
 
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
-    return [rd.read_json(out / n / CONSISTENCY_JSON) for n in list_models(tag) if (out / n / CONSISTENCY_JSON).is_file()]
+    return [
+        rd.read_json(out / n / CONSISTENCY_JSON) for n in list_models(tag) if (out / n / CONSISTENCY_JSON).is_file()
+    ]
 
 
 def _epochs_at_target(summary: dict[str, Any]) -> str:
@@ -79,7 +82,8 @@ def markdown_table(rows: list[dict[str, Any]], *, claims: bool, relative_to: Pat
             line += f" {CLAIMS.get(s['model'], 'n/a')} |"
         line += (
             f" {fmt_acc(f['mean'])} ± {f['std']:.2f} (n={s['n']}) | {fmt_acc(f['min'])} |"
-            f" {fmt_acc(s['last3_min_test_acc']['min'])} | {s['seeds_passing_goal']}/{s['n']} | {_epochs_at_target(s)} |"
+            f" {fmt_acc(s['last3_min_test_acc']['min'])} | {s['seeds_passing_goal']}/{s['n']}"
+            f" | {_epochs_at_target(s)} |"
         )
         lines.append(line)
     return "\n".join(lines)
@@ -97,8 +101,13 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     ax.errorbar(xs, ys, yerr=es, marker="o", capsize=4, label="final test accuracy, mean ± std")
     ax.plot(xs, lo, "v", color="gray", label="worst seed")
     for s, x, y in zip(rows, xs, ys):
-        ax.annotate(f"{s['model']}\n({s['epochs']} ep, n={s['n']})", (x, y), textcoords="offset points",
-                    xytext=(5, -22), fontsize=7)
+        ax.annotate(
+            f"{s['model']}\n({s['epochs']} ep, n={s['n']})",
+            (x, y),
+            textcoords="offset points",
+            xytext=(5, -22),
+            fontsize=7,
+        )
     ax.axhline(rd.TARGET, color="red", ls="--", lw=1, label="99.4% target")
     ax.axvline(8000, color="black", ls=":", lw=1, label="8k budget")
     ax.set_xscale("log")

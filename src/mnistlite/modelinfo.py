@@ -1,4 +1,5 @@
 """Layer tables, parameter counts, MACs and architecture features, through torchinfo."""
+
 from __future__ import annotations
 
 import copy
@@ -24,10 +25,14 @@ class ModelProfile:
         return self.params < BUDGET
 
     def __str__(self) -> str:  # what a notebook cell shows for `summary(MyNet())`
-        return "\n".join([
-            self.table, f"Trainable params: {self.params:,}", f"MACs per image:   {self.macs:,}",
-            f"Budget:           {budget_verdict(self.params)}",
-        ])
+        return "\n".join(
+            [
+                self.table,
+                f"Trainable params: {self.params:,}",
+                f"MACs per image:   {self.macs:,}",
+                f"Budget:           {budget_verdict(self.params)}",
+            ]
+        )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython
         p.text(str(self))

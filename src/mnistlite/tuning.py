@@ -24,16 +24,18 @@ The ranking reads validation accuracy only. Test accuracy still lands in each
 run's metrics.csv (the trainer always reports it), but nothing here reads it:
 choosing on it would turn the test set into a second validation split.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,7 +126,9 @@ def _unknown_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
 
 def parse_spec(raw: Any, where: str) -> NetSpec:
     if not isinstance(raw, dict):
-        raise MnistliteError(f"{where}: spec must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}")
+        raise MnistliteError(
+            f"{where}: spec must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}"
+        )
     _unknown_keys(raw, SPEC_KEYS, f"{where}: spec")
 
     def widths(v: Any) -> bool:
@@ -132,7 +136,9 @@ def parse_spec(raw: Any, where: str) -> NetSpec:
 
     stages, transitions = raw.get("stages"), raw.get("transitions")
     if not isinstance(stages, list) or not stages or not all(widths(s) for s in stages):
-        raise MnistliteError(f"{where}: spec.stages must be a list of non-empty lists of positive integers, got {stages}")
+        raise MnistliteError(
+            f"{where}: spec.stages must be a list of non-empty lists of positive integers, got {stages}"
+        )
     if not (transitions == [] or widths(transitions)) or len(transitions) != len(stages) - 1:
         raise MnistliteError(
             f"{where}: spec.transitions must list {len(stages) - 1} positive width(s), one per stage boundary, "
@@ -150,8 +156,12 @@ def parse_spec(raw: Any, where: str) -> NetSpec:
         raise MnistliteError(f"{where}: spec.sep_stages must be an integer, got {sep!r}")
     try:  # NetSpec checks the rest of its own invariants
         spec = NetSpec(
-            stages=tuple(tuple(s) for s in stages), transitions=tuple(transitions), first_padding=pad,
-            dropout=float(dropout), bn=bn, sep_stages=sep,
+            stages=tuple(tuple(s) for s in stages),
+            transitions=tuple(transitions),
+            first_padding=pad,
+            dropout=float(dropout),
+            bn=bn,
+            sep_stages=sep,
         )
     except ValueError as e:
         raise MnistliteError(f"{where}: spec.{e}") from None
@@ -353,11 +363,15 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
         "final_val_acc": val[-1],
         f"last{LAST_EPOCHS}_min_val_acc": min(val[-LAST_EPOCHS:]),
         "val_acc_per_epoch": val,
-        **({
-            "final_raw_val_acc": raw[-1],
-            f"last{LAST_EPOCHS}_min_raw_val_acc": min(raw[-LAST_EPOCHS:]),
-            "raw_val_acc_per_epoch": raw,
-        } if None not in raw else {}),
+        **(
+            {
+                "final_raw_val_acc": raw[-1],
+                f"last{LAST_EPOCHS}_min_raw_val_acc": min(raw[-LAST_EPOCHS:]),
+                "raw_val_acc_per_epoch": raw,
+            }
+            if None not in raw
+            else {}
+        ),
         "wall_seconds": result.get("wall_seconds"),
         "device": device,
         "run_dir": where,
@@ -394,11 +408,16 @@ def rank(rows: list[dict[str, Any]]) -> None:
 
 
 def summarize(
-    tf: TuningFile, out: Path, seeds: tuple[int, ...], errors: dict[str, str] | None = None, *,
-    command: str = "", overrides: dict[str, Any] | None = None,
+    tf: TuningFile,
+    out: Path,
+    seeds: tuple[int, ...],
+    errors: dict[str, str] | None = None,
+    *,
+    command: str = "",
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from .search.space import describe_spec, spec_to_dict
     from .modelinfo import profile_registered
+    from .search.space import describe_spec, spec_to_dict
 
     errors = errors or {}
     last = f"last{LAST_EPOCHS}_min_val_acc"
@@ -407,24 +426,26 @@ def summarize(
         per_seed = {str(s): _seed_record(out, c, s, errors.get(str(run_dir(out, c, s)))) for s in seeds}
         finals = [p["final_val_acc"] for p in per_seed.values() if "final_val_acc" in p]
         complete = len(finals) == len(seeds)
-        rows.append({
-            "name": c.name,
-            "model": c.model,
-            "arch": describe_spec(c.spec) if c.spec else c.model,
-            "spec": spec_to_dict(c.spec) if c.spec else None,
-            "params": c.params,
-            "macs": profile_registered(c.model).macs,
-            "recipe": c.recipe,
-            "epochs": tf.config(c, seeds[0], overrides).epochs,
-            "per_seed": per_seed,
-            "mean_final_val_acc": statistics.fmean(finals) if complete else None,
-            "std_final_val_acc": (statistics.stdev(finals) if len(finals) > 1 else 0.0) if complete else None,
-            f"min_{last}": min(p[last] for p in per_seed.values()) if complete else None,
-            **_raw_columns(per_seed, complete),
-            "mean_wall_seconds": statistics.fmean(
-                [p["wall_seconds"] for p in per_seed.values() if p.get("wall_seconds") is not None] or [0.0]
-            ),
-        })
+        rows.append(
+            {
+                "name": c.name,
+                "model": c.model,
+                "arch": describe_spec(c.spec) if c.spec else c.model,
+                "spec": spec_to_dict(c.spec) if c.spec else None,
+                "params": c.params,
+                "macs": profile_registered(c.model).macs,
+                "recipe": c.recipe,
+                "epochs": tf.config(c, seeds[0], overrides).epochs,
+                "per_seed": per_seed,
+                "mean_final_val_acc": statistics.fmean(finals) if complete else None,
+                "std_final_val_acc": (statistics.stdev(finals) if len(finals) > 1 else 0.0) if complete else None,
+                f"min_{last}": min(p[last] for p in per_seed.values()) if complete else None,
+                **_raw_columns(per_seed, complete),
+                "mean_wall_seconds": statistics.fmean(
+                    [p["wall_seconds"] for p in per_seed.values() if p.get("wall_seconds") is not None] or [0.0]
+                ),
+            }
+        )
     rank(rows)
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
     return {
@@ -465,10 +486,20 @@ def table(summary: dict[str, Any]) -> str:
         vals = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
         mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
         cells = [
-            str(r["rank"] or "—"), r["name"], "`" + r["arch"].replace("|", "\\|") + "`",  # a bare | splits the cell
-            f"{r['params']:,}", f"{r['macs']:,}", _fmt_recipe(r["recipe"]),
-            *vals, mean, _acc(r[last]),
-            *([_acc(r.get("mean_final_raw_val_acc")), _acc(r.get(f"min_last{LAST_EPOCHS}_min_raw_val_acc"))] if raw else []),
+            str(r["rank"] or "—"),
+            r["name"],
+            "`" + r["arch"].replace("|", "\\|") + "`",  # a bare | splits the cell
+            f"{r['params']:,}",
+            f"{r['macs']:,}",
+            _fmt_recipe(r["recipe"]),
+            *vals,
+            mean,
+            _acc(r[last]),
+            *(
+                [_acc(r.get("mean_final_raw_val_acc")), _acc(r.get(f"min_last{LAST_EPOCHS}_min_raw_val_acc"))]
+                if raw
+                else []
+            ),
             f"{r['mean_wall_seconds']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -486,8 +517,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "retrained on the full training set.",
         "",
         f"Budget: at most {summary['budget']:,} parameters. Seeds: {', '.join(map(str, summary['seeds']))}. "
-        f"Epochs: {', '.join(map(str, epochs))}. \"val sN\" and \"mean val\" are final-epoch accuracies; "
-        f"\"worst last-{LAST_EPOCHS} val\" is the lowest over every seed's last {LAST_EPOCHS} epochs. "
+        f'Epochs: {", ".join(map(str, epochs))}. "val sN" and "mean val" are final-epoch accuracies; '
+        f'"worst last-{LAST_EPOCHS} val" is the lowest over every seed\'s last {LAST_EPOCHS} epochs. '
         f"Rank: {summary['selection']}. Recipe overrides apply on top of the registered recipe "
         "(mnistlite_zoo.BASE_RECIPE for a spec).",
     ]
@@ -497,7 +528,9 @@ def markdown(summary: dict[str, Any]) -> str:
         parts += ["", f"```bash\n{summary['command']}\n```"]
     parts += ["", table(summary), ""]
     failed = [
-        f"- {r['name']}/seed{s}: {p['error']}" for r in summary["candidates"] for s, p in r["per_seed"].items()
+        f"- {r['name']}/seed{s}: {p['error']}"
+        for r in summary["candidates"]
+        for s, p in r["per_seed"].items()
         if "error" in p
     ]
     if failed:
@@ -507,4 +540,3 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def failed_runs(summary: dict[str, Any]) -> int:
     return sum("error" in p for r in summary["candidates"] for p in r["per_seed"].values())
-

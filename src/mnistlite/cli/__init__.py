@@ -4,6 +4,7 @@ Each module exposes `register(subparsers)`, which adds its parser and sets
 `func`. Errors the user can fix arrive as MnistliteError and leave as one line
 on stderr with exit code 2; nothing else is caught here, so bugs stay visible.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,7 +14,22 @@ from ..errors import MnistliteError
 from .common import Parser
 
 # Order is the order of `mnistlite --help`.
-COMMANDS = ["init", "train", "seeds", "table", "models", "bench", "experiment", "report", "compare", "search", "tune", "export", "predict", "serve"]
+COMMANDS = [
+    "init",
+    "train",
+    "seeds",
+    "table",
+    "models",
+    "bench",
+    "experiment",
+    "report",
+    "compare",
+    "search",
+    "tune",
+    "export",
+    "predict",
+    "serve",
+]
 
 
 def build_parser() -> Parser:

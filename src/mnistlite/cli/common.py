@@ -1,4 +1,5 @@
 """Shared CLI pieces: a parser whose errors are one line, and TrainConfig flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -70,7 +71,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
 
 def add_dry_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="one epoch on 1,000 training images: checks the whole path in seconds",
     )
 
@@ -139,8 +141,9 @@ def file_out(args: argparse.Namespace, root: Path) -> Path:
     return Path(args.out) if args.out else root / (Path(args.file).stem + ("-dry-run" if args.dry_run else ""))
 
 
-def command_line(command: str, args: argparse.Namespace, extra: tuple[str, ...] = (),
-                 switches: tuple[str, ...] = ("dry_run",)) -> str:
+def command_line(
+    command: str, args: argparse.Namespace, extra: tuple[str, ...] = (), switches: tuple[str, ...] = ("dry_run",)
+) -> str:
     """The command as typed, rebuilt from the parsed flags: the provenance line of a generated report."""
     import shlex
 

@@ -1,4 +1,5 @@
 """`mnistlite compare`: a table of runs side by side, and their test accuracy in one plot."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ def register(sub) -> None:
         "compare",
         help="compare run directories: a table of headline numbers and an overlay plot of test accuracy",
     )
-    p.add_argument("dirs", nargs="+", metavar="RUN_DIR",
-                   help="run directories (an experiment folder stands for all its runs)")
+    p.add_argument(
+        "dirs", nargs="+", metavar="RUN_DIR", help="run directories (an experiment folder stands for all its runs)"
+    )
     p.add_argument("--out", metavar="PNG", default=DEFAULT_PNG, help=f"overlay plot (default: {DEFAULT_PNG})")
     p.add_argument("--json", action="store_true", help="print the rows as JSON, for scripts")
     p.set_defaults(func=run)

@@ -1,4 +1,5 @@
 """`mnistlite experiment FILE`: train every step of an experiment file per seed, then write its report."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,15 +20,22 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE", help="experiment file, e.g. experiments/progression.toml")
     add_file_run_flags(p, "step", "runs/experiments/<file stem>")
     p.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given",
     )
     p.add_argument("--plan", action="store_true", help="validate the file and print what would run; train nothing")
-    p.add_argument("--rerun-changed", action="store_true",
-                   help="delete and retrain runs whose saved config differs from the file's")
+    p.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="delete and retrain runs whose saved config differs from the file's",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--storage", metavar="URL",
-                   help="share the runs among workers through an Optuna storage (sqlite:///f.db, postgresql://...)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the runs among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
+    )
     p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: experiment-<out folder>)")
     p.set_defaults(func=run)
 
@@ -37,9 +45,15 @@ def run(args) -> int:
     overrides = file_overrides(args)
     out = file_out(args, DEFAULT_ROOT)
     run_experiment(
-        exp, out, seeds=file_seeds(args), overrides=overrides, rerun_changed=args.rerun_changed,
-        plan_only=args.plan, progress=False if args.no_progress else None,
+        exp,
+        out,
+        seeds=file_seeds(args),
+        overrides=overrides,
+        rerun_changed=args.rerun_changed,
+        plan_only=args.plan,
+        progress=False if args.no_progress else None,
         command=command_line("experiment", args, switches=("dry_run", "rerun_changed")),
-        storage=args.storage, study=args.study,
+        storage=args.storage,
+        study=args.study,
     )
     return 0

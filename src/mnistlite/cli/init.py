@@ -1,4 +1,5 @@
 """`mnistlite init DIR`: a starter project in the seeds' style, with the user's own models."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,8 @@ STARTER = Path(__file__).resolve().parent.parent / "starter"
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "init", help="create a starter project: two plain-torch models, an experiment file, a README",
+        "init",
+        help="create a starter project: two plain-torch models, an experiment file, a README",
         description="Write DIR/models/model_1.py and model_2.py (a baseline and one improved step), "
         "DIR/experiment.toml (the two as a progression) and DIR/README.md (the commands to train, "
         "compare and write the report). DIR must not exist yet, or be empty.",

@@ -1,18 +1,25 @@
 """`mnistlite models` and `mnistlite summary`: the zoo, as a table, JSON or a layer table."""
+
 from __future__ import annotations
 
 import json
 
-from ..models import BUDGET, get_entry, list_models
 from ..modelinfo import profile_registered, summary_text
+from ..models import BUDGET, get_entry, list_models
 
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("--json", action="store_true", help="a JSON list of objects, for scripts")
     p.add_argument("--tag", help="only models with this tag (seed, under8k, flagship, frontier, user, ...)")
-    p.add_argument("--from", dest="files", action="append", default=[], metavar="FILE",
-                   help="also list the models of your file (its @register_model names, else its nn.Module classes)")
+    p.add_argument(
+        "--from",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also list the models of your file (its @register_model names, else its nn.Module classes)",
+    )
     p.set_defaults(func=run_models)
 
     s = sub.add_parser("summary", help="print a model's layer table, parameters, MACs and budget verdict")
@@ -27,11 +34,19 @@ def model_rows(tag: str | None = None, files: list[str] | tuple[str, ...] = ()) 
     names = list_models(tag) + [e.name for f in files for e in file_entries(f) if tag is None or tag in e.tags]
     for name in names:
         e, p = get_entry(name), profile_registered(name)
-        rows.append({
-            "name": name, "params": p.params, "macs": p.macs, "source": e.source, "tags": list(e.tags),
-            "fits_budget": p.params < BUDGET, "stated_params": e.stated_params, "recipe": e.recipe,
-            "description": e.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "params": p.params,
+                "macs": p.macs,
+                "source": e.source,
+                "tags": list(e.tags),
+                "fits_budget": p.params < BUDGET,
+                "stated_params": e.stated_params,
+                "recipe": e.recipe,
+                "description": e.description,
+            }
+        )
     return rows
 
 

@@ -1,4 +1,5 @@
 """`mnistlite predict`: classify image files with a run directory, model.pt or .onnx."""
+
 from __future__ import annotations
 
 import json
@@ -7,18 +8,30 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "predict", help="classify image files (PNG, JPEG, ...) with a trained or exported model",
+        "predict",
+        help="classify image files (PNG, JPEG, ...) with a trained or exported model",
         description="Each image is prepared the way MNIST was made (grayscale, inverted when the background "
         "is light, cropped to the ink, fitted into 20x20, centred by mass in 28x28) and classified. "
         "Files that cannot be used get one line on stderr; the others are still classified; "
         "the exit code is then 2.",
     )
-    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, an .onnx from 'mnistlite export', or mnistlite_flagship / mnistlite_frontier (shipped weights)")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
+        "or mnistlite_flagship / mnistlite_frontier (shipped weights)",
+    )
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    p.add_argument("--trust-code", action="store_true",
-                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON list, one object per image (failed files carry an 'error' key)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list, one object per image (failed files carry an 'error' key)",
+    )
     p.set_defaults(func=run)
 
 

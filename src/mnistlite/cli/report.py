@@ -1,4 +1,5 @@
 """`mnistlite report`: regenerate a report from existing runs, without training."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,11 @@ def register(sub) -> None:
         "RUN_DIR...: a report with one section per run, in the order given.",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="one experiment folder, or one or more run directories")
-    p.add_argument("--out", metavar="FILE",
-                   help="report file (default: EXPERIMENT_DIR/report.md, or report.md beside the run directories)")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="report file (default: EXPERIMENT_DIR/report.md, or report.md beside the run directories)",
+    )
     p.set_defaults(func=run)
 
 
@@ -25,9 +29,7 @@ def run(args) -> int:
     exps = [d for d in dirs if is_experiment_dir(d)]
     if exps:
         if len(dirs) > 1:
-            raise MnistliteError(
-                f"{exps[0]} is an experiment folder: report on it alone, or list run directories only"
-            )
+            raise MnistliteError(f"{exps[0]} is an experiment folder: report on it alone, or list run directories only")
         report = render_experiment(exps[0], args.out)
     else:
         report = render_runs(dirs, args.out)

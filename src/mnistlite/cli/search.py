@@ -4,6 +4,7 @@ Chosen on the validation split only; the test set is read once per seed by
 --retrain-best, after the search. Many workers (processes or machines) join one
 study through a shared --storage URL. See docs/search.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,45 +18,74 @@ DEFAULT_TRIALS = 20
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "search", help="search architecture + recipe under a parameter budget (Optuna; val split only)",
+        "search",
+        help="search architecture + recipe under a parameter budget (Optuna; val split only)",
         description="Search family architectures and their recipe under --budget parameters. The objective "
-                    "is the final-epoch accuracy on a held-out validation split; the test set is never used "
-                    "by the search. Start the same command on several machines with one --storage URL and "
-                    "--study to share the work.",
+        "is the final-epoch accuracy on a held-out validation split; the test set is never used "
+        "by the search. Start the same command on several machines with one --storage URL and "
+        "--study to share the work.",
     )
     p.add_argument("--budget", type=int, default=BUDGET, help=f"most trainable parameters (default {BUDGET})")
     p.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
-    p.add_argument("--trials", type=int, default=None,
-                   help=f"trained trials the study should reach, over all workers (default {DEFAULT_TRIALS}; "
-                        "over-budget configs are rejected at once and do not count)")
-    p.add_argument("--storage", metavar="URL",
-                   help="Optuna storage URL (default sqlite:///<out>/search.db); postgresql://... for many machines")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help=f"trained trials the study should reach, over all workers (default {DEFAULT_TRIALS}; "
+        "over-budget configs are rejected at once and do not count)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage URL (default sqlite:///<out>/search.db); postgresql://... for many machines",
+    )
     p.add_argument("--study", metavar="NAME", help="study name (default search-<budget>)")
     p.add_argument("--val-size", type=int, default=5000, help="held-out validation images (default 5000)")
     p.add_argument("--limit-train", type=int, default=0, metavar="N", help="train on the first N training images")
     p.add_argument("--out", metavar="DIR", default="runs/search", help="output folder (default runs/search)")
-    p.add_argument("--show", action="store_true",
-                   help="print the best trials; write best_trials.json, history.png, importances.png")
-    p.add_argument("--retrain-best", action="store_true",
-                   help="retrain the best trial on the full training set (val-size 0), then test once per seed")
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="print the best trials; write best_trials.json, history.png, importances.png",
+    )
+    p.add_argument(
+        "--retrain-best",
+        action="store_true",
+        help="retrain the best trial on the full training set (val-size 0), then test once per seed",
+    )
     p.add_argument("--seeds", type=int, default=5, help="seeds for --retrain-best (default 5)")
-    p.add_argument("--retrain-epochs", type=int, default=None,
-                   help="epochs for --retrain-best (default: the study's --epochs)")
-    p.add_argument("--retrain-limit-train", type=int, default=0, metavar="N",
-                   help="--retrain-best on the first N training images only (smoke runs; default all)")
+    p.add_argument(
+        "--retrain-epochs", type=int, default=None, help="epochs for --retrain-best (default: the study's --epochs)"
+    )
+    p.add_argument(
+        "--retrain-limit-train",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--retrain-best on the first N training images only (smoke runs; default all)",
+    )
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
     p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"], help="default median")
     p.add_argument("--startup-trials", type=int, default=8, help="random trials before TPE (default 8)")
     p.add_argument("--sampler-seed", type=int, default=None, help="TPE seed (default random; differ per worker)")
     p.add_argument("--seed", type=int, default=1, help="training seed of every trial (default 1)")
-    p.add_argument("--heartbeat", type=int, default=30, metavar="S",
-                   help="seconds between trial heartbeats; a trial silent for 2x this is failed and retried once")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="S",
+        help="seconds between trial heartbeats; a trial silent for 2x this is failed and retried once",
+    )
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="data root holding MNIST/raw/")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads per worker (default 1: nets this small gain more from one worker per "
-                        "core than from threads; 0 = all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per worker (default 1: nets this small gain more from one worker per "
+        "core than from threads; 0 = all cores)",
+    )
     p.set_defaults(func=run)
 
 
@@ -100,32 +130,47 @@ def run(args: argparse.Namespace) -> int:
     storage = st.make_storage(url, heartbeat_interval=args.heartbeat)
     name = args.study or f"search-{args.budget}"
     protocol = ss.Protocol(
-        budget=args.budget, epochs=args.epochs, val_size=args.val_size, limit_train=args.limit_train,
-        dataset=args.dataset, seed=args.seed,
+        budget=args.budget,
+        epochs=args.epochs,
+        val_size=args.val_size,
+        limit_train=args.limit_train,
+        dataset=args.dataset,
+        seed=args.seed,
     )
     run_fields = {"device": args.device, "threads": args.threads}
     if trials > 0:
         study = ss.open_search_study(
-            storage, name, protocol,
+            storage,
+            name,
+            protocol,
             sampler=ss.make_sampler(args.sampler_seed, args.startup_trials),
             pruner=ss.make_pruner(args.pruner, args.epochs),
         )
         data = ss.load_search_data(protocol, data_dir=args.data_dir)
-        print(f"study {name} in {st.redact(url)}: {trials} trials of {args.epochs} epoch(s), budget "
-              f"{args.budget:,} params, {len(data.train):,} train / {len(data.val):,} val images")
+        print(
+            f"study {name} in {st.redact(url)}: {trials} trials of {args.epochs} epoch(s), budget "
+            f"{args.budget:,} params, {len(data.train):,} train / {len(data.val):,} val images"
+        )
         ss.run_search_worker(study, ss.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout)
         best = ss.best_trials(study, 1)
         if best:
             t = best[0]
-            print(f"best so far: trial {t.number}, val {t.value:.2f}%, {t.user_attrs.get('params'):,} params, "
-                  f"{t.user_attrs.get('arch')}")
+            print(
+                f"best so far: trial {t.number}, val {t.value:.2f}%, {t.user_attrs.get('params'):,} params, "
+                f"{t.user_attrs.get('arch')}"
+            )
     else:
         study = ss.load_study(storage, name)
     if args.show:
         ss.show_study(study, out)
     if args.retrain_best:
         ss.retrain_best(
-            study, args.seeds, out, epochs=args.retrain_epochs, limit_train=args.retrain_limit_train,
-            data_dir=args.data_dir, run=run_fields,
+            study,
+            args.seeds,
+            out,
+            epochs=args.retrain_epochs,
+            limit_train=args.retrain_limit_train,
+            data_dir=args.data_dir,
+            run=run_fields,
         )
     return 0

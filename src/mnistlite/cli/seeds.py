@@ -1,4 +1,5 @@
 """`mnistlite seeds MODEL`: the same recipe under N seeds, and the consistency verdict."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,11 @@ def register(sub) -> None:
     p.add_argument("model", help="model name (see 'mnistlite models')")
     add_seed_flags(p)
     p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/seeds/<model>)")
-    p.add_argument("--storage", metavar="URL",
-                   help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
+    )
     p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)

@@ -1,4 +1,5 @@
 """`mnistlite serve`: a page to draw digits on, and a JSON prediction API."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -8,18 +9,31 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "serve", help="web page to draw a digit and see the model's probabilities live (+ JSON API)",
+        "serve",
+        help="web page to draw a digit and see the model's probabilities live (+ JSON API)",
         description="Serve MODEL (a run directory, model.pt or .onnx) over HTTP: GET / is a drawing page, "
         "POST /api/predict takes an image (raw body or multipart, at most 2 MB), GET /api/info describes "
         "the model. Listens on loopback unless --host says otherwise.",
     )
-    p.add_argument("model", metavar="MODEL", help="a run directory, a model.pt, an .onnx from 'mnistlite export', or mnistlite_flagship / mnistlite_frontier (shipped weights)")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
+        "or mnistlite_flagship / mnistlite_frontier (shipped weights)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch/onnxruntime threads per prediction (default 1: requests run in parallel instead)")
-    p.add_argument("--trust-code", action="store_true",
-                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/onnxruntime threads per prediction (default 1: requests run in parallel instead)",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
+    )
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=run)
 
@@ -70,10 +84,15 @@ def run(args) -> int:
     acc = f"{info.test_acc:.2f}% test accuracy" if info.test_acc is not None else "test accuracy unknown"
     params = f"{info.params:,} params" if info.params is not None else "params unknown"
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Serving {info.model} ({params}, {acc}, {info.backend}) on http://{shown}:{args.port}/  (Ctrl-C stops)",
-          flush=True)
+    print(
+        f"Serving {info.model} ({params}, {acc}, {info.backend}) on http://{shown}:{args.port}/  (Ctrl-C stops)",
+        flush=True,
+    )
     if not _is_loopback(args.host):
-        print(f"warning: listening on {args.host}: other machines can reach this server; it has no authentication",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: listening on {args.host}: other machines can reach this server; it has no authentication",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
     return 0

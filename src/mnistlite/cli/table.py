@@ -4,6 +4,7 @@
 `--tag ladder` (with the flagship and frontier added) the params -> accuracy
 frontier with its plot.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,9 @@ def run(args) -> int:
     seeds = seeds_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
     over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
-    rows = load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
+    rows = (
+        load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
+    )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")
     table = markdown_table(rows, claims=args.tag == "seed")

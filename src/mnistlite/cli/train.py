@@ -1,4 +1,5 @@
 """`mnistlite train`: one run of one model, into its own run directory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,11 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-s<seed>-<time>)")
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="parent of default run directories")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
-    p.add_argument("--trust-code", action="store_true",
-                   help="allow rebuilding a user model from the run's copy of its source (runs that code)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dry_run(p)
     p.set_defaults(func=run)
@@ -23,8 +27,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.resume:
-        train(None, run_dir=Path(args.resume), resume=True, progress=False if args.no_progress else None,
-              trust_code=args.trust_code)
+        train(
+            None,
+            run_dir=Path(args.resume),
+            resume=True,
+            progress=False if args.no_progress else None,
+            trust_code=args.trust_code,
+        )
         return 0
     cfg = config_from_args(args, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)

@@ -1,4 +1,5 @@
 """`mnistlite tune FILE.toml`: train every candidate of a tuning file per seed and rank them on validation."""
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,11 @@ def register(sub) -> None:
     add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1); on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,8 +45,15 @@ def run(args) -> int:
         for c in tf.candidates:
             tf.config(c, tf.seeds[0], overrides)
     out = file_out(args, DEFAULT_ROOT)
-    summary = run_tuning(tf, out, seeds=seeds, overrides=overrides, jobs=args.jobs, threads=args.threads,
-                         command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())))
+    summary = run_tuning(
+        tf,
+        out,
+        seeds=seeds,
+        overrides=overrides,
+        jobs=args.jobs,
+        threads=args.threads,
+        command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())),
+    )
     print(table(summary))
     print(f"wrote {out / TUNING_JSON} and {out / TUNING_MD}")
     failed = failed_runs(summary)

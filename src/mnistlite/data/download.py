@@ -4,6 +4,7 @@ Writes go to a temporary file beside the target and are renamed into place only
 once the md5 matches, so an interrupted or corrupted download never leaves a
 file that a later run would mistake for a good one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,12 +34,14 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 def missing_files_error(spec: DatasetSpec, root: Path, missing: list[str], why: str) -> MnistliteError:
     folder = Path(root) / spec.folder
-    return MnistliteError((
-        f"{spec.name} files missing: {', '.join(missing)} ({why}). "
-        f"Put the four files ({', '.join(f.name for f in spec.files)}, plain or .gz) in {folder}, "
-        f"or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
-        f"that has {spec.folder}/ with them."
-    ).replace("\n", " "))
+    return MnistliteError(
+        (
+            f"{spec.name} files missing: {', '.join(missing)} ({why}). "
+            f"Put the four files ({', '.join(f.name for f in spec.files)}, plain or .gz) in {folder}, "
+            f"or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
+            f"that has {spec.folder}/ with them."
+        ).replace("\n", " ")
+    )
 
 
 def _stream(url: str, out, timeout: float) -> str:
@@ -47,8 +50,9 @@ def _stream(url: str, out, timeout: float) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
         # disable=None: no bar when stderr is not a terminal (CI logs).
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  leave=False, disable=None) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False, disable=None
+        ) as bar:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 md5.update(chunk)
@@ -108,6 +112,8 @@ def ensure_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path]:
                 # Stop at the first file no mirror serves: when offline, trying
                 # the rest would only multiply the timeouts.
                 missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
-                raise missing_files_error(spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}")
+                raise missing_files_error(
+                    spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}"
+                )
         found[f.name] = path
     return found

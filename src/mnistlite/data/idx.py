@@ -9,6 +9,7 @@ Every fault a user can cause (a missing, half-downloaded or wrong file) raises
 `MnistliteError` with one line that names the file, so the CLI can print it as
 is. Anything else escaping from here is a bug: a property test feeds random bytes.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -78,8 +79,7 @@ def _check_magic(path: Path, magic: int, expected: int) -> None:
     got += f", {_KIND[magic]})" if magic in _KIND else ")"
     raise _fault(
         path,
-        f"wrong magic number {got}: expected {expected} ({_KIND[expected]}); "
-        "is this the right file?",
+        f"wrong magic number {got}: expected {expected} ({_KIND[expected]}); is this the right file?",
     )
 
 
@@ -155,7 +155,6 @@ def read_labels(path: str | Path, expected_sha256: str | None = None) -> np.ndar
         i = int(bad[0])
         raise _fault(
             Path(path),
-            f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} "
-            f"({bad.size} bad labels in all)",
+            f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} ({bad.size} bad labels in all)",
         )
     return labels

@@ -10,12 +10,13 @@ A data set's read-only system folders (Debian's Fashion-MNIST package) are
 searched along with each root. Missing files are downloaded only into the
 resolved root (`resolve_data_root`), never into the shared or system folders.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def to(self, device: str | torch.device) -> "Split":
+    def to(self, device: str | torch.device) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
 
@@ -58,12 +59,12 @@ class Dataset:
     classes: list[str]
     files: dict[str, str] = field(default_factory=dict)  # base name -> path read, for run records
 
-    def to(self, device: str | torch.device) -> "Dataset":
+    def to(self, device: str | torch.device) -> Dataset:
         """The same data set with every split on `device` (a no-op when already there)."""
         val = self.val.to(device) if self.val is not None else None
         return replace(self, train=self.train.to(device), val=val, test=self.test.to(device))
 
-    def subset_train(self, n: int) -> "Dataset":
+    def subset_train(self, n: int) -> Dataset:
         """The first `n` training images only (smoke runs and tests); val and test unchanged."""
         return replace(self, train=Split(self.train.images[:n], self.train.labels[:n]))
 

@@ -3,6 +3,7 @@
 Folders follow torchvision's layout (`<root>/MNIST/raw/...`), so a data root
 already filled by torchvision works here unchanged, and the other way round.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,8 +89,16 @@ FASHION_MNIST = DatasetSpec(
     mean=0.2860,
     std=0.3530,
     classes=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
     # `apt-get install dataset-fashion-mnist` puts the four .gz files, with
     # the same base names, flat in this folder.

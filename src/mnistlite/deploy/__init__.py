@@ -9,6 +9,7 @@ The optional dependencies (onnx, onnxruntime, fastapi, uvicorn, pillow, ...)
 come with `pip install 'mnistlite[deploy]'`; `require` turns a missing one into
 a one-line error that says so, instead of an ImportError traceback.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -19,14 +19,16 @@ activations quantised on the fly. Static: QDQ format, int8 weights per
 channel, activation ranges calibrated (MinMax) on CALIB_N training images.
 Each is scored on the full test set next to the float model.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +37,17 @@ from .. import __version__
 from ..errors import MnistliteError
 from . import require
 from .predict import (
-    META_CLASSES, META_DATASET, META_MEAN, META_MODEL, META_PARAMS, META_STD, META_TEST_ACC, META_VERSION,
-    OnnxPredictor, RunModel, load_run,
+    META_CLASSES,
+    META_DATASET,
+    META_MEAN,
+    META_MODEL,
+    META_PARAMS,
+    META_STD,
+    META_TEST_ACC,
+    META_VERSION,
+    OnnxPredictor,
+    RunModel,
+    load_run,
 )
 
 DEFAULT_OPSET = 17
@@ -109,8 +120,15 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
         torch.onnx.export(
-            model, (dummy,), str(path), input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, do_constant_folding=True, dynamo=False,
+            model,
+            (dummy,),
+            str(path),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            opset_version=opset,
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            do_constant_folding=True,
+            dynamo=False,
         )
 
 
@@ -122,8 +140,9 @@ def compare(model: torch.nn.Module, onnx_path: Path, images: torch.Tensor) -> tu
     return float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
 
 
-def accuracy(logits_fn: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, labels: torch.Tensor,
-             batch: int = 2000) -> tuple[float, np.ndarray]:
+def accuracy(
+    logits_fn: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, labels: torch.Tensor, batch: int = 2000
+) -> tuple[float, np.ndarray]:
     """(accuracy in percent, the argmax of every image)."""
     pred = np.concatenate([logits_fn(images[s : s + batch]).argmax(1) for s in range(0, len(labels), batch)])
     return 100.0 * float((pred == labels.numpy()).mean()), pred
@@ -157,8 +176,13 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
         elif mode == "static":
             assert calib is not None
             q.quantize_static(
-                str(prep), str(out), _Calibration(calib), quant_format=q.QuantFormat.QDQ,
-                activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
+                str(prep),
+                str(out),
+                _Calibration(calib),
+                quant_format=q.QuantFormat.QDQ,
+                activation_type=q.QuantType.QInt8,
+                weight_type=q.QuantType.QInt8,
+                per_channel=True,
                 calibrate_method=q.CalibrationMethod.MinMax,
             )
         else:
@@ -231,8 +255,15 @@ def export_run(
     finally:
         tmp.unlink(missing_ok=True)
     report = ExportReport(
-        model=run.config.model, params=run.params, path=out, opset=opset, size_bytes=out.stat().st_size,
-        verify_n=n, max_abs_diff=diff, argmax_agree=agree, test_n=len(test),
+        model=run.config.model,
+        params=run.params,
+        path=out,
+        opset=opset,
+        size_bytes=out.stat().st_size,
+        verify_n=n,
+        max_abs_diff=diff,
+        argmax_agree=agree,
+        test_n=len(test),
     )
     echo(
         f"Exported {run.config.model} ({run.params:,} params) -> {out}\n"
@@ -247,8 +278,10 @@ def export_run(
     with torch.inference_mode():
         report.torch_test_acc = accuracy(lambda x: model(x).numpy(), test.images, test.labels)[0]
     report.onnx_test_acc, float_argmax = accuracy(float_pred.logits, test.images, test.labels)
-    echo(f"  test accuracy ({len(test):,} images): torch {report.torch_test_acc:.2f}%, "
-         f"onnx float {report.onnx_test_acc:.2f}%")
+    echo(
+        f"  test accuracy ({len(test):,} images): torch {report.torch_test_acc:.2f}%, "
+        f"onnx float {report.onnx_test_acc:.2f}%"
+    )
     for mode in quantize_modes:
         qpath = quant_path(out, mode)
         calib = data.train.images[:CALIB_N] if mode == "static" else None
@@ -257,12 +290,20 @@ def export_run(
         qacc, q_argmax = accuracy(OnnxPredictor(qpath).logits, test.images, test.labels)
         agree_q = int((q_argmax == float_argmax).sum())
         entry = {
-            "mode": mode, "path": str(qpath), "size_bytes": qpath.stat().st_size, "test_acc": qacc,
-            "float_test_acc": report.onnx_test_acc, "argmax_agree_with_float": agree_q,
+            "mode": mode,
+            "path": str(qpath),
+            "size_bytes": qpath.stat().st_size,
+            "test_acc": qacc,
+            "float_test_acc": report.onnx_test_acc,
+            "argmax_agree_with_float": agree_q,
             "calibration_images": len(calib) if calib is not None else 0,
         }
         report.quantized.append(entry)
-        how = f"calibrated on {len(calib)} training images" if calib is not None else "weights only, activations at run time"
+        how = (
+            f"calibrated on {len(calib)} training images"
+            if calib is not None
+            else "weights only, activations at run time"
+        )
         echo(
             f"Quantized int8 ({mode}, {how}) -> {qpath}, {_size(entry['size_bytes'])}\n"
             f"  test accuracy {qacc:.2f}% (float {report.onnx_test_acc:.2f}%, "

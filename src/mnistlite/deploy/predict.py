@@ -9,12 +9,14 @@ model.pt is loaded with weights_only=True (a crafted pickle cannot run code);
 an .onnx carries what preprocessing needs (mean, std, model name, classes) in
 its metadata_props, written by `mnistlite export` (keys in META_*).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,10 +96,16 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
         pt = path / rd.MODEL if path.is_dir() else path
     if not pt.is_file():
         if path.is_dir():
-            raise MnistliteError(f"{path}: not a finished run directory (no {rd.MODEL}); train one with 'mnistlite train'")
+            raise MnistliteError(
+                f"{path}: not a finished run directory (no {rd.MODEL}); train one with 'mnistlite train'"
+            )
         raise MnistliteError(f"{path}: no such file or directory (nor a model with shipped weights)")
     ckpt = load_checkpoint(pt)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
+    if (
+        not isinstance(ckpt, dict)
+        or not isinstance(ckpt.get("model"), dict)
+        or not isinstance(ckpt.get("config"), dict)
+    ):
         raise MnistliteError(f"{pt}: not a mnistlite model file (expected a dict with 'model' and 'config')")
     cfg = TrainConfig.from_dict(ckpt["config"])
     entry = None if meta else entry_from_run(pt.parent, ckpt["config"], trust_code=trust_code)
@@ -118,9 +126,14 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
     if spec is None:
         raise MnistliteError(f"{pt}: trained on unknown data set {cfg.dataset!r}")
     return RunModel(
-        model=model, config=cfg, params=int(ckpt.get("params") or count_params(model)),
-        result=result if isinstance(result, dict) else None, path=pt,
-        mean=spec.mean, std=spec.std, classes=list(spec.classes),
+        model=model,
+        config=cfg,
+        params=int(ckpt.get("params") or count_params(model)),
+        result=result if isinstance(result, dict) else None,
+        path=pt,
+        mean=spec.mean,
+        std=spec.std,
+        classes=list(spec.classes),
     )
 
 
@@ -146,13 +159,17 @@ class Predictor:
         out = []
         for p in self.probs(x):
             order = np.argsort(-p, kind="stable")[:top]
-            out.append({
-                "digit": int(order[0]),
-                "label": self.info.classes[order[0]],
-                "prob": round(float(p[order[0]]), 6),
-                "top": [{"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in order],
-                "probs": [round(float(v), 6) for v in p],
-            })
+            out.append(
+                {
+                    "digit": int(order[0]),
+                    "label": self.info.classes[order[0]],
+                    "prob": round(float(p[order[0]]), 6),
+                    "top": [
+                        {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in order
+                    ],
+                    "probs": [round(float(v), 6) for v in p],
+                }
+            )
         return out
 
     def preprocess(self, src: Source) -> torch.Tensor:
@@ -166,8 +183,15 @@ class TorchPredictor(Predictor):
     def __init__(self, run: RunModel):
         self.model = run.model.eval()
         self.info = ModelInfo(
-            model=run.config.model, params=run.params, test_acc=run.test_acc, mean=run.mean, std=run.std,
-            classes=run.classes, dataset=run.config.dataset, backend="torch", path=str(run.path),
+            model=run.config.model,
+            params=run.params,
+            test_acc=run.test_acc,
+            mean=run.mean,
+            std=run.std,
+            classes=run.classes,
+            dataset=run.config.dataset,
+            backend="torch",
+            path=str(run.path),
         )
 
     @torch.inference_mode()
@@ -203,8 +227,12 @@ class OnnxPredictor(Predictor):
                 model=meta.get(META_MODEL, path.stem),
                 params=int(meta[META_PARAMS]) if meta.get(META_PARAMS) else None,
                 test_acc=float(meta[META_TEST_ACC]) if meta.get(META_TEST_ACC) else None,
-                mean=float(meta[META_MEAN]), std=float(meta[META_STD]), classes=[str(c) for c in classes],
-                dataset=meta.get(META_DATASET, "mnist"), backend="onnxruntime", path=str(path),
+                mean=float(meta[META_MEAN]),
+                std=float(meta[META_STD]),
+                classes=[str(c) for c in classes],
+                dataset=meta.get(META_DATASET, "mnist"),
+                backend="onnxruntime",
+                path=str(path),
             )
         except (ValueError, TypeError) as e:
             raise MnistliteError(f"{path}: malformed mnistlite metadata: {e}") from None

@@ -21,6 +21,7 @@ which is where we put it. Steps here:
 `preprocess_image` raises nothing but MnistliteError for any input bytes
 (subclasses say what HTTP status a server should answer with).
 """
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,6 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ INK_THRESHOLD = 0.25  # of the ink's peak: what counts for the bounding box
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FIT, SIDE, CENTRE = 20, 28, 14.0
 
-Source = Union[bytes, bytearray, memoryview, str, os.PathLike]
+Source = bytes | bytearray | memoryview | str | os.PathLike
 
 
 class ImageError(MnistliteError):
@@ -80,9 +80,7 @@ def read_source(src: Source) -> bytes:
             if not stat.S_ISREG(st.st_mode):
                 raise ImageError("not a regular file")
             if st.st_size > MAX_BYTES:
-                raise ImageTooLarge(
-                    f"file is {st.st_size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB"
-                )
+                raise ImageTooLarge(f"file is {st.st_size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB")
             with open(path, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
         except FileNotFoundError:
@@ -110,8 +108,9 @@ def decode_gray(data: bytes) -> np.ndarray:
             with Image.open(io.BytesIO(data), formats=FORMATS) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageTooLarge(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                                        f"{MAX_PIXELS / 1e6:.0f}")
+                    raise ImageTooLarge(
+                        f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is {MAX_PIXELS / 1e6:.0f}"
+                    )
                 if w < 1 or h < 1:
                     raise ImageError(f"image has no pixels ({w}x{h})")
                 img.load()

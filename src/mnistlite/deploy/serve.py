@@ -15,6 +15,7 @@ from Content-Length and again while reading), 415 an unsupported Content-Type,
 here (no CDN; a Content-Security-Policy of 'self' enforces it), and the
 interactive API docs, which would load from a CDN, are turned off.
 """
+
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time,
 # and `Request` is imported inside create_app (fastapi is an optional dependency).
 import time
@@ -28,8 +29,16 @@ from .preprocess import ImageError, mnist_pixels, normalise
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 RAW_TYPES = {
-    "", "application/octet-stream", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/tiff",
-    "image/webp", "image/x-portable-anymap", "image/x-portable-graymap",
+    "",
+    "application/octet-stream",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/x-portable-anymap",
+    "image/x-portable-graymap",
 }
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -37,8 +46,13 @@ CSP = (
 )
 
 
-def create_app(model_path: str | Path | None = None, *, predictor: Predictor | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES, trust_code: bool = False):
+def create_app(
+    model_path: str | Path | None = None,
+    *,
+    predictor: Predictor | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    trust_code: bool = False,
+):
     """The FastAPI app for one model (a run directory, model.pt or .onnx; or a loaded `predictor`)."""
     fastapi = require("fastapi", "mnistlite serve")
     try:
@@ -69,15 +83,21 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(
-            STATIC / "index.html", media_type="text/html; charset=utf-8",
+            STATIC / "index.html",
+            media_type="text/html; charset=utf-8",
             headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
         )
 
     @app.get("/api/info")
     def api_info() -> dict[str, Any]:
         return {
-            "model": info.model, "params": info.params, "test_acc": info.test_acc, "dataset": info.dataset,
-            "classes": info.classes, "backend": info.backend, "file": Path(info.path).name,
+            "model": info.model,
+            "params": info.params,
+            "test_acc": info.test_acc,
+            "dataset": info.dataset,
+            "classes": info.classes,
+            "backend": info.backend,
+            "file": Path(info.path).name,
             "max_upload_bytes": max_upload_bytes,
         }
 
@@ -87,8 +107,11 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
         ctype = request.headers.get("content-type", "")
         base = ctype.split(";")[0].strip().lower()
         if base not in RAW_TYPES and base != "multipart/form-data":
-            return error(415, f"unsupported Content-Type {base!r}: send the image bytes as image/png "
-                              "(or another image/* type), or as a file in multipart/form-data")
+            return error(
+                415,
+                f"unsupported Content-Type {base!r}: send the image bytes as image/png "
+                "(or another image/* type), or as a file in multipart/form-data",
+            )
         length = request.headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
@@ -102,6 +125,7 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
                 return error(413, f"request body exceeds the limit of {max_upload_bytes:,} bytes")
         data = bytes(body)
         if base == "multipart/form-data":
+
             async def once():
                 yield data
 

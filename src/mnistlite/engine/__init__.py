@@ -1,2 +1,3 @@
 """Training: the loop, optimizers and schedules, device selection."""
+
 from .trainer import RunResult, TrainingDiverged, TrainingInterrupted, evaluate, train  # noqa: F401

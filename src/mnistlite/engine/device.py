@@ -1,4 +1,5 @@
 """Pick the compute device and set CPU threading once per process."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Optimizer and learning-rate schedule from a TrainConfig."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     # CPU it saved about 2% of a Model3 step.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay, foreach=True,
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+            foreach=True,
         )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -39,10 +44,16 @@ class Schedule:
             # (a few batches) give every phase at least two steps.
             pct = min(max(cfg.pct_start, 2.0 / total), 1.0 - 2.0 / total)
             self.sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                pct_start=pct, div_factor=cfg.div_factor,
-                final_div_factor=cfg.final_div_factor, anneal_strategy=cfg.anneal_strategy,
-                three_phase=cfg.three_phase, cycle_momentum=cycle_momentum,
+                optimizer,
+                max_lr=cfg.max_lr,
+                epochs=cfg.epochs,
+                steps_per_epoch=steps_per_epoch,
+                pct_start=pct,
+                div_factor=cfg.div_factor,
+                final_div_factor=cfg.final_div_factor,
+                anneal_strategy=cfg.anneal_strategy,
+                three_phase=cfg.three_phase,
+                cycle_momentum=cycle_momentum,
             )
         elif cfg.scheduler == "step":
             self.sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)

@@ -8,16 +8,18 @@ Every epoch ends with a checkpoint (model, optimizer, schedule, every RNG
 state, metrics so far) written atomically, so `--resume` continues an
 interrupted run to the same final weights as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -201,8 +203,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
-
-
 def _check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> None:
     """A resumable checkpoint of this very config, or a one-line MnistliteError."""
     keys = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
@@ -272,8 +272,14 @@ class Parts:
         return logits, loss
 
 
-def build_parts(cfg: TrainConfig, data: Dataset, device: torch.device, entry: ModelEntry | None = None,
-                echo: Callable[[str], None] | None = None, fast_path: bool = True) -> Parts:
+def build_parts(
+    cfg: TrainConfig,
+    data: Dataset,
+    device: torch.device,
+    entry: ModelEntry | None = None,
+    echo: Callable[[str], None] | None = None,
+    fast_path: bool = True,
+) -> Parts:
     torch.manual_seed(cfg.seed)
     entry = entry or get_entry(cfg.model)
     model = entry.build(dropout=cfg.dropout)
@@ -348,7 +354,8 @@ def train(
         elif cfg.model_sha256 != entry.code.sha256:
             raise MnistliteError(
                 f"{entry.code.path} changed after this run was planned (its SHA-256 is no longer the config's); "
-                "run the command again to train the file as it is now")
+                "run the command again to train the file as it is now"
+            )
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir, resume=resume) if run_dir is not None else None
     echo = Echo(out / rd.LOG if out else None, quiet=quiet)
@@ -358,9 +365,17 @@ def train(
         echo.close()
 
 
-def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data: Dataset | None,
-           progress: bool | None, echo: Echo, on_epoch: Callable[[dict[str, Any]], None] | None,
-           t_start: float, entry: ModelEntry) -> RunResult:
+def _train(
+    cfg: TrainConfig,
+    out: Path | None,
+    ckpt: dict[str, Any] | None,
+    data: Dataset | None,
+    progress: bool | None,
+    echo: Echo,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    t_start: float,
+    entry: ModelEntry,
+) -> RunResult:
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
 
     threads = set_threads(cfg.threads)
@@ -373,20 +388,25 @@ def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data
 
     if data is None:
         data = load_dataset(
-            cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, limit_train=cfg.limit_train,
+            cfg.dataset,
+            data_dir=cfg.data_dir,
+            val_size=cfg.val_size,
+            limit_train=cfg.limit_train,
             download=cfg.download,
         )
     data = data.to(device)
     prof = profile_entry(entry)
     if out is not None and ckpt is None:
         rd.atomic_write_text(
-            out / rd.SUMMARY,
-            f"{prof.table}\nMACs per image: {prof.macs:,}\nBudget: {budget_verdict(prof.params)}\n")
+            out / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\nBudget: {budget_verdict(prof.params)}\n"
+        )
     parts = build_parts(cfg, data, device, entry, echo)
     model, optimizer, schedule, gen = parts.model, parts.optimizer, parts.schedule, parts.generator
     params = count_params(model)
-    echo(f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
-         f"{threads} CPU threads")
+    echo(
+        f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
+        f"{threads} CPU threads"
+    )
     train_x, train_y = data.train.images, data.train.labels
     n, bs, steps = len(train_y), parts.batch_size, parts.steps
     autocast = parts.autocast
@@ -449,8 +469,12 @@ def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data
             echo(f"Train loss={loss.item():.4f} batch_id={steps - 1} Accuracy={train_acc:.2f}")
             schedule.after_epoch()
             row: dict[str, Any] = {
-                "epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                "val_loss": None, "val_acc": None,
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "val_loss": None,
+                "val_acc": None,
             }
             judged = parts.eval_model
             if data.val is not None:
@@ -460,10 +484,12 @@ def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data
             if parts.ema is not None:  # the same trajectory without the average: what the EMA bought
                 same = judged is model  # the average is not ready yet: the raw weights were judged
                 if data.val is not None:
-                    row["raw_val_acc"] = row["val_acc"] if same else evaluate(
-                        model, data.val, cfg.eval_batch_size, autocast)[1]
-                row["raw_test_acc"] = row["test_acc"] if same else evaluate(
-                    model, data.test, cfg.eval_batch_size, autocast)[1]
+                    row["raw_val_acc"] = (
+                        row["val_acc"] if same else evaluate(model, data.val, cfg.eval_batch_size, autocast)[1]
+                    )
+                row["raw_test_acc"] = (
+                    row["test_acc"] if same else evaluate(model, data.test, cfg.eval_batch_size, autocast)[1]
+                )
             n_test = len(data.test)
             echo(
                 f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
@@ -485,8 +511,18 @@ def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data
 
     wall = time.perf_counter() - t_start
     where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
-    result = RunResult(cfg, params, rows, wall, out, rd.summarize_metrics(rows), macs=prof.macs, device=where,
-                       model=parts.eval_model.eval(), architecture=architecture_of(parts.eval_model))
+    result = RunResult(
+        cfg,
+        params,
+        rows,
+        wall,
+        out,
+        rd.summarize_metrics(rows),
+        macs=prof.macs,
+        device=where,
+        model=parts.eval_model.eval(),
+        architecture=architecture_of(parts.eval_model),
+    )
     if out is not None:
         try:
             _finish_run_dir(out, parts.eval_model, cfg, result)
@@ -497,8 +533,7 @@ def _train(cfg: TrainConfig, out: Path | None, ckpt: dict[str, Any] | None, data
             ) from None
     echo(
         f"Done: final test {result.summary['final_test_acc']:.2f}%, best {result.summary['best_test_acc']:.2f}%, "
-        f"last-3 min {result.summary['last3_min_test_acc']:.2f}% in {wall:.1f}s"
-        + (f" -> {out}" if out else "")
+        f"last-3 min {result.summary['last3_min_test_acc']:.2f}% in {wall:.1f}s" + (f" -> {out}" if out else "")
     )
     return result
 
@@ -514,9 +549,7 @@ def _diverged(what: str, epoch: int, cfg: TrainConfig, out: Path | None, rows: l
 
 def _interrupted(signame: str, out: Path | None, epoch: int, rows: list) -> TrainingInterrupted:
     done = rows[-1]["epoch"] if rows else 0
-    where = (
-        f"; continue with: mnistlite train --resume {out}" if out is not None and done else ""
-    )
+    where = f"; continue with: mnistlite train --resume {out}" if out is not None and done else ""
     return TrainingInterrupted(f"{signame}: stopped during epoch {epoch}, {done} epoch(s) saved{where}")
 
 

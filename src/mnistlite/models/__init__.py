@@ -1,4 +1,9 @@
 """The model zoo. Importing this package registers every model."""
+
+from . import (
+    mnistlite_zoo,  # noqa: F401  (registers our own models)
+    seed_zoo,  # noqa: F401  (registers the seed reproductions)
+)
 from .registry import (  # noqa: F401
     BUDGET,
     ModelEntry,
@@ -8,5 +13,3 @@ from .registry import (  # noqa: F401
     list_models,
     register_model,
 )
-from . import seed_zoo  # noqa: F401,E402  (registers the seed reproductions)
-from . import mnistlite_zoo  # noqa: F401,E402  (registers our own models)

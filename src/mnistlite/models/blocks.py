@@ -5,6 +5,7 @@ around each convolution (Conv-BN-ReLU, Conv-ReLU-BN, Dropout after some blocks
 only), so one block with a configurable order keeps every factory a readable
 list of layers that can be checked line by line against its published table.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -60,9 +61,7 @@ def conv_bn_relu(
     layers: list[tuple[str, nn.Module]] = []
     for letter in order:
         if letter == "c":
-            layer: nn.Module = nn.Conv2d(
-                in_channels, out_channels, kernel_size, padding=padding, bias=bias
-            )
+            layer: nn.Module = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
         elif letter == "b":
             layer = nn.BatchNorm2d(out_channels)
         elif letter == "r":

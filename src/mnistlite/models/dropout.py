@@ -1,4 +1,5 @@
 """Dropout with a mask drawn sparsely: exact Bernoulli, a fraction of the cost on a CPU."""
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ bias before BatchNorm is redundant, so dropping it buys parameters for free.
 A search can therefore reject an over-budget spec with `count_params(spec)`
 without constructing anything.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -16,6 +16,7 @@ docs/performance.md):
 Whatever cannot be covered (a forward that fx cannot trace, a BatchNorm whose
 output is used twice) runs as plain torch; `accelerate` says so in one line.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,6 @@ from torch import fx, nn
 
 from .dropout import Dropout
 from .fused import FusedSequential, _fusable_bn, bn_relu_unit
-
 
 
 class _Tracer(fx.Tracer):

@@ -20,6 +20,7 @@ training mode, a CPU tensor in channels_last layout, a tracked and affine BN wit
 a momentum, and no hooks on the fused layers (torchinfo's tables use hooks, so
 they always see the plain layers). Everything else runs the layers one by one.
 """
+
 from __future__ import annotations
 
 import torch
@@ -106,16 +107,18 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
 
 
 def _fusable_bn(bn: nn.Module) -> bool:
-    return (
-        type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
-    )
+    return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
 
 def _nhwc_cpu(x: torch.Tensor) -> bool:
     # float32 only: under bf16 autocast the convs hand over bf16 maps, and the
     # unit's statistics and running buffers are written for float32.
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last))
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 def _hooked(*mods: nn.Module) -> bool:
@@ -154,8 +157,14 @@ def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Module | None = None) 
     What `models/fastpath.py` substitutes for such a run in a traced user `forward`.
     """
     p = float(drop.p) if drop is not None else 0.0
-    if (bn.training and _fusable_bn(bn) and _nhwc_cpu(x) and p <= SPARSE_MAX_P
-            and not (drop is not None and drop.inplace) and not _hooked(bn, *([drop] if drop is not None else []))):
+    if (
+        bn.training
+        and _fusable_bn(bn)
+        and _nhwc_cpu(x)
+        and p <= SPARSE_MAX_P
+        and not (drop is not None and drop.inplace)
+        and not _hooked(bn, *([drop] if drop is not None else []))
+    ):
         return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
     y = torch.relu(bn(x))
     return drop(y) if drop is not None else y

@@ -5,6 +5,7 @@ parametric family (family.py), so their parameter counts are exact by formula.
 Every recipe here was chosen on the validation split (see docs/accuracy.md
 for the protocol); the test set only reports.
 """
+
 from __future__ import annotations
 
 from .family import NetSpec, build
@@ -16,9 +17,22 @@ SOURCE = "mnistlite"
 # light geometric augmentation (MNIST digits are already centred and upright,
 # so strong warps cost more accuracy than they buy).
 BASE_RECIPE = dict(
-    epochs=15, batch_size=128, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=1e-4,
-    scheduler="onecycle", lr=0.01, max_lr=0.08, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
-    rotation=8.0, translate=0.08, scale=0.08, label_smoothing=0.0,
+    epochs=15,
+    batch_size=128,
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=1e-4,
+    scheduler="onecycle",
+    lr=0.01,
+    max_lr=0.08,
+    pct_start=0.25,
+    div_factor=10.0,
+    final_div_factor=100.0,
+    rotation=8.0,
+    translate=0.08,
+    scale=0.08,
+    label_smoothing=0.0,
 )
 
 
@@ -45,7 +59,9 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
 # (flagship_round5.toml): 99.33% / 99.26%.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
-    "mnistlite_flagship", FLAGSHIP, ("mnistlite", "flagship", "ladder", "under8k"),
+    "mnistlite_flagship",
+    FLAGSHIP,
+    ("mnistlite", "flagship", "ladder", "under8k"),
     "Flagship: BN-ReLU family net, pool + 1x1 transition, GAP head; EMA of the weights.",
     ema=0.998,
 )
@@ -63,30 +79,45 @@ _family_model(
 # (frontier_ema2.toml, a slower 0.9995) was not adopted: 99.35% / 99.26%.
 FRONTIER = NetSpec(stages=((8, 12), (24, 24, 24, 24)), transitions=(12,), first_padding=1, sep_stages=1)
 _family_model(
-    "mnistlite_frontier", FRONTIER, ("mnistlite", "frontier", "ladder", "under8k", "under5k"),
+    "mnistlite_frontier",
+    FRONTIER,
+    ("mnistlite", "frontier", "ladder", "under8k", "under5k"),
     "Frontier: 4.5k parameters, depthwise-separable second stage; EMA of the weights.",
-    batch_size=64, ema=0.999,
+    batch_size=64,
+    ema=0.999,
 )
 
 # The budget ladder of the params -> accuracy plot: one shape, scaled in width.
 _family_model(
-    "mnistlite_2k", NetSpec(stages=((4, 8), (8, 8, 8)), transitions=(6,)), ("mnistlite", "ladder", "under8k"),
+    "mnistlite_2k",
+    NetSpec(stages=((4, 8), (8, 8, 8)), transitions=(6,)),
+    ("mnistlite", "ladder", "under8k"),
     "Ladder point at 2.1k parameters.",
 )
 _family_model(
-    "mnistlite_3k", NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,)), ("mnistlite", "ladder", "under8k"),
+    "mnistlite_3k",
+    NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,)),
+    ("mnistlite", "ladder", "under8k"),
     "Ladder point at 3.4k parameters.",
 )
 _family_model(
-    "mnistlite_20k", NetSpec(stages=((12, 24), (24, 24, 24)), transitions=(16,)), ("mnistlite", "ladder"),
+    "mnistlite_20k",
+    NetSpec(stages=((12, 24), (24, 24, 24)), transitions=(16,)),
+    ("mnistlite", "ladder"),
     "Ladder point at 17.4k parameters, trained for 20 epochs (seed 003's setting).",
     epochs=20,
 )
 
 
 # --- registry-free family specs (used by `mnistlite search`) --------------------
-def register_spec(name: str, spec: NetSpec, recipe: dict | None = None, *, tags: tuple[str, ...] = ("family", "search"),
-                  description: str = ""):
+def register_spec(
+    name: str,
+    spec: NetSpec,
+    recipe: dict | None = None,
+    *,
+    tags: tuple[str, ...] = ("family", "search"),
+    description: str = "",
+):
     """Register family `spec` under `name` unless it already is (idempotent).
 
     A search trains many unregistered specs; each gets a name (`family:<json>`)
@@ -113,8 +144,17 @@ def register_spec(name: str, spec: NetSpec, recipe: dict | None = None, *, tags:
 # the trial's, rounded to 4 significant digits.
 SEARCH_8000 = NetSpec(stages=((18,), (16, 14), (6,)), transitions=(18, 14), first_padding=1, dropout=0.0358)
 _family_model(
-    "search_8000", SEARCH_8000, ("mnistlite", "search", "under8k"),
+    "search_8000",
+    SEARCH_8000,
+    ("mnistlite", "search", "under8k"),
     "Found by `mnistlite search --budget 8000`: three stages, 6.3k parameters.",
-    epochs=3, batch_size=64, max_lr=0.1945, pct_start=0.1375, weight_decay=2.201e-05,
-    rotation=10.27, translate=0.0001431, scale=0.01384, label_smoothing=0.027,
+    epochs=3,
+    batch_size=64,
+    max_lr=0.1945,
+    pct_start=0.1375,
+    weight_decay=2.201e-05,
+    rotation=10.27,
+    translate=0.0001431,
+    scale=0.01384,
+    label_smoothing=0.027,
 )

@@ -4,6 +4,7 @@ Each file is the model.pt of seed 1 (the first seed, not the best one) of the
 model's committed five-seed run with its registered recipe; pretrained.json
 names that run, its SHA-256, and its final-epoch test accuracy. Tens of KB each.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,8 @@ def pretrained_file(name: str) -> tuple[Path, dict[str, Any]]:
     cat = catalogue()
     if name not in cat:
         raise MnistliteError(
-            f"no pretrained weights for {name!r}; shipped: {', '.join(cat)}. Train it with 'mnistlite train'")
+            f"no pretrained weights for {name!r}; shipped: {', '.join(cat)}. Train it with 'mnistlite train'"
+        )
     meta = cat[name]
     path = WEIGHTS / meta["file"]
     if hashlib.sha256(path.read_bytes()).hexdigest() != meta["sha256"]:

@@ -4,12 +4,14 @@ A factory is registered with its provenance (`source`), searchable `tags`, the
 training `recipe` it was published with (TrainConfig field overrides) and, for
 reproductions, the parameter count its source states, which tests assert.
 """
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -109,9 +111,7 @@ def get_entry(name: str) -> ModelEntry:
             return resolve(ref)
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise MnistliteError(
-            f"unknown model {name!r}.{hint} Run 'mnistlite models' to list them."
-        ) from None
+        raise MnistliteError(f"unknown model {name!r}.{hint} Run 'mnistlite models' to list them.") from None
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -18,6 +18,7 @@ from the seed README and, where it is silent, from the source repository's
 own training code (named next to each recipe). Anything our TrainConfig cannot
 express is approximated, and the comment says how.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,10 +32,19 @@ from .registry import BUDGET, register_model
 # batch 128, 15 epochs, constant LR, no augmentation). Pinned explicitly, not
 # left to TrainConfig defaults, so a reproduction never drifts when defaults do.
 _CLASSIC: dict[str, Any] = dict(
-    epochs=15, batch_size=128,
-    optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
+    epochs=15,
+    batch_size=128,
+    optimizer="sgd",
+    lr=0.01,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=0.0,
     scheduler="none",
-    rotation=0.0, translate=0.0, scale=0.0, shear=0.0, crop_p=0.0,
+    rotation=0.0,
+    translate=0.0,
+    scale=0.0,
+    shear=0.0,
+    crop_p=0.0,
 )
 
 
@@ -57,8 +67,11 @@ _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 
 
 @register_model(
-    "mnistlite8k_model1", source="MnistLite-8k, Model1", tags=_tags(26_560),
-    recipe=_MNISTLITE8K_BASELINE, stated_params=26_560,
+    "mnistlite8k_model1",
+    source="MnistLite-8k, Model1",
+    tags=_tags(26_560),
+    recipe=_MNISTLITE8K_BASELINE,
+    stated_params=26_560,
 )
 def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.
@@ -82,8 +95,11 @@ def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "mnistlite8k_model2", source="MnistLite-8k, Model2", tags=_tags(5_602),
-    recipe=_MNISTLITE8K_BASELINE, stated_params=5_602,
+    "mnistlite8k_model2",
+    source="MnistLite-8k, Model2",
+    tags=_tags(5_602),
+    recipe=_MNISTLITE8K_BASELINE,
+    stated_params=5_602,
 )
 def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.
@@ -108,7 +124,9 @@ def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "mnistlite8k_model3", source="MnistLite-8k, Model3", tags=_tags(7_864),
+    "mnistlite8k_model3",
+    source="MnistLite-8k, Model3",
+    tags=_tags(7_864),
     # Source run (the one behind the README's 99.42%): SGD(lr=0.03, momentum=0.9,
     # nesterov=True, weight_decay=1e-4), CosineAnnealingLR(T_max=15,
     # eta_min=5e-4), RandomRotation(3) + RandomAffine(translate=0.05, shear=5),
@@ -117,10 +135,18 @@ def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     # 0.03 / 60 = 5e-4. Our approximation: LR stepped per batch instead of per
     # epoch, and OneCycle cycles SGD momentum in 0.85-0.95 instead of fixed 0.9.
     recipe=_recipe(
-        lr=0.03, nesterov=True, weight_decay=1e-4,
-        scheduler="onecycle", max_lr=0.03, div_factor=1.0, pct_start=0.01,
-        final_div_factor=60.0, anneal_strategy="cos",
-        rotation=3.0, translate=0.05, shear=5.0,
+        lr=0.03,
+        nesterov=True,
+        weight_decay=1e-4,
+        scheduler="onecycle",
+        max_lr=0.03,
+        div_factor=1.0,
+        pct_start=0.01,
+        final_div_factor=60.0,
+        anneal_strategy="cos",
+        rotation=3.0,
+        translate=0.05,
+        shear=5.0,
     ),
     stated_params=7_864,
 )
@@ -150,7 +176,9 @@ def mnistlite8k_model3(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "mnist8k_model3", source="MNIST-8k, Model 3", tags=_tags(7_944),
+    "mnist8k_model3",
+    source="MNIST-8k, Model 3",
+    tags=_tags(7_944),
     # README: "step LR scheduler", "more augmentation", 469 batches/epoch (batch
     # 128). The rest from the source (run_experiments.py, data/load_data.py):
     # SGD(lr=0.5, momentum=0.9) (the README's "tinkering with LR values"),
@@ -186,7 +214,8 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "lowparam_7544", source="MNIST Digit Classification Model, 7,544-parameter model",
+    "lowparam_7544",
+    source="MNIST Digit Classification Model, 7,544-parameter model",
     tags=_tags(7_544),
     # All from the README except augmentation: SGD(lr=0.01, momentum=0.9,
     # nesterov=True, weight_decay=1e-4); OneCycleLR(max_lr=0.02, pct_start=0.2,
@@ -195,9 +224,14 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
     # Augmentation from the source's utils.py: RandomRotation((-7, 3)). Ours
     # is symmetric, so we chose +-5 degrees: the same 10-degree spread.
     recipe=_recipe(
-        nesterov=True, weight_decay=1e-4,
-        scheduler="onecycle", max_lr=0.02, pct_start=0.2, div_factor=25.0,
-        final_div_factor=1e4, anneal_strategy="cos",
+        nesterov=True,
+        weight_decay=1e-4,
+        scheduler="onecycle",
+        max_lr=0.02,
+        pct_start=0.2,
+        div_factor=25.0,
+        final_div_factor=1e4,
+        anneal_strategy="cos",
         rotation=5.0,
     ),
     stated_params=7_544,
@@ -228,14 +262,22 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "efficientmnist_20k", source="EfficientMnist-Under20K, Iter6", tags=_tags(13_562),
+    "efficientmnist_20k",
+    source="EfficientMnist-Under20K, Iter6",
+    tags=_tags(13_562),
     # README: 20 epochs. The rest from the source (EfficientMnistNN_Iter6.ipynb):
     # Adam(lr=0.001), StepLR(step_size=15, gamma=0.1), batch 128,
     # RandomApply([CenterCrop(22)], p=0.1) + Resize(28) + RandomRotation(+-15).
     recipe=_recipe(
-        epochs=20, optimizer="adam", lr=0.001,
-        scheduler="step", step_size=15, gamma=0.1,
-        rotation=15.0, crop_p=0.1, crop_size=22,
+        epochs=20,
+        optimizer="adam",
+        lr=0.001,
+        scheduler="step",
+        step_size=15,
+        gamma=0.1,
+        rotation=15.0,
+        crop_p=0.1,
+        crop_size=22,
     ),
     stated_params=13_562,
 )
@@ -273,8 +315,11 @@ _PROGRESSION = _recipe(batch_size=64)
 
 
 @register_model(
-    "progression_model1", source="MNIST training progression (sidrocks), Model_1",
-    tags=_tags(10_970), recipe=_PROGRESSION, stated_params=10_970,
+    "progression_model1",
+    source="MNIST training progression (sidrocks), Model_1",
+    tags=_tags(10_970),
+    recipe=_PROGRESSION,
+    stated_params=10_970,
 )
 def progression_model1(dropout: float | None = None) -> nn.Module:
     """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier.
@@ -297,8 +342,11 @@ def progression_model1(dropout: float | None = None) -> nn.Module:
 
 
 @register_model(
-    "progression_model2", source="MNIST training progression (sidrocks), Model_2",
-    tags=_tags(6_664), recipe=_PROGRESSION, stated_params=6_664,
+    "progression_model2",
+    source="MNIST training progression (sidrocks), Model_2",
+    tags=_tags(6_664),
+    recipe=_PROGRESSION,
+    stated_params=6_664,
 )
 def progression_model2(dropout: float | None = None) -> nn.Module:
     """Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.

@@ -14,6 +14,7 @@ rebuilt as trained after the user has edited the file. Rebuilding from a copy
 runs that copy's code, so it needs an explicit `trust_code=True`
 (`--trust-code`), the convention of Hugging Face's `trust_remote_code`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,10 +24,11 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -138,7 +140,7 @@ def exec_file(data: bytes, filename: str) -> types.ModuleType:
     except MnistliteError:
         sys.modules.pop(mod.__name__, None)
         raise
-    except BaseException as e:  # noqa: BLE001 -- user code raises anything, SystemExit included
+    except BaseException as e:
         sys.modules.pop(mod.__name__, None)
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -199,19 +201,18 @@ def _takes_dropout(fn: Callable[..., Any]) -> bool:
 def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
     """Check that `obj` builds models with no arguments; return a factory taking `dropout`."""
     if isinstance(obj, nn.Module):
-        raise MnistliteError(
-            f"{label} is an nn.Module instance; name its class, or a function that builds a fresh one")
+        raise MnistliteError(f"{label} is an nn.Module instance; name its class, or a function that builds a fresh one")
     if inspect.isclass(obj):
         if not issubclass(obj, nn.Module):
             raise MnistliteError(f"{label} is a class but not an nn.Module subclass")
     elif not callable(obj):
-        raise MnistliteError(
-            f"{label} is {type(obj).__name__!r}, not an nn.Module class or a function returning one")
+        raise MnistliteError(f"{label} is {type(obj).__name__!r}, not an nn.Module class or a function returning one")
     need = [p for p in _required_params(obj) if p != "self"]
     if need:
         raise MnistliteError(
             f"{label} needs argument(s) {', '.join(need)}; mnistlite builds a model with none: give them "
-            "defaults, or name a function that builds it")
+            "defaults, or name a function that builds it"
+        )
     takes_dropout = _takes_dropout(obj)
 
     def build(dropout: float | None = None) -> nn.Module:
@@ -247,8 +248,12 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
         def post(_mod: nn.Module, _inp: Any, _out: Any) -> None:
             stack.pop()
 
-        handles = [h for m in model.modules() if m is not model
-                   for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+        handles = [
+            h
+            for m in model.modules()
+            if m is not model
+            for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))
+        ]
         was_training = model.training
         try:
             model.eval()
@@ -264,7 +269,8 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (CHECK_INPUT[0], CLASSES):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise MnistliteError(
-            f"{label}: a {CHECK_INPUT} batch gave {shape}; mnistlite needs logits of shape (N, {CLASSES})")
+            f"{label}: a {CHECK_INPUT} batch gave {shape}; mnistlite needs logits of shape (N, {CLASSES})"
+        )
     return model
 
 
@@ -285,12 +291,26 @@ def _make_entry(ref: ModelRef, module: types.ModuleType, data: bytes | None, fil
     if ref.attr in found:  # a model the file registered with @register_model
         e = found[ref.attr]
         factory = e.factory
-        entry = ModelEntry(str(ref), factory, e.source or f"user file {ref.target}", tuple(dict.fromkeys(("user",) + e.tags)),
-                           dict(e.recipe), e.stated_params, e.description, code)
+        entry = ModelEntry(
+            str(ref),
+            factory,
+            e.source or f"user file {ref.target}",
+            tuple(dict.fromkeys(("user",) + e.tags)),
+            dict(e.recipe),
+            e.stated_params,
+            e.description,
+            code,
+        )
     else:
         if not hasattr(module, ref.attr):
-            have = sorted(set(found) | {n for n, v in vars(module).items() if inspect.isclass(v)
-                                          and issubclass(v, nn.Module) and v.__module__ == module.__name__})
+            have = sorted(
+                set(found)
+                | {
+                    n
+                    for n, v in vars(module).items()
+                    if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+                }
+            )
             hint = f" (it defines: {', '.join(have)})" if have else ""
             raise MnistliteError(f"{filename}: no model named {ref.attr!r}{hint}")
         obj = getattr(module, ref.attr)
@@ -319,8 +339,11 @@ def file_entries(path: str) -> list[ModelEntry]:
     module = load_file(path)
     names = list(module.__dict__.get("__mnistlite_entries__", {}))
     if not names:
-        names = [n for n, v in vars(module).items()
-                 if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__]
+        names = [
+            n
+            for n, v in vars(module).items()
+            if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+        ]
     return [resolve(ModelRef(target, n)) for n in names]
 
 
@@ -358,14 +381,17 @@ def entry_from_run(run_dir: Path, saved: dict[str, Any], *, trust_code: bool) ->
     if not digest or not copy.is_file():
         raise MnistliteError(
             f"{run_dir}: trained on {name}, whose source was not kept (a model defined in a notebook or "
-            "script); it can only be rebuilt where it was defined")
+            "script); it can only be rebuilt where it was defined"
+        )
     data = read_file(str(copy))
     if sha256(data) != digest:
         raise MnistliteError(
             f"{copy}: SHA-256 {sha256(data)[:12]}... does not match config.json's {str(digest)[:12]}...; the copy "
-            "was changed after training, so this run cannot be rebuilt as trained")
+            "was changed after training, so this run cannot be rebuilt as trained"
+        )
     if not trust_code:
         raise MnistliteError(
             f"{run_dir} was trained on user code ({name}, kept as {MODEL_SOURCE}); rebuilding it runs that code: "
-            "pass --trust-code (trust_code=True in Python) if you trust it")
+            "pass --trust-code (trust_code=True in Python) if you trust it"
+        )
     return entry_from_bytes(ref, data, str(copy))

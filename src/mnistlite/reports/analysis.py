@@ -12,12 +12,14 @@ is the running accuracy on the augmented training batches of each epoch, in
 training mode (dropout on), as the seeds' logs report it; test accuracy is the
 whole test set after the epoch, in eval mode.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import mean, stdev
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..models.registry import BUDGET
 from ..runs.rundir import TARGET
@@ -52,9 +54,18 @@ SEED_SPREAD_PP = 0.1  # sample std of final test accuracy across seeds above thi
 NOISE_PP = 0.05  # a change of final test accuracy within max(this, its standard error) is noise
 
 # Config fields that say where or how fast a run happened, not what was trained.
-NOT_RECIPE = frozenset({
-    "model", "seed", "data_dir", "download", "device", "threads", "eval_batch_size", "channels_last",
-})
+NOT_RECIPE = frozenset(
+    {
+        "model",
+        "seed",
+        "data_dir",
+        "download",
+        "device",
+        "threads",
+        "eval_batch_size",
+        "channels_last",
+    }
+)
 
 
 @dataclass
@@ -201,11 +212,15 @@ def fit(step: StepMetrics) -> Finding:
     end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
     end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
     if min(len(r) for r in runs) < LAST_N:
-        return Finding("fit", "too short", (
-            f"Only {min(len(r) for r in runs)} epoch(s) ran, too few to judge over- or underfitting: the curves "
-            f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
-            f"Train for at least {LAST_N} epochs (the challenge allows {BUDGET_EPOCHS}) before reading the gap."
-        ))
+        return Finding(
+            "fit",
+            "too short",
+            (
+                f"Only {min(len(r) for r in runs)} epoch(s) ran, too few to judge over- or underfitting: the curves "
+                f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
+                f"Train for at least {LAST_N} epochs (the challenge allows {BUDGET_EPOCHS}) before reading the gap."
+            ),
+        )
     gap = mean(step.values(gap_last))
     text = (
         f"Over the last {k} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
@@ -214,36 +229,64 @@ def fit(step: StepMetrics) -> Finding:
     )
     trend = mean(_trend(rows) for rows in runs)
     if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
-        return Finding("fit", "still improving", text + (
-            f" Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
-            "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help."
-        ))
+        return Finding(
+            "fit",
+            "still improving",
+            text
+            + (
+                f" Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
+                "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help."
+            ),
+        )
     swinging = [label for label, rows in step.runs.items() if rows and _swings(rows)]
     if swinging:
         who = "" if step.n == 1 else f" ({', '.join(swinging)})"
-        return Finding("fit", "unstable", text + (
-            f" Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
-            "steady reading: a lower or decaying learning rate should settle it first."
-        ))
+        return Finding(
+            "fit",
+            "unstable",
+            text
+            + (
+                f" Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
+                "steady reading: a lower or decaying learning rate should settle it first."
+            ),
+        )
     if gap > OVERFIT_GAP_PP:
-        return Finding("fit", "overfits", text + (
-            f" Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "
-            "more regularisation or augmentation should help."
-        ))
+        return Finding(
+            "fit",
+            "overfits",
+            text
+            + (
+                f" Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "
+                "more regularisation or augmentation should help."
+            ),
+        )
     if gap < UNDERFIT_GAP_PP:
-        return Finding("fit", "underfits", text + (
-            f" Test is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
-            "than the test set, so the model underfits them and could be trained harder "
-            "(more epochs, a higher learning rate, or less regularisation)."
-        ))
+        return Finding(
+            "fit",
+            "underfits",
+            text
+            + (
+                f" Test is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
+                "than the test set, so the model underfits them and could be trained harder "
+                "(more epochs, a higher learning rate, or less regularisation)."
+            ),
+        )
     if train < UNDERFIT_TRAIN_ACC:
-        return Finding("fit", "underfits", text + (
-            f" Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
-            "it lacks capacity or training time."
-        ))
-    return Finding("fit", "balanced", text + (
-        f" The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting."
-    ))
+        return Finding(
+            "fit",
+            "underfits",
+            text
+            + (
+                f" Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
+                "it lacks capacity or training time."
+            ),
+        )
+    return Finding(
+        "fit",
+        "balanced",
+        text
+        + (f" The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting."),
+    )
 
 
 def speed(step: StepMetrics) -> Finding:
@@ -264,8 +307,10 @@ def speed(step: StepMetrics) -> Finding:
         missing = [k for k, v in d.items() if v is None]
         return s + (f", never for {', '.join(missing)}" if missing else "")
 
-    verdict = "reached" if all(v is not None for v in first.values()) else (
-        "never" if all(v is None for v in first.values()) else "partly"
+    verdict = (
+        "reached"
+        if all(v is not None for v in first.values())
+        else ("never" if all(v is None for v in first.values()) else "partly")
     )
     return Finding("speed", verdict, f"Test accuracy {when(first, FIRST_LEVEL)}, and {when(goal, GOAL_ACC)}.")
 
@@ -274,9 +319,11 @@ def stability(step: StepMetrics) -> Finding:
     """Range and minimum of test accuracy over the last LAST_N epochs of each run."""
     shortest = min(len(r) for r in step.runs.values())
     if shortest < LAST_N:
-        return Finding("stability", "too short", (
-            f"Only {shortest} epoch(s) ran, so stability over the last {LAST_N} epochs cannot be judged."
-        ))
+        return Finding(
+            "stability",
+            "too short",
+            (f"Only {shortest} epoch(s) ran, so stability over the last {LAST_N} epochs cannot be judged."),
+        )
     ranges = step.per_run(range_last)
     mins = step.per_run(min_last)
     worst = max(ranges, key=ranges.get)
@@ -289,10 +336,7 @@ def stability(step: StepMetrics) -> Finding:
     else:
         verdict, word = "fluctuates", f"it fluctuates (between {STABLE_RANGE_PP} and {UNSTABLE_RANGE_PP} pp)"
     if step.n == 1:
-        text = (
-            f"Over the last {LAST_N} epochs test accuracy moved within {r:.2f} pp "
-            f"(lowest {pct(mins[low])}): {word}."
-        )
+        text = f"Over the last {LAST_N} epochs test accuracy moved within {r:.2f} pp (lowest {pct(mins[low])}): {word}."
     else:
         text = (
             f"Over the last {LAST_N} epochs test accuracy moved within at most {r:.2f} pp ({worst}); "
@@ -309,13 +353,19 @@ def seed_spread(step: StepMetrics) -> Finding | None:
     m, s = mean_std(finals)
     assert s is not None
     if s > SEED_SPREAD_PP:
-        return Finding("seeds", "seed-sensitive", (
-            f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std), "
-            f"more than {SEED_SPREAD_PP} pp: the result depends on the seed."
-        ))
-    return Finding("seeds", "consistent", (
-        f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std): consistent."
-    ))
+        return Finding(
+            "seeds",
+            "seed-sensitive",
+            (
+                f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std), "
+                f"more than {SEED_SPREAD_PP} pp: the result depends on the seed."
+            ),
+        )
+    return Finding(
+        "seeds",
+        "consistent",
+        (f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std): consistent."),
+    )
 
 
 def budget(step: StepMetrics) -> Finding:
@@ -348,36 +398,48 @@ def goal(step: StepMetrics) -> Finding:
     """Test accuracy >= GOAL_ACC in each of the last LAST_N epochs, for every run."""
     short = {k: len(r) for k, r in step.runs.items() if len(r) < LAST_N}
     if short:
-        return Finding("goal", "misses", (
-            f"Misses the goal: it needs {GOAL_ACC}% in each of the last {LAST_N} epochs, "
-            f"but only {_by_run(short)} epoch(s) ran."
-        ))
+        return Finding(
+            "goal",
+            "misses",
+            (
+                f"Misses the goal: it needs {GOAL_ACC}% in each of the last {LAST_N} epochs, "
+                f"but only {_by_run(short)} epoch(s) ran."
+            ),
+        )
     mins = step.per_run(min_last)
     failed = {k: v for k, v in mins.items() if v < GOAL_ACC}
     everyone = "" if step.n == 1 else " for both seeds" if step.n == 2 else f" for all {step.n} seeds"
     if not failed:
-        return Finding("goal", "meets", (
-            f"Meets the goal: test accuracy was at least {GOAL_ACC}% in each of the last {LAST_N} epochs"
-            f"{everyone} (lowest {pct(min(mins.values()))})."
-        ))
+        return Finding(
+            "goal",
+            "meets",
+            (
+                f"Meets the goal: test accuracy was at least {GOAL_ACC}% in each of the last {LAST_N} epochs"
+                f"{everyone} (lowest {pct(min(mins.values()))})."
+            ),
+        )
     held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= GOAL_ACC))
     detail = "; ".join(
         f"{k} held {GOAL_ACC}% in {held[k]} of the last {LAST_N} epochs (lowest {pct(v)}, {GOAL_ACC - v:.2f} pp short)"
         for k, v in failed.items()
     )
     met = [k for k in mins if k not in failed]
-    return Finding("goal", "misses", (
-        f"Misses the goal: {detail}" + (f"; {', '.join(met)} met it" if met else "") + "."
-    ))
+    return Finding(
+        "goal", "misses", (f"Misses the goal: {detail}" + (f"; {', '.join(met)} met it" if met else "") + ".")
+    )
 
 
 def challenge(budget_f: Finding, goal_f: Finding) -> Finding:
     """Both together: the challenge is met only within budget and at goal."""
     if budget_f.verdict == "within" and goal_f.verdict == "meets":
-        return Finding("challenge", "meets", (
-            f"This step meets the challenge: under {BUDGET_PARAMS:,} parameters, at most {BUDGET_EPOCHS} epochs, "
-            f"and {GOAL_ACC}% held over the last {LAST_N} epochs."
-        ))
+        return Finding(
+            "challenge",
+            "meets",
+            (
+                f"This step meets the challenge: under {BUDGET_PARAMS:,} parameters, at most {BUDGET_EPOCHS} epochs, "
+                f"and {GOAL_ACC}% held over the last {LAST_N} epochs."
+            ),
+        )
     missing = []
     if budget_f.verdict != "within":
         missing.append("the budget")
@@ -462,10 +524,15 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
         verdict, judged = "worse", "a loss"
     else:
         verdict, judged = "same", "within noise"
-    return Finding("change", verdict, (
-        f"Compared with `{prev.name}`: {what}. Effect: " + "; ".join(nums)
-        + f". The change in final test accuracy is {judged} (noise band ±{noise:.2f} pp)."
-    ))
+    return Finding(
+        "change",
+        verdict,
+        (
+            f"Compared with `{prev.name}`: {what}. Effect: "
+            + "; ".join(nums)
+            + f". The change in final test accuracy is {judged} (noise band ±{noise:.2f} pp)."
+        ),
+    )
 
 
 def analyse(step: StepMetrics, prev: StepMetrics | None = None) -> list[Finding]:

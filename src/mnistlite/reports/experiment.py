@@ -27,6 +27,7 @@ config.json is skipped; one with config.json and checkpoint.pt but no result
 (interrupted) is resumed; one with neither is restarted. A run made with a
 different config is never overwritten unless asked (--rerun-changed).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,9 +35,10 @@ import re
 import shutil
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,8 +80,12 @@ class Step:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "model": self.model, "title": self.title, "target": list(self.target),
-            "notes": self.notes, "recipe": dict(self.recipe),
+            "name": self.name,
+            "model": self.model,
+            "title": self.title,
+            "target": list(self.target),
+            "notes": self.notes,
+            "recipe": dict(self.recipe),
         }
 
 
@@ -129,9 +135,12 @@ def _check_recipe(table: Any, where: str) -> dict[str, Any]:
             raise MnistliteError(f"{where}: unknown recipe field {key!r}{_hint(key, types)}")
         typ = types[key]
         ok = (
-            isinstance(value, bool) if typ is bool
-            else isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float
-            else isinstance(value, int) and not isinstance(value, bool) if typ is int
+            isinstance(value, bool)
+            if typ is bool
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if typ is float
+            else isinstance(value, int) and not isinstance(value, bool)
+            if typ is int
             else isinstance(value, str)
         )
         if not ok:
@@ -149,7 +158,8 @@ def _check_text(value: Any, where: str) -> str:
 
 def _check_seeds(value: Any, where: str) -> tuple[int, ...]:
     if (
-        not isinstance(value, list) or not value
+        not isinstance(value, list)
+        or not value
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
     ):
         raise MnistliteError(f"{where}: seeds must be a non-empty list of integers >= 0, got {value!r}")
@@ -163,7 +173,9 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
     src = str(path)
     for key in doc:
         if key not in TOP_KEYS:
-            raise MnistliteError(f"{src}: unknown top-level key {key!r}{_hint(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+            raise MnistliteError(
+                f"{src}: unknown top-level key {key!r}{_hint(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}"
+            )
     if "title" not in doc:
         raise MnistliteError(f"{src}: missing `title`")
     title = _check_text(doc["title"], f"{src}: title")
@@ -184,13 +196,17 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
             label += f" ({raw['name']!r})"
         for key in raw:
             if key not in STEP_KEYS:
-                raise MnistliteError(f"{label}: unknown key {key!r}{_hint(key, STEP_KEYS)}; allowed: {', '.join(STEP_KEYS)}")
+                raise MnistliteError(
+                    f"{label}: unknown key {key!r}{_hint(key, STEP_KEYS)}; allowed: {', '.join(STEP_KEYS)}"
+                )
         for key in ("name", "model", "target"):
             if key not in raw:
                 raise MnistliteError(f"{label}: missing `{key}`")
         name = _check_text(raw["name"], f"{label}: name")
         if not NAME_RE.match(name):
-            raise MnistliteError(f"{label}: name must be letters, digits, '.', '_' or '-' (it names a folder), got {name!r}")
+            raise MnistliteError(
+                f"{label}: name must be letters, digits, '.', '_' or '-' (it names a folder), got {name!r}"
+            )
         if name in seen:
             raise MnistliteError(f"{label}: another step is already named {name!r}")
         seen.add(name)
@@ -208,8 +224,11 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
             raise MnistliteError(f"{label}: target must be a non-empty list of strings (one per bullet)")
         recipe = _check_recipe(raw.get("recipe", {}), f"{label}: [steps.recipe]")
         step = Step(
-            name=name, model=model, title=_check_text(raw.get("title", ""), f"{label}: title"),
-            target=tuple(t.strip() for t in target), notes=_check_text(raw.get("notes", ""), f"{label}: notes"),
+            name=name,
+            model=model,
+            title=_check_text(raw.get("title", ""), f"{label}: title"),
+            target=tuple(t.strip() for t in target),
+            notes=_check_text(raw.get("notes", ""), f"{label}: notes"),
             recipe=recipe,
         )
         steps.append(step)
@@ -266,8 +285,9 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
         k for k in saved if k not in want and k not in IGNORED_FOR_MATCH
     ]
     old = {k: saved_value(saved, k) for k in keys}
-    return [f"{k} {old[k]!r} -> {want.get(k)!r}" for k in keys
-            if k not in want or not same_value(saved, k, want[k], want)]
+    return [
+        f"{k} {old[k]!r} -> {want.get(k)!r}" for k in keys if k not in want or not same_value(saved, k, want[k], want)
+    ]
 
 
 def run_status(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
@@ -291,8 +311,9 @@ def run_status(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
     return "restart", "interrupted before its first checkpoint"
 
 
-def plan(exp: Experiment, out: Path, seeds: tuple[int, ...] | None = None,
-         overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+def plan(
+    exp: Experiment, out: Path, seeds: tuple[int, ...] | None = None, overrides: dict[str, Any] | None = None
+) -> list[PlannedRun]:
     runs = []
     for step in exp.steps:
         for seed in seeds or exp.seeds:
@@ -333,8 +354,14 @@ class _Data:
         return data.subset_train(cfg.limit_train) if cfg.limit_train else data
 
 
-def experiment_record(exp: Experiment, runs: list[PlannedRun], seeds: tuple[int, ...],
-                      overrides: dict[str, Any], out: Path, command: str = "") -> dict[str, Any]:
+def experiment_record(
+    exp: Experiment,
+    runs: list[PlannedRun],
+    seeds: tuple[int, ...],
+    overrides: dict[str, Any],
+    out: Path,
+    command: str = "",
+) -> dict[str, Any]:
     """experiment.json: the validated experiment plus where each run lives."""
     import os
 
@@ -369,8 +396,14 @@ def _run_shared(todo: list[PlannedRun], out: Path, storage: str, study: str, ech
     jobs = []
     for r in todo:
         over = {k: v for k, v in r.config.to_dict().items() if k not in ("model", "seed")}
-        jobs.append({"model": r.config.model, "seed": r.config.seed, "overrides": over,
-                     "run_dir": str(r.run_dir.relative_to(out))})
+        jobs.append(
+            {
+                "model": r.config.model,
+                "seed": r.config.seed,
+                "overrides": over,
+                "run_dir": str(r.run_dir.relative_to(out)),
+            }
+        )
     data = _Data()
 
     def worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -416,8 +449,13 @@ def run_experiment(
     width = len(str(len(runs)))
     echo(f"{exp.title}: {len(exp.steps)} step(s) x {len(seeds)} seed(s) -> {out}")
     for i, r in enumerate(runs, 1):
-        what = {"new": "to train", "done": "done, skipped", "resume": "to resume",
-                "restart": "to restart", "changed": "made with another config"}[r.status]
+        what = {
+            "new": "to train",
+            "done": "done, skipped",
+            "resume": "to resume",
+            "restart": "to restart",
+            "changed": "made with another config",
+        }[r.status]
         echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {what}" + (f" ({r.detail})" if r.detail else ""))
     if changed and not rerun_changed:
         first = changed[0]
@@ -451,8 +489,13 @@ def run_experiment(
 
         try:
             res = train(
-                None if resume else r.config, run_dir=r.run_dir, resume=resume, data=data(r.config),
-                progress=progress, quiet=True, on_epoch=on_epoch,
+                None if resume else r.config,
+                run_dir=r.run_dir,
+                resume=resume,
+                data=data(r.config),
+                progress=progress,
+                quiet=True,
+                on_epoch=on_epoch,
             )
         except TrainingInterrupted as e:
             why = str(e).split("; continue with")[0]

@@ -13,14 +13,16 @@ come from.
 A report written elsewhere (`mnistlite report ... --out FILE`) keeps its
 images in `<FILE stem>-images/` beside it.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from .. import __version__
@@ -177,7 +179,7 @@ def _plot(series: list[tuple[str, list[tuple[int, float]], dict]], path: Path, t
             continue
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=label, **style)
-        tails.extend(ys[len(ys) // 2:])
+        tails.extend(ys[len(ys) // 2 :])
         top = max(top, *ys)
     ax.axhline(rd.TARGET, color="red", ls="--", lw=1, label=f"{rd.TARGET}% target")
     low = min(tails) if tails else 97.0
@@ -237,12 +239,18 @@ def sections_from_experiment(exp_dir: Path) -> tuple[dict[str, Any], list[Sectio
             else:
                 missing.append(sub)
         title = step.get("title") or ""
-        sections.append(Section(
-            name=step["name"],
-            heading=f"{title} (`{step['name']}`)" if title else f"`{step['name']}`",
-            runs=runs, model=step.get("model", ""), target=list(step.get("target", [])),
-            notes=step.get("notes", ""), missing=missing, image=f"step-{_slug(step['name'])}.png",
-        ))
+        sections.append(
+            Section(
+                name=step["name"],
+                heading=f"{title} (`{step['name']}`)" if title else f"`{step['name']}`",
+                runs=runs,
+                model=step.get("model", ""),
+                target=list(step.get("target", [])),
+                notes=step.get("notes", ""),
+                missing=missing,
+                image=f"step-{_slug(step['name'])}.png",
+            )
+        )
     return meta, sections
 
 
@@ -251,9 +259,15 @@ def sections_from_runs(run_dirs: Sequence[Path], base: Path) -> list[Section]:
     for i, d in enumerate(run_dirs, 1):
         r = load_run(d)
         label = rel_text(d, base)
-        sections.append(Section(
-            name=label, heading=f"`{label}`", runs=[r], model=r.model, image=f"{i:02d}-{_slug(d.name)}.png",
-        ))
+        sections.append(
+            Section(
+                name=label,
+                heading=f"`{label}`",
+                runs=[r],
+                model=r.model,
+                image=f"{i:02d}-{_slug(d.name)}.png",
+            )
+        )
     return sections
 
 
@@ -269,8 +283,21 @@ def _at_target(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _comparison(sections: list[Section], analyses: list[list[an.Finding]], base: Path) -> list[str]:
-    header = ["#", "Step", "Model", "Params", "MACs", "n", "Best test", "Final test", "Lowest last-3",
-              f"Epochs ≥ {rd.TARGET}%", "Budget", "Goal", "Runs"]
+    header = [
+        "#",
+        "Step",
+        "Model",
+        "Params",
+        "MACs",
+        "n",
+        "Best test",
+        "Final test",
+        "Lowest last-3",
+        f"Epochs ≥ {rd.TARGET}%",
+        "Budget",
+        "Goal",
+        "Runs",
+    ]
     rows = []
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         runs = s.with_data
@@ -280,14 +307,23 @@ def _comparison(sections: list[Section], analyses: list[list[an.Finding]], base:
             continue
         v = _verdicts(findings)
         first = runs[0]
-        rows.append([
-            i, s.name, s.model, _int(first.params), _int(first.macs), len(runs),
-            an.pm([r.summary["best_test_acc"] for r in runs]),
-            an.pm([r.summary["final_test_acc"] for r in runs]),
-            an.pct(min(an.min_last(r.rows) for r in runs)),
-            an.pm([len(_at_target(r.rows)) for r in runs], unit="", digits=1),
-            v["budget"].verdict, v["goal"].verdict, links,
-        ])
+        rows.append(
+            [
+                i,
+                s.name,
+                s.model,
+                _int(first.params),
+                _int(first.macs),
+                len(runs),
+                an.pm([r.summary["best_test_acc"] for r in runs]),
+                an.pm([r.summary["final_test_acc"] for r in runs]),
+                an.pct(min(an.min_last(r.rows) for r in runs)),
+                an.pm([len(_at_target(r.rows)) for r in runs], unit="", digits=1),
+                v["budget"].verdict,
+                v["goal"].verdict,
+                links,
+            ]
+        )
     return _table(header, rows, align="rllrrrrrrrlll")
 
 
@@ -320,23 +356,40 @@ def _results(s: Section, base: Path) -> list[str]:
     ]
     if walls:
         lines.append(f"- Wall time per run: {an.pm(walls, unit=' s', digits=0)}")
-    lines += ["", *_table(
-        ["Seed", "Best train", "Final train", "Best test", "Final test", "Lowest last-3",
-         f"Epochs ≥ {rd.TARGET}%", "First ≥ 99%", "Wall s", "Run directory"],
-        [
+    lines += [
+        "",
+        *_table(
             [
-                r.seed, an.pct(x["best_train_acc"]), an.pct(x["final_train_acc"]), an.pct(x["best_test_acc"]),
-                an.pct(x["final_test_acc"]), an.pct(an.min_last(r.rows)),
-                f"{len(a)}" + (f": {an.epoch_list(a)}" if a else ""),
-                an.first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
-                f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
-                f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
-                + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
-            ]
-            for r, x, a in zip(runs, sums, at)
-        ],
-        align="lrrrrrrrrl",
-    )]
+                "Seed",
+                "Best train",
+                "Final train",
+                "Best test",
+                "Final test",
+                "Lowest last-3",
+                f"Epochs ≥ {rd.TARGET}%",
+                "First ≥ 99%",
+                "Wall s",
+                "Run directory",
+            ],
+            [
+                [
+                    r.seed,
+                    an.pct(x["best_train_acc"]),
+                    an.pct(x["final_train_acc"]),
+                    an.pct(x["best_test_acc"]),
+                    an.pct(x["final_test_acc"]),
+                    an.pct(an.min_last(r.rows)),
+                    f"{len(a)}" + (f": {an.epoch_list(a)}" if a else ""),
+                    an.first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
+                    f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
+                    f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
+                    + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
+                ]
+                for r, x, a in zip(runs, sums, at)
+            ],
+            align="lrrrrrrrrl",
+        ),
+    ]
     return lines
 
 
@@ -376,12 +429,28 @@ def _section(i: int, s: Section, findings: list[an.Finding], base: Path, images:
     else:
         out += [f"![{s.name}: train and test accuracy]({rel(images / s.image, base)})", ""]
     if first is not None and first.layer_table:
-        out += ["### Layer table", "", f"From `{rel_text(first.path / rd.SUMMARY, base)}`:", "",
-                "```text", first.layer_table.rstrip("\n"), "```", ""]
+        out += [
+            "### Layer table",
+            "",
+            f"From `{rel_text(first.path / rd.SUMMARY, base)}`:",
+            "",
+            "```text",
+            first.layer_table.rstrip("\n"),
+            "```",
+            "",
+        ]
     log = log_excerpt(runs[0].log, int(runs[0].rows[-1]["epoch"]), LOG_EPOCHS)
     if log:
-        out += ["### Log excerpt", "", f"The last {LOG_EPOCHS} epochs of `{rel_text(runs[0].path / rd.LOG, base)}`:",
-                "", "```text", log, "```", ""]
+        out += [
+            "### Log excerpt",
+            "",
+            f"The last {LOG_EPOCHS} epochs of `{rel_text(runs[0].path / rd.LOG, base)}`:",
+            "",
+            "```text",
+            log,
+            "```",
+            "",
+        ]
     return out
 
 
@@ -433,8 +502,13 @@ def render_report(
         if len(s.with_data) > 1 or (s.with_data and not (s.with_data[0].path / rd.CURVES).is_file()):
             plot_step(s, images / s.image)
         lines += _section(i, s, findings, base, images)
-    lines += ["---", "", f"Generated by mnistlite {__version__}. The analysis rules and their thresholds are in "
-              "`src/mnistlite/reports/analysis.py`.", ""]
+    lines += [
+        "---",
+        "",
+        f"Generated by mnistlite {__version__}. The analysis rules and their thresholds are in "
+        "`src/mnistlite/reports/analysis.py`.",
+        "",
+    ]
     rd.atomic_write_text(report, "\n".join(lines))
     return report
 
@@ -456,12 +530,18 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
         intro += [meta["description"], ""]
     source = meta.get("source")
     src_path = (exp_dir / source) if source else None
-    src = (f"[`{Path(source).name}`]({rel(src_path, base)})" if src_path and src_path.exists()
-           else f"`{source}`" if source else "an experiment file")
+    src = (
+        f"[`{Path(source).name}`]({rel(src_path, base)})"
+        if src_path and src_path.exists()
+        else f"`{source}`"
+        if source
+        else "an experiment file"
+    )
     cmd = meta.get("command") or ""
     intro += [
         f"Experiment {src}, seeds {', '.join(map(str, meta.get('seeds', [])))}"
-        + (f", run as `{cmd}`" if cmd else "") + ". "
+        + (f", run as `{cmd}`" if cmd else "")
+        + ". "
         f"Every number below is read from the run directories linked in each section "
         f"(metrics.csv, result.json); `mnistlite report {meta.get('out') or exp_dir}` regenerates this "
         "file without training.",
@@ -470,11 +550,14 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
     over = meta.get("overrides") or {}
     if over:
         intro += [
-            "**Command-line overrides**: " + ", ".join(f"{k}={v}" for k, v in over.items())
+            "**Command-line overrides**: "
+            + ", ".join(f"{k}={v}" for k, v in over.items())
             + (". These runs are smoke tests, not results." if {"limit_train", "epochs"} & set(over) else "."),
             "",
         ]
-    return render_report(meta.get("title", exp_dir.name), sections, report, _images_for(report, exp_dir / REPORT), intro)
+    return render_report(
+        meta.get("title", exp_dir.name), sections, report, _images_for(report, exp_dir / REPORT), intro
+    )
 
 
 def render_runs(run_dirs: Sequence[str | Path], report: str | Path | None = None) -> Path:
@@ -514,7 +597,9 @@ def expand_dirs(paths: Sequence[str | Path]) -> list[Path]:
         elif not p.exists():
             raise MnistliteError(f"{p}: no such directory")
         else:
-            raise MnistliteError(f"{p}: neither a run directory ({rd.CONFIG}) nor an experiment directory ({EXPERIMENT_JSON})")
+            raise MnistliteError(
+                f"{p}: neither a run directory ({rd.CONFIG}) nor an experiment directory ({EXPERIMENT_JSON})"
+            )
     return out
 
 
@@ -534,13 +619,22 @@ def compare_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     rows = []
     for label, r in zip(unique_labels([r.path for r in runs]), runs):
         s = r.summary
-        rows.append({
-            "run": label, "path": str(r.path), "model": r.model, "seed": r.seed, "params": r.params,
-            "epochs": len(r.rows), "best_test_acc": s.get("best_test_acc"), "final_test_acc": s.get("final_test_acc"),
-            "last3_min_test_acc": s.get("last3_min_test_acc"),
-            "epochs_at_target": s.get("epochs_at_target", []), "wall_seconds": r.wall_seconds,
-            "complete": r.complete,
-        })
+        rows.append(
+            {
+                "run": label,
+                "path": str(r.path),
+                "model": r.model,
+                "seed": r.seed,
+                "params": r.params,
+                "epochs": len(r.rows),
+                "best_test_acc": s.get("best_test_acc"),
+                "final_test_acc": s.get("final_test_acc"),
+                "last3_min_test_acc": s.get("last3_min_test_acc"),
+                "epochs_at_target": s.get("epochs_at_target", []),
+                "wall_seconds": r.wall_seconds,
+                "complete": r.complete,
+            }
+        )
     return rows
 
 
@@ -551,11 +645,18 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     table = [["run", "model", "params", "best test", "final test", "last-3 min", f"epochs >= {rd.TARGET}", "wall s"]]
     for r in rows:
         at = r["epochs_at_target"]
-        table.append([
-            r["run"] + ("" if r["complete"] else " (incomplete)"), r["model"], f(r["params"], ","),
-            f(r["best_test_acc"], ".2f"), f(r["final_test_acc"], ".2f"), f(r["last3_min_test_acc"], ".2f"),
-            f"{len(at)}" + (f" ({an.epoch_list(at)})" if at else ""), f(r["wall_seconds"], ".1f"),
-        ])
+        table.append(
+            [
+                r["run"] + ("" if r["complete"] else " (incomplete)"),
+                r["model"],
+                f(r["params"], ","),
+                f(r["best_test_acc"], ".2f"),
+                f(r["final_test_acc"], ".2f"),
+                f(r["last3_min_test_acc"], ".2f"),
+                f"{len(at)}" + (f" ({an.epoch_list(at)})" if at else ""),
+                f(r["wall_seconds"], ".1f"),
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     left = {0, 1, 6}
     return "\n".join(

@@ -5,11 +5,12 @@ The numbers come from metrics.csv (the per-epoch rows) through
 report and result.json never disagree. Params, MACs and wall time come from
 result.json, or, for a run still in progress, from summary.txt and the rows.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from ..runs import rundir as rd
 
 # Files a run directory may hold; a directory holding anything else is not
 # deleted when an experiment restarts an interrupted run in it.
-RUN_FILES = frozenset({rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT,
-                       rd.MODEL_SOURCE})
+RUN_FILES = frozenset(
+    {rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
+)
 
 
 @dataclass
@@ -127,18 +129,18 @@ def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
     lines = log.rstrip("\n").splitlines()
     first = max(1, last_epoch - epochs + 1)
     starts = [i for i, line in enumerate(lines) if line.strip() == f"Epoch {first}"]
-    return "\n".join(lines[starts[-1]:] if starts else lines[-4 * epochs:])
+    return "\n".join(lines[starts[-1] :] if starts else lines[-4 * epochs :])
 
 
 # --- architecture features, for "what changed from the previous step" ------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _architecture(model: str, dropout: float | None) -> tuple[tuple[str, str], ...]:
     import torch
 
-    from ..models import create_model
     from ..modelinfo import architecture_of
+    from ..models import create_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

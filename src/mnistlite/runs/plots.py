@@ -3,19 +3,21 @@
 In a Jupyter kernel the notebook's own (inline) backend is kept, so that
 `result.plot()` shows in the cell.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
 if "ipykernel" not in sys.modules:
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .rundir import TARGET  # noqa: E402
+from .rundir import TARGET
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -1,5 +1,6 @@
 """A finished run as one JSON-able dict, and back: how a run trained on one
 machine of a shared sweep reaches the others (through the Optuna storage)."""
+
 from __future__ import annotations
 
 from pathlib import Path

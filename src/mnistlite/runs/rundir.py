@@ -12,6 +12,7 @@ Scripts rely on these names (see README), so they are constants here:
     result.json    the headline numbers
     model_source.py  a user model's source file, as trained (its SHA-256 is in config.json)
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -38,7 +40,15 @@ RESULT = "result.json"
 MODEL_SOURCE = "model_source.py"
 
 METRIC_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
 )
 # With --ema the main columns are the averaged weights'; these are the raw ones'.
 OPTIONAL_METRIC_COLUMNS = ("raw_val_acc", "raw_test_acc")

@@ -16,6 +16,7 @@ pct_start, weight decay, rotation/translate/scale strength, batch size
 Trials train a spec under the name `family:<json>` (`spec_name`), which
 `ensure_registered` puts in the process's model registry on first use.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,14 @@ BATCH_SIZES = (64, 128, 256)
 
 # Searched recipe fields; everything else comes from mnistlite_zoo.BASE_RECIPE.
 RECIPE_KEYS = (
-    "max_lr", "pct_start", "weight_decay", "rotation", "translate", "scale", "batch_size", "label_smoothing",
+    "max_lr",
+    "pct_start",
+    "weight_decay",
+    "rotation",
+    "translate",
+    "scale",
+    "batch_size",
+    "label_smoothing",
 )
 
 

@@ -14,6 +14,7 @@ heartbeat thread themselves with `heartbeat(storage, trial_id)`.
 
 Nothing here imports torch: sweep workers that run no training start fast.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -21,8 +22,9 @@ import os
 import socket
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import MnistliteError
 
@@ -163,7 +165,7 @@ def redact(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001  (any unparsable URL: show the part after the credentials)
         return url.split("@")[-1] if "@" in url else url
 
 
@@ -192,7 +194,7 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
         while True:
             try:
                 storage.record_heartbeat(trial_id)
-            except Exception:  # a network blip must not kill the trial; the next beat retries
+            except Exception:  # noqa: BLE001  (a network blip must not kill the trial; the next beat retries)
                 pass
             if stop.wait(interval):
                 return

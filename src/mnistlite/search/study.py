@@ -24,15 +24,17 @@ dies leaves a RUNNING trial whose heartbeat stops; another worker fails it and
 the retry callback re-enqueues it once (storage.py). So the study ends with
 exactly n_trials counted trials.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import MnistliteError
 from . import storage as st
@@ -85,8 +87,12 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
     optuna = st.import_optuna()
     try:
         study = optuna.create_study(
-            storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
-            sampler=sampler, pruner=pruner,
+            storage=storage,
+            study_name=study_name,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=sampler,
+            pruner=pruner,
         )
     except Exception as e:
         if type(e).__module__.startswith("sqlalchemy"):
@@ -135,7 +141,10 @@ def load_search_data(protocol: Protocol, data_dir: str | None = None, download: 
     from ..data import Split, load_dataset
 
     data = load_dataset(
-        protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train,
+        protocol.dataset,
+        data_dir=data_dir,
+        val_size=protocol.val_size,
+        limit_train=protocol.limit_train,
         download=download,
     )
     if data.val is None:
@@ -147,13 +156,18 @@ def load_search_data(protocol: Protocol, data_dir: str | None = None, download: 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     """The TrainConfig of one trial (model registered on the fly)."""
     from ..config import TrainConfig
-
     from .space import ensure_registered
 
     name = ensure_registered(spec, recipe)
     return TrainConfig.for_model(
-        name, epochs=protocol.epochs, val_size=protocol.val_size, limit_train=protocol.limit_train,
-        dataset=protocol.dataset, seed=protocol.seed, **recipe, **run,
+        name,
+        epochs=protocol.epochs,
+        val_size=protocol.val_size,
+        limit_train=protocol.limit_train,
+        dataset=protocol.dataset,
+        seed=protocol.seed,
+        **recipe,
+        **run,
     )
 
 
@@ -254,7 +268,8 @@ def run_search_worker(
             continue
         trial = study.ask()
         ahead = [
-            t for t in study.get_trials(deepcopy=False)
+            t
+            for t in study.get_trials(deepcopy=False)
             if t.number < trial.number and (_counts(t) or t.state == TrialState.RUNNING)
         ]
         if len(ahead) >= n_trials:
@@ -282,16 +297,13 @@ def run_search_worker(
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another worker failed this trial as stale (missed heartbeats: the
             # machine stalled for longer than the grace period); its retry runs it.
-            log(f"trial {trial.number}: failed by another worker after missed heartbeats; "
-                "its retry takes its place")
+            log(f"trial {trial.number}: failed by another worker after missed heartbeats; its retry takes its place")
             continue
         attrs = trial.user_attrs
         if "rejected" in attrs:
             rejected_in_a_row += 1
             if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
-                raise MnistliteError(
-                    f"{MAX_REJECTED_IN_A_ROW} configs in a row were over budget; raise --budget"
-                )
+                raise MnistliteError(f"{MAX_REJECTED_IN_A_ROW} configs in a row were over budget; raise --budget")
             continue
         rejected_in_a_row = 0
         trained += 1
@@ -353,7 +365,7 @@ def param_importances(study) -> tuple[dict[str, float], str]:
                 warnings.simplefilter("ignore")  # "some regimes have less than 2 trials" on small studies
                 imp = optuna.importance.get_param_importances(study, evaluator=make())
             return {k: float(v) for k, v in imp.items()}, name
-        except Exception as e:  # missing scikit-learn, too few trials, ...
+        except Exception as e:  # noqa: BLE001  (missing scikit-learn, too few trials, ...)
             errors.append(f"{name}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     return {}, "none (" + "; ".join(errors) + ")"
 
@@ -363,15 +375,26 @@ def format_table(trials: list) -> str:
     rows = [head]
     for t in trials:
         r = t.user_attrs.get("recipe", {})
-        rows.append([
-            str(t.number), f"{t.value:.2f}", f"{t.user_attrs.get('params', 0):,}", t.user_attrs.get("arch", ""),
-            f"{r.get('max_lr', 0):.3f}", f"{r.get('pct_start', 0):.2f}", f"{r.get('weight_decay', 0):.1e}",
-            str(r.get("batch_size", "")), f"{r.get('rotation', 0):.1f}", f"{r.get('translate', 0):.3f}",
-            f"{r.get('scale', 0):.3f}", f"{r.get('label_smoothing', 0):.3f}",
-        ])
+        rows.append(
+            [
+                str(t.number),
+                f"{t.value:.2f}",
+                f"{t.user_attrs.get('params', 0):,}",
+                t.user_attrs.get("arch", ""),
+                f"{r.get('max_lr', 0):.3f}",
+                f"{r.get('pct_start', 0):.2f}",
+                f"{r.get('weight_decay', 0):.1e}",
+                str(r.get("batch_size", "")),
+                f"{r.get('rotation', 0):.1f}",
+                f"{r.get('translate', 0):.3f}",
+                f"{r.get('scale', 0):.3f}",
+                f"{r.get('label_smoothing', 0):.3f}",
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) if i == 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     for row in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+    )
 
 
 def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -388,8 +411,12 @@ def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = p
         log(format_table(top))
     importances, evaluator = param_importances(study) if len(top) >= 2 else ({}, "none (fewer than 2 completed trials)")
     if importances:
-        log("parameter importances (" + evaluator + "): "
-            + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8]))
+        log(
+            "parameter importances ("
+            + evaluator
+            + "): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8])
+        )
     else:
         log(f"parameter importances skipped: {evaluator}")
     report = {
@@ -405,9 +432,14 @@ def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = p
     (out_dir / "best_trials.json").write_text(json.dumps(report, indent=2) + "\n")
     every = [
         {
-            "number": t.number, "state": t.state.name, "value_val_acc": t.value, "params": t.user_attrs.get("params"),
-            "arch": t.user_attrs.get("arch"), "rejected": t.user_attrs.get("rejected"),
-            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"), "seconds": t.user_attrs.get("seconds"),
+            "number": t.number,
+            "state": t.state.name,
+            "value_val_acc": t.value,
+            "params": t.user_attrs.get("params"),
+            "arch": t.user_attrs.get("arch"),
+            "rejected": t.user_attrs.get("rejected"),
+            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
+            "seconds": t.user_attrs.get("seconds"),
             "val_acc_per_epoch": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
         }
         for t in study.get_trials(deepcopy=False)
@@ -416,15 +448,17 @@ def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = p
     plot_history(study, out_dir / "history.png")
     if importances:
         plot_importances(importances, evaluator, out_dir / "importances.png")
-    log(f"wrote {out_dir / 'best_trials.json'}, {out_dir / 'trials.json'}, {out_dir / 'history.png'}"
-        + (f", {out_dir / 'importances.png'}" if importances else ""))
+    log(
+        f"wrote {out_dir / 'best_trials.json'}, {out_dir / 'trials.json'}, {out_dir / 'history.png'}"
+        + (f", {out_dir / 'importances.png'}" if importances else "")
+    )
     return report
 
 
 def plot_history(study, path: Path) -> None:
-    from ..runs.plots import plt  # Agg backend
-
     from optuna.trial import TrialState
+
+    from ..runs.plots import plt  # Agg backend
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     trials = [t for t in study.get_trials(deepcopy=False) if _counts(t)]
@@ -444,8 +478,14 @@ def plot_history(study, path: Path) -> None:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         if low is not None:
             last = [max(v, low + 0.1) for v in last]  # far-off pruned trials sit on the bottom edge
-        ax.scatter([t.number for t in pruned], last, s=18, marker="x", color="grey",
-                   label="pruned (last val acc, clipped to the axis)")
+        ax.scatter(
+            [t.number for t in pruned],
+            last,
+            s=18,
+            marker="x",
+            color="grey",
+            label="pruned (last val acc, clipped to the axis)",
+        )
     if values:
         ax.set_ylim(low, max(values) + 0.3)
     ax.set_xlabel("trial")
@@ -490,8 +530,15 @@ def best_config(study, **run: Any):
 
 
 def retrain_best(
-    study, seeds: int, out_dir: Path, *, epochs: int | None = None, limit_train: int = 0,
-    data_dir: str | None = None, run: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+    study,
+    seeds: int,
+    out_dir: Path,
+    *,
+    epochs: int | None = None,
+    limit_train: int = 0,
+    data_dir: str | None = None,
+    run: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Retrain the best trial's config on the full training set for seeds 1..`seeds`; test once each.
 
@@ -508,8 +555,10 @@ def retrain_best(
     data = load_dataset(cfg.dataset, data_dir=data_dir, val_size=0, limit_train=limit_train)
     runs_root = out_dir / "retrain-best"
     per_seed = []
-    log(f"retraining trial {t.number} ({t.user_attrs.get('arch')}, {t.user_attrs.get('params'):,} params, "
-        f"search val {t.value:.2f}%) on {len(data.train):,} images, {cfg.epochs} epochs, seeds 1..{seeds}")
+    log(
+        f"retraining trial {t.number} ({t.user_attrs.get('arch')}, {t.user_attrs.get('params'):,} params, "
+        f"search val {t.value:.2f}%) on {len(data.train):,} images, {cfg.epochs} epochs, seeds 1..{seeds}"
+    )
     for seed in range(1, seeds + 1):
         c = cfg.replace(seed=seed)
         run_dir = runs_root / f"seed{seed}"
@@ -517,10 +566,15 @@ def retrain_best(
             raise MnistliteError(f"{run_dir} already exists; pass another --out or move it away")
         res = train(c, run_dir=run_dir, data=data, progress=False, quiet=True)
         final = res.metrics[-1]
-        per_seed.append({
-            "seed": seed, "final_test_acc": final["test_acc"], "final_train_acc": final["train_acc"],
-            "wall_seconds": round(res.wall_seconds, 1), "run_dir": str(run_dir),
-        })
+        per_seed.append(
+            {
+                "seed": seed,
+                "final_test_acc": final["test_acc"],
+                "final_train_acc": final["train_acc"],
+                "wall_seconds": round(res.wall_seconds, 1),
+                "run_dir": str(run_dir),
+            }
+        )
         log(f"seed {seed}: final test {final['test_acc']:.2f}% ({res.wall_seconds:.0f}s)")
     accs = [r["final_test_acc"] for r in per_seed]
     report = {
@@ -533,13 +587,15 @@ def retrain_best(
         "model": c.model,
         "config": {k: v for k, v in c.to_dict().items() if k not in ("seed", "model", "data_dir")},
         "protocol": "trained on the full training set (val_size 0); the test set is evaluated after the "
-                    "final epoch and reported; nothing is chosen on it",
+        "final epoch and reported; nothing is chosen on it",
         "seeds": per_seed,
         "mean_test_acc": statistics.fmean(accs),
         "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "retrain_best.json").write_text(json.dumps(report, indent=2) + "\n")
-    log(f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "
-        f"-> {out_dir / 'retrain_best.json'}")
+    log(
+        f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "
+        f"-> {out_dir / 'retrain_best.json'}"
+    )
     return report

@@ -43,16 +43,18 @@ What happens:
 `storage` is a URL (`sqlite:///path.db` for one machine, `postgresql://...`
 for several; heartbeat 30 s, grace 60 s) or a storage from `make_storage()`.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import MnistliteError
 from . import storage as st
-from .storage import make_storage  # noqa: F401  (re-exported for callers)
+from .storage import make_storage
 
 KIND = "mnistlite-sweep"
 JOIN_WAIT = 30.0  # seconds a joining worker waits for the creator to enqueue the jobs
@@ -165,7 +167,8 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
     job = trial.user_attrs["sweep_job"]
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     earlier = [
-        t.number for t in study.get_trials(deepcopy=False, states=live)
+        t.number
+        for t in study.get_trials(deepcopy=False, states=live)
         if t.user_attrs.get("sweep_key") == key and t.number < trial.number
     ]
     if earlier:
@@ -196,8 +199,10 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
         study.tell(trial, value)
     except optuna.exceptions.UpdateFinishedTrialError:
         # Failed as stale by another worker (this one missed heartbeats); its retry runs the job.
-        log(f"sweep {study.study_name}: trial {trial.number} was failed by another worker after missed "
-            "heartbeats; its retry takes its place")
+        log(
+            f"sweep {study.study_name}: trial {trial.number} was failed by another worker after missed "
+            "heartbeats; its retry takes its place"
+        )
         return
     log(f"sweep {study.study_name}: trial {trial.number} done in {time.perf_counter() - t0:.1f}s: {key}")
 
@@ -218,13 +223,23 @@ def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
         pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
         if done:
             t = done[0]
-            out.append(JobOutcome(job, key, "COMPLETE", t.value, t.user_attrs.get("result"), t.number,
-                                  t.user_attrs.get("worker")))
+            out.append(
+                JobOutcome(
+                    job, key, "COMPLETE", t.value, t.user_attrs.get("result"), t.number, t.user_attrs.get("worker")
+                )
+            )
         elif pending:
             out.append(JobOutcome(job, key, "PENDING", trial=pending[0].number))
         else:
             t = trials[-1] if trials else None
-            out.append(JobOutcome(job, key, "FAIL", trial=t.number if t else None,
-                                  worker=t.user_attrs.get("worker") if t else None,
-                                  error=t.user_attrs.get("error") if t else "never enqueued"))
+            out.append(
+                JobOutcome(
+                    job,
+                    key,
+                    "FAIL",
+                    trial=t.number if t else None,
+                    worker=t.user_attrs.get("worker") if t else None,
+                    error=t.user_attrs.get("error") if t else "never enqueued",
+                )
+            )
     return out

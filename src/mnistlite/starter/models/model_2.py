@@ -3,6 +3,7 @@
 Target: faster, steadier training from BatchNorm; dropout and the augmentation and
 one-cycle schedule in experiment.toml against overfitting, still under 8,000 parameters.
 """
+
 import torch.nn as nn
 
 
@@ -15,10 +16,13 @@ class Model2(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            block(1, 8), block(8, 16),
+            block(1, 8),
+            block(8, 16),
             nn.MaxPool2d(2),
             block(16, 10, 1),
-            block(10, 16), block(16, 16), block(16, 16),
+            block(10, 16),
+            block(16, 16),
+            block(16, 16),
         )
         self.head = nn.Linear(16, 10)
 
