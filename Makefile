@@ -5,7 +5,17 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 ARGS    ?=
 
-.PHONY: train test setup setup-test bench clean
+# The data root is the caller's choice ($MNISTLITE_DATA, --data-dir). This
+# repository's machines and CI keep MNIST beside the checkout, so the Makefile
+# (not the library) points there when the folder exists and nothing else is set.
+SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
+export MNISTLITE_DATA ?= $(SHARED_DATA)
+
+# Tiers: test-fast needs no browser, database or Jupyter kernel (under a minute
+# on 2 cores); test is everything and is what CI and the README run.
+FAST    := -m "not slow and not pg and not browser"
+
+.PHONY: train test test-fast lint setup setup-test setup-fast setup-lint bench clean
 
 $(BIN)/mnistlite: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,12 +24,22 @@ $(BIN)/mnistlite: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/mnistlite
+$(VENV)/.fast-deps: $(BIN)/mnistlite
+	$(BIN)/pip install -q -e '.[test-fast]'
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.fast-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+$(VENV)/.lint-deps: $(BIN)/mnistlite
+	$(BIN)/pip install -q -e '.[lint]'
+	touch $@
+
 setup: $(BIN)/mnistlite
+setup-fast: $(VENV)/.fast-deps
 setup-test: $(VENV)/.test-deps
+setup-lint: $(VENV)/.lint-deps
 
 # The main job: train the flagship with its registered recipe.
 train: setup
@@ -28,8 +48,17 @@ train: setup
 test: setup-test
 	$(BIN)/python -m pytest $(ARGS)
 
+test-fast: setup-fast
+	$(BIN)/python -m pytest $(FAST) $(ARGS)
+
+# ruff (lint, import order, format) over everything; mypy over the typed core.
+lint: setup-lint
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
+
 bench: setup
 	$(BIN)/mnistlite bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

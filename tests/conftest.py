@@ -1,5 +1,6 @@
-"""Shared fixtures. Real-data tests find MNIST under ../shared/datasets when
-MNISTLITE_DATA is unset, and skip with a reason only where no data exists."""
+"""Shared fixtures. Real-data tests find MNIST through $MNISTLITE_DATA (`make
+test` points it at ../shared/datasets when that exists) and skip with a reason
+where it is unset or holds no MNIST."""
 
 from __future__ import annotations
 
@@ -12,18 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def real_data_root() -> Path | None:
-    candidates = [os.environ.get("MNISTLITE_DATA"), REPO.parent / "shared" / "datasets"]
-    for c in candidates:
-        if c and (Path(c) / "MNIST" / "raw").is_dir():
-            return Path(c)
-    return None
+    c = os.environ.get("MNISTLITE_DATA")
+    return Path(c) if c and (Path(c) / "MNIST" / "raw").is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = real_data_root()
     if root is None:
-        pytest.skip("real MNIST not found: set MNISTLITE_DATA or put the files in ../shared/datasets/MNIST/raw")
+        pytest.skip("real MNIST not found: set MNISTLITE_DATA to the folder holding MNIST/raw (make test does)")
     return root
 
 

@@ -21,6 +21,8 @@ import pytest
 
 from mnistlite.runs import rundir as rd
 
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
     "--headless",

@@ -1,7 +1,7 @@
 """Data layer: IDX parsing and its faults, locating/downloading, splitting.
 
 Everything runs on small synthetic IDX files written to tmp_path; one test
-reads the real MNIST files when they sit in ../shared/datasets beside the repo.
+reads the real MNIST files under $MNISTLITE_DATA (`make test` sets it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import struct
 import urllib.error
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 from mnistlite.data import DATASETS, load_dataset, loading, read_idx, read_images, read_labels, resolve_data_root
 from mnistlite.data import download as dl
-from mnistlite.data.sources import MNIST, DatasetSpec, FileSpec
+from mnistlite.data.sources import DatasetSpec, FileSpec
 from mnistlite.errors import MnistliteError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,13 +250,14 @@ def test_resolve_data_root(monkeypatch, tmp_path):
     assert loading.search_roots(str(tmp_path / "arg")) == [tmp_path / "arg"]
 
 
-def test_default_search_order(monkeypatch, tmp_path):
+def test_default_root_ignores_data_beside_the_checkout(monkeypatch, tmp_path):
+    # The library holds no development path: ../shared/datasets is found only
+    # because the Makefile and CI set $MNISTLITE_DATA.
     monkeypatch.delenv("MNISTLITE_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    roots = loading.search_roots(None)
-    assert roots[0] == (tmp_path / "../shared/datasets").resolve()
-    assert (REPO / "../shared/datasets").resolve() in roots
-    assert roots[-1] == resolve_data_root(None).resolve()
+    (tmp_path / "work" / "repo").mkdir(parents=True)
+    (tmp_path / "work" / "shared" / "datasets" / "MNIST" / "raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "repo")
+    assert loading.search_roots(None) == [Path("~/.cache/mnistlite").expanduser()]
 
 
 def _offline(*args, **kwargs):
@@ -413,13 +413,9 @@ def test_fashion_mnist_spec():
 # --- the real thing ------------------------------------------------------------------
 
 
-def test_real_mnist(monkeypatch):
-    monkeypatch.delenv("MNISTLITE_DATA", raising=False)
-    monkeypatch.chdir(REPO)
-    shared = REPO.parent / "shared" / "datasets"
-    if not all(loading.find_raw_files(replace(MNIST, system_dirs=()), shared).values()):
-        pytest.skip(f"real MNIST files not found under {shared / MNIST.folder}")
-    d = load_dataset("mnist", download=False)
+def test_real_mnist(data_root, monkeypatch):
+    monkeypatch.setenv("MNISTLITE_DATA", str(data_root))
+    d = load_dataset("mnist", download=False)  # found through $MNISTLITE_DATA alone
     assert (len(d.train), len(d.test)) == (60000, 10000)
     assert abs(d.train.images.mean().item()) < 0.01
     assert abs(d.train.images.std().item() - 1) < 0.01

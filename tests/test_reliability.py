@@ -231,6 +231,7 @@ def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
     assert_same_weights(weights(out), avg)
 
 
+@pytest.mark.slow
 def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_root, tmp_path):
     out = tmp_path / "run"
     env = cli_env(data_root)
@@ -717,14 +718,8 @@ def _make_work(work: Path, reference: Path | None) -> None:
 
 
 def _data_root() -> Path | None:  # as conftest.real_data_root
-    return next(
-        (
-            Path(c)
-            for c in (os.environ.get("MNISTLITE_DATA"), REPO.parent / "shared" / "datasets")
-            if c and (Path(c) / "MNIST" / "raw").is_dir()
-        ),
-        None,
-    )
+    c = os.environ.get("MNISTLITE_DATA")
+    return Path(c) if c and (Path(c) / "MNIST" / "raw").is_dir() else None
 
 
 @pytest.fixture(scope="module")
@@ -789,7 +784,7 @@ def test_bad_input_gives_one_line_error(cli_work, name, monkeypatch, capsys):
     work, root = cli_work
     case = CASES[name]
     if case.data and root is None:
-        pytest.skip("needs real MNIST: set MNISTLITE_DATA or put the files in ../shared/datasets/MNIST/raw")
+        pytest.skip("needs real MNIST: set MNISTLITE_DATA (make test points it at ../shared/datasets)")
     for k in [k for k in os.environ if k.startswith("MNISTLITE_")]:
         monkeypatch.delenv(k)
     if root is not None:
@@ -805,11 +800,12 @@ def test_bad_input_gives_one_line_error(cli_work, name, monkeypatch, capsys):
         case.check(work)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [k for k, c in CASES.items() if c.proc])
 def test_bad_input_gives_one_line_error_subprocess(subprocess_results, name):
     work, results = subprocess_results
     if name not in results:
-        pytest.skip("needs real MNIST: set MNISTLITE_DATA or put the files in ../shared/datasets/MNIST/raw")
+        pytest.skip("needs real MNIST: set MNISTLITE_DATA (make test points it at ../shared/datasets)")
     r = results[name]
     assert_one_line_error(CASES[name], r.returncode, r.stderr)
     if CASES[name].check:

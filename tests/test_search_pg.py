@@ -28,6 +28,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 psycopg2 = pytest.importorskip("psycopg2")
 
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 

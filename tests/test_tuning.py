@@ -37,6 +37,7 @@ def tuned(tmp_path_factory, data_root):
     return main(argv), argv, tmp / "out"
 
 
+@pytest.mark.slow
 def test_two_candidates_end_to_end(tuned):
     rc, _, out = tuned
     assert rc == 0

@@ -341,6 +341,7 @@ def test_example_notebook_runs_headless(data_root, tmp_path, monkeypatch):
     assert "Budget:" in text and "final test" in text
 
 
+@pytest.mark.slow
 # --- init, end to end ----------------------------------------------------------------------
 def test_init_then_experiment_dry_run_writes_the_report(tmp_path, capsys, data_root, monkeypatch):
     proj = tmp_path / "proj"

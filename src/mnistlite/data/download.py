@@ -32,7 +32,7 @@ def find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def missing_files_error(spec: DatasetSpec, root: Path, missing: list[str], why: str) -> MnistliteError:
+def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str], why: str) -> MnistliteError:
     folder = Path(root) / spec.folder
     return MnistliteError(
         (

@@ -1,14 +1,12 @@
 """From data set name to normalised tensors: locate, read (once), split.
 
-Where files are looked for, first complete set wins:
-  1. `data_dir` if given, else $MNISTLITE_DATA if set -- and then ONLY there, so
-     an explicit choice is never silently overridden by some other copy;
-  2. otherwise `../shared/datasets` relative to the working directory, then
-     relative to this package's checkout (development and CI keep the data
-     beside the repository), then the default root `~/.cache/mnistlite`.
+Where files are looked for: ONE root, `data_dir` if given, else $MNISTLITE_DATA
+if set, else `~/.cache/mnistlite`, so an explicit choice is never silently
+overridden by some other copy. The library knows no path of anyone's set-up:
+the Makefile and CI point $MNISTLITE_DATA at the data kept beside the checkout.
 A data set's read-only system folders (Debian's Fashion-MNIST package) are
-searched along with each root. Missing files are downloaded only into the
-resolved root (`resolve_data_root`), never into the shared or system folders.
+searched along with the root. Missing files are downloaded only into the root,
+never into the system folders.
 """
 
 from __future__ import annotations
@@ -28,11 +26,6 @@ from .sources import DATASETS, DatasetSpec, FileSpec
 
 ENV_VAR = "MNISTLITE_DATA"
 DEFAULT_ROOT = Path("~/.cache/mnistlite")
-SHARED = Path("../shared/datasets")
-# The repository root when running from a checkout (src layout:
-# <repo>/src/mnistlite/data/loading.py); meaningless but harmless when installed.
-_HERE = Path(__file__).resolve()
-_CHECKOUT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parent
 VAL_SEED = 0  # fixed, independent of the run seed: the same images are always held out
 
 
@@ -83,15 +76,11 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Roots searched for existing files, in order (see the module docstring)."""
-    explicit = _explicit_root(data_dir)
-    if explicit is not None:
-        return [explicit]
-    roots = [Path.cwd() / SHARED, _CHECKOUT / SHARED, resolve_data_root(None)]
-    unique: dict[Path, None] = {}
-    for root in roots:
-        unique.setdefault(root.resolve(), None)
-    return list(unique)
+    """Roots searched for existing files: the one root (see the module docstring).
+
+    A list so that a future second source (a read-only mirror) slots in here.
+    """
+    return [resolve_data_root(data_dir)]
 
 
 def find_raw_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path | None]:
@@ -209,6 +198,7 @@ def load_dataset(
     paths = locate_files(spec, data_dir, download)
     train_x, train_y = _read_pair(spec.train_images, spec.train_labels, paths)
     test_x, test_y = _read_pair(spec.test_images, spec.test_labels, paths)
+    train_idx: np.ndarray | slice
     train_idx, val_idx = split_indices(len(train_y), val_size)
     if limit_train:
         train_idx = train_idx[:limit_train]

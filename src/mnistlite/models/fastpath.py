@@ -78,7 +78,7 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
     mods = dict(gm.named_modules())
     fused = 0
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not _fusable_bn(mods.get(str(node.target))):
+        if node.op != "call_module" or str(node.target) not in mods or not _fusable_bn(mods[str(node.target)]):
             continue
         if mods[str(node.target)] in covered or len(node.users) != 1:
             continue

@@ -57,7 +57,7 @@ def plot_overlay(
 ) -> None:
     """One line per named series of (epoch, value), with the target line."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    lows = []
+    lows: list[float] = []
     for name, pts in curves.items():
         xs, ys = zip(*pts) if pts else ((), ())
         ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=name)

@@ -173,10 +173,11 @@ def read_metrics(path: Path) -> list[dict[str, float | None]]:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise MnistliteError(f"{path}: file not found; is this a run directory?") from None
-    out = []
+    out: list[dict[str, float | None]] = []
     for r in rows:
-        out.append({k: (float(v) if v not in ("", None) else None) for k, v in r.items()})
-        out[-1]["epoch"] = int(out[-1]["epoch"])
+        row: dict[str, float | None] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+        row["epoch"] = int(r["epoch"])
+        out.append(row)
     return out
 
 
