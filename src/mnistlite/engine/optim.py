@@ -51,7 +51,7 @@ class Schedule:
                 pct_start=pct,
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
-                anneal_strategy=cfg.anneal_strategy,
+                anneal_strategy=cfg.anneal_strategy,  # type: ignore[arg-type]  # validated: "cos" or "linear"
                 three_phase=cfg.three_phase,
                 cycle_momentum=cycle_momentum,
             )

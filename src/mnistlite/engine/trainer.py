@@ -120,7 +120,7 @@ def _stop_requests() -> Iterator[list[str]]:
     A second signal gets the default behaviour, so a stuck run can still be killed.
     """
     requested: list[str] = []
-    handlers = {}
+    handlers: dict[signal.Signals, Any] = {}
 
     def handler(signum, frame):
         if requested:
@@ -158,7 +158,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, autocast=nullconte
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -255,7 +255,7 @@ class Parts:
     @property
     def eval_model(self) -> nn.Module:
         """The weights a run is judged and saved by: the average once it is ready, else the raw ones."""
-        return self.ema.module if self.ema_ready else self.model
+        return self.ema.module if self.ema is not None and self.ema_ready else self.model
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch: augment, forward, backward, update."""
@@ -294,7 +294,7 @@ def build_parts(
     # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
     # NHWC for these tiny channel counts; measured in docs/performance.md.
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     # Empty pixels are normalised black, so augmentation pads with that value.
     augment = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
@@ -425,7 +425,8 @@ def _train(
             start_epoch = int(ckpt["epoch"]) + 1
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise MnistliteError(f"{out / rd.CHECKPOINT}: does not fit this run's model and config: {first}") from None
+            where = out / rd.CHECKPOINT if out is not None else "the checkpoint"
+            raise MnistliteError(f"{where}: does not fit this run's model and config: {first}") from None
         echo(f"Resumed after epoch {ckpt['epoch']} of {cfg.epochs}")
 
     show_bar = sys.stderr.isatty() if progress is None else progress

@@ -49,7 +49,7 @@ def _swap_classes(model: nn.Module) -> int:
 
 def _sequential_pairs(model: nn.Module) -> set[nn.Module]:
     """BatchNorms a FusedSequential already fuses (followed by a ReLU inside it)."""
-    done = set()
+    done: set[nn.Module] = set()
     for m in model.modules():
         if isinstance(m, FusedSequential):
             kids = list(m)

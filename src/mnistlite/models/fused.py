@@ -23,6 +23,8 @@ they always see the plain layers). Everything else runs the layers one by one.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 from torch import nn
 
@@ -106,7 +108,7 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
     return _BNReLUDropout.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, p)
 
 
-def _fusable_bn(bn: nn.Module) -> bool:
+def _fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
 
@@ -140,7 +142,12 @@ class FusedSequential(nn.Sequential):
             if _fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
                 drop = mods[i + 2] if i + 2 < len(mods) else None
                 p, span = 0.0, 2
-                if type(drop) in (Dropout, nn.Dropout) and not drop.inplace and drop.p <= SPARSE_MAX_P:
+                if (
+                    isinstance(drop, nn.Dropout)
+                    and type(drop) in (Dropout, nn.Dropout)
+                    and not drop.inplace
+                    and drop.p <= SPARSE_MAX_P
+                ):
                     p, span = float(drop.p), 3
                 if not _hooked(*mods[i : i + span]):
                     x = bn_relu_dropout(x, mod, p)
@@ -151,15 +158,15 @@ class FusedSequential(nn.Sequential):
         return x
 
 
-def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Module | None = None) -> torch.Tensor:
+def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
     """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers.
 
     What `models/fastpath.py` substitutes for such a run in a traced user `forward`.
     """
     p = float(drop.p) if drop is not None else 0.0
     if (
-        bn.training
-        and _fusable_bn(bn)
+        _fusable_bn(bn)
+        and bn.training
         and _nhwc_cpu(x)
         and p <= SPARSE_MAX_P
         and not (drop is not None and drop.inplace)
