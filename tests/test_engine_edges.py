@@ -20,7 +20,7 @@ import torch
 
 from mnistlite.config import TrainConfig
 from mnistlite.data.loading import Split
-from mnistlite.engine import TrainingInterrupted, resume, train
+from mnistlite.engine import TrainingInterrupted, train
 from mnistlite.engine import device as dev
 from mnistlite.reports.runs import load_run
 from mnistlite.runs import rundir as rd
@@ -146,7 +146,9 @@ def test_resume_keeps_counting_wall_time_and_skipping_the_test_set(small, tmp_pa
         train(cfg(), run_dir=out, data=small, progress=False, quiet=True, on_epoch=stop_after_1, evaluate_test=False)
     ckpt = torch.load(out / rd.CHECKPOINT, weights_only=True)
     assert ckpt["elapsed_seconds"] >= ckpt["metrics"][0]["seconds"] > 0 and ckpt["sessions"] == 1
-    res = resume(out, data=small, progress=False, quiet=True)
+    import mnistlite
+
+    res = mnistlite.resume(out, data=small, progress=False, quiet=True)  # the notebook API's wrapper of resume()
     assert res.sessions == 2 and all(r["test_acc"] is None for r in res.metrics)
     assert res.wall_seconds > ckpt["elapsed_seconds"]
     result = json.loads((out / rd.RESULT).read_text())

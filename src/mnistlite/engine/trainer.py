@@ -38,7 +38,7 @@ from .result import RunResult
 OnEpoch = Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Session:
     """One call of `train` or `resume`, settled: what to train, where, and how to report it."""
 
@@ -97,7 +97,20 @@ def train(
             )
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir) if run_dir is not None else None
-    return _run(Session(cfg, entry, out, None, data, progress, quiet, on_epoch, evaluate_test, t_start))
+    return _run(
+        Session(
+            cfg=cfg,
+            entry=entry,
+            out=out,
+            checkpoint=None,
+            data=data,
+            progress_bar=progress,
+            quiet=quiet,
+            on_epoch=on_epoch,
+            evaluate_test=evaluate_test,
+            t_start=t_start,
+        )
+    )
 
 
 def resume(
@@ -125,12 +138,25 @@ def resume(
         cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
     except MnistliteError as e:
         raise MnistliteError(str(e) if str(run_dir) in str(e) else f"{run_dir / rd.CONFIG}: {e}") from None
-    entry = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code) or model or get_entry(cfg.model)
+    model = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code) or model
     ckpt = check_checkpoint(load_checkpoint(run_dir / rd.CHECKPOINT), cfg, run_dir)
+    entry = model or get_entry(cfg.model)
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir, resume=True)
-    evaluate_test = bool(ckpt.get("evaluate_test", True))
-    return _run(Session(cfg, entry, out, ckpt, data, progress, quiet, on_epoch, evaluate_test, t_start))
+    return _run(
+        Session(
+            cfg=cfg,
+            entry=entry,
+            out=out,
+            checkpoint=ckpt,
+            data=data,
+            progress_bar=progress,
+            quiet=quiet,
+            on_epoch=on_epoch,
+            evaluate_test=bool(ckpt.get("evaluate_test", True)),  # as the run started
+            t_start=t_start,
+        )
+    )
 
 
 _resume = resume  # inside `train`, the name `resume` is its compatibility flag
@@ -182,16 +208,17 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
 
     show_bar = sys.stderr.isatty() if s.progress_bar is None else s.progress_bar
     judge = judge_for(parts, data, evaluate_test=progress.evaluate_test)
-    run_epochs(Loop(parts, data.train, judge, echo, out, show_bar, s.on_epoch), progress)
+    loop = Loop(parts=parts, train=data.train, judge=judge, echo=echo, out=out, show_bar=show_bar, on_epoch=s.on_epoch)
+    run_epochs(loop, progress)
 
     judged = parts.eval_model
     result = RunResult(
-        cfg,
-        params,
-        progress.rows,
-        progress.elapsed(),
-        out,
-        rd.summarize_metrics(progress.rows),
+        config=cfg,
+        params=params,
+        metrics=progress.rows,
+        wall_seconds=progress.elapsed(),
+        run_dir=out,
+        summary=rd.summarize_metrics(progress.rows),
         macs=prof.macs,
         device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type,
         model=judged.eval(),
