@@ -49,7 +49,7 @@ def model3_step_ms(tune: bool, threads: int) -> float:
     from mnistlite.bench import synthetic_data
     from mnistlite.config import TrainConfig
     from mnistlite.engine.device import tune_cpu_allocator
-    from mnistlite.engine.trainer import build_parts
+    from mnistlite.engine.parts import build_parts
 
     if tune:
         tune_cpu_allocator()

@@ -5,7 +5,7 @@
 "before": NCHW tensors (so BatchNorm, ReLU and Dropout run as separate torch
 layers), torch's own Dropout, torch's affine_grid, the for-loop SGD and glibc's
 default allocator: the way a straightforward PyTorch loop runs.
-"after": the trainer's own step (`engine.trainer.Parts.step`): channels_last,
+"after": the trainer's own step (`engine.parts.Parts.step`): channels_last,
 the fused BatchNorm-ReLU-Dropout (models/fused.py), the sparse dropout mask, the
 matmul affine grid, foreach SGD and the tuned allocator (engine/device.py).
 
@@ -45,7 +45,7 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     from mnistlite.bench import stock_dropout, synthetic_data
     from mnistlite.config import TrainConfig
     from mnistlite.engine.device import set_threads
-    from mnistlite.engine.trainer import build_parts
+    from mnistlite.engine.parts import build_parts
     from mnistlite.models import create_model
 
     data = synthetic_data(4096)

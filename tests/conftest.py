@@ -39,8 +39,6 @@ def flagship_run(tmp_path_factory, mnist_small) -> Path:
     mnistlite_flagship, 3 epochs on 6,000 real images (test accuracy ~97%)."""
     import dataclasses
 
-    import torch
-
     from mnistlite.config import TrainConfig
     from mnistlite.data import Split
     from mnistlite.engine import train
@@ -66,9 +64,5 @@ def flagship_run(tmp_path_factory, mnist_small) -> Path:
         val=None,
         test=Split(data.test.images[:2000], data.test.labels[:2000]),
     )
-    threads = torch.get_num_threads()
-    try:
-        train(cfg, run_dir=out, data=small, progress=False, quiet=True)
-    finally:
-        torch.set_num_threads(threads)  # the trainer sets it process-wide; later tests get theirs back
+    train(cfg, run_dir=out, data=small, progress=False, quiet=True)  # threads=1 for the run only
     return out

@@ -35,8 +35,9 @@ from hypothesis import strategies as st
 
 from mnistlite.config import TrainConfig
 from mnistlite.data.loading import Split
-from mnistlite.engine import train, trainer
-from mnistlite.engine.trainer import TrainingDiverged, TrainingInterrupted, load_checkpoint
+from mnistlite.engine import TrainingDiverged, TrainingInterrupted, load_checkpoint, resume, train
+from mnistlite.engine.console import Echo
+from mnistlite.engine.parts import Parts
 from mnistlite.errors import MnistliteError
 from mnistlite.runs import rundir as rd
 
@@ -155,14 +156,14 @@ def test_disk_full_mid_run_keeps_last_checkpoint_and_resume_still_matches(tiny, 
     assert load_checkpoint(out / rd.CHECKPOINT)["epoch"] == 1
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
     monkeypatch.setattr(rd.torch, "save", real_save)  # space freed
-    res = train(None, run_dir=out, resume=True, data=tiny, progress=False, quiet=True)
+    res = resume(out, data=tiny, progress=False, quiet=True)
     assert strip_seconds(res.metrics) == strip_seconds(load_checkpoint(uninterrupted / rd.CHECKPOINT)["metrics"])
     assert_same_weights(weights(out), weights(uninterrupted))
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
 def test_log_write_on_a_full_disk_is_one_line():
-    echo = trainer.Echo(Path("/dev/full"), quiet=True)
+    echo = Echo(Path("/dev/full"), quiet=True)
     try:
         with pytest.raises(MnistliteError, match=r"cannot write /dev/full \(No space left on device\)"):
             echo("Epoch 1")
@@ -186,7 +187,7 @@ def test_interrupt_then_resume_is_bit_identical_to_uninterrupted(tiny, uninterru
     assert load_checkpoint(out / rd.CHECKPOINT)["epoch"] == 2
     assert not (out / rd.MODEL).exists()
 
-    res = train(None, run_dir=out, resume=True, data=tiny, progress=False, quiet=True)
+    res = resume(out, data=tiny, progress=False, quiet=True)
     ref = rd.read_metrics(uninterrupted / rd.METRICS)
     assert len(res.metrics) == 3
     assert strip_seconds(rd.read_metrics(out / rd.METRICS)) == strip_seconds(ref)
@@ -211,7 +212,7 @@ def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
     raw = load_checkpoint(tmp_path / "ref" / rd.CHECKPOINT)["model"]
     avg = weights(tmp_path / "ref")
     assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
-    from mnistlite.engine.trainer import evaluate
+    from mnistlite.engine import evaluate
     from mnistlite.models import create_model
 
     model = create_model(MODEL)
@@ -226,7 +227,7 @@ def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
 
     with pytest.raises(TrainingInterrupted):
         train(cfg, run_dir=out, data=tiny, progress=False, quiet=True, on_epoch=ctrl_c_after_epoch_2)
-    res = train(None, run_dir=out, resume=True, data=tiny, progress=False, quiet=True)
+    res = resume(out, data=tiny, progress=False, quiet=True)
     assert strip_seconds(res.metrics) == strip_seconds(ref.metrics)
     assert_same_weights(weights(out), avg)
 
@@ -294,7 +295,7 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     out = tmp_path / "run"
     after_epoch_1: dict[str, str] = {}
-    real_step = trainer.Parts.step
+    real_step = Parts.step
 
     def poisoned_step(self, x, y):
         if after_epoch_1:  # from epoch 2 on, a weight is NaN: every loss is NaN
@@ -305,7 +306,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, mo
     def remember(row):
         after_epoch_1.setdefault("sha", sha(out / rd.CHECKPOINT))
 
-    monkeypatch.setattr(trainer.Parts, "step", poisoned_step)
+    monkeypatch.setattr(Parts, "step", poisoned_step)
     with pytest.raises(TrainingDiverged) as e:
         train(recipe(), run_dir=out, data=tiny, progress=False, quiet=True, on_epoch=remember)
     msg = str(e.value)

@@ -18,6 +18,7 @@ import torchinfo
 from torch import nn
 
 from mnistlite.config import TrainConfig
+from mnistlite.engine.device import threads
 from mnistlite.models import BUDGET, count_params, create_model, get_entry, list_models
 
 ALL_MODELS = list_models()
@@ -26,10 +27,8 @@ ALL_MODELS = list_models()
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     # These models are tiny; extra threads only fight other processes for cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with threads(1):
+        yield
 
 
 def _batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from mnistlite.cli import main
 from mnistlite.config import TrainConfig
-from mnistlite.engine import train
+from mnistlite.engine import resume, train
 from mnistlite.errors import MnistliteError
 from mnistlite.models import get_entry
 from mnistlite.runs import rundir as rd
@@ -185,8 +185,8 @@ def test_run_keeps_copy_then_resume_and_export_need_trust(net_file, tmp_path, ca
     (out / rd.CONFIG).write_text(json.dumps({**saved, "epochs": 3}))
     (out / rd.RESULT).unlink()
     with pytest.raises(MnistliteError, match="--trust-code"):
-        train(None, run_dir=out, resume=True, data=tiny_data(), progress=False, quiet=True)
-    done = train(None, run_dir=out, resume=True, data=tiny_data(), progress=False, quiet=True, trust_code=True)
+        resume(out, data=tiny_data(), progress=False, quiet=True)
+    done = resume(out, data=tiny_data(), progress=False, quiet=True, trust_code=True)
     assert done.summary["epochs_run"] == 3
 
     # A tampered copy is refused even with --trust-code, by the CLI too.

@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train": "mnistlite.api",
+    "resume": "mnistlite.api",
     "seeds": "mnistlite.api",
     "summary": "mnistlite.api",
     "create_model": "mnistlite.models",

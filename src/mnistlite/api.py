@@ -118,6 +118,24 @@ def train(
     return train_config(cfg, run_dir=out, data=data, progress=progress, quiet=quiet, model=entry)
 
 
+def resume(
+    out: str | Path,
+    *,
+    progress: bool = True,
+    quiet: bool = False,
+    data: Any = None,
+    trust_code: bool = False,
+):
+    """Continue an interrupted run directory (`train(..., out=DIR)`) from its last epoch; returns a RunResult.
+
+    Bit-identical to the uninterrupted run on the CPU. A run of your own model's file is
+    rebuilt from the run's copy of that file, which needs `trust_code=True`.
+    """
+    from .engine import resume as resume_run
+
+    return resume_run(out, progress=progress, quiet=quiet, data=data, trust_code=trust_code)
+
+
 @dataclass
 class SeedsResult:
     """What `seeds` returns: the statistics of consistency.json, and where the runs are."""

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data import Dataset, Split, load_dataset
 from .engine.device import cpu_cores, resolve_device, set_threads
-from .engine.trainer import build_parts, evaluate
+from .engine.evaluation import evaluate
+from .engine.parts import build_parts
 from .models import count_params, create_model
 
 

@@ -3,12 +3,22 @@
 Each module exposes `register(subparsers)`, which adds its parser and sets
 `func`. Errors the user can fix arrive as MnistliteError and leave as one line
 on stderr with exit code 2; nothing else is caught here, so bugs stay visible.
+
+The CLI, not the library, decides one process-wide setting that cannot be
+undone: glibc's malloc tuning (engine/device.py, `tune_cpu_allocator`). It is
+on for the commands that train (TUNED_COMMANDS) and off for the others, `serve`
+included; the environment variable MNISTLITE_MALLOC_TUNING=1 or =0 overrides
+that for any command. The choice is written back to the environment, so the
+worker processes that `seeds --jobs` and `tune` spawn make the same one.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..errors import MnistliteError
 from .common import Parser
@@ -32,8 +42,44 @@ COMMANDS = [
 ]
 
 
+# Commands that train (or time training): they run with the allocator tuned unless told otherwise.
+TUNED_COMMANDS = frozenset({"train", "seeds", "table", "bench", "experiment", "search", "tune"})
+
+EPILOG = (
+    "environment: MNISTLITE_MALLOC_TUNING=1/0 turns glibc's malloc tuning (faster CPU training, "
+    "process-wide, cannot be undone) on or off; default on for train, seeds, table, bench, experiment, "
+    "search and tune, off for the other commands (serve among them)."
+)
+
+
+@contextmanager
+def allocator_choice(command: str) -> Iterator[bool]:
+    """Apply the allocator choice for `command` (see the module doc); yields whether the tuning is on.
+
+    The choice sits in the environment for the command's length (spawned workers read
+    it there); the caller's environment is put back after, for `main()` called in-process.
+    """
+    from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
+
+    before = os.environ.get(MALLOC_TUNING_ENV)
+    asked = (before or "").strip()
+    on = asked == "1" if asked in ("0", "1") else command in TUNED_COMMANDS
+    os.environ[MALLOC_TUNING_ENV] = "1" if on else "0"
+    try:
+        yield tune_cpu_allocator() if on else False
+    finally:
+        if before is None:
+            os.environ.pop(MALLOC_TUNING_ENV, None)
+        else:
+            os.environ[MALLOC_TUNING_ENV] = before
+
+
 def build_parser() -> Parser:
-    parser = Parser(prog="mnistlite", description="Train tiny MNIST classifiers under hard budgets.")
+    parser = Parser(
+        prog="mnistlite",
+        description="Train tiny MNIST classifiers under hard budgets.",
+        epilog=EPILOG,
+    )
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"mnistlite {__version__}")
@@ -50,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with allocator_choice(args.command):
+            return int(args.func(args) or 0)
     except MnistliteError as e:
         print(f"mnistlite {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

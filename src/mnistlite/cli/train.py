@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine import train
+from ..engine import resume, train
 from ..runs.rundir import default_run_dir
 from .common import DRY_RUN, add_config_flags, add_dry_run, config_from_args
 
@@ -27,13 +27,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.resume:
-        train(
-            None,
-            run_dir=Path(args.resume),
-            resume=True,
-            progress=False if args.no_progress else None,
-            trust_code=args.trust_code,
-        )
+        resume(Path(args.resume), progress=False if args.no_progress else None, trust_code=args.trust_code)
         return 0
     cfg = config_from_args(args, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)

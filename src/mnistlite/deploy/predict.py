@@ -83,7 +83,7 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
     """
     from ..config import TrainConfig
     from ..data import DATASETS
-    from ..engine.trainer import load_checkpoint
+    from ..engine.checkpoint import load_checkpoint
     from ..models import count_params, create_model
     from ..models.pretrained import has_pretrained, pretrained_file
     from ..models.usercode import entry_from_run

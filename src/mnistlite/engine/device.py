@@ -1,8 +1,22 @@
-"""Pick the compute device and set CPU threading once per process."""
+"""Pick the compute device, scope CPU threading to a run, and (when asked) tune the allocator.
+
+Two process-wide settings live here, and neither is changed behind a caller's back:
+
+- torch's intra-op thread count: `threads(n)` sets it for the length of a `with`
+  block and puts the caller's count back after, so `train()` from Python leaves
+  `torch.get_num_threads()` as it found it.
+- glibc's malloc thresholds (`tune_cpu_allocator`): cannot be undone, so the
+  library never applies them on its own. The CLI chooses (on for the training
+  commands, off for `serve`) and records the choice in the environment
+  variable MNISTLITE_MALLOC_TUNING, where the spawned worker processes of
+  `seeds --jobs`/`tune` find it (`apply_requested_allocator_tuning`).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -48,17 +62,55 @@ def tune_cpu_allocator() -> bool:
     return ok
 
 
+MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
+
+
+def allocator_tuning_requested() -> bool:
+    """MNISTLITE_MALLOC_TUNING=1 asks for the tuning; unset or anything else does not."""
+    return os.environ.get(MALLOC_TUNING_ENV, "").strip() == "1"
+
+
+def apply_requested_allocator_tuning() -> bool:
+    """Tune the allocator only where the environment asks for it (the CLI sets it, and
+    spawned workers inherit it). A plain `import mnistlite; train(...)` never calls mallopt."""
+    return tune_cpu_allocator() if allocator_tuning_requested() else False
+
+
 def cpu_cores() -> int:
     """Cores this process may run on (its affinity mask, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def set_threads(threads: int) -> int:
-    """Use every core by default; intra-op threads are what a small CNN can use."""
-    tune_cpu_allocator()
+def thread_count(threads: int) -> int:
+    """The intra-op thread count `--threads N` means: 0 is every core this process may use."""
     if threads < 0:
         raise MnistliteError(f"--threads must be 0 (all cores) or more, got {threads}")
-    n = threads or cpu_cores()
+    return threads or cpu_cores()
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's thread count for the rest of the process (a command's own choice, e.g. bench).
+
+    Library code uses `threads(n)` instead, which restores the caller's count.
+    """
+    n = thread_count(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+@contextmanager
+def threads(count: int) -> Iterator[int]:
+    """Run the block on `count` intra-op threads (0 = all cores), then restore the caller's count.
+
+    Intra-op threads are what a small CNN can use, so a run takes every core by default.
+    """
+    n = thread_count(count)
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 import torch
 from torch import nn
 
@@ -51,7 +53,7 @@ class Schedule:
                 pct_start=pct,
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
-                anneal_strategy=cfg.anneal_strategy,  # type: ignore[arg-type]  # validated: "cos" or "linear"
+                anneal_strategy=cast(Literal["cos", "linear"], cfg.anneal_strategy),  # validated
                 three_phase=cfg.three_phase,
                 cycle_momentum=cycle_momentum,
             )

@@ -43,7 +43,7 @@ def pretrained_file(name: str) -> tuple[Path, dict[str, Any]]:
 
 def load_pretrained(name: str) -> nn.Module:
     """The registered model with its shipped weights, in eval mode."""
-    from ..engine.trainer import load_checkpoint
+    from ..engine.checkpoint import load_checkpoint
     from .registry import get_entry
 
     path, _ = pretrained_file(name)

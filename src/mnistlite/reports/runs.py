@@ -3,7 +3,8 @@
 The numbers come from metrics.csv (the per-epoch rows) through
 `rundir.summarize_metrics`, the same function that wrote result.json, so a
 report and result.json never disagree. Params, MACs and wall time come from
-result.json, or, for a run still in progress, from summary.txt and the rows.
+result.json (whose wall time counts every session of a resumed run), or, for a
+run still in progress, from summary.txt and the rows.
 """
 
 from __future__ import annotations
@@ -69,14 +70,20 @@ class RunRecord:
 
     @property
     def resumed(self) -> bool:
+        if self.result and self.result.get("sessions") is not None:
+            return int(self.result["sessions"]) > 1
+        # Legacy: run directories written before result.json had `sessions` say so only in log.txt.
         return "Resumed after epoch" in (self.log or "")
 
     @property
     def wall_seconds(self) -> float | None:
-        """result.json's wall time; for a resumed or unfinished run, the sum of its epochs' times
-        (result.json then counts only the last session)."""
-        if self.result and self.result.get("wall_seconds") is not None and not self.resumed:
-            return float(self.result["wall_seconds"])
+        """result.json's wall time, which counts every session of a resumed run; for an
+        unfinished run, the sum of its epochs' times."""
+        if self.result and self.result.get("wall_seconds") is not None:
+            if self.result.get("sessions") is not None or not self.resumed:
+                return float(self.result["wall_seconds"])
+            # Legacy: before result.json had `sessions`, a resumed run's wall_seconds counted only
+            # its last session, so the epochs' own times are the better total.
         secs = [r.get("seconds") for r in self.rows]
         return float(sum(s for s in secs if s is not None)) if self.rows else None
 

@@ -26,14 +26,17 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     if (run / rd.RESULT).is_file():
         return
     from ..modelinfo import profile_registered
-    from .plots import plot_curves
+    from .writer import curves_title, layer_summary, write_run_files
 
     run.mkdir(parents=True, exist_ok=True)
     cfg = packed["config"]
-    rd.write_metrics(run / rd.METRICS, packed["metrics"])
-    rd.write_json(run / rd.CONFIG, cfg)
-    rd.atomic_write_text(run / rd.LOG, packed.get("log", ""))
     prof = profile_registered(cfg["model"])
-    rd.atomic_write_text(run / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
-    plot_curves(packed["metrics"], run / rd.CURVES, title=f"{cfg['model']} (seed {cfg['seed']})")
-    rd.write_json(run / rd.RESULT, {**packed["result"], "trained_in": packed.get("trained_in")})
+    write_run_files(
+        run,
+        config=cfg,
+        summary=layer_summary(prof.table, prof.macs, prof.params),
+        log=packed.get("log", ""),
+        metrics=packed["metrics"],
+        curves=curves_title(cfg),
+        result={**packed["result"], "trained_in": packed.get("trained_in")},
+    )

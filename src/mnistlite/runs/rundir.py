@@ -176,25 +176,29 @@ def read_metrics(path: Path) -> list[dict[str, float | None]]:
     out: list[dict[str, float | None]] = []
     for r in rows:
         row: dict[str, float | None] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
-        row["epoch"] = int(r["epoch"])
+        row["epoch"] = int(float(r["epoch"]))
         out.append(row)
     return out
 
 
 def summarize_metrics(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
-    """The headline numbers of result.json, derived from the per-epoch rows."""
-    test = [r["test_acc"] for r in rows]
+    """The headline numbers of result.json, derived from the per-epoch rows.
+
+    A run trained with the test set skipped (`train(..., evaluate_test=False)`) has
+    None in its test columns; its test figures are then None too (and no epoch is at target).
+    """
+    test = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
     train = [r["train_acc"] for r in rows]
     return {
         "epochs_run": len(rows),
-        "best_test_acc": max(test),
-        "final_test_acc": test[-1],
+        "best_test_acc": max(test) if test else None,
+        "final_test_acc": test[-1] if test else None,
         "best_train_acc": max(train),
         "final_train_acc": train[-1],
-        "epochs_at_target": [r["epoch"] for r in rows if r["test_acc"] >= target],
-        "last3_min_test_acc": min(test[-3:]),
+        "epochs_at_target": [r["epoch"] for r in rows if r.get("test_acc") is not None and r["test_acc"] >= target],
+        "last3_min_test_acc": min(test[-3:]) if test else None,
         "best_val_acc": max(val) if val else None,
         "final_val_acc": val[-1] if val else None,
-        "final_test_loss": rows[-1]["test_loss"],
+        "final_test_loss": rows[-1].get("test_loss"),
     }

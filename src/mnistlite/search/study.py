@@ -7,10 +7,9 @@
     retrain_best(study, seeds=5, out_dir=out_dir)           # full train set; test once per seed
 
 The objective is the FINAL-epoch validation accuracy on the held-out split.
-The search process never evaluates the test set: its data set's test split is
-replaced by a one-image stand-in taken from the validation split (the trainer
-insists on evaluating something), so no test number can reach a choice, and
-nothing about the test set is stored in the study. Only `retrain_best`, after
+The search process never evaluates the test set: every trial trains with
+`evaluate_test=False`, so its test columns are None, no test number can reach
+a choice, and nothing about the test set is stored in the study. Only `retrain_best`, after
 the search, trains on the full training set and reads the test accuracy.
 
 Counting. `n_trials` is the number of TRAINED trials the study should reach
@@ -32,7 +31,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +136,8 @@ def protocol_of(study) -> Protocol:
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None, download: bool = True):
-    """The data set, loaded once per process, with its test split blinded (see module doc)."""
-    from ..data import Split, load_dataset
+    """The data set, loaded once per process (its test split is never scored; see module doc)."""
+    from ..data import load_dataset
 
     data = load_dataset(
         protocol.dataset,
@@ -149,8 +148,7 @@ def load_search_data(protocol: Protocol, data_dir: str | None = None, download: 
     )
     if data.val is None:
         raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
-    stand_in = Split(data.val.images[:1].clone(), data.val.labels[:1].clone())
-    return replace(data, test=stand_in)
+    return data
 
 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
@@ -207,13 +205,13 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
 
         t0 = time.perf_counter()
         try:
-            result = train(cfg, data=data, progress=False, quiet=True, on_epoch=on_epoch)
+            result = train(cfg, data=data, progress=False, quiet=True, on_epoch=on_epoch, evaluate_test=False)
         except TrainingDiverged as e:
             trial.set_user_attr("diverged", str(e))
             raise optuna.TrialPruned(f"diverged: {e}") from None
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-        # Only validation numbers leave this function; the (blinded) test columns are dropped.
+        # Only validation numbers leave this function (the test columns are None).
         return float(result.metrics[-1]["val_acc"])
 
     return objective

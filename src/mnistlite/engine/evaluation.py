@@ -1,0 +1,87 @@
+"""Scoring after each epoch: the judged weights on the validation split and (unless the
+caller skips it) the test split, then any extra passes, each a hook.
+
+The one extra pass today is `raw_weights_pass`: with a weight average (--ema)
+the metrics columns are the average's, and raw_val_acc/raw_test_acc are the
+same trajectory without it, i.e. what the average bought. It is installed only
+when the run has an average, so the loop itself knows nothing about EMAs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Dataset, Split
+from .parts import Parts
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, split: Split, batch_size: int, autocast: Callable[[], Any] = nullcontext
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over a split, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=split.images.device)
+    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size]
+        y = split.labels[start : start + batch_size]
+        with autocast():
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    n = len(split)
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+class EvalPass(Protocol):
+    """A hook run after the judged weights are scored; it adds its own columns to `row`."""
+
+    def __call__(self, judge: Judge, parts: Parts, judged: nn.Module, row: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Scores one epoch into its metrics row: `<split>_loss`/`<split>_acc` for val and test
+    (None where a split is absent or skipped), then the extra passes in order."""
+
+    splits: dict[str, Split]  # "val" and/or "test", in that order
+    batch_size: int
+    autocast: Callable[[], Any] = nullcontext
+    passes: tuple[EvalPass, ...] = ()
+
+    def score(self, model: nn.Module, split: Split) -> tuple[float, float]:
+        return evaluate(model, split, self.batch_size, self.autocast)
+
+    def __call__(self, parts: Parts, row: dict[str, Any]) -> None:
+        judged = parts.eval_model
+        for name in ("val", "test"):
+            split = self.splits.get(name)
+            row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split) if split is not None else (None, None)
+        for extra in self.passes:
+            extra(self, parts, judged, row)
+
+
+def raw_weights_pass(judge: Judge, parts: Parts, judged: nn.Module, row: dict[str, Any]) -> None:
+    """raw_<split>_acc: the raw weights' accuracy where the average was judged (until the
+    average is ready the raw weights were judged, so their numbers are copied, not recomputed)."""
+    for name, split in judge.splits.items():
+        row[f"raw_{name}_acc"] = row[f"{name}_acc"] if judged is parts.model else judge.score(parts.model, split)[1]
+
+
+def judge_for(parts: Parts, data: Dataset, *, evaluate_test: bool = True) -> Judge:
+    """The judge of a run: its splits, its eval batch size and precision, and the passes its recipe needs."""
+    splits: dict[str, Split] = {}
+    if data.val is not None:
+        splits["val"] = data.val
+    if evaluate_test:
+        splits["test"] = data.test
+    passes: tuple[EvalPass, ...] = (raw_weights_pass,) if parts.ema is not None else ()
+    return Judge(splits, parts.cfg.eval_batch_size, parts.autocast, passes)

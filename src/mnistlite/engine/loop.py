@@ -1,0 +1,140 @@
+"""The epoch loop: train an epoch, score it, check it, checkpoint it; repeat until the last.
+
+The fast path, airbench style: the training split lives in memory as one tensor
+on the compute device, batches are `randperm` slices of it, and augmentation
+warps each whole batch at once. No DataLoader, no per-sample Python.
+
+Everything a run is made of arrives built (`Parts`), scoring is the `Judge`'s
+(with its hooks), and checkpoints are `checkpoint.py`'s, so this module is only
+the order of things. An epoch is saved only after it is known good: a NaN or
+an interruption leaves checkpoint.pt at the last good epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import Split
+from ..errors import MnistliteError
+from ..runs import rundir as rd
+from .checkpoint import Progress, save_checkpoint
+from .console import stop_requests
+from .evaluation import Judge
+from .parts import Parts
+from .result import diverged, interrupted
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One session's fixed inputs to the loop."""
+
+    parts: Parts
+    train: Split
+    judge: Judge
+    echo: Callable[[str], None]
+    out: Path | None = None  # the run directory; None trains in memory only
+    show_bar: bool = False
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each saved row (a search prunes here)
+
+
+def run_epochs(loop: Loop, progress: Progress) -> None:
+    """Train from the epoch after `progress.epochs_done` to the config's last, appending to `progress`."""
+    parts, echo = loop.parts, loop.echo
+    with stop_requests() as stop:
+        for epoch in range(progress.epochs_done + 1, parts.cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = parts.optimizer.param_groups[0]["lr"]
+            echo(f"Epoch {epoch}")
+            train_loss, train_acc, last_loss = _train_epoch(loop, stop)
+            if stop:
+                raise interrupted(stop[0], loop.out, epoch, progress.rows)
+            _check_training(loop, epoch, train_loss, progress)
+            echo(f"Train loss={last_loss:.4f} batch_id={parts.steps - 1} Accuracy={train_acc:.2f}")
+            parts.schedule.after_epoch()
+            row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+            loop.judge(parts, row)
+            _echo_scores(loop, row)
+            # Eval mode uses BatchNorm's running statistics, which can overflow while training looks fine.
+            broken = [k for k in ("val_loss", "test_loss") if row[k] is not None and not math.isfinite(row[k])]
+            if broken:
+                what = f"{broken[0].replace('_', ' ')} became {row[broken[0]]}"
+                raise diverged(what, epoch, parts.cfg, loop.out, progress.rows)
+            row["seconds"] = time.perf_counter() - t0
+            progress.add(row)
+            if loop.out is not None:
+                _save(loop.out, parts, progress)
+            if loop.on_epoch is not None:
+                loop.on_epoch(row)
+
+
+def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
+    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's loss).
+
+    Stops after the current batch when a stop was requested (the caller checks `stop`).
+    """
+    parts = loop.parts
+    device = loop.train.images.device
+    train_x, train_y = loop.train.images, loop.train.labels
+    n, bs, steps = len(train_y), parts.batch_size, parts.steps
+    parts.model.train()
+    perm = torch.randperm(n, generator=parts.generator, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    loss = torch.zeros(())
+    bar = tqdm(total=steps, disable=not loop.show_bar, leave=False, dynamic_ncols=True, file=sys.stderr)
+    for b in range(steps):
+        idx = perm[b * bs : (b + 1) * bs if b < steps - 1 else n]
+        y = train_y[idx]
+        logits, loss = parts.step(train_x[idx], y)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if loop.show_bar and (b % 20 == 0 or b == steps - 1):
+            bar.set_description(
+                f"Train loss={loss.item():.4f} batch_id={b} Accuracy={100 * correct.item() / seen:.2f}",
+                refresh=False,
+            )
+            bar.update(b + 1 - bar.n)
+        if stop:
+            break
+    bar.close()
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen, loss.item()
+
+
+def _check_training(loop: Loop, epoch: int, train_loss: float, progress: Progress) -> None:
+    """The last batch's update can break the weights with its loss still finite: check them
+    too, so a broken epoch is never checkpointed as good."""
+    weights_ok = all(bool(t.isfinite().all()) for t in loop.parts.model.state_dict().values() if t.is_floating_point())
+    if not math.isfinite(train_loss) or not weights_ok:
+        what = f"loss became {train_loss}" if not math.isfinite(train_loss) else "weights became non-finite"
+        raise diverged(what, epoch, loop.parts.cfg, loop.out, progress.rows)
+
+
+def _echo_scores(loop: Loop, row: dict[str, Any]) -> None:
+    if row["val_acc"] is not None:
+        loop.echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
+    test = loop.judge.splits.get("test")
+    if test is not None:
+        n = len(test)
+        loop.echo(
+            f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+            f"{round(row['test_acc'] * n / 100)}/{n} ({row['test_acc']:.2f}%)"
+        )
+
+
+def _save(out: Path, parts: Parts, progress: Progress) -> None:
+    try:
+        save_checkpoint(out, parts, progress)
+        rd.write_metrics(out / rd.METRICS, progress.rows)
+    except MnistliteError as e:
+        raise MnistliteError(f"{e}; fix that, then continue with: mnistlite train --resume {out}") from None

@@ -1,0 +1,113 @@
+"""What one training run is made of (model, optimizer, schedule, augmentation, RNG, average)
+and one optimizer step, built the same way for `train` and the benchmark.
+
+`build_parts` seeds the global RNG with the run's seed and then builds the
+model: weight init, and later dropout, draw from it; augmentation and the
+batch order draw from the run's own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..augment import AugmentSpec, BatchAugment
+from ..config import TrainConfig
+from ..data import Dataset
+from ..models import ModelEntry, get_entry
+from .optim import Schedule, build_optimizer
+
+# The share of the first step's weights below which the moving average is judged
+# instead of the raw weights: about 2,300 steps at decay 0.998 (epoch 5 of the
+# flagship), 4,600 at 0.999 (epoch 5 of the frontier at batch 64).
+EMA_START_SHARE = 0.01
+
+
+@dataclass
+class Parts:
+    """What one training run is made of, built the same way for `train` and the benchmark."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    augment: BatchAugment
+    generator: torch.Generator
+    batch_size: int
+    steps: int  # optimizer steps per epoch
+    autocast: Callable[[], Any]
+    memory_format: torch.memory_format
+    ema: AveragedModel | None = None  # the weights' moving average, when cfg.ema > 0
+
+    @property
+    def ema_ready(self) -> bool:
+        """Has the average forgotten where training started? It begins as a copy of the
+        first step's weights, which keep a share decay**(updates - 1) of it: until that is
+        under EMA_START_SHARE the average is mostly an untrained net (10% after a short run)."""
+        if self.ema is None:
+            return False
+        return self.cfg.ema ** (int(self.ema.n_averaged) - 1) < EMA_START_SHARE
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights a run is judged and saved by: the average once it is ready, else the raw ones."""
+        return self.ema.module if self.ema is not None and self.ema_ready else self.model
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch: augment, forward, backward, update."""
+        x = self.augment(x).contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.after_batch()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return logits, loss
+
+
+def build_parts(
+    cfg: TrainConfig,
+    data: Dataset,
+    device: torch.device,
+    entry: ModelEntry | None = None,
+    echo: Callable[[str], None] | None = None,
+    fast_path: bool = True,
+) -> Parts:
+    torch.manual_seed(cfg.seed)
+    entry = entry or get_entry(cfg.model)
+    model = entry.build(dropout=cfg.dropout)
+    # A user's plain-torch model gets the zoo's fused units (the zoo's models are written with them).
+    if fast_path and "user" in entry.tags:
+        from ..models.fastpath import accelerate
+
+        model, note = accelerate(model)
+        if echo is not None:
+            echo(note)
+    model = model.to(device)
+    # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
+    # NHWC for these tiny channel counts; measured in docs/performance.md.
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # Empty pixels are normalised black, so augmentation pads with that value.
+    augment = BatchAugment(AugmentSpec.from_config(cfg), fill=-data.mean / data.std, generator=gen)
+    n = len(data.train)
+    bs = min(cfg.batch_size, n)
+    # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
+    steps = n // bs + (1 if n % bs > 1 else 0)
+    optimizer = build_optimizer(model, cfg)
+    # bf16 autocast: tensor cores on a GPU, avx512_bf16 on recent x86 CPUs.
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
+    # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)

@@ -1,0 +1,88 @@
+"""What a run hands back: `RunResult` when it finishes, or one of the two ways it stops early.
+
+result.json is `RunResult.to_dict()`; its `wall_seconds` counts every session of
+the run (the checkpoint carries the elapsed time across a resume) and
+`sessions` says how many there were (1: never interrupted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import TrainConfig
+from ..errors import MnistliteError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class TrainingInterrupted(MnistliteError):
+    """Ctrl-C or SIGTERM: the run stopped cleanly at the last checkpoint."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(MnistliteError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 3
+
+
+def diverged(what: str, epoch: int, cfg: TrainConfig, out: Path | None, rows: list[dict[str, Any]]) -> TrainingDiverged:
+    """Raised before the epoch is saved: checkpoint.pt keeps the last good epoch."""
+    kept = f" (checkpoint.pt in {out} keeps epoch {rows[-1]['epoch']}, the last good one)" if out and rows else ""
+    return TrainingDiverged(
+        f"{what} in epoch {epoch}; training diverged, lower --{'max-lr' if cfg.scheduler == 'onecycle' else 'lr'}"
+        + kept
+    )
+
+
+def interrupted(signame: str, out: Path | None, epoch: int, rows: list[dict[str, Any]]) -> TrainingInterrupted:
+    done = rows[-1]["epoch"] if rows else 0
+    where = f"; continue with: mnistlite train --resume {out}" if out is not None and done else ""
+    return TrainingInterrupted(f"{signame}: stopped during epoch {epoch}, {done} epoch(s) saved{where}")
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    params: int
+    metrics: list[dict[str, Any]]
+    wall_seconds: float  # all sessions of the run, resumes included
+    run_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    macs: int | None = None
+    device: str = ""  # where it ran, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
+    model: nn.Module | None = field(default=None, repr=False)  # the judged weights, in eval mode
+    architecture: dict[str, str] = field(default_factory=dict)
+    sessions: int = 1  # 1 + the number of times the run was resumed
+
+    def plot(self, path: str | Path | None = None) -> Figure:
+        """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
+        from ..runs.plots import curves_figure
+
+        fig = curves_figure(self.metrics, title=f"{self.config.model} (seed {self.config.seed})")
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "seed": self.config.seed,
+            "params": self.params,
+            "macs": self.macs,
+            **self.summary,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "sessions": self.sessions,
+            "device": self.device,
+            **({"architecture": self.architecture} if self.architecture else {}),
+            "mnistlite_version": __version__,
+            "torch_version": torch.__version__,
+        }

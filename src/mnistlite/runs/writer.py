@@ -1,0 +1,84 @@
+"""The one writer of a run directory's files, for the trainer and for anything that rebuilds a run.
+
+The trainer writes a run in two steps: `write_run_files` with the config (and a
+user model's source, and the layer table) when the run starts, and again with
+the metrics, weights, result and curves when it ends. Anything that rebuilds a
+run directory elsewhere (`portable.unpack_run`, from a shared sweep's storage)
+calls the same function, so a rebuilt run has the same files in the same
+formats. Every file is written atomically, and result.json, the mark of a
+finished run, is always written last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import rundir as rd
+
+
+def layer_summary(table: str, macs: int, params: int | None = None) -> str:
+    """summary.txt: the layer table, MACs per image and (given the parameter count) the budget verdict."""
+    text = f"{table}\nMACs per image: {macs:,}\n"
+    if params is not None:
+        from ..modelinfo import budget_verdict
+
+        text += f"Budget: {budget_verdict(params)}\n"
+    return text
+
+
+def model_file(model: nn.Module | Mapping[str, torch.Tensor], config: dict[str, Any], params: int) -> dict[str, Any]:
+    """model.pt's contents: the weights on the CPU, the config they were trained with, their count."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    return {"model": {k: v.detach().cpu() for k, v in state.items()}, "config": config, "params": params}
+
+
+def curves_title(config: Mapping[str, Any]) -> str:
+    return f"{config['model']} (seed {config['seed']})"
+
+
+def write_run_files(
+    out: Path,
+    *,
+    config: dict[str, Any] | None = None,
+    model_source: bytes | None = None,
+    summary: str | None = None,
+    log: str | None = None,
+    metrics: Sequence[dict[str, Any]] | None = None,
+    model: dict[str, Any] | None = None,
+    curves: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    """Write the given files of run directory `out` (each is skipped when its argument is None).
+
+    config: config.json; model_source: model_source.py (a user model's exact bytes);
+    summary: summary.txt (see `layer_summary`); log: log.txt (replaced, for a rebuilt run);
+    metrics: metrics.csv; model: model.pt (see `model_file`); curves: curves.png of
+    `metrics`, with this title (see `curves_title`); result: result.json, last.
+    A failure raises MnistliteError naming the file, except curves.png, whose plotting
+    library raises OSError.
+    """
+    if config is not None:
+        rd.write_json(out / rd.CONFIG, config)
+    if model_source is not None:  # the exact bytes built from: a rebuild never depends on the user's file
+        rd.atomic_write_bytes(out / rd.MODEL_SOURCE, model_source)
+    if summary is not None:
+        rd.atomic_write_text(out / rd.SUMMARY, summary)
+    if log is not None:
+        rd.atomic_write_text(out / rd.LOG, log)
+    if metrics is not None:
+        rd.write_metrics(out / rd.METRICS, metrics)
+    if model is not None:
+        rd.atomic_torch_save(model, out / rd.MODEL)
+    if curves is not None:
+        if metrics is None:
+            raise ValueError("curves.png is drawn from the metrics: pass them too")
+        from .plots import plot_curves
+
+        plot_curves(metrics, out / rd.CURVES, title=curves)
+    if result is not None:
+        rd.write_json(out / rd.RESULT, result)

@@ -1,0 +1,185 @@
+"""The trainer's edges: what it leaves behind in the process (threads, RNG, allocator),
+the optional test pass, wall time across a resume, and the shared run-directory writer.
+
+Small on purpose (2 shared cores): 500 training images, 2 epochs, 200/500-image val/test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlite.config import TrainConfig
+from mnistlite.data.loading import Split
+from mnistlite.engine import TrainingInterrupted, train
+from mnistlite.engine import device as dev
+from mnistlite.reports.runs import load_run
+from mnistlite.runs import rundir as rd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small(mnist_small):
+    d = mnist_small.subset_train(500)
+    return replace(
+        d, val=Split(d.val.images[:200], d.val.labels[:200]), test=Split(d.test.images[:500], d.test.labels[:500])
+    )
+
+
+def cfg(**kw) -> TrainConfig:
+    return TrainConfig.for_model("mnistlite8k_model3", **{"epochs": 2, "seed": 5, "threads": 1, "dropout": 0.1, **kw})
+
+
+def test_train_leaves_the_thread_count_as_it_found_it(small):
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    seen: list[int] = []
+    train(
+        cfg(threads=want, epochs=1),
+        data=small,
+        progress=False,
+        quiet=True,
+        on_epoch=lambda r: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [want] and torch.get_num_threads() == before
+
+
+def test_threads_context_restores_on_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), dev.threads(1 if before != 1 else 2):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_profiling_does_not_move_the_global_rng():
+    from mnistlite.modelinfo import _PROFILES, profile_registered
+
+    _PROFILES.clear()  # a fresh build, not a cache hit
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    profile_registered("mnistlite8k_model3")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_library_train_never_tunes_the_allocator(small, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(dev, "tune_cpu_allocator", lambda: calls.append(1) or True)
+    monkeypatch.delenv(dev.MALLOC_TUNING_ENV, raising=False)
+    train(cfg(epochs=1), data=small, progress=False, quiet=True)
+    assert calls == []
+    monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "1")  # what the CLI hands a spawned worker
+    train(cfg(epochs=1), data=small, progress=False, quiet=True)
+    assert calls == [1]
+
+
+def test_cli_allocator_choice_per_command_and_env_override(monkeypatch):
+    from mnistlite import cli
+
+    calls: list[int] = []
+    monkeypatch.setattr(dev, "tune_cpu_allocator", lambda: calls.append(1) or True)
+    monkeypatch.delenv(dev.MALLOC_TUNING_ENV, raising=False)
+    with cli.allocator_choice("train") as on:
+        assert on and os.environ[dev.MALLOC_TUNING_ENV] == "1"
+    with cli.allocator_choice("serve") as on:
+        assert not on and os.environ[dev.MALLOC_TUNING_ENV] == "0"
+    assert dev.MALLOC_TUNING_ENV not in os.environ  # put back for in-process callers of main()
+    monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "0")
+    with cli.allocator_choice("train") as on:
+        assert not on
+    monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "1")
+    with cli.allocator_choice("serve") as on:
+        assert on
+    assert calls == [1, 1]
+    assert "MNISTLITE_MALLOC_TUNING" in cli.build_parser().format_help()
+
+
+def test_serve_process_does_not_call_mallopt():
+    """A real `python -m mnistlite` process: the CLI's choice, not an import side effect."""
+    code = (
+        "import mnistlite.engine.device as d, mnistlite.cli as c\n"
+        "with c.allocator_choice('serve'): pass\n"
+        "import mnistlite.engine\n"
+        "print(d._ALLOCATOR_TUNED)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("MNISTLITE_MALLOC_TUNING", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_skipping_the_test_set(small, tmp_path):
+    out = tmp_path / "run"
+    res = train(cfg(ema=0.7), run_dir=out, data=small, progress=False, quiet=True, evaluate_test=False)
+    assert all(r["test_acc"] is None and r["test_loss"] is None and "raw_test_acc" not in r for r in res.metrics)
+    assert all(r["val_acc"] is not None and "raw_val_acc" in r for r in res.metrics)
+    assert res.summary["final_test_acc"] is None and res.summary["epochs_at_target"] == []
+    assert res.summary["final_val_acc"] == res.metrics[-1]["val_acc"]
+    rows = rd.read_metrics(out / rd.METRICS)
+    assert all(r["test_acc"] is None for r in rows) and "raw_test_acc" not in rows[0]
+    assert "test set not evaluated" in (out / rd.LOG).read_text()
+    assert json.loads((out / rd.RESULT).read_text())["final_test_acc"] is None
+    # Same training with the test set scored: identical train and val numbers.
+    ref = train(cfg(ema=0.7), data=small, progress=False, quiet=True)
+    for a, b in zip(res.metrics, ref.metrics, strict=True):
+        assert (a["train_loss"], a["val_acc"], a["raw_val_acc"]) == (b["train_loss"], b["val_acc"], b["raw_val_acc"])
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_resume_keeps_counting_wall_time_and_skipping_the_test_set(small, tmp_path):
+    out = tmp_path / "run"
+
+    def stop_after_1(row):
+        if row["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg(), run_dir=out, data=small, progress=False, quiet=True, on_epoch=stop_after_1, evaluate_test=False)
+    ckpt = torch.load(out / rd.CHECKPOINT, weights_only=True)
+    assert ckpt["elapsed_seconds"] >= ckpt["metrics"][0]["seconds"] > 0 and ckpt["sessions"] == 1
+    import mnistlite
+
+    res = mnistlite.resume(out, data=small, progress=False, quiet=True)  # the notebook API's wrapper of resume()
+    assert res.sessions == 2 and all(r["test_acc"] is None for r in res.metrics)
+    assert res.wall_seconds > ckpt["elapsed_seconds"]
+    result = json.loads((out / rd.RESULT).read_text())
+    assert result["sessions"] == 2 and result["wall_seconds"] == pytest.approx(res.wall_seconds, abs=1e-3)
+    rec = load_run(out)
+    assert rec.resumed and rec.wall_seconds == result["wall_seconds"]
+
+
+def test_legacy_resumed_run_dir_falls_back_to_the_epochs_times(tmp_path):
+    """result.json without `sessions` (written before it existed): a resumed run's wall time was
+    only its last session's, so reports sum the epochs' times instead."""
+    run = tmp_path / "old"
+    run.mkdir()
+    rows = [{"epoch": e, "train_acc": 90.0, "test_acc": 95.0, "test_loss": 0.1, "seconds": 10.0} for e in (1, 2)]
+    rd.write_json(run / rd.CONFIG, {"model": "m", "seed": 1, "epochs": 2})
+    rd.write_metrics(run / rd.METRICS, rows)
+    rd.write_json(run / rd.RESULT, {"wall_seconds": 11.0})
+    (run / rd.LOG).write_text("Resumed after epoch 1 of 2\n")
+    assert load_run(run).resumed and load_run(run).wall_seconds == 20.0
+    rd.write_json(run / rd.RESULT, {"wall_seconds": 25.0, "sessions": 2})
+    assert load_run(run).wall_seconds == 25.0
+
+
+def test_writer_rebuilds_a_run_like_the_trainer(small, tmp_path):
+    from mnistlite.runs.portable import pack_run, unpack_run
+
+    src = tmp_path / "trained"
+    train(cfg(epochs=1), run_dir=src, data=small, progress=False, quiet=True)
+    copy = tmp_path / "copy"
+    unpack_run(pack_run(src), copy)
+    for name in (rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.RESULT):
+        assert (copy / name).is_file(), name
+    assert (copy / rd.SUMMARY).read_text() == (src / rd.SUMMARY).read_text()
+    assert (copy / rd.METRICS).read_text() == (src / rd.METRICS).read_text()
