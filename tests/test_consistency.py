@@ -5,10 +5,11 @@ import json
 import pytest
 
 from mnistlite.config import TrainConfig
-from mnistlite.consistency import aggregate, parse_seed_list, plot_consistency, seed_dir
+from mnistlite.config_files import parse_seeds
 from mnistlite.errors import MnistliteError
-from mnistlite.leaderboard import markdown_table, plot_frontier
+from mnistlite.reports.leaderboard import markdown_table, plot_frontier
 from mnistlite.runs import rundir as rd
+from mnistlite.runs.seeds import aggregate, plot_consistency, seed_dir
 
 
 def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
@@ -63,31 +64,44 @@ def test_markdown_table_and_frontier_plot(tmp_path):
     assert (tmp_path / "f.png").is_file()
 
 
-@pytest.mark.parametrize("text", ["", "1,a", "3,3"])
-def test_bad_seed_lists(text):
+@pytest.mark.parametrize("value", ["", "1,a", "3,3", "-1,2", [], [1, 1], [-1], [1, True], "1.5"])
+def test_bad_seed_lists(value):
+    """One rule for --seed-list and a file's `seeds`: distinct integers >= 0, at least one."""
     with pytest.raises(MnistliteError):
-        parse_seed_list(text)
+        parse_seeds(value, "--seed-list")
 
 
 def test_seed_list_parses():
-    assert parse_seed_list("7, 8,9") == [7, 8, 9]
+    assert parse_seeds("7, 8,9", "--seed-list") == (7, 8, 9)
+    assert parse_seeds([0, 3], "f.toml") == (0, 3)
+
+
+def test_negative_seeds_are_refused_on_the_command_line_and_in_files(tmp_path, capsys):
+    from mnistlite.cli import main
+
+    assert main(["seeds", "mnistlite_2k", "--seed-list=-1,2", "--out", str(tmp_path / "s")]) == 2
+    assert "integers >= 0" in capsys.readouterr().err
+    toml = tmp_path / "e.toml"
+    toml.write_text('title = "t"\nseeds = [-1]\n[[steps]]\nname = "a"\nmodel = "mnistlite_2k"\ntarget = ["x"]\n')
+    assert main(["experiment", str(toml), "--plan"]) == 2
+    assert "integers >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
     """`seeds --storage`: seeds are jobs of one sweep; a second worker finds them done."""
     pytest.importorskip("optuna")
-    import mnistlite.consistency as c
+    import mnistlite.runs.plan as plan
+    import mnistlite.runs.seeds as c
 
     trained = []
 
-    def fake_train_one(args):
-        cfg_dict, run, _ = args
-        trained.append(cfg_dict["seed"])
-        out, seed = tmp_path / "w1", cfg_dict["seed"]
-        fake_run(out, seed, [99.0, 99.3, 99.45 + seed / 100])
-        return run
+    def fake_train(cfg, *, run_dir, **_):
+        trained.append(cfg.seed)
+        fake_run(tmp_path / "w1", cfg.seed, [99.0, 99.3, 99.45 + cfg.seed / 100])
 
-    monkeypatch.setattr(c, "_train_one", fake_train_one)
+    monkeypatch.setattr(plan, "train", fake_train)
+    monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: None)
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     base = TrainConfig.for_model("mnistlite_flagship", epochs=3)
     s1 = c.run_seeds(base, [1, 2, 3], tmp_path / "w1", storage=url, study="t", echo=lambda *_: None)
@@ -108,10 +122,10 @@ def test_ema_runs_also_report_the_raw_weights(tmp_path):
     assert raw["final_test_acc"]["mean"] == pytest.approx((99.40 + 99.52) / 2)
     assert raw["last3_min_test_acc"]["min"] == pytest.approx(99.30)
     assert raw["seeds_passing_goal"] == 0
-    from mnistlite.consistency import format_summary
+    from mnistlite.runs.seeds import format_aggregate
 
     assert s["per_epoch"][1]["raw_test_acc"]["mean"] == pytest.approx((99.30 + 99.39) / 2)
-    text = format_summary(s)
+    text = format_aggregate(s)
     assert "without the weight average (same runs): epoch-4 99.46" in text
     assert "raw weights mean ± std" in text and text.endswith("99.46 ± 0.08")
     fake_run(tmp_path / "plain", 1, [99.0, 99.5])
@@ -119,7 +133,7 @@ def test_ema_runs_also_report_the_raw_weights(tmp_path):
 
 
 def test_table_prints_three_decimals_where_two_would_cross_the_target():
-    from mnistlite.leaderboard import fmt_acc
+    from mnistlite.reports.leaderboard import fmt_acc
 
     assert fmt_acc(99.398) == "99.398"  # 99.40 would read as meeting 99.4%
     assert fmt_acc(99.3951) == "99.395"

@@ -816,10 +816,9 @@ def test_bad_input_gives_one_line_error_subprocess(subprocess_results, name):
 def test_a_config_saved_before_a_field_existed_ran_with_its_default():
     """Skip-if-done and resume compare configs: a field missing from an old config.json is its
     default, so an old run matches a default config and not one that sets the new field."""
-    from mnistlite.config import changed_fields
-    from mnistlite.reports.experiment import config_differences
+    from mnistlite.config import changed_fields, describe_differences
 
     old = {k: v for k, v in recipe().to_dict().items() if k != "ema"}
-    assert changed_fields(old, recipe()) == [] and config_differences(old, recipe()) == []
+    assert changed_fields(old, recipe()) == [] and describe_differences(old, recipe()) == []
     assert changed_fields(old, recipe(ema=0.99)) == ["ema"]
-    assert config_differences(old, recipe(ema=0.99)) == ["ema 0.0 -> 0.99"]
+    assert describe_differences(old, recipe(ema=0.99)) == ["ema 0.0 -> 0.99"]

@@ -16,6 +16,7 @@ from mnistlite.errors import MnistliteError
 from mnistlite.reports import analysis as an
 from mnistlite.reports import experiment as ex
 from mnistlite.reports.render import render_runs
+from mnistlite.runs import plan
 from mnistlite.runs import rundir as rd
 from mnistlite.runs.plots import plot_curves
 
@@ -133,8 +134,8 @@ def fake(monkeypatch):
         loads.append(kw)
         return FakeData()
 
-    monkeypatch.setattr(ex, "train", fake_train)
-    monkeypatch.setattr(ex, "load_dataset", fake_load)
+    monkeypatch.setattr(plan, "train", fake_train)  # runs/plan.py executes every run
+    monkeypatch.setattr(plan, "load_dataset", fake_load)
     fake_train.loads = loads
     return fake_train
 

@@ -114,7 +114,7 @@ def test_rank_breaks_near_ties_by_params():
     "path", sorted((Path(__file__).parent.parent / "experiments" / "tuning").glob("*.toml")), ids=lambda p: p.name
 )
 def test_shipped_tuning_files_are_valid(path):
-    from mnistlite.tuning import load_tuning
+    from mnistlite.tuning_file import load_tuning
 
     tf = load_tuning(path)
     assert tf.candidates and all(c.params <= tf.budget for c in tf.candidates)

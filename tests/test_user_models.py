@@ -109,7 +109,7 @@ def test_registered_decorator_file_gives_recipe_and_lists(tmp_path, capsys):
 
 def test_experiment_and_tune_files_name_user_models(tmp_path):
     from mnistlite.reports.experiment import load_experiment
-    from mnistlite.tuning import load_tuning
+    from mnistlite.tuning_file import load_tuning
 
     write(tmp_path / "proj" / "reg.py", REGISTERED)
     write(tmp_path / "proj" / "nets" / "n.py", NET)

@@ -144,9 +144,9 @@ class SeedsResult:
     out: Path
 
     def __str__(self) -> str:
-        from .consistency import format_summary
+        from .runs.seeds import format_aggregate
 
-        return format_summary(self.summary)
+        return format_aggregate(self.summary)
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython
         p.text(str(self))
@@ -179,7 +179,7 @@ def seeds(
     Seeds already finished in `out` with the same config are not trained again.
     """
     from .cli.common import DRY_RUN
-    from .consistency import run_seeds
+    from .runs.seeds import run_seeds
 
     if isinstance(model, nn.Module):
         raise MnistliteError("seeds needs a class or function that builds a fresh model per seed, not an instance")

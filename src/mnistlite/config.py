@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .challenge import MAX_EPOCHS
 from .errors import MnistliteError
 
 
@@ -31,7 +32,7 @@ class TrainConfig:
     download: bool = True  # fetch missing files from the public mirrors
 
     # --- budget ----------------------------------------------------------------
-    epochs: int = 15
+    epochs: int = MAX_EPOCHS
     batch_size: int = 128
     # Evaluation has no backward pass, but batches past a few hundred only add
     # memory: on the 2-core CPU 500 scored the 10k test images as fast as 2,000
@@ -189,10 +190,15 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 # Fields that say where or how fast a run happens, not what it computes: two
-# configs that differ only here describe the same run (resume, skip-if-done).
-# The device is one of them: a seed trained on a GPU counts as done when the same
-# sweep is re-run on a laptop (result.json records where each run happened).
-RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device"})
+# configs that differ only here describe the same run (skip-if-done, resume,
+# seeds, tune, experiment: `changed_fields` is the one rule). The device is one
+# of them: a seed trained on a GPU counts as done when the same sweep is re-run
+# on a laptop (result.json records where each run happened). So is
+# channels_last, a memory-layout speed switch: NHWC and NCHW compute the same
+# convolutions, differing only in float rounding, as a different thread count
+# or device does (tests/test_fused.py checks that both layouts give the same
+# gradients).
+RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last"})
 
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -221,7 +227,25 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
     return old == value
 
 
-def changed_fields(saved: dict[str, Any], cfg: TrainConfig, ignore: frozenset[str] = RUN_ONLY_FIELDS) -> list[str]:
-    """Fields of `cfg` whose value differs from the `saved` config dict: the one "same run" rule."""
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved value, wanted value)} for every field that makes `saved` another run than `cfg`.
+
+    The one "same run" rule: RUN_ONLY_FIELDS aside, every field of `cfg` must
+    equal the saved one (a field saved before it existed counts as its
+    default), and a saved field `cfg` no longer has is a difference too.
+    """
     want = cfg.to_dict()
-    return [k for k, v in want.items() if k not in ignore and not same_value(saved, k, v, want)]
+    out = {k: (saved_value(saved, k), v) for k, v in want.items() if k not in RUN_ONLY_FIELDS}
+    out = {k: ov for k, ov in out.items() if not same_value(saved, k, want[k], want)}
+    out.update({k: (saved[k], None) for k in saved if k not in want and k not in RUN_ONLY_FIELDS})
+    return out
+
+
+def changed_fields(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Names of the fields in which `saved` differs from `cfg` (see config_differences)."""
+    return list(config_differences(saved, cfg))
+
+
+def describe_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """config_differences as 'field old -> new' lines, for messages."""
+    return [f"{k} {old!r} -> {new!r}" for k, (old, new) in config_differences(saved, cfg).items()]

@@ -90,14 +90,14 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:
     """The seeds `add_seed_flags` asked for, with --seeds and --jobs checked."""
-    from ..consistency import parse_seed_list
+    from ..config_files import parse_seeds
     from ..errors import MnistliteError
 
     if args.seeds < 1:
         raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
-    return parse_seed_list(args.seed_list) if args.seed_list else list(range(1, args.seeds + 1))
+    return list(parse_seeds(args.seed_list, "--seed-list")) if args.seed_list else list(range(1, args.seeds + 1))
 
 
 # --- commands driven by a TOML file (experiment, tune) ------------------------------
@@ -118,14 +118,14 @@ def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: 
 
 def file_seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
     """--seeds / --seed-list as a tuple, or None for the file's own seeds."""
-    from ..consistency import parse_seed_list
+    from ..config_files import parse_seeds
     from ..errors import MnistliteError
 
     if args.seeds is not None:
         if args.seeds < 1:
             raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
         return tuple(range(1, args.seeds + 1))
-    return tuple(parse_seed_list(args.seed_list)) if args.seed_list is not None else None
+    return parse_seeds(args.seed_list, "--seed-list") if args.seed_list is not None else None
 
 
 def file_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..consistency import format_summary, run_seeds
+from ..runs.seeds import format_aggregate, run_seeds
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_from_args, seeds_from_args
 
 
@@ -29,6 +29,6 @@ def run(args) -> int:
     cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
     summary = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study)
-    print(format_summary(summary))
+    print(format_aggregate(summary))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

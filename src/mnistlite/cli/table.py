@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MnistliteError
-from ..leaderboard import load_rows, markdown_table, plot_frontier, run_table
 from ..models import list_models
+from ..reports.leaderboard import load_rows, markdown_table, plot_frontier, run_table
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 

@@ -32,7 +32,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..tuning import TUNING_JSON, TUNING_MD, failed_runs, load_tuning, run_tuning, table
+    from ..reports.tuning import failed_runs, table
+    from ..tuning import TUNING_JSON, TUNING_MD, load_tuning, run_tuning
 
     if args.jobs < 1:
         raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")

@@ -49,14 +49,7 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
     return factory
 
 
-# Recipe: BASE_RECIPE, plus an exponential moving average of the weights
-# (decay 0.998 per step, about one epoch): adopted by the rule written into
-# experiments/tuning/flagship_ema.toml before it ran (validation split, seeds
-# 1-3; same runs' raw weights 99.33% final / 99.24% worst of epochs 13-15,
-# the average 99.35% / 99.30%). A slower average (0.999,
-# experiments/tuning/flagship_ema2.toml) was not adopted: 99.35% / 99.28%;
-# nor was the frontier's design widened to 7,686 with the average
-# (flagship_round5.toml): 99.33% / 99.26%.
+# Recipe: BASE_RECIPE plus an EMA of the weights (decay 0.998). Tuning history: docs/accuracy.md.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship",
@@ -67,16 +60,7 @@ _family_model(
 )
 
 # The frontier, under 5,000 parameters: the flagship's first stage narrowed and
-# padded, then four depthwise-separable 24-wide convs (width per parameter).
-# Chosen on the validation split over three rounds and 33 candidates
-# (experiments/tuning/frontier*.toml, docs/results/tuning/frontier*/): round 3's
-# best, 99.33% mean validation accuracy, against 99.26% for round 1's pick (the
-# flagship's shape narrowed to 6-12 | 8 | 12-12-12, batch 64). Round 4
-# (experiments/tuning/frontier_ema.toml, seeds 1-3, rule fixed before it ran)
-# added an exponential moving average of the weights, decay 0.999 per step
-# (about one epoch at batch 64): the same runs' raw weights 99.31% final /
-# 99.24% worst of epochs 13-15, the average 99.33% / 99.28%. Round 5
-# (frontier_ema2.toml, a slower 0.9995) was not adopted: 99.35% / 99.26%.
+# padded, then four depthwise-separable 24-wide convs. Tuning history: docs/accuracy.md.
 FRONTIER = NetSpec(stages=((8, 12), (24, 24, 24, 24)), transitions=(12,), first_padding=1, sep_stages=1)
 _family_model(
     "mnistlite_frontier",

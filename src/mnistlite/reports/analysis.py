@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from statistics import mean, stdev
 from typing import Any
 
-from ..models.registry import BUDGET
-from ..runs.rundir import TARGET
+from ..challenge import BUDGET, LAST_EPOCHS, MAX_EPOCHS, TARGET
+from ..config import RUN_ONLY_FIELDS
 
-# --- the challenge -------------------------------------------------------------
+# --- the challenge (challenge.py), under the names the rules read -----------------
 BUDGET_PARAMS = BUDGET  # trainable parameters must stay strictly below this
-BUDGET_EPOCHS = 15  # at most this many epochs
+BUDGET_EPOCHS = MAX_EPOCHS  # at most this many epochs
 GOAL_ACC = TARGET  # test accuracy (%) to hold ...
-LAST_N = 3  # ... in each of the last LAST_N epochs, for every seed
+LAST_N = LAST_EPOCHS  # ... in each of the last LAST_N epochs, for every seed
 
 # --- fit: train-test gap over the last LAST_N epochs (percentage points) ----------
 OVERFIT_GAP_PP = 0.5  # train ahead of test by more than this: overfits
@@ -53,19 +53,10 @@ SEED_SPREAD_PP = 0.1  # sample std of final test accuracy across seeds above thi
 # --- change from the previous step ------------------------------------------------
 NOISE_PP = 0.05  # a change of final test accuracy within max(this, its standard error) is noise
 
-# Config fields that say where or how fast a run happened, not what was trained.
-NOT_RECIPE = frozenset(
-    {
-        "model",
-        "seed",
-        "data_dir",
-        "download",
-        "device",
-        "threads",
-        "eval_batch_size",
-        "channels_last",
-    }
-)
+# Config fields a report does not list as the recipe: what differs between
+# steps by construction (model, seed), and the run-only fields of the same-run
+# rule (config.RUN_ONLY_FIELDS: where or how fast a run happened).
+NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
 
 
 @dataclass

@@ -29,8 +29,10 @@ from .. import __version__
 from ..errors import MnistliteError
 from ..runs import rundir as rd
 from . import analysis as an
-from .experiment import EXPERIMENT_JSON, REPORT
 from .runs import RunRecord, architecture, is_run_dir, load_run, log_excerpt
+
+EXPERIMENT_JSON = "experiment.json"  # written by reports/experiment.py; what `mnistlite report DIR` re-renders from
+REPORT = "report.md"
 
 LOG_EPOCHS = 3  # epochs of log.txt quoted per step
 IMAGES = "images"

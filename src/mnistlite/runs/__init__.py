@@ -1,1 +1,8 @@
-"""Run directories: their files, and plots of them."""
+"""Run directories, and many runs planned and executed together.
+
+rundir.py    the files of one run directory (names, atomic writes, metrics, result summary)
+plots.py     curves and overlays
+portable.py  a finished run as JSON and back (shared sweeps)
+plan.py      planner and executor: the same-run rule, stale folders, the worker pool, shared sweeps
+seeds.py     one recipe under several seeds and its aggregate (`mnistlite seeds`)
+"""

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..challenge import LAST_EPOCHS, TARGET
 from ..errors import MnistliteError
 
 CONFIG = "config.json"
@@ -52,7 +53,6 @@ METRIC_COLUMNS = (
 )
 # With --ema the main columns are the averaged weights'; these are the raw ones'.
 OPTIONAL_METRIC_COLUMNS = ("raw_val_acc", "raw_test_acc")
-TARGET = 99.4  # the challenge's test accuracy, in percent
 
 
 def default_run_dir(root: str | Path, model: str, seed: int) -> Path:
@@ -167,15 +167,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def read_metrics(path: Path) -> list[dict[str, float | None]]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise MnistliteError(f"{path}: file not found; is this a run directory?") from None
-    out: list[dict[str, float | None]] = []
+    out: list[dict[str, Any]] = []
     for r in rows:
-        row: dict[str, float | None] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+        row: dict[str, Any] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
         row["epoch"] = int(float(r["epoch"]))
         out.append(row)
     return out
@@ -197,7 +197,7 @@ def summarize_metrics(rows: list[dict[str, Any]], target: float = TARGET) -> dic
         "best_train_acc": max(train),
         "final_train_acc": train[-1],
         "epochs_at_target": [r["epoch"] for r in rows if r.get("test_acc") is not None and r["test_acc"] >= target],
-        "last3_min_test_acc": min(test[-3:]) if test else None,
+        "last3_min_test_acc": min(test[-LAST_EPOCHS:]) if test else None,
         "best_val_acc": max(val) if val else None,
         "final_val_acc": val[-1] if val else None,
         "final_test_loss": rows[-1].get("test_loss"),

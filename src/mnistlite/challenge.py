@@ -1,0 +1,13 @@
+"""The challenge every result here is judged against, in one place.
+
+A model must have fewer than BUDGET trainable parameters (BatchNorm included)
+and, trained for at most MAX_EPOCHS epochs, hold TARGET % test accuracy in
+each of its LAST_EPOCHS last epochs, for every seed. Reports, tables, the run
+summary (result.json) and the tuning ranking all read these names; nothing
+imports from here but constants, so every layer may use it.
+"""
+
+BUDGET = 8_000  # trainable parameters must stay strictly below this
+TARGET = 99.4  # test accuracy, in percent, to hold ...
+LAST_EPOCHS = 3  # ... in each of the last LAST_EPOCHS epochs
+MAX_EPOCHS = 15  # at most this many epochs (TrainConfig's default)

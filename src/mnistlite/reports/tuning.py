@@ -1,0 +1,90 @@
+"""The tuning report: the ranking of `mnistlite tune` as a markdown table and page (tuning.md).
+
+Reads only the ranking dict that tuning.py writes to tuning.json, so a
+tuning.md re-renders from that file alone. Validation columns only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..challenge import LAST_EPOCHS
+
+
+def fmt_recipe(recipe: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in recipe.items()) or "(none)"
+
+
+def _acc(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "—"
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The ranking as a markdown table: validation columns only."""
+    seeds = summary["seeds"]
+    last = f"min_last{LAST_EPOCHS}_min_val_acc"
+    head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
+    head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
+    raw = any("mean_final_raw_val_acc" in r for r in summary["candidates"])
+    if raw:  # EMA candidates: the raw weights of the same runs
+        head += ["mean val, raw weights", f"worst last-{LAST_EPOCHS}, raw weights"]
+    head.append("s/run")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|---|---|---:|---:|---|" + "---:|" * (len(head) - 6)]
+    for r in summary["candidates"]:
+        vals = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
+        mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
+        cells = [
+            str(r["rank"] or "—"),
+            r["name"],
+            "`" + r["arch"].replace("|", "\\|") + "`",  # a bare | splits the cell
+            f"{r['params']:,}",
+            f"{r['macs']:,}",
+            fmt_recipe(r["recipe"]),
+            *vals,
+            mean,
+            _acc(r[last]),
+            *(
+                [_acc(r.get("mean_final_raw_val_acc")), _acc(r.get(f"min_last{LAST_EPOCHS}_min_raw_val_acc"))]
+                if raw
+                else []
+            ),
+            f"{r['mean_wall_seconds']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    epochs = sorted({r["epochs"] for r in summary["candidates"]})
+    parts = [
+        f"# Tuning: {summary['file']}",
+        "",
+        f"Validation split only: every accuracy below is measured on the {summary['val_size']:,} training "
+        "images held out by `val_size` (never trained on). Test accuracy is deliberately not shown: "
+        "candidates are chosen here, and the test set is reported only later, for the chosen candidate "
+        "retrained on the full training set.",
+        "",
+        f"Budget: at most {summary['budget']:,} parameters. Seeds: {', '.join(map(str, summary['seeds']))}. "
+        f'Epochs: {", ".join(map(str, epochs))}. "val sN" and "mean val" are final-epoch accuracies; '
+        f'"worst last-{LAST_EPOCHS} val" is the lowest over every seed\'s last {LAST_EPOCHS} epochs. '
+        f"Rank: {summary['selection']}. Recipe overrides apply on top of the registered recipe "
+        "(mnistlite_zoo.BASE_RECIPE for a spec).",
+    ]
+    if summary.get("devices"):
+        parts += ["", f"Devices: {', '.join(summary['devices'])}."]
+    if summary.get("command"):
+        parts += ["", f"```bash\n{summary['command']}\n```"]
+    parts += ["", table(summary), ""]
+    failed = [
+        f"- {r['name']}/seed{s}: {p['error']}"
+        for r in summary["candidates"]
+        for s, p in r["per_seed"].items()
+        if "error" in p
+    ]
+    if failed:
+        parts += ["Runs without a result:", "", *failed, ""]
+    return "\n".join(parts)
+
+
+def failed_runs(summary: dict[str, Any]) -> int:
+    return sum("error" in p for r in summary["candidates"] for p in r["per_seed"].values())

@@ -1,0 +1,250 @@
+"""Planning and executing many runs: the one layer under `seeds`, `tune`, `experiment` and `table`.
+
+A planned run is a config and the run directory it should fill (plus a label
+for messages and, for models that exist only where they are registered, a
+picklable `setup` that registers them in a worker). What happens to a folder
+that is already there is decided here, once, for every front-end:
+
+* same run (config.changed_fields is empty: RUN_ONLY_FIELDS aside, every field
+  equal) and result.json present: **done**, not trained again;
+* same run, no result, a checkpoint: **resume** from it;
+* anything else already written (another config's run, or one interrupted
+  before its first checkpoint): **moved aside** to `<dir>.old-<timestamp>`,
+  never deleted, then trained afresh. A folder holding files that are not a
+  run's is refused: it is not ours to move. (`experiment` asks before moving a
+  finished run of another config: --rerun-changed.)
+
+Runs execute in this process one after another (jobs=1: one data load for
+all, a progress bar), or in a pool of `jobs` spawned worker processes, each
+given cores // jobs CPU threads: tiny convolutions scale poorly across
+threads and collapse when the cores are oversubscribed. On a CUDA device the
+workers share the GPU. With an Optuna storage the runs become the jobs of one
+shared sweep (search/sweep.py) that any number of machines work through.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, describe_differences
+from ..data import load_dataset
+from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
+from ..errors import MnistliteError
+from . import rundir as rd
+
+# What a run directory may hold; anything else means the folder is not (only) a run.
+RUN_FILES = frozenset(
+    {rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
+)
+STATUS_TEXT = {
+    "new": "to train",
+    "done": "done, skipped",
+    "resume": "to resume",
+    "restart": "to restart",
+    "changed": "made with another config",
+}
+
+
+@dataclass
+class PlannedRun:
+    label: str  # "step/seed1", "seed 3": what messages call it
+    config: TrainConfig
+    run_dir: Path
+    status: str = "new"  # new | done | resume | restart | changed (STATUS_TEXT)
+    detail: str = ""
+    setup: Callable[[], None] | None = None  # picklable; registers the model in a worker process
+
+
+def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
+    """(status, detail) of `run_dir` against the config it should hold: the one same-run decision."""
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return "new", ""
+    if not run_dir.is_dir():
+        raise MnistliteError(f"{run_dir} exists and is not a directory; move it away or choose another --out")
+    if not (run_dir / rd.CONFIG).is_file():
+        return "restart", "no config.json: the run never got going"
+    try:
+        saved = rd.read_json(run_dir / rd.CONFIG)
+    except MnistliteError as e:
+        return "restart", str(e)
+    if not isinstance(saved, dict):
+        return "restart", f"{run_dir / rd.CONFIG}: not a JSON object"
+    changed = describe_differences(saved, cfg)
+    if changed:
+        return "changed", ", ".join(changed)
+    if (run_dir / rd.RESULT).is_file():
+        return "done", ""
+    if (run_dir / rd.CHECKPOINT).is_file():
+        return "resume", "interrupted: continuing from its last checkpoint"
+    return "restart", "interrupted before its first checkpoint"
+
+
+def plan_run(label: str, cfg: TrainConfig, run_dir: Path, setup: Callable[[], None] | None = None) -> PlannedRun:
+    status, detail = run_state(Path(run_dir), cfg)
+    return PlannedRun(label, cfg, Path(run_dir), status, detail, setup)
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename `run_dir` to `<name>.old-<timestamp>` (never delete a run); refuse a folder that is not a run."""
+    foreign = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
+    if foreign:
+        raise MnistliteError(
+            f"{run_dir} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
+            "move them away or choose another --out"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, k = run_dir.with_name(f"{run_dir.name}.old-{stamp}"), 1
+    while aside.exists():  # two in one second
+        k += 1
+        aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{k}")
+    run_dir.rename(aside)
+    return aside
+
+
+class DataCache:
+    """Loads each distinct data set once per process; runs differing only in limit_train share it."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, Any] = {}
+
+    def __call__(self, cfg: TrainConfig):
+        key = (cfg.dataset, cfg.data_dir, cfg.val_size, cfg.download)
+        if key not in self._cache:
+            self._cache[key] = load_dataset(
+                cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, download=cfg.download
+            )
+        data = self._cache[key]
+        return data.subset_train(cfg.limit_train) if cfg.limit_train else data
+
+
+def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
+    """Apply the folder policy to `run_dir` now, then train (or resume) it; None when already done.
+
+    Called where the training happens (this process, a pool worker, a sweep
+    worker on another machine), so the folder is judged as it is there.
+    """
+    status, _ = run_state(run_dir, cfg)
+    if status == "done":
+        return None
+    if status in ("changed", "restart"):
+        move_aside(run_dir)
+    if status == "resume":
+        return resume(run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
+    return train(cfg, run_dir=run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
+
+
+def threads_per_run(jobs: int, threads: int = 0) -> int:
+    """CPU threads each of `jobs` concurrent runs gets: `threads` if set, else its share of the cores."""
+    from ..engine.device import cpu_cores
+
+    return threads or max(1, cpu_cores() // max(1, jobs))
+
+
+def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool]) -> tuple[str, str | None]:
+    """One run in a spawned worker (module level so that it can be imported there): (run dir, error)."""
+    cfg_dict, run, setup, keep_going = job
+    if setup is not None:
+        setup()
+    try:
+        train_run(TrainConfig.from_dict(cfg_dict), Path(run))
+    except TrainingDiverged as e:
+        if not keep_going:
+            raise
+        return run, str(e).splitlines()[0]
+    return run, None
+
+
+def execute(
+    runs: list[PlannedRun],
+    *,
+    jobs: int = 1,
+    threads: int = 0,
+    keep_going: bool = False,
+    progress: bool | None = False,
+    on_start: Callable[[int, int, PlannedRun], Callable[[dict[str, Any]], None] | None] | None = None,
+    on_done: Callable[[int, int, PlannedRun, Any, str | None], None] | None = None,
+    again: str = "run the same command again to resume",
+) -> dict[str, str]:
+    """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
+
+    `on_start(i, n, run)` may return an on_epoch callback (this process only);
+    `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
+    """
+    todo = [r for r in runs if r.status != "done"]
+    jobs = max(1, min(jobs, len(todo)))
+    per_run = threads_per_run(jobs, threads)
+    todo = [replace(r, config=r.config.replace(threads=threads or r.config.threads or per_run)) for r in todo]
+    errors: dict[str, str] = {}
+    if jobs == 1:
+        data = DataCache()
+        for i, r in enumerate(todo, 1):
+            on_epoch = on_start(i, len(todo), r) if on_start else None
+            if r.setup is not None:
+                r.setup()
+            try:
+                res = train_run(r.config, r.run_dir, data=data(r.config), progress=progress, on_epoch=on_epoch)
+                error = None
+            except TrainingDiverged as e:
+                if not keep_going:
+                    raise type(e)(f"{r.label}: {e}") from None
+                res, error = None, str(e).splitlines()[0]
+                errors[str(r.run_dir)] = error
+            except TrainingInterrupted as e:
+                why = str(e).split("; continue with")[0]
+                raise TrainingInterrupted(f"{r.label}: {why}; {again}") from None
+            except MnistliteError as e:
+                raise type(e)(f"{r.label}: {e}") from None
+            if on_done:
+                on_done(i, len(todo), r, res, error)
+        return errors
+    by_dir = {str(r.run_dir): r for r in todo}
+    # spawn, not fork: forking after torch has started its threads can deadlock.
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in todo]
+        try:
+            for k, done in enumerate(as_completed(futures), 1):
+                run, error = done.result()
+                if error:
+                    errors[run] = error
+                if on_done:
+                    on_done(k, len(todo), by_dir[run], None, error)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # one broken run: do not train the rest for nothing
+            raise
+    return errors
+
+
+def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
+    """Spread the runs not done over every worker of one sweep, then rebuild here the ones others trained.
+
+    Each job names its run folder relative to `out`, so every machine fills the
+    same layout; run directories trained elsewhere come back as their text
+    files (runs/portable.py: weights stay where they were trained).
+    """
+    from ..search.sweep import make_job, run_sweep
+    from .portable import pack_run, unpack_run
+
+    jobs = []
+    for r in runs:
+        if r.status == "done":
+            continue
+        over = {k: v for k, v in r.config.to_dict().items() if k not in ("model", "seed")}
+        jobs.append({**make_job(r.config.model, r.config.seed, over), "run_dir": r.run_dir.relative_to(out).as_posix()})
+    data = DataCache()
+
+    def worker(job: dict[str, Any]) -> dict[str, Any]:
+        run_dir = out / job["run_dir"]
+        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
+        train_run(cfg, run_dir, data=data(cfg))
+        return pack_run(run_dir)
+
+    for o in run_sweep(jobs, storage, study, worker, log=echo):
+        if o.state != "COMPLETE" or not isinstance(o.result, dict):
+            raise MnistliteError(f"run {o.job['run_dir']} of sweep {study!r} did not complete ({o.state})")
+        unpack_run(o.result, out / o.job["run_dir"])

@@ -1,0 +1,161 @@
+"""Compare candidate architectures and recipes on the validation split.
+
+A tuning file (TOML) names a parameter budget, the validation split and the
+seeds, then the candidates:
+
+    budget = 4999                 # most trainable parameters a candidate may have
+    val_size = 5000               # held-out training images (default 5000)
+    seeds = [1, 2]                # default [1, 2]
+    models = ["my_models.py"]     # optional: files whose @register_model names candidates may use
+
+    [[candidates]]
+    name = "reference"            # its runs go to OUT/<name>/seed<S>/
+    model = "mnistlite_frontier"  # a registered model, with its registered recipe (or my_models.py:Net,
+                                  # relative to this file)...
+
+    [[candidates]]
+    name = "pad1_bs64"
+    spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
+    recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
+
+This module reads and validates the file (everything before anything
+trains); tuning.py trains and ranks the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .config_files import NAME_RE, check_int, check_keys, check_recipe, load_toml, parse_seeds
+from .errors import MnistliteError
+from .models.family import NetSpec, count_params
+
+DEFAULT_VAL_SIZE = 5000
+DEFAULT_SEEDS = (1, 2)
+TOP_KEYS = ("budget", "val_size", "seeds", "models", "candidates")
+CANDIDATE_KEYS = ("name", "model", "spec", "recipe")
+# Set by the file or the command line for every candidate alike, so candidates compete on equal terms.
+NOT_IN_RECIPE = {
+    "model": "use the candidate's `model` or `spec`",
+    "seed": "list seeds in the top-level `seeds`",
+    "val_size": "set the top-level `val_size`",
+    "limit_train": "use --limit-train",
+    "device": "use --device",
+    "threads": "use --threads",
+    "data_dir": "use --data-dir",
+    "download": "it is not a recipe field",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    model: str  # registry name; `family:<json>` for a spec
+    spec: NetSpec | None  # the file's spec, else the registered model's own (None outside the family)
+    from_spec: bool
+    recipe: dict[str, Any]  # the file's overrides only
+    params: int
+
+
+@dataclass(frozen=True)
+class TuningFile:
+    path: Path
+    budget: int
+    val_size: int
+    seeds: tuple[int, ...]
+    candidates: tuple[Candidate, ...]
+
+    def config(self, c: Candidate, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        over = {**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed}
+        return TrainConfig.for_model(c.model, **over)
+
+
+def load_tuning(path: str | Path) -> TuningFile:
+    path = Path(path)
+    return parse_tuning(load_toml(path, "tuning file"), path)
+
+
+def model_params(model: str) -> tuple[NetSpec | None, int]:
+    from .models import get_entry
+
+    spec = getattr(get_entry(model).factory, "spec", None)
+    if spec is not None:
+        return spec, count_params(spec)
+    from .modelinfo import profile_registered
+
+    return None, profile_registered(model).params
+
+
+def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str] | None = None) -> Candidate:
+    from .models.usercode import rebase
+    from .search.space import parse_spec, spec_name
+
+    label = f"{src}: candidate {i}"
+    if not isinstance(raw, dict):
+        raise MnistliteError(f"{label}: must be a table ([[candidates]])")
+    if isinstance(raw.get("name"), str):
+        label = f"{src}: candidate {raw['name']!r}"
+    check_keys(raw, CANDIDATE_KEYS, label)
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise MnistliteError(f"{label}: `name` must be letters, digits, '.', '_' or '-' (a folder name), got {name!r}")
+    if ("model" in raw) == ("spec" in raw):
+        raise MnistliteError(f"{label}: give exactly one of `model` (a registered name) or `spec` (a family NetSpec)")
+    recipe = check_recipe(raw.get("recipe", {}), f"{label}: recipe", NOT_IN_RECIPE)
+    spec: NetSpec | None
+    if "spec" in raw:
+        spec = parse_spec(raw["spec"], label)
+        model, params = spec_name(spec), count_params(spec)
+    else:
+        model = raw["model"]
+        if not isinstance(model, str):
+            raise MnistliteError(f"{label}: `model` must be a registered model name, got {model!r}")
+        model = (named or {}).get(model) or rebase(model, Path(src).parent)  # your file.py:Name, beside the file
+        try:
+            spec, params = model_params(model)
+        except MnistliteError as e:
+            raise MnistliteError(f"{label}: {e}") from None
+    if params > budget:
+        raise MnistliteError(f"{label}: {params:,} parameters > budget {budget:,}")
+    return Candidate(name, model, spec, "spec" in raw, recipe, params)
+
+
+def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:
+    """Validate everything before anything trains; every error is one line naming the file."""
+    src = str(path)
+    check_keys(doc, TOP_KEYS, src)
+    if "budget" not in doc:
+        raise MnistliteError(f"{src}: missing `budget` (the most trainable parameters a candidate may have)")
+    budget = check_int(doc["budget"], f"{src}: budget", 1)
+    val_size = check_int(doc.get("val_size", DEFAULT_VAL_SIZE), f"{src}: val_size", 1)
+    seeds = parse_seeds(doc["seeds"], src) if "seeds" in doc else DEFAULT_SEEDS
+    raw = doc.get("candidates")
+    if not isinstance(raw, list) or not raw:
+        raise MnistliteError(f"{src}: no candidates; add at least one [[candidates]] table")
+    from .models.usercode import named_models
+
+    named = named_models(doc.get("models", []), path)
+    candidates = [parse_candidate(r, i, budget, src, named) for i, r in enumerate(raw, 1)]
+    names = [c.name for c in candidates]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise MnistliteError(f"{src}: two candidates are named {dup!r}")
+    tf = TuningFile(path, budget, val_size, seeds, tuple(candidates))
+    for c in candidates:
+        register_candidate(c)
+        try:  # types and ranges of every recipe value, now rather than an hour in
+            tf.config(c, seeds[0])
+        except MnistliteError as e:
+            raise MnistliteError(f"{src}: candidate {c.name!r}: {e}") from None
+    return tf
+
+
+def register_candidate(c: Candidate) -> None:
+    """Spec candidates exist only in the processes that register them (like search trials)."""
+    if c.from_spec and c.spec is not None:
+        from .models.mnistlite_zoo import register_spec
+
+        register_spec(c.model, c.spec, tags=("family", "tuning"), description=f"Tuning candidate {c.name}.")
