@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument(
         "--rerun-changed",
         action="store_true",
-        help="delete and retrain runs whose saved config differs from the file's",
+        help="move aside (to <run>.old-<timestamp>) and retrain runs whose saved config differs from the file's",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(

@@ -1,0 +1,64 @@
+"""runs/plan.py: the one same-run rule and the one stale-folder policy, without training."""
+
+import pytest
+
+from mnistlite.config import TrainConfig
+from mnistlite.errors import MnistliteError
+from mnistlite.runs import plan
+from mnistlite.runs import rundir as rd
+
+
+def finished(run, cfg, result=True, checkpoint=False):
+    run.mkdir(parents=True)
+    rd.write_json(run / rd.CONFIG, cfg.to_dict())
+    if result:
+        rd.write_json(run / rd.RESULT, {"final_test_acc": 99.0})
+    if checkpoint:
+        (run / rd.CHECKPOINT).write_bytes(b"x")
+
+
+@pytest.fixture
+def cfg():
+    return TrainConfig.for_model("mnistlite_2k", epochs=2)
+
+
+def test_run_only_fields_do_not_make_another_run(tmp_path, cfg):
+    finished(tmp_path / "r", cfg)
+    other = cfg.replace(threads=1, device="cpu", data_dir="/x", eval_batch_size=7, channels_last=False)
+    assert plan.run_state(tmp_path / "r", other) == ("done", "")
+    status, detail = plan.run_state(tmp_path / "r", cfg.replace(epochs=3))
+    assert status == "changed" and detail == "epochs 2 -> 3"
+
+
+def test_states(tmp_path, cfg):
+    assert plan.run_state(tmp_path / "none", cfg)[0] == "new"
+    finished(tmp_path / "ck", cfg, result=False, checkpoint=True)
+    assert plan.run_state(tmp_path / "ck", cfg)[0] == "resume"
+    finished(tmp_path / "bare", cfg, result=False)
+    assert plan.run_state(tmp_path / "bare", cfg)[0] == "restart"
+
+
+def test_stale_folders_are_moved_aside_never_deleted(tmp_path, cfg):
+    run = tmp_path / "seed1"
+    finished(run, cfg)
+    aside = plan.move_aside(run)
+    assert not run.exists() and aside.name.startswith("seed1.old-") and (aside / rd.RESULT).is_file()
+    finished(run, cfg)
+    assert plan.move_aside(run) != aside  # a second one in the same second gets its own name
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, cfg):
+    run = tmp_path / "seed1"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(MnistliteError, match="not a run's"):
+        plan.move_aside(run)
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_threads_are_the_cores_shared_by_the_jobs(monkeypatch):
+    import mnistlite.engine.device as device
+
+    monkeypatch.setattr(device, "cpu_cores", lambda: 8)
+    assert plan.threads_per_run(1) == 8 and plan.threads_per_run(3) == 2 and plan.threads_per_run(16) == 1
+    assert plan.threads_per_run(4, threads=3) == 3
