@@ -20,7 +20,7 @@ import torch
 from mnistlite.bench import matmul_peak_gflops, synthetic_data
 from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads
-from mnistlite.engine.trainer import build_parts
+from mnistlite.engine.parts import build_parts
 from mnistlite.modelinfo import profile_registered
 from mnistlite.models import list_models
 
