@@ -83,11 +83,12 @@ def main() -> None:
     print(f"Model3 training step, default glibc allocator -> tuned (mallopt): {untuned:.1f} ms -> {tuned:.1f} ms")
 
     from mnistlite.augment import affine_grid
-    from mnistlite.engine.device import set_threads
+    from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.models.dropout import _drop_positions
     from mnistlite.models.fused import bn_relu_dropout
 
     set_threads(a.threads)
+    tune_cpu_allocator()  # as the training commands run (README, "Commands")
     theta = torch.randn(128, 2, 3)
     t_torch = timeit(lambda: F.affine_grid(theta, [128, 1, 28, 28], align_corners=False))
     t_ours = timeit(lambda: affine_grid(theta, 128, 28, 28))

@@ -44,14 +44,15 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
 
     from mnistlite.bench import stock_dropout, synthetic_data
     from mnistlite.config import TrainConfig
-    from mnistlite.engine.device import set_threads
+    from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.engine.parts import build_parts
     from mnistlite.models import create_model
 
     data = synthetic_data(4096)
     x_all, y_all = data.train.images, data.train.labels
     if variant == "after":
-        set_threads(threads)  # also tunes the allocator, as `train` does
+        set_threads(threads)
+        tune_cpu_allocator()  # as the training commands run (README, "Commands")
         cfg = TrainConfig.for_model(model_name, rotation=7.0, batch_size=batch)
         parts = build_parts(cfg, data, torch.device("cpu"))
         parts.model.train()

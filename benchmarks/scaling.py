@@ -19,8 +19,8 @@ import torch
 
 from mnistlite.bench import matmul_peak_gflops, synthetic_data
 from mnistlite.config import TrainConfig
-from mnistlite.engine.device import set_threads
-from mnistlite.engine.trainer import build_parts
+from mnistlite.engine.device import set_threads, tune_cpu_allocator
+from mnistlite.engine.parts import build_parts
 from mnistlite.modelinfo import profile_registered
 from mnistlite.models import list_models
 
@@ -50,7 +50,8 @@ def main() -> None:
     global CLOCK
     if a.cpu_time:
         CLOCK = time.process_time
-    threads = set_threads(a.threads)  # and the allocator tuning, as `train` does
+    threads = set_threads(a.threads)
+    tune_cpu_allocator()  # as the training commands run (README, "Commands")
     a.threads = threads
     peak = matmul_peak_gflops()
     print(f"matrix-multiply peak, {threads} thread(s): {peak:.0f} GFLOP/s (1024x1024 fp32, wall-clock)\n")

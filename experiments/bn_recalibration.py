@@ -28,7 +28,7 @@ from torch.optim.swa_utils import update_bn
 from mnistlite.cli.common import Parser
 from mnistlite.data.loading import load_dataset
 from mnistlite.deploy.predict import load_run
-from mnistlite.engine.trainer import evaluate
+from mnistlite.engine import evaluate
 from mnistlite.errors import MnistliteError
 
 

@@ -234,10 +234,27 @@ def test_search_cli_default_storage_show_and_retrain(data_root, tmp_path, capsys
     assert accs[0] != accs[1]  # the seeds really differ
 
 
-def test_search_data_blinds_the_test_split(data_root):
-    data = ss.load_search_data(ss.Protocol(val_size=500, limit_train=1000), data_dir=str(data_root))
-    assert len(data.test) == 1 and len(data.val) == 500 and len(data.train) == 1000
-    assert (data.test.images[0] == data.val.images[0]).all()
+def test_search_trials_never_score_the_test_split(data_root, monkeypatch):
+    import mnistlite.engine as engine
+
+    protocol = ss.Protocol(val_size=200, limit_train=500, epochs=1)
+    data = ss.load_search_data(protocol, data_dir=str(data_root))
+    assert len(data.val) == 200 and len(data.train) == 500
+    runs = []
+    real_train = engine.train
+
+    def recording_train(cfg, **kw):
+        runs.append(real_train(cfg, **kw))
+        return runs[-1]
+
+    monkeypatch.setattr(engine, "train", recording_train)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(FLAGSHIP_PARAMS)
+    trial = study.ask()
+    value = ss.make_objective(protocol, data, run={"threads": 1})(trial)
+    assert len(runs) == 1 and value == runs[0].metrics[-1]["val_acc"]
+    assert all(r["test_acc"] is None and r["test_loss"] is None for r in runs[0].metrics)
+    assert runs[0].summary["final_test_acc"] is None
 
 
 @pytest.mark.parametrize(

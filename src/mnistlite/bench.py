@@ -9,7 +9,7 @@ same optimizer and batch size in the same process, so the ratio is fair.
 The baseline's model uses torch's own Dropout and for-loop SGD, as the seeds
 do; NCHW input keeps BatchNorm, ReLU and Dropout as separate layers. One of
 our changes cannot be undone inside the process: the allocator tuning
-(engine/device.py) is process-wide, so the baseline runs faster here than in a
+(engine/device.py, on for the `bench` command) is process-wide, so the baseline runs faster here than in a
 seed's own script, and the ratio is conservative.
 """
 
