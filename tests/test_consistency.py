@@ -101,6 +101,7 @@ def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
         fake_run(tmp_path / "w1", cfg.seed, [99.0, 99.3, 99.45 + cfg.seed / 100])
 
     monkeypatch.setattr(plan, "train", fake_train)
+    monkeypatch.setattr(plan, "resume", lambda *a, **kw: pytest.fail("nothing here was interrupted"))
     monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: None)
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     base = TrainConfig.for_model("mnistlite_flagship", epochs=3)

@@ -101,7 +101,7 @@ CURVES = {
 
 
 class FakeTrain:
-    """Stands in for engine.train: writes a finished run directory, counts calls."""
+    """Stands in for engine.train and engine.resume: writes a finished run directory, counts calls."""
 
     def __init__(self):
         self.calls: list[dict] = []
@@ -135,6 +135,7 @@ def fake(monkeypatch):
         return FakeData()
 
     monkeypatch.setattr(plan, "train", fake_train)  # runs/plan.py executes every run
+    monkeypatch.setattr(plan, "resume", lambda run_dir, **kw: fake_train(None, run_dir=run_dir, resume=True, **kw))
     monkeypatch.setattr(plan, "load_dataset", fake_load)
     fake_train.loads = loads
     return fake_train

@@ -65,7 +65,6 @@ def train(
     model: ModelEntry | None = None,
     trust_code: bool = False,
     evaluate_test: bool = True,
-    resume: bool = False,
 ) -> RunResult:
     """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
 
@@ -74,17 +73,8 @@ def train(
     `model` is the entry to build from instead of looking `cfg.model` up (the
     notebook API's in-memory models). `evaluate_test=False` never scores the test
     split: its columns are None and the summary's test figures too (a search).
-
-    `resume=True` is the old spelling of `resume(run_dir, ...)`, kept for callers
-    written before it: the run continues with its own config.json, and `cfg` is
-    not used. `trust_code` matters only there.
+    An interrupted run continues with `resume(run_dir)`, not here.
     """
-    if resume:
-        if run_dir is None:
-            raise MnistliteError("resume needs a run directory")
-        return _resume(
-            run_dir, trust_code=trust_code, data=data, progress=progress, quiet=quiet, on_epoch=on_epoch, model=model
-        )
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
     if entry.code is not None:
@@ -157,9 +147,6 @@ def resume(
             t_start=t_start,
         )
     )
-
-
-_resume = resume  # inside `train`, the name `resume` is its compatibility flag
 
 
 def _run(s: Session) -> RunResult:

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..config import TrainConfig, describe_differences
 from ..data import load_dataset
-from ..engine import TrainingDiverged, TrainingInterrupted, train
+from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
 from ..errors import MnistliteError
 from . import rundir as rd
 
@@ -134,10 +134,9 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | No
         return None
     if status in ("changed", "restart"):
         move_aside(run_dir)
-    # With resume=True the trainer continues from the folder's own config.json, which
-    # run_state has just found equal to `cfg` on every field that is not run-only.
-    resume = status == "resume"
-    return train(cfg, run_dir=run_dir, resume=resume, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
+    if status == "resume":  # the folder's own config.json, just found equal to `cfg` bar run-only fields
+        return resume(run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
+    return train(cfg, run_dir=run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
 
 
 def threads_per_run(jobs: int, threads: int = 0) -> int:
