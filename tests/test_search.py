@@ -18,8 +18,10 @@ from mnistlite.models import count_params as count_built  # noqa: E402
 from mnistlite.models import create_model, get_entry  # noqa: E402
 from mnistlite.models.family import NetSpec, build, count_params  # noqa: E402
 from mnistlite.models.mnistlite_zoo import FLAGSHIP, register_spec  # noqa: E402
+from mnistlite.search import objective as so  # noqa: E402
 from mnistlite.search import space  # noqa: E402
 from mnistlite.search import study as ss  # noqa: E402
+from mnistlite.search import worker as sw  # noqa: E402
 from mnistlite.search.storage import make_storage, normalize_url, sqlite_url  # noqa: E402
 from mnistlite.search.sweep import job_key, make_job, run_sweep  # noqa: E402
 
@@ -91,7 +93,7 @@ def test_spec_names_round_trip_and_register_idempotently():
 def test_over_budget_trial_is_pruned_with_its_count_and_never_trains():
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(FLAGSHIP_PARAMS)
-    objective = ss.make_objective(ss.Protocol(budget=5000, epochs=1), data=None)  # data is never touched
+    objective = so.make_objective(ss.Protocol(budget=5000, epochs=1), data=None)  # data is never touched
     trial = study.ask()
     with pytest.raises(optuna.TrialPruned):
         objective(trial)
@@ -118,12 +120,12 @@ def test_worker_counts_trained_trials_exactly_and_resumes(tmp_path):
     study = optuna.create_study(
         storage=storage, study_name="s", direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1)
     )
-    assert ss.run_search_worker(study, _fake_objective, 7, log=lambda s: None) == 7
+    assert sw.run_search_worker(study, _fake_objective, 7, log=lambda s: None) == 7
     assert len(ss.counted_trials(study)) == 7
     states = ss.state_counts(study)
     assert states.get("REJECTED", 0) > 0  # rejected configs happened and were not counted
     # A second run on the same study only tops it up to the new total.
-    assert ss.run_search_worker(study, _fake_objective, 9, log=lambda s: None) == 2
+    assert sw.run_search_worker(study, _fake_objective, 9, log=lambda s: None) == 2
     assert len(ss.counted_trials(study)) == 9
 
 
@@ -233,12 +235,32 @@ def test_search_cli_default_storage_show_and_retrain(data_root, tmp_path, capsys
     assert retrain["config"]["val_size"] == 0 and retrain["trial"] == study.best_trial.number
     assert accs[0] != accs[1]  # the seeds really differ
 
+    # Again: the finished seeds are reused (runs/plan.py's same-run rule), not an error, not retrained.
+    before = {p: p.stat().st_mtime_ns for p in (out / "retrain-best").rglob("model.pt")}
+    assert main([*common, "--retrain-best", "--seeds", "2", "--retrain-limit-train", "1000"]) == 0
+    assert "seed 1: already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (out / "retrain-best").rglob("model.pt")} == before
+    assert json.loads((out / "retrain_best.json").read_text())["seeds"] == retrain["seeds"]
+    # Another config in a seed's folder (here: more epochs) is moved aside, never deleted.
+    assert (
+        main([*common, "--retrain-best", "--seeds", "1", "--retrain-epochs", "2", "--retrain-limit-train", "1000"]) == 0
+    )
+    assert len(list((out / "retrain-best").glob("seed1.old-*"))) == 1
+    assert json.loads((out / "retrain_best.json").read_text())["config"]["epochs"] == 2
+    # With --storage the seeds are the jobs of one shared sweep (plan.execute_shared) in that storage.
+    shared = tmp_path / "shared"
+    url = sqlite_url(out / "search.db")
+    argv = [str(shared) if a == str(out) else a for a in common]
+    assert main([*argv, "--storage", url, "--retrain-best", "--seeds", "1", "--retrain-limit-train", "1000"]) == 0
+    assert optuna.load_study(study_name="search-8000-retrain-best", storage=url).trials[0].state == TrialState.COMPLETE
+    assert json.loads((shared / "retrain_best.json").read_text())["seeds"][0]["final_test_acc"] == accs[0]
+
 
 def test_search_trials_never_score_the_test_split(data_root, monkeypatch):
     import mnistlite.engine as engine
 
     protocol = ss.Protocol(val_size=200, limit_train=500, epochs=1)
-    data = ss.load_search_data(protocol, data_dir=str(data_root))
+    data = so.load_search_data(protocol, data_dir=str(data_root))
     assert len(data.val) == 200 and len(data.train) == 500
     runs = []
     real_train = engine.train
@@ -251,7 +273,7 @@ def test_search_trials_never_score_the_test_split(data_root, monkeypatch):
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(FLAGSHIP_PARAMS)
     trial = study.ask()
-    value = ss.make_objective(protocol, data, run={"threads": 1})(trial)
+    value = so.make_objective(protocol, data, run={"threads": 1})(trial)
     assert len(runs) == 1 and value == runs[0].metrics[-1]["val_acc"]
     assert all(r["test_acc"] is None and r["test_loss"] is None for r in runs[0].metrics)
     assert runs[0].summary["final_test_acc"] is None

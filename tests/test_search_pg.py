@@ -158,7 +158,7 @@ SWEEP_WORKER = textwrap.dedent("""
 SEARCH_WORKER = textwrap.dedent("""
     import sys, time, optuna
     from mnistlite.search.storage import make_storage
-    from mnistlite.search.study import run_search_worker
+    from mnistlite.search.worker import run_search_worker
     url, name, n_trials, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     storage = make_storage(url, heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)

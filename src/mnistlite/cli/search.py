@@ -51,7 +51,9 @@ def register(sub) -> None:
     p.add_argument(
         "--retrain-best",
         action="store_true",
-        help="retrain the best trial on the full training set (val-size 0), then test once per seed",
+        help="retrain the best trial on the full training set (val-size 0) into <out>/retrain-best/seed<k>/, "
+        "then test once per seed; finished seeds are reused, interrupted ones resumed; with --storage the "
+        "seeds are shared among the workers",
     )
     p.add_argument("--seeds", type=int, default=5, help="seeds for --retrain-best (default 5)")
     p.add_argument(
@@ -116,6 +118,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    from ..search import objective, retrain, show, worker
     from ..search import storage as st
     from ..search import study as ss
 
@@ -146,12 +149,14 @@ def run(args: argparse.Namespace) -> int:
             sampler=ss.make_sampler(args.sampler_seed, args.startup_trials),
             pruner=ss.make_pruner(args.pruner, args.epochs),
         )
-        data = ss.load_search_data(protocol, data_dir=args.data_dir)
+        data = objective.load_search_data(protocol, data_dir=args.data_dir)
         print(
             f"study {name} in {st.redact(url)}: {trials} trials of {args.epochs} epoch(s), budget "
             f"{args.budget:,} params, {len(data.train):,} train / {len(data.val):,} val images"
         )
-        ss.run_search_worker(study, ss.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout)
+        worker.run_search_worker(
+            study, objective.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout
+        )
         best = ss.best_trials(study, 1)
         if best:
             t = best[0]
@@ -162,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         study = ss.load_study(storage, name)
     if args.show:
-        ss.show_study(study, out)
+        show.show_study(study, out)
     if args.retrain_best:
-        ss.retrain_best(
+        retrain.retrain_best(
             study,
             args.seeds,
             out,
@@ -172,5 +177,6 @@ def run(args: argparse.Namespace) -> int:
             limit_train=args.retrain_limit_train,
             data_dir=args.data_dir,
             run=run_fields,
+            storage=args.storage,
         )
     return 0

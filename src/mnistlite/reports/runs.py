@@ -18,12 +18,6 @@ from typing import Any
 from ..errors import MnistliteError
 from ..runs import rundir as rd
 
-# Files a run directory may hold; a directory holding anything else is not
-# deleted when an experiment restarts an interrupted run in it.
-RUN_FILES = frozenset(
-    {rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
-)
-
 
 @dataclass
 class RunRecord:

@@ -1,21 +1,24 @@
 """Sweeps (seeds, experiments) on many workers through one Optuna study.
 
+This module is only the shared job queue. Runs that fill run directories
+(`seeds`, `experiment`, `search --retrain-best` with --storage) reach it
+through runs/plan.py's `execute_shared`, whose worker applies the planner's
+same-run rule and stale-folder policy to each job's folder where it trains.
+
 A sweep is a fixed list of jobs, each a JSON-able dict, by convention
 `{"model": ..., "seed": ..., "overrides": {...}}` (`make_job`). Every worker
 process, on any machine, runs the same call against the same storage:
 
     from mnistlite.search.sweep import make_job, run_sweep
 
-    jobs = [make_job("mnistlite_flagship", seed, {"epochs": 15}) for seed in range(1, 6)]
+    jobs = [make_job("fake", seed, {"lr": 0.1}) for seed in range(1, 6)]
 
     def worker(job):                      # runs ONE job, returns a JSON-able dict
-        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
-        return train(cfg, data=data, quiet=True).to_dict()
+        return {"value": score(job)}
 
-    outcomes = run_sweep(jobs, "postgresql://user@host/db", "seeds-flagship", worker,
-                         value_key="final_test_acc")
+    outcomes = run_sweep(jobs, "postgresql://user@host/db", "my-sweep", worker)
     for o in outcomes:                    # one JobOutcome per job, in the order of `jobs`
-        print(o.job["seed"], o.state, o.result["final_test_acc"] if o.result else None)
+        print(o.job["seed"], o.state, o.value)
 
 What happens:
 

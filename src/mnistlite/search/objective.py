@@ -1,0 +1,101 @@
+"""The objective of a search trial: a config sampled under the budget, trained, scored on validation.
+
+The objective is the FINAL-epoch validation accuracy on the held-out split.
+The search never evaluates the test set: every trial trains with
+`evaluate_test=False`, so its test columns are None, no test number can reach
+a choice, and nothing about the test set is stored in the study. Only
+retrain.py, after the search, trains on the full training set and reads the
+test accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import MnistliteError
+from . import storage as st
+from .study import Protocol
+
+
+def load_search_data(protocol: Protocol, data_dir: str | None = None, download: bool = True):
+    """The data set, loaded once per process (its test split is never scored; see module doc)."""
+    from ..data import load_dataset
+
+    data = load_dataset(
+        protocol.dataset,
+        data_dir=data_dir,
+        val_size=protocol.val_size,
+        limit_train=protocol.limit_train,
+        download=download,
+    )
+    if data.val is None:
+        raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
+    return data
+
+
+def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
+    """The TrainConfig of one trial (model registered on the fly)."""
+    from ..config import TrainConfig
+    from .space import ensure_registered
+
+    name = ensure_registered(spec, recipe)
+    return TrainConfig.for_model(
+        name,
+        epochs=protocol.epochs,
+        val_size=protocol.val_size,
+        limit_train=protocol.limit_train,
+        dataset=protocol.dataset,
+        seed=protocol.seed,
+        **recipe,
+        **run,
+    )
+
+
+def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = None) -> Callable:
+    """objective(trial) -> final validation accuracy; raises optuna.TrialPruned.
+
+    `run`: TrainConfig fields that do not change results' meaning (device, threads).
+    """
+    optuna = st.import_optuna()
+    from ..engine import TrainingDiverged, train
+    from .space import OverBudget, describe_spec, spec_to_dict, suggest_recipe, suggest_spec
+
+    run = dict(run or {})
+
+    def objective(trial) -> float:
+        try:
+            spec = suggest_spec(trial, protocol.budget)
+        except OverBudget as e:
+            trial.set_user_attr("over_budget", e.params)
+            trial.set_user_attr("rejected", f"over_budget: {e.params} > {e.budget} params")
+            raise optuna.TrialPruned(str(e)) from None
+        recipe = suggest_recipe(trial)
+        from ..models.family import count_params
+
+        trial.set_user_attr("params", count_params(spec))
+        trial.set_user_attr("spec", spec_to_dict(spec))
+        trial.set_user_attr("arch", describe_spec(spec))
+        trial.set_user_attr("recipe", recipe)
+        cfg = trial_config(spec, recipe, protocol, **run)
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            trial.report(row["val_acc"], row["epoch"])
+            # Never prune after the last epoch: a finished run is a complete result.
+            if row["epoch"] < protocol.epochs and trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", row["epoch"])
+                raise optuna.TrialPruned(f"epoch {row['epoch']}: val {row['val_acc']:.2f}%")
+
+        t0 = time.perf_counter()
+        try:
+            result = train(cfg, data=data, progress=False, quiet=True, on_epoch=on_epoch, evaluate_test=False)
+        except TrainingDiverged as e:
+            trial.set_user_attr("diverged", str(e))
+            raise optuna.TrialPruned(f"diverged: {e}") from None
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+        # Only validation numbers leave this function (the test columns are None).
+        return float(result.metrics[-1]["val_acc"])
+
+    return objective

@@ -1,0 +1,125 @@
+"""After a search: the best trial's config retrained on the full training set, tested once per seed.
+
+The retrained runs are ordinary run directories, `OUT/retrain-best/seed<k>/`,
+planned and executed by runs/plan.py like those of `seeds` and `tune`: a seed
+already finished with the same config is reused, an interrupted one resumed,
+a folder left by another config moved aside to `.old-<timestamp>`. With a
+shared storage the seeds become the jobs of one sweep that every worker
+started with the same command shares (plan.execute_shared). The test set is
+read here only, after the search, and nothing is chosen on it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import MnistliteError
+from ..runs import plan
+from ..runs import rundir as rd
+from .objective import trial_config
+from .study import best_trials, protocol_of
+
+RETRAIN_DIR = "retrain-best"
+RETRAIN_JSON = "retrain_best.json"
+
+
+def best_config(study, **run: Any):
+    """(trial, TrainConfig) of the best completed trial, on the full training set (val_size 0)."""
+    top = best_trials(study, 1)
+    if not top:
+        raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
+    t = top[0]
+    from .space import spec_from_dict
+
+    spec = spec_from_dict(t.user_attrs["spec"])
+    protocol = protocol_of(study)
+    cfg = trial_config(spec, dict(t.user_attrs["recipe"]), protocol)
+    return t, cfg.replace(val_size=0, **run)
+
+
+def retrain_best(
+    study,
+    seeds: int,
+    out_dir: Path,
+    *,
+    epochs: int | None = None,
+    limit_train: int = 0,
+    data_dir: str | None = None,
+    run: dict[str, Any] | None = None,
+    storage: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Retrain the best trial's config on the full training set for seeds 1..`seeds`; test once each.
+
+    Writes `retrain_best.json` (per-seed final test accuracy, mean and std) and
+    one run directory per seed under `out_dir/retrain-best/`. With `storage`
+    (an Optuna storage URL) the seeds are shared with every worker of the
+    sweep `<study>-retrain-best` in it.
+    """
+    if seeds < 1:
+        raise MnistliteError(f"--seeds must be at least 1, got {seeds}")
+    t, cfg = best_config(study, **(run or {}))  # registers the trial's model in this process
+    cfg = cfg.replace(epochs=epochs or cfg.epochs, limit_train=limit_train, data_dir=data_dir)
+    runs_root = out_dir / RETRAIN_DIR
+    rd.prepare_run_dir(runs_root, resume=True)
+    runs = [plan.plan_run(f"seed {s}", cfg.replace(seed=s), runs_root / f"seed{s}") for s in range(1, seeds + 1)]
+    log(
+        f"retraining trial {t.number} ({t.user_attrs.get('arch')}, {t.user_attrs.get('params'):,} params, "
+        f"search val {t.value:.2f}%) on the full training set"
+        + (f" (first {limit_train:,} images)" if limit_train else "")
+        + f", {cfg.epochs} epochs, seeds 1..{seeds}"
+    )
+    for r in runs:
+        if r.status == "done":
+            log(f"{r.label}: already done in {r.run_dir}")
+    if storage is not None:
+        plan.execute_shared(runs, runs_root, storage, f"{study.study_name}-{RETRAIN_DIR}", log)
+    else:
+        plan.execute(runs, on_done=lambda i, n, r, res, err: log(f"{r.label}: {_final_line(r.run_dir)}"))
+    per_seed = [_seed_record(r) for r in runs]
+    last = runs[-1].config
+    accs = [r["final_test_acc"] for r in per_seed]
+    report = {
+        "study": study.study_name,
+        "trial": t.number,
+        "search_val_acc": t.value,
+        "params": t.user_attrs.get("params"),
+        "arch": t.user_attrs.get("arch"),
+        "spec": t.user_attrs.get("spec"),
+        "model": last.model,
+        "config": {k: v for k, v in last.to_dict().items() if k not in ("seed", "model", "data_dir")},
+        "protocol": "trained on the full training set (val_size 0); the test set is evaluated after the "
+        "final epoch and reported; nothing is chosen on it",
+        "seeds": per_seed,
+        "mean_test_acc": statistics.fmean(accs),
+        "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rd.write_json(out_dir / RETRAIN_JSON, report)
+    log(
+        f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "
+        f"-> {out_dir / RETRAIN_JSON}"
+    )
+    return report
+
+
+def _seed_record(r: plan.PlannedRun) -> dict[str, Any]:
+    """One seed's line of retrain_best.json, read back from its finished run directory."""
+    final = rd.read_metrics(r.run_dir / rd.METRICS)[-1]
+    result = rd.read_json(r.run_dir / rd.RESULT)
+    return {
+        "seed": r.config.seed,
+        "final_test_acc": final["test_acc"],
+        "final_train_acc": final["train_acc"],
+        "wall_seconds": round(result["wall_seconds"], 1),
+        "run_dir": str(r.run_dir),
+    }
+
+
+def _final_line(run_dir: Path) -> str:
+    final = rd.read_metrics(run_dir / rd.METRICS)[-1]
+    wall = rd.read_json(run_dir / rd.RESULT)["wall_seconds"]
+    return f"final test {final['test_acc']:.2f}% ({wall:.0f}s)"

@@ -1,0 +1,191 @@
+"""What a study found: the best trials as a table, best_trials.json, trials.json and two plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import storage as st
+from .study import best_trials, counted_trials, is_counted, state_counts
+
+
+def trial_row(t) -> dict[str, Any]:
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "value_val_acc": t.value,
+        "params": t.user_attrs.get("params"),
+        "arch": t.user_attrs.get("arch"),
+        "spec": t.user_attrs.get("spec"),
+        "recipe": t.user_attrs.get("recipe"),
+        "val_acc_per_epoch": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        "seconds": t.user_attrs.get("seconds"),
+        "worker": t.user_attrs.get("worker"),
+    }
+
+
+def param_importances(study) -> tuple[dict[str, float], str]:
+    """(importances, evaluator name): fANOVA where scikit-learn is installed, else PED-ANOVA.
+
+    Only parameters every completed trial has are ranked (the space is conditional).
+    """
+    import warnings
+
+    optuna = st.import_optuna()
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+
+    errors = []
+    for name, make in (("fANOVA", FanovaImportanceEvaluator), ("PED-ANOVA", PedAnovaImportanceEvaluator)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "some regimes have less than 2 trials" on small studies
+                imp = optuna.importance.get_param_importances(study, evaluator=make())
+            return {k: float(v) for k, v in imp.items()}, name
+        except Exception as e:  # noqa: BLE001  (missing scikit-learn, too few trials, ...)
+            errors.append(f"{name}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+    return {}, "none (" + "; ".join(errors) + ")"
+
+
+def format_table(trials: list) -> str:
+    head = ["#", "val %", "params", "architecture", "max_lr", "pct", "wd", "bs", "rot", "trans", "scale", "ls"]
+    rows = [head]
+    for t in trials:
+        r = t.user_attrs.get("recipe", {})
+        rows.append(
+            [
+                str(t.number),
+                f"{t.value:.2f}",
+                f"{t.user_attrs.get('params', 0):,}",
+                t.user_attrs.get("arch", ""),
+                f"{r.get('max_lr', 0):.3f}",
+                f"{r.get('pct_start', 0):.2f}",
+                f"{r.get('weight_decay', 0):.1e}",
+                str(r.get("batch_size", "")),
+                f"{r.get('rotation', 0):.1f}",
+                f"{r.get('translate', 0):.3f}",
+                f"{r.get('scale', 0):.3f}",
+                f"{r.get('label_smoothing', 0):.3f}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
+    )
+
+
+def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Print the best trials; write best_trials.json, trials.json (every trial, one line each),
+    history.png and importances.png into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = best_trials(study, k)
+    counts = state_counts(study)
+    log(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
+    log("protocol: " + json.dumps(study.user_attrs.get("protocol", {})))
+    if not top:
+        log("no completed trial yet")
+    else:
+        log(format_table(top))
+    importances, evaluator = param_importances(study) if len(top) >= 2 else ({}, "none (fewer than 2 completed trials)")
+    if importances:
+        log(
+            "parameter importances ("
+            + evaluator
+            + "): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8])
+        )
+    else:
+        log(f"parameter importances skipped: {evaluator}")
+    report = {
+        "study": study.study_name,
+        "objective": "final-epoch validation accuracy (%); the test set is not used by the search",
+        "protocol": study.user_attrs.get("protocol"),
+        "trial_states": counts,
+        "counted_trials": len(counted_trials(study)),
+        "best_trials": [trial_row(t) for t in top],
+        "importances": importances,
+        "importance_evaluator": evaluator,
+    }
+    (out_dir / "best_trials.json").write_text(json.dumps(report, indent=2) + "\n")
+    every = [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value_val_acc": t.value,
+            "params": t.user_attrs.get("params"),
+            "arch": t.user_attrs.get("arch"),
+            "rejected": t.user_attrs.get("rejected"),
+            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
+            "seconds": t.user_attrs.get("seconds"),
+            "val_acc_per_epoch": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
+    (out_dir / "trials.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in every) + "\n]\n")
+    plot_history(study, out_dir / "history.png")
+    if importances:
+        plot_importances(importances, evaluator, out_dir / "importances.png")
+    log(
+        f"wrote {out_dir / 'best_trials.json'}, {out_dir / 'trials.json'}, {out_dir / 'history.png'}"
+        + (f", {out_dir / 'importances.png'}" if importances else "")
+    )
+    return report
+
+
+def plot_history(study, path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from ..runs.plots import plt  # Agg backend
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    trials = [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    if done:
+        ax.scatter([t.number for t in done], [t.value for t in done], s=18, label="completed (final val acc)")
+        best, xs, ys = -math.inf, [], []
+        for t in sorted(done, key=lambda t: t.number):
+            best = max(best, t.value)
+            xs.append(t.number)
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="C3", label="best so far")
+    values = [t.value for t in done]
+    low = max(min(values), max(values) - 8) - 0.2 if values else None
+    if pruned:
+        last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
+        if low is not None:
+            last = [max(v, low + 0.1) for v in last]  # far-off pruned trials sit on the bottom edge
+        ax.scatter(
+            [t.number for t in pruned],
+            last,
+            s=18,
+            marker="x",
+            color="grey",
+            label="pruned (last val acc, clipped to the axis)",
+        )
+    if values:
+        ax.set_ylim(low, max(values) + 0.3)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{study.study_name}: optimisation history")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_importances(importances: dict[str, float], evaluator: str, path: Path) -> None:
+    from ..runs.plots import plt
+
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    ax.barh(names, [importances[n] for n in names], color="C0")
+    ax.set_xlabel(f"importance ({evaluator})")
+    ax.set_title("hyperparameter importance for validation accuracy")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""The search worker loop: trials until the study holds exactly n_trials counted ones.
+
+`n_trials` is the number of TRAINED trials the study should reach across all
+its workers (study.is_counted); configs rejected for the budget do not count.
+A worker asks for a new trial only while counted + running < n_trials, and
+after `ask()` checks that fewer than n_trials live trials precede its own
+(trial numbers are assigned in creation order by the storage); the rare loser
+of that race marks its empty trial FAIL (user attr `surplus`) and waits. A
+worker whose process dies leaves a RUNNING trial whose heartbeat stops;
+another worker fails it and the retry callback re-enqueues it once
+(storage.py). So the study ends with exactly n_trials counted trials.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..errors import MnistliteError
+from . import storage as st
+from .study import is_counted
+
+MAX_REJECTED_IN_A_ROW = 500
+
+
+def run_search_worker(
+    study,
+    objective: Callable,
+    n_trials: int,
+    *,
+    timeout: float | None = None,
+    poll: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Run trials until the study holds `n_trials` counted trials; returns how many this worker trained.
+
+    Any number of workers may run this on the same study at once (see the
+    module docstring for why the total comes out exact).
+    """
+    optuna = st.import_optuna()
+    from optuna.trial import TrialState
+
+    storage = study._storage  # for the heartbeat thread
+    t_start = time.monotonic()
+    trained = rejected_in_a_row = 0
+    while True:
+        if timeout is not None and time.monotonic() - t_start > timeout:
+            log(f"timeout: {timeout:g}s passed; this worker starts no more trials")
+            break
+        st.fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(map(is_counted, trials))
+        if done >= n_trials:
+            break
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting and done + running >= n_trials:
+            time.sleep(poll)  # others hold the last trials; wait in case one of them dies
+            continue
+        trial = study.ask()
+        ahead = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.number < trial.number and (is_counted(t) or t.state == TrialState.RUNNING)
+        ]
+        if len(ahead) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            time.sleep(poll)
+            continue
+        trial.set_user_attr("worker", st.worker_id())
+        state, value, note = TrialState.COMPLETE, None, ""
+        try:
+            with st.heartbeat(storage, trial._trial_id):
+                try:
+                    value = objective(trial)
+                except optuna.TrialPruned as e:
+                    state, note = TrialState.PRUNED, str(e)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    raise
+                except BaseException:
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    raise
+            if state == TrialState.COMPLETE:
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=TrialState.PRUNED)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial as stale (missed heartbeats: the
+            # machine stalled for longer than the grace period); its retry runs it.
+            log(f"trial {trial.number}: failed by another worker after missed heartbeats; its retry takes its place")
+            continue
+        attrs = trial.user_attrs
+        if "rejected" in attrs:
+            rejected_in_a_row += 1
+            if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
+                raise MnistliteError(f"{MAX_REJECTED_IN_A_ROW} configs in a row were over budget; raise --budget")
+            continue
+        rejected_in_a_row = 0
+        trained += 1
+        where = f"{attrs.get('params', 0):,} params, {attrs.get('arch', '')}"
+        if state == TrialState.COMPLETE:
+            log(f"trial {trial.number}: val {value:.2f}% ({where}) in {attrs.get('seconds', 0):.1f}s")
+        else:
+            log(f"trial {trial.number}: pruned, {note} ({where})")
+    return trained
