@@ -16,6 +16,7 @@ from mnistlite.errors import MnistliteError
 from mnistlite.reports import analysis as an
 from mnistlite.reports import experiment as ex
 from mnistlite.reports.render import render_runs
+from mnistlite.reports.step import StepMetrics
 from mnistlite.runs import plan
 from mnistlite.runs import rundir as rd
 from mnistlite.runs.plots import plot_curves
@@ -46,8 +47,8 @@ def rows(test: list[float], train: list[float] | None = None) -> list[dict]:
 
 def step(
     runs: dict[str, list[dict]], name: str = "s", params: int = 7000, epochs: int | None = None, **kw
-) -> an.StepMetrics:
-    return an.StepMetrics(
+) -> StepMetrics:
+    return StepMetrics(
         name=name,
         runs=runs,
         params=params,

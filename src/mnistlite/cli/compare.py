@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..reports.render import compare, format_compare
+from ..reports.compare import compare, format_compare
 
 DEFAULT_PNG = "runs/compare.png"
 

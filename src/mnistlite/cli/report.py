@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MnistliteError
-from ..reports.render import is_experiment_dir, render_experiment, render_runs
+from ..reports.render import render_experiment, render_runs
+from ..reports.sections import is_experiment_dir
 
 
 def register(sub) -> None:

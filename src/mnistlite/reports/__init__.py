@@ -5,6 +5,13 @@ experiment.py       run an experiment (planned by runs/plan.py), then write its 
 leaderboard.py      multi-seed tables over every model with a tag (`mnistlite table`)
 tuning.py           the tuning ranking as markdown (tuning.md)
 runs.py             a run directory read back: config, metrics, result, layer table, log
+step.py             a step's metric rows as the rules read them, and a rule's Finding
 analysis.py         the rules that turn metrics into plain sentences (thresholds named)
-render.py           markdown reports and their plots; the `compare` table
+challenge_rules.py  the challenge's verdicts of a step: budget, goal, both
+recipe.py           a run's recipe in one line, the fields that matter, what changed
+markdown.py         report text: relative links, table cells, numbers, epoch lists
+sections.py         a report's sections: one per experiment step or per run directory
+figures.py          a report's plots: accuracy per epoch against the target line
+render.py           markdown reports (`mnistlite report`): comparison, sections, analysis
+compare.py          finished runs side by side (`mnistlite compare`)
 """

@@ -3,32 +3,40 @@
 Each rule is one small function from a step's metrics to a `Finding`: a
 short verdict (for tables and tests) and plain sentences (for the report).
 Every threshold is a named constant below, so a verdict can be checked by
-hand against the numbers printed beside it.
+hand against the numbers printed beside it. The last three verdicts, whether
+the step meets the challenge, read only the challenge's own numbers
+(challenge.py) and live in challenge_rules.py; `analyse` gives them all.
 
-A step is one configuration trained under one or more seeds. Its `runs` map
-a label ("seed 1") to that run's per-epoch rows (metrics.csv): `epoch`,
-`train_acc` and `test_acc` in percent are what the rules read. Train accuracy
-is the running accuracy on the augmented training batches of each epoch, in
-training mode (dropout on), as the seeds' logs report it; test accuracy is the
-whole test set after the epoch, in eval mode.
+A step (step.py) is one configuration trained under one or more seeds: the
+per-epoch rows of each seed's run. Train accuracy is the running accuracy on
+the augmented training batches of each epoch, in training mode (dropout on),
+as the seeds' logs report it; test accuracy is the whole test set after the
+epoch, in eval mode.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from statistics import mean, stdev
+from collections.abc import Sequence
+from statistics import mean
 from typing import Any
 
-from ..challenge import BUDGET, LAST_EPOCHS, MAX_EPOCHS, TARGET
-from ..config import RUN_ONLY_FIELDS
-
-# --- the challenge (challenge.py), under the names the rules read -----------------
-BUDGET_PARAMS = BUDGET  # trainable parameters must stay strictly below this
-BUDGET_EPOCHS = MAX_EPOCHS  # at most this many epochs
-GOAL_ACC = TARGET  # test accuracy (%) to hold ...
-LAST_N = LAST_EPOCHS  # ... in each of the last LAST_N epochs, for every seed
+from .challenge_rules import BUDGET_EPOCHS, GOAL_ACC, LAST_N, budget, challenge, goal
+from .markdown import by_run, pct, pp
+from .recipe import diff, recipe_diff
+from .step import (
+    Finding,
+    StepMetrics,
+    best_test,
+    col,
+    final_test,
+    first_epoch_at,
+    gap_last,
+    last,
+    mean_std,
+    min_last,
+    range_last,
+)
 
 # --- fit: train-test gap over the last LAST_N epochs (percentage points) ----------
 OVERFIT_GAP_PP = 0.5  # train ahead of test by more than this: overfits
@@ -52,124 +60,6 @@ SEED_SPREAD_PP = 0.1  # sample std of final test accuracy across seeds above thi
 
 # --- change from the previous step ------------------------------------------------
 NOISE_PP = 0.05  # a change of final test accuracy within max(this, its standard error) is noise
-
-# Config fields a report does not list as the recipe: what differs between
-# steps by construction (model, seed), and the run-only fields of the same-run
-# rule (config.RUN_ONLY_FIELDS: where or how fast a run happened).
-NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
-
-
-@dataclass
-class StepMetrics:
-    """What the rules see of one step."""
-
-    name: str
-    runs: dict[str, list[dict[str, Any]]]  # label -> metric rows, epoch order
-    params: int | None = None
-    epochs: int | None = None  # planned epochs per run (config)
-    model: str = ""
-    config: dict[str, Any] = field(default_factory=dict)  # one run's config.json
-    arch: dict[str, str] = field(default_factory=dict)  # runs.architecture(model)
-
-    @property
-    def n(self) -> int:
-        return len(self.runs)
-
-    def per_run(self, fn: Callable[[list[dict[str, Any]]], Any]) -> dict[str, Any]:
-        return {label: fn(rows) for label, rows in self.runs.items() if rows}
-
-    def values(self, fn: Callable[[list[dict[str, Any]]], Any]) -> list[Any]:
-        return list(self.per_run(fn).values())
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str  # which rule: change, fit, speed, stability, seeds, budget, goal, challenge
-    verdict: str  # one word or two, e.g. "overfits", "stable", "meets"
-    text: str  # plain sentences for the report
-
-
-# --- small helpers -----------------------------------------------------------------
-
-
-def last(rows: Sequence[dict[str, Any]], n: int = LAST_N) -> list[dict[str, Any]]:
-    return list(rows[-n:])
-
-
-def col(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
-    return [float(r[key]) for r in rows if r.get(key) is not None]
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for fewer than two values)."""
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, None
-    return mean(vals), (stdev(vals) if len(vals) > 1 else None)
-
-
-def pct(v: float | None) -> str:
-    return "n/a" if v is None or math.isnan(v) else f"{v:.2f}%"
-
-
-def pp(v: float) -> str:
-    """A signed difference in percentage points."""
-    return f"{v:+.2f} pp"
-
-
-def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
-    """'99.41%' for one value, '99.41 ± 0.03%' for several (sample std)."""
-    m, s = mean_std(values)
-    if math.isnan(m):
-        return "n/a"
-    if s is None:
-        return f"{m:.{digits}f}{unit}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}{unit}"
-
-
-def epoch_list(epochs: Sequence[int]) -> str:
-    """[3, 5, 6, 7] -> '3, 5-7'."""
-    out: list[str] = []
-    eps = sorted(epochs)
-    i = 0
-    while i < len(eps):
-        j = i
-        while j + 1 < len(eps) and eps[j + 1] == eps[j] + 1:
-            j += 1
-        out.append(str(eps[i]) if i == j else f"{eps[i]}-{eps[j]}")
-        i = j + 1
-    return ", ".join(out)
-
-
-def _by_run(values: dict[str, Any], fmt: Callable[[Any], str] = str) -> str:
-    return ", ".join(f"{fmt(v)} ({label})" for label, v in values.items())
-
-
-def first_epoch_at(rows: Sequence[dict[str, Any]], level: float) -> int | None:
-    return next((int(r["epoch"]) for r in rows if r.get("test_acc") is not None and r["test_acc"] >= level), None)
-
-
-def gap_last(rows: Sequence[dict[str, Any]]) -> float:
-    """Mean train accuracy minus mean test accuracy over the last LAST_N epochs."""
-    tail = last(rows)
-    return mean(col(tail, "train_acc")) - mean(col(tail, "test_acc"))
-
-
-def range_last(rows: Sequence[dict[str, Any]]) -> float:
-    acc = col(last(rows), "test_acc")
-    return max(acc) - min(acc)
-
-
-def min_last(rows: Sequence[dict[str, Any]]) -> float:
-    return min(col(last(rows), "test_acc"))
-
-
-def final_test(rows: Sequence[dict[str, Any]]) -> float:
-    return float(rows[-1]["test_acc"])
-
-
-def best_test(rows: Sequence[dict[str, Any]]) -> float:
-    return max(col(rows, "test_acc"))
 
 
 # --- the rules ---------------------------------------------------------------------
@@ -294,7 +184,7 @@ def speed(step: StepMetrics) -> Finding:
             return f"first reached {level:g}% at epoch {next(iter(reached.values()))}"
         if len(reached) == step.n and len(set(reached.values())) == 1:
             return f"first reached {level:g}% at epoch {next(iter(reached.values()))} for every seed"
-        s = f"first reached {level:g}% at epoch {_by_run(reached)}"
+        s = f"first reached {level:g}% at epoch {by_run(reached)}"
         missing = [k for k, v in d.items() if v is None]
         return s + (f", never for {', '.join(missing)}" if missing else "")
 
@@ -357,128 +247,6 @@ def seed_spread(step: StepMetrics) -> Finding | None:
         "consistent",
         (f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std): consistent."),
     )
-
-
-def budget(step: StepMetrics) -> Finding:
-    """Parameters below BUDGET_PARAMS and at most BUDGET_EPOCHS epochs."""
-    parts, ok = [], True
-    if step.params is None:
-        parts.append("The parameter count is unknown")
-        ok = False
-    elif step.params < BUDGET_PARAMS:
-        parts.append(
-            f"{step.params:,} parameters are within the {BUDGET_PARAMS:,}-parameter budget "
-            f"({BUDGET_PARAMS - step.params:,} to spare)"
-        )
-    else:
-        ok = False
-        parts.append(
-            f"{step.params:,} parameters are over the {BUDGET_PARAMS:,}-parameter budget "
-            f"({step.params / BUDGET_PARAMS:.1f}x it)"
-        )
-    epochs = step.epochs if step.epochs is not None else max(len(r) for r in step.runs.values())
-    if epochs <= BUDGET_EPOCHS:
-        parts.append(f"{epochs} epochs are within the {BUDGET_EPOCHS}-epoch budget")
-    else:
-        ok = False
-        parts.append(f"{epochs} epochs are over the {BUDGET_EPOCHS}-epoch budget")
-    return Finding("budget", "within" if ok else "over", "; ".join(parts) + ".")
-
-
-def goal(step: StepMetrics) -> Finding:
-    """Test accuracy >= GOAL_ACC in each of the last LAST_N epochs, for every run."""
-    short = {k: len(r) for k, r in step.runs.items() if len(r) < LAST_N}
-    if short:
-        return Finding(
-            "goal",
-            "misses",
-            (
-                f"Misses the goal: it needs {GOAL_ACC}% in each of the last {LAST_N} epochs, "
-                f"but only {_by_run(short)} epoch(s) ran."
-            ),
-        )
-    mins = step.per_run(min_last)
-    failed = {k: v for k, v in mins.items() if v < GOAL_ACC}
-    everyone = "" if step.n == 1 else " for both seeds" if step.n == 2 else f" for all {step.n} seeds"
-    if not failed:
-        return Finding(
-            "goal",
-            "meets",
-            (
-                f"Meets the goal: test accuracy was at least {GOAL_ACC}% in each of the last {LAST_N} epochs"
-                f"{everyone} (lowest {pct(min(mins.values()))})."
-            ),
-        )
-    held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= GOAL_ACC))
-    detail = "; ".join(
-        f"{k} held {GOAL_ACC}% in {held[k]} of the last {LAST_N} epochs (lowest {pct(v)}, {GOAL_ACC - v:.2f} pp short)"
-        for k, v in failed.items()
-    )
-    met = [k for k in mins if k not in failed]
-    return Finding(
-        "goal", "misses", (f"Misses the goal: {detail}" + (f"; {', '.join(met)} met it" if met else "") + ".")
-    )
-
-
-def challenge(budget_f: Finding, goal_f: Finding) -> Finding:
-    """Both together: the challenge is met only within budget and at goal."""
-    if budget_f.verdict == "within" and goal_f.verdict == "meets":
-        return Finding(
-            "challenge",
-            "meets",
-            (
-                f"This step meets the challenge: under {BUDGET_PARAMS:,} parameters, at most {BUDGET_EPOCHS} epochs, "
-                f"and {GOAL_ACC}% held over the last {LAST_N} epochs."
-            ),
-        )
-    missing = []
-    if budget_f.verdict != "within":
-        missing.append("the budget")
-    if goal_f.verdict != "meets":
-        missing.append("the accuracy goal")
-    return Finding("challenge", "misses", f"This step does not meet the challenge: it misses {' and '.join(missing)}.")
-
-
-def recipe_fields(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config fields that matter for this config (an inactive scheduler's knobs do not)."""
-    sched, opt = cfg.get("scheduler"), cfg.get("optimizer")
-    skip = set(NOT_RECIPE)
-    if sched != "step":
-        skip |= {"step_size", "gamma"}
-    if sched != "onecycle":
-        skip |= {"max_lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase"}
-    else:
-        skip.add("lr")  # OneCycle starts at max_lr / div_factor
-    if opt != "sgd":
-        skip |= {"momentum", "nesterov"}
-    if not cfg.get("crop_p"):
-        skip.add("crop_size")
-    return {k: v for k, v in cfg.items() if k not in skip}
-
-
-def _fmt_value(v: Any) -> str:
-    if v is None:
-        return "model default"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """'key a -> b' for every key of both sides whose value differs."""
-    return [
-        f"{k} {_fmt_value(before[k])} -> {_fmt_value(after[k])}" for k in before if k in after and before[k] != after[k]
-    ]
-
-
-def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set."""
-    a, b = recipe_fields(before), recipe_fields(after)
-    out = diff(a, b)
-    new = [f"{k} {_fmt_value(v)}" for k, v in b.items() if k not in a]
-    if new:
-        out.append("now also " + ", ".join(new))
-    return out
 
 
 def change(prev: StepMetrics, step: StepMetrics) -> Finding:

@@ -5,7 +5,7 @@ the runs are planned and executed by runs/plan.py, which decides for every
 run folder whether it is done, resumes or is trained afresh. A finished run
 made with a different config is moved aside only when asked
 (--rerun-changed); `mnistlite report DIR` re-renders report.md from
-experiment.json and the run directories (reports/render.py).
+experiment.json and the run directories (reports/render.py, reports/sections.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ..errors import MnistliteError
 from ..runs import plan
 from ..runs import rundir as rd
 from .experiment_file import Experiment, Step, load_experiment, parse_experiment  # noqa: F401  (the API)
-from .render import EXPERIMENT_JSON, REPORT, render_experiment  # noqa: F401
+from .render import render_experiment
+from .sections import EXPERIMENT_JSON
 
 FORMAT = 1
 

@@ -1,0 +1,82 @@
+"""How a report writes things: links relative to the report, table cells, numbers and epoch lists."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .step import mean_std
+
+
+def rel(target: Path, base: Path) -> str:
+    """`target` relative to the folder `base`, in URL form (forward slashes, spaces escaped)."""
+    return quote(Path(os.path.relpath(Path(target).resolve(), Path(base).resolve())).as_posix())
+
+
+def rel_text(target: Path, base: Path) -> str:
+    return Path(os.path.relpath(Path(target).resolve(), Path(base).resolve())).as_posix()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
+
+
+def cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    return [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "| " + " | ".join(sep) + " |",
+        *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows),
+    ]
+
+
+def int_text(v: int | None) -> str:
+    return f"{v:,}" if v is not None else "n/a"
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.2f}%"
+
+
+def pp(v: float) -> str:
+    """A signed difference in percentage points."""
+    return f"{v:+.2f} pp"
+
+
+def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
+    """'99.41%' for one value, '99.41 ± 0.03%' for several (sample std)."""
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "n/a"
+    if s is None:
+        return f"{m:.{digits}f}{unit}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}{unit}"
+
+
+def epoch_list(epochs: Sequence[int]) -> str:
+    """[3, 5, 6, 7] -> '3, 5-7'."""
+    out: list[str] = []
+    eps = sorted(epochs)
+    i = 0
+    while i < len(eps):
+        j = i
+        while j + 1 < len(eps) and eps[j + 1] == eps[j] + 1:
+            j += 1
+        out.append(str(eps[i]) if i == j else f"{eps[i]}-{eps[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def by_run(values: dict[str, Any], fmt: Callable[[Any], str] = str) -> str:
+    """'3 (seed 1), 4 (seed 2)'."""
+    return ", ".join(f"{fmt(v)} ({label})" for label, v in values.items())

@@ -1,0 +1,105 @@
+"""A report's sections: one per experiment step (from experiment.json) or per run directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import MnistliteError
+from ..runs import rundir as rd
+from .markdown import rel_text, slug
+from .runs import RunRecord, architecture, is_run_dir, load_run
+from .step import StepMetrics
+
+EXPERIMENT_JSON = "experiment.json"  # written by reports/experiment.py; what `mnistlite report DIR` re-renders from
+
+
+@dataclass
+class Section:
+    name: str  # slug: image names
+    heading: str
+    runs: list[RunRecord]
+    model: str = ""
+    target: list[str] = field(default_factory=list)
+    notes: str = ""
+    missing: list[str] = field(default_factory=list)  # run dirs expected but absent
+    image: str = ""  # file name under the images folder
+
+    @property
+    def with_data(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.rows]
+
+    def metrics(self) -> StepMetrics:
+        runs = self.with_data or self.runs
+        labels = run_labels(runs)
+        first = runs[0] if runs else None
+        cfg = first.config if first else {}
+        model = self.model or (first.model if first else "")
+        return StepMetrics(
+            name=self.name,
+            runs={labels[i]: r.rows for i, r in enumerate(runs)},
+            params=next((r.params for r in runs if r.params is not None), None),
+            epochs=first.planned_epochs if first else None,
+            model=model,
+            config=cfg,
+            arch=architecture(model, cfg.get("dropout"), first.result if first else None) if model else {},
+        )
+
+
+def run_labels(runs: Sequence[RunRecord]) -> list[str]:
+    labels = [f"seed {r.seed}" for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{r.path.name} (seed {r.seed})" for r in runs]
+    return labels
+
+
+def sections_from_experiment(exp_dir: Path) -> tuple[dict[str, Any], list[Section]]:
+    meta = rd.read_json(exp_dir / EXPERIMENT_JSON)
+    if not isinstance(meta, dict) or not isinstance(meta.get("steps"), list):
+        raise MnistliteError(f"{exp_dir / EXPERIMENT_JSON}: not an experiment record")
+    sections = []
+    for step in meta["steps"]:
+        runs, missing = [], []
+        for sub in step.get("runs", []):
+            d = exp_dir / sub
+            if is_run_dir(d):
+                runs.append(load_run(d))
+            else:
+                missing.append(sub)
+        title = step.get("title") or ""
+        sections.append(
+            Section(
+                name=step["name"],
+                heading=f"{title} (`{step['name']}`)" if title else f"`{step['name']}`",
+                runs=runs,
+                model=step.get("model", ""),
+                target=list(step.get("target", [])),
+                notes=step.get("notes", ""),
+                missing=missing,
+                image=f"step-{slug(step['name'])}.png",
+            )
+        )
+    return meta, sections
+
+
+def sections_from_runs(run_dirs: Sequence[Path], base: Path) -> list[Section]:
+    sections = []
+    for i, d in enumerate(run_dirs, 1):
+        r = load_run(d)
+        label = rel_text(d, base)
+        sections.append(
+            Section(
+                name=label,
+                heading=f"`{label}`",
+                runs=[r],
+                model=r.model,
+                image=f"{i:02d}-{slug(d.name)}.png",
+            )
+        )
+    return sections
+
+
+def is_experiment_dir(path: Path) -> bool:
+    return (Path(path) / EXPERIMENT_JSON).is_file()
