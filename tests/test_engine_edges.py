@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -80,41 +78,6 @@ def test_library_train_never_tunes_the_allocator(small, monkeypatch):
     monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "1")  # what the CLI hands a spawned worker
     train(cfg(epochs=1), data=small, progress=False, quiet=True)
     assert calls == [1]
-
-
-def test_cli_allocator_choice_per_command_and_env_override(monkeypatch):
-    from mnistlite import cli
-
-    calls: list[int] = []
-    monkeypatch.setattr(dev, "tune_cpu_allocator", lambda: calls.append(1) or True)
-    monkeypatch.delenv(dev.MALLOC_TUNING_ENV, raising=False)
-    with cli.allocator_choice("train") as on:
-        assert on and os.environ[dev.MALLOC_TUNING_ENV] == "1"
-    with cli.allocator_choice("serve") as on:
-        assert not on and os.environ[dev.MALLOC_TUNING_ENV] == "0"
-    assert dev.MALLOC_TUNING_ENV not in os.environ  # put back for in-process callers of main()
-    monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "0")
-    with cli.allocator_choice("train") as on:
-        assert not on
-    monkeypatch.setenv(dev.MALLOC_TUNING_ENV, "1")
-    with cli.allocator_choice("serve") as on:
-        assert on
-    assert calls == [1, 1]
-    assert "MNISTLITE_MALLOC_TUNING" in cli.build_parser().format_help()
-
-
-def test_serve_process_does_not_call_mallopt():
-    """A real `python -m mnistlite` process: the CLI's choice, not an import side effect."""
-    code = (
-        "import mnistlite.engine.device as d, mnistlite.cli as c\n"
-        "with c.allocator_choice('serve'): pass\n"
-        "import mnistlite.engine\n"
-        "print(d._ALLOCATOR_TUNED)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    env.pop("MNISTLITE_MALLOC_TUNING", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
 
 
 def test_skipping_the_test_set(small, tmp_path):

@@ -5,15 +5,18 @@ Each module exposes `register(subparsers)`, which adds its parser and sets
 on stderr with exit code 2; nothing else is caught here, so bugs stay visible.
 
 The CLI, not the library, decides one process-wide setting that cannot be
-undone: glibc's malloc tuning (engine/device.py, `tune_cpu_allocator`). It is
-on for the commands that train (TUNED_COMMANDS) and off for the others, `serve`
-included; the environment variable MNISTLITE_MALLOC_TUNING=1 or =0 overrides
-that for any command. The choice is written back to the environment, so the
+undone: glibc's malloc tuning (engine/device.py, `tune_cpu_allocator`), the
+global flag `--malloc-tuning {auto,on,off}` (before or after the command).
+`auto`, the default, is on for the commands that train (TUNED_COMMANDS) and
+off for the others (`serve`, `predict`, `export` among them), unless the
+environment variable MNISTLITE_MALLOC_TUNING=1 or =0 says otherwise; `on` and
+`off` win over both. The choice is written back to that variable, so the
 worker processes that `seeds --jobs` and `tune` spawn make the same one.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -42,18 +45,36 @@ COMMANDS = [
 ]
 
 
-# Commands that train (or time training): they run with the allocator tuned unless told otherwise.
+# Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.
 TUNED_COMMANDS = frozenset({"train", "seeds", "table", "bench", "experiment", "search", "tune"})
+MALLOC_TUNING = ("auto", "on", "off")
+MALLOC_TUNING_HELP = (
+    "glibc's malloc tuning: faster CPU training, process-wide, cannot be undone (default auto: on for "
+    "train, seeds, table, bench, experiment, search and tune, off for the other commands, serve among "
+    "them, unless MNISTLITE_MALLOC_TUNING=1/0 says otherwise)"
+)
 
 EPILOG = (
-    "environment: MNISTLITE_MALLOC_TUNING=1/0 turns glibc's malloc tuning (faster CPU training, "
-    "process-wide, cannot be undone) on or off; default on for train, seeds, table, bench, experiment, "
-    "search and tune, off for the other commands (serve among them)."
+    "--malloc-tuning {auto,on,off} may also follow the command. environment: MNISTLITE_MALLOC_TUNING=1/0 "
+    "turns the malloc tuning on or off where --malloc-tuning is auto."
 )
 
 
+def malloc_tuning_wanted(command: str, flag: str = "auto", env: str | None = None) -> bool:
+    """Whether `command` runs with the allocator tuned: --malloc-tuning on/off, else the
+    environment's 1/0 (`env`, MNISTLITE_MALLOC_TUNING), else on for the training commands."""
+    if flag not in MALLOC_TUNING:
+        raise MnistliteError(f"--malloc-tuning must be one of {', '.join(MALLOC_TUNING)}, got {flag!r}")
+    if flag != "auto":
+        return flag == "on"
+    asked = (env or "").strip()
+    if asked in ("0", "1"):
+        return asked == "1"
+    return command in TUNED_COMMANDS
+
+
 @contextmanager
-def allocator_choice(command: str) -> Iterator[bool]:
+def allocator_choice(command: str, flag: str = "auto") -> Iterator[bool]:
     """Apply the allocator choice for `command` (see the module doc); yields whether the tuning is on.
 
     The choice sits in the environment for the command's length (spawned workers read
@@ -62,8 +83,7 @@ def allocator_choice(command: str) -> Iterator[bool]:
     from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
 
     before = os.environ.get(MALLOC_TUNING_ENV)
-    asked = (before or "").strip()
-    on = asked == "1" if asked in ("0", "1") else command in TUNED_COMMANDS
+    on = malloc_tuning_wanted(command, flag, before)
     os.environ[MALLOC_TUNING_ENV] = "1" if on else "0"
     try:
         yield tune_cpu_allocator() if on else False
@@ -83,9 +103,15 @@ def build_parser() -> Parser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"mnistlite {__version__}")
+    parser.add_argument("--malloc-tuning", choices=MALLOC_TUNING, default="auto", help=MALLOC_TUNING_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in sub.choices.values():
+        # After the command too; SUPPRESS leaves the value given before it (or auto) when absent here.
+        command.add_argument(
+            "--malloc-tuning", choices=MALLOC_TUNING, default=argparse.SUPPRESS, help=MALLOC_TUNING_HELP
+        )
     return parser
 
 
@@ -96,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with allocator_choice(args.command):
+        with allocator_choice(args.command, args.malloc_tuning):
             return int(args.func(args) or 0)
     except MnistliteError as e:
         print(f"mnistlite {args.command}: error: {e}", file=sys.stderr)

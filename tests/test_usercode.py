@@ -306,7 +306,7 @@ def test_notebook_api_train_summary_and_plot(tmp_path):
     prof = summary(LocalNet())
     assert prof.params == 8 * 9 + 16 + 90 and "Budget:" in str(prof)
     r = nb_train(LocalNet, epochs=2, batch_size=64, threads=1, data=tiny_data(), progress=False, quiet=True)
-    assert r.config.model.endswith("test_user_models.py:LocalNet") and r.config.model_sha256
+    assert r.config.model.endswith("test_usercode.py:LocalNet") and r.config.model_sha256
     assert len(r.metrics) == 2 and r.model is not None
     assert r.plot(tmp_path / "c.png") is not None and (tmp_path / "c.png").stat().st_size > 0
     inst = LocalNet()

@@ -1,4 +1,5 @@
-"""Multi-seed aggregation and tables, on synthetic run directories."""
+"""runs/seeds.py: multi-seed aggregation, on synthetic run directories; the seed-list rule; and the
+tables built on the aggregate (reports/leaderboard.py)."""
 
 import json
 
