@@ -142,7 +142,7 @@ def test_writer_rebuilds_a_run_like_the_trainer(small, tmp_path):
     train(cfg(epochs=1), run_dir=src, data=small, progress=False, quiet=True)
     copy = tmp_path / "copy"
     unpack_run(pack_run(src), copy)
-    for name in (rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.RESULT):
+    for name in (rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.RESULT):
         assert (copy / name).is_file(), name
-    assert (copy / rd.SUMMARY).read_text() == (src / rd.SUMMARY).read_text()
+    assert (copy / rd.LAYER_TABLE).read_text() == (src / rd.LAYER_TABLE).read_text()
     assert (copy / rd.METRICS).read_text() == (src / rd.METRICS).read_text()

@@ -71,7 +71,7 @@ def write_run(
     rd.write_json(run_dir / rd.CONFIG, cfg.to_dict())
     rd.write_metrics(run_dir / rd.METRICS, rs)
     prof = profile_registered(cfg.model)
-    rd.atomic_write_text(run_dir / rd.SUMMARY, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
+    rd.atomic_write_text(run_dir / rd.LAYER_TABLE, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
     log = []
     for r in rs:
         log += [
@@ -87,7 +87,7 @@ def write_run(
             "seed": cfg.seed,
             "params": prof.params,
             "macs": prof.macs,
-            **rd.summarize_metrics(rs),
+            **rd.headline_numbers(rs),
             "wall_seconds": 12.5,
         }
         rd.write_json(run_dir / rd.RESULT, result)
@@ -115,7 +115,7 @@ class FakeTrain:
         self.calls.append({"cfg": cfg, "run_dir": Path(run_dir), "resume": resume, "data": data})
         test = [a + 0.02 * cfg.seed for a in CURVES.get(cfg.model, GOOD)][: cfg.epochs]
         write_run(Path(run_dir), cfg, test)
-        return SimpleNamespace(summary=rd.summarize_metrics(rows(test)), wall_seconds=12.5)
+        return SimpleNamespace(summary=rd.headline_numbers(rows(test)), wall_seconds=12.5)
 
 
 class FakeData:

@@ -47,7 +47,7 @@ def test_same_seed_bit_identical_metrics(mnist_small):
 def test_run_dir_files_and_no_silent_overwrite(mnist_small, tmp_path):
     out = tmp_path / "run"
     train(small_cfg(epochs=1), run_dir=out, data=mnist_small.subset_train(1000), progress=False, quiet=True)
-    for name in (rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.RESULT, rd.CHECKPOINT):
+    for name in (rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.MODEL, rd.RESULT, rd.CHECKPOINT):
         assert (out / name).is_file(), name
     result = json.loads((out / rd.RESULT).read_text())
     for key in ("params", "best_test_acc", "final_test_acc", "epochs_at_target", "last3_min_test_acc", "wall_seconds"):

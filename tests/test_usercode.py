@@ -230,7 +230,7 @@ def test_over_budget_model_trains_with_the_verdict(tmp_path):
         quiet=True,
     )
     assert "over the 8,000-parameter budget by" in (out / rd.LOG).read_text()
-    assert "Budget: over the 8,000-parameter budget" in (out / rd.SUMMARY).read_text()
+    assert "Budget: over the 8,000-parameter budget" in (out / rd.LAYER_TABLE).read_text()
 
 
 # --- bad input: one line, exit 2, no run directory --------------------------------------

@@ -140,7 +140,7 @@ def resume(
 class SeedsResult:
     """What `seeds` returns: the statistics of consistency.json, and where the runs are."""
 
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate); a public name, kept
     out: Path
 
     def __str__(self) -> str:
@@ -194,8 +194,7 @@ def seeds(
     cfg = _config(name, None, {**(DRY_RUN if dry_run else {}), **recipe})
     chosen = list(seed_list) if seed_list else list(range(1, n + 1))
     where = Path(out) if out else Path("runs") / "seeds" / name.replace("/", "_").replace(":", "-")
-    summary = run_seeds(cfg, chosen, where, jobs=jobs)
-    return SeedsResult(summary, where)
+    return SeedsResult(run_seeds(cfg, chosen, where, jobs=jobs), where)
 
 
 def summary(model: ModelLike):

@@ -2,8 +2,8 @@
 
 A model must have fewer than BUDGET trainable parameters (BatchNorm included)
 and, trained for at most MAX_EPOCHS epochs, hold TARGET % test accuracy in
-each of its LAST_EPOCHS last epochs, for every seed. Reports, tables, the run
-summary (result.json) and the tuning ranking all read these names; nothing
+each of its LAST_EPOCHS last epochs, for every seed. Reports, tables, a run's
+headline numbers (result.json) and the tuning ranking all read these names; nothing
 imports from here but constants, so every layer may use it.
 """
 

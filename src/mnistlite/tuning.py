@@ -86,10 +86,10 @@ def run_tuning(
 
     # A too-hot candidate (TrainingDiverged) must not stop the others: keep_going.
     errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done)
-    summary = build_ranking(tf, out, seeds, errors, command=command, overrides=overrides)
-    rd.write_json(out / TUNING_JSON, summary)
-    rd.atomic_write_text(out / TUNING_MD, markdown(summary))
-    return summary
+    ranking = build_ranking(tf, out, seeds, errors, command=command, overrides=overrides)
+    rd.write_json(out / TUNING_JSON, ranking)
+    rd.atomic_write_text(out / TUNING_MD, markdown(ranking))
+    return ranking
 
 
 def _line(run: Path) -> str:

@@ -46,7 +46,7 @@ def run(args) -> int:
         for c in tf.candidates:
             tf.config(c, tf.seeds[0], overrides)
     out = file_out(args, DEFAULT_ROOT)
-    summary = run_tuning(
+    ranking = run_tuning(
         tf,
         out,
         seeds=seeds,
@@ -55,9 +55,9 @@ def run(args) -> int:
         threads=args.threads,
         command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())),
     )
-    print(table(summary))
+    print(table(ranking))
     print(f"wrote {out / TUNING_JSON} and {out / TUNING_MD}")
-    failed = failed_runs(summary)
+    failed = failed_runs(ranking)
     if failed:
         print(f"{failed} run(s) have no result; see {out / TUNING_MD}", file=sys.stderr)
     return 1 if failed else 0

@@ -56,7 +56,7 @@ class RunResult:
     metrics: list[dict[str, Any]]
     wall_seconds: float  # all sessions of the run, resumes included
     run_dir: Path | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # the headline numbers (rundir.headline_numbers)
     macs: int | None = None
     device: str = ""  # where it ran, e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
     model: nn.Module | None = field(default=None, repr=False)  # the judged weights, in eval mode

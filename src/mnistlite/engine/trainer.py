@@ -26,7 +26,7 @@ from ..errors import MnistliteError
 from ..models import ModelEntry, count_params, get_entry
 from ..models.usercode import entry_from_run
 from ..runs import rundir as rd
-from ..runs.writer import curves_title, layer_summary, model_file, write_run_files
+from ..runs.writer import curves_title, layer_table_text, model_file, write_run_files
 from .checkpoint import Progress, check_checkpoint, load_checkpoint, restore
 from .console import Echo
 from .device import apply_requested_allocator_tuning, resolve_device, threads
@@ -72,7 +72,7 @@ def train(
     `on_epoch` sees each epoch's metrics row (a search uses it to prune).
     `model` is the entry to build from instead of looking `cfg.model` up (the
     notebook API's in-memory models). `evaluate_test=False` never scores the test
-    split: its columns are None and the summary's test figures too (a search).
+    split: its columns are None and the headline test figures too (a search).
     An interrupted run continues with `resume(run_dir)`, not here.
     """
     t_start = time.perf_counter()
@@ -181,7 +181,7 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
     prof = profile_entry(s.entry)  # anywhere: profiling forks the global RNG and puts it back
     params = count_params(parts.model)
     if out is not None and s.checkpoint is None:
-        write_run_files(out, summary=layer_summary(prof.table, prof.macs, prof.params))
+        write_run_files(out, layer_table=layer_table_text(prof.table, prof.macs, prof.params))
     echo(
         f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
         f"{n_threads} CPU threads"
@@ -205,7 +205,7 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
         metrics=progress.rows,
         wall_seconds=progress.elapsed(),
         run_dir=out,
-        summary=rd.summarize_metrics(progress.rows),
+        summary=rd.headline_numbers(progress.rows),
         macs=prof.macs,
         device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type,
         model=judged.eval(),

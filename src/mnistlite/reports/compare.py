@@ -50,7 +50,7 @@ def unique_labels(paths: Sequence[Path]) -> list[str]:
 def compare_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     rows = []
     for label, r in zip(unique_labels([r.path for r in runs]), runs):
-        s = r.summary
+        s = r.headline
         rows.append(
             {
                 "run": label,

@@ -37,8 +37,7 @@ def run_table(
     rows = []
     for name in list_models(tag):
         cfg = TrainConfig.for_model(name, **(overrides or {}))
-        summary = run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo)
-        rows.append(summary)
+        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
     return rows
 
 
@@ -48,9 +47,9 @@ def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
     ]
 
 
-def _epochs_at_target(summary: dict[str, Any]) -> str:
+def _epochs_at_target(agg: dict[str, Any]) -> str:
     """Epochs whose mean test accuracy over seeds is at the target, as ranges."""
-    eps = [r["epoch"] for r in summary["per_epoch"] if r["test_acc"]["mean"] >= summary["target"]]
+    eps = [r["epoch"] for r in agg["per_epoch"] if r["test_acc"]["mean"] >= agg["target"]]
     if not eps:
         return "none"
     spans, start = [], eps[0]

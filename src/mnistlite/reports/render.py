@@ -81,8 +81,8 @@ def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Pa
                 int_text(first.params),
                 int_text(first.macs),
                 len(runs),
-                pm([r.summary["best_test_acc"] for r in runs]),
-                pm([r.summary["final_test_acc"] for r in runs]),
+                pm([r.headline["best_test_acc"] for r in runs]),
+                pm([r.headline["final_test_acc"] for r in runs]),
                 pct(min(min_last(r.rows) for r in runs)),
                 pm([len(_at_target(r.rows)) for r in runs], unit="", digits=1),
                 v["budget"].verdict,
@@ -105,7 +105,7 @@ def _results(s: Section, base: Path) -> list[str]:
         "",
     ]
     first = runs[0]
-    sums = [r.summary for r in runs]
+    sums = [r.headline for r in runs]
     epochs = first.planned_epochs
     at = [_at_target(r.rows) for r in runs]
     walls = [r.wall_seconds for r in runs if r.wall_seconds is not None]
@@ -198,7 +198,7 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
         out += [
             "### Layer table",
             "",
-            f"From `{rel_text(first.path / rd.SUMMARY, base)}`:",
+            f"From `{rel_text(first.path / rd.LAYER_TABLE, base)}`:",
             "",
             "```text",
             first.layer_table.rstrip("\n"),

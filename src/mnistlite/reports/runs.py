@@ -1,10 +1,12 @@
 """A run directory read back for reports: everything a report needs, no training.
 
 The numbers come from metrics.csv (the per-epoch rows) through
-`rundir.summarize_metrics`, the same function that wrote result.json, so a
+`rundir.headline_numbers`, the same function that wrote result.json, so a
 report and result.json never disagree. Params, MACs and wall time come from
-result.json (whose wall time counts every session of a resumed run), or, for a
-run still in progress, from summary.txt and the rows.
+result.json (whose wall time counts every session of a resumed run). Only a
+run still in progress, which has no result.json yet, has its params and MACs
+read back from the layer table (summary.txt) and its wall time summed from
+its rows: the trainer writes result.json, and nothing else, when a run ends.
 """
 
 from __future__ import annotations
@@ -47,20 +49,21 @@ class RunRecord:
         return int(e) if e is not None else None
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return rd.summarize_metrics(self.rows) if self.rows else {}
+    def headline(self) -> dict[str, Any]:
+        """The headline numbers of result.json, recomputed from the rows (also for an unfinished run)."""
+        return rd.headline_numbers(self.rows) if self.rows else {}
 
     @property
     def params(self) -> int | None:
         if self.result and self.result.get("params") is not None:
             return int(self.result["params"])
-        return _table_number(self.layer_table, r"Trainable params:\s*([\d,]+)")
+        return _layer_table_number(self.layer_table, r"Trainable params:\s*([\d,]+)")
 
     @property
     def macs(self) -> int | None:
         if self.result and self.result.get("macs") is not None:
             return int(self.result["macs"])
-        return _table_number(self.layer_table, r"MACs per image:\s*([\d,]+)")
+        return _layer_table_number(self.layer_table, r"MACs per image:\s*([\d,]+)")
 
     @property
     def resumed(self) -> bool:
@@ -82,7 +85,8 @@ class RunRecord:
         return float(sum(s for s in secs if s is not None)) if self.rows else None
 
 
-def _table_number(text: str | None, pattern: str) -> int | None:
+def _layer_table_number(text: str | None, pattern: str) -> int | None:
+    """A number of summary.txt, for a run with no result.json yet (every finished run has params and macs there)."""
     m = re.search(pattern, text or "")
     return int(m.group(1).replace(",", "")) if m else None
 
@@ -108,7 +112,7 @@ def load_run(path: str | Path) -> RunRecord:
         config=config,
         rows=rows,
         result=result,
-        layer_table=_read_text(path / rd.SUMMARY),
+        layer_table=_read_text(path / rd.LAYER_TABLE),
         log=_read_text(path / rd.LOG),
     )
 

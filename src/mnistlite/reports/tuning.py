@@ -19,18 +19,18 @@ def _acc(v: float | None) -> str:
     return f"{v:.2f}" if v is not None else "—"
 
 
-def table(summary: dict[str, Any]) -> str:
+def table(ranking: dict[str, Any]) -> str:
     """The ranking as a markdown table: validation columns only."""
-    seeds = summary["seeds"]
+    seeds = ranking["seeds"]
     last = f"min_last{LAST_EPOCHS}_min_val_acc"
     head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
     head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
-    raw = any("mean_final_raw_val_acc" in r for r in summary["candidates"])
+    raw = any("mean_final_raw_val_acc" in r for r in ranking["candidates"])
     if raw:  # EMA candidates: the raw weights of the same runs
         head += ["mean val, raw weights", f"worst last-{LAST_EPOCHS}, raw weights"]
     head.append("s/run")
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|---|---|---:|---:|---|" + "---:|" * (len(head) - 6)]
-    for r in summary["candidates"]:
+    for r in ranking["candidates"]:
         vals = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
         mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
         cells = [
@@ -54,30 +54,30 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    epochs = sorted({r["epochs"] for r in summary["candidates"]})
+def markdown(ranking: dict[str, Any]) -> str:
+    epochs = sorted({r["epochs"] for r in ranking["candidates"]})
     parts = [
-        f"# Tuning: {summary['file']}",
+        f"# Tuning: {ranking['file']}",
         "",
-        f"Validation split only: every accuracy below is measured on the {summary['val_size']:,} training "
+        f"Validation split only: every accuracy below is measured on the {ranking['val_size']:,} training "
         "images held out by `val_size` (never trained on). Test accuracy is deliberately not shown: "
         "candidates are chosen here, and the test set is reported only later, for the chosen candidate "
         "retrained on the full training set.",
         "",
-        f"Budget: at most {summary['budget']:,} parameters. Seeds: {', '.join(map(str, summary['seeds']))}. "
+        f"Budget: at most {ranking['budget']:,} parameters. Seeds: {', '.join(map(str, ranking['seeds']))}. "
         f'Epochs: {", ".join(map(str, epochs))}. "val sN" and "mean val" are final-epoch accuracies; '
         f'"worst last-{LAST_EPOCHS} val" is the lowest over every seed\'s last {LAST_EPOCHS} epochs. '
-        f"Rank: {summary['selection']}. Recipe overrides apply on top of the registered recipe "
+        f"Rank: {ranking['selection']}. Recipe overrides apply on top of the registered recipe "
         "(mnistlite_zoo.BASE_RECIPE for a spec).",
     ]
-    if summary.get("devices"):
-        parts += ["", f"Devices: {', '.join(summary['devices'])}."]
-    if summary.get("command"):
-        parts += ["", f"```bash\n{summary['command']}\n```"]
-    parts += ["", table(summary), ""]
+    if ranking.get("devices"):
+        parts += ["", f"Devices: {', '.join(ranking['devices'])}."]
+    if ranking.get("command"):
+        parts += ["", f"```bash\n{ranking['command']}\n```"]
+    parts += ["", table(ranking), ""]
     failed = [
         f"- {r['name']}/seed{s}: {p['error']}"
-        for r in summary["candidates"]
+        for r in ranking["candidates"]
         for s, p in r["per_seed"].items()
         if "error" in p
     ]
@@ -86,5 +86,5 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def failed_runs(summary: dict[str, Any]) -> int:
-    return sum("error" in p for r in summary["candidates"] for p in r["per_seed"].values())
+def failed_runs(ranking: dict[str, Any]) -> int:
+    return sum("error" in p for r in ranking["candidates"] for p in r["per_seed"].values())

@@ -1,6 +1,6 @@
 """Run directories, and many runs planned and executed together.
 
-rundir.py    the files of one run directory (names, atomic writes, metrics, result summary)
+rundir.py    the files of one run directory (names, atomic writes, metrics, headline numbers)
 plots.py     curves and overlays
 portable.py  a finished run as JSON and back (shared sweeps)
 plan.py      planner and executor: the same-run rule, stale folders, the worker pool, shared sweeps

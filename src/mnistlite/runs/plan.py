@@ -40,7 +40,7 @@ from . import rundir as rd
 
 # What a run directory may hold; anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
-    {rd.CONFIG, rd.METRICS, rd.LOG, rd.SUMMARY, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
+    {rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
 )
 STATUS_TEXT = {
     "new": "to train",

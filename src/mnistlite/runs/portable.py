@@ -26,7 +26,7 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     if (run / rd.RESULT).is_file():
         return
     from ..modelinfo import profile_registered
-    from .writer import curves_title, layer_summary, write_run_files
+    from .writer import curves_title, layer_table_text, write_run_files
 
     run.mkdir(parents=True, exist_ok=True)
     cfg = packed["config"]
@@ -34,7 +34,7 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     write_run_files(
         run,
         config=cfg,
-        summary=layer_summary(prof.table, prof.macs, prof.params),
+        layer_table=layer_table_text(prof.table, prof.macs, prof.params),
         log=packed.get("log", ""),
         metrics=packed["metrics"],
         curves=curves_title(cfg),

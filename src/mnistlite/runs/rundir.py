@@ -33,7 +33,7 @@ from ..errors import MnistliteError
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 LOG = "log.txt"
-SUMMARY = "summary.txt"
+LAYER_TABLE = "summary.txt"  # the layer table; the file keeps its first name, which runs and scripts rely on
 CURVES = "curves.png"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -181,7 +181,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def summarize_metrics(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
+def headline_numbers(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
     """The headline numbers of result.json, derived from the per-epoch rows.
 
     A run trained with the test set skipped (`train(..., evaluate_test=False)`) has

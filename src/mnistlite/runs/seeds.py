@@ -63,10 +63,10 @@ def run_seeds(
         threads = base.threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
         plan.execute(todo, jobs=jobs, threads=threads, on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"))
-    summary = aggregate(out, seeds)
-    rd.write_json(out / CONSISTENCY_JSON, summary)
-    plot_consistency(out, summary)
-    return summary
+    agg = aggregate(out, seeds)
+    rd.write_json(out / CONSISTENCY_JSON, agg)
+    plot_consistency(out, agg)
+    return agg
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -79,7 +79,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
-    """The consistency summary of finished seed runs under `out`."""
+    """The consistency aggregate (consistency.json) of finished seed runs under `out`."""
     runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
     results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
     cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
@@ -106,7 +106,7 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
             "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move
         }
     final = [per_seed[str(s)]["final_test_acc"] for s in seeds]
-    summary = {
+    agg = {
         "model": cfg["model"],
         "params": results[seeds[0]]["params"],
         "seeds": seeds,
@@ -123,15 +123,15 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
     }
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
-        summary["final_val_acc"] = _stats(vals)
+        agg["final_val_acc"] = _stats(vals)
     raw: dict[int, list[Any]] = {s: [r.get("raw_test_acc") for r in runs[s]] for s in seeds}
     if all(None not in r for r in raw.values()):  # --ema runs: the raw weights of the same runs, reported only
-        summary["raw_weights"] = {
+        agg["raw_weights"] = {
             "final_test_acc": _stats([r[-1] for r in raw.values()]),
             "last3_min_test_acc": _stats([min(r[-LAST_EPOCHS:]) for r in raw.values()]),
             "seeds_passing_goal": sum(min(r[-LAST_EPOCHS:]) >= target for r in raw.values()),
         }
-    return summary
+    return agg
 
 
 def format_aggregate(s: dict[str, Any]) -> str:

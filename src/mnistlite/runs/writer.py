@@ -21,7 +21,7 @@ from torch import nn
 from . import rundir as rd
 
 
-def layer_summary(table: str, macs: int, params: int | None = None) -> str:
+def layer_table_text(table: str, macs: int, params: int | None = None) -> str:
     """summary.txt: the layer table, MACs per image and (given the parameter count) the budget verdict."""
     text = f"{table}\nMACs per image: {macs:,}\n"
     if params is not None:
@@ -46,7 +46,7 @@ def write_run_files(
     *,
     config: dict[str, Any] | None = None,
     model_source: bytes | None = None,
-    summary: str | None = None,
+    layer_table: str | None = None,
     log: str | None = None,
     metrics: Sequence[dict[str, Any]] | None = None,
     model: dict[str, Any] | None = None,
@@ -56,7 +56,7 @@ def write_run_files(
     """Write the given files of run directory `out` (each is skipped when its argument is None).
 
     config: config.json; model_source: model_source.py (a user model's exact bytes);
-    summary: summary.txt (see `layer_summary`); log: log.txt (replaced, for a rebuilt run);
+    layer_table: summary.txt (see `layer_table_text`); log: log.txt (replaced, for a rebuilt run);
     metrics: metrics.csv; model: model.pt (see `model_file`); curves: curves.png of
     `metrics`, with this title (see `curves_title`); result: result.json, last.
     A failure raises MnistliteError naming the file, except curves.png, whose plotting
@@ -66,8 +66,8 @@ def write_run_files(
         rd.write_json(out / rd.CONFIG, config)
     if model_source is not None:  # the exact bytes built from: a rebuild never depends on the user's file
         rd.atomic_write_bytes(out / rd.MODEL_SOURCE, model_source)
-    if summary is not None:
-        rd.atomic_write_text(out / rd.SUMMARY, summary)
+    if layer_table is not None:
+        rd.atomic_write_text(out / rd.LAYER_TABLE, layer_table)
     if log is not None:
         rd.atomic_write_text(out / rd.LOG, log)
     if metrics is not None:
