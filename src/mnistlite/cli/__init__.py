@@ -1,4 +1,5 @@
-"""The `mnistlite` command: one subcommand per module in this package.
+"""The `mnistlite` command: one subcommand per module in this package (common.py: the
+one-line-error parser and the TrainConfig flags they share).
 
 Each module exposes `register(subparsers)`, which adds its parser and sets
 `func`. Errors the user can fix arrive as MnistliteError and leave as one line

@@ -4,6 +4,7 @@
     preprocess.py  any image file -> a (1, 1, 28, 28) tensor prepared the way MNIST was
     predict.py     load a run directory, model.pt or .onnx as one `Predictor`
     serve.py       the FastAPI app (`create_app`) behind `mnistlite serve`
+    static/        the drawing page it serves
 
 The optional dependencies (onnx, onnxruntime, fastapi, uvicorn, pillow, ...)
 come with `pip install 'mnistlite[deploy]'`; `require` turns a missing one into

@@ -1,4 +1,16 @@
-"""The model zoo. Importing this package registers every model."""
+"""The model zoo. Importing this package registers every model.
+
+registry.py       one small factory per model, looked up by name; the parameter count
+blocks.py         the building blocks the factories are written in
+dropout.py        Dropout with a sparsely drawn mask (the CPU fast path's)
+fused.py          BatchNorm -> ReLU (-> Dropout) as one op: the CPU training fast path
+fastpath.py       puts plain-torch models on that fast path without rewriting them
+family.py         the parametric family (NetSpec) whose parameter count is known before building
+mnistlite_zoo.py  our own models: the flagship, the frontier and their relatives
+seed_zoo.py       reproductions of the seed projects' models
+usercode.py       models the user wrote: `file.py:Name`, `package.module:Name`
+pretrained.py     the weights shipped in weights/ (pretrained.json lists them)
+"""
 
 from . import (
     mnistlite_zoo,  # noqa: F401  (registers our own models)
