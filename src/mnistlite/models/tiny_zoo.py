@@ -116,8 +116,8 @@ def _register(name: str, plan: Plan, description: str, tags: tuple[str, ...], **
 _register(
     "tiny2k_sep",
     (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
-    "Round-1 candidate under 2k (1,862): a full conv, then depthwise-separable units widening 12 -> 20.",
-    ("under2k",),
+    "Under 2k (1,862): a full conv, then depthwise-separable units widening 12 -> 20 (round 1's pick).",
+    ("under2k", "ladder"),
 )
 _register(
     "tiny2k_fact",
@@ -136,8 +136,8 @@ _register(
 _register(
     "tiny1k_sep",
     (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
-    "Round-1 candidate under 1k (998): a full conv, then depthwise-separable units widening 8 -> 12.",
-    ("under1k",),
+    "Under 1k (998): a full conv, then depthwise-separable units widening 8 -> 12 (round 1's pick).",
+    ("under1k", "ladder"),
 )
 _register(
     "tiny1k_fact",
