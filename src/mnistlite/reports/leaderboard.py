@@ -145,7 +145,8 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
         )
     for a in ANCHORS:
         ax.plot(a["params"], a["acc"], "x", color="tab:orange", ms=8)
-        ax.annotate(a["name"], (a["params"], a["acc"]), textcoords="offset points", xytext=(5, 4), fontsize=6)
+        label = f"{a['name']}: {a['acc']:.2f}%, {a['runs']}, {a['epochs']} ep"
+        ax.annotate(label, (a["params"], a["acc"]), textcoords="offset points", xytext=(5, 4), fontsize=6)
     ax.plot([], [], "x", color="tab:orange", label="public anchors (single or best-of runs)")
     ax.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}% target")
     ax.axvline(BUDGET, color="black", ls=":", lw=1, label=f"{BUDGET // 1000}k budget")
