@@ -62,3 +62,23 @@ def test_threads_are_the_cores_shared_by_the_jobs(monkeypatch):
     monkeypatch.setattr(device, "cpu_cores", lambda: 8)
     assert plan.threads_per_run(1) == 8 and plan.threads_per_run(3) == 2 and plan.threads_per_run(16) == 1
     assert plan.threads_per_run(4, threads=3) == 3
+
+
+def test_an_interrupted_pool_worker_starts_no_further_run(monkeypatch, tmp_path, cfg):
+    # The pool has already handed a worker its next run when a signal stops the current one.
+    from mnistlite.engine import TrainingInterrupted
+
+    started = []
+
+    def fake_train(c, run_dir, **kw):
+        started.append(run_dir)
+        raise TrainingInterrupted("SIGINT: stopped during epoch 1")
+
+    monkeypatch.setattr(plan, "train_run", fake_train)
+    monkeypatch.setattr(plan, "_INTERRUPTED", [])
+    job = (cfg.to_dict(), str(tmp_path / "a"), None, False)
+    with pytest.raises(TrainingInterrupted):
+        plan._pool_worker(job)
+    with pytest.raises(TrainingInterrupted, match="not started"):
+        plan._pool_worker((cfg.to_dict(), str(tmp_path / "b"), None, False))
+    assert started == [tmp_path / "a"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models import list_models
-from ..reports.leaderboard import load_rows, markdown_table, plot_frontier, run_table
+from ..reports.leaderboard import anchors_table, load_rows, markdown_table, plot_frontier, run_table
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
@@ -47,7 +47,7 @@ def run(args) -> int:
         if args.tag != "seed":
             png = md.with_suffix(".png")
             plot_frontier(rows, png)
-            parts.append(f"![params vs accuracy]({png.name})")
+            parts += [anchors_table(), "", f"![params vs accuracy]({png.name})"]
         md.write_text("\n".join(parts) + "\n")
         print(f"wrote {md}")
     return 0

@@ -15,6 +15,7 @@ pretrained.py     the weights shipped in weights/ (pretrained.json lists them)
 from . import (
     mnistlite_zoo,  # noqa: F401  (registers our own models)
     seed_zoo,  # noqa: F401  (registers the seed reproductions)
+    tiny_zoo,  # noqa: F401  (registers the nets under 2k and 1k)
 )
 from .registry import (  # noqa: F401
     BUDGET,

@@ -146,9 +146,18 @@ def threads_per_run(jobs: int, threads: int = 0) -> int:
     return threads or max(1, cpu_cores() // max(1, jobs))
 
 
+# Set in a worker once one of its runs was interrupted. The pool hands each worker
+# its next run before the current one ends, and cancelling the futures does not
+# take those back, so without this an interrupted worker went on to train them
+# (for minutes, under a lock whose holder had already been told to stop).
+_INTERRUPTED: list[str] = []
+
+
 def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool]) -> tuple[str, str | None]:
     """One run in a spawned worker (module level so that it can be imported there): (run dir, error)."""
     cfg_dict, run, setup, keep_going = job
+    if _INTERRUPTED:
+        raise TrainingInterrupted(f"{run}: not started, this worker was interrupted ({_INTERRUPTED[0]})")
     if setup is not None:
         setup()
     try:
@@ -157,6 +166,9 @@ def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool
         if not keep_going:
             raise
         return run, str(e).splitlines()[0]
+    except TrainingInterrupted as e:
+        _INTERRUPTED.append(str(e).splitlines()[0])
+        raise
     return run, None
 
 

@@ -1,0 +1,153 @@
+"""Nets under 2,000 and 1,000 parameters: the bottom of the params -> accuracy ladder.
+
+The family (family.py) spends most of a tiny budget where it matters least: a
+full 3x3 conv between two narrow layers at 28x28, and a 1x1 transition after
+every pool. Below 2k parameters a net is written here as a short plan of
+units instead, each Conv(bias=False) -> BatchNorm -> ReLU as in the family:
+
+    ("conv", c, pad)  a full 3x3 conv to c channels (the first unit: 1 input channel)
+    ("sep", c)        a depthwise 3x3 (one filter per channel), then a 1x1 to c
+    ("fact", c)       a 3x1 then a 1x3 conv to c (the factorised 3x3 of the public sub-2k nets)
+    ("pool",)         2x2 max-pool
+
+then global average pooling and one linear layer. Only "conv" may pad; the
+others shrink the map by 2, so the plan fixes the receptive field too.
+Parameter counts are exact by `count_plan` (and asserted against the built
+net by the registry tests through `stated_params`).
+
+Candidates and rounds: docs/accuracy.md, "Rounds below 2k and 1k".
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .dropout import Dropout
+from .fused import FusedSequential
+from .mnistlite_zoo import BASE_RECIPE, SOURCE
+from .registry import register_model
+
+Plan = tuple[tuple, ...]
+
+
+def _unit(cin: int, cout: int, kernel: tuple[int, int], pad: int = 0, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=pad, bias=False, groups=groups), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class TinyNet(nn.Module):
+    def __init__(self, plan: Plan, classes: int = 10, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, side = 1, 28
+        for op in plan:
+            kind = op[0]
+            if kind == "pool":
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+                continue
+            out = op[1]
+            if kind == "conv":
+                pad = op[2] if len(op) > 2 else 0
+                layers += _unit(c, out, (3, 3), pad)
+                side += 2 * pad - 2
+            elif kind == "sep":
+                layers += _unit(c, c, (3, 3), groups=c) + _unit(c, out, (1, 1))
+                side -= 2
+            elif kind == "fact":
+                layers += _unit(c, out, (3, 1)) + _unit(out, out, (1, 3))
+                side -= 2
+            else:
+                raise ValueError(f"unknown unit {kind!r} in plan {plan}")
+            if dropout > 0:
+                layers.append(Dropout(dropout))
+            c = out
+        if side < 1:
+            raise ValueError(f"plan shrinks the image below 1x1: {plan}")
+        self.features = FusedSequential(*layers)
+        self.head = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def count_plan(plan: Plan, classes: int = 10) -> int:
+    """Exact trainable parameters of `TinyNet(plan)`, without building it."""
+    total, c = 0, 1
+    for op in plan:
+        if op[0] == "pool":
+            continue
+        out = op[1]
+        if op[0] == "conv":
+            total += 9 * c * out + 2 * out
+        elif op[0] == "sep":
+            total += 9 * c + 2 * c + c * out + 2 * out
+        else:  # fact
+            total += 3 * c * out + 2 * out + 3 * out * out + 2 * out
+        c = out
+    return total + c * classes + classes
+
+
+# The recipe of mnistlite_frontier (batch 64, an average of the weights over
+# about one epoch), the best this project has under 5k; the rounds vary only
+# the architecture so that two seeds can compare nets, not recipes.
+TINY_RECIPE = dict(BASE_RECIPE, batch_size=64, ema=0.999)
+
+
+def _register(name: str, plan: Plan, description: str, tags: tuple[str, ...], **recipe):
+    params = count_plan(plan)
+
+    def factory(dropout: float | None = None):
+        return TinyNet(plan, dropout=dropout or 0.0)
+
+    factory.__doc__ = description
+    factory.plan = plan  # type: ignore[attr-defined]
+    register_model(
+        name,
+        source=f"{SOURCE}, {name}",
+        tags=("mnistlite", "tiny", "under8k", *tags),
+        recipe={**TINY_RECIPE, **recipe},
+        stated_params=params,
+        description=description,
+    )(factory)
+    return factory
+
+
+# --- round 1, under 2,000 parameters ----------------------------------------------
+_register(
+    "tiny2k_sep",
+    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
+    "Under 2k (1,862): a full conv, then depthwise-separable units widening 12 -> 20 (round 1's pick).",
+    ("under2k", "ladder"),
+)
+_register(
+    "tiny2k_fact",
+    (("conv", 8, 1), ("pool",), ("fact", 8), ("fact", 10), ("fact", 10)),
+    "Round-1 candidate under 2k (1,834): a full conv, an early pool, then factorised 3x1/1x3 units.",
+    ("under2k",),
+)
+_register(
+    "tiny2k_plain",
+    (("conv", 6, 1), ("conv", 8), ("pool",), ("conv", 8), ("conv", 10)),
+    "Round-1 candidate under 2k (1,956): plain 3x3 convs, no 1x1 transition.",
+    ("under2k",),
+)
+
+# --- round 1, under 1,000 parameters ----------------------------------------------
+_register(
+    "tiny1k_sep",
+    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
+    "Under 1k (998): a full conv, then depthwise-separable units widening 8 -> 12 (round 1's pick).",
+    ("under1k", "ladder"),
+)
+_register(
+    "tiny1k_fact",
+    (("conv", 5, 1), ("pool",), ("fact", 6), ("fact", 6), ("fact", 8)),
+    "Round-1 candidate under 1k (975): a full conv, an early pool, then factorised 3x1/1x3 units.",
+    ("under1k",),
+)
+_register(
+    "tiny1k_plain",
+    (("conv", 4, 1), ("conv", 5), ("pool",), ("conv", 6), ("conv", 7)),
+    "Round-1 candidate under 1k (988): plain 3x3 convs, no 1x1 transition.",
+    ("under1k",),
+)
