@@ -382,6 +382,8 @@ def test_progression_is_the_seeds_path_to_the_flagship():
     ]
     cfg = exp.config(exp.steps[2], seed=2)
     assert (cfg.lr, cfg.scheduler, cfg.seed) == (0.03, "onecycle", 2)  # Model3's registered recipe
+    # the committed report's goal verdicts need five seeds: with seeds 1-2 it passed the flagship (issue 14)
+    assert len(exp.seeds) >= 5
 
 
 def test_precedence_model_defaults_step_cli(tmp_path):
