@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..challenge import TARGET
 from .step import mean_std
 
 
@@ -54,13 +55,17 @@ def pp(v: float) -> str:
 
 
 def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
-    """'99.41%' for one value, '99.41 ± 0.03%' for several (sample std)."""
+    """'99.41%' for one value, '99.41 ± 0.03%' for several (sample std); a mean that two
+    decimals would round across the target gets a third ('99.396 ± 0.04%')."""
     m, s = mean_std(values)
     if math.isnan(m):
         return "n/a"
+    md = digits
+    if unit == "%" and (round(m, digits) >= TARGET) != (m >= TARGET):
+        md = digits + 1  # a mean of 99.396 must not print as 99.40 beside a verdict that it misses
     if s is None:
-        return f"{m:.{digits}f}{unit}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}{unit}"
+        return f"{m:.{md}f}{unit}"
+    return f"{m:.{md}f} ± {s:.{digits}f}{unit}"
 
 
 def epoch_list(epochs: Sequence[int]) -> str:
