@@ -15,6 +15,7 @@ from mnistlite.config import TrainConfig
 from mnistlite.errors import MnistliteError
 from mnistlite.reports import analysis as an
 from mnistlite.reports import experiment as ex
+from mnistlite.reports import markdown as md
 from mnistlite.reports.render import render_runs
 from mnistlite.reports.step import StepMetrics
 from mnistlite.runs import plan
@@ -375,9 +376,9 @@ def test_shipped_experiments_are_valid(path):
 
 def test_means_that_two_decimals_would_round_across_the_target_get_a_third():
     # issue 14: the progression report printed Model3's best-test mean 99.396 as 99.40
-    assert an.pm([99.40, 99.38, 99.41, 99.39, 99.40]).startswith("99.396 ± ")
-    assert an.pm([99.42, 99.44]).startswith("99.43 ± ")  # no crossing: two decimals
-    assert an.pm([99.5, 99.3], unit="", digits=1) == "99.4 ± 0.1"  # not a percentage
+    assert md.pm([99.40, 99.38, 99.41, 99.39, 99.40]).startswith("99.396 ± ")
+    assert md.pm([99.42, 99.44]).startswith("99.43 ± ")  # no crossing: two decimals
+    assert md.pm([99.5, 99.3], unit="", digits=1) == "99.4 ± 0.1"  # not a percentage
 
 
 def test_progression_is_the_seeds_path_to_the_flagship():
