@@ -202,7 +202,10 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # channels_last, a memory-layout speed switch: NHWC and NCHW compute the same
 # convolutions, differing only in float rounding, as a different thread count
 # or device does (tests/test_fused.py checks that both layouts give the same
-# gradients).
+# gradients). `precision` is not one of them although it is a speed switch too:
+# bf16 rounds every convolution's inputs to 8 bits of mantissa, far more than
+# thread counts or layouts move the numbers, so an fp32 run and a bf16 run are
+# two runs (same_value folds `auto` and the deprecated `bf16` into that rule).
 RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last"})
 
 

@@ -96,7 +96,7 @@ class Calibration:
 
 def _cpuinfo() -> tuple[str, frozenset[str]]:
     """(model name, flags) of the first CPU in /proc/cpuinfo; ("", {}) where there is none."""
-    name, flags = "", frozenset()
+    name, flags = "", frozenset[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
