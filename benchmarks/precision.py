@@ -4,8 +4,10 @@
 
 Part 1 times the trainer's `Parts.step` (augment, forward, backward, SGD, EMA) of
 the model on real MNIST batches in one process, interleaving the variants
-(fp32, bf16 with the fused unit, bf16 with the plain layers, fp32, ...) for
---rounds rounds of --steps steps, and reports medians in ms per step.
+(fp32 with the fused unit, fp32 with torch's own BatchNorm + ReLU, bf16 with the
+fused unit, bf16 with torch's layers, fp32, ...) for --rounds rounds of --steps
+steps, and reports medians in ms per step. The allocator is tuned first, as
+`mnistlite train` does (engine/device.py), unless --no-malloc-tuning.
 Part 2 (--epoch-runs N) runs `mnistlite train --epochs 1 --precision fp32` and
 `--precision bf16` one after the other, ABAB..., and reads each run's epoch time
 from its metrics.csv and its wall time from result.json.
@@ -29,16 +31,31 @@ from mnistlite.bench import machine_info
 from mnistlite.config import TrainConfig
 from mnistlite.data import load_dataset
 from mnistlite.engine import precision as prec
-from mnistlite.engine.device import resolve_device, set_threads
+from mnistlite.engine.device import resolve_device, set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
 from mnistlite.models import fused
 from mnistlite.runs import rundir as rd
 
+# name: (precision, BN-ReLU route). "fp32" is the trainer's float32 step (fused unit);
+# the plain routes run torch's own BatchNorm2d + ReLU (+ Dropout) in either dtype, so
+# the fused unit is compared with torch's layers at the same precision.
 VARIANTS = {
-    "fp32": ("fp32", True),
-    "bf16_fused": ("bf16", True),  # bf16 maps through the fused BN-ReLU unit
-    "bf16_plain": ("bf16", False),  # bf16 maps through torch's own BatchNorm2d + ReLU
+    "fp32": ("fp32", "fused"),
+    "fp32_plain": ("fp32", "plain"),
+    "bf16_fused": ("bf16", "fused"),  # bf16 maps through the fused BN-ReLU unit
+    "bf16_plain": ("bf16", "plain"),  # bf16 maps through torch's own BatchNorm2d + ReLU
 }
+_FUSED_GATE = fused._nhwc_cpu
+
+
+def _route(route: str) -> None:
+    """Send BN-ReLU runs through the fused unit or, for "plain", through torch's layers.
+
+    The unit is taken only where `_nhwc_cpu` says so, for FusedSequential and the user
+    fast path alike; a gate that always says no leaves exactly torch's layers.
+    """
+    fused.FUSE_BF16 = True
+    fused._nhwc_cpu = _FUSED_GATE if route == "fused" else (lambda x: False)
 
 
 def time_steps(args, data, device) -> dict:
@@ -46,14 +63,14 @@ def time_steps(args, data, device) -> dict:
     x_all, y_all = data.train.images, data.train.labels
     default_fuse = fused.FUSE_BF16
     parts = {}
-    for name, (p, _fuse) in VARIANTS.items():
+    for name, (p, _route_name) in VARIANTS.items():
         parts[name] = build_parts(cfg.replace(precision=p), data, device)
         parts[name].model.train()
     perm = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(0))
     bs = cfg.batch_size
 
     def run(name: str, k: int, offset: int) -> float:
-        fused.FUSE_BF16 = VARIANTS[name][1]
+        _route(VARIANTS[name][1])
         t0 = time.perf_counter()
         for i in range(k):
             lo = ((offset + i) * bs) % (len(y_all) - bs)
@@ -68,7 +85,7 @@ def time_steps(args, data, device) -> dict:
         for name in VARIANTS:
             times[name].append(run(name, args.steps, r * args.steps))
         print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
-    fused.FUSE_BF16 = default_fuse
+    fused.FUSE_BF16, fused._nhwc_cpu = default_fuse, _FUSED_GATE
     med = {n: statistics.median(v) for n, v in times.items()}
     return {
         "model": args.model,
@@ -129,8 +146,10 @@ def main() -> int:
     ap.add_argument("--epoch-runs", type=int, default=2, help="ABAB pairs of 1-epoch runs (0 skips them)")
     ap.add_argument("--note", default="", help="recorded as is, e.g. what else ran on the machine")
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default allocator settings")
     args = ap.parse_args()
     set_threads(args.threads)
+    tuned = False if args.no_malloc_tuning else tune_cpu_allocator()  # the training commands' setting
     device = resolve_device("cpu")
     data = load_dataset("mnist", data_dir=os.environ.get("MNISTLITE_DATA")).to(device)
     report = {
@@ -138,6 +157,7 @@ def main() -> int:
         "note": args.note,
         "machine": machine_info(),
         "load_average_at_start": os.getloadavg(),
+        "malloc_tuning": tuned,
         "auto": prec.resolve(TrainConfig.for_model(args.model), device).line,
         "step": time_steps(args, data, device),
     }
