@@ -33,12 +33,13 @@ from torch import nn
 
 from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
 
-# bf16 maps (CPU autocast) take the unit too. Which is faster depends on the regime
-# (benchmarks/precision.py, flagship step, medians, the 2-core AMX CPU): on both cores
-# of a quiet machine the unit (17.8 ms) beat torch's own bf16 BatchNorm + ReLU
-# (22.4 ms; fp32 19.5 ms), but on one thread of a loaded machine torch's layers won
-# (32.7 ms against 48.6 ms; fp32 53.4 ms): they widen bf16 to float32 in registers,
-# this unit widens whole maps in memory. docs/results/precision_bf16_cpu_amx*.json.
+# bf16 maps (CPU autocast) take the unit too. Which is faster depends on the thread
+# count (benchmarks/precision.py, flagship step, medians, the 2-core AMX Xeon, under
+# the CPU lock): on 2 threads the unit wins in both dtypes (fp32 22.97 ms against
+# 28.50 ms through torch's BatchNorm + ReLU; bf16 21.52 against 23.56), on 1 thread
+# torch's layers win in both (fp32 31.81 against 37.07; bf16 22.29 against 33.22):
+# their kernels widen bf16 in registers and make one pass, this unit makes several
+# memory passes. docs/results/precision_step_cpu_amx_threads{1,2}.json.
 FUSE_BF16 = True
 _LANES = 256  # floats per row of the wide view: several AVX-512 registers
 
