@@ -32,7 +32,6 @@ from .engine import precision as prec
 from .engine.device import cpu_cores, resolve_device, set_threads
 from .engine.evaluation import evaluate
 from .engine.parts import build_parts
-from .engine.precision import bf16_units
 from .models import count_params, create_model
 
 
@@ -51,7 +50,7 @@ def machine_info() -> dict[str, Any]:
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
         # measured matmul rate tell them apart (this code is 3x slower on AVX2 than on AVX-512).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "bf16_units": bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
+        "bf16_units": prec.bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
         "matmul_gflops": round(matmul_peak_gflops(), 1),
         "cores": cpu_cores(),
         "torch_threads": torch.get_num_threads(),
