@@ -118,13 +118,105 @@ def test_every_model_trains_the_same_fused_or_not(name):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
 
 
-def test_bf16_autocast_takes_the_plain_layers():
-    """Under CPU bf16 autocast the convs emit bf16 maps: the float32-only unit must step aside, not crash."""
+@pytest.mark.parametrize("fuse", [False, True])
+def test_bf16_autocast_trains_through_either_path(monkeypatch, fuse):
+    """Under CPU bf16 autocast the convs emit bf16 maps: FUSE_BF16 routes them to the unit or to
+    torch's own layers (FUSE_BF16 off); both train, master weights float32."""
+    import mnistlite.models.fused as fused
+
+    monkeypatch.setattr(fused, "FUSE_BF16", fuse)
+    calls = []
+    apply = fused._BNReLUDropout.apply
+    monkeypatch.setattr(fused._BNReLUDropout, "apply", lambda *a: calls.append(a[0].dtype) or apply(*a))
     torch.manual_seed(0)
     model = create_model("mnistlite_flagship").train().to(memory_format=CL)
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=CL)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = nn.functional.cross_entropy(model(x), torch.randint(0, 10, (16,)))
+        loss = nn.functional.cross_entropy(model(x).float(), torch.randint(0, 10, (16,)))
     loss.backward()
+    assert set(calls) == ({torch.bfloat16} if fuse else set())
     assert torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(b.dtype != torch.bfloat16 for b in model.buffers())  # running statistics too
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(128, 16, 24, 24), (7, 10, 5, 5)])
+def test_bf16_maps_match_float32_layers_on_the_same_values(shape, p):
+    """bf16 in, bf16 out; statistics, running buffers and parameter gradients in float32.
+
+    Reference: torch's BatchNorm2d + ReLU in float32 on the bf16-rounded input and
+    output gradient; ours may differ by bf16 rounding of the output and of dx only.
+    """
+    n, c, h, w = shape
+    torch.manual_seed(2)
+    xb = (torch.randn(shape) * 2 + 0.5).bfloat16().contiguous(memory_format=CL).requires_grad_()
+    dyb = torch.randn(shape).bfloat16().contiguous(memory_format=CL)
+    bn = _bn(c)
+    ref_bn = copy.deepcopy(bn)
+    x32 = xb.detach().float().requires_grad_()
+    pre = ref_bn(x32)
+    ref = torch.relu(pre)
+
+    torch.manual_seed(3)
+    y = bn_relu_dropout(xb, bn, p)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=CL)
+    keep = y != 0 if p else torch.ones_like(y, dtype=torch.bool)  # dropped positions are zero, scaled others
+    ref_y = (ref / (1 - p)) * keep
+    g_ref = torch.autograd.grad(ref_y, [x32, ref_bn.weight, ref_bn.bias], dyb.float())
+    g = torch.autograd.grad(y, [xb, bn.weight, bn.bias], dyb)
+    assert g[0].dtype == torch.bfloat16 and g[0].is_contiguous(memory_format=CL)
+    assert g[1].dtype == torch.float32 and g[2].dtype == torch.float32
+    clear = pre.detach().abs() > 1e-2  # off the ReLU's kink, where rounding cannot flip the side
+    eps = 2.0**-8  # bf16's relative precision
+    scale = ref_y.abs().max()
+    assert ((y.float() - ref_y.detach()).abs()[clear] <= 2 * eps * ref_y.detach().abs()[clear] + 1e-6 * scale).all()
+    dx, dx_ref = g[0].float()[clear], g_ref[0][clear]
+    assert (dx - dx_ref).abs().max() <= 4 * eps * dx_ref.abs().max()
+    for ours, want in zip(g[1:], g_ref[1:]):
+        assert torch.allclose(ours, want, rtol=1e-3, atol=1e-3 * want.abs().max())
+    assert torch.allclose(bn.running_mean, ref_bn.running_mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(bn.running_var, ref_bn.running_var, rtol=1e-5, atol=1e-6)
+    assert bn.running_mean.dtype == torch.float32
+
+
+def _reference_fp32(x, weight, bias, dy, eps=1e-5):
+    """The unit's float32 arithmetic as it was before bf16 maps were accepted, op for op."""
+    from mnistlite.models.fused import _channel_sum, _tile_factor, _wide
+
+    n, c, h, w = x.shape
+    m = n * h * w
+    k = _tile_factor(m, c)
+    xv = _wide(x, k)
+    sums = torch.stack((xv.sum(0), (xv * xv).sum(0))).view(2, k, c).sum(1).div_(m)
+    mean = sums[0]
+    var = sums[1].sub_(mean * mean).clamp_min_(0.0)
+    invstd = torch.rsqrt(var + eps)
+    scale = weight * invstd * 1.0
+    shift = torch.addcmul(bias * 1.0, mean, scale, value=-1.0)
+    tiled = torch.stack((scale, shift)).repeat(1, k)
+    yv = torch.addcmul(tiled[1], xv, tiled[0]).relu_()
+    dyv = _wide(dy.contiguous(memory_format=CL), k)
+    gg = torch.ops.aten.threshold_backward(dyv, yv, 0.0)
+    sum_g = _channel_sum(gg, k, c)
+    sum_gxhat = (_channel_sum(gg * xv, k, c) - mean * sum_g) * invstd
+    a = weight * invstd * 1.0
+    k2 = -a * invstd * sum_gxhat / m
+    k3 = -a * sum_g / m - k2 * mean
+    t = torch.stack((a, k2, k3)).repeat(1, k)
+    dxv = torch.addcmul(t[2], xv, t[1]).addcmul_(gg, t[0])
+    return yv.view(n, h, w, c).permute(0, 3, 1, 2), dxv.view(n, h, w, c).permute(0, 3, 1, 2), sum_gxhat, sum_g
+
+
+def test_float32_path_is_bit_for_bit_unchanged():
+    torch.manual_seed(4)
+    shape = (64, 16, 12, 12)
+    x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL).requires_grad_()
+    dy = torch.randn(shape).contiguous(memory_format=CL)
+    bn = _bn(16)
+    want = _reference_fp32(x.detach(), bn.weight.detach(), bn.bias.detach(), dy)
+    y = bn_relu_dropout(x, bn, 0.0)
+    dx, dw, db = torch.autograd.grad(y, [x, bn.weight, bn.bias], dy)
+    for ours, ref in zip((y, dx, dw, db), want):
+        assert ours.dtype == torch.float32 and torch.equal(ours, ref)

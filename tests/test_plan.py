@@ -30,6 +30,24 @@ def test_run_only_fields_do_not_make_another_run(tmp_path, cfg):
     assert status == "changed" and detail == "epochs 2 -> 3"
 
 
+def test_precision_is_part_of_the_run(tmp_path, cfg, monkeypatch):
+    """bf16 changes the numbers, so it is a recipe field, not a run-only one: a folder trained
+    in one precision is another run for the other; `auto` stands for what auto may pick."""
+    from mnistlite.engine import precision as pr
+
+    monkeypatch.setitem(pr.ACCURACY_CLEARED, "cpu", False)
+    finished(tmp_path / "fp32", cfg.replace(precision="fp32"))  # as a run saves it: resolved
+    finished(tmp_path / "bf16", cfg.replace(precision="bf16"))
+    assert plan.run_state(tmp_path / "fp32", cfg.replace(precision="fp32")) == ("done", "")
+    assert plan.run_state(tmp_path / "fp32", cfg) == ("done", "")  # auto is fp32 until bf16 is cleared
+    assert plan.run_state(tmp_path / "bf16", cfg.replace(precision="fp32")) == ("changed", "precision 'bf16' -> 'fp32'")
+    assert plan.run_state(tmp_path / "fp32", cfg.replace(precision="bf16"))[0] == "changed"
+    assert plan.run_state(tmp_path / "bf16", cfg)[0] == "changed"
+    monkeypatch.setitem(pr.ACCURACY_CLEARED, "cpu", True)  # once cleared, auto may have picked either
+    assert plan.run_state(tmp_path / "bf16", cfg) == ("done", "")
+    assert plan.run_state(tmp_path / "bf16", cfg.replace(precision="fp32"))[0] == "changed"
+
+
 def test_states(tmp_path, cfg):
     assert plan.run_state(tmp_path / "none", cfg)[0] == "new"
     finished(tmp_path / "ck", cfg, result=False, checkpoint=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import platform
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import Dataset, Split, load_dataset
+from .engine import precision as prec
 from .engine.device import cpu_cores, resolve_device, set_threads
 from .engine.evaluation import evaluate
 from .engine.parts import build_parts
@@ -48,6 +50,7 @@ def machine_info() -> dict[str, Any]:
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
         # measured matmul rate tell them apart (this code is 3x slower on AVX2 than on AVX-512).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_units": prec.bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
         "matmul_gflops": round(matmul_peak_gflops(), 1),
         "cores": cpu_cores(),
         "torch_threads": torch.get_num_threads(),
@@ -115,6 +118,27 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device,
         seen += step(i)
     _sync(device)
     return Timing(time.perf_counter() - t0, seen)
+
+
+def compare_precision(cfg: TrainConfig, data, steps: int, device: torch.device, rounds: int = 2) -> dict[str, Any]:
+    """Training throughput in fp32 and in bf16 autocast, interleaved (fp32, bf16, fp32, bf16),
+    medians; with the calibration `auto` would use and what `auto` decides here."""
+    rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(rounds):
+        for p in rates:
+            rates[p].append(time_ours(cfg.replace(precision=p), data, steps, device).images_per_s)
+    med = {p: statistics.median(v) for p, v in rates.items()}
+    cal = prec.calibrate(cfg, device, use_cache=False)
+    decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device, calibrate_fn=lambda *a, **k: cal)
+    return {
+        "fp32_train_images_per_s": round(med["fp32"]),
+        "bf16_train_images_per_s": round(med["bf16"]),
+        "bf16_speedup": round(med["bf16"] / med["fp32"], 3),
+        "rounds": rounds,
+        "calibration": cal.to_dict(),
+        "auto": decision.precision,
+        "auto_reason": decision.reason,
+    }
 
 
 def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
@@ -215,11 +239,13 @@ def run_bench(
     threads: int = 0,
     overrides: dict[str, Any] | None = None,
     against: str | None = None,
+    precision: bool = True,
 ) -> dict[str, Any]:
     """All figures as a dict (the JSON of `mnistlite bench --json`).
 
     `against` (e.g. a user's plain-torch file of the same net) is timed in the same
     run with the same recipe, with and without the plain-torch fast path.
+    `precision` adds training throughput in fp32 against bf16 autocast (compare_precision).
     """
     set_threads(threads)
     dev = resolve_device(device)
@@ -241,8 +267,11 @@ def run_bench(
     }
     tr = time_ours(cfg, data_dev, steps, dev)
     out["train_images_per_s"] = round(tr.images_per_s)
+    out["train_precision"] = prec.resolve(cfg, dev).precision
     ev = time_eval(cfg, data_dev, dev)
     out["eval_images_per_s"] = round(ev.images_per_s)
+    if precision:
+        out["precision"] = compare_precision(cfg, data_dev, steps, dev)
     if epoch:
         ep = time_ours(cfg, data_dev, None, dev)
         te = time_eval(cfg, data_dev, dev)
@@ -293,8 +322,19 @@ def format_bench(r: dict[str, Any]) -> str:
         f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, "
         f"rotation ±{r['rotation']}°, on {r['device']}",
         f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
-        f"train throughput: {r['train_images_per_s']:,} img/s   eval throughput: {r['eval_images_per_s']:,} img/s",
+        f"train throughput: {r['train_images_per_s']:,} img/s ({r.get('train_precision', 'fp32')})   "
+        f"eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
+    if "precision" in r:
+        p, c = r["precision"], r["precision"]["calibration"]
+        units = ", ".join(m.get("bf16_units") or []) or "no bf16 units"
+        lines.append(
+            f"precision ({units}): fp32 {p['fp32_train_images_per_s']:,} img/s, bf16 autocast "
+            f"{p['bf16_train_images_per_s']:,} img/s = {p['bf16_speedup']:.2f}x (medians of {p['rounds']} "
+            f"interleaved rounds); calibration {c['fp32_ms']:.1f} ms vs {c['bf16_ms']:.1f} ms per step "
+            f"= {c['speedup']:.2f}x"
+        )
+        lines.append(f"precision auto -> {p['auto']} ({p['auto_reason']})")
     if "epoch_seconds" in r:
         lines.append(
             f"one epoch (train 60k + test 10k): {r['epoch_seconds']:.2f} s "

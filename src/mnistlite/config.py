@@ -79,7 +79,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
     channels_last: bool = True  # NHWC activations: faster on CPU (oneDNN) and CUDA
-    bf16: bool = False  # bf16 autocast (CUDA, or a CPU with bf16 support)
+    # auto | fp32 | bf16 (autocast): engine/precision.py. A run saves the resolved
+    # fp32 or bf16; auto is fp32 until bf16 is cleared for accuracy there.
+    precision: str = "auto"
+    bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
 
     # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +171,8 @@ class TrainConfig:
         for name in ("rotation", "translate", "shear", "weight_decay", "momentum", "threads"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise bad("precision", f"must be auto, fp32 or bf16, got {self.precision!r}")
         if self.step_size < 1:
             raise bad("step_size", f"must be at least 1, got {self.step_size}")
         if not 0 < self.pct_start < 1:
@@ -197,7 +202,10 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # channels_last, a memory-layout speed switch: NHWC and NCHW compute the same
 # convolutions, differing only in float rounding, as a different thread count
 # or device does (tests/test_fused.py checks that both layouts give the same
-# gradients).
+# gradients). `precision` is not one of them although it is a speed switch too:
+# bf16 rounds every convolution's inputs to 8 bits of mantissa, far more than
+# thread counts or layouts move the numbers, so an fp32 run and a bf16 run are
+# two runs (same_value folds `auto` and the deprecated `bf16` into that rule).
 RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last"})
 
 
@@ -206,6 +214,10 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
+    if name == "precision":  # before the field: fp32, or bf16 with bf16=true (engine/precision.py)
+        from .engine.precision import saved_precision
+
+        return saved_precision(saved)
     return saved[name] if name in saved else _DEFAULTS.get(name)
 
 
@@ -216,6 +228,10 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
     the same SHA-256, wherever the file was when it was named (`cd` into an
     experiment's folder, or name it from outside, and its runs still match).
     """
+    if name in ("precision", "bf16"):  # one rule for both, the deprecated bf16 folded in
+        from .engine.precision import same_precision
+
+        return name == "bf16" or same_precision(saved, want)
     old = saved_value(saved, name)
     if name == "model" and old != value and isinstance(old, str) and isinstance(value, str):
         digest = want.get("model_sha256")

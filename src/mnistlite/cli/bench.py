@@ -34,6 +34,11 @@ def register(sub) -> None:
         help="also time this model (e.g. your plain-torch file.py:Net) with the same recipe, "
         "with and without the plain-torch fast path",
     )
+    p.add_argument(
+        "--no-precision",
+        action="store_true",
+        help="skip the fp32 against bf16 autocast training comparison (and its calibration)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -58,6 +63,7 @@ def run(args) -> int:
         threads=args.threads,
         overrides=over,
         against=args.against,
+        precision=not args.no_precision,
     )
     print(json.dumps(r, indent=2) if args.json else format_bench(r))
     return 0

@@ -9,7 +9,6 @@ batch order draw from the run's own generator.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from ..config import TrainConfig
 from ..data import Dataset
 from ..models import ModelEntry, get_entry
 from .optim import Schedule, build_optimizer
+from .precision import resolve as resolve_precision
 
 # The share of the first step's weights below which the moving average is judged
 # instead of the raw weights: about 2,300 steps at decay 0.998 (epoch 5 of the
@@ -106,8 +106,10 @@ def build_parts(
     # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
     steps = n // bs + (1 if n % bs > 1 else 0)
     optimizer = build_optimizer(model, cfg)
-    # bf16 autocast: tensor cores on a GPU, avx512_bf16 on recent x86 CPUs.
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
+    # bf16 autocast (engine/precision.py): tensor cores on a GPU, AMX/AVX512_BF16 on recent x86 CPUs.
+    # The trainer hands over a config whose precision is already resolved; `auto` here
+    # (the benchmark's configs) is resolved the same way.
+    autocast = resolve_precision(cfg, device, entry).autocast(device.type)
     # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)

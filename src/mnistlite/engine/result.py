@@ -62,6 +62,7 @@ class RunResult:
     model: nn.Module | None = field(default=None, repr=False)  # the judged weights, in eval mode
     architecture: dict[str, str] = field(default_factory=dict)
     sessions: int = 1  # 1 + the number of times the run was resumed
+    precision_reason: str = ""  # why cfg.precision (engine/precision.py)
 
     def plot(self, path: str | Path | None = None) -> Figure:
         """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
@@ -82,6 +83,8 @@ class RunResult:
             "wall_seconds": round(self.wall_seconds, 3),
             "sessions": self.sessions,
             "device": self.device,
+            "precision": self.config.precision,
+            **({"precision_reason": self.precision_reason} if self.precision_reason else {}),
             **({"architecture": self.architecture} if self.architecture else {}),
             "mnistlite_version": __version__,
             "torch_version": torch.__version__,

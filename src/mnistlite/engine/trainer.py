@@ -33,6 +33,7 @@ from .device import apply_requested_allocator_tuning, resolve_device, threads
 from .evaluation import judge_for
 from .loop import Loop, run_epochs
 from .parts import build_parts
+from .precision import for_run as resolve_precision
 from .result import RunResult
 
 OnEpoch = Callable[[dict[str, Any]], None]
@@ -164,9 +165,14 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
     cfg, out = s.cfg, s.out
     apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
     device = resolve_device(cfg.device)
+    # After the device and the threads: auto may calibrate on them. config.json records what
+    # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
+    precision = resolve_precision(cfg, device, s.entry, s.checkpoint.get("config") if s.checkpoint else None)
+    cfg = cfg.replace(precision=precision.precision)
     if out is not None and s.checkpoint is None:
         write_run_files(out, config=cfg.to_dict(), model_source=s.entry.code.data if s.entry.code else None)
     echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
+    echo(precision.line)
     data = s.data
     if data is None:
         data = load_dataset(
@@ -211,6 +217,7 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
         model=judged.eval(),
         architecture=architecture_of(judged),
         sessions=progress.sessions,
+        precision_reason=precision.reason,
     )
     if out is not None:
         try:

@@ -5,7 +5,9 @@ torch's BatchNorm, not the convolutions, was the most expensive layer: on
 28x28 maps with 8-16 channels its channels_last forward and backward each cost
 5-10 memory passes' worth of time. Written out by hand on an (M, C) view of the
 NHWC memory, one BN + ReLU + Dropout unit costs about five passes forward and
-five backward, and its gradients match torch's (tests/test_fused.py).
+five backward, and its gradients match torch's (tests/test_fused.py). It also
+takes bf16 maps (bf16 autocast): statistics, scale, shift and the sums of the
+backward pass in float32 on the widened map, the output and dx rounded to bf16.
 
 Two tricks make that fast:
 - per-channel vectors are tiled k times so that the innermost dimension is k*C
@@ -16,7 +18,8 @@ Two tricks make that fast:
 
 `FusedSequential` is a drop-in nn.Sequential: same children, same state_dict,
 same layer tables. It takes the fused path only where it is exact and faster:
-training mode, a CPU tensor in channels_last layout, a tracked and affine BN with
+training mode, a float32 CPU tensor in channels_last layout (bf16 maps under
+autocast: see FUSE_BF16), a tracked and affine BN with
 a momentum, and no hooks on the fused layers (torchinfo's tables use hooks, so
 they always see the plain layers). Everything else runs the layers one by one.
 """
@@ -30,6 +33,14 @@ from torch import nn
 
 from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
 
+# bf16 maps (CPU autocast) take the unit too. Which is faster depends on the thread
+# count (benchmarks/precision.py, flagship step, medians, the 2-core AMX Xeon, under
+# the CPU lock): on 2 threads the unit wins in both dtypes (fp32 22.97 ms against
+# 28.50 ms through torch's BatchNorm + ReLU; bf16 21.52 against 23.56), on 1 thread
+# torch's layers win in both (fp32 31.81 against 37.07; bf16 22.29 against 33.22):
+# their kernels widen bf16 in registers and make one pass, this unit makes several
+# memory passes. docs/results/precision_step_cpu_amx_threads{1,2}.json.
+FUSE_BF16 = True
 _LANES = 256  # floats per row of the wide view: several AVX-512 registers
 
 
@@ -56,7 +67,10 @@ class _BNReLUDropout(torch.autograd.Function):
         n, c, h, w = x.shape
         m = n * h * w
         k = _tile_factor(m, c)
-        xv = _wide(x, k)
+        # bf16 maps (under autocast) are widened once: statistics, scale and shift are
+        # computed in float32 as for float32 maps, and only the output is rounded back.
+        low = x.dtype != torch.float32
+        xv = _wide(x, k).float() if low else _wide(x, k)
         # Both sums in one small tensor: each small op costs microseconds of
         # dispatch, and a unit has dozens of them (profiled).
         sums = torch.stack((xv.sum(0), (xv * xv).sum(0))).view(2, k, c).sum(1).div_(m)
@@ -75,6 +89,8 @@ class _BNReLUDropout(torch.autograd.Function):
         yv = torch.addcmul(tiled[1], xv, tiled[0]).relu_()
         if p > 0:
             yv.view(-1)[_drop_positions(yv.numel(), p)] = 0.0
+        if low:
+            yv = yv.to(x.dtype)
         y = yv.view(n, h, w, c).permute(0, 3, 1, 2)
         ctx.save_for_backward(x, y, weight, mean, invstd)
         ctx.k, ctx.keep = k, keep
@@ -89,6 +105,9 @@ class _BNReLUDropout(torch.autograd.Function):
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
         # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
         g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
+        low = x.dtype != torch.float32
+        if low:  # bf16 maps: the sums and dx in float32, dx rounded to the map's dtype at the end
+            g, xv = g.float(), xv.float()
         sum_g = _channel_sum(g, k, c)
         sum_gxhat = (_channel_sum(g * xv, k, c) - mean * sum_g) * invstd
         a = weight * invstd * keep
@@ -97,6 +116,8 @@ class _BNReLUDropout(torch.autograd.Function):
         k3 = -a * sum_g / m - k2 * mean
         tiled = torch.stack((a, k2, k3)).repeat(1, k)
         dxv = torch.addcmul(tiled[2], xv, tiled[1]).addcmul_(g, tiled[0])
+        if low:
+            dxv = dxv.to(x.dtype)
         dx = dxv.view(n, h, w, c).permute(0, 3, 1, 2)
         return dx, sum_gxhat * keep, sum_g * keep, None, None, None, None, None
 
@@ -113,11 +134,10 @@ def _fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
 
 
 def _nhwc_cpu(x: torch.Tensor) -> bool:
-    # float32 only: under bf16 autocast the convs hand over bf16 maps, and the
-    # unit's statistics and running buffers are written for float32.
+    # float32; bf16 (the convs' maps under autocast) while FUSE_BF16.
     return (
         x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and (x.dtype == torch.float32 or (FUSE_BF16 and x.dtype == torch.bfloat16))
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)
     )
