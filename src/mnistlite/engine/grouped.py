@@ -173,7 +173,7 @@ def _check_equivalence(grouped: nn.Module, models: Sequence[nn.Module], shape: t
             m.eval()
         want = [m(x) for m, x in zip(models, xs)]
         got = grouped(torch.cat(xs, 1))
-        ok = got.shape == (3, k * want[0].shape[1]) and all(
+        ok = got.shape == (3, k * want[0].shape[1], *want[0].shape[2:]) and all(
             torch.allclose(g, w, rtol=1e-4, atol=1e-5) for g, w in zip(got.chunk(k, 1), want)
         )
     except RuntimeError as e:  # a forward that reshapes by a fixed channel count
