@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runs.grouping import parse_group
 from ..runs.seeds import format_aggregate, run_seeds
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_from_args, seeds_from_args
 
@@ -20,13 +19,6 @@ def register(sub) -> None:
         help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
     )
     p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
-    p.add_argument(
-        "--group",
-        default="auto",
-        metavar="auto|off|K",
-        help="train seeds together as one grouped network of up to K copies (with --jobs 1); auto (default): "
-        "up to 5, where a short calibration on this machine measures it faster; off: one run at a time",
-    )
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)
     p.set_defaults(func=run)
@@ -34,10 +26,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     seeds = seeds_from_args(args)
-    group = parse_group(args.group)
     cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
-    summary = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=group)
+    summary = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=args.group)
     print(format_aggregate(summary))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

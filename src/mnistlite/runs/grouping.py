@@ -8,8 +8,8 @@ faster per image than one copy by at least AUTO_MIN_GAIN (it pays on one
 machine and not on another: benchmarks/grouped_probe.py, docs/performance.md).
 
 Only fresh runs group: a folder to resume continues alone from its checkpoint,
-and runs whose model must be registered in a worker (`setup`) or sits on a
-GPU shared by workers stay on the ordinary path. A model that cannot be packed
+grouping happens in the planning process (`--jobs 1`), on
+whatever device the runs use. A model that cannot be packed
 (engine/grouped.py refuses it) or a group that diverges falls back to separate
 runs: the folders of the group's last good epoch resume one by one.
 """
@@ -53,12 +53,15 @@ def _synthetic(n: int):
 
 def _rate(cfg: TrainConfig, copies: int, data) -> float:
     """Training images/s of `copies` packed copies (1: the plain model) on a fixed synthetic batch."""
+    from ..engine.device import resolve_device
     from ..engine.grouped import group_models
     from ..engine.optim import build_optimizer
     from ..engine.parts import build_parts
 
+    device = resolve_device(cfg.device)
+    data = data.to(device)
     bs = len(data.train)
-    parts = [build_parts(cfg.replace(seed=s), data, torch.device("cpu")) for s in range(copies)]
+    parts = [build_parts(cfg.replace(seed=s), data, device) for s in range(copies)]
     net = parts[0].model if copies == 1 else group_models([p.model for p in parts])
     fmt = parts[0].memory_format
     net = net.to(memory_format=fmt)  # type: ignore[call-overload]
@@ -68,11 +71,15 @@ def _rate(cfg: TrainConfig, copies: int, data) -> float:
     t0 = 0.0
     for i in range(2 + _STEPS):  # two warm-up steps
         if i == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(net(x).view(bs * copies, -1), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return _STEPS * bs * copies / (time.perf_counter() - t0)
 
 
@@ -104,7 +111,7 @@ def form_groups(runs: list[Any], group: str, echo: Callable[[str], None] = print
     by_key: dict[str, list[Any]] = {}
     alone = []
     for r in runs:
-        if r.status == "resume" or r.setup is not None or r.config.device.startswith("cuda"):
+        if r.status == "resume":
             alone.append(r)
         else:
             by_key.setdefault(group_key(r.config), []).append(r)
@@ -149,6 +156,8 @@ def train_groups(todo: list[Any], group: str, data, on_done, echo: Callable[[str
     n, i = len(todo), 1
     for members in groups:
         seeds = [r.config.seed for r in members]
+        if members[0].setup is not None:  # one recipe: one model to register (tune's candidates)
+            members[0].setup()
         for r in members:
             if plan.run_state(r.run_dir, r.config)[0] in ("changed", "restart"):
                 plan.move_aside(r.run_dir)
