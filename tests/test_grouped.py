@@ -252,3 +252,35 @@ def test_auto_trains_separately_where_the_calibration_says_it_does_not_pay(tmp_p
 def test_calibrate_measures_both():
     cal = grouping.calibrate(TrainConfig.for_model("mnistlite_2k", **TINY), 2)
     assert cal["one_images_per_s"] > 0 and cal["grouped_images_per_s"] > 0 and cal["copies"] == 2
+
+
+def test_an_interrupted_group_resumes_seed_by_seed(tmp_path, monkeypatch):
+    """Each folder's checkpoint is an ordinary run's: the same command resumes the seeds alone."""
+    import mnistlite.engine.grouped_train as gt
+    import mnistlite.runs.plan as plan
+    from mnistlite.engine import TrainingInterrupted
+    from mnistlite.runs.seeds import run_seeds
+
+    data = synthetic_data(256)
+    monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: data)
+    base = TrainConfig.for_model("mnistlite_2k", **{**TINY, "epochs": 2})
+    real, calls = gt._train_epoch, []
+
+    def stop_in_epoch_two(group, copies, train, stop):
+        calls.append(1)
+        if len(calls) == 2:
+            stop.append("SIGTERM")
+        return real(group, copies, train, stop)
+
+    monkeypatch.setattr(gt, "_train_epoch", stop_in_epoch_two)
+    with pytest.raises(TrainingInterrupted, match="1 epoch"):
+        run_seeds(base, [1, 2], tmp_path / "g", group="2", echo=lambda *_: None)
+    first = {s: rd.read_metrics(tmp_path / "g" / f"seed{s}" / rd.METRICS) for s in (1, 2)}
+    assert all(len(rows) == 1 for rows in first.values())
+    assert all(plan.run_state(tmp_path / "g" / f"seed{s}", base.replace(seed=s))[0] == "resume" for s in (1, 2))
+    monkeypatch.setattr(gt, "_train_epoch", lambda *a: pytest.fail("a resumed seed trains alone"))
+    run_seeds(base, [1, 2], tmp_path / "g", group="2", echo=lambda *_: None)
+    for s in (1, 2):
+        rows = rd.read_metrics(tmp_path / "g" / f"seed{s}" / rd.METRICS)
+        assert len(rows) == 2 and rows[0] == first[s][0]
+        assert json.loads((tmp_path / "g" / f"seed{s}" / rd.RESULT).read_text())["sessions"] == 2
