@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..reports.experiment import load_experiment, run_experiment
-from .common import add_file_run_flags, command_line, file_out, file_overrides, file_seeds
+from .common import add_file_run_flags, add_group_flag, command_line, file_out, file_overrides, file_seeds
 
 DEFAULT_ROOT = Path("runs") / "experiments"
 
@@ -31,6 +31,7 @@ def register(sub) -> None:
         help="move aside (to <run>.old-<timestamp>) and retrain runs whose saved config differs from the file's",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_group_flag(p)
     p.add_argument(
         "--storage",
         metavar="URL",
@@ -55,5 +56,6 @@ def run(args) -> int:
         command=command_line("experiment", args, switches=("dry_run", "rerun_changed")),
         storage=args.storage,
         study=args.study,
+        group=args.group,
     )
     return 0

@@ -28,7 +28,7 @@ def run(args) -> int:
     seeds = seeds_from_args(args)
     cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
-    agg = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study)
+    agg = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=args.group)
     print(format_aggregate(agg))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

@@ -34,7 +34,9 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
     over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
     rows = (
-        load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
+        load_rows(out, args.tag)
+        if args.no_train
+        else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over, group=args.group)
     )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")

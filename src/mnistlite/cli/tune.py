@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistliteError
-from .common import add_file_run_flags, command_line, file_out, file_overrides, file_seeds
+from .common import add_file_run_flags, add_group_flag, command_line, file_out, file_overrides, file_seeds
 
 DEFAULT_ROOT = Path("runs") / "tune"
 
@@ -23,6 +23,7 @@ def register(sub) -> None:
     add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1); on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
+    add_group_flag(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -53,6 +54,7 @@ def run(args) -> int:
         overrides=overrides,
         jobs=args.jobs,
         threads=args.threads,
+        group=args.group,
         command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())),
     )
     print(table(ranking))

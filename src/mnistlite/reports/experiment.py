@@ -84,6 +84,7 @@ def run_experiment(
     storage: str | None = None,
     study: str | None = None,
     echo: Callable[[str], None] = print,
+    group: str = "off",
 ) -> Path | None:
     """Train every step for every seed into `out`, then write `out`/report.md.
 
@@ -122,6 +123,8 @@ def run_experiment(
             on_start=lambda i, n, r: _started(i, n, r, echo),
             on_done=lambda i, n, r, res, err: _finished(res, echo),
             again="run the same `mnistlite experiment` command again to resume",
+            group=group,
+            echo=echo,
         )
     report = render_experiment(out)
     echo(f"report: {report}")

@@ -70,12 +70,19 @@ def anchors_table() -> str:
 
 
 def run_table(
-    tag: str, seeds: list[int], out: Path, *, jobs: int = 1, overrides: dict[str, Any] | None = None, echo=print
+    tag: str,
+    seeds: list[int],
+    out: Path,
+    *,
+    jobs: int = 1,
+    overrides: dict[str, Any] | None = None,
+    echo=print,
+    group: str = "off",
 ) -> list[dict[str, Any]]:
     rows = []
     for name in list_models(tag):
         cfg = TrainConfig.for_model(name, **(overrides or {}))
-        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
+        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo, group=group))
     return rows
 
 

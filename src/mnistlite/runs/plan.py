@@ -182,8 +182,13 @@ def execute(
     on_start: Callable[[int, int, PlannedRun], Callable[[dict[str, Any]], None] | None] | None = None,
     on_done: Callable[[int, int, PlannedRun, Any, str | None], None] | None = None,
     again: str = "run the same command again to resume",
+    group: str = "off",
+    echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
+
+    `group` (off, auto or K; runs/grouping.py) trains runs of one recipe under
+    several seeds as one grouped network, in this process (jobs=1 only).
 
     `on_start(i, n, run)` may return an on_epoch callback (this process only);
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
@@ -195,7 +200,12 @@ def execute(
     errors: dict[str, str] = {}
     if jobs == 1:
         data = DataCache()
-        for i, r in enumerate(todo, 1):
+        start = 1
+        if group != "off":
+            from .grouping import train_groups
+
+            todo, start = train_groups(todo, group, data, on_done, echo)
+        for i, r in enumerate(todo, start):
             on_epoch = on_start(i, len(todo), r) if on_start else None
             if r.setup is not None:
                 r.setup()
@@ -213,7 +223,7 @@ def execute(
             except MnistliteError as e:
                 raise type(e)(f"{r.label}: {e}") from None
             if on_done:
-                on_done(i, len(todo), r, res, error)
+                on_done(i, len(todo) + start - 1, r, res, error)
         return errors
     by_dir = {str(r.run_dir): r for r in todo}
     # spawn, not fork: forking after torch has started its threads can deadlock.

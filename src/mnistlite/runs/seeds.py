@@ -41,13 +41,15 @@ def run_seeds(
     storage: str | None = None,
     study: str | None = None,
     echo=print,
+    group: str = "off",
 ) -> dict[str, Any]:
     """Train `base` once per seed into `out/seed<k>/`, then aggregate.
 
     With `storage` (an Optuna storage URL), the seeds become jobs of a shared
     sweep: every process started with the same storage and study takes jobs
     until none is left, so a sweep spreads over machines with no seed lost or
-    trained twice (see search/sweep.py).
+    trained twice (see search/sweep.py). `group` (off, auto, K): seeds trained
+    together as one grouped network where that pays (runs/grouping.py).
     """
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
@@ -62,7 +64,14 @@ def run_seeds(
         jobs = max(1, min(jobs, len(seeds)))
         threads = base.threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
-        plan.execute(todo, jobs=jobs, threads=threads, on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"))
+        plan.execute(
+            todo,
+            jobs=jobs,
+            threads=threads,
+            on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"),
+            group=group if jobs == 1 else "off",
+            echo=echo,
+        )
     agg = aggregate(out, seeds)
     rd.write_json(out / CONSISTENCY_JSON, agg)
     plot_consistency(out, agg)
