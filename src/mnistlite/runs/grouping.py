@@ -142,15 +142,19 @@ def form_groups(runs: list[Any], group: str, echo: Callable[[str], None] = print
     return groups, alone
 
 
-def train_groups(todo: list[Any], group: str, data, on_done, echo: Callable[[str], None]) -> tuple[list[Any], int]:
+def train_groups(
+    todo: list[Any], group: str, data, on_done, echo: Callable[[str], None], clear: Callable[[Any], object]
+) -> tuple[list[Any], int]:
     """Train the groups `form_groups` finds among `todo`; (the runs left to train alone, their first number).
+
+    `clear(run)` is the planner's stale-folder policy for a run about to start
+    afresh (passed in, so this module does not import the planner back).
 
     A group that refuses or diverges leaves its runs to the ordinary path (they
     resume from their last good checkpoints); an interruption is not caught.
     """
     from ..engine.grouped_train import train_grouped
     from ..engine.result import TrainingInterrupted
-    from . import plan
 
     groups, alone = form_groups(todo, group, echo)
     n, i = len(todo), 1
@@ -159,8 +163,7 @@ def train_groups(todo: list[Any], group: str, data, on_done, echo: Callable[[str
         if members[0].setup is not None:  # one recipe: one model to register (tune's candidates)
             members[0].setup()
         for r in members:
-            if plan.run_state(r.run_dir, r.config)[0] in ("changed", "restart"):
-                plan.move_aside(r.run_dir)
+            clear(r)
         echo(f"{members[0].config.model}: seeds {seeds} trained grouped, as one network of {len(members)} copies")
         try:
             results = train_grouped(

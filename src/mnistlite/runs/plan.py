@@ -123,17 +123,25 @@ class DataCache:
         return data.subset_train(cfg.limit_train) if cfg.limit_train else data
 
 
+def clear_stale(run_dir: Path, cfg: TrainConfig) -> str:
+    """The one stale-folder policy: a folder of another config (or a broken one) is moved aside.
+
+    Returns the folder's state (run_state), so the caller knows whether to skip, resume or start."""
+    status, _ = run_state(run_dir, cfg)
+    if status in ("changed", "restart"):
+        move_aside(run_dir)
+    return status
+
+
 def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
     """Apply the folder policy to `run_dir` now, then train (or resume) it; None when already done.
 
     Called where the training happens (this process, a pool worker, a sweep
     worker on another machine), so the folder is judged as it is there.
     """
-    status, _ = run_state(run_dir, cfg)
+    status = clear_stale(run_dir, cfg)
     if status == "done":
         return None
-    if status in ("changed", "restart"):
-        move_aside(run_dir)
     if status == "resume":  # the folder's own config.json, just found equal to `cfg` bar run-only fields
         return resume(run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
     return train(cfg, run_dir=run_dir, data=data, progress=progress, quiet=True, on_epoch=on_epoch)
@@ -204,7 +212,9 @@ def execute(
         if group != "off":
             from .grouping import train_groups
 
-            todo, start = train_groups(todo, group, data, on_done, echo)
+            todo, start = train_groups(
+                todo, group, data, on_done, echo, clear=lambda r: clear_stale(r.run_dir, r.config)
+            )
         for i, r in enumerate(todo, start):
             on_epoch = on_start(i, len(todo), r) if on_start else None
             if r.setup is not None:
