@@ -211,7 +211,9 @@ def test_grouped_seeds_write_ordinary_run_folders(tmp_path, monkeypatch):
         }
         result = json.loads((run / rd.RESULT).read_text())
         assert result["trained_grouped"] == {"copies": 2, "seeds": [1, 2]} and result["seed"] == s
-        assert json.loads((run / rd.CONFIG).read_text())["seed"] == s
+        written = json.loads((run / rd.CONFIG).read_text())
+        assert written["seed"] == s
+        assert written["precision"] == "fp32"  # resolved once for the group and recorded, never "auto"
         assert plan.run_state(run, base.replace(seed=s))[0] == "done"  # the same-run rule as ever
         assert load_checkpoint(run / rd.CHECKPOINT)["epoch"] == 1
     alone = train(base.replace(seed=2), data=data, quiet=True)

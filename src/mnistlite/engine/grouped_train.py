@@ -35,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..augment import apply_affine, random_affine_matrices
 from ..config import TrainConfig, changed_fields
-from ..data import Dataset, Split, load_dataset
+from ..data import Dataset, Split
 from ..errors import MnistliteError
 from ..models import count_params, get_entry
 from ..runs import rundir as rd
@@ -45,7 +45,8 @@ from .console import Echo, stop_requests
 from .device import resolve_device, threads
 from .grouped import group_models, unpack_state
 from .optim import Schedule, build_optimizer
-from .parts import Parts, build_parts
+from .parts import Parts, build_parts, load_data
+from .precision import resolve as resolve_precision
 from .result import RunResult, diverged, interrupted
 
 
@@ -76,14 +77,11 @@ def train_grouped(
     with threads(base.threads) as n_threads:
         device = resolve_device(base.device)
         if data is None:
-            data = load_dataset(
-                base.dataset,
-                data_dir=base.data_dir,
-                val_size=base.val_size,
-                limit_train=base.limit_train,
-                download=base.download,
-            )
+            data = load_data(base)
         data = data.to(device)
+        # One precision for the group, resolved once and recorded as a single run records it.
+        decision = resolve_precision(base, device, entry)
+        cfgs = [c.replace(precision=decision.precision) for c in cfgs]
         # Everything that can refuse (packing, its equivalence check) happens before any folder is written.
         notes: list[str] = []
         parts = [build_parts(cfg, data, device, entry, notes.append) for cfg in cfgs]
@@ -94,6 +92,7 @@ def train_grouped(
             echo = Echo(out / rd.LOG, quiet=True)
             write_run_files(out, config=cfg.to_dict(), model_source=entry.code.data if entry.code else None)
             echo(f"Training with config:\n{cfg.to_json()}")
+            echo(decision.line)
             for line in notes[: len(notes) // len(cfgs)]:
                 echo(line)
             copies.append(Copy(cfg, p, out, echo, Progress(session_start=t_start)))

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..augment import AugmentSpec, BatchAugment
 from ..config import TrainConfig
-from ..data import Dataset
+from ..data import Dataset, load_dataset
 from ..models import ModelEntry, get_entry
 from .optim import Schedule, build_optimizer
 from .precision import resolve as resolve_precision
@@ -73,6 +73,13 @@ class Parts:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return logits, loss
+
+
+def load_data(cfg: TrainConfig) -> Dataset:
+    """The data set a run's config names (its own load; the planner's DataCache shares one across runs)."""
+    return load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, limit_train=cfg.limit_train, download=cfg.download
+    )
 
 
 def build_parts(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..data import Dataset, load_dataset
+from ..data import Dataset
 from ..errors import MnistliteError
 from ..models import ModelEntry, count_params, get_entry
 from ..models.usercode import entry_from_run
@@ -32,7 +32,7 @@ from .console import Echo
 from .device import apply_requested_allocator_tuning, resolve_device, threads
 from .evaluation import judge_for
 from .loop import Loop, run_epochs
-from .parts import build_parts
+from .parts import build_parts, load_data
 from .precision import for_run as resolve_precision
 from .result import RunResult
 
@@ -175,13 +175,7 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
     echo(precision.line)
     data = s.data
     if data is None:
-        data = load_dataset(
-            cfg.dataset,
-            data_dir=cfg.data_dir,
-            val_size=cfg.val_size,
-            limit_train=cfg.limit_train,
-            download=cfg.download,
-        )
+        data = load_data(cfg)
     data = data.to(device)
     parts = build_parts(cfg, data, device, s.entry, echo)
     prof = profile_entry(s.entry)  # anywhere: profiling forks the global RNG and puts it back
