@@ -135,8 +135,18 @@ def test_ema_runs_also_report_the_raw_weights(tmp_path):
 
 
 def test_table_prints_three_decimals_where_two_would_cross_the_target():
-    from mnistlite.reports.leaderboard import fmt_acc
+    from mnistlite.challenge import fmt_acc
 
     assert fmt_acc(99.398) == "99.398"  # 99.40 would read as meeting 99.4%
     assert fmt_acc(99.3951) == "99.395"
     assert fmt_acc(99.41) == "99.41" and fmt_acc(99.39) == "99.39" and fmt_acc(98.996) == "99.00"
+
+
+def test_seeds_console_does_not_round_a_mean_across_the_target(tmp_path):
+    from mnistlite.runs.seeds import format_aggregate
+
+    fake_run(tmp_path, 1, [99.0, 99.39])
+    fake_run(tmp_path, 2, [99.0, 99.40])
+    text = format_aggregate(aggregate(tmp_path, [1, 2]))
+    assert "test accuracy: 99.395 ± " in text  # two decimals would print 99.40, a mean that misses 99.4%
+    assert "\n    2  99.395 ± " in text

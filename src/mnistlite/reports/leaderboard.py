@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..challenge import BUDGET, LAST_EPOCHS, TARGET
+from ..challenge import BUDGET, LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
 from ..models import get_entry, list_models
 from ..runs import rundir as rd
@@ -103,15 +103,6 @@ def _epochs_at_target(agg: dict[str, Any]) -> str:
             spans.append(f"{start}" if start == a else f"{start}-{a}")
             start = b
     return ", ".join(spans)
-
-
-def fmt_acc(v: float) -> str:
-    """Two decimals, or three where two would round across the 99.4% target
-    (a mean of 99.398 must not print as 99.40 beside a column that says it misses)."""
-    two = round(v, 2)
-    if (two >= TARGET) != (v >= TARGET):
-        return f"{v:.3f}"
-    return f"{v:.2f}"
 
 
 def markdown_table(rows: list[dict[str, Any]], *, claims: bool, relative_to: Path | None = None) -> str:

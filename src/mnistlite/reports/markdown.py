@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..challenge import TARGET
+from ..challenge import fmt_acc
 from .step import mean_std
 
 
@@ -60,12 +60,10 @@ def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
     m, s = mean_std(values)
     if math.isnan(m):
         return "n/a"
-    md = digits
-    if unit == "%" and (round(m, digits) >= TARGET) != (m >= TARGET):
-        md = digits + 1  # a mean of 99.396 must not print as 99.40 beside a verdict that it misses
+    mean_text = fmt_acc(m, digits) if unit == "%" else f"{m:.{digits}f}"
     if s is None:
-        return f"{m:.{md}f}{unit}"
-    return f"{m:.{md}f} ± {s:.{digits}f}{unit}"
+        return f"{mean_text}{unit}"
+    return f"{mean_text} ± {s:.{digits}f}{unit}"
 
 
 def epoch_list(epochs: Sequence[int]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..challenge import LAST_EPOCHS, TARGET
+from ..challenge import LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
 from . import plan
 from . import rundir as rd
@@ -147,26 +147,26 @@ def format_aggregate(s: dict[str, Any]) -> str:
     f = s["final_test_acc"]
     lines = [
         f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
-        f"epoch-{s['epochs']} test accuracy: {f['mean']:.2f} ± {f['std']:.2f}% "
-        f"(min {f['min']:.2f}, max {f['max']:.2f})",
+        f"epoch-{s['epochs']} test accuracy: {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
+        f"(min {fmt_acc(f['min'])}, max {f['max']:.2f})",
     ]
     if "final_val_acc" in s:
         v = s["final_val_acc"]
-        lines.append(f"epoch-{s['epochs']} val accuracy:  {v['mean']:.2f} ± {v['std']:.2f}%")
-    lows = ", ".join(f"{k}: {v['last3_min_test_acc']:.2f}" for k, v in s["per_seed"].items())
+        lines.append(f"epoch-{s['epochs']} val accuracy:  {fmt_acc(v['mean'])} ± {v['std']:.2f}%")
+    lows = ", ".join(f"{k}: {fmt_acc(v['last3_min_test_acc'])}" for k, v in s["per_seed"].items())
     lines.append(f"lowest test accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}")
     lines.append(f"seeds passing the goal ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
     if "raw_weights" in s:
         r = s["raw_weights"]
         lines.append(
-            f"without the weight average (same runs): epoch-{s['epochs']} {r['final_test_acc']['mean']:.2f} ± "
+            f"without the weight average (same runs): epoch-{s['epochs']} {fmt_acc(r['final_test_acc']['mean'])} ± "
             f"{r['final_test_acc']['std']:.2f}%, seeds passing {r['seeds_passing_goal']}/{s['n']}"
         )
     raw = all("raw_test_acc" in r for r in s["per_epoch"])
     lines.append("epoch  test mean ± std  (min - max)" + ("   raw weights mean ± std" if raw else ""))
     for r in s["per_epoch"]:
         t = r["test_acc"]
-        line = f"{r['epoch']:>5}  {t['mean']:6.2f} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})"
+        line = f"{r['epoch']:>5}  {fmt_acc(t['mean']):>6} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})"
         if raw:
             line += f"   {r['raw_test_acc']['mean']:6.2f} ± {r['raw_test_acc']['std']:.2f}"
         lines.append(line)
@@ -182,7 +182,7 @@ def plot_consistency(out: Path, s: dict[str, Any]) -> None:
         curves[f"seed {seed}"] = [(r["epoch"], r["test_acc"]) for r in rows]
     f = s["final_test_acc"]
     title = (
-        f"{s['model']} ({s['params']:,} params): epoch {s['epochs']} {f['mean']:.2f} ± {f['std']:.2f}% "
+        f"{s['model']} ({s['params']:,} params): epoch {s['epochs']} {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
         f"(n={s['n']}), {s['seeds_passing_goal']}/{s['n']} hold the goal"
     )
     plot_overlay(curves, out / CONSISTENCY_PNG, title=title)
