@@ -99,3 +99,11 @@ def test_serve_process_does_not_call_mallopt():
     env.pop("MNISTLITE_MALLOC_TUNING", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_bad_group_value_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["seeds", "mnistlite_flagship", "--group", "x"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--group: must be auto, off or a number of copies" in err and "Traceback" not in err

@@ -1,24 +1,8 @@
 """Compare candidate architectures and recipes on the validation split.
 
-A tuning file (TOML) names a parameter budget, the validation split and the
-seeds, then the candidates:
-
-    budget = 4999                 # most trainable parameters a candidate may have
-    val_size = 5000               # held-out training images (default 5000)
-    seeds = [1, 2]                # default [1, 2]
-    models = ["my_models.py"]     # optional: files whose @register_model names candidates may use
-
-    [[candidates]]
-    name = "reference"            # its runs go to OUT/<name>/seed<S>/
-    model = "mnistlite_frontier"  # a registered model, with its registered recipe (or my_models.py:Net,
-                                  # relative to this file)...
-
-    [[candidates]]
-    name = "pad1_bs64"
-    spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
-    recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
-
-The file is read by tuning_file.py. Every (candidate, seed) run is an ordinary
+The tuning file's format (a budget, the validation split, the seeds and the
+candidates) is in tuning_file.py's docstring, which also reads and checks it.
+Every (candidate, seed) run is an ordinary
 run directory, planned and executed by runs/plan.py (one pool of worker
 processes; a run already finished with the same config is skipped), then
 ranked here and written as tuning.json and tuning.md (reports/tuning.py).

@@ -99,11 +99,18 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 def add_group_flag(parser: argparse.ArgumentParser) -> None:
     """--group auto|off|K: seeds of one recipe trained as one grouped network (runs/grouping.py)."""
+    from ..errors import MnistliteError
     from ..runs.grouping import parse_group
+
+    def group_value(text: str) -> str:
+        try:
+            return parse_group(text)
+        except MnistliteError as e:  # argparse turns this into its one-line usage error, exit 2
+            raise argparse.ArgumentTypeError(str(e).removeprefix("--group ")) from None
 
     parser.add_argument(
         "--group",
-        type=parse_group,
+        type=group_value,
         # Off by default: a grouped seed is not bit-identical to its separate run, and equality in
         # distribution over 15 epochs is not yet shown (docs/performance.md, "Grouped seeds").
         default="off",
