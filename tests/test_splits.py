@@ -65,18 +65,18 @@ def test_resolve_measures_caches_and_records(tmp_path, monkeypatch):
     lines = []
     todo = runs(3, tmp_path)
     assert splits.resolve(todo, "auto", echo=lines.append, record=tmp_path) == (2, 1)
-    assert calls == [(1, 2), (2, 1)]
+    assert calls == [(1, 2), (2, 1)] * splits.ROUNDS
     assert "2 at a time, 1 thread(s) each" in lines[-1] and "1x2 5,572 img/s (fused)" in lines[-1]
     rec = json.loads((tmp_path / splits.SPLIT_JSON).read_text())
     assert rec["jobs"] == 2 and rec["threads"] == 1 and rec["model"] == "mnistlite_2k" and not rec["cached"]
     # Cached per machine: the second time nothing is timed.
-    assert splits.resolve(todo, "auto", echo=lines.append) == (2, 1) and len(calls) == 2
+    assert splits.resolve(todo, "auto", echo=lines.append) == (2, 1) and len(calls) == 2 * splits.ROUNDS
     assert lines[-1].endswith("(cached)")
     (entry,) = json.loads((tmp_path / "cache" / splits.CACHE_FILE).read_text())["entries"].values()
     assert [s["jobs"] for s in entry["splits"]] == [1, 2]
     # Another model is another entry.
     splits.resolve(runs(2, tmp_path, batch_size=64), "auto", echo=lines.append)
-    assert len(calls) == 4
+    assert len(calls) == 4 * splits.ROUNDS
 
 
 def test_resolve_without_measuring(tmp_path, monkeypatch):
