@@ -193,7 +193,7 @@ def resolve(
     if why:
         echo(f"--jobs auto: 1 at a time ({why})")
         return 1, threads or cores
-    echo(f"--jobs auto: timing {', '.join(f'{j}x{t}' for j, t in options(cores))} (jobs x threads) ...")
+    echo(f"--jobs auto: choosing among {', '.join(f'{j}x{t}' for j, t in options(cores))} (jobs x threads) ...")
     cal = calibrate(runs[0].config, cores, runs[0].setup)
     best = choose(cal["splits"])
     echo(f"--jobs auto: {best['jobs']} at a time, {best['threads']} thread(s) each; measured {describe(cal)}")
