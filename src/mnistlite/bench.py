@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import Dataset, Split, load_dataset
+from .data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
 from .engine import bn_path
 from .engine import precision as prec
 from .engine.device import cpu_cores, resolve_device, set_threads
@@ -177,13 +177,6 @@ class _PerSampleDataset(torch.utils.data.Dataset):
             img = img.rotate(angle, resample=Image.NEAREST, fillcolor=0)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
         return (x - self.mean) / self.std, int(self.labels[i])
-
-
-def synthetic_data(n: int, seed: int = 0):
-    """n random 28x28 images and labels as a Dataset (train = test): timing needs no real digits."""
-    g = torch.Generator().manual_seed(seed)
-    split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
-    return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])
 
 
 def stock_dropout(model: torch.nn.Module) -> torch.nn.Module:

@@ -63,8 +63,8 @@ def _worker(cfg_dict: dict[str, Any], threads: int, steps: int, barrier: Any, qu
     try:
         import torch
 
-        from ..bench import synthetic_data
         from ..config import TrainConfig
+        from ..data import synthetic_data
         from ..engine import bn_path, precision
         from ..engine.device import apply_requested_allocator_tuning, set_threads
         from ..engine.parts import build_parts
