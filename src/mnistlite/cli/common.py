@@ -24,8 +24,9 @@ _HELP = {
     "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units, calibration finds it "
     "faster and bf16 is cleared for accuracy (today: fp32); the run's config.json records the choice",
     "bf16": "deprecated: same as --precision bf16",
-    "bn_fusion": "BatchNorm-ReLU through mnistlite's fused unit, torch's own layers, or auto: whichever a short "
-    "calibration (cached per machine and thread count) measures faster; config.json records the choice",
+    "bn_fusion": "BatchNorm-ReLU through mnistlite's fused unit, torch's own layers, or auto: torch's layers where a "
+    "short calibration (cached per machine and thread count) measures them 1.05x faster, else the unit; "
+    "config.json records the choice",
 }
 
 # Flags with a fixed set of values.
