@@ -576,7 +576,13 @@ CASES = {
     "train-unknown-dataset": Case(("train", "--dataset", "cifar"), ("--dataset must be mnist or fashion-mnist",)),
     "train-bogus-device": Case(("train", "--device", "tpu"), ("--device must be auto, cpu or cuda",)),
     "seeds-zero": Case(("seeds", MODEL, "--seeds", "0"), ("--seeds must be at least 1, got 0",)),
-    "seeds-jobs-zero": Case(("seeds", MODEL, "--jobs", "0"), ("--jobs must be at least 1, got 0",)),
+    "seeds-jobs-zero": Case(
+        ("seeds", MODEL, "--jobs", "0"), ("argument --jobs: must be a number of runs at once (>= 1) or auto, got '0'",)
+    ),
+    "tune-jobs-word": Case(
+        ("tune", "x.toml", "--jobs", "many"), ("argument --jobs: must be a number", "or auto, got 'many'")
+    ),
+    "train-bn-fusion-bogus": Case(("train", "--bn-fusion", "fast"), ("argument --bn-fusion: invalid choice: 'fast'",)),
     "bench-bogus-device": Case(("bench", "--device", "tpu"), ("--device must be auto, cpu, cuda or cuda:N",)),
     "bench-negative-threads": Case(("bench", "--threads", "-1"), ("--threads must be 0 (all cores) or more",)),
     "bench-zero-batch": Case(("bench", "--batch-size", "0"), ("--batch-size must be at least 1, got 0",)),

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import Dataset, Split, load_dataset
+from .data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
+from .engine import bn_path
 from .engine import precision as prec
 from .engine.device import cpu_cores, resolve_device, set_threads
 from .engine.evaluation import evaluate
@@ -94,8 +95,13 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device, fast_path: bool = True) -> Timing:
-    """Training steps of the real fast path (the trainer's own `Parts.step`)."""
-    parts = build_parts(cfg, data, device, fast_path=fast_path)
+    """Training steps of the real fast path (the trainer's own `Parts.step`), on cfg's BN path as a run settles it."""
+    path = bn_path.resolve(cfg.replace(precision=prec.resolve(cfg, device).precision), device)
+    with path.applied():
+        return _time_steps(build_parts(cfg, data, device, fast_path=fast_path), data, batches, device)
+
+
+def _time_steps(parts, data, batches: int | None, device: torch.device) -> Timing:
     x_all, y_all = data.train.images, data.train.labels
     n, bs = len(y_all), parts.batch_size
     steps = parts.steps if batches is None else batches
@@ -173,13 +179,6 @@ class _PerSampleDataset(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def synthetic_data(n: int, seed: int = 0):
-    """n random 28x28 images and labels as a Dataset (train = test): timing needs no real digits."""
-    g = torch.Generator().manual_seed(seed)
-    split = Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
-    return Dataset("synthetic", split, None, split, 0.1307, 0.3081, [str(i) for i in range(10)])
-
-
 def stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
     """The seeds use torch's own Dropout: put it back in place of mnistlite's cheaper mask."""
     from .models.dropout import Dropout
@@ -240,12 +239,14 @@ def run_bench(
     overrides: dict[str, Any] | None = None,
     against: str | None = None,
     precision: bool = True,
+    paths: bool = True,
 ) -> dict[str, Any]:
     """All figures as a dict (the JSON of `mnistlite bench --json`).
 
     `against` (e.g. a user's plain-torch file of the same net) is timed in the same
     run with the same recipe, with and without the plain-torch fast path.
-    `precision` adds training throughput in fp32 against bf16 autocast (compare_precision).
+    `precision` adds training throughput in fp32 against bf16 autocast (compare_precision);
+    `paths` the BN paths and the jobs x threads splits (bench_paths.py).
     """
     set_threads(threads)
     dev = resolve_device(device)
@@ -268,10 +269,17 @@ def run_bench(
     tr = time_ours(cfg, data_dev, steps, dev)
     out["train_images_per_s"] = round(tr.images_per_s)
     out["train_precision"] = prec.resolve(cfg, dev).precision
+    out["train_bn_fusion"] = bn_path.resolve(cfg.replace(precision=out["train_precision"]), dev).path
     ev = time_eval(cfg, data_dev, dev)
     out["eval_images_per_s"] = round(ev.images_per_s)
     if precision:
         out["precision"] = compare_precision(cfg, data_dev, steps, dev)
+    if paths:
+        from .bench_paths import compare_bn_paths, measure_splits
+
+        out["bn_paths"] = compare_bn_paths(cfg, lambda c: time_ours(c, data_dev, steps, dev).images_per_s, dev)
+        if dev.type == "cpu":
+            out["splits"] = measure_splits(cfg)
     if epoch:
         ep = time_ours(cfg, data_dev, None, dev)
         te = time_eval(cfg, data_dev, dev)
@@ -322,7 +330,8 @@ def format_bench(r: dict[str, Any]) -> str:
         f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, "
         f"rotation ±{r['rotation']}°, on {r['device']}",
         f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
-        f"train throughput: {r['train_images_per_s']:,} img/s ({r.get('train_precision', 'fp32')})   "
+        f"train throughput: {r['train_images_per_s']:,} img/s ({r.get('train_precision', 'fp32')}, "
+        f"BN path {r.get('train_bn_fusion', 'fused')})   "
         f"eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
     if "precision" in r:
@@ -335,6 +344,9 @@ def format_bench(r: dict[str, Any]) -> str:
             f"= {c['speedup']:.2f}x"
         )
         lines.append(f"precision auto -> {p['auto']} ({p['auto_reason']})")
+    from .bench_paths import format_lines
+
+    lines += format_lines(r)
     if "epoch_seconds" in r:
         lines.append(
             f"one epoch (train 60k + test 10k): {r['epoch_seconds']:.2f} s "

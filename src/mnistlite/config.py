@@ -83,6 +83,9 @@ class TrainConfig:
     # fp32 or bf16; auto is fp32 until bf16 is cleared for accuracy there.
     precision: str = "auto"
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
+    # auto | fused | torch: BatchNorm-ReLU through mnistlite's fused unit or torch's layers
+    # (engine/bn_path.py). A run saves the resolved path; auto measures which is faster here.
+    bn_fusion: str = "auto"
 
     # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +176,8 @@ class TrainConfig:
                 raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise bad("precision", f"must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.bn_fusion not in ("auto", "fused", "torch"):
+            raise bad("bn_fusion", f"must be auto, fused or torch, got {self.bn_fusion!r}")
         if self.step_size < 1:
             raise bad("step_size", f"must be at least 1, got {self.step_size}")
         if not 0 < self.pct_start < 1:
@@ -206,7 +211,13 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # bf16 rounds every convolution's inputs to 8 bits of mantissa, far more than
 # thread counts or layouts move the numbers, so an fp32 run and a bf16 run are
 # two runs (same_value folds `auto` and the deprecated `bf16` into that rule).
-RUN_ONLY_FIELDS = frozenset({"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last"})
+# bn_fusion is run-only, as channels_last is: the fused BatchNorm-ReLU unit and
+# torch's layers compute the same function with the same dropout draws, differing
+# in float rounding only (tests/test_fused.py), and `auto` picks between them by the
+# thread count, itself run-only. A folder saved before the field matches any value.
+RUN_ONLY_FIELDS = frozenset(
+    {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion"}
+)
 
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}

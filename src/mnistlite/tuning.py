@@ -21,7 +21,7 @@ from typing import Any
 
 from .challenge import LAST_EPOCHS
 from .reports.tuning import markdown
-from .runs import plan
+from .runs import plan, splits
 from .runs import rundir as rd
 from .tuning_file import Candidate, TuningFile, load_tuning  # noqa: F401  (the API)
 from .tuning_file import register_candidate as register
@@ -42,7 +42,7 @@ def run_tuning(
     *,
     seeds: tuple[int, ...] | None = None,
     overrides: dict[str, Any] | None = None,
-    jobs: int = 1,
+    jobs: int | str = 1,
     threads: int = 0,
     group: str = "off",
     command: str = "",
@@ -61,7 +61,9 @@ def run_tuning(
         if r.status == "done":
             echo(f"{r.label}: already done")
     todo = [r for r in runs if r.status != "done"]
-    jobs = max(1, min(jobs, len(todo)))
+    if jobs == "auto":
+        jobs, threads = splits.resolve(todo, jobs, threads, group, echo, record=out)
+    jobs = max(1, min(int(jobs), len(todo)))
     threads = plan.threads_per_run(jobs, threads)
     echo(f"{len(todo)} of {len(runs)} run(s) to train, {jobs} at a time, {threads} thread(s) each")
 

@@ -39,6 +39,11 @@ def register(sub) -> None:
         action="store_true",
         help="skip the fp32 against bf16 autocast training comparison (and its calibration)",
     )
+    p.add_argument(
+        "--no-paths",
+        action="store_true",
+        help="skip the BN paths (fused unit against torch's layers) and the jobs x threads splits",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -64,6 +69,7 @@ def run(args) -> int:
         overrides=over,
         against=args.against,
         precision=not args.no_precision,
+        paths=not args.no_paths,
     )
     print(json.dumps(r, indent=2) if args.json else format_bench(r))
     return 0

@@ -24,10 +24,13 @@ _HELP = {
     "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units, calibration finds it "
     "faster and bf16 is cleared for accuracy (today: fp32); the run's config.json records the choice",
     "bf16": "deprecated: same as --precision bf16",
+    "bn_fusion": "BatchNorm-ReLU through mnistlite's fused unit, torch's own layers, or auto: torch's layers where a "
+    "short calibration (cached per machine and thread count) measures them 1.05x faster, else the unit; "
+    "config.json records the choice",
 }
 
 # Flags with a fixed set of values.
-_CHOICES = {"precision": ("auto", "fp32", "bf16")}
+_CHOICES = {"precision": ("auto", "fp32", "bf16"), "bn_fusion": ("auto", "fused", "torch")}
 
 
 # Filled in by mnistlite itself when a model is resolved, never typed.
@@ -93,8 +96,29 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, default=5, metavar="N", help=f"run seeds 1..N{what} (default 5)")
     g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each on cores/jobs threads")
+    add_jobs_flag(parser, "seeds trained at once, each on cores/jobs threads")
     add_group_flag(parser)
+
+
+def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
+    """--jobs N|auto: runs trained at once through the one pool (runs/plan.py); auto measures it (runs/splits.py)."""
+    from ..errors import MnistliteError
+    from ..runs.splits import parse_jobs
+
+    def jobs_value(text: str) -> int | str:
+        try:
+            return parse_jobs(text)
+        except MnistliteError as e:  # argparse's one-line usage error, exit 2
+            raise argparse.ArgumentTypeError(str(e).removeprefix("--jobs ")) from None
+
+    parser.add_argument(
+        "--jobs",
+        type=jobs_value,
+        default=1,
+        metavar="N|auto",
+        help=f"{help_} (default 1); auto: the jobs x threads split of the cores that a short calibration "
+        "(cached per machine) measures fastest, written to split.json",
+    )
 
 
 def add_group_flag(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +151,6 @@ def seeds_from_args(args: argparse.Namespace) -> list[int]:
 
     if args.seeds < 1:
         raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs < 1:
-        raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
     return list(parse_seeds(args.seed_list, "--seed-list")) if args.seed_list else list(range(1, args.seeds + 1))
 
 

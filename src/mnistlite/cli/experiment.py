@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..reports.experiment import load_experiment, run_experiment
-from .common import add_file_run_flags, add_group_flag, command_line, file_out, file_overrides, file_seeds
+from .common import (
+    add_file_run_flags,
+    add_group_flag,
+    add_jobs_flag,
+    command_line,
+    file_out,
+    file_overrides,
+    file_seeds,
+)
 
 DEFAULT_ROOT = Path("runs") / "experiments"
 
@@ -32,6 +40,7 @@ def register(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_group_flag(p)
+    add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
     p.add_argument(
         "--storage",
         metavar="URL",
@@ -57,5 +66,6 @@ def run(args) -> int:
         storage=args.storage,
         study=args.study,
         group=args.group,
+        jobs=args.jobs,
     )
     return 0

@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistliteError
-from .common import add_file_run_flags, add_group_flag, command_line, file_out, file_overrides, file_seeds
+from .common import (
+    add_file_run_flags,
+    add_group_flag,
+    add_jobs_flag,
+    command_line,
+    file_out,
+    file_overrides,
+    file_seeds,
+)
 
 DEFAULT_ROOT = Path("runs") / "tune"
 
@@ -21,7 +29,7 @@ def register(sub) -> None:
     )
     p.add_argument("file", metavar="FILE", help="tuning file, e.g. experiments/tuning/frontier.toml")
     add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1); on CUDA they share the GPU")
+    add_jobs_flag(p, "runs trained at once; on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
     add_group_flag(p)
     p.add_argument(
@@ -36,8 +44,6 @@ def run(args) -> int:
     from ..reports.tuning import failed_runs, table
     from ..tuning import TUNING_JSON, TUNING_MD, load_tuning, run_tuning
 
-    if args.jobs < 1:
-        raise MnistliteError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads < 0:
         raise MnistliteError(f"--threads must be 0 (cores // jobs) or more, got {args.threads}")
     seeds = file_seeds(args)

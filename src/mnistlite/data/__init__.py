@@ -7,7 +7,7 @@ loading.py   from a data set name to normalised tensors, split into train / val 
 """
 
 from .idx import read_idx, read_images, read_labels
-from .loading import Dataset, Split, load_dataset, resolve_data_root
+from .loading import Dataset, Split, load_dataset, resolve_data_root, synthetic_data
 from .sources import DATASETS
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "read_images",
     "read_labels",
     "resolve_data_root",
+    "synthetic_data",
 ]

@@ -40,6 +40,7 @@ from ..errors import MnistliteError
 from ..models import count_params, get_entry
 from ..runs import rundir as rd
 from ..runs.writer import curves_title, layer_table_text, model_file, write_run_files
+from . import bn_path
 from .checkpoint import Progress, save_checkpoint
 from .console import Echo, stop_requests
 from .device import resolve_device, threads
@@ -81,7 +82,14 @@ def train_grouped(
         data = data.to(device)
         # One precision for the group, resolved once and recorded as a single run records it.
         decision = resolve_precision(base, device, entry)
-        cfgs = [c.replace(precision=decision.precision) for c in cfgs]
+        # The BN path as asked; auto is not calibrated for a grouped network (its k*C channels
+        # are another workload): it takes the unit wherever the unit applies, as before the switch.
+        why_not = bn_path.applies(base, device)
+        if base.bn_fusion != "auto":
+            path = bn_path.Decision(base.bn_fusion if not why_not else "torch", "asked")
+        else:
+            path = bn_path.Decision("torch" if why_not else "fused", f"auto, grouped: {why_not or 'not calibrated'}")
+        cfgs = [c.replace(precision=decision.precision, bn_fusion=path.path) for c in cfgs]
         # Everything that can refuse (packing, its equivalence check) happens before any folder is written.
         notes: list[str] = []
         parts = [build_parts(cfg, data, device, entry, notes.append) for cfg in cfgs]
@@ -93,11 +101,13 @@ def train_grouped(
             write_run_files(out, config=cfg.to_dict(), model_source=entry.code.data if entry.code else None)
             echo(f"Training with config:\n{cfg.to_json()}")
             echo(decision.line)
+            echo(path.line)
             for line in notes[: len(notes) // len(cfgs)]:
                 echo(line)
             copies.append(Copy(cfg, p, out, echo, Progress(session_start=t_start)))
         try:
-            return _train(net, copies, data, device, n_threads)
+            with path.applied():
+                return _train(net, copies, data, device, n_threads)
         finally:
             for c in copies:
                 c.echo.close()

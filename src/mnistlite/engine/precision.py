@@ -24,16 +24,14 @@ before `precision` existed ran in fp32, or in bf16 if its `bf16` was true.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from . import calibrate as calib
+from .calibrate import cpuinfo
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -50,8 +48,7 @@ ACCURACY_CLEARED = {"cpu": False, "cuda": False}
 # gain are within the noise of a short timing and not worth a changed numeric path.
 MIN_SPEEDUP = 1.15
 
-CACHE_FILE = "precision.json"
-_CACHE_FORMAT = 1
+CACHE_FILE = "precision.json"  # under the calibration cache folder (engine/calibrate.py)
 
 
 @dataclass(frozen=True)
@@ -96,26 +93,9 @@ class Calibration:
 # --- the machine ---------------------------------------------------------------------
 
 
-def _cpuinfo() -> tuple[str, frozenset[str]]:
-    """(model name, flags) of the first CPU in /proc/cpuinfo; ("", {}) where there is none."""
-    name, flags = "", frozenset[str]()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = frozenset(line.split(":", 1)[1].split())
-                if name and flags:
-                    break
-    except OSError:  # not Linux: no flags to read, so no bf16 units are claimed
-        pass
-    return name, flags
-
-
 def bf16_units() -> list[str]:
     """The CPU's bf16 matrix instructions torch's oneDNN can use: e.g. ["amx_bf16", "avx512_bf16"]."""
-    _, flags = _cpuinfo()
+    _, flags = cpuinfo()
     return [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
 
 
@@ -212,114 +192,41 @@ def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("MNISTLITE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "mnistlite"
-    return base / CACHE_FILE
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):  # missing, unreadable or corrupt: start afresh
-        return {}
-    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or not isinstance(data.get("entries"), dict):
-        return {}
-    return data["entries"]
-
-
-def _write_cache(path: Path, entries: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "entries": entries}, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:  # a read-only home: the figure is measured again next time
-        pass
+    return calib.cache_path(CACHE_FILE)
 
 
 def cache_key(cfg: Any, device: Any, model: Any, threads: int) -> str:
     """Machine (CPU model and flags, or GPU), torch, threads, model (name and layer table) and batch size."""
-    import torch
-
-    if device.type == "cuda":
-        where = f"cuda:{torch.cuda.get_device_name(device)}"
-    else:
-        name, flags = _cpuinfo()
-        where = f"cpu:{name}:{hashlib.sha256(' '.join(sorted(flags)).encode()).hexdigest()[:12]}"
-        where += f":{torch.backends.cpu.get_cpu_capability()}:threads{threads}"
-    arch = hashlib.sha256(repr(model).encode()).hexdigest()[:12]
-    sha = getattr(cfg, "model_sha256", None) or ""
-    return "|".join(
-        [where, f"torch {torch.__version__}", f"{cfg.model}:{arch}:{sha[:12]}", f"batch {cfg.batch_size}"]
-        + (["nchw"] if not getattr(cfg, "channels_last", True) else [])
-    )
+    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}"
 
 
 def calibrate(
     cfg: Any, device: Any, entry: Any = None, *, rounds: int = 5, steps: int = 3, use_cache: bool = True
 ) -> Calibration:
     """Median time of a training step (forward, backward, SGD update) of cfg's model at its
-    batch size, fp32 against bf16 autocast, interleaved (fp32, bf16, fp32, ...) in `rounds`
+    batch size, fp32 against bf16 autocast, interleaved (engine/calibrate.py) in `rounds`
     rounds of `steps` steps after a warm-up; about a second for the flagship on 2 cores.
-    Random images: timing needs no digits. The global RNG is left as it was; the thread
-    count is the caller's (the trainer has set cfg.threads by then)."""
+    The global RNG is left as it was; the thread count is the caller's (the trainer has
+    set cfg.threads by then)."""
     import torch
-    import torch.nn.functional as F
-
-    from ..models import get_entry
 
     threads = torch.get_num_threads() if device.type == "cpu" else 0  # as the caller set them (set_threads)
-    entry = entry or get_entry(cfg.model)
-    fmt = torch.channels_last if getattr(cfg, "channels_last", True) else torch.contiguous_format
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
-        model = entry.build(dropout=getattr(cfg, "dropout", None))
-        if "user" in getattr(entry, "tags", ()):
-            from ..models.fastpath import accelerate
-
-            model, _ = accelerate(model)
-        model = model.to(device).to(memory_format=fmt).train()
+        model = calib.timing_model(cfg, device, entry)
         key = cache_key(cfg, device, model, threads)
-        path = cache_path()
         if use_cache:
-            hit = _read_cache(path).get(key)
-            if isinstance(hit, dict):
+            hit = calib.lookup(CACHE_FILE, key)
+            if hit is not None:
                 try:
                     return Calibration(float(hit["fp32_ms"]), float(hit["bf16_ms"]), int(hit["steps"]), cached=True)
                 except (KeyError, TypeError, ValueError):  # a damaged entry: measure again
                     pass
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        x = torch.randn(cfg.batch_size, 1, 28, 28, device=device).contiguous(memory_format=fmt)
-        y = torch.randint(0, 10, (cfg.batch_size,), device=device)
-
-        def sync() -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
-        def run(bf16: bool, k: int) -> float:
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(k):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = model(x)
-                loss = F.cross_entropy(out.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sync()
-            return (time.perf_counter() - t0) * 1000 / k
-
-        for bf16 in (False, True, False, True):  # oneDNN builds its kernels for each dtype
-            run(bf16, 2)
-        times: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(rounds):
-            for bf16 in (False, True):
-                times[bf16].append(run(bf16, steps))
-    cal = Calibration(statistics.median(times[False]), statistics.median(times[True]), rounds * steps)
+        bf16 = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
+        variants: dict[str, Callable[[], Any]] = {"fp32": nullcontext, "bf16": bf16}
+        ms = calib.interleaved_step_ms(cfg, device, model, variants, rounds=rounds, steps=steps)
+    cal = Calibration(ms["fp32"], ms["bf16"], rounds * steps)
     if use_cache:
-        entries = _read_cache(path)
-        row = {k: v for k, v in cal.to_dict().items() if k != "cached"}
-        entries[key] = {**row, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        _write_cache(path, entries)
+        calib.store(CACHE_FILE, key, {k: v for k, v in cal.to_dict().items() if k != "cached"})
     return cal

@@ -63,6 +63,7 @@ class RunResult:
     architecture: dict[str, str] = field(default_factory=dict)
     sessions: int = 1  # 1 + the number of times the run was resumed
     precision_reason: str = ""  # why cfg.precision (engine/precision.py)
+    bn_fusion_reason: str = ""  # why cfg.bn_fusion (engine/bn_path.py)
 
     def plot(self, path: str | Path | None = None) -> Figure:
         """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
@@ -85,6 +86,8 @@ class RunResult:
             "device": self.device,
             "precision": self.config.precision,
             **({"precision_reason": self.precision_reason} if self.precision_reason else {}),
+            "bn_fusion": self.config.bn_fusion,
+            **({"bn_fusion_reason": self.bn_fusion_reason} if self.bn_fusion_reason else {}),
             **({"architecture": self.architecture} if self.architecture else {}),
             "mnistlite_version": __version__,
             "torch_version": torch.__version__,

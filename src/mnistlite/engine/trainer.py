@@ -27,12 +27,15 @@ from ..models import ModelEntry, count_params, get_entry
 from ..models.usercode import entry_from_run
 from ..runs import rundir as rd
 from ..runs.writer import curves_title, layer_table_text, model_file, write_run_files
+from .bn_path import Decision as BNDecision
+from .bn_path import for_run as resolve_bn_path
 from .checkpoint import Progress, check_checkpoint, load_checkpoint, restore
 from .console import Echo
 from .device import apply_requested_allocator_tuning, resolve_device, threads
 from .evaluation import judge_for
 from .loop import Loop, run_epochs
 from .parts import build_parts, load_data
+from .precision import Decision as PrecisionDecision
 from .precision import for_run as resolve_precision
 from .result import RunResult
 
@@ -160,19 +163,39 @@ def _run(s: Session) -> RunResult:
 
 
 def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
-    from ..modelinfo import architecture_of, budget_verdict, profile_entry
-
-    cfg, out = s.cfg, s.out
+    cfg = s.cfg
     apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
     device = resolve_device(cfg.device)
     # After the device and the threads: auto may calibrate on them. config.json records what
     # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
-    precision = resolve_precision(cfg, device, s.entry, s.checkpoint.get("config") if s.checkpoint else None)
+    resumed = s.checkpoint.get("config") if s.checkpoint else None
+    precision = resolve_precision(cfg, device, s.entry, resumed)
     cfg = cfg.replace(precision=precision.precision)
+    # After the precision: the BN path is timed in the precision the run trains in.
+    bn_path = resolve_bn_path(cfg, device, s.entry, resumed)
+    cfg = cfg.replace(bn_fusion=bn_path.path)
+    with bn_path.applied():
+        return _train_session(s, echo, n_threads, cfg, device, precision, bn_path)
+
+
+def _train_session(
+    s: Session,
+    echo: Echo,
+    n_threads: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    precision: PrecisionDecision,
+    bn_path: BNDecision,
+) -> RunResult:
+    """The run itself, on its settled config (precision and BN path resolved, the path applied)."""
+    from ..modelinfo import architecture_of, budget_verdict, profile_entry
+
+    out = s.out
     if out is not None and s.checkpoint is None:
         write_run_files(out, config=cfg.to_dict(), model_source=s.entry.code.data if s.entry.code else None)
     echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
     echo(precision.line)
+    echo(bn_path.line)
     data = s.data
     if data is None:
         data = load_data(cfg)
@@ -212,6 +235,7 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
         architecture=architecture_of(judged),
         sessions=progress.sessions,
         precision_reason=precision.reason,
+        bn_fusion_reason=bn_path.reason,
     )
     if out is not None:
         try:

@@ -26,6 +26,8 @@ they always see the plain layers). Everything else runs the layers one by one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeGuard
 
 import torch
@@ -133,10 +135,33 @@ def _fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
 
+# Whether the unit is used at all: `TrainConfig.bn_fusion` (engine/bn_path.py) switches it
+# off for the length of a run where torch's BatchNorm + ReLU measure faster (one thread on
+# the AMX Xeon). Both paths draw the same dropout positions from the same RNG calls and
+# differ only in float rounding (tests/test_fused.py).
+_ENABLED = [True]
+
+
+@contextmanager
+def fused_unit(enabled: bool) -> Iterator[None]:
+    """Run the block with the fused unit on (the default) or off (torch's layers), then restore."""
+    before = _ENABLED[0]
+    _ENABLED[0] = enabled
+    try:
+        yield
+    finally:
+        _ENABLED[0] = before
+
+
+def fused_unit_enabled() -> bool:
+    return _ENABLED[0]
+
+
 def _nhwc_cpu(x: torch.Tensor) -> bool:
     # float32; bf16 (the convs' maps under autocast) while FUSE_BF16.
     return (
-        x.device.type == "cpu"
+        _ENABLED[0]
+        and x.device.type == "cpu"
         and (x.dtype == torch.float32 or (FUSE_BF16 and x.dtype == torch.bfloat16))
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)

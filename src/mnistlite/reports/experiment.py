@@ -18,7 +18,7 @@ from typing import Any
 from .. import __version__
 from ..challenge import LAST_EPOCHS
 from ..errors import MnistliteError
-from ..runs import plan
+from ..runs import plan, splits
 from ..runs import rundir as rd
 from .experiment_file import Experiment, Step, load_experiment, parse_experiment  # noqa: F401  (the API)
 from .render import render_experiment
@@ -85,6 +85,7 @@ def run_experiment(
     study: str | None = None,
     echo: Callable[[str], None] = print,
     group: str = "off",
+    jobs: int | str = 1,
 ) -> Path | None:
     """Train every step for every seed into `out`, then write `out`/report.md.
 
@@ -117,11 +118,16 @@ def run_experiment(
     if storage is not None:
         plan.execute_shared(runs, out, storage, study or f"experiment-{out.name}", echo)
     else:
+        threads = 0
+        if jobs == "auto":
+            jobs, threads = splits.resolve([r for r in runs if r.status != "done"], jobs, 0, group, echo, record=out)
         plan.execute(
             runs,
+            jobs=jobs,
+            threads=threads,
             progress=progress,
             on_start=lambda i, n, r: _started(i, n, r, echo),
-            on_done=lambda i, n, r, res, err: _finished(res, echo),
+            on_done=lambda i, n, r, res, err: _finished(res, echo, r),
             again="run the same `mnistlite experiment` command again to resume",
             group=group,
             echo=echo,
@@ -144,7 +150,10 @@ def _started(i: int, n: int, r: plan.PlannedRun, echo) -> Callable[[dict[str, An
     return on_epoch
 
 
-def _finished(res, echo) -> None:
+def _finished(res, echo, r: plan.PlannedRun) -> None:
+    if res is None:  # trained in a worker process (--jobs): its result.json says the rest
+        echo(f"    done: {r.label} -> {r.run_dir}")
+        return
     s = res.summary
     echo(
         f"    done: final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "

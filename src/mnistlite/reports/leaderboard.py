@@ -74,7 +74,7 @@ def run_table(
     seeds: list[int],
     out: Path,
     *,
-    jobs: int = 1,
+    jobs: int | str = 1,
     overrides: dict[str, Any] | None = None,
     echo=print,
     group: str = "off",

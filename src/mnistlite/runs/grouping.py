@@ -46,7 +46,7 @@ def group_key(cfg: TrainConfig) -> str:
 
 
 def _synthetic(n: int):
-    from ..bench import synthetic_data
+    from ..data import synthetic_data
 
     return synthetic_data(n)
 

@@ -183,7 +183,7 @@ def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool
 def execute(
     runs: list[PlannedRun],
     *,
-    jobs: int = 1,
+    jobs: int | str = 1,
     threads: int = 0,
     keep_going: bool = False,
     progress: bool | None = False,
@@ -195,6 +195,7 @@ def execute(
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
 
+    `jobs` is a number or "auto" (runs/splits.py: the measured jobs x threads split).
     `group` (off, auto or K; runs/grouping.py) trains runs of one recipe under
     several seeds as one grouped network, in this process (jobs=1 only).
 
@@ -202,7 +203,11 @@ def execute(
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
     """
     todo = [r for r in runs if r.status != "done"]
-    jobs = max(1, min(jobs, len(todo)))
+    if jobs == "auto":  # measured here for the callers that do not settle it first (experiment)
+        from .splits import resolve as resolve_split
+
+        jobs, threads = resolve_split(todo, jobs, threads, group, echo)
+    jobs = max(1, min(int(jobs), len(todo)))
     per_run = threads_per_run(jobs, threads)
     todo = [replace(r, config=r.config.replace(threads=threads or r.config.threads or per_run)) for r in todo]
     errors: dict[str, str] = {}

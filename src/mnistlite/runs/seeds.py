@@ -17,7 +17,7 @@ from typing import Any
 
 from ..challenge import LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
-from . import plan
+from . import plan, splits
 from . import rundir as rd
 
 CONSISTENCY_JSON = "consistency.json"
@@ -37,7 +37,7 @@ def run_seeds(
     seeds: list[int],
     out: Path,
     *,
-    jobs: int = 1,
+    jobs: int | str = 1,
     storage: str | None = None,
     study: str | None = None,
     echo=print,
@@ -61,8 +61,11 @@ def run_seeds(
             if r.status == "done":
                 echo(f"seed {r.config.seed}: already done in {r.run_dir}")
         todo = [r for r in runs if r.status != "done"]
-        jobs = max(1, min(jobs, len(seeds)))
-        threads = base.threads or plan.threads_per_run(jobs)
+        threads = base.threads
+        if jobs == "auto":
+            jobs, threads = splits.resolve(todo, jobs, base.threads, group, echo, record=out)
+        jobs = max(1, min(int(jobs), len(seeds)))
+        threads = threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
         plan.execute(
             todo,
@@ -128,7 +131,8 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
         "per_epoch": per_epoch,
         "per_seed": per_seed,
-        "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads")},
+        # Run-only choices that may differ seed to seed (threads, and the BN path chosen by them).
+        "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
     }
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
