@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mnistlite.augment import AugmentSpec, BatchAugment, apply_affine, random_affine_matrices
+from mnistlite.augment import AugmentSpec, BatchAugment, apply_affine, random_affine_matrices, random_displacements
 
 
 def _batch(n=16, seed=0):
@@ -88,3 +88,112 @@ def test_affine_grid_matches_torch(shape):
     theta = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(0))
     ref = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
     assert torch.allclose(affine_grid(theta, n, h, w), ref, atol=1e-5)
+
+
+# --- elastic distortions -----------------------------------------------------
+
+
+def _old_augment(x, spec, seed, fill):
+    """The augmenter as it was before elastic existed: one affine warp, torch's grid."""
+    g = torch.Generator().manual_seed(seed)
+    theta = random_affine_matrices(len(x), spec, g)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + fill, g
+
+
+def test_elastic_off_is_bit_identical_to_the_affine_warp_alone():
+    x = _batch(32)
+    spec = AugmentSpec(rotation=8, translate=0.08, scale=0.08)  # the flagship's recipe
+    assert spec.elastic_alpha == 0  # the default is off
+    g = torch.Generator().manual_seed(3)
+    out = BatchAugment(spec, fill=-0.4242, generator=g)(x)
+    want, g_old = _old_augment(x, spec, 3, -0.4242)
+    assert torch.allclose(out, want, atol=1e-4)  # our matmul grid vs torch's affine_grid: a sanity check
+    theta = random_affine_matrices(len(x), spec, torch.Generator().manual_seed(3))
+    assert torch.equal(out, apply_affine(x, theta, -0.4242))  # the very same computation
+    # ...and no extra random draws: the batch order drawn after it is unchanged.
+    assert torch.equal(g.get_state(), g_old.get_state())
+
+
+def test_elastic_only_spec_is_active():
+    assert AugmentSpec(elastic_alpha=8).active and not AugmentSpec(elastic_alpha=8).affine
+    x = _batch(4)
+    out = BatchAugment(AugmentSpec(elastic_alpha=8, elastic_sigma=3), 0.0, torch.Generator().manual_seed(0))(x)
+    assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_displacement_field_shape_and_statistics():
+    alpha, sigma = 16.0, 4.0
+    d = random_displacements(2000, 28, 28, alpha, sigma, torch.Generator().manual_seed(0))
+    assert d.shape == (2000, 28, 28, 2)
+    interior = d[:, 12:16, 12:16]  # the centre: the zero padding past the edges shrinks the field there
+    assert abs(interior.mean().item()) < 0.05
+    # Smoothing uniform noise (variance 1/3) by a normalised 2-D Gaussian
+    # leaves a variance of 1/3 * sum(k2d**2), k2d the outer product of the taps.
+    from mnistlite.augment import _gaussian_kernel
+
+    k = _gaussian_kernel(sigma, "cpu", torch.float32)
+    want_sd = alpha * math.sqrt((k**2).sum().item() ** 2 / 3)
+    assert interior.std().item() == pytest.approx(want_sd, rel=0.05)
+    # Linear in alpha: the same draw at twice the alpha is twice the field.
+    d2 = random_displacements(2000, 28, 28, 2 * alpha, sigma, torch.Generator().manual_seed(0))
+    assert torch.allclose(d2, 2 * d, atol=1e-5)
+
+
+def test_displacement_field_is_smooth():
+    g = torch.Generator().manual_seed(0)
+    d = random_displacements(500, 28, 28, 16.0, 4.0, g)
+    a, b = d[:, 10:18, 10:17].flatten(), d[:, 10:18, 11:18].flatten()  # horizontal neighbours
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.95
+    # Far apart (12 px = 3 sigma) the field is nearly independent.
+    far = torch.corrcoef(torch.stack([d[:, 14, 2].flatten(), d[:, 14, 14].flatten()]))[0, 1]
+    assert abs(far) < 0.2
+
+
+def test_elastic_is_deterministic_under_a_seed():
+    x = _batch(8)
+    spec = AugmentSpec(rotation=8, elastic_alpha=16, elastic_sigma=4)
+
+    def run(seed):
+        return BatchAugment(spec, 0.0, torch.Generator().manual_seed(seed))(x)
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+def test_displacement_is_in_input_pixels_in_the_same_grid_sample():
+    x = _batch(2)
+    identity = random_affine_matrices(2, AugmentSpec())
+    zero = torch.zeros(2, 28, 28, 2)
+    assert torch.equal(apply_affine(x, identity, 0.0, zero), apply_affine(x, identity, 0.0))
+    # Every output pixel reading one pixel to its right is a shift left by one pixel.
+    one_right = zero.clone()
+    one_right[..., 0] = 1.0
+    out = apply_affine(x, identity, 0.0, one_right)
+    assert torch.allclose(out[..., :, :-1], x[..., :, 1:], atol=1e-5)
+
+
+def test_elastic_takes_the_device_argument():
+    # The CUDA path passes the images' device; here it is an explicit torch.device on the CPU.
+    dev = torch.device("cpu")
+    g = torch.Generator(device=dev).manual_seed(0)
+    d = random_displacements(3, 28, 28, 8.0, 3.0, g, device=dev, dtype=torch.float64)
+    assert d.device == dev and d.dtype == torch.float64
+    x = _batch(3).to(dev)
+    out = BatchAugment(AugmentSpec(elastic_alpha=8, elastic_sigma=3), 0.0, torch.Generator(device=dev).manual_seed(0))(
+        x
+    )
+    assert out.device == dev and out.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [("elastic_alpha", -1.0, "--elastic-alpha must be 0 or more"), ("elastic_sigma", 0.0, "--elastic-sigma")],
+)
+def test_bad_elastic_values_are_one_line_errors(field, value, match):
+    from mnistlite.config import TrainConfig
+    from mnistlite.errors import MnistliteError
+
+    with pytest.raises(MnistliteError, match=match):
+        TrainConfig().replace(**{field: value})

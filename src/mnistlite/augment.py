@@ -6,6 +6,11 @@ translation, scale, shear and the seeds' "centre crop 22, resize back to 28"
 zoom are composed into a single 2x3 matrix per sample, and the whole batch is
 warped by one `affine_grid` + `grid_sample` call.
 
+Elastic distortions (Simard, Steinkraus and Platt, 2003: uniform noise per
+pixel, smoothed by a Gaussian of width sigma, scaled by alpha pixels) are a
+per-sample displacement field added to that same sampling grid, so affine
+and elastic warps together still cost one `grid_sample`.
+
 Inputs are normalised images, so "empty" is not 0: the fill value is the
 normalised black, passed in as `fill`.
 """
@@ -27,14 +32,29 @@ class AugmentSpec:
     shear: float = 0.0  # max |degrees|
     crop_p: float = 0.0  # probability of the centre-crop zoom
     crop_size: int = 22  # crop side in pixels of a 28-pixel image
+    elastic_alpha: float = 0.0  # elastic displacement scale, in pixels; 0 = off
+    elastic_sigma: float = 4.0  # width of the Gaussian smoothing the noise, in pixels
+
+    @property
+    def affine(self) -> bool:
+        return any((self.rotation, self.translate, self.scale, self.shear, self.crop_p))
 
     @property
     def active(self) -> bool:
-        return any((self.rotation, self.translate, self.scale, self.shear, self.crop_p))
+        return self.affine or self.elastic_alpha > 0
 
     @classmethod
     def from_config(cls, cfg) -> AugmentSpec:
-        return cls(cfg.rotation, cfg.translate, cfg.scale, cfg.shear, cfg.crop_p, cfg.crop_size)
+        return cls(
+            cfg.rotation,
+            cfg.translate,
+            cfg.scale,
+            cfg.shear,
+            cfg.crop_p,
+            cfg.crop_size,
+            cfg.elastic_alpha,
+            cfg.elastic_sigma,
+        )
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -99,10 +119,64 @@ def affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
     return torch.matmul(theta, base).transpose(1, 2).reshape(n, h, w, 2)
 
 
-def apply_affine(images: torch.Tensor, theta: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Warp a batch (N, C, H, W) by per-sample matrices, padding with `fill`."""
+_KERNELS: dict[tuple, torch.Tensor] = {}
+
+
+def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps, truncated at 4 sigma (scipy's gaussian_filter default)."""
+    key = (sigma, str(device), dtype)
+    if key not in _KERNELS:
+        radius = max(1, int(4 * sigma + 0.5))
+        x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        _KERNELS[key] = k / k.sum()
+    return _KERNELS[key]
+
+
+def random_displacements(
+    n: int,
+    h: int,
+    w: int,
+    alpha: float,
+    sigma: float,
+    generator: torch.Generator | None = None,
+    device="cpu",
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """(n, h, w, 2) elastic displacement fields in pixels, (dx, dy) per pixel.
+
+    Simard et al.'s recipe: uniform noise in [-1, 1] per pixel and axis,
+    smoothed by a Gaussian of `sigma` pixels with zero padding (as their
+    `gaussian_filter(..., mode="constant")`), times `alpha`. The Gaussian is
+    separable, so the whole batch is two 1-D convolutions: at sigma 4 about
+    7M multiply-adds for 128 images, against the 2-D kernel's 58M.
+    """
+    noise = torch.rand(n * 2, 1, h, w, generator=generator, device=device, dtype=dtype) * 2 - 1
+    k = _gaussian_kernel(sigma, device, dtype)
+    r = (len(k) - 1) // 2
+    # A kernel wider than the image only sees padding past the edge: conv2d's
+    # zero padding gives exactly that.
+    field = F.conv2d(noise, k.view(1, 1, 1, -1), padding=(0, r))
+    field = F.conv2d(field, k.view(1, 1, -1, 1), padding=(r, 0))
+    return (field * alpha).view(n, 2, h, w).permute(0, 2, 3, 1)
+
+
+def apply_affine(
+    images: torch.Tensor, theta: torch.Tensor, fill: float = 0.0, displacement: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Warp a batch (N, C, H, W) by per-sample matrices, padding with `fill`.
+
+    `displacement` (N, H, W, 2), in input pixels, moves where each output pixel
+    reads from after the matrix: the elastic part of the warp, in the same
+    `grid_sample` call.
+    """
     n, _, h, w = images.shape
     grid = affine_grid(theta.to(images.dtype), n, h, w)
+    if displacement is not None:
+        # Normalised coordinates: one pixel is 2 / side.
+        grid = grid + displacement.to(images.dtype) * torch.tensor(
+            [2.0 / w, 2.0 / h], dtype=images.dtype, device=images.device
+        )
     # grid_sample pads with zeros; shift so that zero is the fill value.
     out = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
@@ -119,5 +193,13 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if not self.spec.active:
             return images
-        theta = random_affine_matrices(images.shape[0], self.spec, self.generator, images.device)
-        return apply_affine(images, theta, self.fill)
+        n, _, h, w = images.shape
+        # The affine draw comes first, as before elastic existed: with
+        # elastic_alpha = 0 a run draws and computes exactly what it did then.
+        theta = random_affine_matrices(n, self.spec, self.generator, images.device)
+        disp = None
+        if self.spec.elastic_alpha > 0:
+            disp = random_displacements(
+                n, h, w, self.spec.elastic_alpha, self.spec.elastic_sigma, self.generator, images.device
+            )
+        return apply_affine(images, theta, self.fill, disp)

@@ -51,6 +51,11 @@ class TrainConfig:
     # average; metrics.csv adds the raw weights' raw_val_acc/raw_test_acc, so
     # one run compares the two on the same trajectory. 0 = off.
     ema: float = 0.0
+    # airbench-style parameter groups (engine/optim.py). "Bias-like" parameters are
+    # every bias and every BatchNorm weight: a per-channel shift or scale, not a filter.
+    bias_lr_scale: float = 1.0  # their learning rate, as a multiple of the rest's
+    bias_decay: bool = True  # does weight_decay apply to them?
+    bn_scale_frozen: bool = False  # BatchNorm weights (scales) stay at 1, never trained
 
     # --- learning-rate schedule ------------------------------------------------
     scheduler: str = "none"  # none | step | onecycle
@@ -73,6 +78,8 @@ class TrainConfig:
     shear: float = 0.0  # max |shear| in degrees
     crop_p: float = 0.0  # probability of the seeds' "centre crop, resize back" zoom
     crop_size: int = 22  # side of that centre crop, in pixels of 28
+    elastic_alpha: float = 0.0  # elastic distortion (Simard 2003) scale in pixels; 0 = off
+    elastic_sigma: float = 4.0  # width of its Gaussian smoothing, in pixels
 
     # --- run -------------------------------------------------------------------
     seed: int = 1
@@ -171,7 +178,11 @@ class TrainConfig:
             raise bad("crop_size", f"must be between 1 and 28, got {self.crop_size}")
         if not 0 <= self.scale < 1:
             raise bad("scale", f"must be in [0, 1), got {self.scale}")
-        for name in ("rotation", "translate", "shear", "weight_decay", "momentum", "threads"):
+        if self.elastic_sigma <= 0:
+            raise bad("elastic_sigma", f"must be positive, got {self.elastic_sigma}")
+        if self.bias_lr_scale <= 0:
+            raise bad("bias_lr_scale", f"must be positive, got {self.bias_lr_scale}")
+        for name in ("rotation", "translate", "shear", "weight_decay", "momentum", "threads", "elastic_alpha"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16"):

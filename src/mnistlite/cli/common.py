@@ -20,6 +20,11 @@ _HELP = {
     "dropout": "dropout rate for every dropout layer (default: the model's own)",
     "rotation": "random rotation, max degrees",
     "crop_p": "probability of the seeds' centre-crop-and-resize zoom",
+    "elastic_alpha": "elastic distortion strength (Simard et al. 2003), in pixels, e.g. 8; 0 = off",
+    "elastic_sigma": "smoothness of the elastic displacement field: Gaussian sigma in pixels",
+    "bias_lr_scale": "learning-rate multiplier for biases and BatchNorm weights",
+    "bias_decay": "apply weight decay to biases and BatchNorm weights (--no-bias-decay: do not)",
+    "bn_scale_frozen": "keep every BatchNorm scale at 1 (not trained)",
     "ema": "evaluate and save an EMA of the weights with this decay per step (e.g. 0.999); 0 = off",
     "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units, calibration finds it "
     "faster and bf16 is cleared for accuracy (today: fp32); the run's config.json records the choice",

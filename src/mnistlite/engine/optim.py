@@ -10,8 +10,51 @@ from torch import nn
 from ..config import TrainConfig
 
 
+def _bias_like(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(BatchNorm weights, biases of any layer): per-channel scales and shifts, not filters."""
+    bn_weights, biases = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(p)
+            elif name == "weight" and isinstance(module, nn.modules.batchnorm._BatchNorm):
+                bn_weights.append(p)
+    return bn_weights, biases
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: one, unless an airbench-style option splits them.
+
+    airbench (Keller Jordan's CIFAR-10 speedruns) trains BatchNorm biases at a
+    far higher learning rate than the filters, without weight decay, and
+    leaves BatchNorm scales untrained: a ReLU net is unchanged by a positive
+    per-channel scale the next layer can absorb, so the scale only adds a
+    direction for the loss to wander in. With the defaults this is
+    `model.parameters()` as one group, as before these options existed.
+    """
+    if cfg.bias_lr_scale == 1.0 and cfg.bias_decay and not cfg.bn_scale_frozen:
+        return [{"params": list(model.parameters())}]
+    bn_weights, biases = _bias_like(model)
+    if cfg.bn_scale_frozen:
+        # Out of the optimizer and out of autograd: they keep their init (1).
+        for p in bn_weights:
+            p.requires_grad_(False)
+        bn_weights = []
+    special = {id(p) for p in bn_weights + biases}
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    rest = [p for p in model.parameters() if id(p) not in special and id(p) not in frozen]
+    bias_group = {
+        "params": bn_weights + biases,
+        "lr": cfg.lr * cfg.bias_lr_scale,
+        "lr_scale": cfg.bias_lr_scale,  # read by Schedule for OneCycleLR's per-group max_lr
+        "weight_decay": cfg.weight_decay if cfg.bias_decay else 0.0,
+    }
+    groups = [{"params": rest, "lr_scale": 1.0}, bias_group]
+    return [g for g in groups if g["params"]]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = param_groups(model, cfg)
     # foreach: one multi-tensor kernel per update step instead of a Python loop
     # over the ~30 small parameter tensors. torch picks it on CUDA only; on the
     # CPU it saved about 2% of a Model3 step.
@@ -47,7 +90,8 @@ class Schedule:
             pct = min(max(cfg.pct_start, 2.0 / total), 1.0 - 2.0 / total)
             self.sched = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
-                max_lr=cfg.max_lr,
+                # One peak per parameter group, scaled by the group's lr_scale (param_groups).
+                max_lr=[cfg.max_lr * g.get("lr_scale", 1.0) for g in optimizer.param_groups],
                 epochs=cfg.epochs,
                 steps_per_epoch=steps_per_epoch,
                 pct_start=pct,
