@@ -289,6 +289,55 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
     assert (out / rd.MODEL).is_file() and (out / rd.RESULT).is_file()
 
 
+def _spawned_children(pid: int) -> list[int]:
+    """The pool's worker processes of `pid` (Linux /proc), not multiprocessing's resource tracker."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return [k for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads worker pids from Linux /proc")
+def test_sigterm_to_a_pool_stops_its_workers_too(data_root, tmp_path):
+    # `timeout`/`kill` signal only the parent; it used to die at once and leave its
+    # spawned workers training on, orphaned (outside the caller's CPU lock).
+    out = tmp_path / "seeds"
+    cmd = [sys.executable, "-m", "mnistlite", "seeds", MODEL, "--seeds", "2", "--jobs", "2", "--threads", "1"]
+    cmd += ["--epochs", "8", "--limit-train", "500", "--precision", "fp32", "--bn-fusion", "fused", "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd, env=cli_env(data_root), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not all((out / f"seed{s}" / rd.CHECKPOINT).exists() for s in (1, 2)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoints after 240 s"
+            time.sleep(0.02)
+        workers = _spawned_children(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and "SIGTERM" in stderr, stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers)
+    for s in (1, 2):  # each stopped with its finished epochs saved, resumable
+        assert (out / f"seed{s}" / rd.CHECKPOINT).is_file() and not (out / f"seed{s}" / rd.RESULT).exists()
+
+
 # --- 2. divergence, unwritable and full run folders, no silent overwrite --------------
 
 

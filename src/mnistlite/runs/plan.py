@@ -25,9 +25,12 @@ shared sweep (search/sweep.py) that any number of machines work through.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -242,7 +245,7 @@ def execute(
         return errors
     by_dir = {str(r.run_dir): r for r in todo}
     # spawn, not fork: forking after torch has started its threads can deadlock.
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, _forward_sigterm(pool):
         futures = [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in todo]
         try:
             for k, done in enumerate(as_completed(futures), 1):
@@ -255,6 +258,36 @@ def execute(
             pool.shutdown(wait=False, cancel_futures=True)  # one broken run: do not train the rest for nothing
             raise
     return errors
+
+
+@contextmanager
+def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """Pass a SIGTERM sent to this process on to the pool's workers.
+
+    `timeout` and `kill` signal this process only, and by default it then ends at
+    once, leaving its spawned workers training on, orphaned and outside any lock
+    the caller held (seen under `flock ... timeout 470 mnistlite tune`). Passed
+    on, each worker stops after its batch with its epochs saved, as a single run
+    does, and this process reports them interrupted. SIGINT is not passed on: a
+    terminal's Ctrl-C already reaches the whole process group, and a second
+    signal hard-stops a worker (console.stop_requests).
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        # The executor keeps its processes private; Python 3.14 adds terminate_workers(), not 3.11.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
