@@ -10,7 +10,7 @@ from mnistlite.config_files import parse_seeds
 from mnistlite.errors import MnistliteError
 from mnistlite.reports.leaderboard import attach_threads, markdown_table, plot_frontier
 from mnistlite.runs import rundir as rd
-from mnistlite.runs.seeds import aggregate, plot_consistency, seed_dir
+from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
 
 
 def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
@@ -78,6 +78,20 @@ def test_ladder_cost_columns(tmp_path):
     row = markdown_table(rows, claims=False, cost=True).splitlines()[2]
     assert "| 7,766 | 1,109,998 | 20 (2 thr) | 2 |" in row  # params, MACs, median of 10/30/20 s, epochs
     assert "1,109,998" not in markdown_table(rows, claims=False)
+
+
+def test_table_no_train_renders_the_cost_columns_and_their_note(tmp_path, capsys):
+    from mnistlite import cli
+
+    sweep = tmp_path / "mnistlite_flagship"
+    for seed in (1, 2):
+        fake_run(sweep, seed, [99.0, 99.45])
+    rd.write_json(sweep / CONSISTENCY_JSON, aggregate(sweep, [1, 2]))
+    md = tmp_path / "ladder.md"
+    assert cli.main(["table", "--tag", "ladder", "--no-train", "--out", str(tmp_path), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "| MACs/image | s per run, median |" in text and "| 1,109,998 | 10 |" in text
+    assert "compare times only between rows trained alike" in text
 
 
 @pytest.mark.parametrize("value", ["", "1,a", "3,3", "-1,2", [], [1, 1], [-1], [1, True], "1.5"])

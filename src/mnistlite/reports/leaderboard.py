@@ -113,8 +113,9 @@ def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]
         found = set()
         for r in s["per_seed"].values():
             cfg = out / s["model"] / r.get("run_dir", "") / "config.json"
-            if r.get("run_dir") and cfg.is_file() and rd.read_json(cfg).get("threads") is not None:
-                found.add(int(rd.read_json(cfg)["threads"]))
+            threads = rd.read_json(cfg).get("threads") if r.get("run_dir") and cfg.is_file() else None
+            if threads:  # 0 (the default) means "torch's own choice": not a count to show
+                found.add(int(threads))
         s["threads"] = sorted(found)
     return rows
 
