@@ -8,9 +8,9 @@ import pytest
 from mnistlite.config import TrainConfig
 from mnistlite.config_files import parse_seeds
 from mnistlite.errors import MnistliteError
-from mnistlite.reports.leaderboard import markdown_table, plot_frontier
+from mnistlite.reports.leaderboard import attach_threads, markdown_table, plot_frontier
 from mnistlite.runs import rundir as rd
-from mnistlite.runs.seeds import aggregate, plot_consistency, seed_dir
+from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
 
 
 def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
@@ -63,6 +63,35 @@ def test_markdown_table_and_frontier_plot(tmp_path):
     assert "2-4" in table  # epochs where the mean holds 99.4%
     plot_frontier([s], tmp_path / "f.png")
     assert (tmp_path / "f.png").is_file()
+
+
+def test_ladder_cost_columns(tmp_path):
+    """MACs per image from the model, the median whole-run seconds and the runs' thread counts from their files."""
+    sweep = tmp_path / "mnistlite_flagship"
+    for seed, secs in ((1, 10.0), (2, 30.0), (3, 20.0)):
+        fake_run(sweep, seed, [99.0, 99.45])
+        run = seed_dir(sweep, seed)
+        rd.write_json(run / rd.RESULT, {**rd.read_json(run / rd.RESULT), "wall_seconds": secs})
+        rd.write_json(run / rd.CONFIG, {**rd.read_json(run / rd.CONFIG), "threads": 2})
+    rows = attach_threads([aggregate(sweep, [1, 2, 3])], tmp_path)
+    assert rows[0]["threads"] == [2]
+    row = markdown_table(rows, claims=False, cost=True).splitlines()[2]
+    assert "| 7,766 | 1,109,998 | 20 (2 thr) | 2 |" in row  # params, MACs, median of 10/30/20 s, epochs
+    assert "1,109,998" not in markdown_table(rows, claims=False)
+
+
+def test_table_no_train_renders_the_cost_columns_and_their_note(tmp_path, capsys):
+    from mnistlite import cli
+
+    sweep = tmp_path / "mnistlite_flagship"
+    for seed in (1, 2):
+        fake_run(sweep, seed, [99.0, 99.45])
+    rd.write_json(sweep / CONSISTENCY_JSON, aggregate(sweep, [1, 2]))
+    md = tmp_path / "ladder.md"
+    assert cli.main(["table", "--tag", "ladder", "--no-train", "--out", str(tmp_path), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "| MACs/image | s per run, median |" in text and "| 1,109,998 | 10 |" in text
+    assert "compare times only between rows trained alike" in text
 
 
 @pytest.mark.parametrize("value", ["", "1,a", "3,3", "-1,2", [], [1, 1], [-1], [1, True], "1.5"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models import list_models
-from ..reports.leaderboard import anchors_table, load_rows, markdown_table, plot_frontier, run_table
+from ..reports.leaderboard import anchors_table, attach_threads, load_rows, markdown_table, plot_frontier, run_table
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
@@ -27,6 +27,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+# Why the time column needs its caveat: the rows were trained over many sessions.
+TIME_NOTE = (
+    "MACs/image: multiply-accumulates of one forward pass (torchinfo). s per run: the median over seeds of each"
+    " run's `wall_seconds` (result.json), the whole run with its evaluations, on the CPU thread count shown"
+    ' (config.json) and on whatever machine trained it (docs/accuracy.md, "Where the runs ran"), one or two'
+    " runs at a time: compare times only between rows trained alike."
+)
+
+
 def run(args) -> int:
     if not list_models(args.tag):
         raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
@@ -40,7 +49,8 @@ def run(args) -> int:
     )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")
-    table = markdown_table(rows, claims=args.tag == "seed")
+    attach_threads(rows, out)
+    table = markdown_table(rows, claims=args.tag == "seed", cost=args.tag != "seed")
     print(table)
     if args.markdown:
         md = Path(args.markdown)
@@ -49,7 +59,7 @@ def run(args) -> int:
         if args.tag != "seed":
             png = md.with_suffix(".png")
             plot_frontier(rows, png)
-            parts += [anchors_table(), "", f"![params vs accuracy]({png.name})"]
+            parts += [TIME_NOTE, "", anchors_table(), "", f"![params vs accuracy]({png.name})"]
         md.write_text("\n".join(parts) + "\n")
         print(f"wrote {md}")
     return 0

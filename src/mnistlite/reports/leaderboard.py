@@ -8,11 +8,13 @@ ladder, a plot of accuracy against parameters.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
 from ..challenge import BUDGET, LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
+from ..modelinfo import profile_entry
 from ..models import get_entry, list_models
 from ..runs import rundir as rd
 from ..runs.seeds import CONSISTENCY_JSON, run_seeds
@@ -105,18 +107,52 @@ def _epochs_at_target(agg: dict[str, Any]) -> str:
     return ", ".join(spans)
 
 
-def markdown_table(rows: list[dict[str, Any]], *, claims: bool, relative_to: Path | None = None) -> str:
-    head = "| model | source | params | epochs |" + (" seed README claims |" if claims else "")
+def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """Each row's CPU thread counts, read from its seeds' config.json (consistency.json does not keep them)."""
+    for s in rows:
+        found = set()
+        for r in s["per_seed"].values():
+            cfg = out / s["model"] / r.get("run_dir", "") / "config.json"
+            threads = rd.read_json(cfg).get("threads") if r.get("run_dir") and cfg.is_file() else None
+            if threads:  # 0 (the default) means "torch's own choice": not a count to show
+                found.add(int(threads))
+        s["threads"] = sorted(found)
+    return rows
+
+
+def _median_seconds(s: dict[str, Any]) -> str:
+    secs = sorted(r["wall_seconds"] for r in s["per_seed"].values() if r.get("wall_seconds") is not None)
+    if not secs:
+        return "n/a"
+    threads = "/".join(map(str, s.get("threads", [])))
+    return f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "")
+
+
+def markdown_table(
+    rows: list[dict[str, Any]], *, claims: bool, cost: bool = False, relative_to: Path | None = None
+) -> str:
+    """`cost` adds MACs per image and the median whole-run seconds (each run's result.json `wall_seconds`)."""
+    head = "| model | source | params |" + (" MACs/image | s per run, median |" if cost else "") + " epochs |"
+    head += " seed README claims |" if claims else ""
     head += (
         f" ours: final test, mean ± std | min | worst last-{LAST_EPOCHS} | seeds holding {TARGET}%"
         f" | epochs where the mean ≥ {TARGET}% |"
     )
-    sep = "|---|---|---:|---:|" + ("---|" if claims else "") + "---:|---:|---:|---:|---|"
+    sep = (
+        "|---|---|---:|"
+        + ("---:|---:|" if cost else "")
+        + "---:|"
+        + ("---|" if claims else "")
+        + "---:|---:|---:|---:|---|"
+    )
     lines = [head, sep]
     for s in rows:
         e = get_entry(s["model"])
         f = s["final_test_acc"]
-        line = f"| `{s['model']}` | {e.source} | {s['params']:,} | {s['epochs']} |"
+        line = f"| `{s['model']}` | {e.source} | {s['params']:,} |"
+        if cost:
+            line += f" {profile_entry(e).macs:,} | {_median_seconds(s)} |"
+        line += f" {s['epochs']} |"
         if claims:
             line += f" {CLAIMS.get(s['model'], 'n/a')} |"
         line += (
