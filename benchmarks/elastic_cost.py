@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 
+from micro import timeit  # the sibling script's median timer (run as python benchmarks/elastic_cost.py)
 from mnistlite.augment import AugmentSpec, BatchAugment
 from mnistlite.bench import synthetic_data
 from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
-
-
-def timeit(fn, reps: int) -> float:
-    """Median wall-clock microseconds of fn() (as benchmarks/micro.py)."""
-    for _ in range(5):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e6
 
 
 def main() -> None:

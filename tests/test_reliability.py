@@ -232,6 +232,15 @@ def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
     assert_same_weights(weights(out), avg)
 
 
+def _wait_while_running(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 240) -> None:
+    """Poll until `ready()`, failing if `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{what} after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_root, tmp_path):
     out = tmp_path / "run"
@@ -257,11 +266,7 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not (out / rd.CHECKPOINT).exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 240 s"
-            time.sleep(0.02)
+        _wait_while_running(proc, lambda: (out / rd.CHECKPOINT).exists(), "no checkpoint")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=240)
     finally:
@@ -316,11 +321,9 @@ def test_sigterm_to_a_pool_stops_its_workers_too(data_root, tmp_path):
         cmd, env=cli_env(data_root), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 240
-        while not all((out / f"seed{s}" / rd.CHECKPOINT).exists() for s in (1, 2)):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoints after 240 s"
-            time.sleep(0.02)
+        _wait_while_running(
+            proc, lambda: all((out / f"seed{s}" / rd.CHECKPOINT).exists() for s in (1, 2)), "no checkpoints"
+        )
         workers = _spawned_children(proc.pid)
         assert len(workers) == 2
         proc.send_signal(signal.SIGTERM)
