@@ -7,6 +7,8 @@ units instead, each Conv(bias=False) -> BatchNorm -> ReLU as in the family:
 
     ("conv", c, pad)  a full 3x3 conv to c channels (the first unit: 1 input channel)
     ("sep", c)        a depthwise 3x3 (one filter per channel), then a 1x1 to c
+    ("sepx", c)       the same without BatchNorm-ReLU between the two convs (as in
+                      Xception): 2 parameters per input channel fewer, one BN layer less
     ("fact", c)       a 3x1 then a 1x3 conv to c (the factorised 3x3 of the public sub-2k nets)
     ("pool",)         2x2 max-pool
 
@@ -53,6 +55,9 @@ class TinyNet(nn.Module):
             elif kind == "sep":
                 layers += _unit(c, c, (3, 3), groups=c) + _unit(c, out, (1, 1))
                 side -= 2
+            elif kind == "sepx":
+                layers += [nn.Conv2d(c, c, 3, bias=False, groups=c)] + _unit(c, out, (1, 1))
+                side -= 2
             elif kind == "fact":
                 layers += _unit(c, out, (3, 1)) + _unit(out, out, (1, 3))
                 side -= 2
@@ -81,6 +86,8 @@ def count_plan(plan: Plan, classes: int = 10) -> int:
             total += 9 * c * out + 2 * out
         elif op[0] == "sep":
             total += 9 * c + 2 * c + c * out + 2 * out
+        elif op[0] == "sepx":
+            total += 9 * c + c * out + 2 * out
         else:  # fact
             total += 3 * c * out + 2 * out + 3 * out * out + 2 * out
         c = out
@@ -150,4 +157,46 @@ _register(
     (("conv", 4, 1), ("conv", 5), ("pool",), ("conv", 6), ("conv", 7)),
     "Round-1 candidate under 1k (988): plain 3x3 convs, no 1x1 transition.",
     ("under1k",),
+)
+
+# --- round 2 (docs/accuracy.md, "Round 2 below 2k and 1k") --------------------------
+# Each candidate changes one thing against its budget's round-1 pick.
+LIGHT = dict(weight_decay=5e-5, rotation=5.0, translate=0.05, scale=0.05)
+_register(
+    "tiny2k_wide",
+    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 18), ("sep", 21)),
+    "Round-2 candidate under 2k (1,990): tiny2k_sep widened to the budget in its last two units.",
+    ("under2k",),
+)
+_register(
+    "tiny2k_sepx",
+    (("conv", 8, 1), ("sepx", 14), ("pool",), ("sepx", 18), ("sepx", 18), ("sepx", 19)),
+    "Round-2 candidate under 2k (1,978): Xception-style separable units, the saving spent on width.",
+    ("under2k",),
+)
+_register(
+    "tiny2k_light",
+    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
+    "Round-2 candidate under 2k (1,862): tiny2k_sep with half the weight decay and milder augmentation.",
+    ("under2k",),
+    **LIGHT,
+)
+_register(
+    "tiny1k_sepx",
+    (("conv", 6, 1), ("sepx", 8), ("pool",), ("sepx", 10), ("sepx", 12), ("sepx", 12)),
+    "Round-2 candidate under 1k (996): Xception-style separable units, the saving spent on width.",
+    ("under1k",),
+)
+_register(
+    "tiny1k_late",
+    (("conv", 6, 1), ("sep", 8), ("sep", 10), ("pool",), ("sep", 10), ("sep", 12)),
+    "Round-2 candidate under 1k (998): tiny1k_sep with its pool one unit later (more work at 24x24).",
+    ("under1k",),
+)
+_register(
+    "tiny1k_light",
+    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
+    "Round-2 candidate under 1k (998): tiny1k_sep with half the weight decay and milder augmentation.",
+    ("under1k",),
+    **LIGHT,
 )
