@@ -124,7 +124,7 @@ _register(
     "tiny2k_sep",
     (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
     "Under 2k (1,862): a full conv, then depthwise-separable units widening 12 -> 20 (round 1's pick).",
-    ("under2k", "ladder"),
+    ("under2k",),
 )
 _register(
     "tiny2k_fact",
@@ -165,8 +165,8 @@ LIGHT = dict(weight_decay=5e-5, rotation=5.0, translate=0.05, scale=0.05)
 _register(
     "tiny2k_wide",
     (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 18), ("sep", 21)),
-    "Round-2 candidate under 2k (1,990): tiny2k_sep widened to the budget in its last two units.",
-    ("under2k",),
+    "Under 2k (1,990): tiny2k_sep widened to the budget in its last two units (round 2's pick).",
+    ("under2k", "ladder"),
 )
 _register(
     "tiny2k_sepx",
