@@ -120,9 +120,12 @@ def _register(name: str, plan: Plan, description: str, tags: tuple[str, ...], **
 
 
 # --- round 1, under 2,000 parameters ----------------------------------------------
+SEP_2K: Plan = (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20))
+SEP_1K: Plan = (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12))
+
 _register(
     "tiny2k_sep",
-    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
+    SEP_2K,
     "Under 2k (1,862): a full conv, then depthwise-separable units widening 12 -> 20 (round 1's pick).",
     ("under2k",),
 )
@@ -142,7 +145,7 @@ _register(
 # --- round 1, under 1,000 parameters ----------------------------------------------
 _register(
     "tiny1k_sep",
-    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
+    SEP_1K,
     "Under 1k (998): a full conv, then depthwise-separable units widening 8 -> 12 (round 1's pick).",
     ("under1k", "ladder"),
 )
@@ -176,7 +179,7 @@ _register(
 )
 _register(
     "tiny2k_light",
-    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 16), ("sep", 20)),
+    SEP_2K,
     "Round-2 candidate under 2k (1,862): tiny2k_sep with half the weight decay and milder augmentation.",
     ("under2k",),
     **LIGHT,
@@ -195,7 +198,7 @@ _register(
 )
 _register(
     "tiny1k_light",
-    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
+    SEP_1K,
     "Round-2 candidate under 1k (998): tiny1k_sep with half the weight decay and milder augmentation.",
     ("under1k",),
     **LIGHT,
