@@ -268,11 +268,11 @@ def test_an_interrupted_group_resumes_seed_by_seed(tmp_path, monkeypatch):
     base = TrainConfig.for_model("mnistlite_2k", **{**TINY, "epochs": 2})
     real, calls = gt._train_epoch, []
 
-    def stop_in_epoch_two(group, copies, train, stop):
+    def stop_in_epoch_two(group, copies, train, stop, step):
         calls.append(1)
         if len(calls) == 2:
             stop.append("SIGTERM")
-        return real(group, copies, train, stop)
+        return real(group, copies, train, stop, step)
 
     monkeypatch.setattr(gt, "_train_epoch", stop_in_epoch_two)
     with pytest.raises(TrainingInterrupted, match="1 epoch"):

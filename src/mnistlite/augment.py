@@ -174,9 +174,9 @@ def apply_affine(
     grid = affine_grid(theta.to(images.dtype), n, h, w)
     if displacement is not None:
         # Normalised coordinates: one pixel is 2 / side.
-        grid = grid + displacement.to(images.dtype) * torch.tensor(
-            [2.0 / w, 2.0 / h], dtype=images.dtype, device=images.device
-        )
+        # (Scaled per axis without a host-made tensor: a CUDA graph cannot capture that copy.)
+        d = displacement.to(images.dtype)
+        grid = grid + torch.cat((d[..., :1] * (2.0 / w), d[..., 1:] * (2.0 / h)), dim=-1)
     # grid_sample pads with zeros; shift so that zero is the fill value.
     out = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill

@@ -93,6 +93,9 @@ class TrainConfig:
     # auto | fused | torch: BatchNorm-ReLU through mnistlite's fused unit or torch's layers
     # (engine/bn_path.py). A run saves the resolved path; auto measures which is faster here.
     bn_fusion: str = "auto"
+    # auto | on | off: the training step as one CUDA graph replay (engine/cuda_graph.py);
+    # auto is on for SGD runs on CUDA. A run saves what ran (on or off).
+    cuda_graph: str = "auto"
 
     # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +192,8 @@ class TrainConfig:
             raise bad("precision", f"must be auto, fp32 or bf16, got {self.precision!r}")
         if self.bn_fusion not in ("auto", "fused", "torch"):
             raise bad("bn_fusion", f"must be auto, fused or torch, got {self.bn_fusion!r}")
+        if self.cuda_graph not in ("auto", "on", "off"):
+            raise bad("cuda_graph", f"must be auto, on or off, got {self.cuda_graph!r}")
         if self.step_size < 1:
             raise bad("step_size", f"must be at least 1, got {self.step_size}")
         if not 0 < self.pct_start < 1:
@@ -227,7 +232,7 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # in float rounding only (tests/test_fused.py), and `auto` picks between them by the
 # thread count, itself run-only. A folder saved before the field matches any value.
 RUN_ONLY_FIELDS = frozenset(
-    {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion"}
+    {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )
 
 

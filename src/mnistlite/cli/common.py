@@ -32,10 +32,16 @@ _HELP = {
     "bn_fusion": "BatchNorm-ReLU through mnistlite's fused unit, torch's own layers, or auto: torch's layers where a "
     "short calibration (cached per machine and thread count) measures them 1.05x faster, else the unit; "
     "config.json records the choice",
+    "cuda_graph": "on a GPU, replay the whole training step as one CUDA graph (auto: on for SGD runs on CUDA, "
+    "off elsewhere); config.json records what ran",
 }
 
 # Flags with a fixed set of values.
-_CHOICES = {"precision": ("auto", "fp32", "bf16"), "bn_fusion": ("auto", "fused", "torch")}
+_CHOICES = {
+    "precision": ("auto", "fp32", "bf16"),
+    "bn_fusion": ("auto", "fused", "torch"),
+    "cuda_graph": ("auto", "on", "off"),
+}
 
 
 # Filled in by mnistlite itself when a model is resolved, never typed.

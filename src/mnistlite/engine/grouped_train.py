@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,17 @@ from ..runs.writer import curves_title, layer_table_text, model_file, write_run_
 from . import bn_path
 from .checkpoint import Progress, save_checkpoint
 from .console import Echo, stop_requests
+from .cuda_graph import WARMUP, Forward, GraphStep
+from .cuda_graph import Decision as GraphDecision
+from .cuda_graph import resolve as resolve_cuda_graph
 from .device import resolve_device, threads
 from .grouped import group_models, unpack_state
 from .optim import Schedule, build_optimizer
 from .parts import Parts, build_parts, load_data
 from .precision import resolve as resolve_precision
 from .result import RunResult, diverged, interrupted
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 
 
 @dataclass
@@ -89,7 +94,8 @@ def train_grouped(
             path = bn_path.Decision(base.bn_fusion if not why_not else "torch", "asked")
         else:
             path = bn_path.Decision("torch" if why_not else "fused", f"auto, grouped: {why_not or 'not calibrated'}")
-        cfgs = [c.replace(precision=decision.precision, bn_fusion=path.path) for c in cfgs]
+        graph = resolve_cuda_graph(base, device)
+        cfgs = [c.replace(precision=decision.precision, bn_fusion=path.path, cuda_graph=graph.value) for c in cfgs]
         # Everything that can refuse (packing, its equivalence check) happens before any folder is written.
         notes: list[str] = []
         parts = [build_parts(cfg, data, device, entry, notes.append) for cfg in cfgs]
@@ -102,19 +108,25 @@ def train_grouped(
             echo(f"Training with config:\n{cfg.to_json()}")
             echo(decision.line)
             echo(path.line)
+            echo(graph.line)
             for line in notes[: len(notes) // len(cfgs)]:
                 echo(line)
             copies.append(Copy(cfg, p, out, echo, Progress(session_start=t_start)))
         try:
             with path.applied():
-                return _train(net, copies, data, device, n_threads)
+                return _train(net, copies, data, device, n_threads, graph)
         finally:
             for c in copies:
                 c.echo.close()
 
 
 def _train(
-    net: torch.nn.Module, copies: list[Copy], data: Dataset, device: torch.device, n_threads: int
+    net: torch.nn.Module,
+    copies: list[Copy],
+    data: Dataset,
+    device: torch.device,
+    n_threads: int,
+    graph: GraphDecision,
 ) -> list[RunResult]:
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
 
@@ -138,11 +150,12 @@ def _train(
             f"{n_threads} CPU threads | trained grouped with seeds {seeds}"
         )
     splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
+    step = _stepper(group, copies, graph)
     with stop_requests() as stop:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            losses, accs = _train_epoch(group, copies, data.train, stop)
+            losses, accs = _train_epoch(group, copies, data.train, stop, step)
             if stop:
                 raise interrupted(stop[0], None, epoch, copies[0].progress.rows)
             group.schedule.after_epoch()
@@ -192,6 +205,7 @@ def _train(
             device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type,
             model=judged_j.eval(),
             architecture=architecture_of(judged_j),
+            cuda_graph_reason=graph.reason,
         )
         # wall_seconds stays the run's own wall time, which is the whole group's.
         info = {"trained_grouped": {"copies": k, "seeds": seeds}}
@@ -207,13 +221,46 @@ def _train(
     return results
 
 
-def _train_epoch(group: Parts, copies: list[Copy], train: Split, stop: list[str]) -> tuple[list[float], list[float]]:
+def _forward(group: Parts, copies: list[Copy]) -> Forward:
+    """The grouped step's differentiable part: each copy's warp, one forward, the sum of the mean losses."""
+    k = len(copies)
+    spec = copies[0].parts.augment.spec
+    fill = copies[0].parts.augment.fill
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        m = y.shape[1]
+        if spec.active:  # each copy's draws from its own generator, in its own run's order
+            theta = torch.cat([random_affine_matrices(m, spec, c.parts.generator, x.device) for c in copies])
+            x = apply_affine(x, theta, fill)
+        c_in, h, w = x.shape[1:]
+        x = x.view(k, m, c_in, h, w).transpose(0, 1).reshape(m, k * c_in, h, w)
+        x = x.contiguous(memory_format=group.memory_format)
+        with group.autocast():
+            logits = group.model(x)
+        logits = logits.float().view(m, k, -1).transpose(0, 1)  # (k, B, classes)
+        per_sample = F.cross_entropy(
+            logits.reshape(k * m, -1), y.reshape(-1), reduction="none", label_smoothing=group.cfg.label_smoothing
+        ).view(k, m)
+        return (logits, per_sample), per_sample.mean(1).sum()  # the sum of the copies' own mean losses
+
+    return forward
+
+
+def _stepper(group: Parts, copies: list[Copy], graph: GraphDecision) -> Step:
+    """The grouped step: replayed from a CUDA graph where decided, else eager (the same order)."""
+    gens = [c.parts.generator for c in copies]
+    return GraphStep(group, forward=_forward(group, copies), generators=gens, capture=graph.on, warmup=(
+        WARMUP if graph.on else 1 << 62  # off: every step eager, as before graphs existed
+    ))  # fmt: skip
+
+
+def _train_epoch(
+    group: Parts, copies: list[Copy], train: Split, stop: list[str], step: Step
+) -> tuple[list[float], list[float]]:
     """One pass of every copy over the training split in its own order: per-copy (mean loss, accuracy %)."""
     k, bs, steps = len(copies), group.batch_size, group.steps
     x_all, y_all = train.images, train.labels
     n, device = len(y_all), x_all.device
-    spec = copies[0].parts.augment.spec
-    fill = copies[0].parts.augment.fill
     group.model.train()
     perms = torch.stack([torch.randperm(n, generator=c.parts.generator, device=device) for c in copies])
     loss_sum = torch.zeros(k, device=device)
@@ -221,28 +268,9 @@ def _train_epoch(group: Parts, copies: list[Copy], train: Split, stop: list[str]
     seen = 0
     for b in range(steps):
         idx = perms[:, b * bs : (b + 1) * bs if b < steps - 1 else n]  # (k, B)
-        m = idx.shape[1]
-        x = x_all[idx.reshape(-1)]  # (k*B, C, H, W), copy-major
-        if spec.active:  # each copy's draws from its own generator, in its own run's order
-            theta = torch.cat([random_affine_matrices(m, spec, c.parts.generator, device) for c in copies])
-            x = apply_affine(x, theta, fill)
-        c_in, h, w = x.shape[1:]
-        x = x.view(k, m, c_in, h, w).transpose(0, 1).reshape(m, k * c_in, h, w)
-        x = x.contiguous(memory_format=group.memory_format)
         y = y_all[idx]  # (k, B)
-        with group.autocast():
-            logits = group.model(x)
-        logits = logits.float().view(m, k, -1).transpose(0, 1)  # (k, B, classes)
-        per_sample = F.cross_entropy(
-            logits.reshape(k * m, -1), y.reshape(-1), reduction="none", label_smoothing=group.cfg.label_smoothing
-        ).view(k, m)
-        loss = per_sample.mean(1).sum()  # the sum of the copies' own mean losses
-        group.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        group.optimizer.step()
-        group.schedule.after_batch()
-        if group.ema is not None:
-            group.ema.update_parameters(group.model)
+        logits, per_sample = step(x_all[idx.reshape(-1)], y)  # x: (k*B, C, H, W), copy-major
+        m = y.shape[1]
         loss_sum += per_sample.detach().sum(1)
         correct += (logits.detach().argmax(2) == y).sum(1)
         seen += m

@@ -44,6 +44,8 @@ class Loop:
     out: Path | None = None  # the run directory; None trains in memory only
     show_bar: bool = False
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each saved row (a search prunes here)
+    # The step function: Parts.step, or its CUDA-graph replay (engine/cuda_graph.py).
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]] | None = None
 
 
 def run_epochs(loop: Loop, progress: Progress) -> None:
@@ -82,6 +84,7 @@ def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
     Stops after the current batch when a stop was requested (the caller checks `stop`).
     """
     parts = loop.parts
+    step = loop.step or parts.step
     device = loop.train.images.device
     train_x, train_y = loop.train.images, loop.train.labels
     n, bs, steps = len(train_y), parts.batch_size, parts.steps
@@ -95,7 +98,7 @@ def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
     for b in range(steps):
         idx = perm[b * bs : (b + 1) * bs if b < steps - 1 else n]
         y = train_y[idx]
-        logits, loss = parts.step(train_x[idx], y)
+        logits, loss = step(train_x[idx], y)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)

@@ -64,6 +64,7 @@ class RunResult:
     sessions: int = 1  # 1 + the number of times the run was resumed
     precision_reason: str = ""  # why cfg.precision (engine/precision.py)
     bn_fusion_reason: str = ""  # why cfg.bn_fusion (engine/bn_path.py)
+    cuda_graph_reason: str = ""  # why cfg.cuda_graph (engine/cuda_graph.py)
 
     def plot(self, path: str | Path | None = None) -> Figure:
         """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
@@ -88,6 +89,8 @@ class RunResult:
             **({"precision_reason": self.precision_reason} if self.precision_reason else {}),
             "bn_fusion": self.config.bn_fusion,
             **({"bn_fusion_reason": self.bn_fusion_reason} if self.bn_fusion_reason else {}),
+            "cuda_graph": self.config.cuda_graph,
+            **({"cuda_graph_reason": self.cuda_graph_reason} if self.cuda_graph_reason else {}),
             **({"architecture": self.architecture} if self.architecture else {}),
             "mnistlite_version": __version__,
             "torch_version": torch.__version__,

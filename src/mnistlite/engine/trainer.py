@@ -31,6 +31,9 @@ from .bn_path import Decision as BNDecision
 from .bn_path import for_run as resolve_bn_path
 from .checkpoint import Progress, check_checkpoint, load_checkpoint, restore
 from .console import Echo
+from .cuda_graph import Decision as GraphDecision
+from .cuda_graph import resolve as resolve_cuda_graph
+from .cuda_graph import stepper
 from .device import apply_requested_allocator_tuning, resolve_device, threads
 from .evaluation import judge_for
 from .loop import Loop, run_epochs
@@ -174,8 +177,11 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
     # After the precision: the BN path is timed in the precision the run trains in.
     bn_path = resolve_bn_path(cfg, device, s.entry, resumed)
     cfg = cfg.replace(bn_fusion=bn_path.path)
+    # Run-only, like the BN path: a resumed run decides afresh for the machine it resumes on.
+    graph = resolve_cuda_graph(cfg if resumed is None else cfg.replace(cuda_graph="auto"), device)
+    cfg = cfg.replace(cuda_graph=graph.value)
     with bn_path.applied():
-        return _train_session(s, echo, n_threads, cfg, device, precision, bn_path)
+        return _train_session(s, echo, n_threads, cfg, device, precision, bn_path, graph)
 
 
 def _train_session(
@@ -186,6 +192,7 @@ def _train_session(
     device: torch.device,
     precision: PrecisionDecision,
     bn_path: BNDecision,
+    graph: GraphDecision,
 ) -> RunResult:
     """The run itself, on its settled config (precision and BN path resolved, the path applied)."""
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
@@ -196,6 +203,7 @@ def _train_session(
     echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
     echo(precision.line)
     echo(bn_path.line)
+    echo(graph.line)
     data = s.data
     if data is None:
         data = load_data(cfg)
@@ -218,7 +226,16 @@ def _train_session(
 
     show_bar = sys.stderr.isatty() if s.progress_bar is None else s.progress_bar
     judge = judge_for(parts, data, evaluate_test=progress.evaluate_test)
-    loop = Loop(parts=parts, train=data.train, judge=judge, echo=echo, out=out, show_bar=show_bar, on_epoch=s.on_epoch)
+    loop = Loop(
+        parts=parts,
+        train=data.train,
+        judge=judge,
+        echo=echo,
+        out=out,
+        show_bar=show_bar,
+        on_epoch=s.on_epoch,
+        step=stepper(parts, graph),
+    )
     run_epochs(loop, progress)
 
     judged = parts.eval_model
@@ -236,6 +253,7 @@ def _train_session(
         sessions=progress.sessions,
         precision_reason=precision.reason,
         bn_fusion_reason=bn_path.reason,
+        cuda_graph_reason=graph.reason,
     )
     if out is not None:
         try:

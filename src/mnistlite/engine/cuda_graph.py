@@ -1,0 +1,290 @@
+"""The training step as one CUDA graph replay: the GPU path's answer to launch overhead.
+
+An 8k-parameter net on a GPU does almost no arithmetic per step: eager torch
+spends its time launching ~200 tiny kernels (augmentation draws, the forward,
+the backward, the optimizer, the weight average) and waiting on two host syncs
+inside `AveragedModel.update_parameters` (`bool(n_averaged == 0)`). Here the
+whole step is captured once into a CUDA graph and replayed, one launch a step.
+
+What had to change for that, and why it is the same step:
+* the batch is copied into static input buffers the graph reads;
+* the augmentation draws from the run's own generator, registered with the
+  graph (`register_generator_state`), so replays keep advancing its Philox
+  offset exactly as eager calls do; dropout draws from the default CUDA
+  generator, which graphs track themselves;
+* torch's SGD reads lr and momentum as Python floats, which a graph would
+  freeze at capture. `GraphSafeSGD` is the same update (weight decay, momentum,
+  Nesterov) written with `torch._foreach_*` on 0-dim device tensors that are
+  refilled from the param groups before each replay, so OneCycleLR's per-batch
+  lr and momentum reach the graph; the momentum buffers are the optimizer's own
+  `state[p]["momentum_buffer"]`, so checkpoints, eager steps and replays share them;
+* the weight average is AveragedModel's EMA arithmetic without its host syncs.
+
+The first `WARMUP` steps run eagerly on a side stream (real steps: they consume
+their batches, as the docs' capture recipe asks), the next is captured and
+replayed, and a batch of another size (an epoch's remainder) runs eagerly.
+Only SGD is covered; anything else trains eagerly and the log says why.
+`GraphSafeSGD` and `ema_update` also run eagerly on the CPU, which is how the
+tests check them against torch's SGD and AveragedModel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..errors import MnistliteError
+
+WARMUP = 3  # eager steps before capture (torch's recipe uses a few; cudnn picks its kernels there)
+
+
+@dataclass(frozen=True)
+class Decision:
+    on: bool
+    reason: str
+
+    @property
+    def value(self) -> str:
+        return "on" if self.on else "off"
+
+    @property
+    def line(self) -> str:
+        return f"CUDA graph: {self.value} ({self.reason})"
+
+
+def why_not(cfg, device: torch.device) -> str:
+    """Why the graphed step cannot run for `cfg` on `device` ("" when it can)."""
+    if device.type != "cuda":
+        return f"graphs are a CUDA feature; this run is on {device.type}"
+    if cfg.optimizer != "sgd":
+        return f"the graph-safe update covers SGD only, not {cfg.optimizer}"
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+        return f"torch {torch.__version__} cannot register the augmentation's generator with a graph"
+    return ""
+
+
+def resolve(cfg, device: torch.device) -> Decision:
+    """cfg.cuda_graph (auto | on | off) settled for `device`; `on` where it cannot run is an error."""
+    if cfg.cuda_graph == "off":
+        return Decision(False, "asked")
+    reason = why_not(cfg, device)
+    if cfg.cuda_graph == "on":
+        if reason:
+            raise MnistliteError(f"--cuda-graph on cannot run here: {reason}")
+        return Decision(True, f"asked; {WARMUP} eager warm-up steps, then one replay per step")
+    if reason:
+        return Decision(False, reason)
+    return Decision(True, f"auto on CUDA: {WARMUP} eager warm-up steps, then one replay per step")
+
+
+class GraphSafeSGD:
+    """torch.optim.SGD's update (dampening 0) with lr and momentum in device tensors."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.groups = []
+        for group in optimizer.param_groups:
+            if group.get("dampening", 0) or group.get("maximize", False):
+                raise MnistliteError("the graph-safe SGD covers dampening 0 and maximize off only")
+            params = [p for p in group["params"] if p.grad is not None]
+            dev = params[0].device if params else torch.device("cpu")
+            bufs = []
+            if group["momentum"]:
+                for p in params:
+                    state = optimizer.state[p]
+                    if state.get("momentum_buffer") is None:
+                        # Zeros make the first update buf = grad, as torch's first step's clone does.
+                        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    bufs.append(state["momentum_buffer"])
+            lr = torch.zeros((), device=dev)
+            mom = torch.zeros((), device=dev)
+            self.groups.append((group, params, bufs, lr, mom))
+        self.load_hyper()
+
+    def load_hyper(self) -> None:
+        """Copy each group's current lr and momentum (the schedule's) into the tensors the update reads."""
+        for group, _, _, lr, mom in self.groups:
+            lr.fill_(group["lr"])
+            mom.fill_(group["momentum"])
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group, params, bufs, lr, mom in self.groups:
+            if not params:
+                continue
+            grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [p.grad for p in params if p.grad is not None]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            if bufs:
+                torch._foreach_mul_(bufs, mom)
+                torch._foreach_add_(bufs, grads)
+                if group["nesterov"]:
+                    grads = torch._foreach_add(grads, torch._foreach_mul(bufs, mom))
+                else:
+                    grads = bufs
+            torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
+
+
+def _pairs(ema: AveragedModel, model: nn.Module) -> tuple[list, list, list, list]:
+    """(float averages, float sources, other averages, other sources), in AveragedModel's order."""
+    fa, fm, oa, om = [], [], [], []
+    avg = [*ema.module.parameters(), *ema.module.buffers()]
+    src = [*model.parameters(), *model.buffers()]
+    for a, m in zip(avg, src, strict=True):
+        if a.is_floating_point():
+            fa.append(a.detach())
+            fm.append(m.detach())
+        else:
+            oa.append(a.detach())
+            om.append(m.detach())
+    return fa, fm, oa, om
+
+
+@torch.no_grad()
+def ema_update(ema: AveragedModel, model: nn.Module, decay: float, count: bool = True) -> None:
+    """AveragedModel(use_buffers=True, EMA).update_parameters after its first call, without host syncs.
+
+    `count=False` leaves n_averaged alone: it lives on the CPU (AveragedModel's own
+    buffer), so a graph cannot advance it; the replay loop counts on the host.
+    """
+    fa, fm, oa, om = _pairs(ema, model)
+    if fa:
+        torch._foreach_lerp_(fa, fm, 1 - decay)
+    for a, m in zip(oa, om, strict=True):  # torch's arithmetic for integer buffers (num_batches_tracked)
+        a.copy_(a * decay + m * (1 - decay))
+    if count:
+        ema.n_averaged += 1
+
+
+Forward = Callable[[torch.Tensor, torch.Tensor], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+
+
+class GraphStep:
+    """A training step, replayed from a CUDA graph once warmed up (see the module docstring).
+
+    `forward(x, y)` -> (outputs, loss) is the step's differentiable part (by default
+    a single run's: augment, model, cross-entropy -> ((logits, loss), loss)); this
+    class adds the backward, the update, the average and the schedule, and
+    returns `outputs`. `generators` are every generator `forward` draws from
+    besides the default one (a grouped step has one per seed).
+    """
+
+    def __init__(
+        self,
+        parts,
+        warmup: int = WARMUP,
+        capture: bool | None = None,
+        forward: Forward | None = None,
+        generators: list[torch.Generator] | None = None,
+    ):
+        if capture is None:
+            capture = parts.generator.device.type == "cuda"
+        self.parts = parts
+        self.forward: Forward = forward or self._single_forward
+        self.generators = generators if generators is not None else [parts.generator]
+        self.warmup = max(1, warmup)
+        self.capture = bool(capture)
+        self.calls = 0
+        self.full_shape: tuple[int, ...] | None = None  # the first batch's: every later one but a remainder
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.sgd: GraphSafeSGD | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.static_out: tuple[torch.Tensor, ...] = ()
+        self.side = torch.cuda.Stream() if self.capture else None
+
+    def _single_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        p = self.parts
+        xa = p.augment(x).contiguous(memory_format=p.memory_format)
+        with p.autocast():
+            logits = p.model(xa)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=p.cfg.label_smoothing)
+        return (logits, loss), loss
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.calls += 1
+        if self.full_shape is None:
+            self.full_shape = tuple(x.shape)
+        full = tuple(x.shape) == self.full_shape
+        if self.graph is not None and full:
+            return self._replay(x, y)
+        if self.calls <= self.warmup or not full:
+            return self._eager(x, y)
+        if not self.capture:  # the graph's body run eagerly: how the CPU tests check it
+            return self._uncaptured(x, y)
+        return self._capture(x, y)
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The step as torch's own optimizer and AveragedModel take it (Parts.step's order)."""
+        p = self.parts
+        out, loss = self.forward(x, y)
+        p.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        p.optimizer.step()
+        p.schedule.after_batch()
+        if p.ema is not None:
+            p.ema.update_parameters(p.model)
+        return out
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.side is None:
+            return self._eager_step(x, y)
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            out = self._eager_step(x, y)
+        torch.cuda.current_stream().wait_stream(self.side)
+        return out
+
+    def _body(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the graph holds: forward, backward, the graph-safe update and average."""
+        p = self.parts
+        out, loss = self.forward(x, y)
+        loss.backward()
+        assert self.sgd is not None
+        self.sgd.step()
+        if p.ema is not None:
+            ema_update(p.ema, p.model, p.cfg.ema, count=not self.capture)
+        return out
+
+    def _uncaptured(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.sgd is None:
+            self.sgd = GraphSafeSGD(self.parts.optimizer)
+        self.sgd.load_hyper()
+        self.parts.optimizer.zero_grad(set_to_none=True)
+        out = self._body(x, y)
+        self.parts.schedule.after_batch()
+        return out
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        p = self.parts
+        torch.cuda.synchronize()
+        self.sgd = GraphSafeSGD(p.optimizer)  # after warm-up: every trained parameter has a grad
+        self.static = (x.clone(), y.clone())
+        graph = torch.cuda.CUDAGraph()
+        for g in self.generators:
+            graph.register_generator_state(g)
+        p.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates (not accumulates) grads
+        with torch.cuda.graph(graph):
+            self.static_out = self._body(*self.static)
+        self.graph = graph
+        return self._replay(x, y)
+
+    def _replay(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.graph is not None and self.sgd is not None and self.static is not None
+        self.static[0].copy_(x)
+        self.static[1].copy_(y)
+        self.sgd.load_hyper()
+        self.graph.replay()
+        self.parts.schedule.after_batch()
+        if self.parts.ema is not None:
+            self.parts.ema.n_averaged += 1
+        return self.static_out
+
+
+def stepper(parts, decision: Decision) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The step function the epoch loop calls: the graphed one when decided on, else Parts.step."""
+    return GraphStep(parts) if decision.on else parts.step
