@@ -4,7 +4,8 @@
 
 Runs, as whole processes timed wall-clock, in this order: one seed
 (`seeds --seed-list 1`), the five seeds with `--group auto`, and the five with
-`--group off`, each into a fresh folder under --out, on the validation split
+`--group off` (and, asked by --only, the five on two one-thread workers, grouped
+as 3 + 2 or not: jobs2_group, jobs2), each into a fresh folder under --out, on the validation split
 (--val-size 5000). Reports each time, the ratios to the one run, and every
 seed's final validation accuracy grouped and separate (the same seeds, the
 same data order and augmentation draws: they differ by float rounding only).
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--out", default="/tmp/grouped-e2e")
-    ap.add_argument("--only", default="one,auto,off", help="which of the three to run")
+    ap.add_argument("--only", default="one,auto,off", help="which to run: one,auto,off,jobs2_group,jobs2")
     a = ap.parse_args()
     out = Path(a.out)
     common = ["seeds", a.model, "--epochs", str(a.epochs), "--val-size", "5000"]
@@ -43,6 +44,9 @@ def main() -> None:
         "one": common + ["--seed-list", a.seeds.split(",")[0], "--group", "off"],
         "auto": common + ["--seed-list", a.seeds, "--group", "auto"],
         "off": common + ["--seed-list", a.seeds, "--group", "off"],
+        # two workers of one thread, the seeds spread over them as two groups (3 + 2 of five)
+        "jobs2_group": common + ["--seed-list", a.seeds, "--group", "auto", "--jobs", "2", "--threads", "1"],
+        "jobs2": common + ["--seed-list", a.seeds, "--group", "off", "--jobs", "2", "--threads", "1"],
     }
     for name in a.only.split(","):
         times[name] = run(commands[name], out / name)
@@ -55,7 +59,7 @@ def main() -> None:
     if "one" in times:
         report["ratio_to_one_run"] = {k: v / times["one"] for k, v in times.items()}
     acc = {}
-    for name in ("auto", "off"):
+    for name in ("auto", "off", "jobs2_group", "jobs2"):
         if name in times:
             summary = json.loads((out / name / "consistency.json").read_text())
             acc[name] = {s: v["final_val_acc"] for s, v in summary["per_seed"].items()}
@@ -63,7 +67,7 @@ def main() -> None:
             report[f"{name}_trained_grouped"] = result.get("trained_grouped")
     if acc:
         report["final_val_acc"] = acc
-    if len(acc) == 2:
+    if "auto" in acc and "off" in acc:
         report["val_acc_difference_auto_minus_off"] = {s: acc["auto"][s] - acc["off"][s] for s in acc["off"]}
     print(json.dumps(report, indent=1))
 

@@ -286,3 +286,33 @@ def test_an_interrupted_group_resumes_seed_by_seed(tmp_path, monkeypatch):
         rows = rd.read_metrics(tmp_path / "g" / f"seed{s}" / rd.METRICS)
         assert len(rows) == 2 and rows[0] == first[s][0]
         assert json.loads((tmp_path / "g" / f"seed{s}" / rd.RESULT).read_text())["sessions"] == 2
+
+
+@pytest.mark.slow
+def test_groups_spread_over_pool_workers(data_root, tmp_path):
+    """--jobs 2 --group 2 with three seeds: seeds 1-2 train as one grouped network in one worker,
+    seed 3 alone in the other; every folder is an ordinary finished run."""
+    from mnistlite.runs.seeds import run_seeds
+
+    base = TrainConfig.for_model(
+        "mnistlite_2k", epochs=1, limit_train=500, val_size=100, device="cpu", data_dir=str(data_root), download=False
+    )
+    lines: list[str] = []
+    run_seeds(base, [1, 2, 3], tmp_path / "g", jobs=2, group="2", echo=lines.append)
+    assert any("seeds [1, 2] trained grouped in one worker" in line for line in lines), lines
+    grouped = {}
+    for s in (1, 2, 3):
+        result = json.loads((tmp_path / "g" / f"seed{s}" / rd.RESULT).read_text())
+        assert result["seed"] == s and result["final_val_acc"] is not None
+        grouped[s] = result.get("trained_grouped")
+    assert grouped[1] == grouped[2] == {"copies": 2, "seeds": [1, 2]} and grouped[3] is None
+
+
+def test_form_groups_spreads_seeds_over_jobs():
+    from types import SimpleNamespace
+
+    runs = [SimpleNamespace(status="new", config=TrainConfig(seed=s)) for s in range(1, 6)]
+    groups, alone = grouping.form_groups(runs, "4", spread=2)
+    assert [[r.config.seed for r in g] for g in groups] == [[1, 2, 3], [4, 5]] and alone == []
+    groups, alone = grouping.form_groups(runs, "2", spread=1)
+    assert [[r.config.seed for r in g] for g in groups] == [[1, 2], [3, 4]] and [r.config.seed for r in alone] == [5]

@@ -150,7 +150,8 @@ def add_group_flag(parser: argparse.ArgumentParser) -> None:
         # distribution over 15 epochs is not yet shown (docs/performance.md, "Grouped seeds").
         default="off",
         metavar="auto|off|K",
-        help="train the seeds of one recipe together as one grouped network of up to K copies (with --jobs 1); "
+        help="train the seeds of one recipe together as one grouped network of up to K copies (with --jobs N: "
+        "the seeds spread over N groups, one per worker); "
         "off (default): one at a time; auto: up to 5, where a short calibration on this machine measures it faster",
     )
 

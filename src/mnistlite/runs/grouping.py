@@ -7,9 +7,9 @@ this machine, with this model, batch size and thread count, measured grouping
 faster per image than one copy by at least AUTO_MIN_GAIN (it pays on one
 machine and not on another: benchmarks/grouped_probe.py, docs/performance.md).
 
-Only fresh runs group: a folder to resume continues alone from its checkpoint,
-grouping happens in the planning process (`--jobs 1`), on
-whatever device the runs use. A model that cannot be packed
+Only fresh runs group: a folder to resume continues alone from its checkpoint.
+With `--jobs 1` groups train in the planning process; with more, each group is
+one pool worker's task (runs/plan.py), on whatever device the runs use. A model that cannot be packed
 (engine/grouped.py refuses it) or a group that diverges falls back to separate
 runs: the folders of the group's last good epoch resume one by one.
 """
@@ -102,12 +102,18 @@ def calibrate(cfg: TrainConfig, k: int) -> dict[str, Any]:
     return {"copies": k, "one_images_per_s": one, "grouped_images_per_s": many, "gain": many / one}
 
 
-def form_groups(runs: list[Any], group: str, echo: Callable[[str], None] = print) -> tuple[list[list[Any]], list[Any]]:
-    """Split planned runs into groups to train packed (each of 2+ runs) and the rest, to train alone."""
+def form_groups(
+    runs: list[Any], group: str, echo: Callable[[str], None] = print, spread: int = 1
+) -> tuple[list[list[Any]], list[Any]]:
+    """Split planned runs into groups to train packed (each of 2+ runs) and the rest, to train alone.
+
+    `spread` is the number of jobs the groups will run on: a recipe's seeds are cut
+    into at least that many groups, so that every job gets one (5 seeds on 2 jobs: 3 + 2).
+    """
     group = parse_group(group)
     if group == "off" or (group.isdigit() and int(group) < 2):
         return [], list(runs)
-    limit = AUTO_MAX if group == "auto" else int(group)
+    cap = AUTO_MAX if group == "auto" else int(group)
     by_key: dict[str, list[Any]] = {}
     alone = []
     for r in runs:
@@ -120,6 +126,7 @@ def form_groups(runs: list[Any], group: str, echo: Callable[[str], None] = print
         if len(members) < 2:
             alone += members
             continue
+        limit = min(cap, -(-len(members) // max(1, spread)))
         chunks = [members[i : i + limit] for i in range(0, len(members), limit)]
         if group == "auto":
             try:

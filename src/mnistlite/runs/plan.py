@@ -29,7 +29,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -183,6 +183,31 @@ def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool
     return run, None
 
 
+def _pool_group_worker(job: tuple[list[dict[str, Any]], list[str], Callable[[], None] | None, bool]) -> list:
+    """One group of seeds in a spawned worker: trained as one network, else (refused, diverged)
+    one by one from their last good checkpoints, as `train_groups` does in one process."""
+    from .grouping import train_groups
+
+    cfg_dicts, dirs, setup, keep_going = job
+    if _INTERRUPTED:
+        raise TrainingInterrupted(f"{dirs[0]}: not started, this worker was interrupted ({_INTERRUPTED[0]})")
+    runs = [
+        PlannedRun(label=d, config=TrainConfig.from_dict(c), run_dir=Path(d), setup=setup)
+        for c, d in zip(cfg_dicts, dirs)
+    ]
+    try:
+        # The parent formed (and, for auto, calibrated) this group: K = its size re-forms exactly it.
+        alone, _ = train_groups(
+            runs, str(len(runs)), DataCache(), None, print, clear=lambda r: clear_stale(r.run_dir, r.config)
+        )
+    except TrainingInterrupted as e:
+        _INTERRUPTED.append(str(e).splitlines()[0])
+        raise
+    left = {str(r.run_dir) for r in alone}
+    done: list[tuple[str, str | None]] = [(d, None) for d in dirs if d not in left]
+    return done + [_pool_worker((r.config.to_dict(), str(r.run_dir), None, keep_going)) for r in alone]
+
+
 def execute(
     runs: list[PlannedRun],
     *,
@@ -200,7 +225,8 @@ def execute(
 
     `jobs` is a number or "auto" (runs/splits.py: the measured jobs x threads split).
     `group` (off, auto or K; runs/grouping.py) trains runs of one recipe under
-    several seeds as one grouped network, in this process (jobs=1 only).
+    several seeds as one grouped network: in this process with one job; with
+    several, each group is one worker's task, the seeds spread over the jobs.
 
     `on_start(i, n, run)` may return an on_epoch callback (this process only);
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
@@ -244,16 +270,32 @@ def execute(
                 on_done(i, len(todo) + start - 1, r, res, error)
         return errors
     by_dir = {str(r.run_dir): r for r in todo}
+    groups: list[list[PlannedRun]] = []
+    alone = todo
+    if group != "off":
+        from .grouping import form_groups
+
+        groups, alone = form_groups(todo, group, echo, spread=jobs)
+        for members in groups:
+            seeds = [r.config.seed for r in members]
+            echo(f"{members[0].config.model}: seeds {seeds} trained grouped in one worker, {len(members)} copies")
     # spawn, not fork: forking after torch has started its threads can deadlock.
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, _forward_sigterm(pool):
-        futures = [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in todo]
+        group_jobs = [
+            ([r.config.to_dict() for r in g], [str(r.run_dir) for r in g], g[0].setup, keep_going) for g in groups
+        ]
+        futures: list[Future[Any]] = [pool.submit(_pool_group_worker, job) for job in group_jobs]  # longest first
+        futures += [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in alone]
         try:
-            for k, done in enumerate(as_completed(futures), 1):
-                run, error = done.result()
-                if error:
-                    errors[run] = error
-                if on_done:
-                    on_done(k, len(todo), by_dir[run], None, error)
+            k = 0
+            for done in as_completed(futures):
+                answer = done.result()
+                for run, error in answer if isinstance(answer, list) else [answer]:
+                    k += 1
+                    if error:
+                        errors[run] = error
+                    if on_done:
+                        on_done(k, len(todo), by_dir[run], None, error)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # one broken run: do not train the rest for nothing
             raise

@@ -72,7 +72,7 @@ def run_seeds(
             jobs=jobs,
             threads=threads,
             on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"),
-            group=group if jobs == 1 else "off",
+            group=group,
             echo=echo,
         )
     agg = aggregate(out, seeds)
