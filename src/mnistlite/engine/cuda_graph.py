@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -198,11 +197,7 @@ class GraphStep:
         self.side = torch.cuda.Stream() if self.capture else None
 
     def _single_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        p = self.parts
-        xa = p.augment(x).contiguous(memory_format=p.memory_format)
-        with p.autocast():
-            logits = p.model(xa)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=p.cfg.label_smoothing)
+        logits, loss = self.parts.forward(x, y)
         return (logits, loss), loss
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -220,14 +215,8 @@ class GraphStep:
 
     def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The step as torch's own optimizer and AveragedModel take it (Parts.step's order)."""
-        p = self.parts
         out, loss = self.forward(x, y)
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        p.optimizer.step()
-        p.schedule.after_batch()
-        if p.ema is not None:
-            p.ema.update_parameters(p.model)
+        self.parts.update(loss)
         return out
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:

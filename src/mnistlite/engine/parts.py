@@ -60,19 +60,27 @@ class Parts:
         """The weights a run is judged and saved by: the average once it is ready, else the raw ones."""
         return self.ema.module if self.ema is not None and self.ema_ready else self.model
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch: augment, forward, backward, update."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step's differentiable part on a batch: augment, forward, loss -> (logits, loss)."""
         x = self.augment(x).contiguous(memory_format=self.memory_format)
         with self.autocast():
             logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+        return logits, F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch: augment, forward, backward, update."""
+        logits, loss = self.forward(x, y)
+        self.update(loss)
+        return logits, loss
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward and everything after it: the optimizer, the schedule, the weight average."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.schedule.after_batch()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return logits, loss
 
 
 def load_data(cfg: TrainConfig) -> Dataset:

@@ -181,7 +181,7 @@ def resolve(
     if len(runs) <= 1:
         why = f"{len(runs)} run to train"
     elif group != "off":
-        why = "--group trains in this process"
+        why = "--group: the split calibration times separate runs; --jobs N spreads the groups over N workers"
     elif threads:
         n = max(1, cores // threads)
         echo(f"--jobs auto: {n} at a time, as --threads {threads} leaves on {cores} cores")
