@@ -5,7 +5,8 @@
 Runs, as whole processes timed wall-clock, in this order: one seed
 (`seeds --seed-list 1`), the five seeds with `--group auto`, and the five with
 `--group off` (and, asked by --only, the five on two one-thread workers, grouped
-as 3 + 2 or not: jobs2_group, jobs2), each into a fresh folder under --out, on the validation split
+as 3 + 2 where auto's calibration says so, always (--group 3), or not:
+jobs2_group, jobs2_group3, jobs2), each into a fresh folder under --out, on the validation split
 (--val-size 5000). Reports each time, the ratios to the one run, and every
 seed's final validation accuracy grouped and separate (the same seeds, the
 same data order and augmentation draws: they differ by float rounding only).
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--out", default="/tmp/grouped-e2e")
-    ap.add_argument("--only", default="one,auto,off", help="which to run: one,auto,off,jobs2_group,jobs2")
+    ap.add_argument("--only", default="one,auto,off", help="which to run: one,auto,off,jobs2_group,jobs2_group3,jobs2")
     a = ap.parse_args()
     out = Path(a.out)
     common = ["seeds", a.model, "--epochs", str(a.epochs), "--val-size", "5000"]
@@ -46,6 +47,7 @@ def main() -> None:
         "off": common + ["--seed-list", a.seeds, "--group", "off"],
         # two workers of one thread, the seeds spread over them as two groups (3 + 2 of five)
         "jobs2_group": common + ["--seed-list", a.seeds, "--group", "auto", "--jobs", "2", "--threads", "1"],
+        "jobs2_group3": common + ["--seed-list", a.seeds, "--group", "3", "--jobs", "2", "--threads", "1"],
         "jobs2": common + ["--seed-list", a.seeds, "--group", "off", "--jobs", "2", "--threads", "1"],
     }
     for name in a.only.split(","):
@@ -59,7 +61,7 @@ def main() -> None:
     if "one" in times:
         report["ratio_to_one_run"] = {k: v / times["one"] for k, v in times.items()}
     acc = {}
-    for name in ("auto", "off", "jobs2_group", "jobs2"):
+    for name in ("auto", "off", "jobs2_group", "jobs2_group3", "jobs2"):
         if name in times:
             summary = json.loads((out / name / "consistency.json").read_text())
             acc[name] = {s: v["final_val_acc"] for s, v in summary["per_seed"].items()}
