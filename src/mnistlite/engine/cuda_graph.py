@@ -85,7 +85,6 @@ class GraphSafeSGD:
     """torch.optim.SGD's update (dampening 0) with lr and momentum in device tensors."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
         self.groups = []
         for group in optimizer.param_groups:
             if group.get("dampening", 0) or group.get("maximize", False):

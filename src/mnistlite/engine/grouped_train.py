@@ -43,8 +43,8 @@ from ..runs.writer import curves_title, layer_table_text, model_file, write_run_
 from . import bn_path
 from .checkpoint import Progress, save_checkpoint
 from .console import Echo, stop_requests
-from .cuda_graph import WARMUP, Forward, GraphStep
 from .cuda_graph import Decision as GraphDecision
+from .cuda_graph import Forward, GraphStep
 from .cuda_graph import resolve as resolve_cuda_graph
 from .device import resolve_device, threads
 from .grouped import group_models, unpack_state
@@ -248,10 +248,16 @@ def _forward(group: Parts, copies: list[Copy]) -> Forward:
 
 def _stepper(group: Parts, copies: list[Copy], graph: GraphDecision) -> Step:
     """The grouped step: replayed from a CUDA graph where decided, else eager (the same order)."""
-    gens = [c.parts.generator for c in copies]
-    return GraphStep(group, forward=_forward(group, copies), generators=gens, capture=graph.on, warmup=(
-        WARMUP if graph.on else 1 << 62  # off: every step eager, as before graphs existed
-    ))  # fmt: skip
+    forward = _forward(group, copies)
+    if graph.on:
+        return GraphStep(group, forward=forward, generators=[c.parts.generator for c in copies])
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, loss = forward(x, y)
+        group.update(loss)
+        return out
+
+    return step
 
 
 def _train_epoch(
