@@ -10,10 +10,15 @@ units instead, each Conv(bias=False) -> BatchNorm -> ReLU as in the family:
     ("sepx", c)       the same without BatchNorm-ReLU between the two convs (as in
                       Xception): 2 parameters per input channel fewer, one BN layer less
     ("fact", c)       a 3x1 then a 1x3 conv to c (the factorised 3x3 of the public sub-2k nets)
+    ("share", n)      one depthwise 3x3 (padding 1) and one 1x1, keeping the channels,
+                      applied n times with the same conv weights, each time with its own
+                      BatchNorm-ReLU and a residual add: depth for 2c parameters per
+                      application instead of about 11c + c^2 (the weight sharing of the
+                      public sub-1k nets; the residual keeps a repeated map stable)
     ("pool",)         2x2 max-pool
 
 then global average pooling and one linear layer. Only "conv" may pad; the
-others shrink the map by 2, so the plan fixes the receptive field too.
+others but "share" shrink the map by 2, so the plan fixes the receptive field too.
 Parameter counts are exact by `count_plan` (and asserted against the built
 net by the registry tests through `stated_params`).
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 from torch import nn
 
 from .dropout import Dropout
-from .fused import FusedSequential
+from .fused import FusedSequential, bn_relu_unit
 from .mnistlite_zoo import BASE_RECIPE, SOURCE
 from .registry import register_model
 
@@ -34,6 +39,27 @@ Plan = tuple[tuple, ...]
 
 def _unit(cin: int, cout: int, kernel: tuple[int, int], pad: int = 0, groups: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, padding=pad, bias=False, groups=groups), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class SharedResidual(nn.Module):
+    """x <- x + relu(bn_i(pw(dw(x)))) for each of `repeats` BatchNorms, the convs shared.
+
+    No parameters of its own, only children, so `engine/grouped.py` can pack k copies
+    (its equivalence check proves the loop runs the same on the packed layers).
+    """
+
+    def __init__(self, c: int, repeats: int):
+        super().__init__()
+        if repeats < 1:
+            raise ValueError(f"a shared unit needs at least one application, got {repeats}")
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.pw = nn.Conv2d(c, c, 1, bias=False)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for _ in range(repeats))
+
+    def forward(self, x):
+        for bn in self.bns:
+            x = x + bn_relu_unit(self.pw(self.dw(x)), bn)
+        return x
 
 
 class TinyNet(nn.Module):
@@ -46,6 +72,9 @@ class TinyNet(nn.Module):
             if kind == "pool":
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
+                continue
+            if kind == "share":
+                layers.append(SharedResidual(c, op[1]))
                 continue
             out = op[1]
             if kind == "conv":
@@ -80,6 +109,9 @@ def count_plan(plan: Plan, classes: int = 10) -> int:
     total, c = 0, 1
     for op in plan:
         if op[0] == "pool":
+            continue
+        if op[0] == "share":
+            total += 9 * c + c * c + op[1] * 2 * c
             continue
         out = op[1]
         if op[0] == "conv":
@@ -202,4 +234,32 @@ _register(
     "Round-2 candidate under 1k (998): tiny1k_sep with half the weight decay and milder augmentation.",
     ("under1k",),
     **LIGHT,
+)
+
+# --- round 4 (docs/accuracy.md, "Round 4 below 2k and 1k: weight sharing") --------
+# The front of each budget's pick, then one wide unit and a shared residual unit
+# applied 3 or 5 times at 11x11: depth bought with BatchNorms instead of convs.
+_register(
+    "tiny2k_share3",
+    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 24), ("share", 3)),
+    "Round-4 candidate under 2k (1,950): a separable unit to 24 channels, then a shared residual unit run 3 times.",
+    ("under2k",),
+)
+_register(
+    "tiny2k_share5",
+    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 22), ("share", 5)),
+    "Round-4 candidate under 2k (1,868): a separable unit to 22 channels, then a shared residual unit run 5 times.",
+    ("under2k",),
+)
+_register(
+    "tiny1k_share3",
+    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 14), ("share", 3)),
+    "Round-4 candidate under 1k (980): a separable unit to 14 channels, then a shared residual unit run 3 times.",
+    ("under1k",),
+)
+_register(
+    "tiny1k_share5",
+    (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 12), ("share", 5)),
+    "Round-4 candidate under 1k (906): a separable unit to 12 channels, then a shared residual unit run 5 times.",
+    ("under1k",),
 )
