@@ -263,3 +263,13 @@ _register(
     "Round-4 candidate under 1k (906): a separable unit to 12 channels, then a shared residual unit run 5 times.",
     ("under1k",),
 )
+
+# --- round 5 (docs/accuracy.md, "Round 5 below 1k") ------------------------------
+# The layout of the public 997-parameter net (a full conv, an early pool, four
+# separable units), with this project's BatchNorm-ReLU after each 1x1.
+_register(
+    "tiny1k_early",
+    (("conv", 6), ("pool",), ("sepx", 9), ("sepx", 10), ("sepx", 11), ("sepx", 12)),
+    "Round-5 candidate under 1k (990): a full conv, the pool at once, then four Xception-style separable units.",
+    ("under1k",),
+)
