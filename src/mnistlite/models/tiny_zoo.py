@@ -13,12 +13,12 @@ units instead, each Conv(bias=False) -> BatchNorm -> ReLU as in the family:
     ("share", n)      one depthwise 3x3 (padding 1) and one 1x1, keeping the channels,
                       applied n times with the same conv weights, each time with its own
                       BatchNorm-ReLU and a residual add: depth for 2c parameters per
-                      application instead of about 11c + c^2 (the weight sharing of the
-                      public sub-1k nets; the residual keeps a repeated map stable)
+                      application instead of about 11c + c^2 (the weight sharing issue 14
+                      names; the residual keeps a repeated map stable)
     ("pool",)         2x2 max-pool
 
-then global average pooling and one linear layer. Only "conv" may pad; the
-others but "share" shrink the map by 2, so the plan fixes the receptive field too.
+then global average pooling and one linear layer. "conv" may pad and "share"
+keeps the map; the others shrink it by 2, so the plan fixes the receptive field too.
 Parameter counts are exact by `count_plan` (and asserted against the built
 net by the registry tests through `stated_params`).
 
