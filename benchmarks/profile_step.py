@@ -42,7 +42,8 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
-    from mnistlite.bench import stock_dropout, synthetic_data
+    from mnistlite.bench import synthetic_data
+    from mnistlite.bench_timing import stock_dropout
     from mnistlite.config import TrainConfig
     from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.engine.parts import build_parts

@@ -638,6 +638,7 @@ CASES = {
     "bench-bogus-device": Case(("bench", "--device", "tpu"), ("--device must be auto, cpu, cuda or cuda:N",)),
     "bench-negative-threads": Case(("bench", "--threads", "-1"), ("--threads must be 0 (all cores) or more",)),
     "bench-zero-batch": Case(("bench", "--batch-size", "0"), ("--batch-size must be at least 1, got 0",)),
+    "bench-zero-rounds": Case(("bench", "--rounds", "0"), ("--rounds must be at least 1, got 0",)),
     "search-zero-epochs": Case(("search", "--epochs", "0"), ("--epochs must be at least 1, got 0",)),
     "search-unknown-dataset": Case(("search", "--dataset", "cifar"), ("--dataset: invalid choice: 'cifar'",)),
     "serve-port-zero": Case(("serve", "model.pt", "--port", "0"), ("--port must be between 1 and 65535",)),

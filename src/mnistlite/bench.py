@@ -1,14 +1,9 @@
 """Speed benchmark: our in-memory batched pipeline against the seeds' per-sample pipeline.
 
-The baseline is written here, inside the benchmark, on purpose: a
-`torch.utils.data.Dataset` that converts and rotates one PIL image at a time,
-behind a shuffling DataLoader with worker processes, which is what the seed
-repositories do with torchvision. Both sides train the same model with the
-same optimizer and batch size in the same process, so the ratio is fair.
-
-The baseline's model uses torch's own Dropout and for-loop SGD, as the seeds
-do; NCHW input keeps BatchNorm, ReLU and Dropout as separate layers. One of
-our changes cannot be undone inside the process: the allocator tuning
+The timers are bench_timing.py's (the baseline pipeline is described there),
+the epoch against the baseline in turns bench_epoch.py's, the BN paths and
+jobs x threads splits bench_paths.py's; this module runs them and formats the
+result. One of our changes cannot be undone inside the process: the allocator tuning
 (engine/device.py, on for the `bench` command) is process-wide, so the baseline runs faster here than in a
 seed's own script, and the ratio is conservative.
 """
@@ -19,20 +14,18 @@ import platform
 import resource
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .bench_epoch import epoch_rounds
+from .bench_epoch import format_lines as epoch_lines
+from .bench_timing import time_eval, time_ours
 from .config import TrainConfig
 from .data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
 from .engine import bn_path
 from .engine import precision as prec
 from .engine.device import cpu_cores, resolve_device, set_threads
-from .engine.evaluation import evaluate
-from .engine.parts import build_parts
 from .models import count_params, create_model
 
 
@@ -79,53 +72,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@dataclass
-class Timing:
-    seconds: float
-    images: int
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device, fast_path: bool = True) -> Timing:
-    """Training steps of the real fast path (the trainer's own `Parts.step`), on cfg's BN path as a run settles it."""
-    path = bn_path.resolve(cfg.replace(precision=prec.resolve(cfg, device).precision), device)
-    with path.applied():
-        return _time_steps(build_parts(cfg, data, device, fast_path=fast_path), data, batches, device)
-
-
-def _time_steps(parts, data, batches: int | None, device: torch.device) -> Timing:
-    x_all, y_all = data.train.images, data.train.labels
-    n, bs = len(y_all), parts.batch_size
-    steps = parts.steps if batches is None else batches
-    perm = torch.randperm(n, generator=parts.generator, device=device)
-    parts.model.train()
-
-    def step(i: int) -> int:
-        lo = (i * bs) % n
-        idx = perm[lo : lo + bs]
-        parts.step(x_all[idx], y_all[idx])
-        return len(idx)
-
-    # Warm-up: oneDNN builds its kernels and the allocator's heap grows to the
-    # step's working set during the first batches (3 were not enough: measured).
-    for i in range(10):
-        step(i)
-    _sync(device)
-    seen, t0 = 0, time.perf_counter()
-    for i in range(steps):
-        seen += step(i)
-    _sync(device)
-    return Timing(time.perf_counter() - t0, seen)
-
-
 def compare_precision(cfg: TrainConfig, data, steps: int, device: torch.device, rounds: int = 2) -> dict[str, Any]:
     """Training throughput in fp32 and in bf16 autocast, interleaved (fp32, bf16, fp32, bf16),
     medians; with the calibration `auto` would use and what `auto` decides here."""
@@ -147,84 +93,6 @@ def compare_precision(cfg: TrainConfig, data, steps: int, device: torch.device, 
     }
 
 
-def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = create_model(cfg.model).to(device).to(memory_format=fmt)
-    evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    evaluate(model, data.test, cfg.eval_batch_size)
-    _sync(device)
-    return Timing(time.perf_counter() - t0, len(data.test))
-
-
-class _PerSampleDataset(torch.utils.data.Dataset):
-    """The seeds' way: one PIL image at a time, rotated, converted, normalised."""
-
-    def __init__(self, images_u8: np.ndarray, labels: np.ndarray, rotation: float, mean: float, std: float):
-        self.images, self.labels = images_u8, labels
-        self.rotation, self.mean, self.std = rotation, mean, std
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        img = Image.fromarray(self.images[i], mode="L")
-        if self.rotation:
-            angle = float(np.random.uniform(-self.rotation, self.rotation))
-            img = img.rotate(angle, resample=Image.NEAREST, fillcolor=0)
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
-        return (x - self.mean) / self.std, int(self.labels[i])
-
-
-def stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    """The seeds use torch's own Dropout: put it back in place of mnistlite's cheaper mask."""
-    from .models.dropout import Dropout
-
-    for name, child in model.named_children():
-        if isinstance(child, Dropout):
-            setattr(model, name, torch.nn.Dropout(child.p))
-        else:
-            stock_dropout(child)
-    return model
-
-
-def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
-    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it."""
-    # Undo the normalisation to get back the uint8 images the seeds start from.
-    u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-    ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
-    loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    torch.manual_seed(cfg.seed)
-    model = stock_dropout(create_model(cfg.model, dropout=cfg.dropout)).train()
-    # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
-    )
-    seen, t0 = 0, time.perf_counter()
-    for i, (x, y) in enumerate(loader):
-        if batches is not None and i >= batches:
-            break
-        loss = F.nll_loss(F.log_softmax(model(x), 1), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        seen += len(y)
-    return Timing(time.perf_counter() - t0, seen)
-
-
 def run_bench(
     model: str = "mnistlite8k_model3",
     *,
@@ -240,6 +108,7 @@ def run_bench(
     against: str | None = None,
     precision: bool = True,
     paths: bool = True,
+    rounds: int = 3,
 ) -> dict[str, Any]:
     """All figures as a dict (the JSON of `mnistlite bench --json`).
 
@@ -247,6 +116,7 @@ def run_bench(
     run with the same recipe, with and without the plain-torch fast path.
     `precision` adds training throughput in fp32 against bf16 autocast (compare_precision);
     `paths` the BN paths and the jobs x threads splits (bench_paths.py).
+    `rounds`: the epoch against the baseline, timed that many times in turn (bench_epoch.py).
     """
     set_threads(threads)
     dev = resolve_device(device)
@@ -280,12 +150,7 @@ def run_bench(
         out["bn_paths"] = compare_bn_paths(cfg, lambda c: time_ours(c, data_dev, steps, dev).images_per_s, dev)
         if dev.type == "cpu":
             out["splits"] = measure_splits(cfg)
-    if epoch:
-        ep = time_ours(cfg, data_dev, None, dev)
-        te = time_eval(cfg, data_dev, dev)
-        out["epoch_seconds"] = round(ep.seconds + te.seconds, 3)
-        out["epoch_train_seconds"] = round(ep.seconds, 3)
-        out["epoch_test_seconds"] = round(te.seconds, 3)
+    out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
     if against is not None:
         acfg = TrainConfig.for_model(
             against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")}
@@ -299,17 +164,6 @@ def run_bench(
                 row["epoch_seconds"] = round(ep_a.seconds + time_eval(acfg, data_dev, dev).seconds, 3)
                 row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
             out["against"][key] = row
-    if baseline_batches != 0:
-        bl = time_baseline(cfg, data, baseline_batches, baseline_workers)
-        out["baseline_train_images_per_s"] = round(bl.images_per_s)
-        out["baseline_batches"] = baseline_batches or "all"
-        out["baseline_workers"] = baseline_workers
-        # Extrapolated to 60k images, plus the same test pass as ours.
-        bl_epoch = len(data.train) / bl.images_per_s + len(data.test) / ev.images_per_s
-        out["baseline_epoch_seconds"] = round(bl_epoch, 3)
-        out["speedup_train"] = round(tr.images_per_s / bl.images_per_s, 2)
-        if epoch:
-            out["speedup_epoch"] = round(bl_epoch / out["epoch_seconds"], 2)
     if full:
         from .engine import train
 
@@ -361,6 +215,7 @@ def format_bench(r: dict[str, Any]) -> str:
             f"speed-up: training {r['speedup_train']}x"
             + (f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else "")
         )
+    lines += epoch_lines(r)
     if "against" in r:
         a = r["against"]
         for key, what in (("fast_path", "with the plain-torch fast path"), ("plain_torch", "as plain torch")):

@@ -25,6 +25,12 @@ def register(sub) -> None:
     )
     p.add_argument("--baseline-workers", type=int, default=2, help="DataLoader workers of the baseline")
     p.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timing")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="time the epoch and the baseline this many times in turns; medians (default 3)",
+    )
     p.add_argument("--full", action="store_true", help="also time a complete run of the model's recipe")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
@@ -53,6 +59,8 @@ def run(args) -> int:
 
     if args.steps < 1:
         raise MnistliteError("--steps must be at least 1")
+    if args.rounds < 1:
+        raise MnistliteError(f"--rounds must be at least 1, got {args.rounds}")
     if args.baseline_workers < 0:
         raise MnistliteError(f"--baseline-workers must be 0 (no worker processes) or more, got {args.baseline_workers}")
     over = {"batch_size": args.batch_size} if args.batch_size is not None else {}  # 0 is refused, not ignored
@@ -70,6 +78,7 @@ def run(args) -> int:
         against=args.against,
         precision=not args.no_precision,
         paths=not args.no_paths,
+        rounds=args.rounds,
     )
     print(json.dumps(r, indent=2) if args.json else format_bench(r))
     return 0
