@@ -99,7 +99,7 @@ def test_calibration_is_cached_per_machine_and_precision(tmp_path):
     path = tmp_path / "cache" / bp.CACHE_FILE
     (key,) = json.loads(path.read_text())["entries"]
     assert "mnistlite_2k" in key and "batch 8" in key and f"threads{torch.get_num_threads()}" in key
-    assert key.endswith("|fp32")
+    assert key.endswith(f"|fp32|{bp.unit_kind(c)}")  # the unit's kind: its loops and its torch ops time apart
     again = bp.calibrate(c, CPU, rounds=1, steps=1)
     assert again.cached and again.fused_ms == pytest.approx(first.fused_ms, rel=1e-3)
     assert not bp.calibrate(c.replace(precision="bf16"), CPU, rounds=1, steps=1).cached

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlite.models import create_model, list_models
+from mnistlite.models import bn_kernels, create_model, list_models
 from mnistlite.models.dropout import Dropout
 from mnistlite.models.fused import FusedSequential, bn_relu_dropout
 
@@ -112,7 +112,10 @@ def test_every_model_trains_the_same_fused_or_not(name):
     nn.functional.cross_entropy(twin(x.contiguous(memory_format=CL)), y).backward()
     num = sum((a.grad - b.grad).pow(2).sum() for a, b in zip(model.parameters(), twin.parameters()))
     den = sum(a.grad.pow(2).sum() for a in model.parameters())
-    assert (num / den).sqrt() < 1e-3
+    # Not 1e-3: a pre-activation within float rounding of 0 may fall on the other side of
+    # a ReLU in one path, and on 16 images that one position moves a BN bias gradient by
+    # about 1% (seen with mnistlite_20k through the compiled loops). A wrong gradient is O(1).
+    assert (num / den).sqrt() < 1e-2
     for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         if a.is_floating_point():
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
@@ -209,7 +212,9 @@ def _reference_fp32(x, weight, bias, dy, eps=1e-5):
     return yv.view(n, h, w, c).permute(0, 3, 1, 2), dxv.view(n, h, w, c).permute(0, 3, 1, 2), sum_gxhat, sum_g
 
 
-def test_float32_path_is_bit_for_bit_unchanged():
+def test_float32_path_is_bit_for_bit_unchanged(monkeypatch):
+    """The unit's torch-ops body (what runs without numba) is the arithmetic it always was."""
+    monkeypatch.setenv("MNISTLITE_NUMBA", "0")
     torch.manual_seed(4)
     shape = (64, 16, 12, 12)
     x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL).requires_grad_()
@@ -220,3 +225,46 @@ def test_float32_path_is_bit_for_bit_unchanged():
     dx, dw, db = torch.autograd.grad(y, [x, bn.weight, bn.bias], dy)
     for ours, ref in zip((y, dx, dw, db), want):
         assert ours.dtype == torch.float32 and torch.equal(ours, ref)
+
+
+needs_loops = pytest.mark.skipif(not bn_kernels.available(), reason="numba is not installed: the unit runs torch ops")
+
+
+@needs_loops
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(128, 8, 26, 26), (96, 10, 24, 24), (7, 32, 5, 5), (3, 300, 1, 1)])
+def test_compiled_loops_match_the_torch_ops_body(monkeypatch, shape, p):
+    """numba's loops (models/bn_kernels.py) and the torch-ops body: the same dropout positions,
+    outputs, gradients and running statistics, up to float rounding."""
+    c = shape[1]
+    torch.manual_seed(5)
+    x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL)
+    dy = torch.randn(shape).contiguous(memory_format=CL)
+    got = []
+    for numba_on in ("1", "0"):
+        monkeypatch.setenv("MNISTLITE_NUMBA", numba_on)
+        bn, xx = _bn(c), x.clone().requires_grad_()
+        torch.manual_seed(6)  # the dropout draws
+        y = bn_relu_dropout(xx, bn, p)
+        g = torch.autograd.grad(y, [xx, bn.weight, bn.bias], dy)
+        assert y.is_contiguous(memory_format=CL) and g[0].is_contiguous(memory_format=CL)
+        got.append((y, *g, bn.running_mean, bn.running_var))
+    (y1, *rest1), (y0, *rest0) = got
+    assert torch.equal(y1 == 0, y0 == 0)  # the same positions dropped (and cut by the ReLU)
+    assert torch.allclose(y1, y0, atol=1e-5)
+    for a, b in zip(rest1, rest0):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-6)
+
+
+@needs_loops
+def test_the_loops_keep_torchs_thread_count():
+    """numba's OpenMP pool shares libgomp with torch: a one-thread run must stay on one thread."""
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x = torch.randn(8, 4, 6, 6).contiguous(memory_format=CL).requires_grad_()
+            bn_relu_dropout(x, _bn(4), 0.0).sum().backward()
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)

@@ -18,6 +18,7 @@ from .config import TrainConfig
 from .engine import bn_path
 from .engine import precision as prec
 from .engine.device import cpu_cores
+from .models import bn_kernels
 
 
 def compare_bn_paths(
@@ -27,18 +28,30 @@ def compare_bn_paths(
     `rounds`), at the bench's precision and threads; with what `auto` decides from a fresh calibration."""
     cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
     rates: dict[str, list[float]] = {"fused": [], "torch": []}
+    # Where the unit runs compiled loops, its torch-ops body is timed too: what the loops bought.
+    loops = bn_path.unit_kind(cfg) == "compiled loops" and not bn_path.applies(cfg, device)
+    if loops:
+        rates["fused_ops"] = []
     for _ in range(rounds):
         for path in rates:
-            rates[path].append(time_fn(cfg.replace(bn_fusion=path)))
+            if path == "fused_ops":
+                with bn_kernels.switched_off():
+                    rates[path].append(time_fn(cfg.replace(bn_fusion="fused")))
+            else:
+                rates[path].append(time_fn(cfg.replace(bn_fusion=path)))
     med = {p: statistics.median(v) for p, v in rates.items()}
     out: dict[str, Any] = {
         "precision": cfg.precision,
         "threads": torch.get_num_threads(),
+        "fused_unit": bn_path.unit_kind(cfg),
         "fused_train_images_per_s": round(med["fused"]),
         "torch_train_images_per_s": round(med["torch"]),
         "torch_speedup": round(med["torch"] / med["fused"], 3),
         "rounds": rounds,
     }
+    if loops:
+        out["fused_ops_train_images_per_s"] = round(med["fused_ops"])
+        out["loops_speedup"] = round(med["fused"] / med["fused_ops"], 3)
     if bn_path.applies(cfg, device):
         decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
     else:
@@ -67,10 +80,16 @@ def format_lines(r: dict[str, Any]) -> list[str]:
     lines = []
     if "bn_paths" in r:
         b = r["bn_paths"]
+        ops = (
+            f", the unit as torch ops {b['fused_ops_train_images_per_s']:,} img/s (loops {b['loops_speedup']:.2f}x)"
+            if "loops_speedup" in b
+            else ""
+        )
         lines.append(
             f"BatchNorm-ReLU ({b['precision']}, {b['threads']} threads): fused unit "
-            f"{b['fused_train_images_per_s']:,} img/s, torch's layers {b['torch_train_images_per_s']:,} img/s "
-            f"= {b['torch_speedup']:.2f}x (medians of {b['rounds']} interleaved rounds)"
+            f"({b.get('fused_unit', 'torch ops')}) {b['fused_train_images_per_s']:,} img/s{ops}, torch's layers "
+            f"{b['torch_train_images_per_s']:,} img/s = {b['torch_speedup']:.2f}x (medians of {b['rounds']} "
+            "interleaved rounds)"
         )
         lines.append(f"bn-fusion auto -> {b['auto']} ({b['auto_reason']})")
     if "splits" in r:

@@ -93,22 +93,38 @@ def applies(cfg: Any, device: Any) -> str:
     return ""
 
 
+def unit_kind(cfg: Any) -> str:
+    """How the fused unit computes for cfg: numba's compiled loops (float32 maps, where numba
+    is installed: models/bn_kernels.py) or torch ops. Both give the same BatchNorm up to rounding."""
+    from ..models import bn_kernels
+
+    if cfg.precision == "bf16":
+        return "torch ops (bf16 maps)"
+    return "compiled loops" if bn_kernels.available() else f"torch ops ({bn_kernels.why_not()})"
+
+
+def _with_kind(d: Decision, cfg: Any) -> Decision:
+    return Decision(d.path, f"{d.reason}; the unit as {unit_kind(cfg)}") if d.path == "fused" else d
+
+
 def resolve(cfg: Any, device: Any, entry: Any = None, calibrate_fn: Any = None) -> Decision:
     """The path `cfg` (precision already resolved) trains on on `device`, at torch's current thread count."""
     why_not = applies(cfg, device)
     if cfg.bn_fusion == "torch":
         return Decision("torch", "asked")
     if cfg.bn_fusion == "fused":
-        return Decision("fused", "asked" + (f"; but {why_not}: torch's layers run" if why_not else ""))
+        if why_not:
+            return Decision("fused", f"asked; but {why_not}: torch's layers run")
+        return _with_kind(Decision("fused", "asked"), cfg)
     if why_not:
         return Decision("torch", f"auto: {why_not}")
-    return choose((calibrate_fn or calibrate)(cfg, device, entry))
+    return _with_kind(choose((calibrate_fn or calibrate)(cfg, device, entry)), cfg)
 
 
 def for_run(cfg: Any, device: Any, entry: Any = None, resumed: dict[str, Any] | None = None) -> Decision:
     """`resolve`, except that a resumed run keeps the path it started on (the unit, if saved before the field)."""
     if resumed is not None:
-        return Decision(saved_bn_fusion(resumed), "as the run started")
+        return _with_kind(Decision(saved_bn_fusion(resumed), "as the run started"), cfg)
     return resolve(cfg, device, entry)
 
 
@@ -118,7 +134,8 @@ def saved_bn_fusion(saved: dict[str, Any]) -> str:
 
 
 def cache_key(cfg: Any, device: Any, model: Any, threads: int) -> str:
-    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}|{cfg.precision}"
+    # The unit's kind is part of the key: figures timed on its torch-ops body say nothing of its loops.
+    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}|{cfg.precision}|{unit_kind(cfg)}"
 
 
 def calibrate(

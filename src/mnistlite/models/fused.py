@@ -33,6 +33,7 @@ from typing import TypeGuard
 import torch
 from torch import nn
 
+from . import bn_kernels
 from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
 
 # bf16 maps (CPU autocast) take the unit too. Which is faster depends on the thread
@@ -69,6 +70,18 @@ class _BNReLUDropout(torch.autograd.Function):
         n, c, h, w = x.shape
         m = n * h * w
         k = _tile_factor(m, c)
+        keep = 1.0 / (1.0 - p)
+        if x.dtype == torch.float32 and bn_kernels.available():
+            y = torch.empty_like(x, memory_format=torch.channels_last)
+            yv = _wide(y, k)
+            mean, invstd = bn_kernels.forward(
+                _wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv
+            )
+            if p > 0:
+                yv.view(-1)[_drop_positions(yv.numel(), p)] = 0.0
+            ctx.save_for_backward(x, y, weight, mean, invstd)
+            ctx.k, ctx.keep = k, keep
+            return y
         # bf16 maps (under autocast) are widened once: statistics, scale and shift are
         # computed in float32 as for float32 maps, and only the output is rounded back.
         low = x.dtype != torch.float32
@@ -84,7 +97,6 @@ class _BNReLUDropout(torch.autograd.Function):
         with torch.no_grad():
             running_mean.lerp_(mean, momentum)
             running_var.lerp_(var * (m / max(m - 1, 1)), momentum)
-        keep = 1.0 / (1.0 - p)
         scale = weight.detach() * invstd * keep
         shift = torch.addcmul(bias.detach() * keep, mean, scale, value=-1.0)
         tiled = torch.stack((scale, shift)).repeat(1, k)  # one small op instead of two
@@ -106,8 +118,12 @@ class _BNReLUDropout(torch.autograd.Function):
         xv = _wide(x, k)
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
         # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
-        g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
         low = x.dtype != torch.float32
+        if not low and bn_kernels.available():
+            dx = torch.empty_like(x, memory_format=torch.channels_last)
+            gw, gb = bn_kernels.backward(dyv, _wide(y, k), xv, weight, mean, invstd, keep, c, _wide(dx, k))
+            return dx, gw, gb, None, None, None, None, None
+        g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
         if low:  # bf16 maps: the sums and dx in float32, dx rounded to the map's dtype at the end
             g, xv = g.float(), xv.float()
         sum_g = _channel_sum(g, k, c)

@@ -1,0 +1,158 @@
+"""The fused BatchNorm-ReLU unit's float32 arithmetic as two compiled loops each way (numba).
+
+Written with torch ops (fused.py's eager body), one unit costs about 11 memory
+passes and 40 small ops (each a few microseconds of dispatch); on the 2-core
+AMX Xeon the units were half of a flagship training step (docs/performance.md,
+"The unit as compiled loops"). Here a unit is one call each way:
+
+- forward: per-channel sums of x and x^2 (one read), then everything per
+  channel (mean, variance, the running statistics, scale and shift), then
+  y = max(x * scale + shift, 0) (one read, one write);
+- backward: the sums of g and g * x, where g is dy masked by y > 0 (one read
+  of dy, y and x), then dx = g * a + x * k2 + k3 (a second read, one write).
+
+They work on fused.py's wide (rows, k * C) view, so the inner loop runs over
+k * C contiguous lanes and vectorises. Each thread sums its block of rows in
+float32, the blocks are added in float64. Dropout stays with the caller, which
+zeroes its positions in y (the same RNG draws as the eager body).
+
+numba is optional: where it is missing or cannot compile, or MNISTLITE_NUMBA=0,
+`available()` is False and fused.py runs its torch-ops body. The first
+`available()` compiles the loops (about 4 s on 2 cores; numba caches them on
+disk, after which a process loads them in well under a second).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+_STATE: dict[str, Any] = {}
+
+
+def available() -> bool:
+    """Can the compiled loops run here (numba importable, compiling, and not switched off)?
+
+    The first call compiles both loops on a tiny map (or loads them from numba's
+    cache), so that a run's first step, and a calibration's timing, do not pay it.
+    """
+    if _OFF[0] or os.environ.get("MNISTLITE_NUMBA", "").strip() == "0":
+        return False
+    if "ok" not in _STATE:
+        _STATE["ok"] = False
+        try:
+            _STATE["kernels"] = _compile()
+            _STATE["ok"] = _smoke()
+        except ImportError as e:
+            _STATE["why_not"] = f"numba is not installed ({e})"
+        except Exception as e:  # noqa: BLE001  (a numba that cannot compile here: the torch ops still can)
+            _STATE["why_not"] = f"numba failed to compile the loops: {type(e).__name__}: {e}"
+    return bool(_STATE["ok"])
+
+
+def why_not() -> str:
+    """Why the loops do not run ("" where they do)."""
+    if _OFF[0] or os.environ.get("MNISTLITE_NUMBA", "").strip() == "0":
+        return "switched off (MNISTLITE_NUMBA=0)" if not _OFF[0] else "switched off"
+    return "" if available() else _STATE.get("why_not", "unavailable")
+
+
+_OFF = [False]
+
+
+@contextmanager
+def switched_off() -> Iterator[None]:
+    """The unit runs its torch-ops body for the block (bench times both), then as before."""
+    before = _OFF[0]
+    _OFF[0] = True
+    try:
+        yield
+    finally:
+        _OFF[0] = before
+
+
+@contextmanager
+def _threads() -> Iterator[None]:
+    """Run the loops on torch's thread count (a run's `threads`), and leave torch's as it was.
+
+    numba's OpenMP layer shares the process's libgomp with torch, and starting its
+    pool sets the OpenMP thread count for both: without the reset, a one-thread
+    run (`--jobs 2 --threads 1`) went on with two threads after its first unit.
+    """
+    import numba
+
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+def _compile() -> tuple[Any, Any]:
+    from . import bn_loops
+
+    return bn_loops.forward, bn_loops.backward
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def forward(
+    xv: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    momentum: float,
+    eps: float,
+    keep: float,
+    c: int,
+    yv: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill the wide view `yv` with relu(bn(x)) * keep, update the running statistics in place;
+    return (mean, invstd) per channel for the backward pass."""
+    fwd, _ = _STATE["kernels"]
+    with _threads():
+        mean, invstd = fwd(
+            _np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), momentum, eps, keep, c, _np(yv)
+        )
+    return torch.from_numpy(mean), torch.from_numpy(invstd)
+
+
+def backward(
+    dyv: torch.Tensor,
+    yv: torch.Tensor,
+    xv: torch.Tensor,
+    weight: torch.Tensor,
+    mean: torch.Tensor,
+    invstd: torch.Tensor,
+    keep: float,
+    c: int,
+    dxv: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill the wide view `dxv` with the input's gradient; return (grad weight, grad bias)."""
+    _, bwd = _STATE["kernels"]
+    with _threads():
+        gw, gb = bwd(_np(dyv), _np(yv), _np(xv), _np(weight), _np(mean), _np(invstd), keep, c, _np(dxv))
+    return torch.from_numpy(gw), torch.from_numpy(gb)
+
+
+def _smoke() -> bool:
+    """Both loops on a tiny map, checked against the formula: compiles them, or loads numba's cache."""
+    x = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
+    y, rm, rv = torch.empty_like(x), torch.zeros(2), torch.ones(2)
+    w, b = torch.ones(2), torch.zeros(2)
+    mean, invstd = forward(x, w, b, rm, rv, 0.1, 0.0, 1.0, 2, y)
+    dx = torch.empty_like(x)
+    backward(torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, dx)
+    # Channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds -2 and 4 (mean 1);
+    # with eps 0, channel 0's output is relu(x - 2).
+    return bool(torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0])))
