@@ -56,6 +56,20 @@ def test_asked_paths_and_where_the_unit_cannot_run():
     assert bp.for_run(cfg(), CPU, resumed={}).path == "fused"
 
 
+def test_the_reason_names_how_the_unit_computes():
+    """The log line and result.json say whether the unit ran its compiled loops or its torch ops."""
+    from mnistlite.models import bn_kernels
+
+    never = lambda *a, **k: pytest.fail("no calibration for an explicit path")  # noqa: E731
+    fused = cfg(bn_fusion="fused", precision="fp32")
+    kind = "compiled loops" if bn_kernels.available() else "torch ops ("
+    assert f"the unit as {kind}" in bp.resolve(fused, CPU, calibrate_fn=never).reason
+    with bn_kernels.switched_off():
+        assert bp.resolve(fused, CPU, calibrate_fn=never).reason.endswith("the unit as torch ops (switched off)")
+    assert bp.resolve(fused.replace(precision="bf16"), CPU, calibrate_fn=never).reason.endswith("(bf16 maps)")
+    assert bp.resolve(cfg(bn_fusion="torch"), CPU, calibrate_fn=never).reason == "asked"  # no unit, no kind
+
+
 def test_bad_values_are_one_line_errors():
     with pytest.raises(MnistliteError, match="--bn-fusion must be auto, fused or torch"):
         cfg(bn_fusion="fast")
@@ -126,13 +140,16 @@ def test_a_run_records_its_path_and_is_the_same_run_on_either(mnist_small, tmp_p
 
 
 def test_a_committed_sweep_reaggregates_without_training(tmp_path, monkeypatch):
-    """docs/results folders saved before bn_fusion are still the same runs: nothing trains."""
-    src = REPO / "docs" / "results" / "ladder" / "mnistlite_flagship"
-    out = tmp_path / "flagship"
+    """docs/results folders saved before bn_fusion are still the same runs: nothing trains.
+
+    The frontier's ladder runs: the flagship's were retrained after round 7 changed its recipe."""
+    src = REPO / "docs" / "results" / "ladder" / "mnistlite_frontier"
+    assert "bn_fusion" not in (src / "seed1" / rd.CONFIG).read_text()  # what this test is about
+    out = tmp_path / "frontier"
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.png", "model.pt"))
     monkeypatch.setattr("mnistlite.runs.plan.train_run", lambda *a, **k: pytest.fail("must not train"))
     monkeypatch.setattr("mnistlite.runs.seeds.plot_consistency", lambda *a: None)
-    base = TrainConfig.for_model("mnistlite_flagship")
+    base = TrainConfig.for_model("mnistlite_frontier")
     agg = run_seeds(base, [1, 2, 3, 4, 5], out, jobs="auto", echo=lambda s: None)
     committed = json.loads((src / CONSISTENCY_JSON).read_text())
     assert agg["final_test_acc"] == committed["final_test_acc"] and agg["config"] == committed["config"]

@@ -38,6 +38,17 @@ def test_the_rule_needs_more_jobs_to_pay_min_gain():
     assert splits.choose([row(1, 4, 100), row(2, 2, 104), row(4, 1, 110)])["jobs"] == 4
 
 
+def test_the_rule_counts_waves_of_runs():
+    """Five runs on two workers are three waves: two jobs must then beat one by 6/5 x MIN_GAIN."""
+    one, two = row(1, 2, 1000), row(2, 1, 1300)
+    assert splits.makespan(two, 5) == pytest.approx(3 * 2 / 1300)
+    assert splits.choose([one, two])["jobs"] == 2  # a long sweep: the total rate decides
+    assert splits.choose([one, two], runs=4)["jobs"] == 2  # 2 waves of 2: 4/1300 against 4/1000
+    assert splits.choose([one, two], runs=5)["jobs"] == 2  # 6/1300 = 4.6 against 5.0: 1.08x
+    assert splits.choose([one, row(2, 1, 1170)], runs=5)["jobs"] == 1  # 6/1170 = 5.1: slower in waves
+    assert splits.choose([one, row(2, 1, 1170)], runs=6)["jobs"] == 2  # no idle wave
+
+
 def test_jobs_flag_values():
     assert splits.parse_jobs("auto") == "auto" and splits.parse_jobs(" 3 ") == 3
     for bad in ("0", "-1", "two", ""):
