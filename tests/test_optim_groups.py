@@ -28,7 +28,7 @@ def test_defaults_are_one_group_of_every_parameter_in_order():
     assert len(groups) == 1
     assert [id(p) for p in groups[0]["params"]] == [id(p) for p in model.parameters()]
     opt = build_optimizer(model, _cfg())
-    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 1e-4
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == _cfg().weight_decay == 5e-4
 
 
 def test_old_saved_configs_are_the_same_runs():
@@ -48,7 +48,7 @@ def test_no_bias_decay_splits_off_exactly_biases_and_bn_weights():
     assert {names[id(p)] for p in bias["params"]} == _bias_like_names(model)
     assert "head.bias" in {names[id(p)] for p in bias["params"]}
     assert all(p.ndim == 4 or names[id(p)] == "head.weight" for p in rest["params"])
-    assert bias["weight_decay"] == 0.0 and rest["weight_decay"] == 1e-4
+    assert bias["weight_decay"] == 0.0 and rest["weight_decay"] == _cfg().weight_decay
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
 
 
