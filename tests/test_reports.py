@@ -618,3 +618,15 @@ target = ["Run again"]
     capsys.readouterr()
     assert main(args) == 0  # everything done: nothing retrained
     assert capsys.readouterr().out.count("done, skipped") == 2
+
+
+def test_recipe_diff_reads_an_older_config_by_the_same_run_rule():
+    """A config.json saved before a field existed ran with its default: not a change."""
+    from mnistlite.reports.recipe import recipe_diff
+
+    new = {**TrainConfig.for_model("mnistlite_flagship").to_dict(), "precision": "fp32"}  # as a run saves it
+    old = {k: v for k, v in new.items() if k not in ("elastic_alpha", "bias_decay", "model_sha256", "precision")}
+    assert recipe_diff(old, new) == []
+    old["weight_decay"] = 1e-4
+    assert recipe_diff(old, new) == [f"weight_decay 0.0001 -> {new['weight_decay']:g}"]
+    assert recipe_diff(old, {**new, "elastic_alpha": 16.0})[-1] == "elastic_alpha 0 -> 16"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import RUN_ONLY_FIELDS
+from ..config import RUN_ONLY_FIELDS, saved_value
 
 # Config fields a report does not list as the recipe: what differs between
 # steps by construction (model, seed), and the run-only fields of the same-run
@@ -97,8 +97,15 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set."""
-    a, b = recipe_fields(before), recipe_fields(after)
+    """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set.
+
+    A field one side's config.json lacks was saved before the field existed, and
+    that run ran with its default (the same-run rule's reading, config.saved_value):
+    it is a change only where the other side set something else.
+    """
+    keys = [*before, *(k for k in after if k not in before)]  # in saved order: reports stay stable
+    a = recipe_fields({k: saved_value(before, k) for k in keys})
+    b = recipe_fields({k: saved_value(after, k) for k in keys})
     out = diff(a, b)
     new = [f"{k} {value_text(v)}" for k, v in b.items() if k not in a]
     if new:
