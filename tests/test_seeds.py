@@ -179,3 +179,41 @@ def test_seeds_console_does_not_round_a_mean_across_the_target(tmp_path):
     text = format_aggregate(aggregate(tmp_path, [1, 2]))
     assert "test accuracy: 99.395 ± " in text  # two decimals would print 99.40, a mean that misses 99.4%
     assert "\n    2  99.395 ± " in text
+
+
+def test_seeds_reuse_links_an_earlier_sweeps_same_seeds(tmp_path, monkeypatch):
+    """`seeds --reuse DIR`: seeds 1-2 of an earlier sweep are linked, seed 3 trains, and a seed
+    of another recipe there is named and not linked."""
+    import mnistlite.runs.plan as plan
+    import mnistlite.runs.seeds as c
+
+    old = tmp_path / "five"
+    for s in (1, 2):
+        fake_run(old, s, [99.0, 99.3, 99.5])
+    fake_run(old, 3, [99.0, 99.3, 99.5])
+    cfg3 = rd.read_json(seed_dir(old, 3) / rd.CONFIG)
+    rd.write_json(seed_dir(old, 3) / rd.CONFIG, {**cfg3, "weight_decay": 0.123})
+    trained = []
+
+    def fake_train(cfg, *, run_dir, **_):
+        trained.append(cfg.seed)
+        fake_run(tmp_path / "ten", cfg.seed, [99.0, 99.3, 99.4])
+
+    monkeypatch.setattr(plan, "train", fake_train)
+    monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: None)
+    said: list[str] = []
+    base = TrainConfig.for_model("mnistlite_flagship")
+    agg = c.run_seeds(base, [1, 2, 3], tmp_path / "ten", reuse=[old], echo=said.append)
+    assert trained == [3] and agg["n"] == 3
+    assert any("seed 3:" in line and "weight_decay 0.123" in line for line in said)
+    assert all(seed_dir(tmp_path / "ten", s).is_symlink() for s in (1, 2))
+    assert not seed_dir(tmp_path / "ten", 3).is_symlink()
+
+
+def test_seeds_reuse_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    from mnistlite.cli import main
+
+    assert main(["seeds", "mnistlite_2k", "--reuse", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reuse" in err and "no such folder" in err
+    assert not (tmp_path / "s").exists()

@@ -89,6 +89,14 @@ def test_resume_skips_finished_runs(tuned, capsys):
             '[[candidates]]\nname = "sep"\nspec = {stages = [[8], [12]], transitions = [8], sep_stages = 2}\n',
             "candidate 'sep': spec.sep_stages must be 0 to 1: the first stage (a 1-channel input) stays plain",
         ),
+        (
+            '[[candidates]]\nname = "r"\nmodel = "mnistlite_2k"\nreuse = "nowhere"\n',
+            "nowhere does not exist",
+        ),
+        (
+            '[[candidates]]\nname = "r"\nmodel = "mnistlite_2k"\nreuse = 3\n',
+            "candidate 'r': `reuse` must be a folder or a list of folders, got 3",
+        ),
     ],
 )
 def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates, message):
@@ -97,6 +105,28 @@ def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_reuse_links_finished_same_runs_and_trains_the_rest(tuned, tmp_path, capsys):
+    """A later round names an earlier round's folders: same runs are linked, another config trains."""
+    _, argv, first = tuned
+    reuse = f'reuse = "{first / "ref"}"\n'
+    two = (
+        f'[[candidates]]\nname = "base"\nmodel = "mnistlite_2k"\n{reuse}'
+        f'[[candidates]]\nname = "wd"\nmodel = "mnistlite_2k"\nrecipe = {{weight_decay = 5e-4}}\n{reuse}'
+    )
+    data = argv[argv.index("--data-dir") + 1]
+    out = tmp_path / "round2"
+    assert main(["tune", str(tuning_file(tmp_path, two)), "--out", str(out), "--data-dir", data, *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "base/seed1: the same run, finished in" in printed and "1 of 2 run(s) to train" in printed
+    assert "wd/seed1:" in printed and "is another config (weight_decay" in printed
+    linked = out / "base" / "seed1"
+    assert linked.is_symlink() and not Path(linked.readlink()).is_absolute()
+    assert linked.resolve() == (first / "ref" / "seed1").resolve()
+    assert (out / "wd" / "seed1" / "result.json").is_file() and not (out / "wd" / "seed1").is_symlink()
+    rows = {r["name"]: r for r in json.loads((out / "tuning.json").read_text())["candidates"]}
+    assert rows["base"]["mean_final_val_acc"] is not None
 
 
 def test_rank_breaks_near_ties_by_params():

@@ -53,10 +53,13 @@ def run_tuning(
     seeds = tuple(seeds or tf.seeds)
     rd.prepare_run_dir(out, resume=True)
     runs = [
-        plan.plan_run(f"{c.name}/seed{s}", tf.config(c, s, overrides), run_dir(out, c, s), setup=partial(register, c))
+        plan.plan_run(
+            f"{c.name}/seed{s}", tf.config(c, s, overrides), run_dir(out, c, s), partial(register, c), c.reuse
+        )
         for c in tf.candidates
         for s in seeds
     ]
+    runs = plan.link_reused(runs, echo)
     for r in runs:
         if r.status == "done":
             echo(f"{r.label}: already done")

@@ -17,6 +17,8 @@ seeds, then the candidates:
     name = "pad1_bs64"
     spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
     recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
+    reuse = "../runs/round1/pad1_bs64"  # optional: an earlier round's folder of this candidate (relative
+                                  # to this file); its finished same runs are linked, not retrained
 
 This module reads and validates the file (everything before anything
 trains); tuning.py trains and ranks the candidates.
@@ -36,7 +38,7 @@ from .models.family import NetSpec, count_params
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEEDS = (1, 2)
 TOP_KEYS = ("budget", "val_size", "seeds", "models", "candidates")
-CANDIDATE_KEYS = ("name", "model", "spec", "recipe")
+CANDIDATE_KEYS = ("name", "model", "spec", "recipe", "reuse")
 # Set by the file or the command line for every candidate alike, so candidates compete on equal terms.
 NOT_IN_RECIPE = {
     "model": "use the candidate's `model` or `spec`",
@@ -58,6 +60,7 @@ class Candidate:
     from_spec: bool
     recipe: dict[str, Any]  # the file's overrides only
     params: int
+    reuse: tuple[Path, ...] = ()  # earlier folders of this candidate's runs (runs/plan.py link_reused)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,19 @@ def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, st
             raise MnistliteError(f"{label}: {e}") from None
     if params > budget:
         raise MnistliteError(f"{label}: {params:,} parameters > budget {budget:,}")
-    return Candidate(name, model, spec, "spec" in raw, recipe, params)
+    return Candidate(name, model, spec, "spec" in raw, recipe, params, parse_reuse(raw.get("reuse", []), label, src))
+
+
+def parse_reuse(raw: Any, label: str, src: str) -> tuple[Path, ...]:
+    """`reuse`: a folder or a list of folders, relative to the tuning file, each of which must exist."""
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(d, str) for d in items):
+        raise MnistliteError(f"{label}: `reuse` must be a folder or a list of folders, got {raw!r}")
+    folders = tuple(Path(src).parent / d for d in items)
+    missing = next((d for d in folders if not d.is_dir()), None)
+    if missing is not None:
+        raise MnistliteError(f"{label}: reuse folder {missing} does not exist")
+    return folders
 
 
 def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import MnistliteError
 from ..runs.seeds import format_aggregate, run_seeds
 from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_from_args, seeds_from_args
 
@@ -19,6 +20,14 @@ def register(sub) -> None:
         help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
     )
     p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
+    p.add_argument(
+        "--reuse",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="an earlier sweep folder: its finished seeds of the same recipe are linked into --out, "
+        "not trained again (repeatable)",
+    )
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)
     p.set_defaults(func=run)
@@ -28,7 +37,13 @@ def run(args) -> int:
     seeds = seeds_from_args(args)
     cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
-    agg = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=args.group)
+    reuse = [Path(d) for d in args.reuse]
+    missing = next((d for d in reuse if not d.is_dir()), None)
+    if missing is not None:
+        raise MnistliteError(f"--reuse {missing}: no such folder")
+    agg = run_seeds(
+        cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=args.group, reuse=reuse
+    )
     print(format_aggregate(agg))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

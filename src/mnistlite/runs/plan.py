@@ -13,6 +13,10 @@ that is already there is decided here, once, for every front-end:
   never deleted, then trained afresh. A folder holding files that are not a
   run's is refused: it is not ours to move. (`experiment` asks before moving a
   finished run of another config: --rerun-changed.)
+* not there yet, but a folder of the same name in one of the run's `reuse`
+  folders is a finished same run (by the same rule): **linked** there (a
+  relative symlink) instead of trained again, so a new round or a longer
+  seed list can build on finished runs without copying them (link_reused).
 
 Runs execute in this process one after another (jobs=1: one data load for
 all, a progress bar), or in a pool of `jobs` spawned worker processes, each
@@ -62,6 +66,7 @@ class PlannedRun:
     status: str = "new"  # new | done | resume | restart | changed (STATUS_TEXT)
     detail: str = ""
     setup: Callable[[], None] | None = None  # picklable; registers the model in a worker process
+    reuse: tuple[Path, ...] = ()  # folders whose finished same runs (same folder name) may be linked
 
 
 def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
@@ -88,9 +93,47 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
     return "restart", "interrupted before its first checkpoint"
 
 
-def plan_run(label: str, cfg: TrainConfig, run_dir: Path, setup: Callable[[], None] | None = None) -> PlannedRun:
+def plan_run(
+    label: str,
+    cfg: TrainConfig,
+    run_dir: Path,
+    setup: Callable[[], None] | None = None,
+    reuse: tuple[Path, ...] = (),
+) -> PlannedRun:
     status, detail = run_state(Path(run_dir), cfg)
-    return PlannedRun(label, cfg, Path(run_dir), status, detail, setup)
+    return PlannedRun(label, cfg, Path(run_dir), status, detail, setup, tuple(Path(d) for d in reuse))
+
+
+def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> list[PlannedRun]:
+    """Link each run not yet there to a finished same run in its `reuse` folders; those are then done.
+
+    The link is relative (the repository can move) and the folder linked to is
+    judged by run_state, the same rule that skips a finished run in place: a
+    reuse folder's run of another config is named and left alone, and the run
+    trains here.
+    """
+    out = []
+    for r in runs:
+        src = None
+        for d in r.reuse if r.status == "new" else ():
+            cand = d / r.run_dir.name
+            status, _ = run_state(cand, r.config) if cand.is_dir() else ("new", "")
+            if status == "done" and cand.resolve() != r.run_dir.resolve():
+                src = cand
+                break
+            if status == "changed":
+                why = ", ".join(describe_differences(rd.read_json(cand / rd.CONFIG), r.config))
+                echo(f"{r.label}: {cand} is another config ({why}); not linked")
+        if src is None:
+            out.append(r)
+            continue
+        if r.run_dir.is_dir():  # "new": an empty folder
+            r.run_dir.rmdir()
+        r.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        r.run_dir.symlink_to(os.path.relpath(src.resolve(), r.run_dir.parent.resolve()), target_is_directory=True)
+        echo(f"{r.label}: the same run, finished in {src}: linked")
+        out.append(replace(r, status="done", detail=f"linked to {src}"))
+    return out
 
 
 def move_aside(run_dir: Path) -> Path:

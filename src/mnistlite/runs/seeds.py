@@ -28,8 +28,8 @@ def seed_dir(out: Path, seed: int) -> Path:
     return out / f"seed{seed}"
 
 
-def plan_seeds(base: TrainConfig, seeds: list[int], out: Path) -> list[plan.PlannedRun]:
-    return [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s)) for s in seeds]
+def plan_seeds(base: TrainConfig, seeds: list[int], out: Path, reuse: Sequence[Path] = ()) -> list[plan.PlannedRun]:
+    return [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]
 
 
 def run_seeds(
@@ -42,6 +42,7 @@ def run_seeds(
     study: str | None = None,
     echo=print,
     group: str = "off",
+    reuse: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train `base` once per seed into `out/seed<k>/`, then aggregate.
 
@@ -50,10 +51,11 @@ def run_seeds(
     until none is left, so a sweep spreads over machines with no seed lost or
     trained twice (see search/sweep.py). `group` (off, auto, K): seeds trained
     together as one grouped network where that pays (runs/grouping.py).
+    `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
     """
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
-    runs = plan_seeds(base, seeds, out)
+    runs = plan.link_reused(plan_seeds(base, seeds, out, reuse), echo)
     if storage is not None:
         plan.execute_shared(runs, out, storage, study or f"seeds-{base.model}", echo)
     else:
