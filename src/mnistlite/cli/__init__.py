@@ -38,6 +38,7 @@ COMMANDS = [
     "experiment",
     "report",
     "compare",
+    "evaluate",
     "search",
     "tune",
     "export",

@@ -1,0 +1,109 @@
+"""`mnistlite evaluate RUN...`: trained runs scored again, plain and with test-time augmentation.
+
+The plain figure is recomputed from model.pt (it matches the run's last
+metrics row: the judged weights); the TTA figure (engine/tta.py) stands
+beside it with its number of views and is never written into a run's files.
+Choose TTA's settings on `--split val` (runs trained with --val-size) and
+only report `--split test`.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..errors import MnistliteError
+from ..runs import rundir as rd
+
+MAX_SHIFT = 4
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score trained runs again on val or test, plain and with small-shift test-time augmentation",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN", help="run directories, or sweep folders of seed<k>/ runs")
+    p.add_argument(
+        "--split", choices=("val", "test"), default="test", help="which split (val: the run's own held-out images)"
+    )
+    p.add_argument(
+        "--tta-shift",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"views shifted 1..N pixels left, right, up and down, plus the original: 4N+1 views "
+        f"(default 1, at most {MAX_SHIFT})",
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
+    p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
+    p.add_argument("--trust-code", action="store_true", help="allow rebuilding runs of your own model files")
+    p.set_defaults(func=run)
+
+
+def run_dirs(paths: list[str]) -> list[Path]:
+    """Run directories (holding model.pt); a sweep folder stands for its seed<k>/ runs, in seed order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / rd.MODEL).is_file():
+            out.append(p)
+            continue
+        if not p.is_dir():
+            raise MnistliteError(f"{p}: no such run directory")
+        seeds = [d for d in p.iterdir() if re.fullmatch(r"seed\d+", d.name) and (d / rd.MODEL).is_file()]
+        if not seeds:
+            raise MnistliteError(f"{p}: neither a finished run (no {rd.MODEL}) nor a folder of seed<k>/ runs")
+        out += sorted(seeds, key=lambda d: int(d.name[4:]))
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": sd, "min": min(values), "max": max(values)}
+
+
+def run(args) -> int:
+    from ..data import load_dataset
+    from ..deploy.predict import load_run
+    from ..engine.tta import score
+
+    if not 1 <= args.tta_shift <= MAX_SHIFT:
+        raise MnistliteError(f"--tta-shift must be 1 to {MAX_SHIFT} pixels, got {args.tta_shift}")
+    dirs = run_dirs(args.paths)
+    cache: dict[tuple[str, int, str | None], Any] = {}
+    rows = []
+    for d in dirs:
+        r = load_run(d, trust_code=args.trust_code)
+        cfg = r.config
+        if args.split == "val" and not cfg.val_size:
+            raise MnistliteError(f"{d}: trained without a validation split (--val-size 0); use --split test")
+        root = args.data_dir or (cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None)
+        key = (cfg.dataset, cfg.val_size, root)
+        if key not in cache:
+            cache[key] = load_dataset(cfg.dataset, data_dir=root, val_size=cfg.val_size, download=cfg.download)
+        split = getattr(cache[key], args.split)
+        s = score(r.model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)
+        rows.append({"run": str(d), "model": cfg.model, "seed": cfg.seed, "plain": s.plain, "tta": s.tta})
+        print(f"{d}: {args.split} plain {s.plain:.2f}%, TTA ({s.views} views) {s.tta:.2f}% ({s.tta - s.plain:+.2f})")
+    plain, tta = [r["plain"] for r in rows], [r["tta"] for r in rows]
+    summary = {
+        "n": len(rows),
+        "plain": _stats(plain),
+        "tta": _stats(tta),
+        "gain": _stats([t - p for p, t in zip(plain, tta)]),
+    }
+    if len(rows) > 1:
+        m = summary
+        print(
+            f"n={m['n']}: plain {m['plain']['mean']:.3f} ± {m['plain']['std']:.3f}%, TTA "
+            f"{m['tta']['mean']:.3f} ± {m['tta']['std']:.3f}%, gain {m['gain']['mean']:+.3f} "
+            f"(per run {m['gain']['min']:+.2f} to {m['gain']['max']:+.2f})"
+        )
+    if args.json:
+        views = 4 * args.tta_shift + 1
+        doc = {"split": args.split, "tta_shift": args.tta_shift, "views": views, "runs": rows, "summary": summary}
+        rd.write_json(Path(args.json), doc)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,68 @@
+"""Test-time augmentation by small translations: reported beside the plain figure, never in it.
+
+A view moves the whole image by (dx, dy) pixels and fills what it uncovers
+with the background (the normalised 0 pixel, not a wrap-around: `torch.roll`
+would carry a stroke across the border); the model's softmax is averaged over
+the identity and the shifts of 1..N pixels left, right, up and down (4N + 1
+views). Issue 14 names it among airbench's tricks that transfer to digits.
+It costs 4N + 1 forward passes per image, a price a deployed model pays at
+every prediction, so every table keeps reporting the plain figure and this
+one is stated separately, with its number of views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Split
+from .evaluation import evaluate
+
+
+def views(max_shift: int) -> list[tuple[int, int]]:
+    """(dx, dy) of each view: the identity, then 1..max_shift pixels in the four directions."""
+    out = [(0, 0)]
+    for k in range(1, max_shift + 1):
+        out += [(k, 0), (-k, 0), (0, k), (0, -k)]
+    return out
+
+
+def shift(x: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
+    """`x` (N, C, H, W) moved dx pixels right and dy down; the uncovered border is `fill`."""
+    if dx == 0 and dy == 0:
+        return x
+    h, w = x.shape[-2:]
+    out = torch.full_like(x, fill)
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+@torch.no_grad()
+def tta_accuracy(model: nn.Module, split: Split, batch_size: int, max_shift: int, fill: float) -> float:
+    """Accuracy (%) of the softmax averaged over views(max_shift), in eval mode."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size]
+        y = split.labels[start : start + batch_size]
+        probs = sum(F.softmax(model(shift(x, dx, dy, fill)).float(), dim=1) for dx, dy in views(max_shift))
+        correct += int((torch.as_tensor(probs).argmax(1) == y).sum())
+    return 100.0 * correct / len(split)
+
+
+@dataclass(frozen=True)
+class TtaScore:
+    plain: float  # accuracy (%) of the model as trained, one view
+    tta: float  # with the views averaged
+    views: int
+
+
+def score(model: nn.Module, split: Split, max_shift: int, fill: float, batch_size: int = 1000) -> TtaScore:
+    """The plain and the averaged accuracy of one model on one split."""
+    _, plain = evaluate(model, split, batch_size)
+    return TtaScore(plain, tta_accuracy(model, split, batch_size, max_shift, fill), len(views(max_shift)))

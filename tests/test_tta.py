@@ -1,0 +1,75 @@
+"""engine/tta.py and `mnistlite evaluate`: small-shift test-time augmentation, reported beside the plain figure."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from mnistlite.cli import main
+from mnistlite.data import Split
+from mnistlite.engine.tta import score, shift, views
+
+
+def test_views_are_the_identity_and_four_directions_per_pixel():
+    assert views(1) == [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    v = views(3)
+    assert len(v) == 13 == len(set(v)) and max(max(abs(a), abs(b)) for a, b in v) == 3
+
+
+def test_shift_moves_content_and_fills_with_the_background():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    right = shift(x, 1, 0, fill=-1.0)
+    assert right[0, 0, :, 0].tolist() == [-1.0] * 4 and torch.equal(right[..., 1:], x[..., :3])
+    up = shift(x, 0, -2, fill=-1.0)
+    assert torch.equal(up[..., :2, :], x[..., 2:, :]) and up[..., 2:, :].eq(-1.0).all()
+    assert shift(x, 0, 0, fill=-1.0) is x
+    back = shift(shift(x, -1, 1, fill=0.0), 1, -1, fill=0.0)  # the interior survives a round trip
+    assert torch.equal(back[..., :3, 1:], x[..., :3, 1:])
+
+
+def test_a_shift_invariant_model_gains_nothing():
+    """Logits from the image's total ink: unchanged by shifts that keep the digit inside."""
+    torch.manual_seed(0)
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 10:18, 10:18] = torch.rand(64, 1, 8, 8)
+    labels = torch.randint(0, 10, (64,))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 1, bias=False), nn.Linear(1, 10))
+    nn.init.ones_(model[1].weight)
+    s = score(model, Split(images, labels), max_shift=2, fill=0.0, batch_size=16)
+    assert s.views == 9 and s.tta == pytest.approx(s.plain)
+
+
+def test_evaluate_a_run_plain_matches_a_fresh_score(flagship_run, data_root, tmp_path, capsys):
+    from mnistlite.data import load_dataset
+    from mnistlite.deploy.predict import load_run
+    from mnistlite.engine.evaluation import evaluate
+
+    out = tmp_path / "tta.json"
+    argv = ["evaluate", str(flagship_run), "--data-dir", str(data_root), "--json", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["split"] == "test" and doc["views"] == 5 and doc["summary"]["n"] == 1
+    test = load_dataset("mnist", data_dir=str(data_root), download=False).test
+    _, plain = evaluate(load_run(flagship_run).model, test, 1000)
+    assert doc["runs"][0]["plain"] == pytest.approx(plain)
+    assert "TTA (5 views)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--split", "val"], "trained without a validation split"),
+        (["--tta-shift", "9"], "--tta-shift must be 1 to 4"),
+    ],
+)
+def test_evaluate_refuses_in_one_line(flagship_run, data_root, capsys, extra, message):
+    assert main(["evaluate", str(flagship_run), "--data-dir", str(data_root), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_evaluate_a_folder_without_runs_is_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nor a folder of seed<k>/ runs" in err
