@@ -56,6 +56,10 @@ class TrainConfig:
     bias_lr_scale: float = 1.0  # their learning rate, as a multiple of the rest's
     bias_decay: bool = True  # does weight_decay apply to them?
     bn_scale_frozen: bool = False  # BatchNorm weights (scales) stay at 1, never trained
+    # airbench's whitening first layer (engine/whiten.py): the input convolution starts as
+    # the principal directions of the training images' patches, scaled to unit variance;
+    # off | init (then trained) | frozen (never trained).
+    whiten: str = "off"
 
     # --- learning-rate schedule ------------------------------------------------
     scheduler: str = "none"  # none | step | onecycle
@@ -190,6 +194,8 @@ class TrainConfig:
                 raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise bad("precision", f"must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.whiten not in ("off", "init", "frozen"):
+            raise bad("whiten", f"must be off, init or frozen, got {self.whiten!r}")
         if self.bn_fusion not in ("auto", "fused", "torch"):
             raise bad("bn_fusion", f"must be auto, fused or torch, got {self.bn_fusion!r}")
         if self.cuda_graph not in ("auto", "on", "off"):

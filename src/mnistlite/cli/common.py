@@ -25,6 +25,8 @@ _HELP = {
     "bias_lr_scale": "learning-rate multiplier for biases and BatchNorm weights",
     "bias_decay": "apply weight decay to biases and BatchNorm weights (--no-bias-decay: do not)",
     "bn_scale_frozen": "keep every BatchNorm scale at 1 (not trained)",
+    "whiten": "start the input convolution as a whitening of the training images' patches (airbench): "
+    "off, init (then trained) or frozen",
     "ema": "evaluate and save an EMA of the weights with this decay per step (e.g. 0.999); 0 = off",
     "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units, calibration finds it "
     "faster and bf16 is cleared for accuracy (today: fp32); the run's config.json records the choice",
@@ -41,6 +43,7 @@ _CHOICES = {
     "precision": ("auto", "fp32", "bf16"),
     "bn_fusion": ("auto", "fused", "torch"),
     "cuda_graph": ("auto", "on", "off"),
+    "whiten": ("off", "init", "frozen"),
 }
 
 

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..augment import AugmentSpec, BatchAugment
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
+from ..errors import MnistliteError
 from ..models import ModelEntry, get_entry
 from .optim import Schedule, build_optimizer
 from .precision import resolve as resolve_precision
@@ -108,6 +109,15 @@ def build_parts(
         model, note = accelerate(model)
         if echo is not None:
             echo(note)
+    if cfg.whiten != "off":
+        from .whiten import whiten_input_conv
+
+        try:
+            line = whiten_input_conv(model, data.train.images, frozen=cfg.whiten == "frozen")
+        except ValueError as e:
+            raise MnistliteError(f"--whiten {cfg.whiten}: {e}") from None
+        if echo is not None:
+            echo(line)
     model = model.to(device)
     # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
     # NHWC for these tiny channel counts; measured in docs/performance.md.
