@@ -26,6 +26,7 @@ trains); tuning.py trains and ranks the candidates.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def parse_reuse(raw: Any, label: str, src: str) -> tuple[Path, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(d, str) for d in items):
         raise MnistliteError(f"{label}: `reuse` must be a folder or a list of folders, got {raw!r}")
-    folders = tuple(Path(src).parent / d for d in items)
+    folders = tuple(Path(os.path.normpath(Path(src).parent / d)) for d in items)
     missing = next((d for d in folders if not d.is_dir()), None)
     if missing is not None:
         raise MnistliteError(f"{label}: reuse folder {missing} does not exist")

@@ -197,9 +197,10 @@ _register(
 # --- round 2 (docs/accuracy.md, "Round 2 below 2k and 1k") --------------------------
 # Each candidate changes one thing against its budget's round-1 pick.
 LIGHT = dict(weight_decay=5e-5, rotation=5.0, translate=0.05, scale=0.05)
+WIDE_2K: Plan = (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 18), ("sep", 21))
 _register(
     "tiny2k_wide",
-    (("conv", 8, 1), ("sep", 12), ("pool",), ("sep", 16), ("sep", 18), ("sep", 21)),
+    WIDE_2K,
     "Under 2k (1,990): tiny2k_sep widened to the budget in its last two units (round 2's pick).",
     ("under2k", "ladder"),
 )
@@ -272,4 +273,13 @@ _register(
     (("conv", 6), ("pool",), ("sepx", 9), ("sepx", 10), ("sepx", 11), ("sepx", 12)),
     "Round-5 candidate under 1k (990): a full conv, the pool at once, then four Xception-style separable units.",
     ("under1k",),
+)
+
+# --- round 6 (docs/accuracy.md, "Round 6 below 2k and 1k: weight decay 5e-4") ----------
+_register(
+    "tiny2k_wd",
+    WIDE_2K,
+    "Under 2k (1,990): tiny2k_wide with weight decay 5e-4 (round 6's pick, at its +0.10 threshold).",
+    ("under2k",),
+    weight_decay=5e-4,
 )
