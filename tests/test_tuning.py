@@ -127,6 +127,9 @@ def test_reuse_links_finished_same_runs_and_trains_the_rest(tuned, tmp_path, cap
     assert (out / "wd" / "seed1" / "result.json").is_file() and not (out / "wd" / "seed1").is_symlink()
     rows = {r["name"]: r for r in json.loads((out / "tuning.json").read_text())["candidates"]}
     assert rows["base"]["mean_final_val_acc"] is not None
+    assert rows["base"]["per_seed"]["1"]["linked_to"] == linked.readlink().as_posix()
+    assert "wd" not in {r["name"] for r in rows.values() if r["per_seed"]["1"].get("linked_to")}
+    assert "- base/seed1 -> `" in (out / "tuning.md").read_text()
 
 
 def test_rank_breaks_near_ties_by_params():

@@ -13,6 +13,7 @@ choosing on it would turn the test set into a second validation split.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from functools import partial
@@ -115,6 +116,7 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
         "wall_seconds": result.get("wall_seconds"),
         "device": device,
         "run_dir": where,
+        **({"linked_to": os.readlink(run)} if run.is_symlink() else {}),  # runs/plan.py link_reused
     }
 
 

@@ -83,6 +83,19 @@ def markdown(ranking: dict[str, Any]) -> str:
     ]
     if failed:
         parts += ["Runs without a result:", "", *failed, ""]
+    linked = [
+        f"- {r['name']}/seed{s} -> `{p['linked_to']}`"
+        for r in ranking["candidates"]
+        for s, p in r["per_seed"].items()
+        if p.get("linked_to")
+    ]
+    if linked:
+        parts += [
+            "Linked from earlier folders (the same runs by the same-run rule, not trained here):",
+            "",
+            *linked,
+            "",
+        ]
     return "\n".join(parts)
 
 
