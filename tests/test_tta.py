@@ -73,3 +73,12 @@ def test_evaluate_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nor a folder of seed<k>/ runs" in err
+
+
+def test_evaluate_the_shipped_weights_by_name(data_root, capsys):
+    """The flagship's shipped weights are seed 1 of its committed runs: the plain figure is theirs."""
+    from mnistlite.models.pretrained import pretrained_file
+
+    assert main(["evaluate", "mnistlite_flagship", "--data-dir", str(data_root)]) == 0
+    _, meta = pretrained_file("mnistlite_flagship")
+    assert f"test plain {meta['final_test_acc']:.2f}%" in capsys.readouterr().out

@@ -25,7 +25,12 @@ def register(sub) -> None:
         "evaluate",
         help="score trained runs again on val or test, plain and with small-shift test-time augmentation",
     )
-    p.add_argument("paths", nargs="+", metavar="RUN", help="run directories, or sweep folders of seed<k>/ runs")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN",
+        help="run directories, sweep folders of seed<k>/ runs, or a model name with shipped weights",
+    )
     p.add_argument(
         "--split", choices=("val", "test"), default="test", help="which split (val: the run's own held-out images)"
     )
@@ -44,10 +49,13 @@ def register(sub) -> None:
 
 
 def run_dirs(paths: list[str]) -> list[Path]:
-    """Run directories (holding model.pt); a sweep folder stands for its seed<k>/ runs, in seed order."""
+    """Run directories (holding model.pt); a sweep folder stands for its seed<k>/ runs, in seed order;
+    a registered name with shipped weights (mnistlite_flagship) stands for them."""
+    from ..models.pretrained import has_pretrained
+
     out: list[Path] = []
     for p in map(Path, paths):
-        if (p / rd.MODEL).is_file():
+        if (p / rd.MODEL).is_file() or (not p.exists() and has_pretrained(str(p))):  # a name: its shipped weights
             out.append(p)
             continue
         if not p.is_dir():
