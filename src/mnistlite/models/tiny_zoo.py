@@ -202,7 +202,7 @@ _register(
     "tiny2k_wide",
     WIDE_2K,
     "Under 2k (1,990): tiny2k_sep widened to the budget in its last two units (round 2's pick).",
-    ("under2k", "ladder"),
+    ("under2k",),
 )
 _register(
     "tiny2k_sepx",
@@ -280,6 +280,6 @@ _register(
     "tiny2k_wd",
     WIDE_2K,
     "Under 2k (1,990): tiny2k_wide with weight decay 5e-4 (round 6's pick, at its +0.10 threshold).",
-    ("under2k",),
+    ("under2k", "ladder"),
     weight_decay=5e-4,
 )
