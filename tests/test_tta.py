@@ -61,6 +61,7 @@ def test_evaluate_a_run_plain_matches_a_fresh_score(flagship_run, data_root, tmp
     [
         (["--split", "val"], "trained without a validation split"),
         (["--tta-shift", "9"], "--tta-shift must be 1 to 4"),
+        (["--json", "/nonexistent-folder/x.json"], "folder /nonexistent-folder does not exist"),
     ],
 )
 def test_evaluate_refuses_in_one_line(flagship_run, data_root, capsys, extra, message):

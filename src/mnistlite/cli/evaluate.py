@@ -79,6 +79,8 @@ def run(args) -> int:
 
     if not 1 <= args.tta_shift <= MAX_SHIFT:
         raise MnistliteError(f"--tta-shift must be 1 to {MAX_SHIFT} pixels, got {args.tta_shift}")
+    if args.json and not Path(args.json).resolve().parent.is_dir():  # before minutes of scoring, not after
+        raise MnistliteError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
     dirs = run_dirs(args.paths)
     cache: dict[tuple[str, int, str | None], Any] = {}
     rows = []
