@@ -142,14 +142,14 @@ def test_a_run_records_its_path_and_is_the_same_run_on_either(mnist_small, tmp_p
 def test_a_committed_sweep_reaggregates_without_training(tmp_path, monkeypatch):
     """docs/results folders saved before bn_fusion are still the same runs: nothing trains.
 
-    The frontier's ladder runs: the flagship's were retrained after round 7 changed its recipe."""
-    src = REPO / "docs" / "results" / "ladder" / "mnistlite_frontier"
+    The 3k ladder runs: the flagship's and the frontier's were retrained after their recipes changed."""
+    src = REPO / "docs" / "results" / "ladder" / "mnistlite_3k"
     assert "bn_fusion" not in (src / "seed1" / rd.CONFIG).read_text()  # what this test is about
     out = tmp_path / "frontier"
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.png", "model.pt"))
     monkeypatch.setattr("mnistlite.runs.plan.train_run", lambda *a, **k: pytest.fail("must not train"))
     monkeypatch.setattr("mnistlite.runs.seeds.plot_consistency", lambda *a: None)
-    base = TrainConfig.for_model("mnistlite_frontier")
+    base = TrainConfig.for_model("mnistlite_3k")
     agg = run_seeds(base, [1, 2, 3, 4, 5], out, jobs="auto", echo=lambda s: None)
     committed = json.loads((src / CONSISTENCY_JSON).read_text())
     assert agg["final_test_acc"] == committed["final_test_acc"] and agg["config"] == committed["config"]
