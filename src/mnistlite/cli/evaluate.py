@@ -10,12 +10,12 @@ only report `--split test`.
 from __future__ import annotations
 
 import re
-import statistics
 from pathlib import Path
 from typing import Any
 
 from ..errors import MnistliteError
 from ..runs import rundir as rd
+from ..runs.seeds import spread
 
 MAX_SHIFT = 4
 
@@ -67,11 +67,6 @@ def run_dirs(paths: list[str]) -> list[Path]:
     return out
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": sd, "min": min(values), "max": max(values)}
-
-
 def run(args) -> int:
     from ..data import load_dataset
     from ..deploy.predict import load_run
@@ -100,9 +95,9 @@ def run(args) -> int:
     plain, tta = [r["plain"] for r in rows], [r["tta"] for r in rows]
     summary = {
         "n": len(rows),
-        "plain": _stats(plain),
-        "tta": _stats(tta),
-        "gain": _stats([t - p for p, t in zip(plain, tta)]),
+        "plain": spread(plain),
+        "tta": spread(tta),
+        "gain": spread([t - p for p, t in zip(plain, tta)]),
     }
     if len(rows) > 1:
         m = summary

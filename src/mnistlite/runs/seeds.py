@@ -83,7 +83,7 @@ def run_seeds(
     return agg
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def spread(values: list[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -100,11 +100,11 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
     epochs = min(len(r) for r in runs.values())
     per_epoch = []
     for e in range(epochs):
-        row: dict[str, Any] = {"epoch": e + 1, "test_acc": _stats([runs[s][e]["test_acc"] for s in seeds])}
+        row: dict[str, Any] = {"epoch": e + 1, "test_acc": spread([runs[s][e]["test_acc"] for s in seeds])}
         if all(runs[s][e].get("val_acc") is not None for s in seeds):
-            row["val_acc"] = _stats([runs[s][e]["val_acc"] for s in seeds])
+            row["val_acc"] = spread([runs[s][e]["val_acc"] for s in seeds])
         if all(runs[s][e].get("raw_test_acc") is not None for s in seeds):  # --ema runs: reported only
-            row["raw_test_acc"] = _stats([runs[s][e]["raw_test_acc"] for s in seeds])
+            row["raw_test_acc"] = spread([runs[s][e]["raw_test_acc"] for s in seeds])
         per_epoch.append(row)
     per_seed = {}
     for s in seeds:
@@ -128,8 +128,8 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         "epochs": epochs,
         "target": target,
         "goal": f"test accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
-        "final_test_acc": _stats(final),
-        "last3_min_test_acc": _stats([per_seed[str(s)]["last3_min_test_acc"] for s in seeds]),
+        "final_test_acc": spread(final),
+        "last3_min_test_acc": spread([per_seed[str(s)]["last3_min_test_acc"] for s in seeds]),
         "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
         "per_epoch": per_epoch,
         "per_seed": per_seed,
@@ -138,12 +138,12 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
     }
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
-        agg["final_val_acc"] = _stats(vals)
+        agg["final_val_acc"] = spread(vals)
     raw: dict[int, list[Any]] = {s: [r.get("raw_test_acc") for r in runs[s]] for s in seeds}
     if all(None not in r for r in raw.values()):  # --ema runs: the raw weights of the same runs, reported only
         agg["raw_weights"] = {
-            "final_test_acc": _stats([r[-1] for r in raw.values()]),
-            "last3_min_test_acc": _stats([min(r[-LAST_EPOCHS:]) for r in raw.values()]),
+            "final_test_acc": spread([r[-1] for r in raw.values()]),
+            "last3_min_test_acc": spread([min(r[-LAST_EPOCHS:]) for r in raw.values()]),
             "seeds_passing_goal": sum(min(r[-LAST_EPOCHS:]) >= target for r in raw.values()),
         }
     return agg
