@@ -283,3 +283,21 @@ _register(
     ("under2k", "ladder"),
     weight_decay=5e-4,
 )
+
+# --- round 7 (docs/accuracy.md, "Round 7 below 2k and 1k: depth") ----------------------
+# Flagship round 11 found depth in the separable stage worth more than width at 8k (five
+# 30-wide units beat four 34-wide ones and the flagship). The same question at the bottom:
+# every separable unit after the pool at one width, one or two more of them.
+_register(
+    "tiny2k_deep",
+    (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5,
+    "Round-7 candidate under 2k (1,926): five 12-wide separable units after the pool instead of three widening ones.",
+    ("under2k",),
+    weight_decay=5e-4,
+)
+_register(
+    "tiny1k_deep",
+    (("conv", 6, 1), ("sep", 8), ("pool",)) + (("sep", 8),) * 4,
+    "Round-7 candidate under 1k (958): four 8-wide separable units after the pool instead of three widening ones.",
+    ("under1k",),
+)
