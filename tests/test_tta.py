@@ -1,6 +1,7 @@
 """engine/tta.py and `mnistlite evaluate`: small-shift test-time augmentation, reported beside the plain figure."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,9 @@ from torch import nn
 from mnistlite.cli import main
 from mnistlite.data import Split
 from mnistlite.engine.tta import score, shift, views
+from mnistlite.models.pretrained import catalogue
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_views_are_the_identity_and_four_directions_per_pixel():
@@ -76,10 +80,12 @@ def test_evaluate_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "nor a folder of seed<k>/ runs" in err
 
 
-def test_evaluate_the_shipped_weights_by_name(data_root, capsys):
-    """The flagship's shipped weights are seed 1 of its committed runs: the plain figure is theirs."""
+@pytest.mark.parametrize("name", sorted(catalogue()))
+def test_evaluate_the_shipped_weights_by_name(name, data_root, capsys):
+    """Shipped weights are seed 1 of committed runs: the bytes and the plain figure are that run's."""
     from mnistlite.models.pretrained import pretrained_file
 
-    assert main(["evaluate", "mnistlite_flagship", "--data-dir", str(data_root)]) == 0
-    _, meta = pretrained_file("mnistlite_flagship")
+    path, meta = pretrained_file(name)
+    assert path.read_bytes() == (ROOT / meta["run"] / "model.pt").read_bytes()
+    assert main(["evaluate", name, "--data-dir", str(data_root)]) == 0
     assert f"test plain {meta['final_test_acc']:.2f}%" in capsys.readouterr().out

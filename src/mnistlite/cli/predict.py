@@ -19,7 +19,7 @@ def register(sub) -> None:
         "model",
         metavar="MODEL",
         help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        "or mnistlite_flagship / mnistlite_frontier (shipped weights)",
+        "or mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k (shipped weights)",
     )
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument(

@@ -19,7 +19,7 @@ def register(sub) -> None:
         "model",
         metavar="MODEL",
         help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        "or mnistlite_flagship / mnistlite_frontier (shipped weights)",
+        "or mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k (shipped weights)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")

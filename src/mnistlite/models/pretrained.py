@@ -1,7 +1,7 @@
 """Weights shipped inside the package, as timm and torchvision ship theirs.
 
 Each file is the model.pt of seed 1 (the first seed, not the best one) of the
-model's committed five-seed run with its registered recipe; pretrained.json
+model's committed multi-seed run with its registered recipe; pretrained.json
 names that run, its SHA-256, and its final-epoch test accuracy. Tens of KB each.
 """
 
