@@ -8,7 +8,7 @@ import pytest
 from mnistlite.config import TrainConfig
 from mnistlite.config_files import parse_seeds
 from mnistlite.errors import MnistliteError
-from mnistlite.reports.leaderboard import attach_threads, markdown_table, plot_frontier
+from mnistlite.reports.leaderboard import attach_threads, markdown_table, pareto, plot_frontier
 from mnistlite.runs import rundir as rd
 from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
 
@@ -63,6 +63,17 @@ def test_markdown_table_and_frontier_plot(tmp_path):
     assert "2-4" in table  # epochs where the mean holds 99.4%
     plot_frontier([s], tmp_path / "f.png")
     assert (tmp_path / "f.png").is_file()
+
+
+def test_pareto_keeps_only_models_nothing_smaller_beats():
+    """The plot's step line: a larger model that is not better (the flagship beside sep8k) is off it."""
+
+    def row(name, params, mean):
+        return {"model": name, "params": params, "final_test_acc": {"mean": mean}}
+
+    rows = [row("big", 7766, 99.48), row("sep", 7746, 99.56), row("tiny", 998, 98.5), row("mid", 4526, 99.50)]
+    rows.append(row("same", 998, 98.4))  # as small as tiny, worse: off
+    assert [r["model"] for r in pareto(rows)] == ["tiny", "mid", "sep"]
 
 
 def test_ladder_cost_columns(tmp_path):

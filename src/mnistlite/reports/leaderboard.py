@@ -164,6 +164,16 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats with as few parameters: the params -> accuracy frontier."""
+    best, out = float("-inf"), []
+    for s in sorted(rows, key=lambda s: (s["params"], -s["final_test_acc"]["mean"])):
+        if s["final_test_acc"]["mean"] > best:
+            best = s["final_test_acc"]["mean"]
+            out.append(s)
+    return out
+
+
 def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     from ..runs.plots import plt
 
@@ -172,26 +182,52 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     ys = [s["final_test_acc"]["mean"] for s in rows]
     es = [s["final_test_acc"]["std"] for s in rows]
     lo = [s["final_test_acc"]["min"] for s in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=4, label="final test accuracy, mean ± std")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label="final test accuracy, mean ± std")
+    front = pareto(rows)
+    # A step line: the best mean reachable with at most x parameters, so a larger
+    # model that is not better (the flagship beside sep8k) sits below it, not on it.
+    ax.step(
+        [s["params"] for s in front],
+        [s["final_test_acc"]["mean"] for s in front],
+        where="post",
+        color="tab:blue",
+        alpha=0.5,
+        label="best mean with at most x parameters",
+    )
     ax.plot(xs, lo, "v", color="gray", label="worst seed")
+    prev_x, stack = 0.0, 0
     for s, x, y in zip(rows, xs, ys):
+        # Neighbours closer than 30% in parameters would print on top of each other.
+        stack = stack + 1 if prev_x and x / prev_x < 1.3 else 0
+        prev_x = x
         ax.annotate(
-            f"{s['model']}\n({s['epochs']} ep, n={s['n']})",
+            f"{s['model']} (n={s['n']}" + (f", {s['epochs']} ep)" if s["epochs"] != 15 else ")"),
             (x, y),
             textcoords="offset points",
-            xytext=(5, -22),
+            xytext=(6, -14 - 11 * stack),
             fontsize=7,
         )
     for a in ANCHORS:
         ax.plot(a["params"], a["acc"], "x", color="tab:orange", ms=8)
-        label = f"{a['name']}: {a['acc']:.2f}%, {a['runs']}, {a['epochs']} ep"
-        ax.annotate(label, (a["params"], a["acc"]), textcoords="offset points", xytext=(5, 4), fontsize=6)
+        # Short, left of the mark in orange: the ladder's labels sit right and below; the
+        # anchors table printed under the plot gives each anchor's runs and epochs.
+        label = f"{a['name'].split('/')[-1]}: {a['acc']:.2f}%"
+        ax.annotate(
+            label,
+            (a["params"], a["acc"]),
+            textcoords="offset points",
+            xytext=(-6, 5),
+            ha="right",
+            fontsize=6,
+            color="tab:orange",
+        )
     ax.plot([], [], "x", color="tab:orange", label="public anchors (single or best-of runs)")
     ax.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}% target")
     ax.axvline(BUDGET, color="black", ls=":", lw=1, label=f"{BUDGET // 1000}k budget")
     ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
+    ax.set_xlim(250, 40000)  # room for the labels at both ends
+    ax.set_xlabel("trainable parameters (every model 15 epochs unless its label says otherwise)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
