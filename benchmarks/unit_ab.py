@@ -32,10 +32,20 @@ SHAPES = {
     "mnistlite_sep8k (batch 64)": [(64, 8, 28, 28), (64, 16, 26, 26), (64, 16, 13, 13), (64, 16, 11, 11)]
     + [(64, 30, s, s) for s in (11, 9, 9, 7, 7, 5, 5, 3, 3)],
     "mnistlite_flagship (batch 128)": [
-        (128, 8, 26, 26), (128, 16, 24, 24), (128, 10, 12, 12), (128, 16, 10, 10), (128, 16, 8, 8), (128, 16, 6, 6)
+        (128, 8, 26, 26),
+        (128, 16, 24, 24),
+        (128, 10, 12, 12),
+        (128, 16, 10, 10),
+        (128, 16, 8, 8),
+        (128, 16, 6, 6),
     ],
     "mnistlite8k_model3 (batch 128)": [
-        (128, 8, 26, 26), (128, 10, 24, 24), (128, 8, 12, 12), (128, 16, 10, 10), (128, 32, 8, 8), (128, 8, 4, 4)
+        (128, 8, 26, 26),
+        (128, 10, 24, 24),
+        (128, 8, 12, 12),
+        (128, 16, 10, 10),
+        (128, 32, 8, 8),
+        (128, 8, 4, 4),
     ],
 }
 
@@ -78,6 +88,14 @@ def run_once(mod, shape):
     return [mean, inv, y, rm, rv, gw, gb, dx]
 
 
+def fwd_bwd_us(mod, shape, reps: int) -> float:
+    c, xv, dy, w_, b = buffers(shape)
+    y, dx, rm, rv = np.empty_like(xv), np.empty_like(xv), np.zeros(c, np.float32), np.ones(c, np.float32)
+    mean, inv = mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y)
+    fwd = clock(lambda: mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y), reps)
+    return fwd + clock(lambda: mod.backward(dy, y, xv, w_, mean, inv, 1.0, c, dx), reps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True)
@@ -94,15 +112,10 @@ def main() -> None:
     )
     per_shape = {}
     for s in shapes:
-        c, xv, dy, w_, b = buffers(s)
-        y, dx, rm, rv = np.empty_like(xv), np.empty_like(xv), np.zeros(c, np.float32), np.ones(c, np.float32)
         times: dict[str, list[float]] = {"old": [], "new": []}
         for _ in range(a.rounds):
             for name, mod in (("old", old), ("new", new)):
-                mean, inv = mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y)
-                fwd = clock(lambda mod=mod: mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y), a.reps)
-                bwd = clock(lambda mod=mod, mean=mean, inv=inv: mod.backward(dy, y, xv, w_, mean, inv, 1.0, c, dx), a.reps)
-                times[name].append(fwd + bwd)
+                times[name].append(fwd_bwd_us(mod, s, a.reps))
         per_shape[s] = {k: statistics.median(v) for k, v in times.items()}
     models = {}
     for model, ss in SHAPES.items():

@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument(
         "run_dir",
         metavar="RUN_DIR",
-        help="a run directory (or its model.pt), or mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k (shipped weights)",
+        help="a run directory (or its model.pt), or a model with shipped weights "
+        "(mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k)",
     )
     p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (only onnx)")
     p.add_argument("--out", metavar="FILE", help="output .onnx file (default: RUN_DIR/model.onnx)")
