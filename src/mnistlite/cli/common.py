@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import typing
 from dataclasses import fields
@@ -10,6 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
+
+
+def shipped_names() -> str:
+    """The models with shipped weights ("a / b / c"), for help texts: read from the catalogue
+    file itself, because importing models/pretrained.py would load torch and every zoo."""
+    path = Path(__file__).resolve().parents[1] / "models" / "weights" / "pretrained.json"
+    return " / ".join(json.loads(path.read_text()))
+
 
 # Flags whose help the dataclass comments cannot give well enough.
 _HELP = {

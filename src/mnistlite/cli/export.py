@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .common import shipped_names
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -15,8 +17,7 @@ def register(sub) -> None:
     p.add_argument(
         "run_dir",
         metavar="RUN_DIR",
-        help="a run directory (or its model.pt), or a model with shipped weights "
-        "(mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k)",
+        help=f"a run directory (or its model.pt), or a model with shipped weights ({shipped_names()})",
     )
     p.add_argument("--format", choices=["onnx"], default="onnx", help="output format (only onnx)")
     p.add_argument("--out", metavar="FILE", help="output .onnx file (default: RUN_DIR/model.onnx)")

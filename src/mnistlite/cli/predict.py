@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .common import shipped_names
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,7 +21,7 @@ def register(sub) -> None:
         "model",
         metavar="MODEL",
         help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        "or mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k (shipped weights)",
+        f"or a model with shipped weights ({shipped_names()})",
     )
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument(

@@ -6,6 +6,8 @@ import ipaddress
 import socket
 import sys
 
+from .common import shipped_names
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,7 +21,7 @@ def register(sub) -> None:
         "model",
         metavar="MODEL",
         help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        "or mnistlite_flagship / mnistlite_frontier / mnistlite_sep8k (shipped weights)",
+        f"or a model with shipped weights ({shipped_names()})",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
