@@ -280,7 +280,7 @@ _register(
     "tiny2k_wd",
     WIDE_2K,
     "Under 2k (1,990): tiny2k_wide with weight decay 5e-4 (round 6's pick, at its +0.10 threshold).",
-    ("under2k", "ladder"),
+    ("under2k",),
     weight_decay=5e-4,
 )
 
@@ -300,4 +300,14 @@ _register(
     (("conv", 6, 1), ("sep", 8), ("pool",)) + (("sep", 8),) * 4,
     "Round-7 candidate under 1k (958): four 8-wide separable units after the pool instead of three widening ones.",
     ("under1k",),
+)
+
+# --- round 8 (docs/accuracy.md, "Round 8 below 2k: a faster weight average") ------------
+_register(
+    "tiny2k_deep_ema",
+    (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5,
+    "Under 2k (1,926): tiny2k_deep with an average of decay 0.998 (round 8's pick, +0.11).",
+    ("under2k", "ladder"),
+    weight_decay=5e-4,
+    ema=0.998,
 )
