@@ -288,9 +288,10 @@ _register(
 # Flagship round 11 found depth in the separable stage worth more than width at 8k (five
 # 30-wide units beat four 34-wide ones and the flagship). The same question at the bottom:
 # every separable unit after the pool at one width, one or two more of them.
+DEEP_2K: Plan = (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5
 _register(
     "tiny2k_deep",
-    (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5,
+    DEEP_2K,
     "Round-7 candidate under 2k (1,926): five 12-wide separable units after the pool instead of three widening ones.",
     ("under2k",),
     weight_decay=5e-4,
@@ -305,7 +306,7 @@ _register(
 # --- round 8 (docs/accuracy.md, "Round 8 below 2k: a faster weight average") ------------
 _register(
     "tiny2k_deep_ema",
-    (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5,
+    DEEP_2K,
     "Under 2k (1,926): tiny2k_deep with an average of decay 0.998 (round 8's pick, +0.11).",
     ("under2k", "ladder"),
     weight_decay=5e-4,
