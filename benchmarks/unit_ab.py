@@ -56,31 +56,29 @@ def clock(f, reps: int) -> float:
     return (time.perf_counter() - t0) / reps * 1e6
 
 
-def buffers(shape, seed=0):
+def unit_args(mod, shape, seed=0):
+    """(forward args, backward args) of one unit call on seeded data; runs the forward once."""
     n, c, h, w = shape
-    k = fused._tile_factor(n * h * w, c)
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.standard_normal(shape).astype(np.float32) * 3 + 1)
-    xv = fused._wide(x.contiguous(memory_format=torch.channels_last), k).numpy()
+    xv = fused._wide(x.contiguous(memory_format=torch.channels_last), fused._tile_factor(n * h * w, c)).numpy()
     dy = rng.standard_normal(xv.shape).astype(np.float32)
     w_, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
-    return c, xv, dy, w_, b
+    y, dx = np.empty_like(xv), np.empty_like(xv)
+    fwd = (xv, w_, b, np.zeros(c, np.float32), np.ones(c, np.float32), 0.1, 1e-5, 1.0, c, y)
+    mean, inv = mod.forward(*fwd)
+    return fwd, (dy, y, xv, w_, mean, inv, 1.0, c, dx)
 
 
-def run_once(mod, shape):
-    c, xv, dy, w_, b = buffers(shape)
-    y, dx, rm, rv = np.empty_like(xv), np.empty_like(xv), np.zeros(c, np.float32), np.ones(c, np.float32)
-    mean, inv = mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y)
-    gw, gb = mod.backward(dy, y, xv, w_, mean, inv, 1.0, c, dx)
-    return [mean, inv, y, rm, rv, gw, gb, dx]
+def outputs(mod, shape) -> list[np.ndarray]:
+    """Everything one forward + backward writes or returns: mean, invstd, y, running stats, grads, dx."""
+    fwd, bwd = unit_args(mod, shape)
+    return [bwd[4], bwd[5], fwd[-1], fwd[3], fwd[4], *mod.backward(*bwd), bwd[-1]]
 
 
 def fwd_bwd_us(mod, shape, reps: int) -> float:
-    c, xv, dy, w_, b = buffers(shape)
-    y, dx, rm, rv = np.empty_like(xv), np.empty_like(xv), np.zeros(c, np.float32), np.ones(c, np.float32)
-    mean, inv = mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y)
-    fwd = clock(lambda: mod.forward(xv, w_, b, rm, rv, 0.1, 1e-5, 1.0, c, y), reps)
-    return fwd + clock(lambda: mod.backward(dy, y, xv, w_, mean, inv, 1.0, c, dx), reps)
+    fwd, bwd = unit_args(mod, shape)
+    return clock(lambda: mod.forward(*fwd), reps) + clock(lambda: mod.backward(*bwd), reps)
 
 
 def main() -> None:
@@ -91,12 +89,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=200)
     a = ap.parse_args()
+    for f in (a.old, a.new):
+        if not Path(f).is_file():
+            print(
+                f"unit_ab.py: {f}: no such file (git show REV:src/mnistlite/models/bn_loops.py > FILE)", file=sys.stderr
+            )
+            raise SystemExit(2)
     set_threads(a.threads)
     old, new = load(a.old, "bl_old"), load(a.new, "bl_new")
     shapes = sorted({s for ss in SHAPES.values() for s in ss})
-    identical = all(
-        np.array_equal(p, q) for s in shapes for p, q in zip(run_once(old, s), run_once(new, s), strict=True)
-    )
+    identical = all(np.array_equal(p, q) for s in shapes for p, q in zip(outputs(old, s), outputs(new, s), strict=True))
     per_shape = {}
     for s in shapes:
         times: dict[str, list[float]] = {"old": [], "new": []}

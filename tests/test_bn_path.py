@@ -145,7 +145,7 @@ def test_a_committed_sweep_reaggregates_without_training(tmp_path, monkeypatch):
     The 3k ladder runs: the flagship's and the frontier's were retrained after their recipes changed."""
     src = REPO / "docs" / "results" / "ladder" / "mnistlite_3k"
     assert "bn_fusion" not in (src / "seed1" / rd.CONFIG).read_text()  # what this test is about
-    out = tmp_path / "frontier"
+    out = tmp_path / "mnistlite_3k"
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.png", "model.pt"))
     monkeypatch.setattr("mnistlite.runs.plan.train_run", lambda *a, **k: pytest.fail("must not train"))
     monkeypatch.setattr("mnistlite.runs.seeds.plot_consistency", lambda *a: None)
