@@ -268,3 +268,72 @@ def test_the_loops_keep_torchs_thread_count():
             assert torch.get_num_threads() == n
     finally:
         torch.set_num_threads(before)
+
+
+@needs_loops
+@pytest.mark.parametrize("p", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(128, 16, 24, 24), (7, 10, 5, 5)])
+def test_bf16_loops_match_the_bf16_torch_ops_body(monkeypatch, shape, p):
+    """bf16 maps through numba's loops (read as uint16 bits) and through the torch-ops body:
+    the same dropout positions, bf16 outputs within one rounding, float32 gradients and
+    running statistics up to float32 rounding."""
+    c = shape[1]
+    torch.manual_seed(7)
+    x = (torch.randn(shape) * 2 + 0.5).bfloat16().contiguous(memory_format=CL)
+    dy = torch.randn(shape).bfloat16().contiguous(memory_format=CL)
+    got = []
+    for numba_on in ("1", "0"):
+        monkeypatch.setenv("MNISTLITE_NUMBA", numba_on)
+        bn, xx = _bn(c), x.clone().requires_grad_()
+        torch.manual_seed(8)
+        y = bn_relu_dropout(xx, bn, p)
+        g = torch.autograd.grad(y, [xx, bn.weight, bn.bias], dy)
+        assert y.dtype == g[0].dtype == torch.bfloat16 and g[1].dtype == torch.float32
+        assert y.is_contiguous(memory_format=CL) and g[0].is_contiguous(memory_format=CL)
+        got.append((y, *g, bn.running_mean, bn.running_var))
+    (y1, dx1, *rest1), (y0, dx0, *rest0) = got
+    eps = 2.0**-8  # one bf16 rounding, relative
+    big = y0.float().abs() > 1e-2  # off the kink, where float32 rounding cannot flip the side
+    assert torch.equal((y1 == 0)[big], (y0 == 0)[big])
+    assert ((y1.float() - y0.float()).abs()[big] <= 2 * eps * y0.float().abs()[big]).all()
+    assert (dx1.float() - dx0.float()).abs().max() <= 4 * eps * dx0.float().abs().max()
+    for a, b in zip(rest1, rest0):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()) + 1e-6)
+
+
+@needs_loops
+def test_bf16_loops_round_as_torch_and_keep_nan():
+    """The loops' float32 -> bf16 rounding is torch's (nearest, ties to even) on every kind of
+    value, and a NaN made by arithmetic stays NaN: a diverged bf16 run still stops on its loss."""
+    import numba
+    import numpy as np
+
+    from mnistlite.models import bn_loops
+
+    @numba.njit
+    def narrow(v, out):
+        for i in range(v.size):
+            out[i] = bn_loops._narrow(v[i], out)
+
+    torch.manual_seed(9)
+    v = torch.cat(
+        (
+            torch.randn(20000) * torch.logspace(-40, 38, 20000),  # denormals to near the float32 top
+            torch.tensor([0.0, -0.0, float("inf"), float("-inf"), 3.4e38, -3.4e38, 1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8]),
+            torch.tensor([float("inf")]) - torch.tensor([float("inf")]),  # the default NaN
+        )
+    )
+    out = np.empty(v.numel(), np.uint16)
+    narrow(v.numpy(), out)
+    got = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
+    want = v.bfloat16()
+    assert torch.equal(got[:-1].view(torch.int16), want[:-1].view(torch.int16))
+    assert torch.isnan(got[-1])
+
+    x = torch.randn(4, 8, 6, 6).bfloat16().contiguous(memory_format=CL)
+    x[0, 0, 0, 0] = float("nan")
+    xx = x.clone().requires_grad_()
+    y = bn_relu_dropout(xx, _bn(8), 0.0)
+    assert torch.isnan(y[:, 0]).all() and not torch.isnan(y[:, 1:]).any()  # channel 0's mean is NaN
+    (dx,) = torch.autograd.grad(y, [xx], torch.ones_like(y))
+    assert torch.isnan(dx[:, 0]).any()

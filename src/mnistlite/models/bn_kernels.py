@@ -102,7 +102,12 @@ def _compile() -> tuple[Any, Any]:
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    # numpy has no bfloat16: the loops read its bits as uint16 (bn_loops._wide).
+    t = t.detach()
+    return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
 
 
 def forward(

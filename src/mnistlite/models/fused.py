@@ -74,7 +74,7 @@ class _BNReLUDropout(torch.autograd.Function):
         m = n * h * w
         k = _tile_factor(m, c)
         keep = 1.0 / (1.0 - p)
-        if x.dtype == torch.float32 and bn_kernels.available():
+        if x.dtype in bn_kernels.DTYPES and bn_kernels.available():
             y = torch.empty_like(x, memory_format=torch.channels_last)
             yv = _wide(y, k)
             mean, invstd = bn_kernels.forward(
@@ -121,11 +121,11 @@ class _BNReLUDropout(torch.autograd.Function):
         xv = _wide(x, k)
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
         # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
-        low = x.dtype != torch.float32
-        if not low and bn_kernels.available():
+        if x.dtype in bn_kernels.DTYPES and dy.dtype == x.dtype and bn_kernels.available():
             dx = torch.empty_like(x, memory_format=torch.channels_last)
             gw, gb = bn_kernels.backward(dyv, _wide(y, k), xv, weight, mean, invstd, keep, c, _wide(dx, k))
             return dx, gw, gb, None, None, None, None, None
+        low = x.dtype != torch.float32
         g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
         if low:  # bf16 maps: the sums and dx in float32, dx rounded to the map's dtype at the end
             g, xv = g.float(), xv.float()
