@@ -53,7 +53,7 @@ def test_explicit_precisions_and_the_deprecated_flag(units):
 def test_auto_is_fp32_until_bf16_is_cleared_for_accuracy(units, monkeypatch):
     units(["amx_bf16"])
     d = pr.resolve(cfg(), CPU, calibrate_fn=no_calibration)  # not cleared: no calibration either
-    assert d.precision == "fp32" and "not yet cleared" in d.reason and "AMX" in d.reason
+    assert d.precision == "fp32" and "not cleared for accuracy" in d.reason and "AMX" in d.reason
     assert d.line.startswith("precision: fp32 (auto: ")
     monkeypatch.setitem(pr.ACCURACY_CLEARED, "cpu", True)
     d = pr.resolve(cfg(), CPU, calibrate_fn=fake_calibration(1.6))
