@@ -337,3 +337,57 @@ def test_bf16_loops_round_as_torch_and_keep_nan():
     assert torch.isnan(y[:, 0]).all() and not torch.isnan(y[:, 1:]).any()  # channel 0's mean is NaN
     (dx,) = torch.autograd.grad(y, [xx], torch.ones_like(y))
     assert torch.isnan(dx[:, 0]).any()
+
+
+@needs_loops
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(128, 16, 24, 24), (5, 10, 13, 11), (2, 3, 3, 5)])
+def test_compiled_max_pool_is_torchs_bit_for_bit(shape, dtype):
+    """The 2x2 max-pool loops give torch's output and gradient exactly, on maps full of ties
+    (ReLU zeros, values on a coarse grid), odd edges, and NaN."""
+    from mnistlite.models.fused import _MaxPool2
+
+    torch.manual_seed(11)
+    x = torch.relu(torch.randint(-3, 4, shape).float() / 2).to(dtype).contiguous(memory_format=CL)
+    if x.numel() > 100:
+        x[:, :, ::7, ::5] = float("nan")
+    dy = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2).to(dtype).contiguous(memory_format=CL)
+    got, want = [], []
+    for fn, out in ((_MaxPool2.apply, got), (nn.MaxPool2d(2), want)):
+        xx = x.clone().requires_grad_()
+        y = fn(xx)
+        out += [y, *torch.autograd.grad(y, [xx], dy)]
+    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    for a, b in zip(got, want):
+        assert a.dtype == dtype and a.is_contiguous(memory_format=CL)
+        nan = torch.isnan(b)
+        assert torch.equal(torch.isnan(a), nan)  # a NaN's payload may differ: torch's bf16 kernel writes its own
+        assert torch.equal(a.view(bits)[~nan], b.contiguous(memory_format=CL).view(bits)[~nan])
+
+
+@needs_loops
+def test_sequential_takes_the_compiled_pool_only_where_it_is_torchs(monkeypatch):
+    """FusedSequential routes plain 2x2 pools in training to the loops; other pools, eval mode
+    and NCHW maps keep torch's layer."""
+    import mnistlite.models.fused as fused
+
+    calls = []
+    apply = fused._MaxPool2.apply
+    monkeypatch.setattr(fused._MaxPool2, "apply", lambda x: calls.append(x.shape) or apply(x))
+    x = torch.randn(4, 8, 12, 12).contiguous(memory_format=CL)
+    for pool, expect in (
+        (nn.MaxPool2d(2), 1),
+        (nn.MaxPool2d(2, 2), 1),
+        (nn.MaxPool2d(3), 0),
+        (nn.MaxPool2d(2, ceil_mode=True), 0),
+        (nn.MaxPool2d(2, padding=1), 0),
+    ):
+        calls.clear()
+        FusedSequential(pool).train()(x)
+        assert len(calls) == expect, pool
+    with pytest.raises(RuntimeError, match="too small"):  # torch's own error, not an empty map
+        FusedSequential(nn.MaxPool2d(2)).train()(torch.randn(2, 3, 1, 5).contiguous(memory_format=CL))
+    calls.clear()
+    FusedSequential(nn.MaxPool2d(2)).eval()(x)
+    FusedSequential(nn.MaxPool2d(2)).train()(x.contiguous())
+    assert calls == []

@@ -448,6 +448,50 @@ def test_fast_path_matches_plain_torch_gradients():
         torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
 
 
+def test_fast_path_routes_pools_in_forward_to_the_compiled_pool(monkeypatch):
+    """A pool written in forward (a module or F.max_pool2d(x, 2)) takes the compiled pool as a
+    Sequential's does; other pools stay torch's; outputs and gradients as plain torch's."""
+    import copy
+
+    from mnistlite.models import bn_kernels
+    from mnistlite.models.fastpath import accelerate
+
+    class Pools(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.b, self.p = nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.MaxPool2d(2)
+            self.h = nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = self.p(torch.relu(self.b(self.c(x))))  # 26 -> 13
+            x = torch.nn.functional.max_pool2d(x, 2)  # 13 -> 6
+            x = torch.nn.functional.max_pool2d(x, 3)  # not 2x2: torch's
+            return self.h(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    plain = Pools()
+    fast, note = accelerate(copy.deepcopy(plain))
+    assert "1 in forward" in note and "2 max-pools in forward on the compiled pool" in note, note
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for m in (plain, fast):
+        m.to(memory_format=torch.channels_last).train()
+        y = m(x)
+        y.square().sum().backward()
+        outs.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
+    for k, g in outs[0][1].items():
+        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
+    if bn_kernels.available():  # the loops, not torch's pool, ran in training
+        from mnistlite.models import fused
+
+        calls = []
+        apply = fused._MaxPool2.apply
+        monkeypatch.setattr(fused._MaxPool2, "apply", lambda t: calls.append(t.shape) or apply(t))
+        fast(x)
+        assert [tuple(c[2:]) for c in calls] == [(26, 26), (13, 13)]
+
+
 def test_untraceable_forward_falls_back_and_says_so():
     from mnistlite.models.fastpath import accelerate
 

@@ -29,7 +29,7 @@ def compare_bn_paths(
     cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
     rates: dict[str, list[float]] = {"fused": [], "torch": []}
     # Where the unit runs compiled loops, its torch-ops body is timed too: what the loops bought.
-    loops = bn_path.unit_kind(cfg) == "compiled loops" and not bn_path.applies(cfg, device)
+    loops = bn_path.unit_kind() == "compiled loops" and not bn_path.applies(cfg, device)
     if loops:
         rates["fused_ops"] = []
     for _ in range(rounds):
@@ -43,7 +43,7 @@ def compare_bn_paths(
     out: dict[str, Any] = {
         "precision": cfg.precision,
         "threads": torch.get_num_threads(),
-        "fused_unit": bn_path.unit_kind(cfg),
+        "fused_unit": bn_path.unit_kind(),
         "fused_train_images_per_s": round(med["fused"]),
         "torch_train_images_per_s": round(med["torch"]),
         "torch_speedup": round(med["torch"] / med["fused"], 3),

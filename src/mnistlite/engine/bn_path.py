@@ -93,18 +93,16 @@ def applies(cfg: Any, device: Any) -> str:
     return ""
 
 
-def unit_kind(cfg: Any) -> str:
-    """How the fused unit computes for cfg: numba's compiled loops (float32 maps, where numba
+def unit_kind() -> str:
+    """How the fused unit computes: numba's compiled loops (float32 and bf16 maps, where numba
     is installed: models/bn_kernels.py) or torch ops. Both give the same BatchNorm up to rounding."""
     from ..models import bn_kernels
 
-    if cfg.precision == "bf16":
-        return "torch ops (bf16 maps)"
     return "compiled loops" if bn_kernels.available() else f"torch ops ({bn_kernels.why_not()})"
 
 
 def _with_kind(d: Decision, cfg: Any) -> Decision:
-    return Decision(d.path, f"{d.reason}; the unit as {unit_kind(cfg)}") if d.path == "fused" else d
+    return Decision(d.path, f"{d.reason}; the unit as {unit_kind()}") if d.path == "fused" else d
 
 
 def resolve(cfg: Any, device: Any, entry: Any = None, calibrate_fn: Any = None) -> Decision:
@@ -135,7 +133,7 @@ def saved_bn_fusion(saved: dict[str, Any]) -> str:
 
 def cache_key(cfg: Any, device: Any, model: Any, threads: int) -> str:
     # The unit's kind is part of the key: figures timed on its torch-ops body say nothing of its loops.
-    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}|{cfg.precision}|{unit_kind(cfg)}"
+    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}|{cfg.precision}|{unit_kind()}"
 
 
 def calibrate(

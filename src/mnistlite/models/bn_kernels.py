@@ -1,4 +1,5 @@
-"""The fused BatchNorm-ReLU unit's float32 arithmetic as two compiled loops each way (numba).
+"""The fused BatchNorm-ReLU unit as two compiled loops each way (numba), on float32 or bf16 maps;
+and the 2x2 max-pool between units (pool_loops.py).
 
 Written with torch ops (fused.py's eager body), one unit costs about 11 memory
 passes and 40 small ops (each a few microseconds of dispatch); on the 2-core
@@ -95,10 +96,10 @@ def _threads() -> Iterator[None]:
             torch.set_num_threads(n)
 
 
-def _compile() -> tuple[Any, Any]:
-    from . import bn_loops
+def _compile() -> tuple[Any, Any, Any, Any]:
+    from . import bn_loops, pool_loops
 
-    return bn_loops.forward, bn_loops.backward
+    return bn_loops.forward, bn_loops.backward, pool_loops.forward, pool_loops.backward
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -124,7 +125,7 @@ def forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `yv` with relu(bn(x)) * keep, update the running statistics in place;
     return (mean, invstd) per channel for the backward pass."""
-    fwd, _ = _STATE["kernels"]
+    fwd = _STATE["kernels"][0]
     with _threads():
         mean, invstd = fwd(
             _np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), momentum, eps, keep, c, _np(yv)
@@ -144,10 +145,32 @@ def backward(
     dxv: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `dxv` with the input's gradient; return (grad weight, grad bias)."""
-    _, bwd = _STATE["kernels"]
+    bwd = _STATE["kernels"][1]
     with _threads():
         gw, gb = bwd(_np(dyv), _np(yv), _np(xv), _np(weight), _np(mean), _np(invstd), keep, c, _np(dxv))
     return torch.from_numpy(gw), torch.from_numpy(gb)
+
+
+def _nhwc(t: torch.Tensor) -> np.ndarray:
+    return _np(t.permute(0, 2, 3, 1))  # an (N, H, W, C) array on channels_last memory
+
+
+def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2, stride-2 max-pool of a channels_last map: (y, the winning positions for backward)."""
+    n, c, h, w = x.shape
+    y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
+    win = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
+    with _threads():
+        _STATE["kernels"][2](_nhwc(x), _nhwc(y), win.numpy())
+    return y, win
+
+
+def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The input's gradient: dy at each window's winner, zero elsewhere (channels_last)."""
+    dx = torch.empty(shape, dtype=dy.dtype, memory_format=torch.channels_last)
+    with _threads():
+        _STATE["kernels"][3](_nhwc(dy.contiguous(memory_format=torch.channels_last)), win.numpy(), _nhwc(dx))
+    return dx
 
 
 def _smoke() -> bool:
@@ -160,4 +183,8 @@ def _smoke() -> bool:
     backward(torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, dx)
     # Channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds -2 and 4 (mean 1);
     # with eps 0, channel 0's output is relu(x - 2).
-    return bool(torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0])))
+    ok = torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0]))
+    m = torch.arange(8.0).view(1, 2, 2, 2).contiguous(memory_format=torch.channels_last)
+    pooled, win = maxpool_forward(m)
+    grad = maxpool_backward(torch.ones_like(pooled), win, m.shape)
+    return bool(ok and pooled.flatten().tolist() == [3.0, 7.0] and grad.sum().item() == 2.0)

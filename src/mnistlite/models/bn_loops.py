@@ -3,7 +3,7 @@
 Each thread sums its block of rows of the wide (rows, k * C) view in float32
 lanes; the blocks, and the k lanes of each channel, are added in float64.
 
-The maps are float32, or bf16 seen as uint16 (torch's bfloat16 bits): `_wide`
+The maps are float32, or bf16 seen as uint16 (torch's bfloat16 bits): `widen`
 reads an element of either as float32, `_narrow` turns a result into an element
 of either (bf16: rounded to nearest, ties to even, as torch rounds), so one
 source serves both and numba compiles one specialisation per dtype. The float32
@@ -49,7 +49,7 @@ def _f32_to_bits(typingctx, f):  # pragma: no cover  (compiled)
     return types.uint32(types.float32), codegen
 
 
-def _wide(v):  # pragma: no cover  (a stub: numba compiles the overloads below)
+def widen(v):  # pragma: no cover  (a stub: numba compiles the overloads below)
     raise NotImplementedError
 
 
@@ -61,10 +61,10 @@ def _zero(a):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_wide, inline="always")
-def _wide_impl(v):  # pragma: no cover  (compiled)
+@overload(widen, inline="always")
+def _widen_impl(v):  # pragma: no cover  (compiled)
     if v == types.uint16:  # a bf16 is the high half of a float32
-        return lambda v: _bits_to_f32(np.uint32(v) << np.uint32(16))
+        return lambda v: _bits_to_f32(np.uint32(v) << np.uint32(16))  # type: ignore[call-arg]
     return lambda v: v
 
 
@@ -78,7 +78,7 @@ def _narrow_impl(v, a):  # pragma: no cover  (compiled)
             # a NaN made by arithmetic is the default NaN (low 16 bits zero), and one read
             # from bf16 has them zero too, so rounding cannot carry it into the exponent and
             # every NaN stays NaN (a diverged run still stops on its loss; tested).
-            u = _f32_to_bits(np.float32(v))
+            u = _f32_to_bits(np.float32(v))  # type: ignore[call-arg,var-annotated]
             return np.uint16((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
         return to_bf16
@@ -126,7 +126,7 @@ def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # 
             q[j] = 0.0
         for r in range(t * rows // nb, (t + 1) * rows // nb):
             for j in range(width):
-                v = _wide(xv[r, j])
+                v = widen(xv[r, j])
                 s[j] += v
                 q[j] += v * v
     s1, s2 = _per_channel(part, c)
@@ -148,7 +148,7 @@ def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # 
         shift[j] = bias[i] * keep - mean[i] * scale[j]
     for r in prange(rows):
         for j in range(width):
-            v = _wide(xv[r, j]) * scale[j] + shift[j]
+            v = widen(xv[r, j]) * scale[j] + shift[j]
             # Not `v > 0`: a NaN must pass, as through torch's relu, so that a diverged run's
             # loss turns NaN at once (engine/loop.py stops on it) instead of training on.
             y[r, j] = _narrow(_zero(y) if v <= 0.0 else v, y)
@@ -169,9 +169,9 @@ def backward(dyv, yv, xv, weight, mean, invstd, keep, c, dx):  # pragma: no cove
             q[j] = 0.0
         for r in range(t * rows // nb, (t + 1) * rows // nb):
             for j in range(width):
-                g = _wide(dyv[r, j]) if _wide(yv[r, j]) > 0.0 else _zero(dyv)
+                g = widen(dyv[r, j]) if widen(yv[r, j]) > 0.0 else _zero(dyv)
                 s[j] += g
-                q[j] += g * _wide(xv[r, j])
+                q[j] += g * widen(xv[r, j])
     sum_g, sum_gx = _per_channel(part, c)
     grad_w = np.empty(c, np.float32)
     grad_b = np.empty(c, np.float32)
@@ -194,6 +194,6 @@ def backward(dyv, yv, xv, weight, mean, invstd, keep, c, dx):  # pragma: no cove
         k3[j] = coef[2, j % c]
     for r in prange(rows):
         for j in range(width):
-            g = _wide(dyv[r, j]) if _wide(yv[r, j]) > 0.0 else _zero(dyv)
-            dx[r, j] = _narrow(g * a[j] + _wide(xv[r, j]) * k2[j] + k3[j], dx)
+            g = widen(dyv[r, j]) if widen(yv[r, j]) > 0.0 else _zero(dyv)
+            dx[r, j] = _narrow(g * a[j] + widen(xv[r, j]) * k2[j] + k3[j], dx)
     return grad_w, grad_b

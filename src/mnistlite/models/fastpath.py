@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .dropout import Dropout
-from .fused import FusedSequential, _fusable_bn, bn_relu_unit
+from .fused import FusedSequential, _fusable_bn, bn_relu_unit, is_plain_pool2, max_pool2_unit
 
 
 class _Tracer(fx.Tracer):
@@ -65,8 +65,47 @@ def _is_relu(node: fx.Node, mods: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
+_POOL_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}
+
+
+def _is_pool2(node: fx.Node, mods: dict[str, nn.Module]) -> bool:
+    """A plain 2x2 max-pool: an nn.MaxPool2d(2) module, or F.max_pool2d(x, 2) (fx records the
+    functional call with all its defaults spelt out as keywords)."""
+    if node.op == "call_module":
+        return is_plain_pool2(mods.get(str(node.target), nn.Identity()))
+    if node.op != "call_function" or node.target not in (F.max_pool2d, torch.max_pool2d):
+        return False
+    kw = {**_POOL_DEFAULTS, **node.kwargs}
+    if len(node.args) > 2:
+        kw["stride"] = node.args[2]
+    return (
+        len(node.args) in (2, 3)
+        and node.args[1] in (2, (2, 2))
+        and kw["stride"] in (None, 2, (2, 2))
+        and kw["padding"] in (0, (0, 0))
+        and kw["dilation"] in (1, (1, 1))
+        and not kw["ceil_mode"]
+        and not kw["return_indices"]
+        and set(kw) == set(_POOL_DEFAULTS)
+    )
+
+
+def _route_pools(gm: fx.GraphModule) -> None:
+    """Route the traced graph's plain 2x2 max-pools through `max_pool2_unit` (the compiled pool)."""
+    mods = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if not _is_pool2(node, mods):
+            continue
+        with gm.graph.inserting_before(node):
+            ref = (gm.graph.get_attr(str(node.target)),) if node.op == "call_module" else ()
+            unit = gm.graph.call_function(max_pool2_unit, (node.args[0], *ref))
+        node.replace_all_uses_with(unit)
+        gm.graph.erase_node(node)
+
+
 def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module, int, str]:
-    """Trace `model` and route its BN -> ReLU [-> Dropout] runs through the fused unit."""
+    """Trace `model` and route its BN -> ReLU [-> Dropout] runs through the fused unit (and,
+    in the same graph, its 2x2 max-pools through the compiled pool)."""
     loose = [m for m in model.modules() if _fusable_bn(m) and m not in covered]
     if not loose:
         return model, 0, ""
@@ -100,6 +139,7 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
         fused += 1
     if not fused:
         return model, 0, ""
+    _route_pools(gm)
     gm.graph.lint()
     gm.recompile()
     if set(gm.state_dict()) != set(model.state_dict()):  # e.g. a layer forward never calls
@@ -121,6 +161,10 @@ def accelerate(model: nn.Module) -> tuple[nn.Module, str]:
         parts.append(f"{traced} in forward (torch.fx)")
     if drops:
         parts.append(f"{drops} Dropout with the sparse mask")
+    if isinstance(model_out, fx.GraphModule):
+        pools = sum(1 for n in model_out.graph.nodes if n.target is max_pool2_unit)
+        if pools:
+            parts.append(f"{pools} max-pool{'s' if pools > 1 else ''} in forward on the compiled pool")
     line = "Fast path: " + ", ".join(parts)
     if fused < bns:
         line += f"; {bns - fused} run as plain torch" + (f": {why}" if why else "")

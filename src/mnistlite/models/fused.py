@@ -5,12 +5,13 @@ torch's BatchNorm, not the convolutions, was the most expensive layer: on
 28x28 maps with 8-16 channels its channels_last forward and backward each cost
 5-10 memory passes' worth of time. Written out by hand on an (M, C) view of the
 NHWC memory, one BN + ReLU + Dropout unit costs about five passes forward and
-five backward, and its gradients match torch's (tests/test_fused.py). On
-float32 maps the same arithmetic runs as numba-compiled loops where numba is
-installed (bn_kernels.py: two passes each way, no small ops; about 1.6-2x
-faster per unit); the torch-ops body below is the fallback. It also
-takes bf16 maps (bf16 autocast): statistics, scale, shift and the sums of the
-backward pass in float32 on the widened map, the output and dx rounded to bf16.
+five backward, and its gradients match torch's (tests/test_fused.py). Where
+numba is installed the same arithmetic runs as compiled loops (bn_kernels.py:
+two passes each way, no small ops; about 1.6-2x faster per unit), on float32
+maps and on bf16 maps (bf16 autocast) alike; the torch-ops body below is the
+fallback. bf16 maps keep statistics, scale, shift and the backward's sums in
+float32, with the output and dx rounded to bf16. The 2x2 max-pools between the
+units run as compiled loops too (pool_loops.py), torch's result bit for bit.
 
 Two tricks make that fast:
 - per-channel vectors are tiled k times so that the innermost dimension is k*C
@@ -39,13 +40,10 @@ from torch import nn
 from . import bn_kernels
 from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
 
-# bf16 maps (CPU autocast) take the unit too. Which is faster depends on the thread
-# count (benchmarks/precision.py, flagship step, medians, the 2-core AMX Xeon, under
-# the CPU lock): on 2 threads the unit wins in both dtypes (fp32 22.97 ms against
-# 28.50 ms through torch's BatchNorm + ReLU; bf16 21.52 against 23.56), on 1 thread
-# torch's layers win in both (fp32 31.81 against 37.07; bf16 22.29 against 33.22):
-# their kernels widen bf16 in registers and make one pass, this unit makes several
-# memory passes. docs/results/precision_step_cpu_amx_threads{1,2}.json.
+# bf16 maps (CPU autocast) take the unit too. Through the compiled loops a bf16 flagship
+# step took 9.8 ms against 14.6 ms in float32 (benchmarks/precision.py, 2 threads, the AMX
+# Xeon); through the torch-ops body (no numba) the unit makes several memory passes and
+# bf16 was slower than float32 there (docs/performance.md, "The AMX Xeon").
 FUSE_BF16 = True
 _LANES = 256  # floats per row of the wide view: several AVX-512 registers
 
@@ -150,6 +148,45 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
     return _BNReLUDropout.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps, p)
 
 
+class _MaxPool2(torch.autograd.Function):
+    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops (models/pool_loops.py):
+    torch's own result and gradient, bit for bit, in under half its time."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y, win = bn_kernels.maxpool_forward(x)
+        ctx.save_for_backward(win)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (win,) = ctx.saved_tensors
+        return bn_kernels.maxpool_backward(dy, win, ctx.shape)
+
+
+def is_plain_pool2(mod: nn.Module) -> bool:
+    """A plain 2x2, stride-2 max-pool (no padding, dilation, ceil mode or indices)?"""
+
+    def two(v: object) -> bool:
+        return v in (2, (2, 2))
+
+    return (
+        type(mod) is nn.MaxPool2d
+        and two(mod.kernel_size)
+        and (mod.stride is None or two(mod.stride))
+        and mod.padding in (0, (0, 0))
+        and mod.dilation in (1, (1, 1))
+        and not mod.ceil_mode
+        and not mod.return_indices
+    )
+
+
+def _loops_pool(x: torch.Tensor) -> bool:
+    # An input under 2x2 is left to torch, which refuses it with its own error.
+    return _nhwc_cpu(x) and x.dtype in bn_kernels.DTYPES and min(x.shape[2:]) >= 2 and bn_kernels.available()
+
+
 def _fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
@@ -217,9 +254,23 @@ class FusedSequential(nn.Sequential):
                     x = bn_relu_dropout(x, mod, p)
                     i += span
                     continue
+            if is_plain_pool2(mod) and _loops_pool(x) and not _hooked(mod):
+                x = _MaxPool2.apply(x)
+                i += 1
+                continue
             x = mod(x)
             i += 1
         return x
+
+
+def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tensor:
+    """A 2x2, stride-2 max-pool (`pool`, or `F.max_pool2d(x, 2)` where None): the compiled loops
+    where FusedSequential would take them, else torch's. What `models/fastpath.py` substitutes
+    for such a pool in a traced user `forward`."""
+    training = pool.training if pool is not None else torch.is_grad_enabled()
+    if training and _loops_pool(x) and not (pool is not None and _hooked(pool)):
+        return _MaxPool2.apply(x)
+    return pool(x) if pool is not None else nn.functional.max_pool2d(x, 2)
 
 
 def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
