@@ -29,6 +29,17 @@ from mnistlite.models import fused
 PLAIN_POOL = fused.is_plain_pool2
 
 
+def _ms_per_step(parts, batch: int, x: torch.Tensor, y: torch.Tensor, pool: bool, steps: int) -> float:
+    fused.is_plain_pool2 = PLAIN_POOL if pool else (lambda m: False)
+    for _ in range(3):
+        parts.step(x[:batch], y[:batch])
+    t0 = time.perf_counter()
+    for i in range(steps):
+        s = (i * batch) % (len(x) - batch)
+        parts.step(x[s : s + batch], y[s : s + batch])
+    return (time.perf_counter() - t0) / steps * 1000
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["mnistlite_flagship", "mnistlite8k_model3"])
@@ -49,22 +60,14 @@ def main() -> int:
             p.model.train()
             parts[prec] = (p, cfg.batch_size)
 
-        def run(prec: str, pool: bool) -> float:
-            fused.is_plain_pool2 = PLAIN_POOL if pool else (lambda m: False)
-            p, b = parts[prec]
-            for _ in range(3):
-                p.step(x[:b], y[:b])
-            t0 = time.perf_counter()
-            for i in range(args.steps):
-                s = (i * b) % (len(x) - b)
-                p.step(x[s : s + b], y[s : s + b])
-            return (time.perf_counter() - t0) / args.steps * 1000
-
         ms: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for prec in ("fp32", "bf16"):
                 for pool in (False, True):
-                    ms.setdefault(f"{prec}, pool {'loops' if pool else 'torch'}", []).append(run(prec, pool))
+                    p, b = parts[prec]
+                    ms.setdefault(f"{prec}, pool {'loops' if pool else 'torch'}", []).append(
+                        _ms_per_step(p, b, x, y, pool, args.steps)
+                    )
         fused.is_plain_pool2 = PLAIN_POOL
         med = {k: round(statistics.median(v), 2) for k, v in ms.items()}
         out["models"][name] = {
