@@ -103,7 +103,7 @@ def _compile() -> tuple[Any, Any, Any, Any]:
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    # numpy has no bfloat16: the loops read its bits as uint16 (bn_loops._wide).
+    # numpy has no bfloat16: the loops read its bits as uint16 (bn_loops.widen).
     t = t.detach()
     return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
 
@@ -174,7 +174,7 @@ def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> 
 
 
 def _smoke() -> bool:
-    """Both loops on a tiny map, checked against the formula: compiles them, or loads numba's cache."""
+    """The unit's loops and the pool's on tiny maps, checked by hand: compiles them, or loads numba's cache."""
     x = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
     y, rm, rv = torch.empty_like(x), torch.zeros(2), torch.ones(2)
     w, b = torch.ones(2), torch.zeros(2)

@@ -150,7 +150,8 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
 
 class _MaxPool2(torch.autograd.Function):
     """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops (models/pool_loops.py):
-    torch's own result and gradient, bit for bit, in under half its time."""
+    torch's own result and gradient, bit for bit; 0.4-0.6 ms less per flagship or Model3
+    training step (benchmarks/pool_ab.py, the AMX Xeon)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -229,7 +230,8 @@ def _hooked(*mods: nn.Module) -> bool:
 
 
 class FusedSequential(nn.Sequential):
-    """nn.Sequential that runs each BatchNorm2d -> ReLU [-> Dropout] run as one op in CPU training."""
+    """nn.Sequential that runs each BatchNorm2d -> ReLU [-> Dropout] run as one op in CPU training,
+    and each plain 2x2 max-pool as the compiled pool."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _nhwc_cpu(x)):

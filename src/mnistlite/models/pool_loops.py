@@ -23,12 +23,12 @@ from numba.extending import overload
 from .bn_loops import widen
 
 
-def _zero(a):  # pragma: no cover  (a stub: numba compiles the overload)
+def _zero_element(a):  # pragma: no cover  (a stub: numba compiles the overload)
     raise NotImplementedError
 
 
-@overload(_zero, inline="always")
-def _zero_impl(a):  # pragma: no cover  (compiled)
+@overload(_zero_element, inline="always")
+def _zero_element_impl(a):  # pragma: no cover  (compiled)
     """0 as an element of a (bf16 bits 0 are +0.0)."""
     if a.dtype == types.uint16:
         return lambda a: np.uint16(0)
@@ -37,7 +37,7 @@ def _zero_impl(a):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def forward(x, y, win):  # pragma: no cover  (compiled)
-    """x (N, H, W, C) -> y (N, H // 2, W // 2, C), win: the winning position (dy * 2 + dx)."""
+    """x (N, H, W, C) -> y (N, H // 2, W // 2, C), win: the winner's place in its window (row * 2 + column)."""
     n, _, _, c = x.shape
     _, ho, wo, _ = y.shape
     for bi in prange(n * ho):  # one output row each; channels innermost, so the loop vectorises
@@ -63,7 +63,7 @@ def backward(dy, win, dx):  # pragma: no cover  (compiled)
     """dx (N, H, W, C): dy at each window's winning position, zero at the others and at an odd edge."""
     n, h, w, c = dx.shape
     _, ho, wo, _ = dy.shape
-    zero = _zero(dx)
+    zero = _zero_element(dx)
     for bi in prange(n * ho):
         b, i = bi // ho, bi % ho
         for t in range(4):
