@@ -415,6 +415,19 @@ def test_predict_and_export_by_name_need_no_training(tmp_path, capsys, data_root
 
 
 # --- the plain-torch fast path ----------------------------------------------------------------
+def _same_training_step(plain: nn.Module, fast: nn.Module, x: torch.Tensor) -> None:
+    """One training forward and backward of each: the same outputs and parameter gradients."""
+    outs = []
+    for m in (plain, fast):
+        m.to(memory_format=torch.channels_last).train()
+        y = m(x)
+        y.square().sum().backward()
+        outs.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
+    for k, g in outs[0][1].items():
+        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
+
+
 def test_fast_path_matches_plain_torch_gradients():
     import copy
 
@@ -437,15 +450,7 @@ def test_fast_path_matches_plain_torch_gradients():
     assert note.startswith("Fast path: 2 of 2") and "1 in nn.Sequential" in note and "1 in forward" in note
     assert set(fast.state_dict()) == set(plain.state_dict())
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    outs = []
-    for m in (plain, fast):
-        m.to(memory_format=torch.channels_last).train()
-        y = m(x)
-        y.square().sum().backward()
-        outs.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
-    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
-    for k, g in outs[0][1].items():
-        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
+    _same_training_step(plain, fast, x)
 
 
 def test_fast_path_routes_pools_in_forward_to_the_compiled_pool(monkeypatch):
@@ -473,15 +478,7 @@ def test_fast_path_routes_pools_in_forward_to_the_compiled_pool(monkeypatch):
     fast, note = accelerate(copy.deepcopy(plain))
     assert "1 in forward" in note and "2 max-pools in forward on the compiled pool" in note, note
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    outs = []
-    for m in (plain, fast):
-        m.to(memory_format=torch.channels_last).train()
-        y = m(x)
-        y.square().sum().backward()
-        outs.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
-    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
-    for k, g in outs[0][1].items():
-        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
+    _same_training_step(plain, fast, x)
     if bn_kernels.available():  # the loops, not torch's pool, ran in training
         from mnistlite.models import fused
 
