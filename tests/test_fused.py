@@ -313,7 +313,7 @@ def test_bf16_loops_round_as_torch_and_keep_nan():
     @numba.njit
     def narrow(v, out):
         for i in range(v.size):
-            out[i] = bn_loops._narrow(v[i], out)
+            out[i] = bn_loops.narrow(v[i], out)
 
     torch.manual_seed(9)
     v = torch.cat(

@@ -96,10 +96,15 @@ def _threads() -> Iterator[None]:
             torch.set_num_threads(n)
 
 
-def _compile() -> tuple[Any, Any, Any, Any]:
+def _compile() -> dict[str, Any]:
     from . import bn_loops, pool_loops
 
-    return bn_loops.forward, bn_loops.backward, pool_loops.forward, pool_loops.backward
+    return {
+        "forward": bn_loops.forward,
+        "backward": bn_loops.backward,
+        "pool_forward": pool_loops.forward,
+        "pool_backward": pool_loops.backward,
+    }
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -125,7 +130,7 @@ def forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `yv` with relu(bn(x)) * keep, update the running statistics in place;
     return (mean, invstd) per channel for the backward pass."""
-    fwd = _STATE["kernels"][0]
+    fwd = _STATE["kernels"]["forward"]
     with _threads():
         mean, invstd = fwd(
             _np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), momentum, eps, keep, c, _np(yv)
@@ -145,7 +150,7 @@ def backward(
     dxv: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `dxv` with the input's gradient; return (grad weight, grad bias)."""
-    bwd = _STATE["kernels"][1]
+    bwd = _STATE["kernels"]["backward"]
     with _threads():
         gw, gb = bwd(_np(dyv), _np(yv), _np(xv), _np(weight), _np(mean), _np(invstd), keep, c, _np(dxv))
     return torch.from_numpy(gw), torch.from_numpy(gb)
@@ -161,15 +166,16 @@ def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
     win = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
     with _threads():
-        _STATE["kernels"][2](_nhwc(x), _nhwc(y), win.numpy())
+        _STATE["kernels"]["pool_forward"](_nhwc(x), _nhwc(y), win.numpy())
     return y, win
 
 
 def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The input's gradient: dy at each window's winner, zero elsewhere (channels_last)."""
     dx = torch.empty(shape, dtype=dy.dtype, memory_format=torch.channels_last)
+    dy = dy.contiguous(memory_format=torch.channels_last)
     with _threads():
-        _STATE["kernels"][3](_nhwc(dy.contiguous(memory_format=torch.channels_last)), win.numpy(), _nhwc(dx))
+        _STATE["kernels"]["pool_backward"](_nhwc(dy), win.numpy(), _nhwc(dx))
     return dx
 
 

@@ -4,7 +4,7 @@ Each thread sums its block of rows of the wide (rows, k * C) view in float32
 lanes; the blocks, and the k lanes of each channel, are added in float64.
 
 The maps are float32, or bf16 seen as uint16 (torch's bfloat16 bits): `widen`
-reads an element of either as float32, `_narrow` turns a result into an element
+reads an element of either as float32, `narrow` turns a result into an element
 of either (bf16: rounded to nearest, ties to even, as torch rounds), so one
 source serves both and numba compiles one specialisation per dtype. The float32
 one is bit for bit the arithmetic from before bf16 (benchmarks/unit_ab.py
@@ -53,7 +53,7 @@ def widen(v):  # pragma: no cover  (a stub: numba compiles the overloads below)
     raise NotImplementedError
 
 
-def _narrow(v, a):  # pragma: no cover
+def narrow(v, a):  # pragma: no cover
     raise NotImplementedError
 
 
@@ -68,7 +68,7 @@ def _widen_impl(v):  # pragma: no cover  (compiled)
     return lambda v: v
 
 
-@overload(_narrow, inline="always")
+@overload(narrow, inline="always")
 def _narrow_impl(v, a):  # pragma: no cover  (compiled)
     """v as an element of array a: for bf16 bits, rounded to nearest, ties to even (as torch)."""
     if a.dtype == types.uint16:
@@ -151,7 +151,7 @@ def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # 
             v = widen(xv[r, j]) * scale[j] + shift[j]
             # Not `v > 0`: a NaN must pass, as through torch's relu, so that a diverged run's
             # loss turns NaN at once (engine/loop.py stops on it) instead of training on.
-            y[r, j] = _narrow(_zero(y) if v <= 0.0 else v, y)
+            y[r, j] = narrow(_zero(y) if v <= 0.0 else v, y)
     return mean, invstd
 
 
@@ -195,5 +195,5 @@ def backward(dyv, yv, xv, weight, mean, invstd, keep, c, dx):  # pragma: no cove
     for r in prange(rows):
         for j in range(width):
             g = widen(dyv[r, j]) if widen(yv[r, j]) > 0.0 else _zero(dyv)
-            dx[r, j] = _narrow(g * a[j] + widen(xv[r, j]) * k2[j] + k3[j], dx)
+            dx[r, j] = narrow(g * a[j] + widen(xv[r, j]) * k2[j] + k3[j], dx)
     return grad_w, grad_b

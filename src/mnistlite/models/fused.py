@@ -256,8 +256,8 @@ class FusedSequential(nn.Sequential):
                     x = bn_relu_dropout(x, mod, p)
                     i += span
                     continue
-            if is_plain_pool2(mod) and _loops_pool(x) and not _hooked(mod):
-                x = _MaxPool2.apply(x)
+            if is_plain_pool2(mod):
+                x = max_pool2_unit(x, mod)
                 i += 1
                 continue
             x = mod(x)

@@ -17,22 +17,9 @@ and gradients bit for bit against torch on maps full of ties).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-from .bn_loops import widen
-
-
-def _zero_element(a):  # pragma: no cover  (a stub: numba compiles the overload)
-    raise NotImplementedError
-
-
-@overload(_zero_element, inline="always")
-def _zero_element_impl(a):  # pragma: no cover  (compiled)
-    """0 as an element of a (bf16 bits 0 are +0.0)."""
-    if a.dtype == types.uint16:
-        return lambda a: np.uint16(0)
-    return lambda a: np.float32(0.0)
+from .bn_loops import narrow, widen
 
 
 @njit(parallel=True, cache=True)
@@ -63,7 +50,7 @@ def backward(dy, win, dx):  # pragma: no cover  (compiled)
     """dx (N, H, W, C): dy at each window's winning position, zero at the others and at an odd edge."""
     n, h, w, c = dx.shape
     _, ho, wo, _ = dy.shape
-    zero = _zero_element(dx)
+    zero = narrow(np.float32(0.0), dx)  # 0 as an element of dx (bf16 bits 0 are +0.0)
     for bi in prange(n * ho):
         b, i = bi // ho, bi % ho
         for t in range(4):
