@@ -135,6 +135,9 @@ def _storage(url: str, heartbeat: int = 1):
     return make_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
 
 
+# The fake workers beat every second and judge a trial dead 5 s after its last beat. Not
+# 2 s: the kill test failed once in a full run on 2 cores, which fits a loaded, live worker
+# stalling past 2 s and being failed as dead (an extra FAIL with params, and a retry).
 # A sweep worker: jobs that sleep `seconds` and report who ran them.
 SWEEP_WORKER = textwrap.dedent("""
     import os, pathlib, sys, time
@@ -151,7 +154,7 @@ SWEEP_WORKER = textwrap.dedent("""
     def worker(job):
         time.sleep(seconds)
         return {"value": job["seed"], "square": job["seed"] ** 2}
-    run_sweep(jobs, make_storage(url, heartbeat_interval=1, grace_period=2), study, worker, poll=0.3)
+    run_sweep(jobs, make_storage(url, heartbeat_interval=1, grace_period=5), study, worker, poll=0.3)
 """)
 
 # A search worker with a fake objective (the real one is covered below): same loop.
@@ -160,7 +163,7 @@ SEARCH_WORKER = textwrap.dedent("""
     from mnistlite.search.storage import make_storage
     from mnistlite.search.worker import run_search_worker
     url, name, n_trials, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    storage = make_storage(url, heartbeat_interval=1, grace_period=2)
+    storage = make_storage(url, heartbeat_interval=1, grace_period=5)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
     def objective(trial):
         x = trial.suggest_float("x", 0.0, 1.0)
