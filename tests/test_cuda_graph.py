@@ -1,4 +1,4 @@
-"""The CUDA-graph step's arithmetic, checked eagerly on the CPU against torch's SGD and AveragedModel.
+"""The CUDA-graph step's arithmetic, checked eagerly on the CPU against torch's SGD and Parts.step.
 
 The capture itself needs a GPU (benchmarks/gpu_check.sh runs it there); what it
 replays is `GraphStep._body`, which these tests run uncaptured.
@@ -6,16 +6,13 @@ replays is `GraphStep._body`, which these tests run uncaptured.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnistlite.config import TrainConfig
 from mnistlite.data.loading import synthetic_data
-from mnistlite.engine.cuda_graph import GraphSafeSGD, GraphStep, ema_update, resolve, why_not
+from mnistlite.engine.cuda_graph import GraphSafeSGD, GraphStep, resolve, why_not
 from mnistlite.engine.optim import Schedule, build_optimizer
 from mnistlite.engine.parts import build_parts
 from mnistlite.errors import MnistliteError
@@ -74,24 +71,6 @@ def test_graph_safe_sgd_shares_the_optimizers_momentum_buffers():
     p = next(model.parameters())
     assert opt.state[p]["momentum_buffer"] is sgd.groups[0][2][0]
     torch.testing.assert_close(opt.state[p]["momentum_buffer"], p.grad)  # first step: buf = grad
-
-
-def test_ema_update_equals_averaged_model():
-    model, decay = _net(), 0.9
-    ref = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-    ours = copy.deepcopy(ref)
-    ref.update_parameters(model)
-    ours.update_parameters(model)  # the first update copies; the graph starts after it
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step in range(4):
-        opt.zero_grad()
-        _loss(model, step).backward()  # training mode: BN's running stats move too
-        opt.step()
-        ref.update_parameters(model)
-        ema_update(ours, model, decay)
-    assert int(ours.n_averaged) == int(ref.n_averaged) == 5
-    for a, b in zip(ref.state_dict().values(), ours.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)
 
 
 def test_uncaptured_graph_body_trains_as_parts_step():

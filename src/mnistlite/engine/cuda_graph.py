@@ -18,14 +18,15 @@ What had to change for that, and why it is the same step:
   refilled from the param groups before each replay, so OneCycleLR's per-batch
   lr and momentum reach the graph; the momentum buffers are the optimizer's own
   `state[p]["momentum_buffer"]`, so checkpoints, eager steps and replays share them;
-* the weight average is AveragedModel's EMA arithmetic without its host syncs.
+* the weight average is engine/average.py's, which reads its first-update test
+  from a CPU counter (no host sync) and is advanced on the host (`count=False`).
 
 The first `WARMUP` steps run eagerly on a side stream (real steps: they consume
 their batches, as the docs' capture recipe asks), the next is captured and
 replayed, and a batch of another size (an epoch's remainder) runs eagerly.
 Only SGD is covered; anything else trains eagerly and the log says why.
-`GraphSafeSGD` and `ema_update` also run eagerly on the CPU, which is how the
-tests check them against torch's SGD and AveragedModel.
+`GraphSafeSGD` also runs eagerly on the CPU, which is how the tests check it
+against torch's SGD.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from ..errors import MnistliteError
 
@@ -128,37 +127,6 @@ class GraphSafeSGD:
             torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
 
 
-def _pairs(ema: AveragedModel, model: nn.Module) -> tuple[list, list, list, list]:
-    """(float averages, float sources, other averages, other sources), in AveragedModel's order."""
-    fa, fm, oa, om = [], [], [], []
-    avg = [*ema.module.parameters(), *ema.module.buffers()]
-    src = [*model.parameters(), *model.buffers()]
-    for a, m in zip(avg, src, strict=True):
-        if a.is_floating_point():
-            fa.append(a.detach())
-            fm.append(m.detach())
-        else:
-            oa.append(a.detach())
-            om.append(m.detach())
-    return fa, fm, oa, om
-
-
-@torch.no_grad()
-def ema_update(ema: AveragedModel, model: nn.Module, decay: float, count: bool = True) -> None:
-    """AveragedModel(use_buffers=True, EMA).update_parameters after its first call, without host syncs.
-
-    `count=False` leaves n_averaged alone: it lives on the CPU (AveragedModel's own
-    buffer), so a graph cannot advance it; the replay loop counts on the host.
-    """
-    fa, fm, oa, om = _pairs(ema, model)
-    if fa:
-        torch._foreach_lerp_(fa, fm, 1 - decay)
-    for a, m in zip(oa, om, strict=True):  # torch's arithmetic for integer buffers (num_batches_tracked)
-        a.copy_(a * decay + m * (1 - decay))
-    if count:
-        ema.n_averaged += 1
-
-
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
 
 
@@ -213,7 +181,7 @@ class GraphStep:
         return self._capture(x, y)
 
     def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The step as torch's own optimizer and AveragedModel take it (Parts.step's order)."""
+        """The step as Parts.step takes it: torch's own optimizer, then the average."""
         out, loss = self.forward(x, y)
         self.parts.update(loss)
         return out
@@ -235,7 +203,7 @@ class GraphStep:
         assert self.sgd is not None
         self.sgd.step()
         if p.ema is not None:
-            ema_update(p.ema, p.model, p.cfg.ema, count=not self.capture)
+            p.ema.update_parameters(p.model, count=not self.capture)
         return out
 
     def _uncaptured(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:

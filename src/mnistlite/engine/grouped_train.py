@@ -31,7 +31,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..augment import apply_affine, random_affine_matrices
 from ..config import TrainConfig, changed_fields
@@ -41,6 +40,7 @@ from ..models import count_params, get_entry
 from ..runs import rundir as rd
 from ..runs.writer import curves_title, layer_table_text, model_file, write_run_files
 from . import bn_path
+from .average import WeightAverage
 from .checkpoint import Progress, save_checkpoint
 from .console import Echo, stop_requests
 from .cuda_graph import Decision as GraphDecision
@@ -134,7 +134,7 @@ def _train(
     cfg = p0.cfg
     net = net.to(memory_format=p0.memory_format)  # type: ignore[call-overload]
     optimizer = build_optimizer(net, cfg)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = WeightAverage(net, cfg.ema) if cfg.ema else None
     # The group's own Parts: its eval_model/ema_ready rules are the same as a single run's.
     group = Parts(
         cfg, net, optimizer, Schedule(optimizer, cfg, p0.steps), p0.augment, p0.generator, p0.batch_size,

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..augment import AugmentSpec, BatchAugment
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
 from ..errors import MnistliteError
 from ..models import ModelEntry, get_entry
+from .average import WeightAverage
 from .optim import Schedule, build_optimizer
 from .precision import resolve as resolve_precision
 
@@ -45,7 +45,7 @@ class Parts:
     steps: int  # optimizer steps per epoch
     autocast: Callable[[], Any]
     memory_format: torch.memory_format
-    ema: AveragedModel | None = None  # the weights' moving average, when cfg.ema > 0
+    ema: WeightAverage | None = None  # the weights' moving average, when cfg.ema > 0
 
     @property
     def ema_ready(self) -> bool:
@@ -136,5 +136,5 @@ def build_parts(
     # (the benchmark's configs) is resolved the same way.
     autocast = resolve_precision(cfg, device, entry).autocast(device.type)
     # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)

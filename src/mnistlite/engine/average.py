@@ -1,0 +1,78 @@
+"""The weights' moving average (`--ema`): torch's AveragedModel, updated without its per-step walk.
+
+`AveragedModel.update_parameters` walks both modules' parameters and buffers,
+detaches each and regroups them by device and dtype on every call: about
+0.23 ms a step for the flagship on the 2-core Xeon, for arithmetic that takes
+a few microseconds. `WeightAverage` collects the tensor pairs once and then runs
+the same arithmetic as torch's EMA (`get_ema_multi_avg_fn`): one `foreach` lerp
+over the float tensors, and `avg * decay + model * (1 - decay)` for the integer
+buffers (BatchNorm's num_batches_tracked), so its averages are torch's bit for
+bit (tests/test_average.py). The first update copies, as torch's does.
+
+The pairs stay valid while the model keeps its tensors: training, in-place
+`load_state_dict` and `p.data = ...` do; moving the model (`.to()`) replaces its
+buffers, so call `forget()` after that.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+# (the model, as a weak reference; float averages, their sources; integer averages, their sources)
+_Pairs = tuple[Any, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+
+
+class WeightAverage(AveragedModel):
+    """An exponential moving average of a model's weights and buffers (AveragedModel, use_buffers=True)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay = decay
+        self._pairs: _Pairs | None = None
+
+    def forget(self) -> None:
+        """Drop the collected pairs (after a module's tensors were replaced)."""
+        self._pairs = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (deepcopy, pickle) has other tensors: it collects its own pairs.
+        return {**super().__getstate__(), "_pairs": None}
+
+    def _collect(self, model: nn.Module) -> _Pairs:
+        """(model's weakref, float averages, float sources, integer averages, integer sources)."""
+        avg = [*self.module.parameters(), *self.module.buffers()]
+        src = [*model.parameters(), *model.buffers()]
+        if len(avg) != len(src):
+            raise ValueError(f"the average holds {len(avg)} tensors, the model {len(src)}")
+        fa: list[torch.Tensor] = []
+        fm: list[torch.Tensor] = []
+        ia: list[torch.Tensor] = []
+        im: list[torch.Tensor] = []
+        for a, m in zip(avg, src, strict=True):
+            (fa if a.is_floating_point() else ia).append(a)
+            (fm if a.is_floating_point() else im).append(m)
+        return weakref.ref(model), fa, fm, ia, im
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module, count: bool = True) -> None:
+        """One EMA step towards `model`. `count=False` leaves n_averaged alone (a CUDA graph
+        cannot advance a CPU counter; the replay loop counts on the host)."""
+        if int(self.n_averaged) == 0:  # n_averaged lives on the CPU: no device sync
+            super().update_parameters(model)  # the first update copies
+            return
+        if self._pairs is None or self._pairs[0]() is not model:
+            self._pairs = self._collect(model)
+        _, fa, fm, ia, im = self._pairs
+        if fa:
+            torch._foreach_lerp_(fa, fm, 1 - self.decay)
+        if ia:  # one stacked op instead of three per buffer; the same elementwise arithmetic
+            new = torch.stack(ia) * self.decay + torch.stack(im) * (1 - self.decay)
+            for a, v in zip(ia, new.unbind(0), strict=True):
+                a.copy_(v)
+        if count:
+            self.n_averaged += 1
