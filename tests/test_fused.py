@@ -258,14 +258,18 @@ def test_compiled_loops_match_the_torch_ops_body(monkeypatch, shape, p):
 
 @needs_loops
 def test_the_loops_keep_torchs_thread_count():
-    """numba's OpenMP pool shares libgomp with torch: a one-thread run must stay on one thread."""
+    """numba's OpenMP pool shares libgomp with torch: a one-thread run must stay on one thread,
+    and the loops follow torch's count when it changes (numba's is only set again then)."""
+    import numba
+
     before = torch.get_num_threads()
     try:
-        for n in (1, 2):
+        for n in (1, 2, 2, 1):
             torch.set_num_threads(n)
             x = torch.randn(8, 4, 6, 6).contiguous(memory_format=CL).requires_grad_()
             bn_relu_dropout(x, _bn(4), 0.0).sum().backward()
             assert torch.get_num_threads() == n
+            assert numba.get_num_threads() == min(n, numba.config.NUMBA_NUM_THREADS)
     finally:
         torch.set_num_threads(before)
 

@@ -26,6 +26,7 @@ disk, after which a process loads them in well under a second).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -77,23 +78,33 @@ def switched_off() -> Iterator[None]:
         _OFF[0] = before
 
 
-@contextmanager
-def _threads() -> Iterator[None]:
+class _Threads:
     """Run the loops on torch's thread count (a run's `threads`), and leave torch's as it was.
 
     numba's OpenMP layer shares the process's libgomp with torch, and starting its
     pool sets the OpenMP thread count for both: without the reset, a one-thread
     run (`--jobs 2 --threads 1`) went on with two threads after its first unit.
+    numba's count is per calling thread, so it is set again only where this thread
+    last set another (the call cost a few microseconds, and a step makes dozens).
     """
-    import numba
 
-    n = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+    _last = threading.local()
+
+    def __enter__(self) -> None:
+        self.n = n = torch.get_num_threads()
+        if getattr(self._last, "n", None) != n:
+            import numba
+
+            numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+            self._last.n = n
+
+    def __exit__(self, *exc: object) -> None:
+        if torch.get_num_threads() != self.n:
+            torch.set_num_threads(self.n)
+
+
+def _threads() -> _Threads:
+    return _Threads()
 
 
 def _compile() -> dict[str, Any]:
