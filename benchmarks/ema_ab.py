@@ -18,7 +18,6 @@ import copy
 import json
 import statistics
 import sys
-import time
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -28,15 +27,7 @@ from mnistlite.config import TrainConfig
 from mnistlite.engine.average import WeightAverage
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
-
-
-def _clock(f, reps: int) -> float:
-    for _ in range(5):
-        f()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        f()
-    return (time.perf_counter() - t0) / reps
+from unit_ab import clock  # a sibling script: µs per call after a warm-up
 
 
 def _batches(parts, x, y):
@@ -82,8 +73,8 @@ def main() -> int:
     alone: dict[str, list[float]] = {"torch": [], "ours": []}
     twin = copy.deepcopy(ours)
     for _ in range(args.rounds):
-        alone["torch"].append(_clock(lambda: ref.update_parameters(parts.model), 500) * 1e6)
-        alone["ours"].append(_clock(lambda: twin.update_parameters(parts.model), 500) * 1e6)
+        alone["torch"].append(clock(lambda: ref.update_parameters(parts.model), 500))
+        alone["ours"].append(clock(lambda: twin.update_parameters(parts.model), 500))
     out["update_us_median"] = {k: round(statistics.median(v), 1) for k, v in alone.items()}
 
     steps: dict[str, list[float]] = {}
@@ -95,7 +86,7 @@ def main() -> int:
             for cls in (AveragedModel, WeightAverage):
                 assert p.ema is not None
                 p.ema.__class__ = cls  # the same average, updated by the other class's code
-                steps.setdefault(f"{prec}, {cls.__name__}", []).append(_clock(run, args.steps) * 1e3)
+                steps.setdefault(f"{prec}, {cls.__name__}", []).append(clock(run, args.steps) / 1e3)
     med = {k: round(statistics.median(v), 2) for k, v in steps.items()}
     out["ms_per_step_median"] = med
     out["ms_per_step_all"] = {k: [round(t, 2) for t in v] for k, v in steps.items()}
