@@ -65,29 +65,23 @@ def _is_relu(node: fx.Node, mods: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
-_POOL_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}
+_POOL_ARGS = ("kernel_size", "stride")  # what fx may leave positional after the input
 
 
 def _is_pool2(node: fx.Node, mods: dict[str, nn.Module]) -> bool:
-    """A plain 2x2 max-pool: an nn.MaxPool2d(2) module, or F.max_pool2d(x, 2) (fx records the
-    functional call with all its defaults spelt out as keywords)."""
+    """A plain 2x2 max-pool: an nn.MaxPool2d(2) module, or F.max_pool2d(x, 2) judged as the
+    module its arguments spell (fx records the call's defaults as keywords): one test for both."""
     if node.op == "call_module":
         return is_plain_pool2(mods.get(str(node.target), nn.Identity()))
     if node.op != "call_function" or node.target not in (F.max_pool2d, torch.max_pool2d):
         return False
-    kw = {**_POOL_DEFAULTS, **node.kwargs}
-    if len(node.args) > 2:
-        kw["stride"] = node.args[2]
-    return (
-        len(node.args) in (2, 3)
-        and node.args[1] in (2, (2, 2))
-        and kw["stride"] in (None, 2, (2, 2))
-        and kw["padding"] in (0, (0, 0))
-        and kw["dilation"] in (1, (1, 1))
-        and not kw["ceil_mode"]
-        and not kw["return_indices"]
-        and set(kw) == set(_POOL_DEFAULTS)
-    )
+    if not 2 <= len(node.args) <= 3:
+        return False
+    try:
+        pool = nn.MaxPool2d(**dict(zip(_POOL_ARGS, node.args[1:])), **node.kwargs)  # type: ignore[arg-type]
+    except TypeError:  # a keyword the module does not take
+        return False
+    return is_plain_pool2(pool)
 
 
 def _route_pools(gm: fx.GraphModule) -> None:
