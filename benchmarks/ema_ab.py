@@ -27,6 +27,7 @@ from mnistlite.config import TrainConfig
 from mnistlite.engine.average import WeightAverage
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
+from mnistlite.errors import MnistliteError
 from unit_ab import clock  # a sibling script: µs per call after a warm-up
 
 
@@ -56,9 +57,14 @@ def main() -> int:
     x, y = data.train.images, data.train.labels
     out: dict = {"command": "PYTHONPATH=src python " + " ".join(sys.argv), "machine": machine_info()}
 
-    cfg = TrainConfig.for_model(args.model, epochs=1000)  # a long schedule: the steps never run out
+    try:
+        cfg = TrainConfig.for_model(args.model, epochs=1000)  # a long schedule: the steps never run out
+    except MnistliteError as e:
+        print(f"ema_ab: {e}", file=sys.stderr)
+        return 2
     if not cfg.ema:
-        raise SystemExit(f"{args.model} trains without a weight average (ema 0): nothing to compare")
+        print(f"ema_ab: {args.model} trains without a weight average (ema 0): nothing to compare", file=sys.stderr)
+        return 2
     parts = build_parts(cfg.replace(precision="fp32"), data, torch.device("cpu"))
     ref = AveragedModel(parts.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     ours = WeightAverage(parts.model, cfg.ema)

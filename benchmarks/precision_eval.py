@@ -24,6 +24,7 @@ from mnistlite.deploy.predict import load_run
 from mnistlite.engine.device import set_threads
 from mnistlite.engine.evaluation import evaluate
 from mnistlite.engine.parts import load_data
+from mnistlite.errors import MnistliteError
 
 
 def main() -> int:
@@ -35,8 +36,12 @@ def main() -> int:
     inference = {"fp32": nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
     out: dict = {"command": "PYTHONPATH=src python " + " ".join(sys.argv), "machine": machine_info(), "runs": []}
     for path in args.runs:
-        run = load_run(path)
-        data = load_data(run.config)
+        try:
+            run = load_run(path)
+            data = load_data(run.config)
+        except MnistliteError as e:  # a bad run folder or missing data: one line, nothing printed half-way
+            print(f"precision_eval: {e}", file=sys.stderr)
+            return 2
         model = run.model.to(memory_format=torch.channels_last)
         row: dict = {
             "run": path,
