@@ -15,7 +15,9 @@ AMX Xeon the units were half of a flagship training step (docs/performance.md,
 They work on fused.py's wide (rows, k * C) view, so the inner loop runs over
 k * C contiguous lanes and vectorises. Each thread sums its block of rows in
 float32, the blocks are added in float64. Dropout stays with the caller, which
-zeroes its positions in y (the same RNG draws as the eager body).
+zeroes its positions in y (the same RNG draws as the eager body). Inference
+(`eval_forward`) is one pass: y = max(x * alpha + beta, 0) by the running
+statistics, formed as torch's own CPU kernel forms them.
 
 numba is optional: where it is missing or cannot compile, or MNISTLITE_NUMBA=0,
 `available()` is False and fused.py runs its torch-ops body. The first
@@ -113,6 +115,7 @@ def _compile() -> dict[str, Any]:
     return {
         "forward": bn_loops.forward,
         "backward": bn_loops.backward,
+        "eval_forward": bn_loops.eval_forward,
         "pool_forward": pool_loops.forward,
         "pool_backward": pool_loops.backward,
     }
@@ -167,6 +170,22 @@ def backward(
     return torch.from_numpy(gw), torch.from_numpy(gb)
 
 
+def eval_forward(
+    xv: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float,
+    c: int,
+    yv: torch.Tensor,
+) -> None:
+    """Fill the wide view `yv` with relu(bn(x)) by the running statistics (inference, float32 maps)."""
+    ev = _STATE["kernels"]["eval_forward"]
+    with _threads():
+        ev(_np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), np.float32(eps), c, _np(yv))
+
+
 def _nhwc(t: torch.Tensor) -> np.ndarray:
     return _np(t.permute(0, 2, 3, 1))  # an (N, H, W, C) array on channels_last memory
 
@@ -201,6 +220,9 @@ def _smoke() -> bool:
     # Channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds -2 and 4 (mean 1);
     # with eps 0, channel 0's output is relu(x - 2).
     ok = torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0]))
+    # Inference by running statistics mean 0, variance 1: relu(x).
+    eval_forward(x, w, b, torch.zeros(2), torch.ones(2), 0.0, 2, y)
+    ok = ok and y.tolist() == [[1.0, 0.0], [3.0, 4.0]]
     m = torch.arange(8.0).view(1, 2, 2, 2).contiguous(memory_format=torch.channels_last)
     pooled, win = maxpool_forward(m)
     grad = maxpool_backward(torch.ones_like(pooled), win, m.shape)

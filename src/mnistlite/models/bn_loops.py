@@ -197,3 +197,37 @@ def backward(dyv, yv, xv, weight, mean, invstd, keep, c, dx):  # pragma: no cove
             g = widen(dyv[r, j]) if widen(yv[r, j]) > 0.0 else _zero(dyv)
             dx[r, j] = narrow(g * a[j] + widen(xv[r, j]) * k2[j] + k3[j], dx)
     return grad_w, grad_b
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):  # pragma: no cover  (compiled)
+    """a * b + c rounded once, in float32."""
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32] * 3))
+        return builder.call(fn, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@njit(parallel=True, cache=True)
+def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no cover  (compiled)
+    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics.
+
+    alpha and beta are formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp:
+    alpha = w / sqrt(var + eps), beta = b - mean * alpha, out = x * alpha + beta), with the
+    fused multiply-adds its AVX2 and AVX-512 builds compile those lines into: so the result
+    is torch's BatchNorm + ReLU bit for bit there (tests/test_fused.py checks)."""
+    rows, width = xv.shape
+    alpha = np.empty(width, np.float32)
+    beta = np.empty(width, np.float32)
+    for j in range(width):
+        i = j % c
+        a = np.float32(1.0) / np.sqrt(run_var[i] + eps) * weight[i]
+        alpha[j] = a
+        beta[j] = _fma(-run_mean[i], a, bias[i])  # type: ignore[call-arg]
+    for r in prange(rows):
+        for j in range(width):
+            v = _fma(xv[r, j], alpha[j], beta[j])  # type: ignore[call-arg,var-annotated]
+            y[r, j] = np.float32(0.0) if v <= 0.0 else v  # a NaN passes, as through torch's relu
