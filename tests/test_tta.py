@@ -60,6 +60,23 @@ def test_evaluate_a_run_plain_matches_a_fresh_score(flagship_run, data_root, tmp
     assert "TTA (5 views)" in capsys.readouterr().out
 
 
+def test_evaluate_scores_in_the_runs_own_layout(flagship_run, data_root, monkeypatch):
+    """channels_last, as the run trained and was judged (so the inference loops apply on a CPU)."""
+    import mnistlite.engine.tta as tta
+
+    seen = []
+    real = tta.score
+
+    def spy(model, *args, **kwargs):
+        w = next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1)
+        seen.append(w.is_contiguous(memory_format=torch.channels_last))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(tta, "score", spy)
+    assert main(["evaluate", str(flagship_run), "--data-dir", str(data_root)]) == 0
+    assert seen == [True]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
