@@ -27,11 +27,12 @@ autocast: see FUSE_BF16), a tracked and affine BN with
 a momentum, and no hooks on the fused layers (torchinfo's tables use hooks, so
 they always see the plain layers). Everything else runs the layers one by one.
 
-Inference (eval mode without autograd: the per-epoch judge, `evaluate`,
-`predict`) takes compiled loops too, on float32 maps: BN by its running
-statistics and the ReLU as one pass, torch's result bit for bit
+Inference (eval mode without autograd: the per-epoch judge, `mnistlite
+evaluate`) takes compiled loops too, on float32 channels_last maps: BN by its
+running statistics and the ReLU as one pass, torch's result bit for bit
 (`bn_relu_eval`), and the 2x2 pool without keeping its winners. An
-evaluation pass is 1.2-1.35x faster (benchmarks/eval_ab.py).
+evaluation pass is 1.2-1.35x faster (benchmarks/eval_ab.py). Single-image
+prediction keeps NCHW maps, where channels_last was slower, so torch's layers.
 """
 
 from __future__ import annotations
