@@ -313,7 +313,7 @@ def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tens
     if _loops_pool(x) and not (pool is not None and _hooked(pool)):
         if _inference():  # nothing will ask for the gradient: the winners are not kept
             return bn_kernels.maxpool_forward(x)[0]
-        if pool.training if pool is not None else torch.is_grad_enabled():
+        if pool is None or pool.training:  # autograd is on here
             return _MaxPool2.apply(x)
     return pool(x) if pool is not None else nn.functional.max_pool2d(x, 2)
 
@@ -324,17 +324,11 @@ def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None)
     What `models/fastpath.py` substitutes for such a run in a traced user `forward`.
     """
     p = float(drop.p) if drop is not None else 0.0
-    if (
-        _fusable_bn(bn)
-        and bn.training
-        and _nhwc_cpu(x)
-        and p <= SPARSE_MAX_P
-        and not (drop is not None and drop.inplace)
-        and not _hooked(bn, *([drop] if drop is not None else []))
-    ):
-        return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
     mods = (bn, *([drop] if drop is not None else []))
-    if _fusable_bn(bn) and _eval_unit(x, bn, drop) and _nhwc_cpu(x) and not _hooked(*mods):
-        return bn_relu_eval(x, bn)
+    if _fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):
+        if bn.training and p <= SPARSE_MAX_P and not (drop is not None and drop.inplace):
+            return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
+        if _eval_unit(x, bn, drop):
+            return bn_relu_eval(x, bn)
     y = torch.relu(bn(x))
     return drop(y) if drop is not None else y
