@@ -2,7 +2,7 @@
 # The GPU path's check (issue 15, item 4), one script for a lent GPU machine:
 #   1. the CUDA tests (tests/test_cuda_graph.py: the captured step replays the uncaptured one);
 #   2. the flagship's 15 epochs, eager (--cuda-graph off) against graphed (auto), seed 1;
-#   3. ten seeds (1-10) of the flagship as one grouped, graphed network.
+#   3. ten seeds (1-10) of the flagship, graphed, one after another.
 # Every run holds out 5,000 validation images and reports the test split, as the CPU runs do;
 # nothing here chooses anything. Writes log.txt and gpu_check.json under $OUT (default ./gpu-out).
 #
@@ -33,8 +33,7 @@ timed() {  # timed NAME CMD...: wall seconds of one whole process into $RUNS/NAM
   common=(--epochs "$EPOCHS" --val-size 5000 $EXTRA)
   timed eager ml train --model mnistlite_flagship "${common[@]}" --seed 1 --cuda-graph off --out "$RUNS/eager"
   timed graph ml train --model mnistlite_flagship "${common[@]}" --seed 1 --out "$RUNS/graph"
-  timed seeds10 ml seeds mnistlite_flagship "${common[@]}" --seed-list 1,2,3,4,5,6,7,8,9,10 --group 10 \
-    --out "$RUNS/seeds10"
+  timed seeds10 ml seeds mnistlite_flagship "${common[@]}" --seed-list 1,2,3,4,5,6,7,8,9,10 --out "$RUNS/seeds10"
 } 2>&1 | tee "$OUT/log.txt"
 
 "$PY" - "$RUNS" "$OUT/gpu_check.json" <<'EOF'
@@ -47,7 +46,7 @@ def result(d):
         return None
     r = json.loads((d / "result.json").read_text())
     keep = ("seed", "final_val_acc", "final_test_acc", "last3_min_test_acc", "wall_seconds", "device",
-            "cuda_graph", "cuda_graph_reason", "trained_grouped")
+            "cuda_graph", "cuda_graph_reason")
     return {k: r.get(k) for k in keep}
 report = {"wall_seconds": {p.stem: round(float(p.read_text()), 2) for p in runs.glob("*.seconds")}}
 report["eager"], report["graph"] = result(runs / "eager"), result(runs / "graph")

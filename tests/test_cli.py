@@ -101,14 +101,6 @@ def test_serve_process_does_not_call_mallopt():
     assert out.stdout.strip() == "False"
 
 
-def test_a_bad_group_value_is_a_one_line_usage_error(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["seeds", "mnistlite_flagship", "--group", "x"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "--group: must be auto, off or a number of copies" in err and "Traceback" not in err
-
-
 @pytest.mark.parametrize("command", ["predict", "serve", "export"])
 def test_help_names_every_model_with_shipped_weights(command, capsys):
     """The help is built from pretrained.json, so a newly shipped model is listed without editing it."""

@@ -45,7 +45,6 @@ def run_tuning(
     overrides: dict[str, Any] | None = None,
     jobs: int | str = 1,
     threads: int = 0,
-    group: str = "off",
     command: str = "",
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -66,7 +65,7 @@ def run_tuning(
             echo(f"{r.label}: already done")
     todo = [r for r in runs if r.status != "done"]
     if jobs == "auto":
-        jobs, threads = splits.resolve(todo, jobs, threads, group, echo, record=out)
+        jobs, threads = splits.resolve(todo, jobs, threads, echo=echo, record=out)
     jobs = max(1, min(int(jobs), len(todo)))
     threads = plan.threads_per_run(jobs, threads)
     echo(f"{len(todo)} of {len(runs)} run(s) to train, {jobs} at a time, {threads} thread(s) each")
@@ -76,7 +75,7 @@ def run_tuning(
         echo(f"[{k}/{n}] {r.run_dir.relative_to(out)}: {what}")
 
     # A too-hot candidate (TrainingDiverged) must not stop the others: keep_going.
-    errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done, group=group, echo=echo)
+    errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done, echo=echo)
     ranking = build_ranking(tf, out, seeds, errors, command=command, overrides=overrides)
     rd.write_json(out / TUNING_JSON, ranking)
     rd.atomic_write_text(out / TUNING_MD, markdown(ranking))

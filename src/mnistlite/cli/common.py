@@ -120,7 +120,6 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
     g.add_argument("--seeds", type=int, default=5, metavar="N", help=f"run seeds 1..N{what} (default 5)")
     g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
     add_jobs_flag(parser, "seeds trained at once, each on cores/jobs threads")
-    add_group_flag(parser)
 
 
 def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
@@ -141,30 +140,6 @@ def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
         metavar="N|auto",
         help=f"{help_} (default 1); auto: the jobs x threads split of the cores that a short calibration "
         "(cached per machine) measures fastest, written to split.json",
-    )
-
-
-def add_group_flag(parser: argparse.ArgumentParser) -> None:
-    """--group auto|off|K: seeds of one recipe trained as one grouped network (runs/grouping.py)."""
-    from ..errors import MnistliteError
-    from ..runs.grouping import parse_group
-
-    def group_value(text: str) -> str:
-        try:
-            return parse_group(text)
-        except MnistliteError as e:  # argparse turns this into its one-line usage error, exit 2
-            raise argparse.ArgumentTypeError(str(e).removeprefix("--group ")) from None
-
-    parser.add_argument(
-        "--group",
-        type=group_value,
-        # Off by default: a grouped seed is not bit-identical to its separate run, and equality in
-        # distribution over 15 epochs is not yet shown (docs/performance.md, "Grouped seeds").
-        default="off",
-        metavar="auto|off|K",
-        help="train the seeds of one recipe together as one grouped network of up to K copies (with --jobs N: "
-        "the seeds spread over N groups, one per worker); "
-        "off (default): one at a time; auto: up to 5, where a short calibration on this machine measures it faster",
     )
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..reports.experiment import load_experiment, run_experiment
 from .common import (
     add_file_run_flags,
-    add_group_flag,
     add_jobs_flag,
     command_line,
     file_out,
@@ -39,7 +38,6 @@ def register(sub) -> None:
         help="move aside (to <run>.old-<timestamp>) and retrain runs whose saved config differs from the file's",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_group_flag(p)
     add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
     p.add_argument(
         "--storage",
@@ -65,7 +63,6 @@ def run(args) -> int:
         command=command_line("experiment", args, switches=("dry_run", "rerun_changed")),
         storage=args.storage,
         study=args.study,
-        group=args.group,
         jobs=args.jobs,
     )
     return 0

@@ -41,9 +41,7 @@ def run(args) -> int:
     missing = next((d for d in reuse if not d.is_dir()), None)
     if missing is not None:
         raise MnistliteError(f"--reuse {missing}: no such folder")
-    agg = run_seeds(
-        cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, group=args.group, reuse=reuse
-    )
+    agg = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, reuse=reuse)
     print(format_aggregate(agg))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
     return 0

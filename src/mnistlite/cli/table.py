@@ -43,9 +43,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
     over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
     rows = (
-        load_rows(out, args.tag)
-        if args.no_train
-        else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over, group=args.group)
+        load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
     )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")

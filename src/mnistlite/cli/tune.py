@@ -8,7 +8,6 @@ from pathlib import Path
 from ..errors import MnistliteError
 from .common import (
     add_file_run_flags,
-    add_group_flag,
     add_jobs_flag,
     command_line,
     file_out,
@@ -31,7 +30,6 @@ def register(sub) -> None:
     add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
     add_jobs_flag(p, "runs trained at once; on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
-    add_group_flag(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -60,7 +58,6 @@ def run(args) -> int:
         overrides=overrides,
         jobs=args.jobs,
         threads=args.threads,
-        group=args.group,
         command=command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())),
     )
     print(table(ranking))

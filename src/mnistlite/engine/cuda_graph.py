@@ -127,32 +127,20 @@ class GraphSafeSGD:
             torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
 
 
-Forward = Callable[[torch.Tensor, torch.Tensor], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step returns them
 
 
 class GraphStep:
     """A training step, replayed from a CUDA graph once warmed up (see the module docstring).
 
-    `forward(x, y)` -> (outputs, loss) is the step's differentiable part (by default
-    a single run's: augment, model, cross-entropy -> ((logits, loss), loss)); this
-    class adds the backward, the update, the average and the schedule, and
-    returns `outputs`. `generators` are every generator `forward` draws from
-    besides the default one (a grouped step has one per seed).
+    `Parts.forward` is the step's differentiable part; this class adds the
+    backward, the update, the average and the schedule, and returns (logits, loss).
     """
 
-    def __init__(
-        self,
-        parts,
-        warmup: int = WARMUP,
-        capture: bool | None = None,
-        forward: Forward | None = None,
-        generators: list[torch.Generator] | None = None,
-    ):
+    def __init__(self, parts, warmup: int = WARMUP, capture: bool | None = None):
         if capture is None:
             capture = parts.generator.device.type == "cuda"
         self.parts = parts
-        self.forward: Forward = forward or self._single_forward
-        self.generators = generators if generators is not None else [parts.generator]
         self.warmup = max(1, warmup)
         self.capture = bool(capture)
         self.calls = 0
@@ -160,14 +148,10 @@ class GraphStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.sgd: GraphSafeSGD | None = None
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.static_out: tuple[torch.Tensor, ...] = ()
+        self.static_out: Batch | None = None
         self.side = torch.cuda.Stream() if self.capture else None
 
-    def _single_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        logits, loss = self.parts.forward(x, y)
-        return (logits, loss), loss
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         self.calls += 1
         if self.full_shape is None:
             self.full_shape = tuple(x.shape)
@@ -180,33 +164,28 @@ class GraphStep:
             return self._uncaptured(x, y)
         return self._capture(x, y)
 
-    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The step as Parts.step takes it: torch's own optimizer, then the average."""
-        out, loss = self.forward(x, y)
-        self.parts.update(loss)
-        return out
-
-    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        """The step as Parts.step takes it (torch's own optimizer, then the average), on the side stream."""
         if self.side is None:
-            return self._eager_step(x, y)
+            return self.parts.step(x, y)
         self.side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.side):
-            out = self._eager_step(x, y)
+            out = self.parts.step(x, y)
         torch.cuda.current_stream().wait_stream(self.side)
         return out
 
-    def _body(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _body(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         """What the graph holds: forward, backward, the graph-safe update and average."""
         p = self.parts
-        out, loss = self.forward(x, y)
+        logits, loss = p.forward(x, y)
         loss.backward()
         assert self.sgd is not None
         self.sgd.step()
         if p.ema is not None:
             p.ema.update_parameters(p.model, count=not self.capture)
-        return out
+        return logits, loss
 
-    def _uncaptured(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _uncaptured(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         if self.sgd is None:
             self.sgd = GraphSafeSGD(self.parts.optimizer)
         self.sgd.load_hyper()
@@ -215,22 +194,21 @@ class GraphStep:
         self.parts.schedule.after_batch()
         return out
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         p = self.parts
         torch.cuda.synchronize()
         self.sgd = GraphSafeSGD(p.optimizer)  # after warm-up: every trained parameter has a grad
         self.static = (x.clone(), y.clone())
         graph = torch.cuda.CUDAGraph()
-        for g in self.generators:
-            graph.register_generator_state(g)
+        graph.register_generator_state(p.generator)
         p.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates (not accumulates) grads
         with torch.cuda.graph(graph):
             self.static_out = self._body(*self.static)
         self.graph = graph
         return self._replay(x, y)
 
-    def _replay(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        assert self.graph is not None and self.sgd is not None and self.static is not None
+    def _replay(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        assert self.graph is not None and self.sgd is not None and self.static is not None and self.static_out
         self.static[0].copy_(x)
         self.static[1].copy_(y)
         self.sgd.load_hyper()
@@ -241,6 +219,6 @@ class GraphStep:
         return self.static_out
 
 
-def stepper(parts, decision: Decision) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+def stepper(parts, decision: Decision) -> Callable[[torch.Tensor, torch.Tensor], Batch]:
     """The step function the epoch loop calls: the graphed one when decided on, else Parts.step."""
     return GraphStep(parts) if decision.on else parts.step

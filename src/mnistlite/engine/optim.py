@@ -32,10 +32,6 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     direction for the loss to wander in. With the defaults this is
     `model.parameters()` as one group, as before these options existed.
     """
-    if cfg.whiten == "frozen":  # here too, not only at build: a grouped net's packed conv is new
-        from .whiten import input_conv
-
-        input_conv(model).weight.requires_grad_(False)
     if cfg.bias_lr_scale == 1.0 and cfg.bias_decay and not cfg.bn_scale_frozen:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
     bn_weights, biases = _bias_like(model)

@@ -70,7 +70,6 @@ def train(
     quiet: bool = False,
     on_epoch: OnEpoch | None = None,
     model: ModelEntry | None = None,
-    trust_code: bool = False,
     evaluate_test: bool = True,
 ) -> RunResult:
     """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.

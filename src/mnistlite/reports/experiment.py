@@ -84,7 +84,6 @@ def run_experiment(
     storage: str | None = None,
     study: str | None = None,
     echo: Callable[[str], None] = print,
-    group: str = "off",
     jobs: int | str = 1,
 ) -> Path | None:
     """Train every step for every seed into `out`, then write `out`/report.md.
@@ -120,7 +119,7 @@ def run_experiment(
     else:
         threads = 0
         if jobs == "auto":
-            jobs, threads = splits.resolve([r for r in runs if r.status != "done"], jobs, 0, group, echo, record=out)
+            jobs, threads = splits.resolve([r for r in runs if r.status != "done"], jobs, 0, echo=echo, record=out)
         plan.execute(
             runs,
             jobs=jobs,
@@ -129,7 +128,6 @@ def run_experiment(
             on_start=lambda i, n, r: _started(i, n, r, echo),
             on_done=lambda i, n, r, res, err: _finished(res, echo, r),
             again="run the same `mnistlite experiment` command again to resume",
-            group=group,
             echo=echo,
         )
     report = render_experiment(out)

@@ -79,12 +79,11 @@ def run_table(
     jobs: int | str = 1,
     overrides: dict[str, Any] | None = None,
     echo=print,
-    group: str = "off",
 ) -> list[dict[str, Any]]:
     rows = []
     for name in list_models(tag):
         cfg = TrainConfig.for_model(name, **(overrides or {}))
-        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo, group=group))
+        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
     return rows
 
 

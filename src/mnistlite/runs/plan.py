@@ -33,7 +33,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,31 +226,6 @@ def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool
     return run, None
 
 
-def _pool_group_worker(job: tuple[list[dict[str, Any]], list[str], Callable[[], None] | None, bool]) -> list:
-    """One group of seeds in a spawned worker: trained as one network, else (refused, diverged)
-    one by one from their last good checkpoints, as `train_groups` does in one process."""
-    from .grouping import train_groups
-
-    cfg_dicts, dirs, setup, keep_going = job
-    if _INTERRUPTED:
-        raise TrainingInterrupted(f"{dirs[0]}: not started, this worker was interrupted ({_INTERRUPTED[0]})")
-    runs = [
-        PlannedRun(label=d, config=TrainConfig.from_dict(c), run_dir=Path(d), setup=setup)
-        for c, d in zip(cfg_dicts, dirs)
-    ]
-    try:
-        # The parent formed (and, for auto, calibrated) this group: K = its size re-forms exactly it.
-        alone, _ = train_groups(
-            runs, str(len(runs)), DataCache(), None, print, clear=lambda r: clear_stale(r.run_dir, r.config)
-        )
-    except TrainingInterrupted as e:
-        _INTERRUPTED.append(str(e).splitlines()[0])
-        raise
-    left = {str(r.run_dir) for r in alone}
-    done: list[tuple[str, str | None]] = [(d, None) for d in dirs if d not in left]
-    return done + [_pool_worker((r.config.to_dict(), str(r.run_dir), None, keep_going)) for r in alone]
-
-
 def execute(
     runs: list[PlannedRun],
     *,
@@ -261,16 +236,11 @@ def execute(
     on_start: Callable[[int, int, PlannedRun], Callable[[dict[str, Any]], None] | None] | None = None,
     on_done: Callable[[int, int, PlannedRun, Any, str | None], None] | None = None,
     again: str = "run the same command again to resume",
-    group: str = "off",
     echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
 
     `jobs` is a number or "auto" (runs/splits.py: the measured jobs x threads split).
-    `group` (off, auto or K; runs/grouping.py) trains runs of one recipe under
-    several seeds as one grouped network: in this process with one job; with
-    several, each group is one worker's task, the seeds spread over the jobs.
-
     `on_start(i, n, run)` may return an on_epoch callback (this process only);
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
     """
@@ -278,21 +248,14 @@ def execute(
     if jobs == "auto":  # measured here for the callers that do not settle it first (experiment)
         from .splits import resolve as resolve_split
 
-        jobs, threads = resolve_split(todo, jobs, threads, group, echo)
+        jobs, threads = resolve_split(todo, jobs, threads, echo=echo)
     jobs = max(1, min(int(jobs), len(todo)))
     per_run = threads_per_run(jobs, threads)
     todo = [replace(r, config=r.config.replace(threads=threads or r.config.threads or per_run)) for r in todo]
     errors: dict[str, str] = {}
     if jobs == 1:
         data = DataCache()
-        start = 1
-        if group != "off":
-            from .grouping import train_groups
-
-            todo, start = train_groups(
-                todo, group, data, on_done, echo, clear=lambda r: clear_stale(r.run_dir, r.config)
-            )
-        for i, r in enumerate(todo, start):
+        for i, r in enumerate(todo, 1):
             on_epoch = on_start(i, len(todo), r) if on_start else None
             if r.setup is not None:
                 r.setup()
@@ -310,35 +273,19 @@ def execute(
             except MnistliteError as e:
                 raise type(e)(f"{r.label}: {e}") from None
             if on_done:
-                on_done(i, len(todo) + start - 1, r, res, error)
+                on_done(i, len(todo), r, res, error)
         return errors
     by_dir = {str(r.run_dir): r for r in todo}
-    groups: list[list[PlannedRun]] = []
-    alone = todo
-    if group != "off":
-        from .grouping import form_groups
-
-        groups, alone = form_groups(todo, group, echo, spread=jobs)
-        for members in groups:
-            seeds = [r.config.seed for r in members]
-            echo(f"{members[0].config.model}: seeds {seeds} trained grouped in one worker, {len(members)} copies")
     # spawn, not fork: forking after torch has started its threads can deadlock.
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, _forward_sigterm(pool):
-        group_jobs = [
-            ([r.config.to_dict() for r in g], [str(r.run_dir) for r in g], g[0].setup, keep_going) for g in groups
-        ]
-        futures: list[Future[Any]] = [pool.submit(_pool_group_worker, job) for job in group_jobs]  # longest first
-        futures += [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in alone]
+        futures = [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in todo]
         try:
-            k = 0
-            for done in as_completed(futures):
-                answer = done.result()
-                for run, error in answer if isinstance(answer, list) else [answer]:
-                    k += 1
-                    if error:
-                        errors[run] = error
-                    if on_done:
-                        on_done(k, len(todo), by_dir[run], None, error)
+            for k, done in enumerate(as_completed(futures), 1):
+                run, error = done.result()
+                if error:
+                    errors[run] = error
+                if on_done:
+                    on_done(k, len(todo), by_dir[run], None, error)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # one broken run: do not train the rest for nothing
             raise

@@ -41,7 +41,6 @@ def run_seeds(
     storage: str | None = None,
     study: str | None = None,
     echo=print,
-    group: str = "off",
     reuse: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train `base` once per seed into `out/seed<k>/`, then aggregate.
@@ -49,8 +48,7 @@ def run_seeds(
     With `storage` (an Optuna storage URL), the seeds become jobs of a shared
     sweep: every process started with the same storage and study takes jobs
     until none is left, so a sweep spreads over machines with no seed lost or
-    trained twice (see search/sweep.py). `group` (off, auto, K): seeds trained
-    together as one grouped network where that pays (runs/grouping.py).
+    trained twice (see search/sweep.py).
     `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
     """
     out = Path(out)
@@ -65,7 +63,7 @@ def run_seeds(
         todo = [r for r in runs if r.status != "done"]
         threads = base.threads
         if jobs == "auto":
-            jobs, threads = splits.resolve(todo, jobs, base.threads, group, echo, record=out)
+            jobs, threads = splits.resolve(todo, jobs, base.threads, echo=echo, record=out)
         jobs = max(1, min(int(jobs), len(seeds)))
         threads = threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
@@ -74,7 +72,6 @@ def run_seeds(
             jobs=jobs,
             threads=threads,
             on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"),
-            group=group,
             echo=echo,
         )
     agg = aggregate(out, seeds)

@@ -30,18 +30,6 @@ WIDTHS = (4, 24, 2)  # low, high, step of every conv and transition width
 MAX_BLOCKS = {2: (3, 4), 3: (3, 2, 1)}  # stages -> most convs per stage (keeps the map >= 1x1)
 BATCH_SIZES = (64, 128, 256)
 
-# Searched recipe fields; everything else comes from mnistlite_zoo.BASE_RECIPE.
-RECIPE_KEYS = (
-    "max_lr",
-    "pct_start",
-    "weight_decay",
-    "rotation",
-    "translate",
-    "scale",
-    "batch_size",
-    "label_smoothing",
-)
-
 
 class OverBudget(Exception):
     """Raised by `suggest_spec` when the suggested spec has more parameters than the budget."""
