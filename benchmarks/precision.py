@@ -31,10 +31,10 @@ from mnistlite.bench import machine_info
 from mnistlite.config import TrainConfig
 from mnistlite.data import load_dataset
 from mnistlite.engine import precision as prec
+from mnistlite.engine import rundir as rd
 from mnistlite.engine.device import resolve_device, set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
 from mnistlite.models import fused
-from mnistlite.runs import rundir as rd
 
 # name: (precision, BN-ReLU route). "fp32" is the trainer's float32 step (fused unit);
 # the plain routes run torch's own BatchNorm2d + ReLU (+ Dropout) in either dtype, so

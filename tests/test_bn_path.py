@@ -10,11 +10,11 @@ import torch
 
 from mnistlite.config import RUN_ONLY_FIELDS, TrainConfig, changed_fields
 from mnistlite.engine import bn_path as bp
+from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
 from mnistlite.models import create_model
 from mnistlite.models.fused import fused_unit, fused_unit_enabled
-from mnistlite.runs import rundir as rd
 from mnistlite.runs.seeds import CONSISTENCY_JSON, run_seeds
 
 CPU = torch.device("cpu")

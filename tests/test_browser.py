@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlite.runs import rundir as rd
+from mnistlite.engine import rundir as rd
 
 pytestmark = pytest.mark.browser
 

@@ -115,8 +115,8 @@ def test_decision_rules():
 def test_a_cpu_run_records_the_graph_decision(tmp_path):
     import json
 
+    from mnistlite.engine import rundir as rd
     from mnistlite.engine import train
-    from mnistlite.runs import rundir as rd
 
     data = synthetic_data(64)
     cfg = TrainConfig.for_model("mnistlite_2k", epochs=1, batch_size=32, device="cpu", threads=1, val_size=0)

@@ -28,8 +28,8 @@ from mnistlite.cli import main  # noqa: E402
 from mnistlite.deploy import preprocess as pp  # noqa: E402
 from mnistlite.deploy.export import export_run  # noqa: E402
 from mnistlite.deploy.predict import META_MEAN, META_MODEL, META_STD, load_predictor  # noqa: E402
+from mnistlite.engine import rundir as rd  # noqa: E402
 from mnistlite.errors import MnistliteError  # noqa: E402
-from mnistlite.runs import rundir as rd  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from mnistlite.config import TrainConfig
 from mnistlite.data.loading import Split
 from mnistlite.engine import TrainingInterrupted, train
 from mnistlite.engine import device as dev
+from mnistlite.engine import rundir as rd
 from mnistlite.reports.runs import load_run
-from mnistlite.runs import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@
 import pytest
 
 from mnistlite.config import TrainConfig
+from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
 from mnistlite.runs import plan
-from mnistlite.runs import rundir as rd
 
 
 def finished(run, cfg, result=True, checkpoint=False):

@@ -8,9 +8,9 @@ import torch
 
 from mnistlite.config import TrainConfig, changed_fields
 from mnistlite.engine import precision as pr
+from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
-from mnistlite.runs import rundir as rd
 
 CPU = torch.device("cpu")
 CUDA = types.SimpleNamespace(type="cuda")  # resolve() reads only .type: no GPU needed

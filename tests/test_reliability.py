@@ -36,10 +36,10 @@ from hypothesis import strategies as st
 from mnistlite.config import TrainConfig
 from mnistlite.data.loading import Split
 from mnistlite.engine import TrainingDiverged, TrainingInterrupted, load_checkpoint, resume, train
+from mnistlite.engine import rundir as rd
 from mnistlite.engine.console import Echo
 from mnistlite.engine.parts import Parts
 from mnistlite.errors import MnistliteError
-from mnistlite.runs import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"

@@ -12,6 +12,8 @@ import pytest
 
 from mnistlite.cli import main
 from mnistlite.config import TrainConfig
+from mnistlite.engine import rundir as rd
+from mnistlite.engine.plots import plot_curves
 from mnistlite.errors import MnistliteError
 from mnistlite.reports import analysis as an
 from mnistlite.reports import experiment as ex
@@ -19,8 +21,6 @@ from mnistlite.reports import markdown as md
 from mnistlite.reports.render import render_runs
 from mnistlite.reports.step import StepMetrics
 from mnistlite.runs import plan
-from mnistlite.runs import rundir as rd
-from mnistlite.runs.plots import plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,12 +18,12 @@ from mnistlite.models import count_params as count_built  # noqa: E402
 from mnistlite.models import create_model, get_entry  # noqa: E402
 from mnistlite.models.family import NetSpec, build, count_params  # noqa: E402
 from mnistlite.models.mnistlite_zoo import FLAGSHIP, register_spec  # noqa: E402
+from mnistlite.runs.storage import make_storage, normalize_url, sqlite_url  # noqa: E402
+from mnistlite.runs.sweep import job_key, make_job, run_sweep  # noqa: E402
 from mnistlite.search import objective as so  # noqa: E402
 from mnistlite.search import space  # noqa: E402
 from mnistlite.search import study as ss  # noqa: E402
 from mnistlite.search import worker as sw  # noqa: E402
-from mnistlite.search.storage import make_storage, normalize_url, sqlite_url  # noqa: E402
-from mnistlite.search.sweep import job_key, make_job, run_sweep  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

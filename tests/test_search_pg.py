@@ -124,13 +124,13 @@ def pg_url():
 
 
 def _load(url: str, name: str):
-    from mnistlite.search.storage import normalize_url
+    from mnistlite.runs.storage import normalize_url
 
     return optuna.load_study(study_name=name, storage=normalize_url(url))
 
 
 def _storage(url: str, heartbeat: int = 1):
-    from mnistlite.search.storage import make_storage
+    from mnistlite.runs.storage import make_storage
 
     return make_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
 
@@ -141,8 +141,8 @@ def _storage(url: str, heartbeat: int = 1):
 # A sweep worker: jobs that sleep `seconds` and report who ran them.
 SWEEP_WORKER = textwrap.dedent("""
     import os, pathlib, sys, time
-    from mnistlite.search.storage import make_storage
-    from mnistlite.search.sweep import make_job, run_sweep
+    from mnistlite.runs.storage import make_storage
+    from mnistlite.runs.sweep import make_job, run_sweep
     url, study, n_jobs, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     if len(sys.argv) > 5:  # barrier: start only once the other worker is up too
         barrier = pathlib.Path(sys.argv[5])
@@ -160,7 +160,7 @@ SWEEP_WORKER = textwrap.dedent("""
 # A search worker with a fake objective (the real one is covered below): same loop.
 SEARCH_WORKER = textwrap.dedent("""
     import sys, time, optuna
-    from mnistlite.search.storage import make_storage
+    from mnistlite.runs.storage import make_storage
     from mnistlite.search.worker import run_search_worker
     url, name, n_trials, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     storage = make_storage(url, heartbeat_interval=1, grace_period=5)
@@ -252,7 +252,7 @@ def test_two_sweep_workers_run_each_job_exactly_once(pg_url, tmp_path):
 def test_killed_sweep_worker_job_is_failed_then_retried_once(pg_url):
     from optuna.trial import TrialState
 
-    from mnistlite.search.sweep import make_job, run_sweep
+    from mnistlite.runs.sweep import make_job, run_sweep
 
     victim = _spawn(SWEEP_WORKER, pg_url, "sweep-kill", 6, 3.0)
     try:

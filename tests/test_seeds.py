@@ -7,9 +7,9 @@ import pytest
 
 from mnistlite.config import TrainConfig
 from mnistlite.config_files import parse_seeds
+from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
 from mnistlite.reports.leaderboard import attach_threads, markdown_table, pareto, plot_frontier
-from mnistlite.runs import rundir as rd
 from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
 
 

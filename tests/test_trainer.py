@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mnistlite.config import TrainConfig
+from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
-from mnistlite.runs import rundir as rd
 
 
 def small_cfg(**kw):

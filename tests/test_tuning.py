@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mnistlite.cli import main
-from mnistlite.runs import rundir as rd
+from mnistlite.engine import rundir as rd
 from mnistlite.tuning import rank
 
 # One epoch on 600 images, 200 held out, one thread: seconds on a busy 2-core machine.

@@ -14,9 +14,9 @@ from torch import nn
 from mnistlite.cli import main
 from mnistlite.config import TrainConfig
 from mnistlite.engine import resume, train
+from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
 from mnistlite.models import get_entry
-from mnistlite.runs import rundir as rd
 
 NET = """
 import torch.nn as nn

@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from .config import TrainConfig
+from .config import DRY_RUN, TrainConfig
 from .errors import MnistliteError
 from .models import ModelEntry, get_entry
 from .models.usercode import canonical_path, check_model, factory_of
@@ -110,7 +110,6 @@ def train(
     `out` writes a run directory (as `mnistlite train --out`). `dry_run` is one
     epoch on 1,000 images. Every other keyword is a TrainConfig field.
     """
-    from .cli.common import DRY_RUN
     from .engine import train as train_config
 
     name, entry = resolve(model)
@@ -178,7 +177,6 @@ def seeds(
     The model must build fresh copies: a name, a class or a function, not an instance.
     Seeds already finished in `out` with the same config are not trained again.
     """
-    from .cli.common import DRY_RUN
     from .runs.seeds import run_seeds
 
     if isinstance(model, nn.Module):

@@ -237,6 +237,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # torch's layers compute the same function with the same dropout draws, differing
 # in float rounding only (tests/test_fused.py), and `auto` picks between them by the
 # thread count, itself run-only. A folder saved before the field matches any value.
+# --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.
+DRY_RUN = {"epochs": 1, "limit_train": 1000}
+
 RUN_ONLY_FIELDS = frozenset(
     {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import DRY_RUN, TrainConfig
 
 
 def shipped_names() -> str:
@@ -109,9 +109,6 @@ def add_dry_run(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one epoch on 1,000 training images: checks the whole path in seconds",
     )
-
-
-DRY_RUN = {"epochs": 1, "limit_train": 1000}
 
 
 def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:

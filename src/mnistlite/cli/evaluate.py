@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 from ..runs.seeds import spread
 
 MAX_SHIFT = 4

@@ -118,8 +118,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    from ..runs import storage as st
     from ..search import objective, retrain, show, worker
-    from ..search import storage as st
     from ..search import study as ss
 
     out = Path(args.out)

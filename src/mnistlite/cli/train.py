@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine import resume, train
-from ..runs.rundir import default_run_dir
+from ..engine.rundir import default_run_dir
 from .common import DRY_RUN, add_config_flags, add_dry_run, config_from_args
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 from . import require
 from .preprocess import Source, preprocess_image
 

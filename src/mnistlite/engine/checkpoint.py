@@ -17,7 +17,7 @@ import torch
 
 from ..config import TrainConfig, changed_fields
 from ..errors import MnistliteError
-from ..runs import rundir as rd
+from . import rundir as rd
 from .parts import Parts
 
 REQUIRED_KEYS = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data import Split
 from ..errors import MnistliteError
-from ..runs import rundir as rd
+from . import rundir as rd
 from .checkpoint import Progress, save_checkpoint
 from .console import stop_requests
 from .evaluation import Judge

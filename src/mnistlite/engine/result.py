@@ -68,7 +68,7 @@ class RunResult:
 
     def plot(self, path: str | Path | None = None) -> Figure:
         """Loss and accuracy per epoch as a matplotlib Figure (a notebook shows it inline)."""
-        from ..runs.plots import curves_figure
+        from .plots import curves_figure
 
         fig = curves_figure(self.metrics, title=f"{self.config.model} (seed {self.config.seed})")
         if path is not None:

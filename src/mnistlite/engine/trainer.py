@@ -25,8 +25,7 @@ from ..data import Dataset
 from ..errors import MnistliteError
 from ..models import ModelEntry, count_params, get_entry
 from ..models.usercode import entry_from_run
-from ..runs import rundir as rd
-from ..runs.writer import curves_title, layer_table_text, model_file, write_run_files
+from . import rundir as rd
 from .bn_path import Decision as BNDecision
 from .bn_path import for_run as resolve_bn_path
 from .checkpoint import Progress, check_checkpoint, load_checkpoint, restore
@@ -41,6 +40,7 @@ from .parts import build_parts, load_data
 from .precision import Decision as PrecisionDecision
 from .precision import for_run as resolve_precision
 from .result import RunResult
+from .writer import curves_title, layer_table_text, model_file, write_run_files
 
 OnEpoch = Callable[[dict[str, Any]], None]
 

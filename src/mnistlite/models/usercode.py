@@ -34,8 +34,10 @@ import torch
 from torch import nn
 
 from ..errors import MnistliteError
-from ..runs.rundir import MODEL_SOURCE  # the copy kept in a user model's run directory
 from .registry import ModelEntry, SourceCode, collecting
+
+# The copy of a user model's file that its run directory keeps (engine/rundir.py lists it with the others).
+MODEL_SOURCE = "model_source.py"
 
 CHECK_INPUT = (2, 1, 28, 28)
 CLASSES = 10

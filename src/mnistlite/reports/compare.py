@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 from .figures import plot_test_overlay
 from .markdown import epoch_list
 from .runs import RunRecord, is_run_dir, load_run

@@ -17,9 +17,9 @@ from typing import Any
 
 from .. import __version__
 from ..challenge import LAST_EPOCHS
+from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs import plan, splits
-from ..runs import rundir as rd
 from .experiment_file import Experiment, Step, load_experiment, parse_experiment  # noqa: F401  (the API)
 from .render import render_experiment
 from .sections import EXPERIMENT_JSON

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..runs import rundir as rd
+from ..engine import rundir as rd
 from .runs import RunRecord
 from .sections import Section, run_labels
 
@@ -14,7 +14,7 @@ def plot_lines(series: list[tuple[str, list[tuple[int, float]], dict]], path: Pa
     """Lines of (epoch, accuracy) with the target line; the y-range follows the later epochs."""
     from matplotlib.ticker import MaxNLocator
 
-    from ..runs.plots import plt  # Agg backend already selected there
+    from ..engine.plots import plt  # Agg backend already selected there
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -52,7 +52,7 @@ def mean_curve(runs: Sequence[RunRecord], key: str = "test_acc") -> list[tuple[i
 
 
 def plot_step(section: Section, path: Path) -> None:
-    from ..runs.plots import plt
+    from ..engine.plots import plt
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     series = []

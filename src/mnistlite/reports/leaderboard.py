@@ -14,9 +14,9 @@ from typing import Any
 
 from ..challenge import BUDGET, LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
+from ..engine import rundir as rd
 from ..modelinfo import profile_entry
 from ..models import get_entry, list_models
-from ..runs import rundir as rd
 from ..runs.seeds import CONSISTENCY_JSON, run_seeds
 
 # What each seed README claims, in its own words, for the reproduction table.
@@ -174,7 +174,7 @@ def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
-    from ..runs.plots import plt
+    from ..engine.plots import plt
 
     rows = sorted(rows, key=lambda s: s["params"])
     xs = [s["params"] for s in rows]

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 from . import analysis as an
 from .challenge_rules import BUDGET_EPOCHS, BUDGET_PARAMS, LAST_N
 from .figures import mean_curve, plot_step, plot_test_overlay

@@ -17,8 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 
 
 @dataclass

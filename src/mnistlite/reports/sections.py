@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..runs import rundir as rd
 from .markdown import rel_text, slug
 from .runs import RunRecord, architecture, is_run_dir, load_run
 from .step import StepMetrics

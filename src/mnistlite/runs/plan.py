@@ -42,8 +42,8 @@ from typing import Any
 from ..config import TrainConfig, describe_differences
 from ..data import load_dataset
 from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
+from ..engine import rundir as rd
 from ..errors import MnistliteError
-from . import rundir as rd
 
 # What a run directory may hold; anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
@@ -329,8 +329,8 @@ def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, 
     same layout; run directories trained elsewhere come back as their text
     files (runs/portable.py: weights stay where they were trained).
     """
-    from ..search.sweep import make_job, run_sweep
     from .portable import pack_run, unpack_run
+    from .sweep import make_job, run_sweep
 
     jobs = []
     for r in runs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import rundir as rd
+from ..engine import rundir as rd
 
 
 def pack_run(run: Path) -> dict[str, Any]:
@@ -25,8 +25,8 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     """Rebuild `run` from `pack_run` output, unless it already holds a result."""
     if (run / rd.RESULT).is_file():
         return
+    from ..engine.writer import curves_title, layer_table_text, write_run_files
     from ..modelinfo import profile_registered
-    from .writer import curves_title, layer_table_text, write_run_files
 
     run.mkdir(parents=True, exist_ok=True)
     cfg = packed["config"]

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..challenge import LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
+from ..engine import rundir as rd
 from . import plan, splits
-from . import rundir as rd
 
 CONSISTENCY_JSON = "consistency.json"
 CONSISTENCY_PNG = "consistency.png"
@@ -177,7 +177,7 @@ def format_aggregate(s: dict[str, Any]) -> str:
 
 
 def plot_consistency(out: Path, s: dict[str, Any]) -> None:
-    from .plots import plot_overlay
+    from ..engine.plots import plot_overlay
 
     curves: dict[str, Sequence[tuple[int, float]]] = {}
     for seed, info in s["per_seed"].items():

@@ -217,7 +217,7 @@ def resolve(
         f"(waves of equal runs at each split's measured rate); measured {describe(cal)}"
     )
     if record is not None:
-        from . import rundir as rd
+        from ..engine import rundir as rd
 
         rd.write_json(
             record / SPLIT_JSON,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import MnistliteError
-from . import storage as st
+from ..runs import storage as st
 from .study import Protocol
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs import plan
-from ..runs import rundir as rd
 from .objective import trial_config
 from .study import best_trials, protocol_of
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import storage as st
+from ..runs import storage as st
 from .study import best_trials, counted_trials, is_counted, state_counts
 
 
@@ -137,7 +137,7 @@ def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = p
 def plot_history(study, path: Path) -> None:
     from optuna.trial import TrialState
 
-    from ..runs.plots import plt  # Agg backend
+    from ..engine.plots import plt  # Agg backend
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     trials = [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
@@ -178,7 +178,7 @@ def plot_history(study, path: Path) -> None:
 
 
 def plot_importances(importances: dict[str, float], evaluator: str, path: Path) -> None:
-    from ..runs.plots import plt
+    from ..engine.plots import plt
 
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))

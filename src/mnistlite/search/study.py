@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import MnistliteError
-from . import storage as st
+from ..runs import storage as st
 
 KIND = "mnistlite-search"
 

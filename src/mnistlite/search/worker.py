@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import MnistliteError
-from . import storage as st
+from ..runs import storage as st
 from .study import is_counted
 
 MAX_REJECTED_IN_A_ROW = 500

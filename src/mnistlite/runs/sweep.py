@@ -9,7 +9,7 @@ A sweep is a fixed list of jobs, each a JSON-able dict, by convention
 `{"model": ..., "seed": ..., "overrides": {...}}` (`make_job`). Every worker
 process, on any machine, runs the same call against the same storage:
 
-    from mnistlite.search.sweep import make_job, run_sweep
+    from mnistlite.runs.sweep import make_job, run_sweep
 
     jobs = [make_job("fake", seed, {"lr": 0.1}) for seed in range(1, 6)]
 

@@ -29,6 +29,7 @@ import torch
 
 from ..challenge import LAST_EPOCHS, TARGET
 from ..errors import MnistliteError
+from ..models import usercode
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -38,7 +39,7 @@ CURVES = "curves.png"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
-MODEL_SOURCE = "model_source.py"
+MODEL_SOURCE = usercode.MODEL_SOURCE
 
 METRIC_COLUMNS = (
     "epoch",
