@@ -66,3 +66,14 @@ def plot_step(section: Section, path: Path) -> None:
 
 def plot_test_overlay(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
     plot_lines([(k, v, {}) for k, v in curves.items()], path, title, "test accuracy (%)")
+
+
+def redraw_missing_curves(runs: Sequence[RunRecord]) -> None:
+    """Draw curves.png from metrics.csv where a run folder lacks it: committed runs keep only
+    the plots a page shows (docs/results stays small), and `mnistlite report` brings the rest back."""
+    from ..runs.plots import plot_curves
+    from ..runs.writer import curves_title
+
+    for r in runs:
+        if r.rows and not (r.path / rd.CURVES).is_file():
+            plot_curves(r.rows, r.path / rd.CURVES, curves_title(r.config))

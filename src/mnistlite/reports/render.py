@@ -26,7 +26,7 @@ from ..engine import rundir as rd
 from ..errors import MnistliteError
 from . import analysis as an
 from .challenge_rules import BUDGET_EPOCHS, BUDGET_PARAMS, LAST_N
-from .figures import mean_curve, plot_step, plot_test_overlay
+from .figures import mean_curve, plot_step, plot_test_overlay, redraw_missing_curves
 from .markdown import epoch_list, int_text, pct, pm, rel, rel_text, table
 from .recipe import recipe_text
 from .runs import load_run, log_excerpt
@@ -187,13 +187,10 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     runs = s.with_data
     if len(runs) > 1:
         out += [f"![{s.name}: train and test accuracy of every seed]({rel(images / s.image, base)})", ""]
-        curves = [f"[seed {r.seed}]({rel(r.path / rd.CURVES, base)})" for r in runs if (r.path / rd.CURVES).is_file()]
-        if curves:
-            out += ["Loss and accuracy curves per run: " + ", ".join(curves), ""]
-    elif (runs[0].path / rd.CURVES).is_file():
+        curves = [f"[seed {r.seed}]({rel(r.path / rd.CURVES, base)})" for r in runs]
+        out += ["Loss and accuracy curves per run: " + ", ".join(curves), ""]
+    else:  # render_report has drawn any missing curves.png
         out += [f"![{s.name}: loss and accuracy per epoch]({rel(runs[0].path / rd.CURVES, base)})", ""]
-    else:
-        out += [f"![{s.name}: train and test accuracy]({rel(images / s.image, base)})", ""]
     if first is not None and first.layer_table:
         out += [
             "### Layer table",
@@ -232,6 +229,7 @@ def render_report(
     base = report.parent
     base.mkdir(parents=True, exist_ok=True)
     images.mkdir(parents=True, exist_ok=True)
+    redraw_missing_curves([r for s in sections for r in s.with_data])
     analyses: list[list[Finding]] = []
     prev: StepMetrics | None = None
     for s in sections:
@@ -265,7 +263,7 @@ def render_report(
         plot_test_overlay(curves, overview, "Test accuracy per epoch (mean over seeds)")
         lines += [f"![Test accuracy per epoch, mean over seeds, every step]({rel(overview, base)})", ""]
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
-        if len(s.with_data) > 1 or (s.with_data and not (s.with_data[0].path / rd.CURVES).is_file()):
+        if len(s.with_data) > 1:
             plot_step(s, images / s.image)
         lines += _section(i, s, findings, base, images)
     lines += [
