@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mnistlite.cli import main
-from mnistlite.runs import rundir as rd
+from mnistlite.engine import rundir as rd
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"

@@ -23,7 +23,7 @@ from typing import Any
 from .challenge import LAST_EPOCHS
 from .reports.tuning import markdown
 from .runs import plan, splits
-from .runs import rundir as rd
+from .engine import rundir as rd
 from .tuning_file import Candidate, TuningFile, load_tuning  # noqa: F401  (the API)
 from .tuning_file import register_candidate as register
 

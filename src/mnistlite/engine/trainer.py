@@ -4,7 +4,7 @@ This module turns a request into a session: it settles the config and the
 model entry, prepares the run directory, scopes CPU threads to the run, loads
 the data, builds the parts, restores a checkpoint when resuming, hands the
 epochs to `loop.run_epochs`, and writes the finished run directory through
-`runs.writer`. Nothing here changes process-wide state for good: the thread
+`engine/writer.py`. Nothing here changes process-wide state for good: the thread
 count is restored on the way out, and the allocator is tuned only where the
 CLI asked for it (engine/device.py).
 """

@@ -71,8 +71,8 @@ def plot_test_overlay(curves: dict[str, list[tuple[int, float]]], path: Path, ti
 def redraw_missing_curves(runs: Sequence[RunRecord]) -> None:
     """Draw curves.png from metrics.csv where a run folder lacks it: committed runs keep only
     the plots a page shows (docs/results stays small), and `mnistlite report` brings the rest back."""
-    from ..runs.plots import plot_curves
-    from ..runs.writer import curves_title
+    from ..engine.plots import plot_curves
+    from ..engine.writer import curves_title
 
     for r in runs:
         if r.rows and not (r.path / rd.CURVES).is_file():

@@ -1,9 +1,11 @@
-"""Run directories, and many runs planned and executed together.
+"""Many runs planned and executed together: locally, on a worker pool, or shared through a database.
 
-rundir.py    the files of one run directory (names, atomic writes, metrics, headline numbers)
-writer.py    the one writer of a run directory, for the trainer and for a rebuilt run
-plots.py     curves and overlays
-portable.py  a finished run as JSON and back (shared sweeps)
 plan.py      planner and executor: the same-run rule, stale folders, the worker pool, shared sweeps
 seeds.py     one recipe under several seeds and its aggregate (`mnistlite seeds`)
+splits.py    how many runs train at once, and on how many threads each (`--jobs auto`)
+portable.py  a finished run as JSON and back (shared sweeps)
+sweep.py     a fixed job list worked through by any number of workers on one Optuna storage
+storage.py   that storage: RDBStorage with heartbeats, retry-once of trials whose worker died
+
+One run's folder (its file names, atomic writes, the writer, plots) is engine's: engine/rundir.py.
 """

@@ -23,7 +23,7 @@ all, a progress bar), or in a pool of `jobs` spawned worker processes, each
 given cores // jobs CPU threads: tiny convolutions scale poorly across
 threads and collapse when the cores are oversubscribed. On a CUDA device the
 workers share the GPU. With an Optuna storage the runs become the jobs of one
-shared sweep (search/sweep.py) that any number of machines work through.
+shared sweep (runs/sweep.py) that any number of machines work through.
 """
 
 from __future__ import annotations

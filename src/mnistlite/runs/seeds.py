@@ -48,7 +48,7 @@ def run_seeds(
     With `storage` (an Optuna storage URL), the seeds become jobs of a shared
     sweep: every process started with the same storage and study takes jobs
     until none is left, so a sweep spreads over machines with no seed lost or
-    trained twice (see search/sweep.py).
+    trained twice (see runs/sweep.py).
     `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
     """
     out = Path(out)

@@ -1,4 +1,4 @@
-"""Architecture and recipe search, and multi-worker sweeps, on Optuna.
+"""Architecture and recipe search on Optuna, on one machine or many (the study on PostgreSQL).
 
     study = open_search_study(storage, "s", protocol)      # study.py: create or join
     data = load_search_data(protocol)                       # objective.py: once per process
@@ -12,10 +12,8 @@
 * `worker`    -- the worker loop that stops at exactly n_trials counted trials over all workers
 * `show`      -- the best trials as a table, best_trials.json, trials.json, history and importance plots
 * `retrain`   -- the winner retrained per seed as ordinary runs (runs/plan.py), locally or shared
-* `sweep`     -- `run_sweep(jobs, storage, study_name, worker)`: fixed job lists on many workers
-                 (the queue under runs/plan.execute_shared: `seeds`, `experiment`, `retrain`)
-* `storage`   -- RDBStorage with heartbeats and retry-once of trials whose worker died
 
-Submodules are imported on use: a sweep worker never imports torch through here.
+The study's storage and the fixed-job sweeps live one layer down, in runs/ (storage.py,
+sweep.py). Submodules are imported on use: a sweep worker never imports torch through here.
 See docs/search.md.
 """
