@@ -110,3 +110,24 @@ def test_help_names_every_model_with_shipped_weights(command, capsys):
         cli.main([command, "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in catalogue())
+
+
+def test_models_lists_the_supported_zoo_and_all_adds_the_candidates(capsys, monkeypatch):
+    """Tuning candidates are listed only with --all, from the files experiments/ names, with their rounds."""
+    import json
+
+    monkeypatch.chdir(REPO)
+    assert cli.main(["models"]) == 0
+    plain = capsys.readouterr().out
+    assert "mnistlite_sep8k" in plain and "tiny1k_sep" in plain
+    assert "tiny2k_fact" not in plain and "candidate" not in plain
+    assert cli.main(["models", "--all", "--json"]) == 0
+    rows = {r["name"].rpartition(":")[2]: r for r in json.loads(capsys.readouterr().out)}
+    assert "candidate_of" not in rows["mnistlite_sep8k"]
+    assert rows["tiny2k_fact"]["name"] == "experiments/tuning/tiny_candidates.py:tiny2k_fact"
+    assert rows["tiny2k_fact"]["candidate_of"] == ["experiments/tuning/tiny_round1.toml"]
+    assert rows["tiny2k_fact"]["params"] == 1_834
+    assert cli.main(["models", "--all", "--tag", "under1k"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny1k_early" in out and "candidate of experiments/tuning/tiny_round5.toml" in out
+    assert "tiny2k_fact" not in out

@@ -43,21 +43,3 @@ def test_names_of_plain_specs_do_not_change():
 
     assert "sep_stages" not in spec_name(SPECS[0])
     assert '"sep_stages":1' in spec_name(SPECS[1])
-
-
-def test_a_shared_unit_reuses_its_convs_and_keeps_the_map():
-    """The tiny nets' "share" unit: n applications cost one conv pair plus n BatchNorms."""
-    from mnistlite.models.tiny_zoo import SharedResidual, TinyNet, count_plan
-
-    one, five = (TinyNet((("conv", 6, 1), ("pool",), ("share", n))) for n in (1, 5))
-    assert (
-        count_built(five) - count_built(one)
-        == 4 * 2 * 6
-        == count_plan((("conv", 6, 1), ("pool",), ("share", 5))) - count_plan((("conv", 6, 1), ("pool",), ("share", 1)))
-    )
-    unit = next(m for m in five.modules() if isinstance(m, SharedResidual))
-    assert len(unit.bns) == 5 and sum(isinstance(m, torch.nn.Conv2d) for m in unit.modules()) == 2
-    x = torch.rand(2, 6, 14, 14)
-    assert unit(x).shape == x.shape
-    with pytest.raises(ValueError, match="at least one"):
-        SharedResidual(6, 0)

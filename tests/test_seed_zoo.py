@@ -1,6 +1,7 @@
 """The contract every registered model keeps, and the seed reproductions' fidelity.
 
-The contract tests are parametrized over `list_models()`, so models registered
+The contract tests are parametrized over `list_models()` (the supported zoo;
+the tuning candidates get a cheaper check in test_tuning.py), so models registered
 later are held to them too: logits of shape (N, 10), finite, every parameter
 trained, the stated parameter count, a working `dropout` override and a recipe
 TrainConfig accepts. The fidelity test compares each seed model with the layer
@@ -124,6 +125,14 @@ def test_recipe_is_a_valid_config(name: str) -> None:
     cfg = TrainConfig.for_model(name)
     for key, value in recipe.items():
         assert getattr(cfg, key) == value, key
+
+
+def test_the_zoo_holds_only_supported_models() -> None:
+    """`mnistlite models` is the supported zoo: seed reproductions and the ladder's rows (the flagship and
+    the budget winners among them); tuning candidates live beside their rounds (experiments/)."""
+    supported = [n for n in ALL_MODELS if not n.startswith("family:")]
+    assert [n for n in supported if not {"seed", "ladder"} & set(get_entry(n).tags)] == []
+    assert {"mnistlite_flagship", "mnistlite_sep8k", "mnistlite_frontier"} <= set(list_models("ladder"))
 
 
 def test_seed_tags_follow_the_budget() -> None:

@@ -143,14 +143,39 @@ def test_rank_breaks_near_ties_by_params():
     assert [r["rank"] for r in rows] == [2, 1, 3, None]
 
 
-@pytest.mark.parametrize(
-    "path", sorted((Path(__file__).parent.parent / "experiments" / "tuning").glob("*.toml")), ids=lambda p: p.name
+REPO = Path(__file__).resolve().parent.parent
+TUNING_FILES = sorted((REPO / "experiments" / "tuning").glob("*.toml")) + sorted(
+    (REPO / "experiments" / "search").glob("*.toml")
 )
+
+
+@pytest.mark.parametrize("path", TUNING_FILES, ids=lambda p: p.name)
 def test_shipped_tuning_files_are_valid(path):
+    """Each file loads (its candidates' model files imported), and names the nets its committed ranking ran."""
     from mnistlite.tuning_file import load_tuning
 
     tf = load_tuning(path)
     assert tf.candidates and all(c.params <= tf.budget for c in tf.candidates)
+    ranking = REPO / "docs" / "results" / "tuning" / path.stem / "tuning.json"
+    if ranking.is_file():
+        committed = {r["name"]: r["params"] for r in json.loads(ranking.read_text())["candidates"]}
+        assert {c.name: c.params for c in tf.candidates if c.name in committed} == {
+            c.name: committed[c.name] for c in tf.candidates if c.name in committed
+        }
+
+
+def test_candidates_beside_their_rounds_build_with_their_stated_counts():
+    """The cheap check for candidates (the registered zoo gets test_seed_zoo.py's): found through the files
+    that name them, each builds, runs a batch (usercode's check) and has its stated parameter count."""
+    from mnistlite.modelinfo import candidates
+    from mnistlite.models import count_params
+
+    found = candidates(REPO / "experiments")
+    assert {"tiny2k_fact", "tiny2k_share5", "tiny1k_early", "search_8000"} <= {c.name for c in found}
+    for c in found:
+        assert c.rounds, c.name
+        if c.entry.stated_params is not None:
+            assert count_params(c.entry.build()) == c.entry.stated_params, c.name
 
 
 def test_bn_recalibration_script_rebuilds_the_runs_split(tuned, capsys):

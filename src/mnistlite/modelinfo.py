@@ -1,14 +1,28 @@
-"""Layer tables, parameter counts, MACs and architecture features, through torchinfo."""
+"""Layer tables, parameter counts, MACs and architecture features, through torchinfo;
+and the tuning candidates that live beside their rounds, outside the package.
+
+A candidate is a model of a file that a committed experiment or tuning file names
+(`models = ["tiny_candidates.py"]`) under the current directory's experiments/
+folder: `mnistlite models --all` lists them, and a report of an old run that
+names one by its bare name (as runs did while candidates were registered in the
+package) finds it there.
+"""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from .config_files import load_toml
+from .errors import MnistliteError
 from .models import BUDGET, ModelEntry, count_params, get_entry
+
+EXPERIMENTS = Path("experiments")
 
 INPUT_SIZE = (1, 1, 28, 28)
 
@@ -152,3 +166,53 @@ def summary_text(name: str) -> str:
         same = "matches" if entry.stated_params == p.params else "DIFFERS from"
         lines.append(f"Source states:    {entry.stated_params:,} parameters ({same} ours)")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry: ModelEntry  # named by its reference, `experiments/tuning/tiny_candidates.py:tiny2k_fact`
+    rounds: tuple[str, ...]  # the experiment or tuning files whose runs use it
+
+    @property
+    def name(self) -> str:
+        return self.entry.name.rpartition(":")[2]
+
+
+def _uses(doc: dict, name: str) -> bool:
+    items = [c for key in ("candidates", "steps") if isinstance(doc.get(key), list) for c in doc[key]]
+    return any(isinstance(c, dict) and c.get("model") == name for c in items)
+
+
+def candidates(root: Path = EXPERIMENTS) -> tuple[Candidate, ...]:
+    """The models of every file named by an experiment or tuning file (`models = [...]`) under `root`."""
+    return _candidates(Path(root).resolve())
+
+
+@cache  # per folder and process: every file is imported and checked once
+def _candidates(root: Path) -> tuple[Candidate, ...]:
+    from .models.usercode import canonical_path, file_entries
+
+    tomls = sorted(root.rglob("*.toml"))
+    docs = {canonical_path(t): load_toml(t, "experiment or tuning file") for t in tomls}
+    files: dict[str, list[str]] = {}
+    for where, doc in docs.items():
+        named = doc.get("models", [])
+        for f in named if isinstance(named, list) else []:
+            files.setdefault(canonical_path(f, Path(where).parent), []).append(where)
+    out = []
+    for f, naming in files.items():
+        for e in file_entries(f):
+            name = e.name.rpartition(":")[2]
+            out.append(Candidate(e, tuple(w for w in naming if _uses(docs[w], name)) or tuple(naming)))
+    return tuple(out)
+
+
+def find_entry(name: str) -> ModelEntry | None:
+    """A registered model or reference; else a candidate under ./experiments by its bare name; else None."""
+    try:
+        return get_entry(name)
+    except MnistliteError:
+        pass
+    if not EXPERIMENTS.is_dir():
+        return None
+    return next((c.entry for c in candidates() if c.name == name), None)

@@ -135,29 +135,3 @@ def register_spec(
             raise ValueError(f"model {name!r} is already registered with another spec: {existing}")
         return get_entry(name).factory
     return _family_model(name, spec, tags, description or f"Family spec {name}.", **dict(recipe or {}))
-
-
-# --- found by `mnistlite search` ---------------------------------------------------
-# search_8000: the best of study "search-8000" (trial 27 of 24 trained trials, TPE,
-# sampler seed 0), chosen on validation accuracy only (97.92% after 3 epochs on
-# 10,000 images, 5,000 held out). docs/search.md has the results; the command was
-#   mnistlite search --budget 8000 --epochs 3 --limit-train 10000 --val-size 5000 \
-#       --trials 24 --sampler-seed 0 --timeout 1500 --out runs/search-doc
-# Its recipe was searched at 3 epochs, so 3 is its registered length; values are
-# the trial's, rounded to 4 significant digits.
-SEARCH_8000 = NetSpec(stages=((18,), (16, 14), (6,)), transitions=(18, 14), first_padding=1, dropout=0.0358)
-_family_model(
-    "search_8000",
-    SEARCH_8000,
-    ("mnistlite", "search", "under8k"),
-    "Found by `mnistlite search --budget 8000`: three stages, 6.3k parameters.",
-    epochs=3,
-    batch_size=64,
-    max_lr=0.1945,
-    pct_start=0.1375,
-    weight_decay=2.201e-05,
-    rotation=10.27,
-    translate=0.0001431,
-    scale=0.01384,
-    label_smoothing=0.027,
-)

@@ -110,7 +110,10 @@ def get_entry(name: str) -> ModelEntry:
             return resolve(ref)
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise MnistliteError(f"unknown model {name!r}.{hint} Run 'mnistlite models' to list them.") from None
+        raise MnistliteError(
+            f"unknown model {name!r}.{hint} Run 'mnistlite models' to list them"
+            " ('--all' adds the tuning candidates, which are named file.py:name)."
+        ) from None
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -163,13 +163,13 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     out = [f"## {i}. {s.heading}", ""]
     first = (s.with_data or s.runs or [None])[0]
     if s.model:
-        try:
-            from ..models import get_entry
+        from ..modelinfo import find_entry
 
-            e = get_entry(s.model)
-            desc = f": {e.description or e.source}"
+        try:  # a candidate's old runs name it bare: find_entry looks beside the rounds (./experiments)
+            e = find_entry(s.model)
         except MnistliteError:
-            desc = " (not a registered model in this version)"
+            e = None
+        desc = f": {e.description or e.source}" if e else " (not a registered model in this version)"
         out += [f"**Model** `{s.model}`{desc}", ""]
     if first is not None:
         out += [f"**Recipe**: {recipe_text(first.config)}", ""]

@@ -144,19 +144,21 @@ def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
 def _architecture(model: str, dropout: float | None) -> tuple[tuple[str, str], ...]:
     import torch
 
-    from ..modelinfo import architecture_of
-    from ..models import create_model
+    from ..modelinfo import architecture_of, find_entry
 
+    entry = find_entry(model)  # a candidate's old runs name it bare: found beside its rounds
+    if entry is None:
+        return ()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = create_model(model, dropout=dropout)
+        net = entry.build(dropout=dropout)
     return tuple(architecture_of(net).items())
 
 
 def architecture(model: str, dropout: float | None = None, result: dict[str, Any] | None = None) -> dict[str, str]:
     """Comparable features of a run's model: recorded in its result.json at training (which
     needs no code, so a user model's report runs none), else rebuilt from the registry
-    (older runs), else {}."""
+    or a candidate file (older runs), else {}."""
     recorded = (result or {}).get("architecture")
     if isinstance(recorded, dict) and recorded:
         return {str(k): str(v) for k, v in recorded.items()}
