@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .challenge import LAST_EPOCHS
+from .engine import rundir as rd
 from .reports.tuning import markdown
 from .runs import plan, splits
-from .engine import rundir as rd
 from .tuning_file import Candidate, TuningFile, load_tuning  # noqa: F401  (the API)
 from .tuning_file import register_candidate as register
 
