@@ -100,3 +100,18 @@ def test_an_interrupted_pool_worker_starts_no_further_run(monkeypatch, tmp_path,
     with pytest.raises(TrainingInterrupted, match="not started"):
         plan._pool_worker((cfg.to_dict(), str(tmp_path / "b"), None, False))
     assert started == [tmp_path / "a"]
+
+
+def test_a_candidate_moved_out_of_the_zoo_keeps_its_runs(tmp_path):
+    """Runs saved under a candidate's bare name (before it moved to its round's file) count as done
+    for the same name from that file; a registered model's runs never match a user file's namesake."""
+    ref = "experiments/tuning/tiny_candidates.py:tiny2k_wide"
+    want = TrainConfig.for_model(ref, epochs=2)
+    finished(tmp_path / "old", want.replace(model="tiny2k_wide", model_sha256=None))
+    assert plan.run_state(tmp_path / "old", want) == ("done", "")
+    finished(tmp_path / "other", want.replace(model="tiny2k_deep", model_sha256=None))
+    assert plan.run_state(tmp_path / "other", want)[0] == "changed"
+    zoo = TrainConfig.for_model("mnistlite_2k", epochs=2)
+    finished(tmp_path / "zoo", zoo)
+    namesake = want.replace(model="my.py:mnistlite_2k")
+    assert plan.run_state(tmp_path / "zoo", namesake)[0] == "changed"

@@ -44,6 +44,7 @@ from ..data import load_dataset
 from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
 from ..engine import rundir as rd
 from ..errors import MnistliteError
+from ..models import list_models
 
 # What a run directory may hold; anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
@@ -83,7 +84,7 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
         return "restart", str(e)
     if not isinstance(saved, dict):
         return "restart", f"{run_dir / rd.CONFIG}: not a JSON object"
-    changed = describe_differences(saved, cfg)
+    changed = describe_differences(moved_candidate(saved, cfg), cfg)
     if changed:
         return "changed", ", ".join(changed)
     if (run_dir / rd.RESULT).is_file():
@@ -91,6 +92,23 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
     if (run_dir / rd.CHECKPOINT).is_file():
         return "resume", "interrupted: continuing from its last checkpoint"
     return "restart", "interrupted before its first checkpoint"
+
+
+def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """A tuning candidate's runs from before it moved out of the zoo into its round's model file
+    (experiments/tuning/*.py) saved it by its bare name: the same name from that file is the same
+    model (its code moved as it was), so those runs count as done instead of training again."""
+    old, new = saved.get("model"), cfg.model
+    if (
+        isinstance(old, str)
+        and ":" not in old
+        and saved.get("model_sha256") is None
+        and cfg.model_sha256 is not None
+        and new.rpartition(":")[2] == old
+        and old not in list_models()
+    ):
+        return {**saved, "model": new, "model_sha256": cfg.model_sha256}
+    return saved
 
 
 def plan_run(
