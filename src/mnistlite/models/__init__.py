@@ -17,12 +17,11 @@ from . import (
     seed_zoo,  # noqa: F401  (registers the seed reproductions)
     tiny_zoo,  # noqa: F401  (registers the nets under 2k and 1k)
 )
+from .lookup import config_for, create_model, get_entry  # noqa: F401
 from .registry import (  # noqa: F401
     BUDGET,
     ModelEntry,
     count_params,
-    create_model,
-    get_entry,
     list_models,
     register_model,
 )

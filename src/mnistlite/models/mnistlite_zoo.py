@@ -9,7 +9,7 @@ for the protocol); the test set only reports.
 from __future__ import annotations
 
 from .family import NetSpec, build
-from .registry import register_model
+from .registry import list_models, register_model, registered
 
 SOURCE = "mnistlite"
 
@@ -127,11 +127,9 @@ def register_spec(
     and this entry, so the trainer, run directories and profiling treat it like
     any zoo model. Re-registering a name with a different spec is an error.
     """
-    from .registry import get_entry, list_models
-
     if name in list_models():
-        existing = getattr(get_entry(name).factory, "spec", None)
+        existing = getattr(registered(name).factory, "spec", None)
         if existing != spec:
             raise ValueError(f"model {name!r} is already registered with another spec: {existing}")
-        return get_entry(name).factory
+        return registered(name).factory
     return _family_model(name, spec, tags, description or f"Family spec {name}.", **dict(recipe or {}))

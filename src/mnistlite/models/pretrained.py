@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import MnistliteError
+from .registry import registered
 
 WEIGHTS = Path(__file__).with_name("weights")
 
@@ -44,10 +45,8 @@ def pretrained_file(name: str) -> tuple[Path, dict[str, Any]]:
 
 def load_pretrained(name: str) -> nn.Module:
     """The registered model with its shipped weights, in eval mode."""
-    from .registry import get_entry
-
     path, _ = pretrained_file(name)
-    model = get_entry(name).build()
+    model = registered(name).build()
     # The file's SHA-256 was just checked against pretrained.json, so torch's own weights-only
     # loader is enough here (engine/checkpoint.py words the errors of files a user names).
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])

@@ -1,4 +1,4 @@
-"""Model registry: one small factory per variant, looked up by name (timm style).
+"""Model registry: one small factory per variant, registered by name (timm style).
 
 A factory is registered with its provenance (`source`), searchable `tags`, the
 training `recipe` it was published with (TrainConfig field overrides) and, for
@@ -98,31 +98,17 @@ def list_models(tag: str | None = None) -> list[str]:
     return [n for n, e in _REGISTRY.items() if tag is None or tag in e.tags]
 
 
-def get_entry(name: str) -> ModelEntry:
-    """A registered name, or a reference to a user's model (`file.py:Name`, `package.module:Name`)."""
+def registered(name: str) -> ModelEntry:
+    """A registered model by name (models/lookup.py's `get_entry` also takes users' references)."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        from .usercode import parse_ref, resolve
-
-        ref = parse_ref(name)
-        if ref is not None:
-            return resolve(ref)
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise MnistliteError(
             f"unknown model {name!r}.{hint} Run 'mnistlite models' to list them"
             " ('--all' adds the tuning candidates, which are named file.py:name)."
         ) from None
-
-
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build a model by name or reference; `pretrained=True` loads the weights shipped with the package."""
-    if pretrained:
-        from .pretrained import load_pretrained
-
-        return load_pretrained(name)
-    return get_entry(name).build(**kwargs)
 
 
 def count_params(model: nn.Module) -> int:
