@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import MnistliteError
-from ..models.dropout import Dropout
+from ..fast.dropout import Dropout
 
 # Modules without state that act per channel or per element: kept as they are.
 STATELESS = (

@@ -86,7 +86,7 @@ def train_grouped(
             data = load_data(base)
         data = data.to(device)
         # One precision for the group, resolved once and recorded as a single run records it.
-        decision = resolve_precision(base, device, entry)
+        decision = resolve_precision(base, device)
         # The BN path as asked; auto is not calibrated for a grouped network (its k*C channels
         # are another workload): it takes the unit wherever the unit applies, as before the switch.
         why_not = bn_path.applies(base, device)

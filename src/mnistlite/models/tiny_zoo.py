@@ -27,10 +27,9 @@ Candidates and rounds: docs/accuracy.md, "Rounds below 2k and 1k".
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from .dropout import Dropout
-from .fused import FusedSequential, bn_relu_unit
 from .mnistlite_zoo import BASE_RECIPE, SOURCE
 from .registry import register_model
 
@@ -58,7 +57,7 @@ class SharedResidual(nn.Module):
 
     def forward(self, x):
         for bn in self.bns:
-            x = x + bn_relu_unit(self.pw(self.dw(x)), bn)
+            x = x + torch.relu(bn(self.pw(self.dw(x))))
         return x
 
 
@@ -93,11 +92,11 @@ class TinyNet(nn.Module):
             else:
                 raise ValueError(f"unknown unit {kind!r} in plan {plan}")
             if dropout > 0:
-                layers.append(Dropout(dropout))
+                layers.append(nn.Dropout(dropout))
             c = out
         if side < 1:
             raise ValueError(f"plan shrinks the image below 1x1: {plan}")
-        self.features = FusedSequential(*layers)
+        self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c, classes)
 
     def forward(self, x):
