@@ -14,8 +14,8 @@ from mnistlite.bench import synthetic_data
 from mnistlite.config import TrainConfig
 from mnistlite.engine.grouped import group_models, ungroup_into, unsupported_modules
 from mnistlite.errors import MnistliteError
-from mnistlite.models import get_entry
 from mnistlite.fast.dropout import Dropout
+from mnistlite.models import get_entry
 from mnistlite.runs import grouping
 from mnistlite.runs import rundir as rd
 

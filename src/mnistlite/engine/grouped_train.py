@@ -113,8 +113,7 @@ def train_grouped(
                 echo(line)
             copies.append(Copy(cfg, p, out, echo, Progress(session_start=t_start)))
         try:
-            with path.applied():
-                return _train(net, copies, data, device, n_threads, graph)
+            return _train(net, copies, data, device, n_threads, graph)
         finally:
             for c in copies:
                 c.echo.close()
