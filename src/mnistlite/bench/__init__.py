@@ -30,15 +30,7 @@ from .timing import format_lines as epoch_lines
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = prec.cpuinfo()[0] or platform.processor() or ""
     info = {
         "cpu": cpu,
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
