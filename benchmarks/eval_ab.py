@@ -5,7 +5,7 @@
 For each model: build it as the trainer does (channels_last, the run's recipe), train
 --warm steps on synthetic batches so that its BatchNorm statistics are a trained net's,
 then time `engine.evaluation.evaluate` over --images synthetic images (the trainer's
-per-epoch judge; batch 500) with the loops on and off (`fused_unit`), in turns over
+per-epoch judge; batch 500) with the loops on and off (the same weights on torch's layers), in turns over
 --rounds rounds. It checks first that the logits of one batch are equal bit for bit.
 """
 
@@ -25,8 +25,9 @@ from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.evaluation import evaluate
 from mnistlite.engine.parts import build_parts
 from mnistlite.errors import MnistliteError
-from mnistlite.models import bn_kernels
-from mnistlite.models.fused import fused_unit
+from mnistlite.fast import kernels
+from mnistlite.fast.apply import accelerate
+from mnistlite.models import create_model
 
 
 def one_model(name: str, images: int, rounds: int, warm: int) -> dict:
@@ -37,19 +38,18 @@ def one_model(name: str, images: int, rounds: int, warm: int) -> dict:
     for i in range(warm):
         s = (i * b) % (len(x) - b)
         parts.step(x[s : s + b], y[s : s + b])
-    model = parts.model.eval()
+    models = {"loops": parts.model.eval()}
+    plain, _ = accelerate(create_model(name), fused=False)  # the same weights on torch's layers
+    plain.load_state_dict(models["loops"].state_dict())
+    models["torch"] = plain.to(memory_format=torch.channels_last).eval()
     with torch.no_grad():
-        with fused_unit(False):
-            want = model(x[:500])
-        same = bool(torch.equal(model(x[:500]), want))
+        same = bool(torch.equal(models["loops"](x[:500]), models["torch"](x[:500])))
     times: dict[str, list[float]] = {"torch": [], "loops": []}
     for r in range(rounds):
-        order = (("torch", False), ("loops", True)) if r % 2 == 0 else (("loops", True), ("torch", False))
-        for key, on in order:
-            with fused_unit(on):
-                t = time.perf_counter()
-                evaluate(model, data.train, 500)
-                times[key].append(time.perf_counter() - t)
+        for key in ("torch", "loops") if r % 2 == 0 else ("loops", "torch"):
+            t = time.perf_counter()
+            evaluate(models[key], data.train, 500)
+            times[key].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "logits_bit_identical": same,
@@ -67,8 +67,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--warm", type=int, default=30)
     args = ap.parse_args()
-    if not bn_kernels.available():
-        print(f"eval_ab: the compiled loops do not run here ({bn_kernels.why_not()})", file=sys.stderr)
+    if not kernels.available():
+        print(f"eval_ab: the compiled loops do not run here ({kernels.why_not()})", file=sys.stderr)
         return 2
     if args.images < 500 or args.rounds < 1 or args.warm < 0:
         print("eval_ab: --images must be at least 500, --rounds at least 1, --warm at least 0", file=sys.stderr)

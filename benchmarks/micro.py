@@ -84,8 +84,8 @@ def main() -> None:
 
     from mnistlite.augment import affine_grid
     from mnistlite.engine.device import set_threads, tune_cpu_allocator
-    from mnistlite.models.dropout import _drop_positions
-    from mnistlite.models.fused import bn_relu_dropout
+    from mnistlite.fast.dropout import drop_positions
+    from mnistlite.fast.unit import bn_relu_dropout
 
     set_threads(a.threads)
     tune_cpu_allocator()  # as the training commands run (README, "Commands")
@@ -110,7 +110,7 @@ def main() -> None:
 
     n, p = x.numel(), 0.01
     t_geo = timeit(lambda: geometric_positions(n, p))
-    t_poi = timeit(lambda: _drop_positions(n, p))
+    t_poi = timeit(lambda: drop_positions(n, p))
     t_bern = timeit(lambda: torch.empty(n).bernoulli_(1 - p))
     print(
         f"dropout mask, {n:,} activations at p={p}: bernoulli_ {t_bern:.0f} us, geometric gaps {t_geo:.0f} us "

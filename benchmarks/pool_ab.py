@@ -24,7 +24,7 @@ from mnistlite.bench import machine_info, synthetic_data
 from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
-from mnistlite.models import fused
+from mnistlite.fast import unit as fused
 
 PLAIN_POOL = fused.is_plain_pool2
 

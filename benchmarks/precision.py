@@ -34,7 +34,6 @@ from mnistlite.engine import precision as prec
 from mnistlite.engine import rundir as rd
 from mnistlite.engine.device import resolve_device, set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
-from mnistlite.models import fused
 
 # name: (precision, BN-ReLU route). "fp32" is the trainer's float32 step (fused unit);
 # the plain routes run torch's own BatchNorm2d + ReLU (+ Dropout) in either dtype, so
@@ -45,32 +44,21 @@ VARIANTS = {
     "bf16_fused": ("bf16", "fused"),  # bf16 maps through the fused BN-ReLU unit
     "bf16_plain": ("bf16", "plain"),  # bf16 maps through torch's own BatchNorm2d + ReLU
 }
-_FUSED_GATE = fused._nhwc_cpu
-
-
-def _route(route: str) -> None:
-    """Send BN-ReLU runs through the fused unit or, for "plain", through torch's layers.
-
-    The unit is taken only where `_nhwc_cpu` says so, for FusedSequential and the user
-    fast path alike; a gate that always says no leaves exactly torch's layers.
-    """
-    fused.FUSE_BF16 = True
-    fused._nhwc_cpu = _FUSED_GATE if route == "fused" else (lambda x: False)
 
 
 def time_steps(args, data, device) -> dict:
     cfg = TrainConfig.for_model(args.model, device=str(device), threads=args.threads)
     x_all, y_all = data.train.images, data.train.labels
-    default_fuse = fused.FUSE_BF16
     parts = {}
-    for name, (p, _route_name) in VARIANTS.items():
-        parts[name] = build_parts(cfg.replace(precision=p), data, device)
+    for name, (p, route) in VARIANTS.items():
+        parts[name] = build_parts(
+            cfg.replace(precision=p, bn_fusion="fused" if route == "fused" else "torch"), data, device
+        )
         parts[name].model.train()
     perm = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(0))
     bs = cfg.batch_size
 
     def run(name: str, k: int, offset: int) -> float:
-        _route(VARIANTS[name][1])
         t0 = time.perf_counter()
         for i in range(k):
             lo = ((offset + i) * bs) % (len(y_all) - bs)
@@ -85,7 +73,6 @@ def time_steps(args, data, device) -> dict:
         for name in VARIANTS:
             times[name].append(run(name, args.steps, r * args.steps))
         print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
-    fused.FUSE_BF16, fused._nhwc_cpu = default_fuse, _FUSED_GATE
     med = {n: statistics.median(v) for n, v in times.items()}
     return {
         "model": args.model,
@@ -130,7 +117,7 @@ def epoch_runs(args) -> dict:
     cmd = f"mnistlite train --model {args.model} --epochs 1 --precision fp32|bf16 (ABAB)"
     return {
         "command": cmd,
-        "bf16_maps_through": "the fused unit" if fused.FUSE_BF16 else "torch's BatchNorm2d + ReLU (FUSE_BF16 off)",
+        "bf16_maps_through": "the fused unit",
         "runs": rows,
         "epoch_seconds_median": med,
         "speedup_bf16": round(med["fp32"] / med["bf16"], 3),

@@ -6,7 +6,7 @@
 layers), torch's own Dropout, torch's affine_grid, the for-loop SGD and glibc's
 default allocator: the way a straightforward PyTorch loop runs.
 "after": the trainer's own step (`engine.parts.Parts.step`): channels_last,
-the fused BatchNorm-ReLU-Dropout (models/fused.py), the sparse dropout mask, the
+the fused BatchNorm-ReLU-Dropout (fast/unit.py), the sparse dropout mask, the
 matmul affine grid, foreach SGD and the tuned allocator (engine/device.py).
 
 Each variant runs in its own process (the allocator setting is process-wide).
@@ -43,7 +43,6 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     from torch.profiler import ProfilerActivity, profile
 
     from mnistlite.bench import synthetic_data
-    from mnistlite.bench_timing import stock_dropout
     from mnistlite.config import TrainConfig
     from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.engine.parts import build_parts
@@ -64,7 +63,7 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     else:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model = stock_dropout(create_model(model_name)).train()
+        model = create_model(model_name).train()  # plain torch: nn.Dropout, separate layers
         opt = torch.optim.SGD(
             model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4, foreach=False
         )

@@ -1,7 +1,7 @@
-"""Interleaved A/B of two versions of the unit's compiled loops (models/bn_loops.py).
+"""Interleaved A/B of two versions of the unit's compiled loops (fast/loops.py).
 
-    git show REV:src/mnistlite/models/bn_loops.py > /tmp/bl_old.py
-    PYTHONPATH=src python benchmarks/unit_ab.py --old /tmp/bl_old.py [--new src/mnistlite/models/bn_loops.py] > out.json
+    git show REV:src/mnistlite/fast/loops.py > /tmp/bl_old.py
+    PYTHONPATH=src python benchmarks/unit_ab.py --old /tmp/bl_old.py [--new src/mnistlite/fast/loops.py] > out.json
 
 Both files are loaded as modules (numba's disk cache off, so neither reads the
 other's compiled code) and timed alternately, forward plus backward, at every
@@ -26,10 +26,28 @@ import torch
 
 from mnistlite.bench import machine_info
 from mnistlite.engine.device import set_threads
-from mnistlite.models import fused
-from unit_loops import SHAPES as LOOP_SHAPES  # a sibling script: python puts benchmarks/ on the path
+from mnistlite.fast import unit as fused
 
 # The flagship's and Model3's unit shapes are unit_loops.py's (batch 128); sep8k's at batch 64.
+LOOP_SHAPES = {  # the unit's shapes in a training step at batch 128
+    "mnistlite8k_model3": [
+        (128, 8, 26, 26),
+        (128, 10, 24, 24),
+        (128, 8, 12, 12),
+        (128, 16, 10, 10),
+        (128, 32, 8, 8),
+        (128, 8, 4, 4),
+    ],
+    "mnistlite_flagship": [
+        (128, 8, 26, 26),
+        (128, 16, 24, 24),
+        (128, 10, 12, 12),
+        (128, 16, 10, 10),
+        (128, 16, 8, 8),
+        (128, 16, 6, 6),
+    ],
+}
+
 SHAPES = {
     "mnistlite_sep8k (batch 64)": [(64, 8, 28, 28), (64, 16, 26, 26), (64, 16, 13, 13), (64, 16, 11, 11)]
     + [(64, 30, s, s) for s in (11, 9, 9, 7, 7, 5, 5, 3, 3)],
@@ -84,16 +102,14 @@ def fwd_bwd_us(mod, shape, reps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True)
-    ap.add_argument("--new", default="src/mnistlite/models/bn_loops.py")
+    ap.add_argument("--new", default="src/mnistlite/fast/loops.py")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=200)
     a = ap.parse_args()
     for f in (a.old, a.new):
         if not Path(f).is_file():
-            print(
-                f"unit_ab.py: {f}: no such file (git show REV:src/mnistlite/models/bn_loops.py > FILE)", file=sys.stderr
-            )
+            print(f"unit_ab.py: {f}: no such file (git show REV:src/mnistlite/fast/loops.py > FILE)", file=sys.stderr)
             raise SystemExit(2)
     set_threads(a.threads)
     old, new = load(a.old, "bl_old"), load(a.new, "bl_new")

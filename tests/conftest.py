@@ -66,15 +66,3 @@ def flagship_run(tmp_path_factory, mnist_small) -> Path:
     )
     train(cfg, run_dir=out, data=small, progress=False, quiet=True)  # threads=1 for the run only
     return out
-
-
-@pytest.fixture(scope="session", autouse=True)
-def calibration_cache(tmp_path_factory):
-    """Calibrations (precision, BN path, --jobs auto) cache under a session folder, not the user's home."""
-    before = os.environ.get("MNISTLITE_CACHE_DIR")
-    os.environ["MNISTLITE_CACHE_DIR"] = str(tmp_path_factory.mktemp("calibration-cache"))
-    yield
-    if before is None:
-        os.environ.pop("MNISTLITE_CACHE_DIR", None)
-    else:
-        os.environ["MNISTLITE_CACHE_DIR"] = before

@@ -1,4 +1,4 @@
-"""bench's epoch against the baseline, timed in turns (bench_epoch.py): the medians and the extrapolation."""
+"""bench's epoch against the baseline, timed in turns (bench/timing.py): the medians and the extrapolation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from mnistlite.bench import synthetic_data
-from mnistlite.bench_epoch import epoch_rounds, format_lines
-from mnistlite.bench_timing import Timing, time_baseline
+from mnistlite.bench.timing import Timing, epoch_rounds, format_lines, time_baseline
 from mnistlite.config import TrainConfig
 
 

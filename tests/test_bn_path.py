@@ -1,4 +1,4 @@
-"""The BatchNorm-ReLU path by measurement (engine/bn_path.py): the rule, the cache, the record, the same-run rule."""
+"""The fast path's one switch (engine/bn_path.py): the committed rule, the record, the same-run rule."""
 
 import json
 import shutil
@@ -13,8 +13,9 @@ from mnistlite.engine import bn_path as bp
 from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
+from mnistlite.fast import kernels
+from mnistlite.fast.apply import accelerate
 from mnistlite.models import create_model
-from mnistlite.models.fused import fused_unit, fused_unit_enabled
 from mnistlite.runs.seeds import CONSISTENCY_JSON, run_seeds
 
 CPU = torch.device("cpu")
@@ -25,49 +26,41 @@ def cfg(**kw):
     return TrainConfig.for_model(kw.pop("model", "mnistlite_flagship"), **kw)
 
 
-def fake(fused_ms, torch_ms):
-    return lambda *a, **k: bp.Calibration(fused_ms, torch_ms, 15)
+def test_the_rule_follows_the_committed_figures_per_cpu_kind(monkeypatch):
+    assert (
+        bp.rule(("AVX512", 2)).path == "fused" and "bench_model3_cpu_amx2_loops.json" in bp.rule(("AVX512", 2)).reason
+    )
+    assert bp.rule(("NEWISA", 3)).reason.startswith("auto: not measured on NEWISA at 3 thread(s)")
+    assert bp.rule(("NEWISA", 3)).path == "fused"
+    # A kind where torch's layers measured faster takes them.
+    monkeypatch.setitem(bp.MEASURED, ("NEWISA", 1), (900, 1000, "somewhere.json"))
+    d = bp.rule(("NEWISA", 1))
+    assert d.path == "torch" and "fused 900, torch 1,000 img/s (somewhere.json)" in d.reason
+    monkeypatch.setattr(bp, "cpu_kind", lambda threads: ("NEWISA", 1))
+    if kernels.available():
+        assert bp.resolve(cfg(), CPU).path == "torch"
+        assert bp.resolve(cfg(bn_fusion="fused"), CPU) == bp.Decision("fused", "asked")
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MNISTLITE_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def test_the_rule_takes_torchs_layers_only_where_clearly_faster():
-    # The AMX Xeon's flagship figures (docs/performance.md): 1 thread torch's layers, 2 threads the unit.
-    assert bp.resolve(cfg(), CPU, calibrate_fn=fake(37.07, 31.81)).path == "torch"
-    assert bp.resolve(cfg(), CPU, calibrate_fn=fake(22.97, 28.50)).path == "fused"
-    # Within MIN_SPEEDUP the unit stays: a few percent is the noise of a short timing.
-    assert bp.resolve(cfg(), CPU, calibrate_fn=fake(10.0 * (bp.MIN_SPEEDUP - 0.01), 10.0)).path == "fused"
-    d = bp.resolve(cfg(), CPU, calibrate_fn=fake(37.07, 31.81))
-    assert "37.1 ms" in d.reason and "31.8 ms" in d.reason and d.line.startswith("BatchNorm-ReLU: torch (auto: ")
-
-
-def test_asked_paths_and_where_the_unit_cannot_run():
-    never = lambda *a, **k: pytest.fail("no calibration for an explicit path")  # noqa: E731
-    assert bp.resolve(cfg(bn_fusion="torch"), CPU, calibrate_fn=never) == bp.Decision("torch", "asked")
-    assert bp.resolve(cfg(bn_fusion="fused"), CPU, calibrate_fn=never).path == "fused"
+def test_asked_paths_and_where_the_loops_cannot_run(monkeypatch):
+    assert bp.resolve(cfg(bn_fusion="torch"), CPU) == bp.Decision("torch", "asked")
     cuda = types.SimpleNamespace(type="cuda")
-    assert bp.resolve(cfg(), cuda, calibrate_fn=never).path == "torch"
-    assert bp.resolve(cfg(channels_last=False), CPU, calibrate_fn=never).path == "torch"
-    # A resumed run keeps its path; one saved before the field ran on the unit.
-    assert bp.for_run(cfg(), CPU, resumed={"bn_fusion": "torch"}).path == "torch"
-    assert bp.for_run(cfg(), CPU, resumed={}).path == "fused"
+    assert bp.resolve(cfg(), cuda).path == "torch" and "CPU only" in bp.resolve(cfg(), cuda).reason
+    assert bp.resolve(cfg(bn_fusion="fused", channels_last=False), CPU).path == "torch"
+    # Without numba every setting takes torch's layers, and says why.
+    monkeypatch.setitem(kernels._STATE, "ok", False)
+    monkeypatch.setitem(kernels._STATE, "why_not", "numba is not installed (test)")
+    d = bp.resolve(cfg(bn_fusion="fused"), CPU)
+    assert d == bp.Decision("torch", "fused, but numba is not installed (test): torch's layers")
+    model, line = accelerate(create_model("mnistlite8k_model3"))
+    assert line == "Fast path: off, torch's layers: numba is not installed (test); 6 Dropout with the sparse mask"
+    assert type(model).__name__ == "Sequential"
 
 
-def test_the_reason_names_how_the_unit_computes():
-    """The log line and result.json say whether the unit ran its compiled loops or its torch ops."""
-    from mnistlite.models import bn_kernels
-
-    never = lambda *a, **k: pytest.fail("no calibration for an explicit path")  # noqa: E731
-    fused = cfg(bn_fusion="fused", precision="fp32")
-    kind = "compiled loops" if bn_kernels.available() else "torch ops ("
-    assert f"the unit as {kind}" in bp.resolve(fused, CPU, calibrate_fn=never).reason
-    with bn_kernels.switched_off():
-        assert bp.resolve(fused, CPU, calibrate_fn=never).reason.endswith("the unit as torch ops (switched off)")
-    assert f"the unit as {kind}" in bp.resolve(fused.replace(precision="bf16"), CPU, calibrate_fn=never).reason
-    assert bp.resolve(cfg(bn_fusion="torch"), CPU, calibrate_fn=never).reason == "asked"  # no unit, no kind
+def test_a_resumed_run_keeps_its_path():
+    assert bp.for_run(cfg(), CPU, resumed={"bn_fusion": "torch"}) == bp.Decision("torch", "as the run started")
+    if kernels.available():  # one saved before the field ran on the unit
+        assert bp.for_run(cfg(bn_fusion="torch"), CPU, resumed={}) == bp.Decision("fused", "as the run started")
 
 
 def test_bad_values_are_one_line_errors():
@@ -87,16 +80,15 @@ def test_the_switch_gives_the_same_step_up_to_rounding():
     """Why bn_fusion is run-only: both paths draw the same dropout positions from the same RNG
     calls and compute the same BatchNorm, so outputs and gradients agree to float rounding."""
     grads, states = {}, {}
-    for enabled in (True, False):
+    for fused in (True, False):
         torch.manual_seed(0)
-        model = create_model("mnistlite_flagship").to(memory_format=torch.channels_last).train()
+        model, _ = accelerate(create_model("mnistlite_flagship"), fused)
+        model = model.to(memory_format=torch.channels_last).train()
         x = torch.randn(32, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        with fused_unit(enabled):
-            loss = model(x).square().mean()
+        loss = model(x).square().mean()
         loss.backward()
-        grads[enabled] = [p.grad.clone() for p in model.parameters()]
-        states[enabled] = (torch.get_rng_state(), [b.clone() for b in model.buffers()])
-    assert fused_unit_enabled()  # restored
+        grads[fused] = [p.grad.clone() for p in model.parameters()]
+        states[fused] = (torch.get_rng_state(), [b.clone() for b in model.buffers()])
     assert torch.equal(states[True][0], states[False][0])  # the same random draws
     for a, b in zip(grads[True], grads[False]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
@@ -104,34 +96,17 @@ def test_the_switch_gives_the_same_step_up_to_rounding():
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6)
 
 
-def test_calibration_is_cached_per_machine_and_precision(tmp_path):
-    c = cfg(model="mnistlite_2k", batch_size=8, precision="fp32")
-    state = torch.get_rng_state()
-    first = bp.calibrate(c, CPU, rounds=1, steps=1)
-    assert torch.equal(torch.get_rng_state(), state) and fused_unit_enabled()
-    assert first.fused_ms > 0 and first.torch_ms > 0 and not first.cached
-    path = tmp_path / "cache" / bp.CACHE_FILE
-    (key,) = json.loads(path.read_text())["entries"]
-    assert "mnistlite_2k" in key and "batch 8" in key and f"threads{torch.get_num_threads()}" in key
-    assert key.endswith(f"|fp32|{bp.unit_kind()}")  # the unit's kind: its loops and its torch ops time apart
-    again = bp.calibrate(c, CPU, rounds=1, steps=1)
-    assert again.cached and again.fused_ms == pytest.approx(first.fused_ms, rel=1e-3)
-    assert not bp.calibrate(c.replace(precision="bf16"), CPU, rounds=1, steps=1).cached
-    for junk in ("{not json", json.dumps({"format": 1, "entries": {key: {"fused_ms": "x"}}}), "[]"):
-        path.write_text(junk)
-        assert not bp.calibrate(c, CPU, rounds=1, steps=1).cached
-
-
 def test_a_run_records_its_path_and_is_the_same_run_on_either(mnist_small, tmp_path, monkeypatch):
-    monkeypatch.setattr(bp, "calibrate", fake(37.07, 31.81))
+    monkeypatch.setattr(bp, "rule", lambda kind: bp.Decision("torch", "auto: measured (test)"))
     out = tmp_path / "run"
     c = cfg(model="mnistlite_2k", epochs=1, limit_train=300, ema=0.0)
     train(c, run_dir=out, data=mnist_small.subset_train(300), progress=False, quiet=True)
     saved = json.loads((out / rd.CONFIG).read_text())
     assert saved["bn_fusion"] == "torch"  # resolved: never "auto" in a run directory
     result = json.loads((out / rd.RESULT).read_text())
-    assert result["bn_fusion"] == "torch" and result["bn_fusion_reason"].startswith("auto: calibrated")
-    assert "BatchNorm-ReLU: torch (auto: " in (out / rd.LOG).read_text()
+    assert result["bn_fusion"] == "torch" and result["bn_fusion_reason"] == "auto: measured (test)"
+    log = (out / rd.LOG).read_text()
+    assert "BatchNorm-ReLU: torch (auto: measured (test))" in log and "Fast path: off, torch's layers" in log
     assert "bn_fusion" in RUN_ONLY_FIELDS
     for want in ("auto", "fused", "torch"):
         assert changed_fields(saved, c.replace(bn_fusion=want)) == []

@@ -80,7 +80,7 @@ def test_uncaptured_graph_body_trains_as_parts_step():
     cfg = TrainConfig.for_model("mnistlite_flagship", epochs=1, batch_size=16, device="cpu", threads=1, val_size=0)
     finals = []
     for graphed in (False, True):
-        parts = build_parts(cfg.validated(), data, torch.device("cpu"), fast_path=False)
+        parts = build_parts(cfg.validated(), data, torch.device("cpu"))
         step = GraphStep(parts, warmup=2, capture=False) if graphed else parts.step
         torch.manual_seed(7)  # dropout's draws: the same global stream for both
         for b in range(9):
@@ -142,7 +142,7 @@ def test_captured_step_replays_the_uncaptured_one(model, extra):
     cfg = TrainConfig.for_model(model, epochs=1, batch_size=64, device="cuda", val_size=0, **extra).validated()
     runs = []
     for capture in (False, True):
-        parts = build_parts(cfg, data, device, fast_path=False)
+        parts = build_parts(cfg, data, device)
         step = GraphStep(parts, warmup=3, capture=capture)
         torch.cuda.manual_seed(7)
         for b in range(13):

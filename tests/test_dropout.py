@@ -1,9 +1,9 @@
-"""models/dropout.py: mnistlite's CPU Dropout must behave like torch's: rate, scaling, gradient, eval."""
+"""fast/dropout.py: mnistlite's CPU Dropout must behave like torch's: rate, scaling, gradient, eval."""
 
 import pytest
 import torch
 
-from mnistlite.models.dropout import Dropout
+from mnistlite.fast.dropout import Dropout
 
 
 @pytest.mark.parametrize("p", [0.01, 0.1, 0.25, 0.5])

@@ -1,4 +1,4 @@
-"""The fused BN -> ReLU -> Dropout fast path must compute what the separate layers compute."""
+"""The fused BN -> ReLU -> Dropout fast path (mnistlite.fast) must compute what the separate layers compute."""
 
 import copy
 
@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlite.models import bn_kernels, create_model, list_models
-from mnistlite.models.dropout import Dropout
-from mnistlite.models.fused import FusedSequential, bn_relu_dropout
+from mnistlite.fast import kernels
+from mnistlite.fast.apply import accelerate
+from mnistlite.fast.dropout import Dropout, drop_positions
+from mnistlite.fast.unit import FusedSequential, bn_relu_dropout
+from mnistlite.models import create_model, list_models
 
 CL = torch.channels_last
 
@@ -104,7 +106,7 @@ def test_sequential_falls_back_where_fusion_does_not_apply():
 def test_every_model_trains_the_same_fused_or_not(name):
     """A step on channels_last input (fused) and on NCHW input (plain layers) gives the same gradients."""
     torch.manual_seed(0)
-    model = create_model(name, dropout=0.0).train()
+    model, _ = accelerate(create_model(name, dropout=0.0).train())
     twin = copy.deepcopy(model).to(memory_format=CL)
     x = torch.randn(16, 1, 28, 28)
     y = torch.randint(0, 10, (16,))
@@ -123,16 +125,16 @@ def test_every_model_trains_the_same_fused_or_not(name):
 
 @pytest.mark.parametrize("fuse", [False, True])
 def test_bf16_autocast_trains_through_either_path(monkeypatch, fuse):
-    """Under CPU bf16 autocast the convs emit bf16 maps: FUSE_BF16 routes them to the unit or to
-    torch's own layers (FUSE_BF16 off); both train, master weights float32."""
-    import mnistlite.models.fused as fused
+    """Under CPU bf16 autocast the convs emit bf16 maps: the fast path routes them to the unit,
+    torch's layers (bn_fusion torch) take them otherwise; both train, master weights float32."""
+    import mnistlite.fast.unit as unit
 
-    monkeypatch.setattr(fused, "FUSE_BF16", fuse)
     calls = []
-    apply = fused._BNReLUDropout.apply
-    monkeypatch.setattr(fused._BNReLUDropout, "apply", lambda *a: calls.append(a[0].dtype) or apply(*a))
+    apply = unit._BNReLUDropout.apply
+    monkeypatch.setattr(unit._BNReLUDropout, "apply", lambda *a: calls.append(a[0].dtype) or apply(*a))
     torch.manual_seed(0)
-    model = create_model("mnistlite_flagship").train().to(memory_format=CL)
+    model, _ = accelerate(create_model("mnistlite_flagship"), fuse)
+    model = model.train().to(memory_format=CL)
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=CL)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = nn.functional.cross_entropy(model(x).float(), torch.randint(0, 10, (16,)))
@@ -184,76 +186,46 @@ def test_bf16_maps_match_float32_layers_on_the_same_values(shape, p):
     assert bn.running_mean.dtype == torch.float32
 
 
-def _reference_fp32(x, weight, bias, dy, eps=1e-5):
-    """The unit's float32 arithmetic as it was before bf16 maps were accepted, op for op."""
-    from mnistlite.models.fused import _channel_sum, _tile_factor, _wide
-
-    n, c, h, w = x.shape
-    m = n * h * w
-    k = _tile_factor(m, c)
-    xv = _wide(x, k)
-    sums = torch.stack((xv.sum(0), (xv * xv).sum(0))).view(2, k, c).sum(1).div_(m)
-    mean = sums[0]
-    var = sums[1].sub_(mean * mean).clamp_min_(0.0)
-    invstd = torch.rsqrt(var + eps)
-    scale = weight * invstd * 1.0
-    shift = torch.addcmul(bias * 1.0, mean, scale, value=-1.0)
-    tiled = torch.stack((scale, shift)).repeat(1, k)
-    yv = torch.addcmul(tiled[1], xv, tiled[0]).relu_()
-    dyv = _wide(dy.contiguous(memory_format=CL), k)
-    gg = torch.ops.aten.threshold_backward(dyv, yv, 0.0)
-    sum_g = _channel_sum(gg, k, c)
-    sum_gxhat = (_channel_sum(gg * xv, k, c) - mean * sum_g) * invstd
-    a = weight * invstd * 1.0
-    k2 = -a * invstd * sum_gxhat / m
-    k3 = -a * sum_g / m - k2 * mean
-    t = torch.stack((a, k2, k3)).repeat(1, k)
-    dxv = torch.addcmul(t[2], xv, t[1]).addcmul_(gg, t[0])
-    return yv.view(n, h, w, c).permute(0, 3, 1, 2), dxv.view(n, h, w, c).permute(0, 3, 1, 2), sum_gxhat, sum_g
-
-
-def test_float32_path_is_bit_for_bit_unchanged(monkeypatch):
-    """The unit's torch-ops body (what runs without numba) is the arithmetic it always was."""
-    monkeypatch.setenv("MNISTLITE_NUMBA", "0")
-    torch.manual_seed(4)
-    shape = (64, 16, 12, 12)
-    x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL).requires_grad_()
-    dy = torch.randn(shape).contiguous(memory_format=CL)
-    bn = _bn(16)
-    want = _reference_fp32(x.detach(), bn.weight.detach(), bn.bias.detach(), dy)
-    y = bn_relu_dropout(x, bn, 0.0)
-    dx, dw, db = torch.autograd.grad(y, [x, bn.weight, bn.bias], dy)
-    for ours, ref in zip((y, dx, dw, db), want):
-        assert ours.dtype == torch.float32 and torch.equal(ours, ref)
-
-
-needs_loops = pytest.mark.skipif(not bn_kernels.available(), reason="numba is not installed: the unit runs torch ops")
+needs_loops = pytest.mark.skipif(not kernels.available(), reason=f"the compiled loops do not run: {kernels.why_not()}")
 
 
 @needs_loops
 @pytest.mark.parametrize("p", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(128, 8, 26, 26), (96, 10, 24, 24), (7, 32, 5, 5), (3, 300, 1, 1)])
-def test_compiled_loops_match_the_torch_ops_body(monkeypatch, shape, p):
-    """numba's loops (models/bn_kernels.py) and the torch-ops body: the same dropout positions,
-    outputs, gradients and running statistics, up to float rounding."""
+def test_compiled_loops_match_torchs_layers(shape, p):
+    """The unit (fast/kernels.py) and torch's BatchNorm2d + ReLU with the same dropout positions
+    drawn from the same RNG calls: the same zeros, outputs, gradients and running statistics up
+    to float rounding. Why bn_fusion is run-only (config.RUN_ONLY_FIELDS)."""
     c = shape[1]
     torch.manual_seed(5)
     x = (torch.randn(shape) * 2 + 0.5).contiguous(memory_format=CL)
     dy = torch.randn(shape).contiguous(memory_format=CL)
-    got = []
-    for numba_on in ("1", "0"):
-        monkeypatch.setenv("MNISTLITE_NUMBA", numba_on)
+    got, rng = [], []
+    for fused in (True, False):
         bn, xx = _bn(c), x.clone().requires_grad_()
         torch.manual_seed(6)  # the dropout draws
-        y = bn_relu_dropout(xx, bn, p)
+        if fused:
+            y = bn_relu_dropout(xx, bn, p)
+        else:
+            pre = bn(xx)
+            y = torch.relu(pre) / (1 - p)
+            if p:
+                keep = torch.ones(y.numel())
+                keep[drop_positions(y.numel(), p)] = 0.0
+                y = y * keep.view(shape[0], shape[2], shape[3], c).permute(0, 3, 1, 2)  # NHWC memory order
         g = torch.autograd.grad(y, [xx, bn.weight, bn.bias], dy)
-        assert y.is_contiguous(memory_format=CL) and g[0].is_contiguous(memory_format=CL)
         got.append((y, *g, bn.running_mean, bn.running_var))
-    (y1, *rest1), (y0, *rest0) = got
-    assert torch.equal(y1 == 0, y0 == 0)  # the same positions dropped (and cut by the ReLU)
+        rng.append(torch.get_rng_state())
+    assert torch.equal(*rng)  # the same random numbers consumed
+    (y1, dx1, *rest1), (y0, dx0, *rest0) = got
+    # Off the ReLU's kink, where float rounding may pick the other side (one position in 55k
+    # here: then that dx differs by O(dy) and a BN gradient by up to 3e-3 of their largest).
+    clear = pre.detach().abs() > 1e-4
+    assert torch.equal((y1 == 0)[clear], (y0 == 0)[clear])  # the same positions dropped
     assert torch.allclose(y1, y0, atol=1e-5)
+    assert torch.allclose(dx1[clear], dx0[clear], rtol=1e-4, atol=1e-4 * float(dx0.abs().max()))
     for a, b in zip(rest1, rest0):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-6)
+        assert torch.allclose(a, b, rtol=1e-3, atol=5e-3 * float(b.abs().max()) + 1e-6)
 
 
 @needs_loops
@@ -275,49 +247,18 @@ def test_the_loops_keep_torchs_thread_count():
 
 
 @needs_loops
-@pytest.mark.parametrize("p", [0.0, 0.1])
-@pytest.mark.parametrize("shape", [(128, 16, 24, 24), (7, 10, 5, 5)])
-def test_bf16_loops_match_the_bf16_torch_ops_body(monkeypatch, shape, p):
-    """bf16 maps through numba's loops (read as uint16 bits) and through the torch-ops body:
-    the same dropout positions, bf16 outputs within one rounding, float32 gradients and
-    running statistics up to float32 rounding."""
-    c = shape[1]
-    torch.manual_seed(7)
-    x = (torch.randn(shape) * 2 + 0.5).bfloat16().contiguous(memory_format=CL)
-    dy = torch.randn(shape).bfloat16().contiguous(memory_format=CL)
-    got = []
-    for numba_on in ("1", "0"):
-        monkeypatch.setenv("MNISTLITE_NUMBA", numba_on)
-        bn, xx = _bn(c), x.clone().requires_grad_()
-        torch.manual_seed(8)
-        y = bn_relu_dropout(xx, bn, p)
-        g = torch.autograd.grad(y, [xx, bn.weight, bn.bias], dy)
-        assert y.dtype == g[0].dtype == torch.bfloat16 and g[1].dtype == torch.float32
-        assert y.is_contiguous(memory_format=CL) and g[0].is_contiguous(memory_format=CL)
-        got.append((y, *g, bn.running_mean, bn.running_var))
-    (y1, dx1, *rest1), (y0, dx0, *rest0) = got
-    eps = 2.0**-8  # one bf16 rounding, relative
-    big = y0.float().abs() > 1e-2  # off the kink, where float32 rounding cannot flip the side
-    assert torch.equal((y1 == 0)[big], (y0 == 0)[big])
-    assert ((y1.float() - y0.float()).abs()[big] <= 2 * eps * y0.float().abs()[big]).all()
-    assert (dx1.float() - dx0.float()).abs().max() <= 4 * eps * dx0.float().abs().max()
-    for a, b in zip(rest1, rest0):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()) + 1e-6)
-
-
-@needs_loops
 def test_bf16_loops_round_as_torch_and_keep_nan():
     """The loops' float32 -> bf16 rounding is torch's (nearest, ties to even) on every kind of
     value, and a NaN made by arithmetic stays NaN: a diverged bf16 run still stops on its loss."""
     import numba
     import numpy as np
 
-    from mnistlite.models import bn_loops
+    from mnistlite.fast import loops
 
     @numba.njit
     def narrow(v, out):
         for i in range(v.size):
-            out[i] = bn_loops.narrow(v[i], out)
+            out[i] = loops.narrow(v[i], out)
 
     torch.manual_seed(9)
     v = torch.cat(
@@ -349,7 +290,7 @@ def test_bf16_loops_round_as_torch_and_keep_nan():
 def test_compiled_max_pool_is_torchs_bit_for_bit(shape, dtype):
     """The 2x2 max-pool loops give torch's output and gradient exactly, on maps full of ties
     (ReLU zeros, values on a coarse grid), odd edges, and NaN."""
-    from mnistlite.models.fused import _MaxPool2
+    from mnistlite.fast.unit import _MaxPool2
 
     torch.manual_seed(11)
     x = torch.relu(torch.randint(-3, 4, shape).float() / 2).to(dtype).contiguous(memory_format=CL)
@@ -373,11 +314,11 @@ def test_compiled_max_pool_is_torchs_bit_for_bit(shape, dtype):
 def test_sequential_takes_the_compiled_pool_only_where_it_is_torchs(monkeypatch):
     """FusedSequential routes plain 2x2 pools in training to the loops; other pools, eval mode
     and NCHW maps keep torch's layer."""
-    import mnistlite.models.fused as fused
+    import mnistlite.fast.unit as unit
 
     calls = []
-    apply = fused._MaxPool2.apply
-    monkeypatch.setattr(fused._MaxPool2, "apply", lambda x: calls.append(x.shape) or apply(x))
+    apply = unit._MaxPool2.apply
+    monkeypatch.setattr(unit._MaxPool2, "apply", lambda x: calls.append(x.shape) or apply(x))
     x = torch.randn(4, 8, 12, 12).contiguous(memory_format=CL)
     for pool, expect in (
         (nn.MaxPool2d(2), 1),

@@ -8,14 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlite.models import bn_kernels, create_model, list_models
-from mnistlite.models.fastpath import accelerate
-from mnistlite.models.fused import FusedSequential, bn_relu_eval, fused_unit
+from mnistlite.fast import kernels
+from mnistlite.fast.apply import accelerate
+from mnistlite.fast.unit import FusedSequential, bn_relu_eval
+from mnistlite.models import create_model, list_models
 
 CL = torch.channels_last
-needs_loops = pytest.mark.skipif(
-    not bn_kernels.available(), reason="numba is not installed: inference runs torch's layers"
-)
+needs_loops = pytest.mark.skipif(not kernels.available(), reason="the compiled loops do not run here")
 # torch's AVX2 and AVX-512 builds compute BatchNorm's inference terms with fused multiply-adds, as
 # the loops do; its scalar ("DEFAULT") build rounds each product, so there the two may differ by an ulp.
 EXACT = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
@@ -46,12 +45,12 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> None:
 @pytest.mark.parametrize("name", [m for m in list_models() if not m.startswith("family:")])
 def test_every_model_infers_torchs_logits(name):
     torch.manual_seed(0)
-    model = _randomize_bn(create_model(name)).to(memory_format=CL).eval()
+    plain = _randomize_bn(create_model(name)).to(memory_format=CL).eval()
+    fast, _ = accelerate(copy.deepcopy(plain))
     x = torch.rand(24, 1, 28, 28)
     with torch.no_grad():
-        with fused_unit(False):
-            want = model(x)
-        got = model(x)
+        want = plain(x)
+        got = fast(x)
     _same(got, want)
 
 
@@ -87,8 +86,8 @@ def test_pool_in_inference_is_torchs():
 
 def _counting(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = bn_kernels.eval_forward
-    monkeypatch.setattr(bn_kernels, "eval_forward", lambda *a: calls.append(1) or real(*a))
+    real = kernels.eval_forward
+    monkeypatch.setattr(kernels, "eval_forward", lambda *a: calls.append(1) or real(*a))
     return calls
 
 
@@ -131,13 +130,12 @@ def test_eval_mode_bn_inside_a_training_model_runs_as_torchs_layers():
     """A BN frozen with .eval() while the rest trains uses its running statistics, fused or not."""
     torch.manual_seed(0)
     seq = _randomize_bn(FusedSequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU())).to(memory_format=CL)
-    plain = copy.deepcopy(seq)
+    plain = nn.Sequential(*copy.deepcopy(list(seq)))
     seq.train()[1].eval()
     plain.train()[1].eval()
     x = torch.randn(4, 1, 12, 12).contiguous(memory_format=CL)
     before = seq[1].running_mean.clone()
-    with fused_unit(False):
-        want = plain(x)
+    want = plain(x)
     got = seq(x)
     assert torch.equal(seq[1].running_mean, before)
     assert torch.allclose(got, want)
@@ -161,13 +159,12 @@ class _UserNet(nn.Module):
 @needs_loops
 def test_user_models_infer_through_the_loops(monkeypatch):
     torch.manual_seed(0)
-    fast, _ = accelerate(_randomize_bn(_UserNet()))
-    fast = fast.to(memory_format=CL).eval()
+    plain = _randomize_bn(_UserNet()).to(memory_format=CL).eval()
+    fast, _ = accelerate(copy.deepcopy(plain))
     calls = _counting(monkeypatch)
     x = torch.rand(16, 1, 28, 28)
     with torch.no_grad():
         got = fast(x)
         assert len(calls) == 2
-        with fused_unit(False):
-            want = fast(x)
+        want = plain(x)
     _same(got, want)

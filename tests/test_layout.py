@@ -16,9 +16,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "mnistlite"
 # Deferred imports may close a cycle only among these (see the docstring).
 CORE = ("mnistlite.config", "mnistlite.modelinfo", "mnistlite.models", "mnistlite.engine")
-# Private names imported across modules that this test still tolerates: models/fused.py is
-# being rewritten elsewhere; drop an entry once the name it imports is public.
-KNOWN_PRIVATE = {("mnistlite.models.fastpath", "_fusable_bn"), ("mnistlite.models.fused", "_drop_positions")}
+# Private names imported across modules that this test still tolerates (none).
+KNOWN_PRIVATE: set[tuple[str, str]] = set()
 
 
 def modules() -> dict[str, tuple[Path, bool]]:

@@ -1,4 +1,4 @@
-"""--jobs auto (runs/splits.py): the rule, the cache, the record, the flag; no real timing but one tiny one."""
+"""--jobs auto (runs/splits.py): the rule, the record, the flag; nothing is timed."""
 
 import json
 import types
@@ -10,13 +10,8 @@ from mnistlite.errors import MnistliteError
 from mnistlite.runs import plan, splits
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MNISTLITE_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def row(jobs, threads, rate):
-    return {"jobs": jobs, "threads": threads, "images_per_s": rate, "bn_fusion": ["fused"], "precision": ["fp32"]}
+    return {"jobs": jobs, "threads": threads, "rate": rate}
 
 
 def runs(n, tmp_path, **kw):
@@ -64,47 +59,32 @@ def test_jobs_flag_values():
     assert e.value.code == 2
 
 
-def test_resolve_measures_caches_and_records(tmp_path, monkeypatch):
+def test_rates_follow_the_committed_split_gain():
+    assert splits.rates(2) == [row(1, 2, 1.0), row(2, 1, splits.SPLIT_GAIN)]
+    assert [r["rate"] for r in splits.rates(4)] == pytest.approx(
+        [1.0, splits.SPLIT_GAIN, splits.SPLIT_GAIN**2], abs=1e-3
+    )
+
+
+def test_resolve_follows_the_rule_and_records(tmp_path, monkeypatch):
+    """Two cores: two runs or four take 2 x 1; three or five stay at 1 x 2 (an idle last wave
+    costs more than SPLIT_GAIN buys); nine and more take 2 x 1 again."""
     monkeypatch.setattr("mnistlite.engine.device.cpu_cores", lambda: 2)
-    calls = []
-
-    def fake_measure(cfg, jobs, threads, setup=None, steps=splits.STEPS):
-        calls.append((jobs, threads))
-        return row(jobs, threads, {1: 5572.0, 2: 8047.0}[jobs])
-
-    monkeypatch.setattr(splits, "measure", fake_measure)
     lines = []
-    todo = runs(3, tmp_path)
-    assert splits.resolve(todo, "auto", echo=lines.append, record=tmp_path) == (2, 1)
-    assert calls == [(1, 2), (2, 1)] * splits.ROUNDS
-    assert "2 at a time, 1 thread(s) each" in lines[-1] and "1x2 5,572 img/s (fused)" in lines[-1]
+    got = {n: splits.resolve(runs(n, tmp_path), "auto", echo=lines.append) for n in (2, 3, 4, 5, 9)}
+    assert got == {2: (2, 1), 3: (1, 2), 4: (2, 1), 5: (1, 2), 9: (2, 1)}
+    assert "2 at a time, 1 thread(s) each, for 9 runs" in lines[-1]
+    assert splits.resolve(runs(2, tmp_path), "auto", echo=lines.append, record=tmp_path) == (2, 1)
     rec = json.loads((tmp_path / splits.SPLIT_JSON).read_text())
-    assert rec["jobs"] == 2 and rec["threads"] == 1 and rec["model"] == "mnistlite_2k" and not rec["cached"]
-    # Cached per machine: the second time nothing is timed.
-    assert splits.resolve(todo, "auto", echo=lines.append) == (2, 1) and len(calls) == 2 * splits.ROUNDS
-    assert lines[-1].endswith("(cached)")
-    (entry,) = json.loads((tmp_path / "cache" / splits.CACHE_FILE).read_text())["entries"].values()
-    assert [s["jobs"] for s in entry["splits"]] == [1, 2]
-    # Another model is another entry.
-    splits.resolve(runs(2, tmp_path, batch_size=64), "auto", echo=lines.append)
-    assert len(calls) == 4 * splits.ROUNDS
+    assert rec["jobs"] == 2 and rec["threads"] == 1 and rec["model"] == "mnistlite_2k"
+    assert rec["split_gain"] == splits.SPLIT_GAIN and [s["jobs"] for s in rec["splits"]] == [1, 2]
 
 
 def test_resolve_without_measuring(tmp_path, monkeypatch):
     monkeypatch.setattr("mnistlite.engine.device.cpu_cores", lambda: 2)
-    monkeypatch.setattr(splits, "measure", lambda *a, **k: pytest.fail("nothing to measure here"))
     say = lambda s: None  # noqa: E731
     assert splits.resolve(runs(1, tmp_path), "auto", echo=say) == (1, 2)  # one run: all cores
-    assert splits.resolve(runs(3, tmp_path), "auto", group="auto", echo=say) == (1, 2)  # grouping: jobs 1
     assert splits.resolve(runs(3, tmp_path), "auto", threads=1, echo=say) == (2, 1)  # --threads 1 given
     assert splits.resolve(runs(3, tmp_path), 2, echo=say) == (2, 1)  # a number is taken as given
     monkeypatch.setattr("mnistlite.engine.device.resolve_device", lambda name: types.SimpleNamespace(type="cuda"))
     assert splits.resolve(runs(3, tmp_path, device="cpu"), "auto", echo=say) == (1, 2)
-
-
-def test_a_real_split_measurement_runs(tmp_path):
-    """One tiny real measurement (spawned processes, a barrier): the figures come back whole."""
-    c = TrainConfig.for_model("mnistlite_2k", batch_size=16, limit_train=0)
-    m = splits.measure(c, 2, 1, steps=2)
-    assert m["jobs"] == 2 and m["threads"] == 1 and m["images_per_s"] > 0
-    assert m["bn_fusion"][0] in ("fused", "torch") and m["precision"] == ["fp32"]

@@ -431,7 +431,7 @@ def _same_training_step(plain: nn.Module, fast: nn.Module, x: torch.Tensor) -> N
 def test_fast_path_matches_plain_torch_gradients():
     import copy
 
-    from mnistlite.models.fastpath import accelerate
+    from mnistlite.fast.apply import accelerate
 
     class Mixed(nn.Module):  # one run in a Sequential, one written out in forward
         def __init__(self):
@@ -453,13 +453,42 @@ def test_fast_path_matches_plain_torch_gradients():
     _same_training_step(plain, fast, x)
 
 
+def test_fast_path_traces_a_module_inside_a_sequential():
+    """A block whose forward holds BN -> ReLU, used inside an nn.Sequential (the tracer stops at
+    the Sequential), is traced on its own: the tiny zoo's shared residual units are built so."""
+    import copy
+
+    from mnistlite.fast.apply import accelerate
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.bns = nn.ModuleList(nn.BatchNorm2d(8) for _ in range(2))
+
+        def forward(self, x):
+            for bn in self.bns:
+                x = x + torch.relu(bn(self.c(x)))
+            return x
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), Residual())
+    fast, note = accelerate(copy.deepcopy(plain))
+    assert (
+        note == "Fast path: 3 of 3 BatchNorm layers fused with their ReLU, 1 in nn.Sequential, 2 in forward (torch.fx)"
+    )
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    _same_training_step(plain, fast, x)
+
+
 def test_fast_path_routes_pools_in_forward_to_the_compiled_pool(monkeypatch):
     """A pool written in forward (a module or F.max_pool2d(x, 2)) takes the compiled pool as a
     Sequential's does; other pools stay torch's; outputs and gradients as plain torch's."""
     import copy
 
-    from mnistlite.models import bn_kernels
-    from mnistlite.models.fastpath import accelerate
+    from mnistlite.fast import kernels
+    from mnistlite.fast.apply import accelerate
 
     class Pools(nn.Module):
         def __init__(self):
@@ -479,18 +508,18 @@ def test_fast_path_routes_pools_in_forward_to_the_compiled_pool(monkeypatch):
     assert "1 in forward" in note and "2 max-pools in forward on the compiled pool" in note, note
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     _same_training_step(plain, fast, x)
-    if bn_kernels.available():  # the loops, not torch's pool, ran in training
-        from mnistlite.models import fused
+    if kernels.available():  # the loops, not torch's pool, ran in training
+        from mnistlite.fast import unit
 
         calls = []
-        apply = fused._MaxPool2.apply
-        monkeypatch.setattr(fused._MaxPool2, "apply", lambda t: calls.append(t.shape) or apply(t))
+        apply = unit._MaxPool2.apply
+        monkeypatch.setattr(unit._MaxPool2, "apply", lambda t: calls.append(t.shape) or apply(t))
         fast(x)
         assert [tuple(c[2:]) for c in calls] == [(26, 26), (13, 13)]
 
 
 def test_untraceable_forward_falls_back_and_says_so():
-    from mnistlite.models.fastpath import accelerate
+    from mnistlite.fast.apply import accelerate
 
     class Branchy(nn.Module):
         def __init__(self):

@@ -94,8 +94,8 @@ class TrainConfig:
     # fp32 or bf16; auto is fp32 until bf16 is cleared for accuracy there.
     precision: str = "auto"
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
-    # auto | fused | torch: BatchNorm-ReLU through mnistlite's fused unit or torch's layers
-    # (engine/bn_path.py). A run saves the resolved path; auto measures which is faster here.
+    # auto | fused | torch: the CPU fast path (mnistlite.fast) or torch's layers (engine/bn_path.py).
+    # A run saves the resolved path; auto follows a rule committed per CPU kind and thread count.
     bn_fusion: str = "auto"
     # auto | on | off: the training step as one CUDA graph replay (engine/cuda_graph.py);
     # auto is on for SGD runs on CUDA. A run saves what ran (on or off).
@@ -236,7 +236,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # bn_fusion is run-only, as channels_last is: the fused BatchNorm-ReLU unit and
 # torch's layers compute the same function with the same dropout draws, differing
 # in float rounding only (tests/test_fused.py), and `auto` picks between them by the
-# thread count, itself run-only. A folder saved before the field matches any value.
+# CPU kind and thread count, themselves run-only. A folder saved before the field matches any value.
+
 # --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.
 DRY_RUN = {"epochs": 1, "limit_train": 1000}
 

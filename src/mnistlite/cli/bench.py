@@ -38,17 +38,17 @@ def register(sub) -> None:
         "--against",
         metavar="MODEL",
         help="also time this model (e.g. your plain-torch file.py:Net) with the same recipe, "
-        "with and without the plain-torch fast path",
+        "on the fused unit and on torch's layers",
     )
     p.add_argument(
         "--no-precision",
         action="store_true",
-        help="skip the fp32 against bf16 autocast training comparison (and its calibration)",
+        help="skip the fp32 against bf16 autocast training comparison",
     )
     p.add_argument(
         "--no-paths",
         action="store_true",
-        help="skip the BN paths (fused unit against torch's layers) and the jobs x threads splits",
+        help="skip the BN paths (fused unit against torch's layers)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)

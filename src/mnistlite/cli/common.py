@@ -37,12 +37,12 @@ _HELP = {
     "whiten": "start the input convolution as a whitening of the training images' patches (airbench): "
     "off, init (then trained) or frozen",
     "ema": "evaluate and save an EMA of the weights with this decay per step (e.g. 0.999); 0 = off",
-    "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units, calibration finds it "
-    "faster and bf16 is cleared for accuracy (today: fp32); the run's config.json records the choice",
+    "precision": "fp32, bf16 autocast, or auto: bf16 where the machine has bf16 units and bf16 is cleared "
+    "for accuracy (today: fp32); the run's config.json records the choice",
     "bf16": "deprecated: same as --precision bf16",
-    "bn_fusion": "BatchNorm-ReLU through mnistlite's fused unit, torch's own layers, or auto: torch's layers where a "
-    "short calibration (cached per machine and thread count) measures them 1.05x faster, else the unit; "
-    "config.json records the choice",
+    "bn_fusion": "the CPU fast path: BatchNorm-ReLU and 2x2 max-pools through mnistlite's compiled loops (fused), "
+    "torch's own layers, or auto: the rule `mnistlite bench` measured for this CPU kind and thread count "
+    "(engine/bn_path.py); config.json records the choice",
     "cuda_graph": "on a GPU, replay the whole training step as one CUDA graph (auto: on for SGD runs on CUDA, "
     "off elsewhere); config.json records what ran",
 }
@@ -120,7 +120,7 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
-    """--jobs N|auto: runs trained at once through the one pool (runs/plan.py); auto measures it (runs/splits.py)."""
+    """--jobs N|auto: runs trained at once through the one pool (runs/plan.py); auto by a rule (runs/splits.py)."""
     from ..errors import MnistliteError
     from ..runs.splits import parse_jobs
 
@@ -135,8 +135,8 @@ def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
         type=jobs_value,
         default=1,
         metavar="N|auto",
-        help=f"{help_} (default 1); auto: the jobs x threads split of the cores that a short calibration "
-        "(cached per machine) measures fastest, written to split.json",
+        help=f"{help_} (default 1); auto: the jobs x threads split of the cores that finishes the runs "
+        "soonest by a committed rule (runs/splits.py), written to split.json",
     )
 
 

@@ -73,6 +73,7 @@ def run(args) -> int:
     from ..data import load_dataset
     from ..deploy.predict import load_run
     from ..engine.tta import score
+    from ..fast.apply import accelerate
 
     if not 1 <= args.tta_shift <= MAX_SHIFT:
         raise MnistliteError(f"--tta-shift must be 1 to {MAX_SHIFT} pixels, got {args.tta_shift}")
@@ -92,9 +93,10 @@ def run(args) -> int:
             cache[key] = load_dataset(cfg.dataset, data_dir=root, val_size=cfg.val_size, download=cfg.download)
         split = getattr(cache[key], args.split)
         # The layout the run trained and was judged in (channels_last unless it said otherwise): the
-        # convolutions round as the judge's did, and on a CPU the inference loops apply (faster).
+        # convolutions round as the judge's did, and on a CPU the inference loops apply (faster,
+        # torch's logits bit for bit: mnistlite.fast).
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = r.model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+        model = accelerate(r.model)[0].to(memory_format=fmt)  # type: ignore[call-overload]  # stubs omit memory_format
         s = score(model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)
         rows.append({"run": str(d), "model": cfg.model, "seed": cfg.seed, "plain": s.plain, "tta": s.tta})
         print(f"{d}: {args.split} plain {s.plain:.2f}%, TTA ({s.views} views) {s.tta:.2f}% ({s.tta - s.plain:+.2f})")

@@ -3,7 +3,10 @@ and one optimizer step, built the same way for `train` and the benchmark.
 
 `build_parts` seeds the global RNG with the run's seed and then builds the
 model: weight init, and later dropout, draw from it; augmentation and the
-batch order draw from the run's own generator.
+batch order draw from the run's own generator. Every model, the zoo's and a
+user's, is then put on the CPU fast path at this one point
+(`fast.apply.accelerate`, on the path engine/bn_path.py settles); that draws
+nothing from the RNG.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from ..augment import AugmentSpec, BatchAugment
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
 from ..errors import MnistliteError
+from ..fast.apply import accelerate
 from ..models import ModelEntry, get_entry
+from . import bn_path
 from .average import WeightAverage
 from .optim import Schedule, build_optimizer
 from .precision import resolve as resolve_precision
@@ -97,18 +102,15 @@ def build_parts(
     device: torch.device,
     entry: ModelEntry | None = None,
     echo: Callable[[str], None] | None = None,
-    fast_path: bool = True,
 ) -> Parts:
     torch.manual_seed(cfg.seed)
     entry = entry or get_entry(cfg.model)
-    model = entry.build(dropout=cfg.dropout)
-    # A user's plain-torch model gets the zoo's fused units (the zoo's models are written with them).
-    if fast_path and "user" in entry.tags:
-        from ..models.fastpath import accelerate
-
-        model, note = accelerate(model)
-        if echo is not None:
-            echo(note)
+    # The trainer hands over a config whose path is already resolved; `auto` here (the
+    # benchmark's configs) is resolved the same way.
+    fused = bn_path.resolve(cfg, device).path == "fused"
+    model, note = accelerate(entry.build(dropout=cfg.dropout), fused)
+    if echo is not None:
+        echo(note)
     if cfg.whiten != "off":
         from .whiten import whiten_input_conv
 
@@ -134,7 +136,7 @@ def build_parts(
     # bf16 autocast (engine/precision.py): tensor cores on a GPU, AMX/AVX512_BF16 on recent x86 CPUs.
     # The trainer hands over a config whose precision is already resolved; `auto` here
     # (the benchmark's configs) is resolved the same way.
-    autocast = resolve_precision(cfg, device, entry).autocast(device.type)
+    autocast = resolve_precision(cfg, device).autocast(device.type)
     # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)

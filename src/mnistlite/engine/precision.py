@@ -6,16 +6,14 @@ whatever machine it lands on; the log and result.json say why it was chosen.
 
 bf16 autocast runs the convolutions (and the linear head) in bf16, which CPUs
 with bf16 matrix instructions (AMX, AVX512_BF16) and GPUs do in hardware; the
-fused BatchNorm-ReLU(-Dropout) unit (models/fused.py) takes the bf16 maps with
+fused BatchNorm-ReLU(-Dropout) unit (fast/unit.py) takes the bf16 maps with
 its statistics, master weights and running buffers in float32.
 
-`auto` picks bf16 only where all three hold:
-- the device has bf16 matrix units (a CPU flag: amx_bf16 or avx512_bf16);
-- a short calibration of the run's own model at its batch size, cached per
-  machine, measures bf16 at least MIN_SPEEDUP times faster than fp32;
-- bf16 is cleared for accuracy on that device type (ACCURACY_CLEARED).
-Until the last one holds, `auto` resolves to fp32 without calibrating (the log
-says what bf16 would need), and `--precision bf16` opts in.
+`auto` picks bf16 only where bf16 is cleared for accuracy on that device type
+(ACCURACY_CLEARED) and, on a CPU, the CPU has bf16 matrix units (amx_bf16 or
+avx512_bf16). Nothing is cleared yet, so `auto` resolves to fp32 (the log says
+what bf16 would need) and `--precision bf16` opts in; `mnistlite bench`
+times fp32 against bf16 on a machine.
 
 Back-compatibility: the older `bf16: bool` field still reads and, when true,
 forces bf16 (it is deprecated: `--precision bf16` says the same). A config saved
@@ -27,11 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from . import calibrate as calib
-from .calibrate import cpuinfo
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -49,12 +43,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # (1 and 2 threads): bf16 -0.058 on validation, 7 of 8 seeds lower; test +0.007.
 # CUDA was not checked.
 ACCURACY_CLEARED = {"cpu": False, "cuda": False}
-
-# bf16 must win by this much in calibration: below it, a few percent of measured
-# gain are within the noise of a short timing and not worth a changed numeric path.
-MIN_SPEEDUP = 1.15
-
-CACHE_FILE = "precision.json"  # under the calibration cache folder (engine/calibrate.py)
 
 
 @dataclass(frozen=True)
@@ -75,28 +63,24 @@ class Decision:
         return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
 
 
-@dataclass(frozen=True)
-class Calibration:
-    fp32_ms: float  # median milliseconds per training step
-    bf16_ms: float
-    steps: int  # timed steps per precision
-    cached: bool = False
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_ms / self.bf16_ms if self.bf16_ms > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fp32_ms": round(self.fp32_ms, 3),
-            "bf16_ms": round(self.bf16_ms, 3),
-            "speedup": round(self.speedup, 3),
-            "steps": self.steps,
-            "cached": self.cached,
-        }
-
-
 # --- the machine ---------------------------------------------------------------------
+
+
+def cpuinfo() -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first CPU in /proc/cpuinfo; ("", {}) where there is none."""
+    name, flags = "", frozenset[str]()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
+    except OSError:  # not Linux: no flags to read, so no bf16 units are claimed
+        pass
+    return name, flags
 
 
 def bf16_units() -> list[str]:
@@ -117,9 +101,7 @@ def requested(cfg: Any) -> str:
     return "bf16" if getattr(cfg, "bf16", False) else cfg.precision
 
 
-def resolve(
-    cfg: Any, device: Any, entry: Any = None, calibrate_fn: Callable[..., Calibration] | None = None
-) -> Decision:
+def resolve(cfg: Any, device: Any) -> Decision:
     """The precision `cfg` trains in on `device` (a torch.device), and why."""
     want = requested(cfg)
     if want == "bf16":
@@ -145,20 +127,16 @@ def resolve(
             "to end, but 0.09 points under fp32 on validation over 8 seeds, past the 0.05 allowed); "
             "--precision bf16 opts in",
         )
-    cal = (calibrate_fn or calibrate)(cfg, device, entry)
-    speed = f"calibrated {cal.speedup:.2f}x" + (", cached" if cal.cached else "")
-    if cal.speedup >= MIN_SPEEDUP:
-        return Decision("bf16", f"auto: {label}, {speed} faster")
-    return Decision("fp32", f"auto: {label}, but bf16 {speed} (< {MIN_SPEEDUP}x)")
+    return Decision("bf16", f"auto: the CPU has {label} and bf16 is cleared for accuracy")
 
 
-def for_run(cfg: Any, device: Any, entry: Any = None, resumed: dict[str, Any] | None = None) -> Decision:
+def for_run(cfg: Any, device: Any, resumed: dict[str, Any] | None = None) -> Decision:
     """`resolve`, except that a resumed run (its checkpoint's config dict) keeps the precision it started in."""
     if resumed is not None and cfg.precision == "auto" and not getattr(cfg, "bf16", False):
         return Decision(saved_precision(resumed), "as the run started")
     if resumed is not None:
         return Decision(requested(cfg), "as the run started")
-    return resolve(cfg, device, entry)
+    return resolve(cfg, device)
 
 
 # --- "is this the same run" ---------------------------------------------------------------
@@ -193,47 +171,3 @@ def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
 
     new = "bf16" if want.get("bf16") else want.get("precision", "auto")
     return bool(picks(saved_precision(saved)) & picks(new))
-
-
-# --- calibration -------------------------------------------------------------------------
-
-
-def cache_path() -> Path:
-    return calib.cache_path(CACHE_FILE)
-
-
-def cache_key(cfg: Any, device: Any, model: Any, threads: int) -> str:
-    """Machine (CPU model and flags, or GPU), torch, threads, model (name and layer table) and batch size."""
-    return f"{calib.machine_key(device, threads)}|{calib.model_key(cfg, model)}"
-
-
-def calibrate(
-    cfg: Any, device: Any, entry: Any = None, *, rounds: int = 5, steps: int = 3, use_cache: bool = True
-) -> Calibration:
-    """Median time of a training step (forward, backward, SGD update) of cfg's model at its
-    batch size, fp32 against bf16 autocast, interleaved (engine/calibrate.py) in `rounds`
-    rounds of `steps` steps after a warm-up; about a second for the flagship on 2 cores.
-    The global RNG is left as it was; the thread count is the caller's (the trainer has
-    set cfg.threads by then)."""
-    import torch
-
-    threads = torch.get_num_threads() if device.type == "cpu" else 0  # as the caller set them (set_threads)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
-        model = calib.timing_model(cfg, device, entry)
-        key = cache_key(cfg, device, model, threads)
-        if use_cache:
-            hit = calib.lookup(CACHE_FILE, key)
-            if hit is not None:
-                try:
-                    return Calibration(float(hit["fp32_ms"]), float(hit["bf16_ms"]), int(hit["steps"]), cached=True)
-                except (KeyError, TypeError, ValueError):  # a damaged entry: measure again
-                    pass
-        bf16 = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
-        variants: dict[str, Callable[[], Any]] = {"fp32": nullcontext, "bf16": bf16}
-        ms = calib.interleaved_step_ms(cfg, device, model, variants, rounds=rounds, steps=steps)
-    cal = Calibration(ms["fp32"], ms["bf16"], rounds * steps)
-    if use_cache:
-        calib.store(CACHE_FILE, key, {k: v for k, v in cal.to_dict().items() if k != "cached"})
-    return cal

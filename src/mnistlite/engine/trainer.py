@@ -168,19 +168,17 @@ def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
     cfg = s.cfg
     apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
     device = resolve_device(cfg.device)
-    # After the device and the threads: auto may calibrate on them. config.json records what
+    # After the device and the threads: auto's rules depend on them. config.json records what
     # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
     resumed = s.checkpoint.get("config") if s.checkpoint else None
-    precision = resolve_precision(cfg, device, s.entry, resumed)
+    precision = resolve_precision(cfg, device, resumed)
     cfg = cfg.replace(precision=precision.precision)
-    # After the precision: the BN path is timed in the precision the run trains in.
-    bn_path = resolve_bn_path(cfg, device, s.entry, resumed)
+    bn_path = resolve_bn_path(cfg, device, resumed)
     cfg = cfg.replace(bn_fusion=bn_path.path)
     # Run-only, like the BN path: a resumed run decides afresh for the machine it resumes on.
     graph = resolve_cuda_graph(cfg if resumed is None else cfg.replace(cuda_graph="auto"), device)
     cfg = cfg.replace(cuda_graph=graph.value)
-    with bn_path.applied():
-        return _train_session(s, echo, n_threads, cfg, device, precision, bn_path, graph)
+    return _train_session(s, echo, n_threads, cfg, device, precision, bn_path, graph)
 
 
 def _train_session(
@@ -193,7 +191,7 @@ def _train_session(
     bn_path: BNDecision,
     graph: GraphDecision,
 ) -> RunResult:
-    """The run itself, on its settled config (precision and BN path resolved, the path applied)."""
+    """The run itself, on its settled config (precision and BN path resolved)."""
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
 
     out = s.out

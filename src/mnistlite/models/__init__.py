@@ -1,10 +1,8 @@
 """The model zoo. Importing this package registers every model.
 
 registry.py       one small factory per model, looked up by name; the parameter count
-blocks.py         the building blocks the factories are written in
-dropout.py        Dropout with a sparsely drawn mask (the CPU fast path's)
-fused.py          BatchNorm -> ReLU (-> Dropout) as one op: the CPU training fast path
-fastpath.py       puts plain-torch models on that fast path without rewriting them
+blocks.py         the building blocks the factories are written in (plain torch;
+                  engine/parts.py puts every model on the fast path, mnistlite.fast)
 family.py         the parametric family (NetSpec) whose parameter count is known before building
 mnistlite_zoo.py  our own models: the flagship, the frontier and their relatives
 seed_zoo.py       reproductions of the seed projects' models

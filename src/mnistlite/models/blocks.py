@@ -12,9 +12,6 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .dropout import Dropout
-from .fused import FusedSequential
-
 _ORDER_LETTERS = {"c": "conv", "b": "bn", "r": "relu", "d": "dropout"}
 
 
@@ -28,11 +25,6 @@ def resolve_dropout(override: float | None, default: float) -> float:
     return p
 
 
-def dropout_layer(p: float) -> nn.Dropout:
-    # Kept even at p=0 so that overriding the rate never changes the layer table.
-    return Dropout(p)
-
-
 def conv_bn_relu(
     in_channels: int,
     out_channels: int,
@@ -42,7 +34,7 @@ def conv_bn_relu(
     padding: int = 0,
     bias: bool = False,
     dropout: float = 0.0,
-) -> FusedSequential:
+) -> nn.Sequential:
     """A Conv2d with BatchNorm2d / ReLU / Dropout in the order `order` spells.
 
     Letters: c = Conv2d, b = BatchNorm2d, r = ReLU, d = Dropout(`dropout`).
@@ -67,16 +59,15 @@ def conv_bn_relu(
         elif letter == "r":
             layer = nn.ReLU()
         else:
-            layer = dropout_layer(dropout)
+            layer = nn.Dropout(dropout)
         layers.append((_ORDER_LETTERS[letter], layer))
-    return FusedSequential(OrderedDict(layers))
+    return nn.Sequential(OrderedDict(layers))
 
 
 def named_sequential(**layers: nn.Module) -> nn.Sequential:
     """nn.Sequential whose children carry the source's layer names (conv1, pool1, ...).
 
     Named children make a printed model and a state_dict readable next to the
-    source's own `print(model)` output. FusedSequential: the CPU training fast
-    path for BN -> ReLU -> Dropout runs (fused.py); otherwise plain nn.Sequential.
+    source's own `print(model)` output.
     """
-    return FusedSequential(OrderedDict(layers))
+    return nn.Sequential(OrderedDict(layers))

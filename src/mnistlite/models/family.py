@@ -23,9 +23,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .dropout import Dropout
-from .fused import FusedSequential
-
 
 @dataclass(frozen=True)
 class NetSpec:
@@ -107,7 +104,7 @@ class FamilyNet(nn.Module):
                 else:
                     layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)
                 c = w
-        self.features = FusedSequential(*layers)
+        self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c, spec.classes)
 
     def _unit(self, cin: int, cout: int, k: int, pad: int, groups: int = 1) -> list[nn.Module]:
@@ -117,7 +114,7 @@ class FamilyNet(nn.Module):
             unit.append(nn.BatchNorm2d(cout))
         unit.append(nn.ReLU(inplace=True))
         if s.dropout > 0:
-            unit.append(Dropout(s.dropout))
+            unit.append(nn.Dropout(s.dropout))
         return unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from .dropout import Dropout
-from .fused import FusedSequential
 from .mnistlite_zoo import BASE_RECIPE, SOURCE
 from .registry import register_model
 
@@ -57,11 +55,11 @@ class TinyNet(nn.Module):
             else:
                 raise ValueError(f"unknown unit {kind!r} in plan {plan}")
             if dropout > 0:
-                layers.append(Dropout(dropout))
+                layers.append(nn.Dropout(dropout))
             c = out
         if side < 1:
             raise ValueError(f"plan shrinks the image below 1x1: {plan}")
-        self.features = FusedSequential(*layers)
+        self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c, classes)
 
     def forward(self, x):

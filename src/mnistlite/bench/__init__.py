@@ -1,9 +1,10 @@
-"""Speed benchmark: our in-memory batched pipeline against the seeds' per-sample pipeline.
+"""`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline,
+and the figures the automatic choices are committed from (precision, the BN path).
 
-The timers are bench_timing.py's (the baseline pipeline is described there),
-the epoch against the baseline in turns bench_epoch.py's, the BN paths and
-jobs x threads splits bench_paths.py's; this module runs them and formats the
-result. One of our changes cannot be undone inside the process: the allocator tuning
+The timers, the baseline pipeline and the epoch in turns are timing.py's; this
+module runs them and formats the result. It is the only place where mnistlite
+times itself: a run follows committed rules (engine/bn_path.py, runs/splits.py).
+One of our changes cannot be undone inside the process: the allocator tuning
 (engine/device.py, on for the `bench` command) is process-wide, so the baseline runs faster here than in a
 seed's own script, and the ratio is conservative.
 """
@@ -18,27 +19,18 @@ from typing import Any
 
 import torch
 
-from .bench_epoch import epoch_rounds
-from .bench_epoch import format_lines as epoch_lines
-from .bench_timing import time_eval, time_ours
-from .config import TrainConfig
-from .data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
-from .engine import bn_path
-from .engine import precision as prec
-from .engine.device import cpu_cores, resolve_device, set_threads
-from .models import count_params, create_model
+from ..config import TrainConfig
+from ..data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
+from ..engine import bn_path
+from ..engine import precision as prec
+from ..engine.device import cpu_cores, resolve_device, set_threads
+from ..models import count_params, create_model
+from .timing import epoch_rounds, time_eval, time_ours
+from .timing import format_lines as epoch_lines
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = prec.cpuinfo()[0] or platform.processor() or ""
     info = {
         "cpu": cpu,
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
@@ -72,23 +64,46 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def compare_precision(cfg: TrainConfig, data, steps: int, device: torch.device, rounds: int = 2) -> dict[str, Any]:
-    """Training throughput in fp32 and in bf16 autocast, interleaved (fp32, bf16, fp32, bf16),
-    medians; with the calibration `auto` would use and what `auto` decides here."""
-    rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
+def interleaved(variants: dict[str, TrainConfig], time_fn, rounds: int) -> dict[str, float]:
+    """Median training images/s of each config, timed in turns (a, b, a, b, ...): load from
+    elsewhere falls on all of them alike."""
+    rates: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
-        for p in rates:
-            rates[p].append(time_ours(cfg.replace(precision=p), data, steps, device).images_per_s)
-    med = {p: statistics.median(v) for p, v in rates.items()}
-    cal = prec.calibrate(cfg, device, use_cache=False)
-    decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device, calibrate_fn=lambda *a, **k: cal)
+        for k, c in variants.items():
+            rates[k].append(time_fn(c))
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def compare_precision(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
+    """Training throughput in fp32 and in bf16 autocast, interleaved; with what `auto` decides here."""
+    med = interleaved({p: cfg.replace(precision=p) for p in ("fp32", "bf16")}, time_fn, rounds)
+    decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device)
     return {
         "fp32_train_images_per_s": round(med["fp32"]),
         "bf16_train_images_per_s": round(med["bf16"]),
         "bf16_speedup": round(med["bf16"] / med["fp32"], 3),
         "rounds": rounds,
-        "calibration": cal.to_dict(),
         "auto": decision.precision,
+        "auto_reason": decision.reason,
+    }
+
+
+def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
+    """Training images/s through the fused unit and through torch's layers, interleaved, at the
+    bench's precision and threads: the figures engine/bn_path.py's MEASURED rows are taken from;
+    with what `auto` decides here."""
+    cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
+    med = interleaved({p: cfg.replace(bn_fusion=p) for p in ("fused", "torch")}, time_fn, rounds)
+    decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
+    return {
+        "precision": cfg.precision,
+        "threads": torch.get_num_threads(),
+        "cpu_kind": list(bn_path.cpu_kind(torch.get_num_threads())),
+        "fused_train_images_per_s": round(med["fused"]),
+        "torch_train_images_per_s": round(med["torch"]),
+        "torch_speedup": round(med["torch"] / med["fused"], 3),
+        "rounds": rounds,
+        "auto": decision.path,
         "auto_reason": decision.reason,
     }
 
@@ -113,10 +128,10 @@ def run_bench(
     """All figures as a dict (the JSON of `mnistlite bench --json`).
 
     `against` (e.g. a user's plain-torch file of the same net) is timed in the same
-    run with the same recipe, with and without the plain-torch fast path.
+    run with the same recipe, on the fused unit and on torch's layers.
     `precision` adds training throughput in fp32 against bf16 autocast (compare_precision);
-    `paths` the BN paths and the jobs x threads splits (bench_paths.py).
-    `rounds`: the epoch against the baseline, timed that many times in turn (bench_epoch.py).
+    `paths` the fused unit against torch's layers (compare_bn_paths).
+    `rounds`: the epoch against the baseline, timed that many times in turn (timing.py).
     """
     set_threads(threads)
     dev = resolve_device(device)
@@ -139,28 +154,29 @@ def run_bench(
     tr = time_ours(cfg, data_dev, steps, dev)
     out["train_images_per_s"] = round(tr.images_per_s)
     out["train_precision"] = prec.resolve(cfg, dev).precision
-    out["train_bn_fusion"] = bn_path.resolve(cfg.replace(precision=out["train_precision"]), dev).path
+    out["train_bn_fusion"] = bn_path.resolve(cfg, dev).path
     ev = time_eval(cfg, data_dev, dev)
     out["eval_images_per_s"] = round(ev.images_per_s)
-    if precision:
-        out["precision"] = compare_precision(cfg, data_dev, steps, dev)
-    if paths:
-        from .bench_paths import compare_bn_paths, measure_splits
 
-        out["bn_paths"] = compare_bn_paths(cfg, lambda c: time_ours(c, data_dev, steps, dev).images_per_s, dev)
-        if dev.type == "cpu":
-            out["splits"] = measure_splits(cfg)
+    def rate(c: TrainConfig) -> float:
+        return time_ours(c, data_dev, steps, dev).images_per_s
+
+    if precision:
+        out["precision"] = compare_precision(cfg, rate, dev)
+    if paths:
+        out["bn_paths"] = compare_bn_paths(cfg, rate, dev)
     out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
     if against is not None:
         acfg = TrainConfig.for_model(
             against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")}
         )
         out["against"] = {"model": against, "params": count_params(create_model(against))}
-        for key, fast in (("fast_path", True), ("plain_torch", False)):
-            t = time_ours(acfg, data_dev, steps, dev, fast_path=fast)
+        for key, path in (("fast_path", "fused"), ("plain_torch", "torch")):
+            c = acfg.replace(bn_fusion=path)
+            t = time_ours(c, data_dev, steps, dev)
             row: dict[str, Any] = {"train_images_per_s": round(t.images_per_s)}
             if epoch:
-                ep_a = time_ours(acfg, data_dev, None, dev, fast_path=fast)
+                ep_a = time_ours(c, data_dev, None, dev)
                 row["epoch_seconds"] = round(ep_a.seconds + time_eval(acfg, data_dev, dev).seconds, 3)
                 row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
             out["against"][key] = row
@@ -189,18 +205,22 @@ def format_bench(r: dict[str, Any]) -> str:
         f"eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
     if "precision" in r:
-        p, c = r["precision"], r["precision"]["calibration"]
+        p = r["precision"]
         units = ", ".join(m.get("bf16_units") or []) or "no bf16 units"
         lines.append(
             f"precision ({units}): fp32 {p['fp32_train_images_per_s']:,} img/s, bf16 autocast "
             f"{p['bf16_train_images_per_s']:,} img/s = {p['bf16_speedup']:.2f}x (medians of {p['rounds']} "
-            f"interleaved rounds); calibration {c['fp32_ms']:.1f} ms vs {c['bf16_ms']:.1f} ms per step "
-            f"= {c['speedup']:.2f}x"
+            "interleaved rounds)"
         )
         lines.append(f"precision auto -> {p['auto']} ({p['auto_reason']})")
-    from .bench_paths import format_lines
-
-    lines += format_lines(r)
+    if "bn_paths" in r:
+        b = r["bn_paths"]
+        lines.append(
+            f"BatchNorm-ReLU ({b['precision']}, {b['threads']} threads): fused unit "
+            f"{b['fused_train_images_per_s']:,} img/s, torch's layers {b['torch_train_images_per_s']:,} img/s "
+            f"= {b['torch_speedup']:.2f}x (medians of {b['rounds']} interleaved rounds)"
+        )
+        lines.append(f"bn-fusion auto -> {b['auto']} ({b['auto_reason']})")
     if "epoch_seconds" in r:
         lines.append(
             f"one epoch (train 60k + test 10k): {r['epoch_seconds']:.2f} s "
@@ -218,7 +238,7 @@ def format_bench(r: dict[str, Any]) -> str:
     lines += epoch_lines(r)
     if "against" in r:
         a = r["against"]
-        for key, what in (("fast_path", "with the plain-torch fast path"), ("plain_torch", "as plain torch")):
+        for key, what in (("fast_path", "on the fused unit"), ("plain_torch", "on torch's layers")):
             row = a[key]
             ep = (
                 f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"

@@ -1,20 +1,27 @@
 """The CPU fast path for models written in plain torch, without rewriting them.
 
-A user's model built from nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout and
-nn.MaxPool2d gets the same fused BatchNorm-ReLU(-Dropout) unit and sparse
-dropout mask as the zoo's models (fused.py, dropout.py; profiled in
-docs/performance.md):
+Every model a run trains, the zoo's and a user's alike, is written with
+nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout and nn.MaxPool2d and goes
+through `accelerate` once, after it is built (engine/parts.py):
 
-1. every plain `nn.Dropout` becomes mnistlite's `Dropout` and every plain
-   `nn.Sequential` a `FusedSequential`, by swapping the instance's class: both
-   are drop-in subclasses, so children, parameters and state_dict keys stay
-   exactly as the user wrote them (model.pt loads into the user's own class);
-2. a BatchNorm2d -> ReLU [-> Dropout] run written out in a `forward` method is
-   found by tracing it with torch.fx and replaced by one call of the fused unit,
-   which reads the same BatchNorm module, so again no parameter moves.
+1. every plain `nn.Dropout` becomes mnistlite's `Dropout` (the sparse mask,
+   dropout.py), always: the mask is part of the run (which random numbers a
+   seed draws), not of the speed switch;
+2. with `fused` (the run's `bn_fusion`, where the compiled loops run), every
+   plain `nn.Sequential` becomes a `FusedSequential` (unit.py) by swapping the
+   instance's class: both are drop-in subclasses, so children, parameters and
+   state_dict keys stay exactly as written (model.pt loads into the plain
+   model);
+3. with `fused`, a BatchNorm2d -> ReLU [-> Dropout] run written out in a
+   `forward` method is found by tracing it with torch.fx and replaced by one
+   call of the fused unit, which reads the same BatchNorm module, so again no
+   parameter moves. A module with such a forward inside an nn.Sequential is
+   traced on its own.
 
-Whatever cannot be covered (a forward that fx cannot trace, a BatchNorm whose
-output is used twice) runs as plain torch; `accelerate` says so in one line.
+Swapping classes draws no random numbers, so a model built and then
+accelerated starts from the same weights as before. Whatever cannot be
+covered (a forward that fx cannot trace, a BatchNorm whose output is used
+twice) runs as plain torch; `accelerate` says so in one line.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from . import kernels
 from .dropout import Dropout
-from .fused import FusedSequential, _fusable_bn, bn_relu_unit, is_plain_pool2, max_pool2_unit
+from .unit import FusedSequential, bn_relu_unit, fusable_bn, is_plain_pool2, max_pool2_unit
 
 
 class _Tracer(fx.Tracer):
@@ -35,11 +43,12 @@ class _Tracer(fx.Tracer):
         return isinstance(m, (FusedSequential, Dropout)) or super().is_leaf_module(m, qualname)
 
 
-def _swap_classes(model: nn.Module) -> int:
-    """Give plain Sequential and Dropout instances mnistlite's subclasses; the number of Dropouts swapped."""
+def _swap_classes(model: nn.Module, fused: bool) -> int:
+    """Give plain Dropout (and, if `fused`, Sequential) instances mnistlite's subclasses;
+    the number of Dropouts swapped."""
     drops = 0
     for m in model.modules():
-        if type(m) is nn.Sequential:
+        if type(m) is nn.Sequential and fused:
             m.__class__ = FusedSequential
         elif type(m) is nn.Dropout:
             m.__class__ = Dropout
@@ -53,7 +62,7 @@ def _sequential_pairs(model: nn.Module) -> set[nn.Module]:
     for m in model.modules():
         if isinstance(m, FusedSequential):
             kids = list(m)
-            done |= {a for a, b in zip(kids, kids[1:]) if _fusable_bn(a) and type(b) is nn.ReLU}
+            done |= {a for a, b in zip(kids, kids[1:]) if fusable_bn(a) and type(b) is nn.ReLU}
     return done
 
 
@@ -99,9 +108,10 @@ def _route_pools(gm: fx.GraphModule) -> None:
 
 def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module, int, str]:
     """Trace `model` and route its BN -> ReLU [-> Dropout] runs through the fused unit (and,
-    in the same graph, its 2x2 max-pools through the compiled pool)."""
-    loose = [m for m in model.modules() if _fusable_bn(m) and m not in covered]
-    if not loose:
+    in the same graph, its 2x2 max-pools through the compiled pool); the BNs fused join `covered`."""
+    loose = [m for m in model.modules() if fusable_bn(m) and m not in covered]
+    # A Sequential's loose BNs are followed by no ReLU: nothing to fuse (and its forward is not traceable).
+    if not loose or isinstance(model, FusedSequential):
         return model, 0, ""
     try:
         gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
@@ -109,9 +119,9 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         return model, 0, f"its forward could not be traced by torch.fx ({first})"
     mods = dict(gm.named_modules())
-    fused = 0
+    fused: list[nn.Module] = []
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or str(node.target) not in mods or not _fusable_bn(mods[str(node.target)]):
+        if node.op != "call_module" or str(node.target) not in mods or not fusable_bn(mods[str(node.target)]):
             continue
         if mods[str(node.target)] in covered or len(node.users) != 1:
             continue
@@ -130,7 +140,7 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
         end.replace_all_uses_with(unit)
         for dead in ([end] if end is not relu else []) + [relu, node]:
             gm.graph.erase_node(dead)
-        fused += 1
+        fused.append(mods[str(node.target)])
     if not fused:
         return model, 0, ""
     _route_pools(gm)
@@ -138,28 +148,60 @@ def _fuse_forward(model: nn.Module, covered: set[nn.Module]) -> tuple[nn.Module,
     gm.recompile()
     if set(gm.state_dict()) != set(model.state_dict()):  # e.g. a layer forward never calls
         return model, 0, "tracing would change its state_dict keys"
-    return gm, fused, ""
+    covered.update(fused)
+    return gm, len(fused), ""
 
 
-def accelerate(model: nn.Module) -> tuple[nn.Module, str]:
-    """(the model on the fast path, one line for the log saying what it covers)."""
-    drops = _swap_classes(model)
+def _fuse_inside_sequentials(model: nn.Module, covered: set[nn.Module]) -> tuple[int, str]:
+    """Trace the modules a FusedSequential calls whose own forward holds loose BNs (the tracer
+    stops at the Sequential: its forward picks a path by the tensor's layout)."""
+    fused, why = 0, ""
+    for seq in [m for m in model.modules() if isinstance(m, FusedSequential)]:
+        for name, child in list(seq.named_children()):
+            if isinstance(child, (FusedSequential, nn.BatchNorm2d)):
+                continue
+            new, n, w = _fuse_forward(child, covered)
+            if new is not child:
+                setattr(seq, name, new)
+            fused, why = fused + n, why or w
+    return fused, why
+
+
+def accelerate(model: nn.Module, fused: bool = True) -> tuple[nn.Module, str]:
+    """(the model on the fast path, one line for the log saying what it covers).
+
+    `fused`: the BatchNorm-ReLU unit and the compiled pool, where the compiled loops run;
+    without them only the dropout mask is swapped."""
+    why_off = "" if not fused or kernels.available() else f": {kernels.why_not()}"
+    fused = fused and not why_off
+    drops = _swap_classes(model, fused)
+    if not fused:
+        line = "Fast path: off, torch's layers" + why_off
+        return model, line + (f"; {drops} Dropout with the sparse mask" if drops else "")
     covered = _sequential_pairs(model)
+    in_seq = len(covered)
+    nested, why_nested = _fuse_inside_sequentials(model, covered)
     model_out, traced, why = _fuse_forward(model, covered)
-    bns = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    fused = len(covered) + traced
-    parts = [f"{fused} of {bns} BatchNorm layers fused with their ReLU"]
-    if covered:
-        parts.append(f"{len(covered)} in nn.Sequential")
+    traced += nested
+    bns = sum(1 for m in model_out.modules() if isinstance(m, nn.BatchNorm2d))
+    parts = [f"{len(covered)} of {bns} BatchNorm layers fused with their ReLU"]
+    if in_seq:
+        parts.append(f"{in_seq} in nn.Sequential")
     if traced:
         parts.append(f"{traced} in forward (torch.fx)")
     if drops:
         parts.append(f"{drops} Dropout with the sparse mask")
-    if isinstance(model_out, fx.GraphModule):
-        pools = sum(1 for n in model_out.graph.nodes if n.target is max_pool2_unit)
-        if pools:
-            parts.append(f"{pools} max-pool{'s' if pools > 1 else ''} in forward on the compiled pool")
+    pools = sum(
+        1
+        for m in model_out.modules()
+        if isinstance(m, fx.GraphModule)
+        for n in m.graph.nodes
+        if n.target is max_pool2_unit
+    )
+    if pools:
+        parts.append(f"{pools} max-pool{'s' if pools > 1 else ''} in forward on the compiled pool")
     line = "Fast path: " + ", ".join(parts)
-    if fused < bns:
-        line += f"; {bns - fused} run as plain torch" + (f": {why}" if why else "")
+    if len(covered) < bns:
+        why = why or why_nested
+        line += f"; {bns - len(covered)} run as plain torch" + (f": {why}" if why else "")
     return model_out, line

@@ -1,10 +1,10 @@
 """The fused BatchNorm-ReLU unit as two compiled loops each way (numba), on float32 or bf16 maps;
-and the 2x2 max-pool between units (pool_loops.py).
+and the 2x2 max-pool between units (loops.py).
 
-Written with torch ops (fused.py's eager body), one unit costs about 11 memory
-passes and 40 small ops (each a few microseconds of dispatch); on the 2-core
-AMX Xeon the units were half of a flagship training step (docs/performance.md,
-"The unit as compiled loops"). Here a unit is one call each way:
+Written with torch ops, one unit cost about 11 memory passes and 40 small ops
+(each a few microseconds of dispatch); on the 2-core AMX Xeon the units were
+half of a flagship training step (docs/performance.md, "The unit as compiled
+loops"). Here a unit is one call each way:
 
 - forward: per-channel sums of x and x^2 (one read), then everything per
   channel (mean, variance, the running statistics, scale and shift), then
@@ -12,25 +12,21 @@ AMX Xeon the units were half of a flagship training step (docs/performance.md,
 - backward: the sums of g and g * x, where g is dy masked by y > 0 (one read
   of dy, y and x), then dx = g * a + x * k2 + k3 (a second read, one write).
 
-They work on fused.py's wide (rows, k * C) view, so the inner loop runs over
-k * C contiguous lanes and vectorises. Each thread sums its block of rows in
-float32, the blocks are added in float64. Dropout stays with the caller, which
-zeroes its positions in y (the same RNG draws as the eager body). Inference
-(`eval_forward`) is one pass: y = max(x * alpha + beta, 0) by the running
-statistics, formed as torch's own CPU kernel forms them.
+They work on unit.py's wide (rows, k * C) view, so the inner loop runs over
+k * C contiguous lanes and vectorises. Dropout stays with the caller, which
+zeroes its positions in y. Inference (`eval_forward`) is one pass:
+y = max(x * alpha + beta, 0) by the running statistics, formed as torch's own
+CPU kernel forms them.
 
-numba is optional: where it is missing or cannot compile, or MNISTLITE_NUMBA=0,
-`available()` is False and fused.py runs its torch-ops body. The first
-`available()` compiles the loops (about 4 s on 2 cores; numba caches them on
-disk, after which a process loads them in well under a second).
+numba is optional: where it is missing or cannot compile, `available()` is
+False and a run takes torch's layers (engine/bn_path.py says so in its log).
+The first `available()` compiles the loops (about 4 s on 2 cores; numba caches
+them on disk, after which a process loads them in well under a second).
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,44 +36,28 @@ _STATE: dict[str, Any] = {}
 
 
 def available() -> bool:
-    """Can the compiled loops run here (numba importable, compiling, and not switched off)?
+    """Can the compiled loops run here (numba importable and compiling)?
 
-    The first call compiles both loops on a tiny map (or loads them from numba's
-    cache), so that a run's first step, and a calibration's timing, do not pay it.
+    The first call compiles the loops on tiny maps (or loads them from numba's
+    cache), so that a run's first step does not pay it.
     """
-    if _OFF[0] or os.environ.get("MNISTLITE_NUMBA", "").strip() == "0":
-        return False
     if "ok" not in _STATE:
         _STATE["ok"] = False
         try:
-            _STATE["kernels"] = _compile()
+            from . import loops
+
+            _STATE["kernels"] = loops
             _STATE["ok"] = _smoke()
         except ImportError as e:
             _STATE["why_not"] = f"numba is not installed ({e})"
-        except Exception as e:  # noqa: BLE001  (a numba that cannot compile here: the torch ops still can)
+        except Exception as e:  # noqa: BLE001  (a numba that cannot compile here: torch's layers still run)
             _STATE["why_not"] = f"numba failed to compile the loops: {type(e).__name__}: {e}"
     return bool(_STATE["ok"])
 
 
 def why_not() -> str:
     """Why the loops do not run ("" where they do)."""
-    if _OFF[0] or os.environ.get("MNISTLITE_NUMBA", "").strip() == "0":
-        return "switched off (MNISTLITE_NUMBA=0)" if not _OFF[0] else "switched off"
-    return "" if available() else _STATE.get("why_not", "unavailable")
-
-
-_OFF = [False]
-
-
-@contextmanager
-def switched_off() -> Iterator[None]:
-    """The unit runs its torch-ops body for the block (bench times both), then as before."""
-    before = _OFF[0]
-    _OFF[0] = True
-    try:
-        yield
-    finally:
-        _OFF[0] = before
+    return "" if available() else _STATE.get("why_not", "the loops failed their smoke check")
 
 
 class _Threads:
@@ -105,24 +85,8 @@ class _Threads:
             torch.set_num_threads(self.n)
 
 
-def _threads() -> _Threads:
-    return _Threads()
-
-
-def _compile() -> dict[str, Any]:
-    from . import bn_loops, pool_loops
-
-    return {
-        "forward": bn_loops.forward,
-        "backward": bn_loops.backward,
-        "eval_forward": bn_loops.eval_forward,
-        "pool_forward": pool_loops.forward,
-        "pool_backward": pool_loops.backward,
-    }
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
-    # numpy has no bfloat16: the loops read its bits as uint16 (bn_loops.widen).
+    # numpy has no bfloat16: the loops read its bits as uint16 (loops.widen).
     t = t.detach()
     return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
 
@@ -144,8 +108,8 @@ def forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `yv` with relu(bn(x)) * keep, update the running statistics in place;
     return (mean, invstd) per channel for the backward pass."""
-    fwd = _STATE["kernels"]["forward"]
-    with _threads():
+    fwd = _STATE["kernels"].forward
+    with _Threads():
         mean, invstd = fwd(
             _np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), momentum, eps, keep, c, _np(yv)
         )
@@ -164,8 +128,8 @@ def backward(
     dxv: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill the wide view `dxv` with the input's gradient; return (grad weight, grad bias)."""
-    bwd = _STATE["kernels"]["backward"]
-    with _threads():
+    bwd = _STATE["kernels"].backward
+    with _Threads():
         gw, gb = bwd(_np(dyv), _np(yv), _np(xv), _np(weight), _np(mean), _np(invstd), keep, c, _np(dxv))
     return torch.from_numpy(gw), torch.from_numpy(gb)
 
@@ -181,8 +145,8 @@ def eval_forward(
     yv: torch.Tensor,
 ) -> None:
     """Fill the wide view `yv` with relu(bn(x)) by the running statistics (inference, float32 maps)."""
-    ev = _STATE["kernels"]["eval_forward"]
-    with _threads():
+    ev = _STATE["kernels"].eval_forward
+    with _Threads():
         ev(_np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), np.float32(eps), c, _np(yv))
 
 
@@ -195,8 +159,8 @@ def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = x.shape
     y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
     win = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
-    with _threads():
-        _STATE["kernels"]["pool_forward"](_nhwc(x), _nhwc(y), win.numpy())
+    with _Threads():
+        _STATE["kernels"].pool_forward(_nhwc(x), _nhwc(y), win.numpy())
     return y, win
 
 
@@ -204,8 +168,8 @@ def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> 
     """The input's gradient: dy at each window's winner, zero elsewhere (channels_last)."""
     dx = torch.empty(shape, dtype=dy.dtype, memory_format=torch.channels_last)
     dy = dy.contiguous(memory_format=torch.channels_last)
-    with _threads():
-        _STATE["kernels"]["pool_backward"](_nhwc(dy), win.numpy(), _nhwc(dx))
+    with _Threads():
+        _STATE["kernels"].pool_backward(_nhwc(dy), win.numpy(), _nhwc(dx))
     return dx
 
 

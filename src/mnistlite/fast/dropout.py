@@ -19,7 +19,7 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 SPARSE_MAX_P = 0.25
 
 
-def _drop_positions(n: int, p: float) -> torch.Tensor:
+def drop_positions(n: int, p: float) -> torch.Tensor:
     """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
 
     Draw K ~ Poisson(lam) positions uniformly, with repeats. By Poisson
@@ -38,7 +38,7 @@ class _SparseDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        idx = _drop_positions(x.numel(), p)
+        idx = drop_positions(x.numel(), p)
         y = x * (1.0 / (1.0 - p))
         _flat(y)[idx] = 0.0
         ctx.save_for_backward(idx)

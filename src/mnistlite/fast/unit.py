@@ -5,27 +5,27 @@ torch's BatchNorm, not the convolutions, was the most expensive layer: on
 28x28 maps with 8-16 channels its channels_last forward and backward each cost
 5-10 memory passes' worth of time. Written out by hand on an (M, C) view of the
 NHWC memory, one BN + ReLU + Dropout unit costs about five passes forward and
-five backward, and its gradients match torch's (tests/test_fused.py). Where
-numba is installed the same arithmetic runs as compiled loops (bn_kernels.py:
-two passes each way, no small ops; about 1.6-2x faster per unit), on float32
-maps and on bf16 maps (bf16 autocast) alike; the torch-ops body below is the
-fallback. bf16 maps keep statistics, scale, shift and the backward's sums in
-float32, with the output and dx rounded to bf16. The 2x2 max-pools between the
-units run as compiled loops too (pool_loops.py), torch's result bit for bit.
+five backward. Here it runs as numba's compiled loops (kernels.py: two passes
+each way, no small ops; about 1.6-2x faster per unit than a torch-ops body),
+on float32 maps and on bf16 maps (bf16 autocast) alike, and its gradients
+match torch's (tests/test_fused.py). bf16 maps keep statistics, scale, shift
+and the backward's sums in float32, with the output and dx rounded to bf16.
+The 2x2 max-pools between the units run as compiled loops too (loops.py),
+torch's result bit for bit. apply.py installs all of this only where the
+loops run (kernels.available()).
 
 Two tricks make that fast:
 - per-channel vectors are tiled k times so that the innermost dimension is k*C
   lanes wide (8 channels alone would waste most of an AVX-512 register);
 - the dropout rescale 1/(1-p) is folded into BN's scale and shift, and the
-  dropped positions (drawn sparsely, blocks.py) are zeroed in the ReLU output,
+  dropped positions (drawn sparsely, dropout.py) are zeroed in the ReLU output,
   so the ReLU mask `y > 0` also carries the dropout mask in backward.
 
 `FusedSequential` is a drop-in nn.Sequential: same children, same state_dict,
 same layer tables. It takes the fused path only where it is exact and faster:
-training mode, a float32 CPU tensor in channels_last layout (bf16 maps under
-autocast: see FUSE_BF16), a tracked and affine BN with
-a momentum, and no hooks on the fused layers (torchinfo's tables use hooks, so
-they always see the plain layers). Everything else runs the layers one by one.
+training mode, a float32 or bf16 (autocast) CPU tensor in channels_last
+layout, a tracked and affine BN with a momentum, and no hooks on the fused
+layers (torchinfo's tables use hooks, so they always see the plain layers). Everything else runs the layers one by one.
 
 Inference (eval mode without autograd: the per-epoch judge, `mnistlite
 evaluate`) takes compiled loops too, on float32 channels_last maps: BN by its
@@ -37,21 +37,14 @@ prediction keeps NCHW maps, where channels_last was slower, so torch's layers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TypeGuard
 
 import torch
 from torch import nn
 
-from . import bn_kernels
-from .dropout import SPARSE_MAX_P, Dropout, _drop_positions
+from . import kernels
+from .dropout import SPARSE_MAX_P, Dropout, drop_positions
 
-# bf16 maps (CPU autocast) take the unit too. Through the compiled loops a bf16 flagship
-# step took 9.8 ms against 14.6 ms in float32 (benchmarks/precision.py, 2 threads, the AMX
-# Xeon); through the torch-ops body (no numba) the unit makes several memory passes and
-# bf16 was slower than float32 there (docs/performance.md, "The AMX Xeon").
-FUSE_BF16 = True
 _LANES = 256  # floats per row of the wide view: several AVX-512 registers
 
 
@@ -68,10 +61,6 @@ def _wide(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(n * h * w // k, k * c)  # a view for NHWC memory
 
 
-def _channel_sum(v: torch.Tensor, k: int, c: int) -> torch.Tensor:
-    return v.sum(0).view(k, c).sum(0)
-
-
 class _BNReLUDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, p: float):
@@ -79,41 +68,11 @@ class _BNReLUDropout(torch.autograd.Function):
         m = n * h * w
         k = _tile_factor(m, c)
         keep = 1.0 / (1.0 - p)
-        if x.dtype in bn_kernels.DTYPES and bn_kernels.available():
-            y = torch.empty_like(x, memory_format=torch.channels_last)
-            yv = _wide(y, k)
-            mean, invstd = bn_kernels.forward(
-                _wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv
-            )
-            if p > 0:
-                yv.view(-1)[_drop_positions(yv.numel(), p)] = 0.0
-            ctx.save_for_backward(x, y, weight, mean, invstd)
-            ctx.k, ctx.keep = k, keep
-            return y
-        # bf16 maps (under autocast) are widened once: statistics, scale and shift are
-        # computed in float32 as for float32 maps, and only the output is rounded back.
-        low = x.dtype != torch.float32
-        xv = _wide(x, k).float() if low else _wide(x, k)
-        # Both sums in one small tensor: each small op costs microseconds of
-        # dispatch, and a unit has dozens of them (profiled).
-        sums = torch.stack((xv.sum(0), (xv * xv).sum(0))).view(2, k, c).sum(1).div_(m)
-        mean = sums[0]
-        # E[x^2] - E[x]^2 in one read; conv outputs have |mean| of the order of
-        # their std, so float32 keeps ~6 digits here (tested against float64).
-        var = sums[1].sub_(mean * mean).clamp_min_(0.0)
-        invstd = torch.rsqrt(var + eps)
-        with torch.no_grad():
-            running_mean.lerp_(mean, momentum)
-            running_var.lerp_(var * (m / max(m - 1, 1)), momentum)
-        scale = weight.detach() * invstd * keep
-        shift = torch.addcmul(bias.detach() * keep, mean, scale, value=-1.0)
-        tiled = torch.stack((scale, shift)).repeat(1, k)  # one small op instead of two
-        yv = torch.addcmul(tiled[1], xv, tiled[0]).relu_()
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        yv = _wide(y, k)
+        mean, invstd = kernels.forward(_wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv)
         if p > 0:
-            yv.view(-1)[_drop_positions(yv.numel(), p)] = 0.0
-        if low:
-            yv = yv.to(x.dtype)
-        y = yv.view(n, h, w, c).permute(0, 3, 1, 2)
+            yv.view(-1)[drop_positions(yv.numel(), p)] = 0.0
         ctx.save_for_backward(x, y, weight, mean, invstd)
         ctx.k, ctx.keep = k, keep
         return y
@@ -121,31 +80,14 @@ class _BNReLUDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, y, weight, mean, invstd = ctx.saved_tensors
-        n, c, h, w = x.shape
-        m, k, keep = n * h * w, ctx.k, ctx.keep
+        c, k, keep = x.shape[1], ctx.k, ctx.keep
         xv = _wide(x, k)
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
         # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
-        if x.dtype in bn_kernels.DTYPES and dy.dtype == x.dtype and bn_kernels.available():
-            dx = torch.empty_like(x, memory_format=torch.channels_last)
-            gw, gb = bn_kernels.backward(dyv, _wide(y, k), xv, weight, mean, invstd, keep, c, _wide(dx, k))
-            return dx, gw, gb, None, None, None, None, None
-        low = x.dtype != torch.float32
-        g = torch.ops.aten.threshold_backward(dyv, _wide(y, k), 0.0)
-        if low:  # bf16 maps: the sums and dx in float32, dx rounded to the map's dtype at the end
-            g, xv = g.float(), xv.float()
-        sum_g = _channel_sum(g, k, c)
-        sum_gxhat = (_channel_sum(g * xv, k, c) - mean * sum_g) * invstd
-        a = weight * invstd * keep
-        # dx = a * (g - mean(g) - xhat * mean(g * xhat)), as k1*g + k2*x + k3 per channel.
-        k2 = -a * invstd * sum_gxhat / m
-        k3 = -a * sum_g / m - k2 * mean
-        tiled = torch.stack((a, k2, k3)).repeat(1, k)
-        dxv = torch.addcmul(tiled[2], xv, tiled[1]).addcmul_(g, tiled[0])
-        if low:
-            dxv = dxv.to(x.dtype)
-        dx = dxv.view(n, h, w, c).permute(0, 3, 1, 2)
-        return dx, sum_gxhat * keep, sum_g * keep, None, None, None, None, None
+        # dy has y's dtype (autograd returns a gradient in its tensor's dtype).
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        gw, gb = kernels.backward(dyv, _wide(y, k), xv, weight, mean, invstd, keep, c, _wide(dx, k))
+        return dx, gw, gb, None, None, None, None, None
 
 
 def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torch.Tensor:
@@ -156,13 +98,13 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
 
 
 class _MaxPool2(torch.autograd.Function):
-    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops (models/pool_loops.py):
+    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops (loops.py):
     torch's own result and gradient, bit for bit; 0.4-0.6 ms less per flagship or Model3
     training step (benchmarks/pool_ab.py, the AMX Xeon)."""
 
     @staticmethod
     def forward(ctx, x):
-        y, win = bn_kernels.maxpool_forward(x)
+        y, win = kernels.maxpool_forward(x)
         ctx.save_for_backward(win)
         ctx.shape = x.shape
         return y
@@ -170,7 +112,7 @@ class _MaxPool2(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         (win,) = ctx.saved_tensors
-        return bn_kernels.maxpool_backward(dy, win, ctx.shape)
+        return kernels.maxpool_backward(dy, win, ctx.shape)
 
 
 def is_plain_pool2(mod: nn.Module) -> bool:
@@ -192,41 +134,18 @@ def is_plain_pool2(mod: nn.Module) -> bool:
 
 def _loops_pool(x: torch.Tensor) -> bool:
     # An input under 2x2 is left to torch, which refuses it with its own error.
-    return _nhwc_cpu(x) and x.dtype in bn_kernels.DTYPES and min(x.shape[2:]) >= 2 and bn_kernels.available()
+    return _nhwc_cpu(x) and min(x.shape[2:]) >= 2
 
 
-def _fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
+def fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
 
-# Whether the unit is used at all: `TrainConfig.bn_fusion` (engine/bn_path.py) switches it
-# off for the length of a run where torch's BatchNorm + ReLU measure faster (one thread on
-# the AMX Xeon). Both paths draw the same dropout positions from the same RNG calls and
-# differ only in float rounding (tests/test_fused.py).
-_ENABLED = [True]
-
-
-@contextmanager
-def fused_unit(enabled: bool) -> Iterator[None]:
-    """Run the block with the fused unit on (the default) or off (torch's layers), then restore."""
-    before = _ENABLED[0]
-    _ENABLED[0] = enabled
-    try:
-        yield
-    finally:
-        _ENABLED[0] = before
-
-
-def fused_unit_enabled() -> bool:
-    return _ENABLED[0]
-
-
 def _nhwc_cpu(x: torch.Tensor) -> bool:
-    # float32; bf16 (the convs' maps under autocast) while FUSE_BF16.
+    # float32, or bf16 (the convs' maps under autocast)
     return (
-        _ENABLED[0]
-        and x.device.type == "cpu"
-        and (x.dtype == torch.float32 or (FUSE_BF16 and x.dtype == torch.bfloat16))
+        x.device.type == "cpu"
+        and x.dtype in kernels.DTYPES
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)
     )
@@ -240,13 +159,7 @@ def _inference() -> bool:
 
 def _eval_unit(x: torch.Tensor, bn: nn.BatchNorm2d, drop: nn.Module | None) -> bool:
     """The inference loops apply: no autograd, BN by its running statistics, float32 maps, an idle dropout."""
-    return (
-        _inference()
-        and not bn.training
-        and x.dtype == torch.float32
-        and (drop is None or not drop.training)
-        and bn_kernels.available()
-    )
+    return _inference() and not bn.training and x.dtype == torch.float32 and (drop is None or not drop.training)
 
 
 def bn_relu_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -255,8 +168,8 @@ def bn_relu_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     n, c, h, w = x.shape
     k = _tile_factor(n * h * w, c)
     y = torch.empty_like(x, memory_format=torch.channels_last)
-    assert bn.running_mean is not None and bn.running_var is not None  # _fusable_bn: tracked statistics
-    bn_kernels.eval_forward(_wide(x, k), bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, c, _wide(y, k))
+    assert bn.running_mean is not None and bn.running_var is not None  # fusable_bn: tracked statistics
+    kernels.eval_forward(_wide(x, k), bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, c, _wide(y, k))
     return y
 
 
@@ -277,7 +190,7 @@ class FusedSequential(nn.Sequential):
             mod = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             # A layer before may have changed the layout (a flatten, a pool): check again.
-            if _fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
+            if fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
                 drop = mods[i + 2] if i + 2 < len(mods) else None
                 p, span = 0.0, 2
                 if (
@@ -308,11 +221,11 @@ class FusedSequential(nn.Sequential):
 
 def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tensor:
     """A 2x2, stride-2 max-pool (`pool`, or `F.max_pool2d(x, 2)` where None): the compiled loops
-    where FusedSequential would take them, else torch's. What `models/fastpath.py` substitutes
+    where FusedSequential would take them, else torch's. What apply.py substitutes
     for such a pool in a traced user `forward`."""
     if _loops_pool(x) and not (pool is not None and _hooked(pool)):
         if _inference():  # nothing will ask for the gradient: the winners are not kept
-            return bn_kernels.maxpool_forward(x)[0]
+            return kernels.maxpool_forward(x)[0]
         if pool is None or pool.training:  # autograd is on here
             return _MaxPool2.apply(x)
     return pool(x) if pool is not None else nn.functional.max_pool2d(x, 2)
@@ -321,11 +234,11 @@ def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tens
 def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
     """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers.
 
-    What `models/fastpath.py` substitutes for such a run in a traced user `forward`.
+    What apply.py substitutes for such a run in a traced user `forward`.
     """
     p = float(drop.p) if drop is not None else 0.0
     mods = (bn, *([drop] if drop is not None else []))
-    if _fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):
+    if fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):
         if bn.training and p <= SPARSE_MAX_P and not (drop is not None and drop.inplace):
             return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
         if _eval_unit(x, bn, drop):

@@ -1,4 +1,5 @@
-"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, and the seeds' pipeline.
+"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds'
+pipeline, and the epoch of ours against the seeds' timed in turns.
 
 The baseline is written here, inside the benchmark, on purpose: a
 `torch.utils.data.Dataset` that converts and rotates one PIL image at a time,
@@ -8,23 +9,37 @@ same optimizer and batch size in the same process, so the ratio is fair.
 
 The baseline's model uses torch's own Dropout and for-loop SGD, as the seeds
 do; NCHW input keeps BatchNorm, ReLU and Dropout as separate layers.
+
+A 2-core cloud CPU does not run at one speed: on the Zen 4 EPYC the same
+training step measured 15-16 ms for some seconds and 21-22 ms for the next,
+inside one process (performance.md, "Timing on a machine whose speed moves").
+Timed once each, the two sides of the ratio can fall in different phases. So
+the baseline and our epoch are timed in turns, `rounds` times (baseline,
+ours, baseline, ours, ...); the headline is the ratio of the two medians, and
+every round's own figures and ratio are kept beside it.
+
+The baseline is timed over `baseline_batches` batches and extrapolated to the
+epoch: its start-up (the workers' fork and the first batch) once, the rest at
+its measured rate, plus the same test pass as ours, timed in the same round.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
-from .engine import bn_path
-from .engine import precision as prec
-from .engine.evaluation import evaluate
-from .engine.parts import build_parts
-from .models import create_model
+from ..config import TrainConfig
+from ..engine import bn_path
+from ..engine.evaluation import evaluate
+from ..engine.parts import build_parts
+from ..fast.apply import accelerate
+from ..models import create_model
 
 
 @dataclass
@@ -43,11 +58,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device, fast_path: bool = True) -> Timing:
+def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device) -> Timing:
     """Training steps of the real fast path (the trainer's own `Parts.step`), on cfg's BN path as a run settles it."""
-    path = bn_path.resolve(cfg.replace(precision=prec.resolve(cfg, device).precision), device)
-    with path.applied():
-        return _time_steps(build_parts(cfg, data, device, fast_path=fast_path), data, batches, device)
+    return _time_steps(build_parts(cfg, data, device), data, batches, device)
 
 
 def _time_steps(parts, data, batches: int | None, device: torch.device) -> Timing:
@@ -77,7 +90,9 @@ def _time_steps(parts, data, batches: int | None, device: torch.device) -> Timin
 
 def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = create_model(cfg.model).to(device).to(memory_format=fmt)
+    fused = bn_path.resolve(cfg, device).path == "fused"
+    model, _ = accelerate(create_model(cfg.model), fused)
+    model = model.to(device).to(memory_format=fmt)
     evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
     _sync(device)
     t0 = time.perf_counter()
@@ -107,24 +122,12 @@ class _PerSampleDataset(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    """The seeds use torch's own Dropout: put it back in place of mnistlite's cheaper mask."""
-    from .models.dropout import Dropout
-
-    for name, child in model.named_children():
-        if isinstance(child, Dropout):
-            setattr(model, name, torch.nn.Dropout(child.p))
-        else:
-            stock_dropout(child)
-    return model
-
-
 def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
     """The per-sample DataLoader pipeline, on the CPU, as the seeds run it.
 
     The clock starts at the first batch: the workers' start-up (forking, the
     first batch's warps) is measured apart, as `Timing.startup`, because an
-    epoch pays it once, not once per `batches` (bench_epoch.py adds it once).
+    epoch pays it once, not once per `batches` (`epoch_rounds` adds it once).
     """
     # Undo the normalisation to get back the uint8 images the seeds start from.
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
@@ -137,7 +140,7 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     torch.manual_seed(cfg.seed)
-    model = stock_dropout(create_model(cfg.model, dropout=cfg.dropout)).train()
+    model = create_model(cfg.model, dropout=cfg.dropout).train()  # plain torch, as the seeds write it
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
     opt = torch.optim.SGD(
         model.parameters(),
@@ -163,3 +166,67 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
     if seen == 0:  # a split of one batch: all of it is the timing
         return Timing(time.perf_counter() - start, len(ds))
     return Timing(time.perf_counter() - t0, seen, startup)
+
+
+def epoch_rounds(
+    cfg: TrainConfig,
+    data,
+    data_dev,
+    dev: torch.device,
+    rounds: int,
+    epoch: bool,
+    baseline_batches: int | None,
+    workers: int,
+    throughput: Timing,
+) -> dict[str, Any]:
+    """The epoch figures of `run_bench` (medians over `rounds` turns), with each round under "epoch_rounds".
+
+    `throughput` is the short training-throughput timing, for the training-only speed-up.
+    """
+    baseline = baseline_batches != 0
+    if not (epoch or baseline):
+        return {}
+    n_train = len(data.train)
+    rows: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        row: dict[str, Any] = {}
+        test_s = time_eval(cfg, data_dev, dev).seconds
+        if baseline:
+            bl = time_baseline(cfg, data, baseline_batches, workers)
+            row["baseline_train_images_per_s"] = round(bl.images_per_s)
+            row["baseline_startup_seconds"] = round(bl.startup, 3)
+            first = cfg.batch_size if bl.startup else 0  # the untimed first batch, if there was one
+            row["baseline_epoch_seconds"] = round(bl.startup + (n_train - first) / bl.images_per_s + test_s, 3)
+        if epoch:
+            ep = time_ours(cfg, data_dev, None, dev)
+            row["epoch_train_seconds"] = round(ep.seconds, 3)
+            row["epoch_test_seconds"] = round(test_s, 3)
+            row["epoch_seconds"] = round(ep.seconds + test_s, 3)
+        if baseline and epoch:
+            row["speedup_epoch"] = round(row["baseline_epoch_seconds"] / row["epoch_seconds"], 2)
+        rows.append(row)
+    out: dict[str, Any] = {"epoch_rounds": rows}
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "speedup_epoch"}
+    if epoch:
+        for k in ("epoch_seconds", "epoch_train_seconds", "epoch_test_seconds"):
+            out[k] = round(med[k], 3)
+    if baseline:
+        out["baseline_train_images_per_s"] = round(med["baseline_train_images_per_s"])
+        out["baseline_batches"] = baseline_batches or "all"
+        out["baseline_workers"] = workers
+        out["baseline_epoch_seconds"] = round(med["baseline_epoch_seconds"], 3)
+        out["speedup_train"] = round(throughput.images_per_s / med["baseline_train_images_per_s"], 2)
+        if epoch:
+            # The ratio of the medians; the rounds' own ratios show its spread.
+            out["speedup_epoch"] = round(med["baseline_epoch_seconds"] / med["epoch_seconds"], 2)
+            out["speedup_epoch_range"] = [min(r["speedup_epoch"] for r in rows), max(r["speedup_epoch"] for r in rows)]
+    return out
+
+
+def format_lines(r: dict[str, Any]) -> list[str]:
+    rows = r.get("epoch_rounds") or []
+    if len(rows) < 2 or "speedup_epoch" not in r:
+        return []
+    each = ", ".join(f"{x['epoch_seconds']:.2f} s vs {x['baseline_epoch_seconds']:.1f} s" for x in rows)
+    lo, hi = r["speedup_epoch_range"]
+    return [f"epoch rounds, ours vs baseline, in turns: {each} (ratios {lo}x-{hi}x; medians used above)"]
