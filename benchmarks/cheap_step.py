@@ -38,10 +38,10 @@ def main() -> None:
     import torch
 
     from mnistlite.bench import synthetic_data
-    from mnistlite.config import TrainConfig
     from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.engine.parts import build_parts
     from mnistlite.modelinfo import profile_model
+    from mnistlite.models import config_for
     from mnistlite.models.family import NetSpec, build, count_params
     from mnistlite.models.mnistlite_zoo import register_spec
 
@@ -54,7 +54,7 @@ def main() -> None:
         spec = NetSpec(**kw)
         model = f"cheap_{name}"
         register_spec(model, spec, {"ema": 0.998, **recipe})
-        cfg = TrainConfig.for_model(model, rotation=8.0, **recipe)
+        cfg = config_for(model, rotation=8.0, **recipe)
         parts = build_parts(cfg, data, torch.device("cpu"))
         parts.model.train()
         b = cfg.batch_size

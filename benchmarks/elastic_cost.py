@@ -18,9 +18,9 @@ import torch
 from micro import timeit  # the sibling script's median timer (run as python benchmarks/elastic_cost.py)
 from mnistlite.augment import AugmentSpec, BatchAugment
 from mnistlite.bench import synthetic_data
-from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
+from mnistlite.models import config_for
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     set_threads(a.threads)
     tune_cpu_allocator()  # as the training commands run
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {a.threads}")
-    base = TrainConfig.for_model("mnistlite_flagship")
+    base = config_for("mnistlite_flagship")
     elastic = base.replace(elastic_alpha=a.alpha, elastic_sigma=a.sigma)
     x = torch.randn(128, 1, 28, 28)
     for name, cfg in (("recipe's affine warp", base), (f"+ elastic {a.alpha:g}/{a.sigma:g}", elastic)):

@@ -23,11 +23,11 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnistlite.bench import machine_info, synthetic_data
-from mnistlite.config import TrainConfig
 from mnistlite.engine.average import WeightAverage
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 from unit_ab import clock  # a sibling script: µs per call after a warm-up
 
 
@@ -58,7 +58,7 @@ def main() -> int:
     out: dict = {"command": "PYTHONPATH=src python " + " ".join(sys.argv), "machine": machine_info()}
 
     try:
-        cfg = TrainConfig.for_model(args.model, epochs=1000)  # a long schedule: the steps never run out
+        cfg = config_for(args.model, epochs=1000)  # a long schedule: the steps never run out
     except MnistliteError as e:
         print(f"ema_ab: {e}", file=sys.stderr)
         return 2

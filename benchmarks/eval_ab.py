@@ -20,19 +20,18 @@ import time
 import torch
 
 from mnistlite.bench import machine_info, synthetic_data
-from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.evaluation import evaluate
 from mnistlite.engine.parts import build_parts
 from mnistlite.errors import MnistliteError
 from mnistlite.fast import kernels
 from mnistlite.fast.apply import accelerate
-from mnistlite.models import create_model
+from mnistlite.models import config_for, create_model
 
 
 def one_model(name: str, images: int, rounds: int, warm: int) -> dict:
     data = synthetic_data(images)
-    cfg = TrainConfig.for_model(name, epochs=1000, precision="fp32")
+    cfg = config_for(name, epochs=1000, precision="fp32")
     parts = build_parts(cfg, data, torch.device("cpu"))
     x, y, b = data.train.images, data.train.labels, parts.batch_size
     for i in range(warm):

@@ -47,15 +47,15 @@ def geometric_positions(n: int, p: float) -> torch.Tensor:
 
 def model3_step_ms(tune: bool, threads: int) -> float:
     from mnistlite.bench import synthetic_data
-    from mnistlite.config import TrainConfig
     from mnistlite.engine.device import tune_cpu_allocator
     from mnistlite.engine.parts import build_parts
+    from mnistlite.models import config_for
 
     if tune:
         tune_cpu_allocator()
     torch.set_num_threads(threads)
     data = synthetic_data(4096)
-    parts = build_parts(TrainConfig.for_model("mnistlite8k_model3", rotation=7.0), data, torch.device("cpu"))
+    parts = build_parts(config_for("mnistlite8k_model3", rotation=7.0), data, torch.device("cpu"))
     x, y = data.train.images, data.train.labels
     i = iter(range(10**9))
 

@@ -21,10 +21,10 @@ import time
 import torch
 
 from mnistlite.bench import machine_info, synthetic_data
-from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
 from mnistlite.fast import unit as fused
+from mnistlite.models import config_for
 
 PLAIN_POOL = fused.is_plain_pool2
 
@@ -55,7 +55,7 @@ def main() -> int:
     for name in args.models:
         parts = {}
         for prec in ("fp32", "bf16"):
-            cfg = TrainConfig.for_model(name, rotation=7.0, precision=prec)
+            cfg = config_for(name, rotation=7.0, precision=prec)
             p = build_parts(cfg, data, torch.device("cpu"))
             p.model.train()
             parts[prec] = (p, cfg.batch_size)

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 
 from mnistlite.bench import machine_info
-from mnistlite.config import TrainConfig
 from mnistlite.data import load_dataset
 from mnistlite.engine import precision as prec
 from mnistlite.engine import rundir as rd
 from mnistlite.engine.device import resolve_device, set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
+from mnistlite.models import config_for
 
 # name: (precision, BN-ReLU route). "fp32" is the trainer's float32 step (fused unit);
 # the plain routes run torch's own BatchNorm2d + ReLU (+ Dropout) in either dtype, so
@@ -47,7 +47,7 @@ VARIANTS = {
 
 
 def time_steps(args, data, device) -> dict:
-    cfg = TrainConfig.for_model(args.model, device=str(device), threads=args.threads)
+    cfg = config_for(args.model, device=str(device), threads=args.threads)
     x_all, y_all = data.train.images, data.train.labels
     parts = {}
     for name, (p, route) in VARIANTS.items():
@@ -145,7 +145,7 @@ def main() -> int:
         "machine": machine_info(),
         "load_average_at_start": os.getloadavg(),
         "malloc_tuning": tuned,
-        "auto": prec.resolve(TrainConfig.for_model(args.model), device).line,
+        "auto": prec.resolve(config_for(args.model), device).line,
         "step": time_steps(args, data, device),
     }
     if args.epoch_runs:

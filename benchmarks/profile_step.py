@@ -43,17 +43,16 @@ def measure(model_name: str, variant: str, steps: int, batch: int, threads: int)
     from torch.profiler import ProfilerActivity, profile
 
     from mnistlite.bench import synthetic_data
-    from mnistlite.config import TrainConfig
     from mnistlite.engine.device import set_threads, tune_cpu_allocator
     from mnistlite.engine.parts import build_parts
-    from mnistlite.models import create_model
+    from mnistlite.models import config_for, create_model
 
     data = synthetic_data(4096)
     x_all, y_all = data.train.images, data.train.labels
     if variant == "after":
         set_threads(threads)
         tune_cpu_allocator()  # as the training commands run (README, "Commands")
-        cfg = TrainConfig.for_model(model_name, rotation=7.0, batch_size=batch)
+        cfg = config_for(model_name, rotation=7.0, batch_size=batch)
         parts = build_parts(cfg, data, torch.device("cpu"))
         parts.model.train()
 

@@ -18,17 +18,16 @@ import time
 import torch
 
 from mnistlite.bench import matmul_peak_gflops, synthetic_data
-from mnistlite.config import TrainConfig
 from mnistlite.engine.device import set_threads, tune_cpu_allocator
 from mnistlite.engine.parts import build_parts
 from mnistlite.modelinfo import profile_registered
-from mnistlite.models import list_models
+from mnistlite.models import config_for, list_models
 
 CLOCK = time.perf_counter
 
 
 def images_per_second(model: str, batch: int, steps: int, **over) -> float:
-    cfg = TrainConfig.for_model(model, batch_size=batch, device="cpu", **over)
+    cfg = config_for(model, batch_size=batch, device="cpu", **over)
     data = synthetic_data(batch * (steps + 3))
     parts = build_parts(cfg, data, torch.device("cpu"))
     x, y = data.train.images, data.train.labels

@@ -39,12 +39,12 @@ def flagship_run(tmp_path_factory, mnist_small) -> Path:
     mnistlite_flagship, 3 epochs on 6,000 real images (test accuracy ~97%)."""
     import dataclasses
 
-    from mnistlite.config import TrainConfig
     from mnistlite.data import Split
     from mnistlite.engine import train
+    from mnistlite.models import config_for
 
     out = tmp_path_factory.getbasetemp() / "deploy-trained-run"
-    cfg = TrainConfig.for_model(
+    cfg = config_for(
         "mnistlite_flagship",
         epochs=3,
         scheduler="onecycle",

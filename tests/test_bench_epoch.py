@@ -9,12 +9,12 @@ import torch
 
 from mnistlite.bench import synthetic_data
 from mnistlite.bench.timing import Timing, epoch_rounds, format_lines, time_baseline
-from mnistlite.config import TrainConfig
+from mnistlite.models import config_for
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = TrainConfig.for_model("mnistlite8k_model3", rotation=7.0, batch_size=64)
+    cfg = config_for("mnistlite8k_model3", rotation=7.0, batch_size=64)
     return cfg, synthetic_data(320)
 
 

@@ -15,7 +15,7 @@ from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
 from mnistlite.fast import kernels
 from mnistlite.fast.apply import accelerate
-from mnistlite.models import create_model
+from mnistlite.models import config_for, create_model
 from mnistlite.runs.seeds import CONSISTENCY_JSON, run_seeds
 
 CPU = torch.device("cpu")
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def cfg(**kw):
-    return TrainConfig.for_model(kw.pop("model", "mnistlite_flagship"), **kw)
+    return config_for(kw.pop("model", "mnistlite_flagship"), **kw)
 
 
 def test_the_rule_follows_the_committed_figures_per_cpu_kind(monkeypatch):
@@ -124,7 +124,7 @@ def test_a_committed_sweep_reaggregates_without_training(tmp_path, monkeypatch):
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.png", "model.pt"))
     monkeypatch.setattr("mnistlite.runs.plan.train_run", lambda *a, **k: pytest.fail("must not train"))
     monkeypatch.setattr("mnistlite.runs.seeds.plot_consistency", lambda *a: None)
-    base = TrainConfig.for_model("mnistlite_3k")
+    base = config_for("mnistlite_3k")
     agg = run_seeds(base, [1, 2, 3, 4, 5], out, jobs="auto", echo=lambda s: None)
     committed = json.loads((src / CONSISTENCY_JSON).read_text())
     assert agg["final_test_acc"] == committed["final_test_acc"] and agg["config"] == committed["config"]

@@ -16,6 +16,7 @@ from mnistlite.engine.cuda_graph import GraphSafeSGD, GraphStep, resolve, why_no
 from mnistlite.engine.optim import Schedule, build_optimizer
 from mnistlite.engine.parts import build_parts
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 
 
 def _net() -> nn.Module:
@@ -77,7 +78,7 @@ def test_uncaptured_graph_body_trains_as_parts_step():
     """The flagship recipe (augmentation, dropout, EMA, OneCycle) for 8 steps: Parts.step against
     GraphStep's body run eagerly after 2 warm-up steps, with a remainder batch at the end."""
     data = synthetic_data(160)
-    cfg = TrainConfig.for_model("mnistlite_flagship", epochs=1, batch_size=16, device="cpu", threads=1, val_size=0)
+    cfg = config_for("mnistlite_flagship", epochs=1, batch_size=16, device="cpu", threads=1, val_size=0)
     finals = []
     for graphed in (False, True):
         parts = build_parts(cfg.validated(), data, torch.device("cpu"))
@@ -119,7 +120,7 @@ def test_a_cpu_run_records_the_graph_decision(tmp_path):
     from mnistlite.engine import train
 
     data = synthetic_data(64)
-    cfg = TrainConfig.for_model("mnistlite_2k", epochs=1, batch_size=32, device="cpu", threads=1, val_size=0)
+    cfg = config_for("mnistlite_2k", epochs=1, batch_size=32, device="cpu", threads=1, val_size=0)
     train(cfg, run_dir=tmp_path / "r", data=data, progress=False, quiet=True)
     assert json.loads((tmp_path / "r" / rd.CONFIG).read_text())["cuda_graph"] == "off"
     result = json.loads((tmp_path / "r" / rd.RESULT).read_text())
@@ -139,7 +140,7 @@ def test_captured_step_replays_the_uncaptured_one(model, extra):
     body: the same random draws (generator offsets), the same weights up to float rounding."""
     device = torch.device("cuda")
     data = synthetic_data(13 * 64).to(device)
-    cfg = TrainConfig.for_model(model, epochs=1, batch_size=64, device="cuda", val_size=0, **extra).validated()
+    cfg = config_for(model, epochs=1, batch_size=64, device="cuda", val_size=0, **extra).validated()
     runs = []
     for capture in (False, True):
         parts = build_parts(cfg, data, device)

@@ -21,6 +21,7 @@ from mnistlite.data.loading import Split
 from mnistlite.engine import TrainingInterrupted, train
 from mnistlite.engine import device as dev
 from mnistlite.engine import rundir as rd
+from mnistlite.models import config_for
 from mnistlite.reports.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def small(mnist_small):
 
 
 def cfg(**kw) -> TrainConfig:
-    return TrainConfig.for_model("mnistlite8k_model3", **{"epochs": 2, "seed": 5, "threads": 1, "dropout": 0.1, **kw})
+    return config_for("mnistlite8k_model3", **{"epochs": 2, "seed": 5, "threads": 1, "dropout": 0.1, **kw})
 
 
 def test_train_leaves_the_thread_count_as_it_found_it(small):

@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from mnistlite.config import TrainConfig, config_differences
+from mnistlite.config import config_differences
 from mnistlite.engine.optim import Schedule, build_optimizer, param_groups
-from mnistlite.models import get_entry
+from mnistlite.models import config_for, get_entry
 
 
 def _flagship():
@@ -14,7 +14,7 @@ def _flagship():
 
 
 def _cfg(**over):
-    return TrainConfig.for_model("mnistlite_flagship", **over)
+    return config_for("mnistlite_flagship", **over)
 
 
 def _bias_like_names(model):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from mnistlite.config import TrainConfig
 from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 from mnistlite.runs import plan
 
 
@@ -19,7 +19,7 @@ def finished(run, cfg, result=True, checkpoint=False):
 
 @pytest.fixture
 def cfg():
-    return TrainConfig.for_model("mnistlite_2k", epochs=2)
+    return config_for("mnistlite_2k", epochs=2)
 
 
 def test_run_only_fields_do_not_make_another_run(tmp_path, cfg):
@@ -106,12 +106,12 @@ def test_a_candidate_moved_out_of_the_zoo_keeps_its_runs(tmp_path):
     """Runs saved under a candidate's bare name (before it moved to its round's file) count as done
     for the same name from that file; a registered model's runs never match a user file's namesake."""
     ref = "experiments/tuning/tiny_candidates.py:tiny2k_wide"
-    want = TrainConfig.for_model(ref, epochs=2)
+    want = config_for(ref, epochs=2)
     finished(tmp_path / "old", want.replace(model="tiny2k_wide", model_sha256=None))
     assert plan.run_state(tmp_path / "old", want) == ("done", "")
     finished(tmp_path / "other", want.replace(model="tiny2k_deep", model_sha256=None))
     assert plan.run_state(tmp_path / "other", want)[0] == "changed"
-    zoo = TrainConfig.for_model("mnistlite_2k", epochs=2)
+    zoo = config_for("mnistlite_2k", epochs=2)
     finished(tmp_path / "zoo", zoo)
     namesake = want.replace(model="my.py:mnistlite_2k")
     assert plan.run_state(tmp_path / "zoo", namesake)[0] == "changed"

@@ -11,13 +11,14 @@ from mnistlite.engine import precision as pr
 from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 
 CPU = torch.device("cpu")
 CUDA = types.SimpleNamespace(type="cuda")  # resolve() reads only .type: no GPU needed
 
 
 def cfg(**kw):
-    return TrainConfig.for_model(kw.pop("model", "mnistlite_flagship"), **kw)
+    return config_for(kw.pop("model", "mnistlite_flagship"), **kw)
 
 
 @pytest.fixture

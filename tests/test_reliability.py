@@ -40,6 +40,7 @@ from mnistlite.engine import rundir as rd
 from mnistlite.engine.console import Echo
 from mnistlite.engine.parts import Parts
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -62,7 +63,7 @@ MODEL = "mnistlite8k_model3"
 
 
 def recipe(**kw) -> TrainConfig:
-    return TrainConfig.for_model(MODEL, **{**RECIPE, **kw})
+    return config_for(MODEL, **{**RECIPE, **kw})
 
 
 def strip_seconds(rows):
@@ -560,7 +561,7 @@ def test_same_seed_bit_identical_metrics_and_weights(tiny, uninterrupted, tmp_pa
 )
 def test_out_of_range_config_values(field, value, needle):
     with pytest.raises(MnistliteError) as e:
-        TrainConfig.for_model(MODEL, **{field: value})
+        config_for(MODEL, **{field: value})
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
@@ -752,7 +753,7 @@ def _make_work(work: Path, reference: Path | None) -> None:
     (work / "trunc.png").write_bytes(png[: len(png) // 2])
     Image.new("L", (40, 40), 255).save(work / "blank.png")
     net = create_model(MODEL)
-    cfg = TrainConfig.for_model(MODEL)
+    cfg = config_for(MODEL)
     torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "params": count_params(net)}, work / "model.pt")
     (work / "garbage.pt").write_bytes(b"this is not a checkpoint\n" * 3)
     (work / "nockpt").mkdir()

@@ -15,6 +15,7 @@ from mnistlite.config import TrainConfig
 from mnistlite.engine import rundir as rd
 from mnistlite.engine.plots import plot_curves
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 from mnistlite.reports import analysis as an
 from mnistlite.reports import experiment as ex
 from mnistlite.reports import markdown as md
@@ -269,7 +270,7 @@ def test_seed_spread():
 
 
 def test_change_names_the_diff_and_the_effect():
-    base = {**TrainConfig.for_model("mnistlite8k_model2").to_dict()}
+    base = {**config_for("mnistlite8k_model2").to_dict()}
     prev = step(
         {"seed 1": rows(CURVES["mnistlite8k_model2"])},
         name="lighter",
@@ -278,7 +279,7 @@ def test_change_names_the_diff_and_the_effect():
         config=base,
         arch={"dropout": "none", "convolutions": "7"},
     )
-    new_cfg = TrainConfig.for_model("mnistlite8k_model3").to_dict()
+    new_cfg = config_for("mnistlite8k_model3").to_dict()
     cur = step(
         {"seed 1": rows(GOOD)},
         name="regularised",
@@ -543,8 +544,8 @@ def test_report_command_rerenders_an_experiment(tmp_path, fake, capsys):
 
 def test_report_on_run_dirs_has_one_section_per_run(tmp_path):
     a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
-    write_run(a, TrainConfig.for_model("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
-    write_run(b, TrainConfig.for_model("mnistlite8k_model3", epochs=7), GOOD, complete=False)
+    write_run(a, config_for("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
+    write_run(b, config_for("mnistlite8k_model3", epochs=7), GOOD, complete=False)
     report = render_runs([a, b])
     assert report == tmp_path / "runs" / "report.md"
     md = report.read_text()
@@ -561,8 +562,8 @@ def test_report_rejects_what_is_not_a_run(tmp_path, capsys):
 
 def test_compare_prints_a_table_and_writes_the_overlay(tmp_path, capsys):
     a, b = tmp_path / "x" / "seed1", tmp_path / "y" / "seed1"
-    write_run(a, TrainConfig.for_model("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
-    write_run(b, TrainConfig.for_model("mnistlite8k_model3", epochs=7), GOOD)
+    write_run(a, config_for("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
+    write_run(b, config_for("mnistlite8k_model3", epochs=7), GOOD)
     png = tmp_path / "cmp.png"
     assert main(["compare", str(a), str(b), "--out", str(png)]) == 0
     out = capsys.readouterr().out
@@ -624,7 +625,7 @@ def test_recipe_diff_reads_an_older_config_by_the_same_run_rule():
     """A config.json saved before a field existed ran with its default: not a change."""
     from mnistlite.reports.recipe import recipe_diff
 
-    new = {**TrainConfig.for_model("mnistlite_flagship").to_dict(), "precision": "fp32"}  # as a run saves it
+    new = {**config_for("mnistlite_flagship").to_dict(), "precision": "fp32"}  # as a run saves it
     old = {k: v for k, v in new.items() if k not in ("elastic_alpha", "bias_decay", "model_sha256", "precision")}
     assert recipe_diff(old, new) == []
     old["weight_decay"] = 1e-4

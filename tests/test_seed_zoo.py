@@ -18,9 +18,8 @@ import torch.nn.functional as F
 import torchinfo
 from torch import nn
 
-from mnistlite.config import TrainConfig
 from mnistlite.engine.device import threads
-from mnistlite.models import BUDGET, count_params, create_model, get_entry, list_models
+from mnistlite.models import BUDGET, config_for, count_params, create_model, get_entry, list_models
 
 ALL_MODELS = list_models()
 
@@ -122,7 +121,7 @@ def test_dropout_override(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_recipe_is_a_valid_config(name: str) -> None:
     recipe = get_entry(name).recipe
-    cfg = TrainConfig.for_model(name)
+    cfg = config_for(name)
     for key, value in recipe.items():
         assert getattr(cfg, key) == value, key
 

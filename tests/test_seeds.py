@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from mnistlite.config import TrainConfig
 from mnistlite.config_files import parse_seeds
 from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 from mnistlite.reports.leaderboard import attach_threads, markdown_table, pareto, plot_frontier
 from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
 
@@ -33,7 +33,7 @@ def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
     for r, raw in zip(rows, raw_accs or []):
         r["raw_test_acc"] = raw
     rd.write_metrics(run / rd.METRICS, rows)
-    rd.write_json(run / rd.CONFIG, TrainConfig.for_model(model, seed=seed).to_dict())
+    rd.write_json(run / rd.CONFIG, config_for(model, seed=seed).to_dict())
     rd.write_json(run / rd.RESULT, {"params": 7766, **rd.headline_numbers(rows), "wall_seconds": 10.0})
 
 
@@ -145,7 +145,7 @@ def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
     monkeypatch.setattr(plan, "resume", lambda *a, **kw: pytest.fail("nothing here was interrupted"))
     monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: None)
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    base = TrainConfig.for_model("mnistlite_flagship", epochs=3)
+    base = config_for("mnistlite_flagship", epochs=3)
     s1 = c.run_seeds(base, [1, 2, 3], tmp_path / "w1", storage=url, study="t", echo=lambda *_: None)
     assert sorted(trained) == [1, 2, 3]
     # A second worker elsewhere (another folder): nothing left to train, same aggregate.
@@ -213,7 +213,7 @@ def test_seeds_reuse_links_an_earlier_sweeps_same_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(plan, "train", fake_train)
     monkeypatch.setattr(plan, "load_dataset", lambda *a, **kw: None)
     said: list[str] = []
-    base = TrainConfig.for_model("mnistlite_flagship")
+    base = config_for("mnistlite_flagship")
     agg = c.run_seeds(base, [1, 2, 3], tmp_path / "ten", reuse=[old], echo=said.append)
     assert trained == [3] and agg["n"] == 3
     assert any("seed 3:" in line and "weight_decay 0.123" in line for line in said)

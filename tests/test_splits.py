@@ -5,8 +5,8 @@ import types
 
 import pytest
 
-from mnistlite.config import TrainConfig
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 from mnistlite.runs import plan, splits
 
 
@@ -15,7 +15,7 @@ def row(jobs, threads, rate):
 
 
 def runs(n, tmp_path, **kw):
-    c = TrainConfig.for_model("mnistlite_2k", epochs=1, **kw)
+    c = config_for("mnistlite_2k", epochs=1, **kw)
     return [plan.plan_run(f"seed {s}", c.replace(seed=s), tmp_path / f"seed{s}") for s in range(1, n + 1)]
 
 

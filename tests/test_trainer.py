@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from mnistlite.config import TrainConfig
 from mnistlite.engine import rundir as rd
 from mnistlite.engine import train
 from mnistlite.errors import MnistliteError
+from mnistlite.models import config_for
 
 
 def small_cfg(**kw):
@@ -24,7 +24,7 @@ def small_cfg(**kw):
         max_lr=0.1,
     )
     base.update(kw)
-    return TrainConfig.for_model(base.pop("model"), **base)
+    return config_for(base.pop("model"), **base)
 
 
 def test_short_training_clears_threshold(mnist_small):

@@ -12,11 +12,10 @@ import torch
 from torch import nn
 
 from mnistlite.cli import main
-from mnistlite.config import TrainConfig
 from mnistlite.engine import resume, train
 from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
-from mnistlite.models import get_entry
+from mnistlite.models import config_for, get_entry
 
 NET = """
 import torch.nn as nn
@@ -92,13 +91,13 @@ def test_package_module_reference(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     e = get_entry("pkg_user_models.nets:Net")
     assert e.code is not None and e.build()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    cfg = TrainConfig.for_model("pkg_user_models.nets:Net")
+    cfg = config_for("pkg_user_models.nets:Net")
     assert cfg.model_sha256 == e.code.sha256
 
 
 def test_registered_decorator_file_gives_recipe_and_lists(tmp_path, capsys):
     f = write(tmp_path / "reg.py", REGISTERED)
-    cfg = TrainConfig.for_model(f"{f}:tiny")
+    cfg = config_for(f"{f}:tiny")
     assert (cfg.lr, cfg.epochs) == (0.05, 2)
     assert "tiny" not in __import__("mnistlite").list_models()  # named through its file only
     rc, out, _ = cli(capsys, "models", "--from", str(f), "--from", str(write(tmp_path / "n.py", NET)))
@@ -157,7 +156,7 @@ def test_experiment_and_tune_files_name_user_models(tmp_path):
 # --- run directories keep the code ------------------------------------------------------
 def test_run_keeps_copy_then_resume_and_export_need_trust(net_file, tmp_path, capsys):
     out = tmp_path / "run"
-    cfg = TrainConfig.for_model(f"{net_file}:Net", epochs=2, batch_size=64, threads=1)
+    cfg = config_for(f"{net_file}:Net", epochs=2, batch_size=64, threads=1)
     res = train(cfg, run_dir=out, data=tiny_data(), progress=False, quiet=True)
     saved = rd.read_json(out / rd.CONFIG)
     assert (out / rd.MODEL_SOURCE).read_bytes() == net_file.read_bytes()
@@ -198,11 +197,11 @@ def test_run_keeps_copy_then_resume_and_export_need_trust(net_file, tmp_path, ca
 def test_changed_file_is_a_different_run_but_a_moved_file_is_not(net_file, tmp_path):
     from mnistlite.config import changed_fields
 
-    a = TrainConfig.for_model(f"{net_file}:Net")
+    a = config_for(f"{net_file}:Net")
     moved = write(tmp_path / "elsewhere" / "my_models.py", NET)
-    assert changed_fields(a.to_dict(), TrainConfig.for_model(f"{moved}:Net")) == []
+    assert changed_fields(a.to_dict(), config_for(f"{moved}:Net")) == []
     write(moved, NET.replace("Dropout(0.05)", "Dropout(0.1)"))
-    assert changed_fields(a.to_dict(), TrainConfig.for_model(f"{moved}:Net")) == ["model", "model_sha256"]
+    assert changed_fields(a.to_dict(), config_for(f"{moved}:Net")) == ["model", "model_sha256"]
 
 
 def test_over_budget_model_trains_with_the_verdict(tmp_path):
@@ -223,7 +222,7 @@ def test_over_budget_model_trains_with_the_verdict(tmp_path):
     )
     out = tmp_path / "run"
     train(
-        TrainConfig.for_model(f"{f}:Big", epochs=1, threads=1),
+        config_for(f"{f}:Big", epochs=1, threads=1),
         run_dir=out,
         data=tiny_data(),
         progress=False,

@@ -26,7 +26,7 @@ from torch import nn
 
 from .config import DRY_RUN, TrainConfig
 from .errors import MnistliteError
-from .models import ModelEntry, get_entry
+from .models import ModelEntry, config_for, get_entry
 from .models.usercode import canonical_path, check_model, factory_of
 
 ModelLike = str | nn.Module | Callable[[], nn.Module] | type
@@ -92,7 +92,7 @@ def _config(name: str, entry: ModelEntry | None, recipe: dict[str, Any]) -> Trai
     unknown = sorted(set(recipe) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise MnistliteError(f"unknown argument(s): {', '.join(unknown)} (see 'mnistlite train --help')")
-    return TrainConfig.for_model(entry or name, **recipe)
+    return config_for(entry or name, **recipe)
 
 
 def train(

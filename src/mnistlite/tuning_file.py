@@ -34,6 +34,7 @@ from typing import Any
 from .config import TrainConfig
 from .config_files import NAME_RE, check_int, check_keys, check_recipe, load_toml, parse_seeds
 from .errors import MnistliteError
+from .models import config_for
 from .models.family import NetSpec, count_params
 
 DEFAULT_VAL_SIZE = 5000
@@ -74,7 +75,7 @@ class TuningFile:
 
     def config(self, c: Candidate, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
         over = {**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed}
-        return TrainConfig.for_model(c.model, **over)
+        return config_for(c.model, **over)
 
 
 def load_tuning(path: str | Path) -> TuningFile:

@@ -24,7 +24,7 @@ from ..data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: 
 from ..engine import bn_path
 from ..engine import precision as prec
 from ..engine.device import cpu_cores, resolve_device, set_threads
-from ..models import count_params, create_model
+from ..models import config_for, count_params, create_model
 from .timing import epoch_rounds, time_eval, time_ours
 from .timing import format_lines as epoch_lines
 
@@ -137,7 +137,7 @@ def run_bench(
     dev = resolve_device(device)
     # The seeds' Model3 pipeline rotates by +-7 degrees; keep that for a fair comparison.
     over = {"rotation": 7.0, **(overrides or {})}
-    cfg = TrainConfig.for_model(model, device=str(dev), data_dir=data_dir, **over)
+    cfg = config_for(model, device=str(dev), data_dir=data_dir, **over)
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, data_dir=data_dir)
     load_s = time.perf_counter() - t0
@@ -167,9 +167,7 @@ def run_bench(
         out["bn_paths"] = compare_bn_paths(cfg, rate, dev)
     out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
     if against is not None:
-        acfg = TrainConfig.for_model(
-            against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")}
-        )
+        acfg = config_for(against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")})
         out["against"] = {"model": against, "params": count_params(create_model(against))}
         for key, path in (("fast_path", "fused"), ("plain_torch", "torch")):
             c = acfg.replace(bn_fusion=path)
@@ -184,7 +182,7 @@ def run_bench(
         from .engine import train
 
         t0 = time.perf_counter()
-        res = train(TrainConfig.for_model(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)
+        res = train(config_for(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)
         out["full_run_seconds"] = round(time.perf_counter() - t0, 2)
         out["full_run_epochs"] = res.config.epochs
         out["full_run_final_test_acc"] = res.summary["final_test_acc"]

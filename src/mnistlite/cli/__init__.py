@@ -1,6 +1,9 @@
 """The `mnistlite` command: one subcommand per module in this package (common.py: the
 one-line-error parser and the TrainConfig flags they share).
 
+init.py train.py seeds.py table.py models.py bench.py experiment.py report.py compare.py
+evaluate.py search.py tune.py export.py predict.py serve.py: the subcommands, in `--help`'s order.
+
 Each module exposes `register(subparsers)`, which adds its parser and sets
 `func`. Errors the user can fix arrive as MnistliteError and leave as one line
 on stderr with exit code 2; nothing else is caught here, so bugs stay visible.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DRY_RUN, TrainConfig
+from ..models import config_for
 
 
 def shipped_names() -> str:
@@ -100,7 +101,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     over = config_overrides(args)
     over.update(extra)
     model = over.pop("model", None) or TrainConfig.model
-    return TrainConfig.for_model(model, **over)
+    return config_for(model, **over)
 
 
 def add_dry_run(parser: argparse.ArgumentParser) -> None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BN_FUSIONS = ("auto", "fused", "torch")
-
 # `mnistlite bench`'s bn_paths, flagship or Model3 training images/s, by (torch's vector
 # ISA, threads per run): (fused unit on the compiled loops, torch's layers, where committed).
 # The unit won on every kind measured, so `auto` takes it everywhere the loops run; a kind

@@ -27,22 +27,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-# Issue 15's policy: "Accuracy must not move: show on the validation split over at
-# least 3 seeds that bf16 and fp32 flagship runs agree within noise before making it
-# a default anywhere." On the CPU (mnistlite seeds, flagship, 15 epochs, --val-size
-# 5000, seeds 1-3, fp32 against bf16, the AMX Xeon) it was run twice under one fixed
-# rule: with the torch-ops unit, bf16 agreed in accuracy but was not faster (1.03-1.10x
-# per epoch); with the compiled loops taking bf16 maps, it was about 1.5x faster end to
-# end but lower on validation: -0.073 points over seeds 1-3, and in a second check
-# (seeds 4-8, rule written after the first failure) -0.096; -0.087 over all eight, every
-# seed lower (limit 0.05). So the CPU stays off: docs/performance.md, "The accuracy
-# check" and "bf16 maps through the compiled loops"; docs/results/precision*/check*.json.
-# Two later probes (decided nothing) paired each precision over two rounding variants
-# (1 and 2 threads): bf16 -0.058 on validation, 7 of 8 seeds lower; test +0.007.
-# CUDA was not checked.
-ACCURACY_CLEARED = {"cpu": False, "cuda": False}
+from ..config import ACCURACY_CLEARED, saved_precision
 
 
 @dataclass(frozen=True)
@@ -140,34 +125,3 @@ def for_run(cfg: Any, device: Any, resumed: dict[str, Any] | None = None) -> Dec
 
 
 # --- "is this the same run" ---------------------------------------------------------------
-
-
-def saved_precision(saved: dict[str, Any]) -> str:
-    """The precision a saved config ran in: one saved before the field existed ran fp32, or bf16 if bf16=true."""
-    p = saved.get("precision")
-    if p in ("fp32", "bf16"):
-        return p
-    return "bf16" if saved.get("bf16") else ("fp32" if p is None else str(p))
-
-
-def auto_may_pick(device_type: str | None = None) -> set[str]:
-    """Precisions `auto` may resolve to (on `device_type`, or on any device)."""
-    kinds = [device_type] if device_type else list(ACCURACY_CLEARED)
-    return {"fp32"} | ({"bf16"} if any(ACCURACY_CLEARED.get(k, False) for k in kinds) else set())
-
-
-def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does a saved run's precision satisfy the wanted config's?
-
-    Precisions as run, the deprecated `bf16` folded in. An explicit fp32 or bf16 stands
-    for itself, `auto` for any precision auto may pick (fp32 only until bf16 is cleared
-    for accuracy; then either, as with `device`: a seed finished on one machine is done
-    on another); two configs match when those sets meet. A saved run records fp32 or
-    bf16; only a planned config never trained (an experiment's plan) still says auto.
-    """
-
-    def picks(p: str) -> set[str]:
-        return auto_may_pick() if p == "auto" else {p}
-
-    new = "bf16" if want.get("bf16") else want.get("precision", "auto")
-    return bool(picks(saved_precision(saved)) & picks(new))

@@ -84,7 +84,7 @@ def train(
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
     if entry.code is not None:
-        if cfg.model_sha256 is None:  # a config made by hand, not by TrainConfig.for_model
+        if cfg.model_sha256 is None:  # a config made by hand, not by models.config_for
             cfg = cfg.replace(model_sha256=entry.code.sha256)
         elif cfg.model_sha256 != entry.code.sha256:
             raise MnistliteError(

@@ -46,14 +46,15 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 # While a user's model file is imported, its @register_model calls land here
 # instead: the file's models are named through the file (`my_models.py:name`),
-# and importing two versions of one file never clashes.
-_COLLECTOR: list[dict[str, ModelEntry]] = []
+# and importing two versions of one file never clashes. Each entry comes with the
+# check its factories go through (usercode.factory_of), which the importer hands in.
+_COLLECTOR: list[tuple[dict[str, ModelEntry], Callable[[Any, str], Callable[..., nn.Module]]]] = []
 
 
 @contextmanager
-def collecting() -> Iterator[dict[str, ModelEntry]]:
+def collecting(check: Callable[[Any, str], Callable[..., nn.Module]]) -> Iterator[dict[str, ModelEntry]]:
     found: dict[str, ModelEntry] = {}
-    _COLLECTOR.append(found)
+    _COLLECTOR.append((found, check))
     try:
         yield found
     finally:
@@ -72,14 +73,11 @@ def register_model(
     """Decorator: register `factory` under `name`. Names are unique."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        target = _COLLECTOR[-1] if _COLLECTOR else _REGISTRY
+        target, check = _COLLECTOR[-1] if _COLLECTOR else (_REGISTRY, None)
         if name in target:
             raise MnistliteError(f"model {name!r} registered twice")
-        built = factory
-        if _COLLECTOR:  # a user file: the factory is checked (and wrapped) like any referenced model
-            from .usercode import factory_of
-
-            built = factory_of(factory, name)
+        # A user file's factory is checked (and wrapped) like any referenced model.
+        built = check(factory, name) if check is not None else factory
         target[name] = ModelEntry(
             name=name,
             factory=built,

@@ -137,7 +137,7 @@ def exec_file(data: bytes, filename: str) -> types.ModuleType:
     mod.__file__ = filename
     sys.modules[mod.__name__] = mod  # dataclasses and pickling look classes up here
     try:
-        with collecting() as found, _on_sys_path(os.path.dirname(os.path.abspath(filename))):
+        with collecting(factory_of) as found, _on_sys_path(os.path.dirname(os.path.abspath(filename))):
             exec(code, mod.__dict__)
     except MnistliteError:
         sys.modules.pop(mod.__name__, None)

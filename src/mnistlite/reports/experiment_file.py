@@ -34,7 +34,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..config_files import NAME_RE, check_recipe, check_text, hint, load_toml, parse_seeds
 from ..errors import MnistliteError
-from ..models import get_entry, list_models
+from ..models import config_for, get_entry, list_models
 from ..models.usercode import named_models, rebase
 
 TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps")
@@ -74,7 +74,7 @@ class Experiment:
 
     def config(self, step: Step, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
         over = {**self.defaults, **step.recipe, **(overrides or {}), "seed": seed}
-        return TrainConfig.for_model(step.model, **over)
+        return config_for(step.model, **over)
 
 
 def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..challenge import BUDGET, LAST_EPOCHS, TARGET, fmt_acc
-from ..config import TrainConfig
 from ..engine import rundir as rd
 from ..modelinfo import profile_entry
-from ..models import get_entry, list_models
+from ..models import config_for, get_entry, list_models
 from ..runs.seeds import CONSISTENCY_JSON, run_seeds
 
 # What each seed README claims, in its own words, for the reproduction table.
@@ -82,7 +81,7 @@ def run_table(
 ) -> list[dict[str, Any]]:
     rows = []
     for name in list_models(tag):
-        cfg = TrainConfig.for_model(name, **(overrides or {}))
+        cfg = config_for(name, **(overrides or {}))
         rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
     return rows
 

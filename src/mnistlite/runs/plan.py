@@ -44,7 +44,7 @@ from ..data import load_dataset
 from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
 from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..models import list_models
+from ..models import config_for, list_models
 
 # What a run directory may hold; anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
@@ -360,7 +360,7 @@ def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, 
 
     def worker(job: dict[str, Any]) -> dict[str, Any]:
         run_dir = out / job["run_dir"]
-        cfg = TrainConfig.for_model(job["model"], seed=job["seed"], **job["overrides"])
+        cfg = config_for(job["model"], seed=job["seed"], **job["overrides"])
         train_run(cfg, run_dir, data=data(cfg))
         return pack_run(run_dir)
 

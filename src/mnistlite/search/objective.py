@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import MnistliteError
+from ..models import config_for
 from ..runs import storage as st
 from .study import Protocol
 
@@ -37,11 +38,10 @@ def load_search_data(protocol: Protocol, data_dir: str | None = None, download: 
 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     """The TrainConfig of one trial (model registered on the fly)."""
-    from ..config import TrainConfig
     from .space import ensure_registered
 
     name = ensure_registered(spec, recipe)
-    return TrainConfig.for_model(
+    return config_for(
         name,
         epochs=protocol.epochs,
         val_size=protocol.val_size,
