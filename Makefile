@@ -11,8 +11,9 @@ ARGS    ?=
 SHARED_DATA := $(abspath $(wildcard ../shared/datasets))
 export MNISTLITE_DATA ?= $(SHARED_DATA)
 
-# Tiers: test-fast needs no browser, database or Jupyter kernel (under a minute
-# on 2 cores); test is everything and is what CI and the README run.
+# Tiers: test-fast needs no browser, database or Jupyter kernel and trains nothing
+# (within a minute on 2 cores, fresh clone included); test is everything and is
+# what CI and the README run.
 FAST    := -m "not slow and not pg and not browser"
 
 .PHONY: train test test-fast lint setup setup-test setup-fast setup-lint bench clean

@@ -123,6 +123,7 @@ def test_elastic_only_spec_is_active():
     assert out.shape == x.shape and not torch.equal(out, x)
 
 
+@pytest.mark.slow
 def test_displacement_field_shape_and_statistics():
     alpha, sigma = 16.0, 4.0
     d = random_displacements(2000, 28, 28, alpha, sigma, torch.Generator().manual_seed(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -38,6 +39,7 @@ def _flagship() -> nn.Module:
     return create_model("mnistlite_flagship").to(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_weight_average_is_torchs_ema_bit_for_bit():
     model = _flagship()
     ref = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)

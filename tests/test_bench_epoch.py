@@ -18,6 +18,7 @@ def setup():
     return cfg, synthetic_data(320)
 
 
+@pytest.mark.slow
 def test_rounds_are_kept_and_the_headline_is_the_ratio_of_medians(setup):
     cfg, data = setup
     out = epoch_rounds(cfg, data, data, torch.device("cpu"), 3, True, 2, 0, Timing(1.0, 640))

@@ -96,6 +96,7 @@ def test_the_switch_gives_the_same_step_up_to_rounding():
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_records_its_path_and_is_the_same_run_on_either(mnist_small, tmp_path, monkeypatch):
     monkeypatch.setattr(bp, "rule", lambda kind: bp.Decision("torch", "auto: measured (test)"))
     out = tmp_path / "run"

@@ -87,6 +87,7 @@ def test_help_documents_the_flag_and_the_variable():
     assert "--malloc-tuning" in text and "MNISTLITE_MALLOC_TUNING" in text
 
 
+@pytest.mark.slow
 def test_serve_process_does_not_call_mallopt():
     """A real `python -m mnistlite` process: the CLI's choice, not an import side effect."""
     code = (
@@ -112,6 +113,7 @@ def test_help_names_every_model_with_shipped_weights(command, capsys):
     assert all(name in out for name in catalogue())
 
 
+@pytest.mark.slow
 def test_models_lists_the_supported_zoo_and_all_adds_the_candidates(capsys, monkeypatch):
     """Tuning candidates are listed only with --all, from the files experiments/ names, with their rounds."""
     import json

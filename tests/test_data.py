@@ -413,6 +413,7 @@ def test_fashion_mnist_spec():
 # --- the real thing ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_mnist(data_root, monkeypatch):
     monkeypatch.setenv("MNISTLITE_DATA", str(data_root))
     d = load_dataset("mnist", download=False)  # found through $MNISTLITE_DATA alone

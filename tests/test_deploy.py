@@ -179,6 +179,7 @@ def exported(run_dir, data_root, tmp_path_factory):
     return rep, lines
 
 
+@pytest.mark.slow
 def test_export_verifies_quantizes_and_carries_metadata(exported, run_dir, mnist_small):
     rep, lines = exported
     out = rep.path
@@ -340,6 +341,7 @@ def client(run_dir):
         yield c
 
 
+@pytest.mark.slow
 def test_serve_page_and_info(client, run_dir):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

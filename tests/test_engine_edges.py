@@ -81,6 +81,7 @@ def test_library_train_never_tunes_the_allocator(small, monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_skipping_the_test_set(small, tmp_path):
     out = tmp_path / "run"
     res = train(cfg(ema=0.7), run_dir=out, data=small, progress=False, quiet=True, evaluate_test=False)
@@ -98,6 +99,7 @@ def test_skipping_the_test_set(small, tmp_path):
         assert (a["train_loss"], a["val_acc"], a["raw_val_acc"]) == (b["train_loss"], b["val_acc"], b["raw_val_acc"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_resume_keeps_counting_wall_time_and_skipping_the_test_set(small, tmp_path):
     out = tmp_path / "run"
@@ -136,6 +138,7 @@ def test_legacy_resumed_run_dir_falls_back_to_the_epochs_times(tmp_path):
     assert load_run(run).wall_seconds == 25.0
 
 
+@pytest.mark.slow
 def test_writer_rebuilds_a_run_like_the_trainer(small, tmp_path):
     from mnistlite.runs.portable import pack_run, unpack_run
 

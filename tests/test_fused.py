@@ -102,6 +102,7 @@ def test_sequential_falls_back_where_fusion_does_not_apply():
     assert seen == [torch.Size([8, 4, 10, 10])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in list_models() if not m.startswith("family:")])
 def test_every_model_trains_the_same_fused_or_not(name):
     """A step on channels_last input (fused) and on NCHW input (plain layers) gives the same gradients."""
@@ -123,6 +124,7 @@ def test_every_model_trains_the_same_fused_or_not(name):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fuse", [False, True])
 def test_bf16_autocast_trains_through_either_path(monkeypatch, fuse):
     """Under CPU bf16 autocast the convs emit bf16 maps: the fast path routes them to the unit,
@@ -146,6 +148,7 @@ def test_bf16_autocast_trains_through_either_path(monkeypatch, fuse):
     assert all(b.dtype != torch.bfloat16 for b in model.buffers())  # running statistics too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(128, 16, 24, 24), (7, 10, 5, 5)])
 def test_bf16_maps_match_float32_layers_on_the_same_values(shape, p):

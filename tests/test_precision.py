@@ -113,6 +113,7 @@ def test_same_run_rule(monkeypatch):
     assert TrainConfig.from_dict(legacy_bf16).bf16 is True
 
 
+@pytest.mark.slow
 def test_a_run_records_the_resolved_precision(mnist_small, tmp_path, units):
     units(["amx_bf16"])
     out = tmp_path / "run"

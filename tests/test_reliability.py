@@ -136,6 +136,7 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     assert not tmp.exists()
 
 
+@pytest.mark.slow
 def test_disk_full_mid_run_keeps_last_checkpoint_and_resume_still_matches(tiny, uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "run"
     real_save = rd.torch.save
@@ -172,6 +173,7 @@ def test_log_write_on_a_full_disk_is_one_line():
         echo.close()  # must not raise again
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_interrupt_then_resume_is_bit_identical_to_uninterrupted(tiny, uninterrupted, tmp_path):
     out = tmp_path / "run"
@@ -198,6 +200,7 @@ def test_interrupt_then_resume_is_bit_identical_to_uninterrupted(tiny, uninterru
     assert "Resumed after epoch 2 of 3" in (out / rd.LOG).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_ema_run_judges_saves_and_resumes_the_average(tiny, tmp_path):
     """--ema: metrics and model.pt are the average's, the raw weights' accuracy rides along,
@@ -345,6 +348,7 @@ def test_sigterm_to_a_pool_stops_its_workers_too(data_root, tmp_path):
 # --- 2. divergence, unwritable and full run folders, no silent overwrite --------------
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     out = tmp_path / "run"
     after_epoch_1: dict[str, str] = {}
@@ -524,6 +528,7 @@ def test_damaged_checkpoint_bytes_only_raise_mnistlite_error(at, patch, cut, noi
 # --- 5. determinism --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_bit_identical_metrics_and_weights(tiny, uninterrupted, tmp_path):
     out = tmp_path / "again"
     res = train(recipe(), run_dir=out, data=tiny, progress=False, quiet=True)
@@ -838,6 +843,7 @@ def assert_one_line_error(case: Case, code: int, stderr: str) -> None:
         assert needle in err, f"{needle!r} not in {err!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gives_one_line_error(cli_work, name, monkeypatch, capsys):
     from mnistlite.cli import main

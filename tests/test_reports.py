@@ -407,6 +407,7 @@ def test_precedence_model_defaults_step_cli(tmp_path):
 # --- running: skip, resume, restart, changed ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runs_every_step_and_seed_loading_data_once(tmp_path, fake):
     out = tmp_path / "out"
     report = ex.run_experiment(ex.load_experiment(write_toml(tmp_path)), out, echo=quiet)
@@ -422,6 +423,7 @@ def test_runs_every_step_and_seed_loading_data_once(tmp_path, fake):
     assert meta["steps"][1]["runs"] == ["regularised/seed1", "regularised/seed2"]
 
 
+@pytest.mark.slow
 def test_finished_runs_with_the_same_config_are_skipped(tmp_path, fake):
     exp, out = ex.load_experiment(write_toml(tmp_path)), tmp_path / "out"
     ex.run_experiment(exp, out, echo=quiet)
@@ -435,6 +437,7 @@ def test_finished_runs_with_the_same_config_are_skipped(tmp_path, fake):
     assert [c["run_dir"].name for c in fake.calls] == ["seed3", "seed3"]
 
 
+@pytest.mark.slow
 def test_interrupted_runs_resume_or_restart(tmp_path, fake):
     exp, out = ex.load_experiment(write_toml(tmp_path)), tmp_path / "out"
     ex.run_experiment(exp, out, echo=quiet)
@@ -452,6 +455,7 @@ def test_interrupted_runs_resume_or_restart(tmp_path, fake):
     assert by_dir["seed2"]["resume"] is False
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused_unless_asked(tmp_path, fake):
     exp, out = ex.load_experiment(write_toml(tmp_path)), tmp_path / "out"
     ex.run_experiment(exp, out, echo=quiet)
@@ -502,6 +506,7 @@ def assert_links_resolve(report: Path) -> None:
         assert image.endswith(".png") and (report.parent / image).is_file()
 
 
+@pytest.mark.slow
 def test_experiment_report_contents(tmp_path, fake):
     out = tmp_path / "out"
     report = ex.run_experiment(
@@ -528,6 +533,7 @@ def test_experiment_report_contents(tmp_path, fake):
     assert_links_resolve(report)
 
 
+@pytest.mark.slow
 def test_report_command_rerenders_an_experiment(tmp_path, fake, capsys):
     out = tmp_path / "out"
     ex.run_experiment(ex.load_experiment(write_toml(tmp_path)), out, echo=quiet)
@@ -542,6 +548,7 @@ def test_report_command_rerenders_an_experiment(tmp_path, fake, capsys):
     assert_links_resolve(elsewhere)
 
 
+@pytest.mark.slow
 def test_report_on_run_dirs_has_one_section_per_run(tmp_path):
     a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
     write_run(a, config_for("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
@@ -560,6 +567,7 @@ def test_report_rejects_what_is_not_a_run(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_prints_a_table_and_writes_the_overlay(tmp_path, capsys):
     a, b = tmp_path / "x" / "seed1", tmp_path / "y" / "seed1"
     write_run(a, config_for("mnistlite8k_model2", epochs=7), CURVES["mnistlite8k_model2"])
@@ -579,6 +587,7 @@ def test_compare_prints_a_table_and_writes_the_overlay(tmp_path, capsys):
 # --- one tiny real experiment -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_experiment_end_to_end(tmp_path, data_root, capsys):
     p = write_toml(
         tmp_path,

@@ -115,6 +115,7 @@ def _fake_objective(trial):
     return x
 
 
+@pytest.mark.slow
 def test_worker_counts_trained_trials_exactly_and_resumes(tmp_path):
     storage = make_storage(sqlite_url(tmp_path / "s.db"), heartbeat_interval=None)
     study = optuna.create_study(
@@ -139,9 +140,25 @@ def test_study_refuses_another_protocol(tmp_path):
         ss.open_search_study(make_storage(url), "s", ss.Protocol(epochs=4))
 
 
-def test_postgres_urls_name_an_installed_driver():
-    url = normalize_url("postgresql://u:pw@db.example:5432/optuna")
-    assert url.startswith("postgresql+psycopg") and url.endswith("://u:pw@db.example:5432/optuna")
+@pytest.mark.parametrize(
+    "installed, scheme",
+    [({"psycopg2", "psycopg"}, "postgresql+psycopg2"), ({"psycopg"}, "postgresql+psycopg"), (set(), "postgresql")],
+)
+def test_postgres_urls_name_an_installed_driver(monkeypatch, installed, scheme):
+    """Whichever driver is installed (none: SQLAlchemy's own default, which then says what is missing)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    drivers = {"psycopg2", "psycopg"}
+
+    def find_spec(name, *args):
+        if name in drivers:
+            return object() if name in installed else None
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert normalize_url("postgresql://u:pw@db.example:5432/optuna") == f"{scheme}://u:pw@db.example:5432/optuna"
+    assert normalize_url("postgres://u@h/db") == f"{scheme}://u@h/db"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
@@ -190,6 +207,7 @@ def test_duplicate_enqueue_runs_once(tmp_path):
 # --- the command, end to end (real MNIST, tiny) ------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_cli_default_storage_show_and_retrain(data_root, tmp_path, capsys):
     out = tmp_path / "search"
     common = [

@@ -129,6 +129,7 @@ def test_negative_seeds_are_refused_on_the_command_line_and_in_files(tmp_path, c
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_seeds_over_shared_storage_each_seed_once(tmp_path, monkeypatch):
     """`seeds --storage`: seeds are jobs of one sweep; a second worker finds them done."""
     pytest.importorskip("optuna")

@@ -27,6 +27,7 @@ def small_cfg(**kw):
     return config_for(base.pop("model"), **base)
 
 
+@pytest.mark.slow
 def test_short_training_clears_threshold(mnist_small):
     res = train(small_cfg(), data=mnist_small.subset_train(4000), progress=False, quiet=True)
     # 4,000 images x 2 epochs: a working pipeline is far above chance (10%).
@@ -35,6 +36,7 @@ def test_short_training_clears_threshold(mnist_small):
     assert all(math.isfinite(r["train_loss"]) for r in res.metrics)
 
 
+@pytest.mark.slow
 def test_same_seed_bit_identical_metrics(mnist_small):
     data = mnist_small.subset_train(1000)
     cfg = small_cfg(epochs=1, rotation=10.0)
@@ -44,6 +46,7 @@ def test_same_seed_bit_identical_metrics(mnist_small):
     assert strip(a.metrics) == strip(b.metrics)
 
 
+@pytest.mark.slow
 def test_run_dir_files_and_no_silent_overwrite(mnist_small, tmp_path):
     out = tmp_path / "run"
     train(small_cfg(epochs=1), run_dir=out, data=mnist_small.subset_train(1000), progress=False, quiet=True)

@@ -44,6 +44,7 @@ def test_a_shift_invariant_model_gains_nothing():
     assert s.views == 9 and s.tta == pytest.approx(s.plain)
 
 
+@pytest.mark.slow
 def test_evaluate_a_run_plain_matches_a_fresh_score(flagship_run, data_root, tmp_path, capsys):
     from mnistlite.data import load_dataset
     from mnistlite.deploy.predict import load_run
@@ -60,6 +61,7 @@ def test_evaluate_a_run_plain_matches_a_fresh_score(flagship_run, data_root, tmp
     assert "TTA (5 views)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluate_scores_in_the_runs_own_layout(flagship_run, data_root, monkeypatch):
     """channels_last, as the run trained and was judged (so the inference loops apply on a CPU)."""
     import mnistlite.engine.tta as tta
@@ -97,6 +99,7 @@ def test_evaluate_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "nor a folder of seed<k>/ runs" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(catalogue()))
 def test_evaluate_the_shipped_weights_by_name(name, data_root, capsys):
     """Shipped weights are seed 1 of committed runs: the bytes and the plain figure are that run's."""

@@ -107,6 +107,7 @@ def test_bad_files_fail_in_one_line_before_training(tmp_path, capsys, candidates
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_reuse_links_finished_same_runs_and_trains_the_rest(tuned, tmp_path, capsys):
     """A later round names an earlier round's folders: same runs are linked, another config trains."""
     _, argv, first = tuned

@@ -95,6 +95,7 @@ def test_package_module_reference(tmp_path, monkeypatch):
     assert cfg.model_sha256 == e.code.sha256
 
 
+@pytest.mark.slow
 def test_registered_decorator_file_gives_recipe_and_lists(tmp_path, capsys):
     f = write(tmp_path / "reg.py", REGISTERED)
     cfg = config_for(f"{f}:tiny")
@@ -154,6 +155,7 @@ def test_experiment_and_tune_files_name_user_models(tmp_path):
 
 
 # --- run directories keep the code ------------------------------------------------------
+@pytest.mark.slow
 def test_run_keeps_copy_then_resume_and_export_need_trust(net_file, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = config_for(f"{net_file}:Net", epochs=2, batch_size=64, threads=1)
@@ -204,6 +206,7 @@ def test_changed_file_is_a_different_run_but_a_moved_file_is_not(net_file, tmp_p
     assert changed_fields(a.to_dict(), config_for(f"{moved}:Net")) == ["model", "model_sha256"]
 
 
+@pytest.mark.slow
 def test_over_budget_model_trains_with_the_verdict(tmp_path):
     f = write(
         tmp_path / "big.py",
@@ -267,6 +270,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_user_model_is_one_line_and_no_run_dir(case, tmp_path, capsys):
     source, name, pattern = BAD[case]
@@ -316,6 +320,7 @@ def test_notebook_api_train_summary_and_plot(tmp_path):
         nb_train(LocalNet, epoch=3)
 
 
+@pytest.mark.slow
 def test_notebook_api_seeds(tmp_path, data_root):
     from mnistlite import seeds
 
@@ -385,6 +390,7 @@ def test_init_then_experiment_dry_run_writes_the_report(tmp_path, capsys, data_r
 
 
 # --- pretrained weights -------------------------------------------------------------------
+@pytest.mark.slow
 def test_pretrained_flagship_classifies_real_digits(mnist_small):
     from mnistlite import create_model
     from mnistlite.models.pretrained import catalogue
@@ -397,6 +403,7 @@ def test_pretrained_flagship_classifies_real_digits(mnist_small):
     assert catalogue()["mnistlite_flagship"]["final_test_acc"] > 99.0
 
 
+@pytest.mark.slow
 def test_predict_and_export_by_name_need_no_training(tmp_path, capsys, data_root):
     pytest.importorskip("onnxruntime")
     import numpy as np
