@@ -16,6 +16,7 @@ from typing import Any
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs.seeds import spread
+from .common import add_trust_code
 
 MAX_SHIFT = 4
 
@@ -44,7 +45,7 @@ def register(sub) -> None:
     )
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
-    p.add_argument("--trust-code", action="store_true", help="allow rebuilding runs of your own model files")
+    add_trust_code(p, "allow rebuilding runs of your own model files")
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models.registry import BUDGET
+from .common import check_at_least
 
 DEFAULT_TRIALS = 20
 
@@ -92,24 +93,10 @@ def register(sub) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.budget < 100:
-        raise MnistliteError(f"--budget must be at least 100, got {args.budget}")
-    if args.epochs < 1:
-        raise MnistliteError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.trials is not None and args.trials < 0:
-        raise MnistliteError(f"--trials must be 0 or more, got {args.trials}")
+    check_at_least(args, budget=100, epochs=1, trials=0)
     if args.val_size < 1:
         raise MnistliteError("--val-size must be at least 1: the search is scored on the validation split")
-    if args.limit_train < 0:
-        raise MnistliteError(f"--limit-train must be 0 or more, got {args.limit_train}")
-    if args.retrain_limit_train < 0:
-        raise MnistliteError(f"--retrain-limit-train must be 0 or more, got {args.retrain_limit_train}")
-    if args.retrain_epochs is not None and args.retrain_epochs < 1:
-        raise MnistliteError(f"--retrain-epochs must be at least 1, got {args.retrain_epochs}")
-    if args.seeds < 1:
-        raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.startup_trials < 0:
-        raise MnistliteError(f"--startup-trials must be 0 or more, got {args.startup_trials}")
+    check_at_least(args, limit_train=0, retrain_limit_train=0, retrain_epochs=1, seeds=1, startup_trials=0)
     if args.timeout is not None and args.timeout <= 0:
         raise MnistliteError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat < 1:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..runs.seeds import format_aggregate, run_seeds
-from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_from_args, seeds_from_args
+from .common import (
+    DRY_RUN,
+    add_config_flags,
+    add_dry_run,
+    add_seed_flags,
+    add_storage_flags,
+    config_from_args,
+    seeds_from_args,
+)
 
 
 def register(sub) -> None:
@@ -14,12 +22,7 @@ def register(sub) -> None:
     p.add_argument("model", help="model name (see 'mnistlite models')")
     add_seed_flags(p)
     p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/seeds/<model>)")
-    p.add_argument(
-        "--storage",
-        metavar="URL",
-        help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
-    )
-    p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
+    add_storage_flags(p, "seeds", "seeds-<model>")
     p.add_argument(
         "--reuse",
         metavar="DIR",
