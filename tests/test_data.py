@@ -402,7 +402,7 @@ def test_cache_rereads_changed_file(fake):
 
 
 def test_split_to_device(fake):
-    d = load_dataset("fake", data_dir=str(fake), device="cpu")
+    d = load_dataset("fake", data_dir=str(fake))
     moved = d.test.to("cpu")
     assert len(moved) == 20 and moved.images.device.type == "cpu"
 

@@ -139,7 +139,7 @@ def resume(
 class SeedsResult:
     """What `seeds` returns: the statistics of consistency.json, and where the runs are."""
 
-    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate); a public name, kept
+    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate)
     out: Path
 
     def __str__(self) -> str:

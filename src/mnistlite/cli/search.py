@@ -31,7 +31,6 @@ def register(sub) -> None:
     p.add_argument(
         "--trials",
         type=int,
-        default=None,
         help=f"trained trials the study should reach, over all workers (default {DEFAULT_TRIALS}; "
         "over-budget configs are rejected at once and do not count)",
     )
@@ -57,9 +56,7 @@ def register(sub) -> None:
         "seeds are shared among the workers",
     )
     p.add_argument("--seeds", type=int, default=5, help="seeds for --retrain-best (default 5)")
-    p.add_argument(
-        "--retrain-epochs", type=int, default=None, help="epochs for --retrain-best (default: the study's --epochs)"
-    )
+    p.add_argument("--retrain-epochs", type=int, help="epochs for --retrain-best (default: the study's --epochs)")
     p.add_argument(
         "--retrain-limit-train",
         type=int,
@@ -67,10 +64,10 @@ def register(sub) -> None:
         metavar="N",
         help="--retrain-best on the first N training images only (smoke runs; default all)",
     )
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    p.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds")
     p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"], help="default median")
     p.add_argument("--startup-trials", type=int, default=8, help="random trials before TPE (default 8)")
-    p.add_argument("--sampler-seed", type=int, default=None, help="TPE seed (default random; differ per worker)")
+    p.add_argument("--sampler-seed", type=int, help="TPE seed (default random; differ per worker)")
     p.add_argument("--seed", type=int, default=1, help="training seed of every trial (default 1)")
     p.add_argument(
         "--heartbeat",

@@ -1,8 +1,5 @@
-"""`mnistlite table --tag TAG`: a multi-seed table over every model with a tag.
-
-`--tag seed` makes the reproduction table (with each seed README's claim);
-`--tag ladder` (with the flagship and frontier added) the params -> accuracy
-frontier with its plot.
+"""`mnistlite table --tag TAG`: a multi-seed table over every model with a tag: `--tag seed` the
+reproduction table (with each seed README's claim), `--tag ladder` the params -> accuracy frontier.
 """
 
 from __future__ import annotations

@@ -44,10 +44,10 @@ def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str],
     )
 
 
-def _stream(url: str, out, timeout: float) -> str:
+def _stream(url: str, out) -> str:
     """Copy the response body into `out`; return its md5."""
     md5 = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
         # disable=None: no bar when stderr is not a terminal (CI logs).
         with tqdm(
@@ -60,7 +60,7 @@ def _stream(url: str, out, timeout: float) -> str:
     return md5.hexdigest()
 
 
-def download_file(url: str, dest: str | Path, md5: str | None, timeout: float = TIMEOUT_S) -> Path:
+def download_file(url: str, dest: str | Path, md5: str | None) -> Path:
     """Download `url` to `dest` atomically, checking the md5 of what arrived."""
     dest = Path(dest)
     try:
@@ -71,7 +71,7 @@ def download_file(url: str, dest: str | Path, md5: str | None, timeout: float = 
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            got = _stream(url, out, timeout)
+            got = _stream(url, out)
         if md5 and got != md5.lower():
             raise MnistliteError(f"{url}: md5 mismatch (got {got}, expected {md5}); the mirror served a bad file")
         os.replace(tmp, dest)  # atomic on one file system

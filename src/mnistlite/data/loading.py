@@ -168,7 +168,6 @@ def load_dataset(
     val_size: int = 0,
     limit_train: int = 0,
     download: bool = True,
-    device: str | torch.device = "cpu",
 ) -> Dataset:
     """Load a data set as normalised tensors, downloading missing files if allowed.
 
@@ -191,7 +190,7 @@ def load_dataset(
     def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | slice | None = None) -> Split:
         if idx is not None:
             x, y = x[idx], y[idx]
-        return _to_split(x, y, spec.mean, spec.std).to(device)
+        return _to_split(x, y, spec.mean, spec.std)
 
     return Dataset(
         name=spec.name,
