@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -75,19 +76,13 @@ def random_affine_matrices(
     return theta
 
 
-_BASE_GRIDS: dict[tuple, torch.Tensor] = {}
-
-
+@cache
 def _base_grid(h: int, w: int, device, dtype) -> torch.Tensor:
     """(3, h*w) homogeneous pixel-centre coordinates, as affine_grid(align_corners=False) uses."""
-    key = (h, w, str(device), dtype)
-    if key not in _BASE_GRIDS:
-        xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
-        ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
-        _BASE_GRIDS[key] = torch.stack(
-            (xs.expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=device, dtype=dtype))
-        ).view(3, h * w)
-    return _BASE_GRIDS[key]
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
+    ones = torch.ones(h, w, device=device, dtype=dtype)
+    return torch.stack((xs.expand(h, w), ys.view(h, 1).expand(h, w), ones)).view(3, h * w)
 
 
 def affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
@@ -97,18 +92,13 @@ def affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
     return torch.matmul(theta, base).transpose(1, 2).reshape(n, h, w, 2)
 
 
-_KERNELS: dict[tuple, torch.Tensor] = {}
-
-
+@cache
 def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
     """Normalised 1-D Gaussian taps, truncated at 4 sigma (scipy's gaussian_filter default)."""
-    key = (sigma, str(device), dtype)
-    if key not in _KERNELS:
-        radius = max(1, int(4 * sigma + 0.5))
-        x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-        k = torch.exp(-0.5 * (x / sigma) ** 2)
-        _KERNELS[key] = k / k.sum()
-    return _KERNELS[key]
+    radius = max(1, int(4 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
 
 
 def random_displacements(

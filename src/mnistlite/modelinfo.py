@@ -79,11 +79,8 @@ _PROFILES: dict[tuple[str, str | None], ModelProfile] = {}
 
 
 def profile_entry(entry: ModelEntry) -> ModelProfile:
-    """The profile of the model an entry builds, never moving the caller's global RNG.
-
-    Cached by name and source hash where those fix the model (a registered model, a
-    user file's exact bytes); a notebook's in-memory model is profiled afresh.
-    """
+    """The profile of the model an entry builds, never moving the caller's global RNG; cached where name
+    and source hash fix the model (not for a notebook's in-memory one)."""
     key = (entry.name, entry.code.sha256 if entry.code else None)
     if key in _PROFILES:
         return _PROFILES[key]

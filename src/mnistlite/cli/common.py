@@ -95,7 +95,9 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    """The recipe flags the user typed; --dry-run's smoke settings win over them."""
+    over = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return {**over, **(DRY_RUN if args.dry_run else {})}
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
@@ -114,10 +116,10 @@ def check_at_least(args: argparse.Namespace, **least: int) -> None:
             raise MnistliteError(f"--{name.replace('_', '-')} must be {bound}, got {value}")
 
 
-TRUST_CODE_HELP = "allow rebuilding a user model from the run's copy of its source (runs that code)"
-
-
-def add_trust_code(parser: argparse.ArgumentParser, help_: str = TRUST_CODE_HELP) -> None:
+def add_trust_code(
+    parser: argparse.ArgumentParser,
+    help_: str = "allow rebuilding a user model from the run's copy of its source (runs that code)",
+) -> None:
     parser.add_argument("--trust-code", action="store_true", help=help_)
 
 

@@ -6,15 +6,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..runs.seeds import format_aggregate, run_seeds
-from .common import (
-    DRY_RUN,
-    add_config_flags,
-    add_dry_run,
-    add_seed_flags,
-    add_storage_flags,
-    config_from_args,
-    seeds_from_args,
-)
+from .common import add_config_flags, add_dry_run, add_seed_flags, add_storage_flags, config_from_args, seeds_from_args
 
 
 def register(sub) -> None:
@@ -38,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     seeds = seeds_from_args(args)
-    cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
+    cfg = config_from_args(args, model=args.model)
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
     reuse = [Path(d) for d in args.reuse]
     missing = next((d for d in reuse if not d.is_dir()), None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..engine import resume, train
 from ..engine.rundir import default_run_dir
-from .common import DRY_RUN, add_config_flags, add_dry_run, add_trust_code, config_from_args
+from .common import add_config_flags, add_dry_run, add_trust_code, config_from_args
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def run(args) -> int:
     if args.resume:
         resume(Path(args.resume), progress=False if args.no_progress else None, trust_code=args.trust_code)
         return 0
-    cfg = config_from_args(args, **(DRY_RUN if args.dry_run else {}))
+    cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)
     train(cfg, run_dir=out, progress=False if args.no_progress else None)
     return 0

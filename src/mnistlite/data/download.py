@@ -1,9 +1,5 @@
-"""Fetching missing data files from the public mirrors.
-
-Writes go to a temporary file beside the target and are renamed into place only
-once the md5 matches, so an interrupted or corrupted download never leaves a
-file that a later run would mistake for a good one.
-"""
+"""Fetching missing data files from the public mirrors, into a temporary file renamed into place
+once the md5 matches: an interrupted or corrupted download never passes for a good file."""
 
 from __future__ import annotations
 
