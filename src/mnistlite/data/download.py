@@ -85,31 +85,22 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _fetch_one(spec: DatasetSpec, name: str, md5: str | None, folder: Path) -> tuple[Path | None, str]:
-    """Try each mirror in order; (path, "") on success, else (None, last error)."""
-    last = "no mirrors configured"
-    for mirror in spec.mirrors:
-        try:
-            return download_file(f"{mirror}{name}.gz", folder / f"{name}.gz", md5), ""
-        except MnistliteError as exc:
-            last = str(exc)
-    return None, last
-
-
 def ensure_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path]:
     """Base name -> path for the four files in `<root>/<spec.folder>`, downloading the missing ones."""
     folder = Path(root) / spec.folder
     found: dict[str, Path] = {}
     for f in spec.files:
         path = find_file(folder, f.name)
+        error = "no mirrors configured"
+        for mirror in spec.mirrors if path is None else ():  # in order, until one serves the file
+            try:
+                path = download_file(f"{mirror}{f.name}.gz", folder / f"{f.name}.gz", f.md5_gz)
+                break
+            except MnistliteError as exc:
+                error = str(exc)
         if path is None:
-            path, error = _fetch_one(spec, f.name, f.md5_gz, folder)
-            if path is None:
-                # Stop at the first file no mirror serves: when offline, trying
-                # the rest would only multiply the timeouts.
-                missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
-                raise missing_files_error(
-                    spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}"
-                )
+            # Stop at the first file no mirror serves: when offline, trying the rest would only multiply the timeouts.
+            missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
+            raise missing_files_error(spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}")
         found[f.name] = path
     return found
