@@ -69,10 +69,7 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
 def find_raw_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path | None]:
     """Base name -> `<name>` or `<name>.gz` under `<root>/<spec.folder>` or a system folder; None if absent."""
     folders = [Path(root) / spec.folder, *map(Path, spec.system_dirs)]
-    found: dict[str, Path | None] = {}
-    for f in spec.files:
-        found[f.name] = next((p for p in (find_file(d, f.name) for d in folders) if p), None)
-    return found
+    return {f.name: next((p for p in (find_file(d, f.name) for d in folders) if p), None) for f in spec.files}
 
 
 def locate_files(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool) -> dict[str, Path]:
