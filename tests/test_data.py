@@ -247,7 +247,12 @@ def test_resolve_data_root(monkeypatch, tmp_path):
     assert resolve_data_root(None) == tmp_path / "env"
     assert resolve_data_root(str(tmp_path / "arg")) == tmp_path / "arg"
     # An explicit root is the only place searched: no silent fallback to other copies.
-    assert loading.search_roots(str(tmp_path / "arg")) == [tmp_path / "arg"]
+    (tmp_path / "env" / "MNIST" / "raw").mkdir(parents=True)
+    for f in DATASETS["mnist"].files:
+        (tmp_path / "env" / "MNIST" / "raw" / f.name).write_bytes(b"")
+    assert all(loading.find_raw_files(DATASETS["mnist"], tmp_path / "env").values())
+    with pytest.raises(MnistliteError, match="downloads are turned off"):
+        loading.locate_files(DATASETS["mnist"], str(tmp_path / "arg"), download=False)
 
 
 def test_default_root_ignores_data_beside_the_checkout(monkeypatch, tmp_path):
@@ -257,7 +262,7 @@ def test_default_root_ignores_data_beside_the_checkout(monkeypatch, tmp_path):
     (tmp_path / "work" / "repo").mkdir(parents=True)
     (tmp_path / "work" / "shared" / "datasets" / "MNIST" / "raw").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "work" / "repo")
-    assert loading.search_roots(None) == [Path("~/.cache/mnistlite").expanduser()]
+    assert resolve_data_root(None) == Path("~/.cache/mnistlite").expanduser()
 
 
 def _offline(*args, **kwargs):
@@ -397,7 +402,7 @@ def test_cache_rereads_changed_file(fake):
 
 
 def test_split_to_device(fake):
-    d = load_dataset("fake", data_dir=str(fake), device="cpu")
+    d = load_dataset("fake", data_dir=str(fake))
     moved = d.test.to("cpu")
     assert len(moved) == 20 and moved.images.device.type == "cpu"
 

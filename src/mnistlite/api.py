@@ -54,17 +54,8 @@ def resolve(model: ModelLike) -> tuple[str, ModelEntry | None]:
         ref = _reference(type(model)) or f"__main__:{type(model).__name__}"
         base = _entry_or_none(ref)
         check_model(lambda: model, f"{type(model).__name__} instance")
-        entry = ModelEntry(
-            ref,
-            lambda dropout=None: model,
-            "an instance passed to mnistlite.train",
-            ("user",),
-            {},
-            None,
-            "",
-            base.code if base else None,
-        )
-        return ref, entry
+        source = "an instance passed to mnistlite.train"
+        return ref, ModelEntry(ref, lambda dropout=None: model, source, ("user",), code=base.code if base else None)
     if not callable(model):
         raise MnistliteError(
             f"a model must be a name, an nn.Module, or a class or function building one; got {type(model).__name__}"
@@ -139,7 +130,7 @@ def resume(
 class SeedsResult:
     """What `seeds` returns: the statistics of consistency.json, and where the runs are."""
 
-    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate); a public name, kept
+    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate)
     out: Path
 
     def __str__(self) -> str:
@@ -199,9 +190,5 @@ def summary(model: ModelLike):
     """The layer table, parameters, MACs per image and 8k-budget verdict; prints in a notebook cell."""
     from .modelinfo import profile_entry, profile_registered
 
-    if isinstance(model, str):
-        return profile_registered(model)
     name, entry = resolve(model)
-    if entry is None:
-        return profile_registered(name)
-    return profile_entry(entry)
+    return profile_registered(name) if entry is None else profile_entry(entry)

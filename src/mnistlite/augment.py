@@ -1,24 +1,17 @@
-"""Batched augmentation on tensors: one affine warp per batch, one random draw per sample.
+"""Batched augmentation on tensors: one warp per batch, one random draw per sample.
 
-The seeds augment one PIL image at a time inside a DataLoader; that costs more
-than the whole forward/backward pass of a 8k-parameter model. Here rotation,
-translation, scale, shear and the seeds' "centre crop 22, resize back to 28"
-zoom are composed into a single 2x3 matrix per sample, and the whole batch is
-warped by one `affine_grid` + `grid_sample` call.
-
-Elastic distortions (Simard, Steinkraus and Platt, 2003: uniform noise per
-pixel, smoothed by a Gaussian of width sigma, scaled by alpha pixels) are a
-per-sample displacement field added to that same sampling grid, so affine
-and elastic warps together still cost one `grid_sample`.
-
-Inputs are normalised images, so "empty" is not 0: the fill value is the
-normalised black, passed in as `fill`.
+Augmenting one PIL image at a time in a DataLoader costs more than the whole forward/backward
+pass of an 8k-parameter model. Here rotation, translation, scale, shear and the seeds'
+"centre crop 22, resize back to 28" zoom compose into one 2x3 matrix per sample, and elastic
+distortions (Simard et al. 2003) add a displacement field to the same sampling grid, so a
+batch costs one `grid_sample`. Inputs are normalised, so the fill is the normalised black.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -45,16 +38,7 @@ class AugmentSpec:
 
     @classmethod
     def from_config(cls, cfg) -> AugmentSpec:
-        return cls(
-            cfg.rotation,
-            cfg.translate,
-            cfg.scale,
-            cfg.shear,
-            cfg.crop_p,
-            cfg.crop_size,
-            cfg.elastic_alpha,
-            cfg.elastic_sigma,
-        )
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -92,45 +76,29 @@ def random_affine_matrices(
     return theta
 
 
-_BASE_GRIDS: dict[tuple, torch.Tensor] = {}
-
-
+@cache
 def _base_grid(h: int, w: int, device, dtype) -> torch.Tensor:
     """(3, h*w) homogeneous pixel-centre coordinates, as affine_grid(align_corners=False) uses."""
-    key = (h, w, str(device), dtype)
-    if key not in _BASE_GRIDS:
-        xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
-        ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
-        _BASE_GRIDS[key] = torch.stack(
-            (xs.expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=device, dtype=dtype))
-        ).view(3, h * w)
-    return _BASE_GRIDS[key]
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
+    ones = torch.ones(h, w, device=device, dtype=dtype)
+    return torch.stack((xs.expand(h, w), ys.view(h, 1).expand(h, w), ones)).view(3, h * w)
 
 
 def affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
-    """F.affine_grid(theta, (n, c, h, w), align_corners=False), as one batched matmul.
-
-    On the 2-core CPU torch's affine_grid cost more for a batch of 128 28x28
-    images than grid_sample itself; this is about 5x faster
-    (benchmarks/micro.py) and
-    agrees to 1e-6 (tests/test_augment.py).
-    """
+    """F.affine_grid(theta, (n, c, h, w), align_corners=False), as one batched matmul: about 5x faster
+    than torch's for 128 28x28 images on 2 CPU cores (benchmarks/micro.py), equal to 1e-6."""
     base = _base_grid(h, w, theta.device, theta.dtype)
     return torch.matmul(theta, base).transpose(1, 2).reshape(n, h, w, 2)
 
 
-_KERNELS: dict[tuple, torch.Tensor] = {}
-
-
+@cache
 def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
     """Normalised 1-D Gaussian taps, truncated at 4 sigma (scipy's gaussian_filter default)."""
-    key = (sigma, str(device), dtype)
-    if key not in _KERNELS:
-        radius = max(1, int(4 * sigma + 0.5))
-        x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-        k = torch.exp(-0.5 * (x / sigma) ** 2)
-        _KERNELS[key] = k / k.sum()
-    return _KERNELS[key]
+    radius = max(1, int(4 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
 
 
 def random_displacements(
@@ -143,13 +111,10 @@ def random_displacements(
     device="cpu",
     dtype=torch.float32,
 ) -> torch.Tensor:
-    """(n, h, w, 2) elastic displacement fields in pixels, (dx, dy) per pixel.
-
-    Simard et al.'s recipe: uniform noise in [-1, 1] per pixel and axis,
-    smoothed by a Gaussian of `sigma` pixels with zero padding (as their
-    `gaussian_filter(..., mode="constant")`), times `alpha`. The Gaussian is
-    separable, so the whole batch is two 1-D convolutions: at sigma 4 about
-    7M multiply-adds for 128 images, against the 2-D kernel's 58M.
+    """(n, h, w, 2) elastic displacement fields in pixels: uniform noise in [-1, 1] per pixel and axis,
+    smoothed by a Gaussian of `sigma` pixels with zero padding (Simard et al.'s `mode="constant"`),
+    times `alpha`. Separable: two 1-D convolutions, at sigma 4 about 7M multiply-adds for 128 images
+    against the 2-D kernel's 58M.
     """
     noise = torch.rand(n * 2, 1, h, w, generator=generator, device=device, dtype=dtype) * 2 - 1
     k = _gaussian_kernel(sigma, device, dtype)
@@ -164,12 +129,8 @@ def random_displacements(
 def apply_affine(
     images: torch.Tensor, theta: torch.Tensor, fill: float = 0.0, displacement: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Warp a batch (N, C, H, W) by per-sample matrices, padding with `fill`.
-
-    `displacement` (N, H, W, 2), in input pixels, moves where each output pixel
-    reads from after the matrix: the elastic part of the warp, in the same
-    `grid_sample` call.
-    """
+    """Warp a batch (N, C, H, W) by per-sample matrices, padding with `fill`; `displacement`
+    (N, H, W, 2), in input pixels, is the elastic part, added after the matrix."""
     n, _, h, w = images.shape
     grid = affine_grid(theta.to(images.dtype), n, h, w)
     if displacement is not None:
@@ -194,8 +155,7 @@ class BatchAugment:
         if not self.spec.active:
             return images
         n, _, h, w = images.shape
-        # The affine draw comes first, as before elastic existed: with
-        # elastic_alpha = 0 a run draws and computes exactly what it did then.
+        # The affine draw comes first, so that with elastic_alpha = 0 a run draws what an affine-only one does.
         theta = random_affine_matrices(n, self.spec, self.generator, images.device)
         disp = None
         if self.spec.elastic_alpha > 0:

@@ -1,11 +1,7 @@
 """Layer tables, parameter counts, MACs and architecture features, through torchinfo;
-and the tuning candidates that live beside their rounds, outside the package.
-
-A candidate is a model of a file that a committed experiment or tuning file names
-(`models = ["tiny_candidates.py"]`) under the current directory's experiments/
-folder: `mnistlite models --all` lists them, and a report of an old run that
-names one by its bare name (as runs did while candidates were registered in the
-package) finds it there.
+and the tuning candidates: the models of the files that experiment or tuning files under
+./experiments/ name (`models = ["tiny_candidates.py"]`), which live outside the package.
+Reports find a candidate by its bare name, as older runs record it.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ class ModelProfile:
     def fits_budget(self) -> bool:
         return self.params < BUDGET
 
-    def __str__(self) -> str:  # what a notebook cell shows for `summary(MyNet())`
+    def __str__(self) -> str:
         return "\n".join(
             [
                 self.table,
@@ -83,11 +79,8 @@ _PROFILES: dict[tuple[str, str | None], ModelProfile] = {}
 
 
 def profile_entry(entry: ModelEntry) -> ModelProfile:
-    """The profile of the model an entry builds, never moving the caller's global RNG.
-
-    Cached by name and source hash where those fix the model (a registered model, a
-    user file's exact bytes); a notebook's in-memory model is profiled afresh.
-    """
+    """The profile of the model an entry builds, never moving the caller's global RNG; cached where name
+    and source hash fix the model (not for a notebook's in-memory one)."""
     key = (entry.name, entry.code.sha256 if entry.code else None)
     if key in _PROFILES:
         return _PROFILES[key]
@@ -101,7 +94,6 @@ def profile_entry(entry: ModelEntry) -> ModelProfile:
 
 
 def profile_registered(name: str) -> ModelProfile:
-    """The profile of a model by name or reference."""
     return profile_entry(get_entry(name))
 
 
@@ -158,7 +150,7 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
 
 
 def summary_text(name: str) -> str:
-    """What `mnistlite summary MODEL` prints: the table, totals and the verdict."""
+    """What `mnistlite summary MODEL` prints."""
     entry = get_entry(name)
     p = profile_registered(name)
     lines = [f"{entry.name}: {entry.source}", str(p)]

@@ -1,21 +1,13 @@
 """The `mnistlite` command: one subcommand per module in this package (common.py: the
-one-line-error parser and the TrainConfig flags they share).
+one-line-error parser and the flags they share).
 
 init.py train.py seeds.py table.py models.py bench.py experiment.py report.py compare.py
 evaluate.py search.py tune.py export.py predict.py serve.py: the subcommands, in `--help`'s order.
 
-Each module exposes `register(subparsers)`, which adds its parser and sets
-`func`. Errors the user can fix arrive as MnistliteError and leave as one line
-on stderr with exit code 2; nothing else is caught here, so bugs stay visible.
-
-The CLI, not the library, decides one process-wide setting that cannot be
-undone: glibc's malloc tuning (engine/device.py, `tune_cpu_allocator`), the
-global flag `--malloc-tuning {auto,on,off}` (before or after the command).
-`auto`, the default, is on for the commands that train (TUNED_COMMANDS) and
-off for the others (`serve`, `predict`, `export` among them), unless the
-environment variable MNISTLITE_MALLOC_TUNING=1 or =0 says otherwise; `on` and
-`off` win over both. The choice is written back to that variable, so the
-worker processes that `seeds --jobs` and `tune` spawn make the same one.
+Each module's `register(subparsers)` adds its parser and sets `func`. A MnistliteError leaves as one
+line on stderr; nothing else is caught, so bugs stay visible. The CLI, not the library, decides
+glibc's malloc tuning (engine/device.py), because it is process-wide and cannot be undone; the
+choice is written to MNISTLITE_MALLOC_TUNING so that spawned workers make the same one.
 """
 
 from __future__ import annotations
@@ -66,10 +58,7 @@ EPILOG = (
 
 
 def malloc_tuning_wanted(command: str, flag: str = "auto", env: str | None = None) -> bool:
-    """Whether `command` runs with the allocator tuned: --malloc-tuning on/off, else the
-    environment's 1/0 (`env`, MNISTLITE_MALLOC_TUNING), else on for the training commands."""
-    if flag not in MALLOC_TUNING:
-        raise MnistliteError(f"--malloc-tuning must be one of {', '.join(MALLOC_TUNING)}, got {flag!r}")
+    """--malloc-tuning on/off, else the environment's 1/0 (`env`), else on for the training commands."""
     if flag != "auto":
         return flag == "on"
     asked = (env or "").strip()
@@ -80,11 +69,8 @@ def malloc_tuning_wanted(command: str, flag: str = "auto", env: str | None = Non
 
 @contextmanager
 def allocator_choice(command: str, flag: str = "auto") -> Iterator[bool]:
-    """Apply the allocator choice for `command` (see the module doc); yields whether the tuning is on.
-
-    The choice sits in the environment for the command's length (spawned workers read
-    it there); the caller's environment is put back after, for `main()` called in-process.
-    """
+    """Apply the allocator choice for `command`; yields whether the tuning is on. The caller's
+    environment is put back after, for `main()` called in-process."""
     from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
 
     before = os.environ.get(MALLOC_TUNING_ENV)

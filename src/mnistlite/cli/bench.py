@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from ..bench import format_bench, run_bench
+from ..errors import MnistliteError
+from .common import check_at_least
 
 
 def register(sub) -> None:
@@ -41,9 +43,7 @@ def register(sub) -> None:
         "on the fused unit and on torch's layers",
     )
     p.add_argument(
-        "--no-precision",
-        action="store_true",
-        help="skip the fp32 against bf16 autocast training comparison",
+        "--no-precision", action="store_true", help="skip the fp32 against bf16 autocast training comparison"
     )
     p.add_argument(
         "--no-paths",
@@ -55,12 +55,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import MnistliteError
-
     if args.steps < 1:
         raise MnistliteError("--steps must be at least 1")
-    if args.rounds < 1:
-        raise MnistliteError(f"--rounds must be at least 1, got {args.rounds}")
+    check_at_least(args, rounds=1)
     if args.baseline_workers < 0:
         raise MnistliteError(f"--baseline-workers must be 0 (no worker processes) or more, got {args.baseline_workers}")
     over = {"batch_size": args.batch_size} if args.batch_size is not None else {}  # 0 is refused, not ignored

@@ -1,4 +1,4 @@
-"""Shared CLI pieces: a parser whose errors are one line, and TrainConfig flags."""
+"""Shared CLI pieces: a parser whose errors are one line, TrainConfig flags, and the flags several commands take."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DRY_RUN, TrainConfig
+from ..errors import MnistliteError
 from ..models import config_for
 
 
@@ -94,7 +95,9 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    """The recipe flags the user typed; --dry-run's smoke settings win over them."""
+    over = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return {**over, **(DRY_RUN if args.dry_run else {})}
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
@@ -104,12 +107,46 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     return config_for(model, **over)
 
 
-def add_dry_run(parser: argparse.ArgumentParser) -> None:
+def check_at_least(args: argparse.Namespace, **least: int) -> None:
+    """Refuse the first of these flags below its least value (an absent one, None, passes)."""
+    for name, low in least.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            bound = "0 or more" if low == 0 else f"at least {low}"
+            raise MnistliteError(f"--{name.replace('_', '-')} must be {bound}, got {value}")
+
+
+def add_trust_code(
+    parser: argparse.ArgumentParser,
+    help_: str = "allow rebuilding a user model from the run's copy of its source (runs that code)",
+) -> None:
+    parser.add_argument("--trust-code", action="store_true", help=help_)
+
+
+def add_model_arg(parser: argparse.ArgumentParser) -> None:
+    """MODEL as `predict` and `serve` take it: a run, a model.pt, an .onnx or shipped weights."""
     parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="one epoch on 1,000 training images: checks the whole path in seconds",
+        "model",
+        metavar="MODEL",
+        help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
+        f"or a model with shipped weights ({shipped_names()})",
     )
+
+
+def add_storage_flags(parser: argparse.ArgumentParser, what: str, default_study: str) -> None:
+    """--storage and --study: share a sweep's runs among workers (`seeds`, `experiment`)."""
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help=f"share the {what} among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
+    )
+    parser.add_argument("--study", metavar="NAME", help=f"sweep name in --storage (default: {default_study})")
+
+
+def add_dry_run(
+    parser: argparse.ArgumentParser, help_: str = "one epoch on 1,000 training images: checks the whole path in seconds"
+) -> None:
+    parser.add_argument("--dry-run", action="store_true", help=help_)
 
 
 def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
@@ -122,7 +159,6 @@ def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
     """--jobs N|auto: runs trained at once through the one pool (runs/plan.py); auto by a rule (runs/splits.py)."""
-    from ..errors import MnistliteError
     from ..runs.splits import parse_jobs
 
     def jobs_value(text: str) -> int | str:
@@ -142,12 +178,10 @@ def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
 
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:
-    """The seeds `add_seed_flags` asked for, with --seeds and --jobs checked."""
+    """The seeds `add_seed_flags` asked for."""
     from ..config_files import parse_seeds
-    from ..errors import MnistliteError
 
-    if args.seeds < 1:
-        raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
+    check_at_least(args, seeds=1)
     return list(parse_seeds(args.seed_list, "--seed-list")) if args.seed_list else list(range(1, args.seeds + 1))
 
 
@@ -170,11 +204,9 @@ def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: 
 def file_seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
     """--seeds / --seed-list as a tuple, or None for the file's own seeds."""
     from ..config_files import parse_seeds
-    from ..errors import MnistliteError
 
+    check_at_least(args, seeds=1)
     if args.seeds is not None:
-        if args.seeds < 1:
-            raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
         return tuple(range(1, args.seeds + 1))
     return parse_seeds(args.seed_list, "--seed-list") if args.seed_list is not None else None
 

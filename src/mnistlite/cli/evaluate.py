@@ -1,10 +1,7 @@
 """`mnistlite evaluate RUN...`: trained runs scored again, plain and with test-time augmentation.
 
-The plain figure is recomputed from model.pt (it matches the run's last
-metrics row: the judged weights); the TTA figure (engine/tta.py) stands
-beside it with its number of views and is never written into a run's files.
-Choose TTA's settings on `--split val` (runs trained with --val-size) and
-only report `--split test`.
+The plain figure, from model.pt, matches the run's last metrics row; the TTA figure (engine/tta.py)
+is never written into a run's files. Choose TTA's settings on `--split val`, report `--split test`.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from typing import Any
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs.seeds import spread
+from .common import add_trust_code
 
 MAX_SHIFT = 4
 
@@ -44,7 +42,7 @@ def register(sub) -> None:
     )
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
-    p.add_argument("--trust-code", action="store_true", help="allow rebuilding runs of your own model files")
+    add_trust_code(p, "allow rebuilding runs of your own model files")
     p.set_defaults(func=run)
 
 
@@ -92,9 +90,8 @@ def run(args) -> int:
         if key not in cache:
             cache[key] = load_dataset(cfg.dataset, data_dir=root, val_size=cfg.val_size, download=cfg.download)
         split = getattr(cache[key], args.split)
-        # The layout the run trained and was judged in (channels_last unless it said otherwise): the
-        # convolutions round as the judge's did, and on a CPU the inference loops apply (faster,
-        # torch's logits bit for bit: mnistlite.fast).
+        # The layout the run was judged in, so the convolutions round as the judge's did; on a CPU
+        # the inference loops apply (torch's logits bit for bit: mnistlite.fast).
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = accelerate(r.model)[0].to(memory_format=fmt)  # type: ignore[call-overload]  # stubs omit memory_format
         s = score(model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from ..reports.experiment import load_experiment, run_experiment
 from .common import (
+    add_dry_run,
     add_file_run_flags,
     add_jobs_flag,
+    add_storage_flags,
     command_line,
     file_out,
     file_overrides,
@@ -26,11 +28,7 @@ def register(sub) -> None:
     )
     p.add_argument("file", metavar="FILE", help="experiment file, e.g. experiments/progression.toml")
     add_file_run_flags(p, "step", "runs/experiments/<file stem>")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given",
-    )
+    add_dry_run(p, "1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given")
     p.add_argument("--plan", action="store_true", help="validate the file and print what would run; train nothing")
     p.add_argument(
         "--rerun-changed",
@@ -39,12 +37,7 @@ def register(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
-    p.add_argument(
-        "--storage",
-        metavar="URL",
-        help="share the runs among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
-    )
-    p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: experiment-<out folder>)")
+    add_storage_flags(p, "runs", "experiment-<out folder>")
     p.set_defaults(func=run)
 
 

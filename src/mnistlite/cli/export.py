@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import shipped_names
+from .common import add_trust_code, shipped_names
 
 
 def register(sub) -> None:
@@ -31,11 +31,7 @@ def register(sub) -> None:
     )
     p.add_argument("--atol", type=float, default=1e-3, help="max |logit difference| allowed (default 1e-3)")
     p.add_argument("--data-dir", metavar="DIR", help="data root for verification (default: the usual search)")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
-    )
+    add_trust_code(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import MnistliteError
 from ..modelinfo import EXPERIMENTS, candidates, profile_registered, summary_text
 from ..models import BUDGET, get_entry, list_models
 
@@ -69,8 +70,6 @@ def _source(row: dict) -> str:
 def run_models(args) -> int:
     rows = model_rows(args.tag, args.files, args.all)
     if not rows and args.tag:
-        from ..errors import MnistliteError
-
         tags = sorted({t for n in list_models() for t in get_entry(n).tags})
         raise MnistliteError(f"no model has tag {args.tag!r}; known tags: {', '.join(tags)}")
     if args.json:

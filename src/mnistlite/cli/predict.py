@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import shipped_names
+from .common import add_model_arg, add_trust_code
 
 
 def register(sub) -> None:
@@ -17,18 +17,9 @@ def register(sub) -> None:
         "Files that cannot be used get one line on stderr; the others are still classified; "
         "the exit code is then 2.",
     )
-    p.add_argument(
-        "model",
-        metavar="MODEL",
-        help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        f"or a model with shipped weights ({shipped_names()})",
-    )
+    add_model_arg(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
-    )
+    add_trust_code(p)
     p.add_argument(
         "--json",
         action="store_true",

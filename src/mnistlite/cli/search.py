@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models.registry import BUDGET
+from .common import check_at_least
 
 DEFAULT_TRIALS = 20
 
@@ -30,7 +31,6 @@ def register(sub) -> None:
     p.add_argument(
         "--trials",
         type=int,
-        default=None,
         help=f"trained trials the study should reach, over all workers (default {DEFAULT_TRIALS}; "
         "over-budget configs are rejected at once and do not count)",
     )
@@ -56,9 +56,7 @@ def register(sub) -> None:
         "seeds are shared among the workers",
     )
     p.add_argument("--seeds", type=int, default=5, help="seeds for --retrain-best (default 5)")
-    p.add_argument(
-        "--retrain-epochs", type=int, default=None, help="epochs for --retrain-best (default: the study's --epochs)"
-    )
+    p.add_argument("--retrain-epochs", type=int, help="epochs for --retrain-best (default: the study's --epochs)")
     p.add_argument(
         "--retrain-limit-train",
         type=int,
@@ -66,10 +64,10 @@ def register(sub) -> None:
         metavar="N",
         help="--retrain-best on the first N training images only (smoke runs; default all)",
     )
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    p.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds")
     p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"], help="default median")
     p.add_argument("--startup-trials", type=int, default=8, help="random trials before TPE (default 8)")
-    p.add_argument("--sampler-seed", type=int, default=None, help="TPE seed (default random; differ per worker)")
+    p.add_argument("--sampler-seed", type=int, help="TPE seed (default random; differ per worker)")
     p.add_argument("--seed", type=int, default=1, help="training seed of every trial (default 1)")
     p.add_argument(
         "--heartbeat",
@@ -92,24 +90,10 @@ def register(sub) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.budget < 100:
-        raise MnistliteError(f"--budget must be at least 100, got {args.budget}")
-    if args.epochs < 1:
-        raise MnistliteError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.trials is not None and args.trials < 0:
-        raise MnistliteError(f"--trials must be 0 or more, got {args.trials}")
+    check_at_least(args, budget=100, epochs=1, trials=0)
     if args.val_size < 1:
         raise MnistliteError("--val-size must be at least 1: the search is scored on the validation split")
-    if args.limit_train < 0:
-        raise MnistliteError(f"--limit-train must be 0 or more, got {args.limit_train}")
-    if args.retrain_limit_train < 0:
-        raise MnistliteError(f"--retrain-limit-train must be 0 or more, got {args.retrain_limit_train}")
-    if args.retrain_epochs is not None and args.retrain_epochs < 1:
-        raise MnistliteError(f"--retrain-epochs must be at least 1, got {args.retrain_epochs}")
-    if args.seeds < 1:
-        raise MnistliteError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.startup_trials < 0:
-        raise MnistliteError(f"--startup-trials must be 0 or more, got {args.startup_trials}")
+    check_at_least(args, limit_train=0, retrain_limit_train=0, retrain_epochs=1, seeds=1, startup_trials=0)
     if args.timeout is not None and args.timeout <= 0:
         raise MnistliteError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat < 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..runs.seeds import format_aggregate, run_seeds
-from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_from_args, seeds_from_args
+from .common import add_config_flags, add_dry_run, add_seed_flags, add_storage_flags, config_from_args, seeds_from_args
 
 
 def register(sub) -> None:
@@ -14,12 +14,7 @@ def register(sub) -> None:
     p.add_argument("model", help="model name (see 'mnistlite models')")
     add_seed_flags(p)
     p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/seeds/<model>)")
-    p.add_argument(
-        "--storage",
-        metavar="URL",
-        help="share the seeds among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
-    )
-    p.add_argument("--study", metavar="NAME", help="sweep name in --storage (default: seeds-<model>)")
+    add_storage_flags(p, "seeds", "seeds-<model>")
     p.add_argument(
         "--reuse",
         metavar="DIR",
@@ -35,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     seeds = seeds_from_args(args)
-    cfg = config_from_args(args, model=args.model, **(DRY_RUN if args.dry_run else {}))
+    cfg = config_from_args(args, model=args.model)
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
     reuse = [Path(d) for d in args.reuse]
     missing = next((d for d in reuse if not d.is_dir()), None)

@@ -6,7 +6,8 @@ import ipaddress
 import socket
 import sys
 
-from .common import shipped_names
+from ..errors import MnistliteError
+from .common import add_model_arg, add_trust_code, check_at_least
 
 
 def register(sub) -> None:
@@ -17,12 +18,7 @@ def register(sub) -> None:
         "POST /api/predict takes an image (raw body or multipart, at most 2 MB), GET /api/info describes "
         "the model. Listens on loopback unless --host says otherwise.",
     )
-    p.add_argument(
-        "model",
-        metavar="MODEL",
-        help="a run directory, a model.pt, an .onnx from 'mnistlite export', "
-        f"or a model with shipped weights ({shipped_names()})",
-    )
+    add_model_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
@@ -31,11 +27,7 @@ def register(sub) -> None:
         default=1,
         help="torch/onnxruntime threads per prediction (default 1: requests run in parallel instead)",
     )
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
-    )
+    add_trust_code(p)
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=run)
 
@@ -50,8 +42,6 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_port(host: str, port: int) -> None:
-    from ..errors import MnistliteError
-
     if not 0 < port < 65536:
         raise MnistliteError(f"--port must be between 1 and 65535, got {port}")
     try:
@@ -73,10 +63,8 @@ def run(args) -> int:
     from ..deploy import require
     from ..deploy.predict import load_predictor
     from ..deploy.serve import create_app
-    from ..errors import MnistliteError
 
-    if args.threads < 1:
-        raise MnistliteError(f"--threads must be at least 1, got {args.threads}")
+    check_at_least(args, threads=1)
     uvicorn = require("uvicorn", "mnistlite serve")
     _check_port(args.host, args.port)
     torch.set_num_threads(args.threads)

@@ -1,8 +1,5 @@
-"""`mnistlite table --tag TAG`: a multi-seed table over every model with a tag.
-
-`--tag seed` makes the reproduction table (with each seed README's claim);
-`--tag ladder` (with the flagship and frontier added) the params -> accuracy
-frontier with its plot.
+"""`mnistlite table --tag TAG`: a multi-seed table over every model with a tag: `--tag seed` the
+reproduction table (with each seed README's claim), `--tag ladder` the params -> accuracy frontier.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from pathlib import Path
 from ..errors import MnistliteError
 from ..models import list_models
 from ..reports.leaderboard import anchors_table, attach_threads, load_rows, markdown_table, plot_frontier, run_table
-from .common import DRY_RUN, add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
+from .common import add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
 def register(sub) -> None:
@@ -41,9 +38,10 @@ def run(args) -> int:
         raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
     seeds = seeds_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
-    over = {**config_overrides(args), **(DRY_RUN if args.dry_run else {})}
     rows = (
-        load_rows(out, args.tag) if args.no_train else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=over)
+        load_rows(out, args.tag)
+        if args.no_train
+        else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=config_overrides(args))
     )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..engine import resume, train
 from ..engine.rundir import default_run_dir
-from .common import DRY_RUN, add_config_flags, add_dry_run, config_from_args
+from .common import add_config_flags, add_dry_run, add_trust_code, config_from_args
 
 
 def register(sub) -> None:
@@ -15,11 +15,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-s<seed>-<time>)")
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="parent of default run directories")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow rebuilding a user model from the run's copy of its source (runs that code)",
-    )
+    add_trust_code(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dry_run(p)
     p.set_defaults(func=run)
@@ -29,7 +25,7 @@ def run(args) -> int:
     if args.resume:
         resume(Path(args.resume), progress=False if args.no_progress else None, trust_code=args.trust_code)
         return 0
-    cfg = config_from_args(args, **(DRY_RUN if args.dry_run else {}))
+    cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)
     train(cfg, run_dir=out, progress=False if args.no_progress else None)
     return 0

@@ -6,14 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistliteError
-from .common import (
-    add_file_run_flags,
-    add_jobs_flag,
-    command_line,
-    file_out,
-    file_overrides,
-    file_seeds,
-)
+from .common import add_dry_run, add_file_run_flags, add_jobs_flag, command_line, file_out, file_overrides, file_seeds
 
 DEFAULT_ROOT = Path("runs") / "tune"
 
@@ -30,11 +23,7 @@ def register(sub) -> None:
     add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
     add_jobs_flag(p, "runs trained at once; on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given",
-    )
+    add_dry_run(p, "1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given")
     p.set_defaults(func=run)
 
 

@@ -1,9 +1,5 @@
-"""Fetching missing data files from the public mirrors.
-
-Writes go to a temporary file beside the target and are renamed into place only
-once the md5 matches, so an interrupted or corrupted download never leaves a
-file that a later run would mistake for a good one.
-"""
+"""Fetching missing data files from the public mirrors, into a temporary file renamed into place
+once the md5 matches: an interrupted or corrupted download never passes for a good file."""
 
 from __future__ import annotations
 
@@ -44,10 +40,10 @@ def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str],
     )
 
 
-def _stream(url: str, out, timeout: float) -> str:
+def _stream(url: str, out) -> str:
     """Copy the response body into `out`; return its md5."""
     md5 = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
         # disable=None: no bar when stderr is not a terminal (CI logs).
         with tqdm(
@@ -60,7 +56,7 @@ def _stream(url: str, out, timeout: float) -> str:
     return md5.hexdigest()
 
 
-def download_file(url: str, dest: str | Path, md5: str | None, timeout: float = TIMEOUT_S) -> Path:
+def download_file(url: str, dest: str | Path, md5: str | None) -> Path:
     """Download `url` to `dest` atomically, checking the md5 of what arrived."""
     dest = Path(dest)
     try:
@@ -71,7 +67,7 @@ def download_file(url: str, dest: str | Path, md5: str | None, timeout: float = 
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            got = _stream(url, out, timeout)
+            got = _stream(url, out)
         if md5 and got != md5.lower():
             raise MnistliteError(f"{url}: md5 mismatch (got {got}, expected {md5}); the mirror served a bad file")
         os.replace(tmp, dest)  # atomic on one file system
@@ -89,31 +85,22 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _fetch_one(spec: DatasetSpec, name: str, md5: str | None, folder: Path) -> tuple[Path | None, str]:
-    """Try each mirror in order; (path, "") on success, else (None, last error)."""
-    last = "no mirrors configured"
-    for mirror in spec.mirrors:
-        try:
-            return download_file(f"{mirror}{name}.gz", folder / f"{name}.gz", md5), ""
-        except MnistliteError as exc:
-            last = str(exc)
-    return None, last
-
-
 def ensure_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path]:
     """Base name -> path for the four files in `<root>/<spec.folder>`, downloading the missing ones."""
     folder = Path(root) / spec.folder
     found: dict[str, Path] = {}
     for f in spec.files:
         path = find_file(folder, f.name)
+        error = "no mirrors configured"
+        for mirror in spec.mirrors if path is None else ():  # in order, until one serves the file
+            try:
+                path = download_file(f"{mirror}{f.name}.gz", folder / f"{f.name}.gz", f.md5_gz)
+                break
+            except MnistliteError as exc:
+                error = str(exc)
         if path is None:
-            path, error = _fetch_one(spec, f.name, f.md5_gz, folder)
-            if path is None:
-                # Stop at the first file no mirror serves: when offline, trying
-                # the rest would only multiply the timeouts.
-                missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
-                raise missing_files_error(
-                    spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}"
-                )
+            # Stop at the first file no mirror serves: when offline, trying the rest would only multiply the timeouts.
+            missing = [g.name for g in spec.files if find_file(folder, g.name) is None]
+            raise missing_files_error(spec, root, missing, f"no mirror could serve {f.name}.gz; last error: {error}")
         found[f.name] = path
     return found

@@ -5,9 +5,8 @@ only one these data sets use), a dimension count, then one uint32 per dimension,
 then the payload. Read as one 32-bit number the first four bytes are the "magic":
 2051 (0x00000803) for image files (3 dims), 2049 (0x00000801) for label files.
 
-Every fault a user can cause (a missing, half-downloaded or wrong file) raises
-`MnistliteError` with one line that names the file, so the CLI can print it as
-is. Anything else escaping from here is a bug: a property test feeds random bytes.
+Every fault a user can cause (a missing, half-downloaded or wrong file) is one MnistliteError line
+naming the file; anything else escaping from here is a bug (a property test feeds random bytes).
 """
 
 from __future__ import annotations

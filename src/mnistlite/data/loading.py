@@ -1,12 +1,8 @@
 """From data set name to normalised tensors: locate, read (once), split.
 
-Where files are looked for: ONE root, `data_dir` if given, else $MNISTLITE_DATA
-if set, else `~/.cache/mnistlite`, so an explicit choice is never silently
-overridden by some other copy. The library knows no path of anyone's set-up:
-the Makefile and CI point $MNISTLITE_DATA at the data kept beside the checkout.
-A data set's read-only system folders (Debian's Fashion-MNIST package) are
-searched along with the root. Missing files are downloaded only into the root,
-never into the system folders.
+Files are looked for in ONE root, `data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite,
+so an explicit choice is never silently overridden by some other copy (the Makefile and CI set
+$MNISTLITE_DATA), and in a data set's read-only system folders. Downloads go to the root only.
 """
 
 from __future__ import annotations
@@ -65,43 +61,26 @@ class Dataset:
 # --- where the files are ----------------------------------------------------------
 
 
-def _explicit_root(data_dir: str | os.PathLike | None) -> Path | None:
-    chosen = data_dir or os.environ.get(ENV_VAR) or None
-    return Path(chosen).expanduser() if chosen else None
-
-
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The root downloads go to: `data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite."""
-    return _explicit_root(data_dir) or DEFAULT_ROOT.expanduser()
-
-
-def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Roots searched for existing files: the one root (see the module docstring).
-
-    A list so that a future second source (a read-only mirror) slots in here.
-    """
-    return [resolve_data_root(data_dir)]
+    """`data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite."""
+    return Path(data_dir or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
 
 
 def find_raw_files(spec: DatasetSpec, root: str | Path) -> dict[str, Path | None]:
     """Base name -> `<name>` or `<name>.gz` under `<root>/<spec.folder>` or a system folder; None if absent."""
     folders = [Path(root) / spec.folder, *map(Path, spec.system_dirs)]
-    found: dict[str, Path | None] = {}
-    for f in spec.files:
-        found[f.name] = next((p for p in (find_file(d, f.name) for d in folders) if p), None)
-    return found
+    return {f.name: next((p for p in (find_file(d, f.name) for d in folders) if p), None) for f in spec.files}
 
 
 def locate_files(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool) -> dict[str, Path]:
-    for root in search_roots(data_dir):
-        found = find_raw_files(spec, root)
-        if all(found.values()):
-            return found  # type: ignore[return-value]
-    target = resolve_data_root(data_dir)
+    root = resolve_data_root(data_dir)
+    found = find_raw_files(spec, root)
+    if all(found.values()):
+        return found  # type: ignore[return-value]
     if download:
-        return ensure_files(spec, target)
-    missing = [name for name, path in find_raw_files(spec, target).items() if path is None]
-    raise missing_files_error(spec, target, missing, "downloads are turned off")
+        return ensure_files(spec, root)
+    missing = [name for name, path in found.items() if path is None]
+    raise missing_files_error(spec, root, missing, "downloads are turned off")
 
 
 # --- reading, once per file version -----------------------------------------------
@@ -186,7 +165,6 @@ def load_dataset(
     val_size: int = 0,
     limit_train: int = 0,
     download: bool = True,
-    device: str | torch.device = "cpu",
 ) -> Dataset:
     """Load a data set as normalised tensors, downloading missing files if allowed.
 
@@ -209,7 +187,7 @@ def load_dataset(
     def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | slice | None = None) -> Split:
         if idx is not None:
             x, y = x[idx], y[idx]
-        return _to_split(x, y, spec.mean, spec.std).to(device)
+        return _to_split(x, y, spec.mean, spec.std)
 
     return Dataset(
         name=spec.name,

@@ -71,13 +71,8 @@ MNIST = DatasetSpec(
     classes=tuple(str(d) for d in range(10)),
 )
 
-# No sha256 of the decompressed Fashion-MNIST files is widely published, so
-# none is pinned: downloads are checked by the mirror .gz md5 (torchvision's
-# values) and files found on disk by structure only. For the record, Debian's
-# dataset-fashion-mnist 0.0~git20200523.55506a9-1 recompressed the files (its
-# .gz md5s differ from these) and its decompressed sha256s were observed as
-# train-images c59f468a..., train-labels bad3541b..., t10k-images 5b4141f0...,
-# t10k-labels 0402a96d... -- not cross-checked against upstream, so not used.
+# No sha256 of the decompressed Fashion-MNIST files is widely published, so none is pinned:
+# downloads are checked by the mirror .gz md5 (torchvision's values), files on disk by structure only.
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     folder="FashionMNIST/raw",
