@@ -1,12 +1,9 @@
 """A run directory read back for reports: everything a report needs, no training.
 
-The numbers come from metrics.csv (the per-epoch rows) through
-`rundir.headline_numbers`, the same function that wrote result.json, so a
-report and result.json never disagree. Params, MACs and wall time come from
-result.json (whose wall time counts every session of a resumed run). Only a
-run still in progress, which has no result.json yet, has its params and MACs
-read back from the layer table (summary.txt) and its wall time summed from
-its rows: the trainer writes result.json, and nothing else, when a run ends.
+The numbers come from metrics.csv through `rundir.headline_numbers`, the function that
+wrote result.json, so the two never disagree. Params, MACs and wall time come from
+result.json; a run still in progress has none yet, so they come from its layer table
+(summary.txt) and its rows.
 """
 
 from __future__ import annotations
