@@ -63,24 +63,22 @@ def fit(step: StepMetrics) -> Finding:
     above train accuracy (measured with augmentation and dropout on), which says nothing.
     """
     runs = [rows for rows in step.runs.values() if rows]
-    k = min(LAST_EPOCHS, min(len(r) for r in runs))
-    train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
-    test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
-    end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
-    end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
-    if min(len(r) for r in runs) < LAST_EPOCHS:
+    shortest = min(len(r) for r in runs)
+    if shortest < LAST_EPOCHS:
+        end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
+        end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
         return Finding(
             "fit",
             "too short",
-            (
-                f"Only {min(len(r) for r in runs)} epoch(s) ran, too few to judge over- or underfitting: the curves "
-                f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
-                f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap."
-            ),
+            f"Only {shortest} epoch(s) ran, too few to judge over- or underfitting: the curves "
+            f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
+            f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap.",
         )
+    train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
+    test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
     gap = mean(step.values(gap_last))
     text = (
-        f"Over the last {k} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
+        f"Over the last {LAST_EPOCHS} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
         f"a train-test gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
         f"during each epoch, with dropout on, as the seeds do)."
     )

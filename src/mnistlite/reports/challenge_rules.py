@@ -38,10 +38,8 @@ def goal(step: StepMetrics) -> Finding:
         return Finding(
             "goal",
             "misses",
-            (
-                f"Misses the goal: it needs {TARGET}% in each of the last {LAST_EPOCHS} epochs, "
-                f"but only {by_run(short)} epoch(s) ran."
-            ),
+            f"Misses the goal: it needs {TARGET}% in each of the last {LAST_EPOCHS} epochs, "
+            f"but only {by_run(short)} epoch(s) ran.",
         )
     mins = step.per_run(min_last)
     failed = {k: v for k, v in mins.items() if v < TARGET}
@@ -50,10 +48,8 @@ def goal(step: StepMetrics) -> Finding:
         return Finding(
             "goal",
             "meets",
-            (
-                f"Meets the goal: test accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
-                f"{everyone} (lowest {pct(min(mins.values()))})."
-            ),
+            f"Meets the goal: test accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
+            f"{everyone} (lowest {pct(min(mins.values()))}).",
         )
     held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= TARGET))
     detail = "; ".join(
@@ -72,10 +68,8 @@ def challenge(budget_f: Finding, goal_f: Finding) -> Finding:
         return Finding(
             "challenge",
             "meets",
-            (
-                f"This step meets the challenge: under {BUDGET:,} parameters, at most {MAX_EPOCHS} epochs, "
-                f"and {TARGET}% held over the last {LAST_EPOCHS} epochs."
-            ),
+            f"This step meets the challenge: under {BUDGET:,} parameters, at most {MAX_EPOCHS} epochs, "
+            f"and {TARGET}% held over the last {LAST_EPOCHS} epochs.",
         )
     missing = []
     if budget_f.verdict != "within":

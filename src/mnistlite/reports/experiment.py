@@ -83,10 +83,7 @@ def run_experiment(
     echo: Callable[[str], None] = print,
     jobs: int | str = 1,
 ) -> Path | None:
-    """Train every step for every seed into `out`, then write `out`/report.md.
-
-    Returns the report's path (None when `plan_only`).
-    """
+    """Train every step for every seed into `out`, then write `out`/report.md and return its path."""
     out = Path(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = tuple(seeds or exp.seeds)

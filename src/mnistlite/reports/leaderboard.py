@@ -1,9 +1,5 @@
-"""Tables over many models, each row a multi-seed sweep: the reproduction table
-of the seed models and the params -> accuracy frontier of our budget ladder.
-
-`mnistlite table --tag seed` runs `mnistlite seeds` for every model with the
-tag (finished seeds are reused), then writes a markdown table and, for the
-ladder, a plot of accuracy against parameters.
+"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds
+reused): the reproduction table of the seed models, and the params -> accuracy frontier of the ladder.
 """
 
 from __future__ import annotations
@@ -55,19 +51,9 @@ def anchors_table() -> str:
 
 
 def run_table(
-    tag: str,
-    seeds: list[int],
-    out: Path,
-    *,
-    jobs: int | str = 1,
-    overrides: dict[str, Any] | None = None,
-    echo=print,
+    tag: str, seeds: list[int], out: Path, *, jobs: int | str = 1, overrides: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    rows = []
-    for name in list_models(tag):
-        cfg = config_for(name, **(overrides or {}))
-        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
-    return rows
+    return [run_seeds(config_for(name, **(overrides or {})), seeds, out / name, jobs=jobs) for name in list_models(tag)]
 
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
@@ -102,9 +88,7 @@ def _median_seconds(s: dict[str, Any]) -> str:
     return f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "")
 
 
-def markdown_table(
-    rows: list[dict[str, Any]], *, claims: bool, cost: bool = False, relative_to: Path | None = None
-) -> str:
+def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = False) -> str:
     """`cost` adds MACs per image and the median whole-run seconds (each run's result.json `wall_seconds`)."""
     head = "| model | source | params |" + (" MACs/image | s per run, median |" if cost else "") + " epochs |"
     head += " seed README claims |" if claims else ""

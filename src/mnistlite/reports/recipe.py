@@ -7,9 +7,7 @@ from typing import Any
 
 from ..config import RUN_ONLY_FIELDS, saved_value
 
-# Config fields a report does not list as the recipe: what differs between
-# steps by construction (model, seed), and the run-only fields of the same-run
-# rule (config.RUN_ONLY_FIELDS: where or how fast a run happened).
+# Not the recipe: what differs between steps by construction, and where or how fast a run happened.
 NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
 
 

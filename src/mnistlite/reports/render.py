@@ -36,21 +36,8 @@ def _at_target(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Path) -> list[str]:
-    header = [
-        "#",
-        "Step",
-        "Model",
-        "Params",
-        "MACs",
-        "n",
-        "Best test",
-        "Final test",
-        "Lowest last-3",
-        f"Epochs ≥ {rd.TARGET}%",
-        "Budget",
-        "Goal",
-        "Runs",
-    ]
+    header = ["#", "Step", "Model", "Params", "MACs", "n", "Best test", "Final test", "Lowest last-3"]
+    header += [f"Epochs ≥ {rd.TARGET}%", "Budget", "Goal", "Runs"]
     rows = []
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         runs = s.with_data
@@ -109,41 +96,30 @@ def _results(s: Section, base: Path) -> list[str]:
     ]
     if walls:
         lines.append(f"- Wall time per run: {pm(walls, unit=' s', digits=0)}")
-    lines += [
-        "",
-        *table(
-            [
-                "Seed",
-                "Best train",
-                "Final train",
-                "Best test",
-                "Final test",
-                "Lowest last-3",
-                f"Epochs ≥ {rd.TARGET}%",
-                "First ≥ 99%",
-                "Wall s",
-                "Run directory",
-            ],
-            [
-                [
-                    r.seed,
-                    pct(x["best_train_acc"]),
-                    pct(x["final_train_acc"]),
-                    pct(x["best_test_acc"]),
-                    pct(x["final_test_acc"]),
-                    pct(min_last(r.rows)),
-                    f"{len(a)}" + (f": {epoch_list(a)}" if a else ""),
-                    first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
-                    f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
-                    f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
-                    + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
-                ]
-                for r, x, a in zip(runs, sums, at)
-            ],
-            align="lrrrrrrrrl",
-        ),
+    header = ["Seed", "Best train", "Final train", "Best test", "Final test", "Lowest last-3"]
+    header += [f"Epochs ≥ {rd.TARGET}%", "First ≥ 99%", "Wall s", "Run directory"]
+    rows = [
+        [
+            r.seed,
+            pct(x["best_train_acc"]),
+            pct(x["final_train_acc"]),
+            pct(x["best_test_acc"]),
+            pct(x["final_test_acc"]),
+            pct(min_last(r.rows)),
+            f"{len(a)}" + (f": {epoch_list(a)}" if a else ""),
+            first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
+            f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
+            f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
+            + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
+        ]
+        for r, x, a in zip(runs, sums, at)
     ]
+    lines += ["", *table(header, rows, align="lrrrrrrrrl")]
     return lines
+
+
+def _quoted(heading: str, caption: str, text: str) -> list[str]:
+    return [f"### {heading}", "", caption, "", "```text", text, "```", ""]
 
 
 def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Path) -> list[str]:
@@ -179,28 +155,12 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     else:  # render_report has drawn any missing curves.png
         out += [f"![{s.name}: loss and accuracy per epoch]({rel(runs[0].path / rd.CURVES, base)})", ""]
     if first is not None and first.layer_table:
-        out += [
-            "### Layer table",
-            "",
-            f"From `{rel_text(first.path / rd.LAYER_TABLE, base)}`:",
-            "",
-            "```text",
-            first.layer_table.rstrip("\n"),
-            "```",
-            "",
-        ]
+        where = rel_text(first.path / rd.LAYER_TABLE, base)
+        out += _quoted("Layer table", f"From `{where}`:", first.layer_table.rstrip("\n"))
     log = log_excerpt(runs[0].log, int(runs[0].rows[-1]["epoch"]), LOG_EPOCHS)
     if log:
-        out += [
-            "### Log excerpt",
-            "",
-            f"The last {LOG_EPOCHS} epochs of `{rel_text(runs[0].path / rd.LOG, base)}`:",
-            "",
-            "```text",
-            log,
-            "```",
-            "",
-        ]
+        where = rel_text(runs[0].path / rd.LOG, base)
+        out += _quoted("Log excerpt", f"The last {LOG_EPOCHS} epochs of `{where}`:", log)
     return out
 
 

@@ -121,7 +121,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
+def log_excerpt(log: str | None, last_epoch: int, epochs: int) -> str:
     """The log from the start of epoch `last_epoch - epochs + 1` to the end.
 
     A resumed run's log repeats epoch headers; the last occurrence wins.

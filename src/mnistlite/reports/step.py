@@ -45,8 +45,8 @@ class Finding:
     text: str  # plain sentences for the report
 
 
-def last(rows: Sequence[dict[str, Any]], n: int = LAST_EPOCHS) -> list[dict[str, Any]]:
-    return list(rows[-n:])
+def last(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(rows[-LAST_EPOCHS:])
 
 
 def col(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
