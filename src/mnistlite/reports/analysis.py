@@ -142,11 +142,8 @@ def speed(step: StepMetrics) -> Finding:
         missing = [k for k, v in d.items() if v is None]
         return s + (f", never for {', '.join(missing)}" if missing else "")
 
-    verdict = (
-        "reached"
-        if all(v is not None for v in first.values())
-        else ("never" if all(v is None for v in first.values()) else "partly")
-    )
+    n_reached = sum(v is not None for v in first.values())
+    verdict = "reached" if n_reached == len(first) else "never" if not n_reached else "partly"
     return Finding("speed", verdict, f"Test accuracy {when(first, FIRST_LEVEL)}, and {when(goal, TARGET)}.")
 
 

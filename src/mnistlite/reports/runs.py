@@ -52,15 +52,18 @@ class RunRecord:
 
     @property
     def params(self) -> int | None:
-        if self.result and self.result.get("params") is not None:
-            return int(self.result["params"])
-        return _layer_table_number(self.layer_table, r"Trainable params:\s*([\d,]+)")
+        return self._count("params", r"Trainable params:\s*([\d,]+)")
 
     @property
     def macs(self) -> int | None:
-        if self.result and self.result.get("macs") is not None:
-            return int(self.result["macs"])
-        return _layer_table_number(self.layer_table, r"MACs per image:\s*([\d,]+)")
+        return self._count("macs", r"MACs per image:\s*([\d,]+)")
+
+    def _count(self, key: str, pattern: str) -> int | None:
+        """result.json's count, else (a run still in progress) the layer table's."""
+        if self.result and self.result.get(key) is not None:
+            return int(self.result[key])
+        m = re.search(pattern, self.layer_table or "")
+        return int(m.group(1).replace(",", "")) if m else None
 
     @property
     def resumed(self) -> bool:
@@ -80,12 +83,6 @@ class RunRecord:
             # its last session, so the epochs' own times are the better total.
         secs = [r.get("seconds") for r in self.rows]
         return float(sum(s for s in secs if s is not None)) if self.rows else None
-
-
-def _layer_table_number(text: str | None, pattern: str) -> int | None:
-    """A number of summary.txt, for a run with no result.json yet (every finished run has params and macs there)."""
-    m = re.search(pattern, text or "")
-    return int(m.group(1).replace(",", "")) if m else None
 
 
 def is_run_dir(path: Path) -> bool:
