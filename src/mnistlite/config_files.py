@@ -1,11 +1,8 @@
 """Reading the TOML files that drive many runs (`experiment`, `tune`) and seed lists.
 
-Every check here raises a one-line MnistliteError that names the file (or the
-flag) and the fix, so a bad file fails before anything trains. One seed rule
-holds for the command line (--seed-list 1,2) and the files (seeds = [1, 2]):
-a non-empty list of distinct integers >= 0. torch would take a negative seed
-(it wraps it to a huge unsigned one), but it names a folder (seed<k>) and a
-row of every table, where `seed-1` would only confuse.
+Every check raises a one-line MnistliteError naming the file (or the flag) and the fix,
+so a bad file fails before anything trains. Seeds are distinct integers >= 0: torch would
+wrap a negative one, but a seed names a folder (seed<k>) where `seed-1` would only confuse.
 """
 
 from __future__ import annotations
@@ -97,15 +94,8 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
                 raise MnistliteError(f"{where}: `seeds` goes at the top level of the file (seeds = [1, 2])")
             raise MnistliteError(f"{where}: unknown recipe field {key!r}{hint(key, types)}")
         typ = types[key]
-        ok = (
-            isinstance(value, bool)
-            if typ is bool
-            else isinstance(value, (int, float)) and not isinstance(value, bool)
-            if typ is float
-            else isinstance(value, int) and not isinstance(value, bool)
-            if typ is int
-            else isinstance(value, str)
-        )
+        # bool is an int to Python: only a bool field takes true or false
+        ok = isinstance(value, (int, float) if typ is float else typ) and (typ is bool or not isinstance(value, bool))
         if not ok:
             want = {bool: "true or false", float: "a number", int: "an integer", str: "a string"}[typ]
             raise MnistliteError(f"{where}: recipe field {key!r} must be {want}, got {value!r}")
@@ -114,11 +104,7 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
 
 
 def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
-    """The one seed-list rule: distinct integers >= 0, at least one.
-
-    `value` is a TOML list, or the text of --seed-list ("7,8,9"); `where` names
-    the file or the flag in the message.
-    """
+    """The one seed-list rule, for a TOML list or the text of --seed-list ("7,8,9")."""
     if isinstance(value, str):
         try:
             value = [int(s) for s in value.split(",") if s.strip()]

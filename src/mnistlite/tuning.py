@@ -1,14 +1,8 @@
-"""Compare candidate architectures and recipes on the validation split.
+"""`mnistlite tune`: train every (candidate, seed) of a tuning file (tuning_file.py), then rank them.
 
-The tuning file's format (a budget, the validation split, the seeds and the
-candidates) is in tuning_file.py's docstring, which also reads and checks it.
-Every (candidate, seed) run is an ordinary
-run directory, planned and executed by runs/plan.py (one pool of worker
-processes; a run already finished with the same config is skipped), then
-ranked here and written as tuning.json and tuning.md (reports/tuning.py).
-The ranking reads validation accuracy only. Test accuracy still lands in each
-run's metrics.csv (the trainer always reports it), but nothing here reads it:
-choosing on it would turn the test set into a second validation split.
+The runs are planned and executed by runs/plan.py; the ranking (tuning.json, and tuning.md
+by reports/tuning.py) reads validation accuracy only: choosing on test accuracy would turn
+the test set into a second validation split.
 """
 
 from __future__ import annotations
@@ -100,22 +94,20 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
     legacy = run / LEGACY_DEVICE_FILE
     device = result.get("device") or (legacy.read_text().strip() if legacy.is_file() else None)
     return {
-        "final_val_acc": val[-1],
-        f"last{LAST_EPOCHS}_min_val_acc": min(val[-LAST_EPOCHS:]),
-        "val_acc_per_epoch": val,
-        **(
-            {
-                "final_raw_val_acc": raw[-1],
-                f"last{LAST_EPOCHS}_min_raw_val_acc": min(raw[-LAST_EPOCHS:]),
-                "raw_val_acc_per_epoch": raw,
-            }
-            if None not in raw
-            else {}
-        ),
+        **_accuracies("val", val),
+        **(_accuracies("raw_val", raw) if None not in raw else {}),
         "wall_seconds": result.get("wall_seconds"),
         "device": device,
         "run_dir": where,
         **({"linked_to": os.readlink(run)} if run.is_symlink() else {}),  # runs/plan.py link_reused
+    }
+
+
+def _accuracies(kind: str, acc: list[float]) -> dict[str, Any]:
+    return {
+        f"final_{kind}_acc": acc[-1],
+        f"last{LAST_EPOCHS}_min_{kind}_acc": min(acc[-LAST_EPOCHS:]),
+        f"{kind}_acc_per_epoch": acc,
     }
 
 

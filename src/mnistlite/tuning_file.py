@@ -1,7 +1,4 @@
-"""Compare candidate architectures and recipes on the validation split.
-
-A tuning file (TOML) names a parameter budget, the validation split and the
-seeds, then the candidates:
+"""Tuning files (TOML): a parameter budget, the validation split and the seeds, then the candidates:
 
     budget = 4999                 # most trainable parameters a candidate may have
     val_size = 5000               # held-out training images (default 5000)
@@ -10,18 +7,16 @@ seeds, then the candidates:
 
     [[candidates]]
     name = "reference"            # its runs go to OUT/<name>/seed<S>/
-    model = "mnistlite_frontier"  # a registered model, with its registered recipe (or my_models.py:Net,
-                                  # relative to this file)...
+    model = "mnistlite_frontier"  # a registered model with its registered recipe, or my_models.py:Net...
 
     [[candidates]]
     name = "pad1_bs64"
     spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
     recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
-    reuse = "../runs/round1/pad1_bs64"  # optional: an earlier round's folder of this candidate (relative
-                                  # to this file); its finished same runs are linked, not retrained
+    reuse = "../runs/round1/pad1_bs64"  # optional: an earlier folder of this candidate, whose finished
+                                  # same runs are linked, not retrained
 
-This module reads and validates the file (everything before anything
-trains); tuning.py trains and ranks the candidates.
+Paths (model files, `reuse`) are relative to the tuning file.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""The Analysis of a report, generated from metrics by explicit rules.
+"""The Analysis of a report: rules from a step's metrics to a `Finding` (a verdict and plain sentences).
 
-Each rule is one small function from a step's metrics to a `Finding`: a
-short verdict (for tables and tests) and plain sentences (for the report).
-Every threshold is a named constant below, so a verdict can be checked by
-hand against the numbers printed beside it. The last three verdicts, whether
-the step meets the challenge, read only the challenge's own numbers
-(challenge.py) and live in challenge_rules.py; `analyse` gives them all.
-
-A step (step.py) is one configuration trained under one or more seeds: the
-per-epoch rows of each seed's run. Train accuracy is the running accuracy on
-the augmented training batches of each epoch, in training mode (dropout on),
-as the seeds' logs report it; test accuracy is the whole test set after the
-epoch, in eval mode.
+Every threshold is a named constant below, so a verdict can be checked by hand
+against the numbers printed beside it; the challenge's own verdicts are in
+challenge_rules.py. Train accuracy is the running accuracy of each epoch on the
+augmented batches, dropout on; test accuracy is the whole test set, in eval mode.
 """
 
 from __future__ import annotations
@@ -21,7 +13,8 @@ from collections.abc import Sequence
 from statistics import mean
 from typing import Any
 
-from .challenge_rules import BUDGET_EPOCHS, GOAL_ACC, LAST_N, budget, challenge, goal
+from ..challenge import LAST_EPOCHS, MAX_EPOCHS, TARGET
+from .challenge_rules import budget, challenge, goal
 from .markdown import by_run, pct, pp
 from .recipe import diff, recipe_diff
 from .step import (
@@ -38,35 +31,20 @@ from .step import (
     range_last,
 )
 
-# --- fit: train-test gap over the last LAST_N epochs (percentage points) ----------
+# Fit: the train-test gap (pp) over the last LAST_EPOCHS epochs, read only once the curves have settled.
 OVERFIT_GAP_PP = 0.5  # train ahead of test by more than this: overfits
 UNDERFIT_GAP_PP = -0.1  # test ahead of train by more than 0.1 pp: underfits the (augmented) training data
 UNDERFIT_TRAIN_ACC = 99.0  # or train accuracy itself stays below this: underfits
-# A gap is only read once the curves have settled: test accuracy still rising by
-# more than this per epoch over the last LAST_N epochs means "still improving"
-# (an undertrained model, whatever its gap), and a tail that goes up and down by
-# more than UNSTABLE_RANGE_PP means the gap is no steady reading ("unstable").
-RISING_PP_PER_EPOCH = 0.1
-
-# --- speed ------------------------------------------------------------------------
-FIRST_LEVEL = 99.0  # "first epoch at 99%"
-
-# --- stability: test accuracy range over the last LAST_N epochs of a run ------------
-STABLE_RANGE_PP = 0.1  # within this: stable
-UNSTABLE_RANGE_PP = 0.3  # beyond this: unstable (in between: fluctuates)
-
-# --- seeds ------------------------------------------------------------------------
+RISING_PP_PER_EPOCH = 0.1  # test accuracy still rising by more than this per epoch: "still improving"
+FIRST_LEVEL = 99.0  # speed: "first epoch at 99%"
+STABLE_RANGE_PP = 0.1  # test accuracy range over the last LAST_EPOCHS epochs within this: stable
+UNSTABLE_RANGE_PP = 0.3  # beyond this: unstable (in between: fluctuates), and no steady gap to read
 SEED_SPREAD_PP = 0.1  # sample std of final test accuracy across seeds above this: seed-sensitive
-
-# --- change from the previous step ------------------------------------------------
 NOISE_PP = 0.05  # a change of final test accuracy within max(this, its standard error) is noise
 
 
-# --- the rules ---------------------------------------------------------------------
-
-
 def _trend(rows: Sequence[dict[str, Any]]) -> float:
-    """Test accuracy change per epoch over the last LAST_N epochs (pp)."""
+    """Test accuracy change per epoch over the last LAST_EPOCHS epochs (pp)."""
     acc = col(last(rows), "test_acc")
     return (acc[-1] - acc[0]) / (len(acc) - 1) if len(acc) > 1 else 0.0
 
@@ -79,101 +57,77 @@ def _swings(rows: Sequence[dict[str, Any]]) -> bool:
 
 
 def fit(step: StepMetrics) -> Finding:
-    """The final epochs' level and trend: too short, still improving, unstable, overfits, underfits or balanced.
+    """Too short, still improving, unstable, overfits, underfits or balanced.
 
-    Only a settled tail is read as a train-test gap: early in training (a student's first
-    models, 1-5 epochs) test accuracy is still climbing and can sit above train accuracy
-    (measured during the epoch, with augmentation and dropout on), which says nothing
-    about over- or underfitting.
+    Only a settled tail is read as a gap: early on, test accuracy still climbs and can sit
+    above train accuracy (measured with augmentation and dropout on), which says nothing.
     """
     runs = [rows for rows in step.runs.values() if rows]
-    k = min(LAST_N, min(len(r) for r in runs))
-    train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
-    test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
-    end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
-    end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
-    if min(len(r) for r in runs) < LAST_N:
+    shortest = min(len(r) for r in runs)
+    if shortest < LAST_EPOCHS:
+        end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
+        end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
         return Finding(
             "fit",
             "too short",
-            (
-                f"Only {min(len(r) for r in runs)} epoch(s) ran, too few to judge over- or underfitting: the curves "
-                f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
-                f"Train for at least {LAST_N} epochs (the challenge allows {BUDGET_EPOCHS}) before reading the gap."
-            ),
+            f"Only {shortest} epoch(s) ran, too few to judge over- or underfitting: the curves "
+            f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
+            f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap.",
         )
+    train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
+    test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
     gap = mean(step.values(gap_last))
     text = (
-        f"Over the last {k} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
+        f"Over the last {LAST_EPOCHS} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
         f"a train-test gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
         f"during each epoch, with dropout on, as the seeds do)."
     )
     trend = mean(_trend(rows) for rows in runs)
-    if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
-        return Finding(
-            "fit",
-            "still improving",
-            text
-            + (
-                f" Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
-                "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help."
-            ),
-        )
     swinging = [label for label, rows in step.runs.items() if rows and _swings(rows)]
-    if swinging:
+    if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
+        verdict, why = (
+            "still improving",
+            f"Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
+            "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help.",
+        )
+    elif swinging:
         who = "" if step.n == 1 else f" ({', '.join(swinging)})"
-        return Finding(
-            "fit",
+        verdict, why = (
             "unstable",
-            text
-            + (
-                f" Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
-                "steady reading: a lower or decaying learning rate should settle it first."
-            ),
+            f"Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
+            "steady reading: a lower or decaying learning rate should settle it first.",
         )
-    if gap > OVERFIT_GAP_PP:
-        return Finding(
-            "fit",
+    elif gap > OVERFIT_GAP_PP:
+        verdict, why = (
             "overfits",
-            text
-            + (
-                f" Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "
-                "more regularisation or augmentation should help."
-            ),
+            f"Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "
+            "more regularisation or augmentation should help.",
         )
-    if gap < UNDERFIT_GAP_PP:
-        return Finding(
-            "fit",
+    elif gap < UNDERFIT_GAP_PP:
+        verdict, why = (
             "underfits",
-            text
-            + (
-                f" Test is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
-                "than the test set, so the model underfits them and could be trained harder "
-                "(more epochs, a higher learning rate, or less regularisation)."
-            ),
+            f"Test is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
+            "than the test set, so the model underfits them and could be trained harder "
+            "(more epochs, a higher learning rate, or less regularisation).",
         )
-    if train < UNDERFIT_TRAIN_ACC:
-        return Finding(
-            "fit",
+    elif train < UNDERFIT_TRAIN_ACC:
+        verdict, why = (
             "underfits",
-            text
-            + (
-                f" Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
-                "it lacks capacity or training time."
-            ),
+            f"Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
+            "it lacks capacity or training time.",
         )
-    return Finding(
-        "fit",
-        "balanced",
-        text
-        + (f" The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting."),
-    )
+    else:
+        verdict, why = (
+            "balanced",
+            f"The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting.",
+        )
+    return Finding("fit", verdict, f"{text} {why}")
 
 
 def speed(step: StepMetrics) -> Finding:
-    """The first epoch at FIRST_LEVEL and at GOAL_ACC."""
+    """The first epoch at FIRST_LEVEL and at TARGET."""
     first = step.per_run(lambda rows: first_epoch_at(rows, FIRST_LEVEL))
-    goal = step.per_run(lambda rows: first_epoch_at(rows, GOAL_ACC))
+    goal = step.per_run(lambda rows: first_epoch_at(rows, TARGET))
     epochs = max(len(r) for r in step.runs.values())
 
     def when(d: dict[str, int | None], level: float) -> str:
@@ -188,22 +142,19 @@ def speed(step: StepMetrics) -> Finding:
         missing = [k for k, v in d.items() if v is None]
         return s + (f", never for {', '.join(missing)}" if missing else "")
 
-    verdict = (
-        "reached"
-        if all(v is not None for v in first.values())
-        else ("never" if all(v is None for v in first.values()) else "partly")
-    )
-    return Finding("speed", verdict, f"Test accuracy {when(first, FIRST_LEVEL)}, and {when(goal, GOAL_ACC)}.")
+    n_reached = sum(v is not None for v in first.values())
+    verdict = "reached" if n_reached == len(first) else "never" if not n_reached else "partly"
+    return Finding("speed", verdict, f"Test accuracy {when(first, FIRST_LEVEL)}, and {when(goal, TARGET)}.")
 
 
 def stability(step: StepMetrics) -> Finding:
-    """Range and minimum of test accuracy over the last LAST_N epochs of each run."""
+    """Range and minimum of test accuracy over the last LAST_EPOCHS epochs of each run."""
     shortest = min(len(r) for r in step.runs.values())
-    if shortest < LAST_N:
+    if shortest < LAST_EPOCHS:
         return Finding(
             "stability",
             "too short",
-            (f"Only {shortest} epoch(s) ran, so stability over the last {LAST_N} epochs cannot be judged."),
+            f"Only {shortest} epoch(s) ran, so stability over the last {LAST_EPOCHS} epochs cannot be judged.",
         )
     ranges = step.per_run(range_last)
     mins = step.per_run(min_last)
@@ -217,10 +168,13 @@ def stability(step: StepMetrics) -> Finding:
     else:
         verdict, word = "fluctuates", f"it fluctuates (between {STABLE_RANGE_PP} and {UNSTABLE_RANGE_PP} pp)"
     if step.n == 1:
-        text = f"Over the last {LAST_N} epochs test accuracy moved within {r:.2f} pp (lowest {pct(mins[low])}): {word}."
+        text = (
+            f"Over the last {LAST_EPOCHS} epochs test accuracy moved within {r:.2f} pp "
+            f"(lowest {pct(mins[low])}): {word}."
+        )
     else:
         text = (
-            f"Over the last {LAST_N} epochs test accuracy moved within at most {r:.2f} pp ({worst}); "
+            f"Over the last {LAST_EPOCHS} epochs test accuracy moved within at most {r:.2f} pp ({worst}); "
             f"the lowest value was {pct(mins[low])} ({low}): {word}."
         )
     return Finding("stability", verdict, text)
@@ -233,20 +187,12 @@ def seed_spread(step: StepMetrics) -> Finding | None:
         return None
     m, s = mean_std(finals)
     assert s is not None
+    text = f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std)"
     if s > SEED_SPREAD_PP:
         return Finding(
-            "seeds",
-            "seed-sensitive",
-            (
-                f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std), "
-                f"more than {SEED_SPREAD_PP} pp: the result depends on the seed."
-            ),
+            "seeds", "seed-sensitive", f"{text}, more than {SEED_SPREAD_PP} pp: the result depends on the seed."
         )
-    return Finding(
-        "seeds",
-        "consistent",
-        (f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std): consistent."),
-    )
+    return Finding("seeds", "consistent", f"{text}: consistent.")
 
 
 def change(prev: StepMetrics, step: StepMetrics) -> Finding:
@@ -274,7 +220,7 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
     ba, bb = mean(prev.values(best_test)), mean(step.values(best_test))
     nums.append(f"mean best test accuracy {pct(ba)} -> {pct(bb)} ({pp(bb - ba)})")
     la, lb = min(prev.values(min_last)), min(step.values(min_last))
-    nums.append(f"lowest last-{LAST_N} test accuracy {pct(la)} -> {pct(lb)} ({pp(lb - la)})")
+    nums.append(f"lowest last-{LAST_EPOCHS} test accuracy {pct(la)} -> {pct(lb)} ({pp(lb - la)})")
     se = math.sqrt(sa**2 / len(fa) + sb**2 / len(fb)) if sa is not None and sb is not None else 0.0
     noise = max(NOISE_PP, se)
     if delta > noise:

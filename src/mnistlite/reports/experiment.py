@@ -1,17 +1,14 @@
-"""Run an experiment file: every step for every seed, resumably, then its report.
+"""Run an experiment file (read by experiment_file.py): every step for every seed, resumably, then its report.
 
-The file itself (steps, recipes, seeds) is read by reports/experiment_file.py;
-the runs are planned and executed by runs/plan.py, which decides for every
-run folder whether it is done, resumes or is trained afresh. A finished run
-made with a different config is moved aside only when asked
-(--rerun-changed); `mnistlite report DIR` re-renders report.md from
-experiment.json and the run directories (reports/render.py, reports/sections.py).
+runs/plan.py decides for every run folder whether it is done, resumes or trains afresh;
+a finished run made with a different config is moved aside only with --rerun-changed.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from ..challenge import LAST_EPOCHS
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs import plan, splits
-from .experiment_file import Experiment, Step, load_experiment, parse_experiment  # noqa: F401  (the API)
+from .experiment_file import Experiment, Step, load_experiment  # noqa: F401  (the API)
 from .render import render_experiment
 from .sections import EXPERIMENT_JSON
 
@@ -32,12 +29,12 @@ def run_dir_for(out: Path, step: Step, seed: int) -> Path:
 
 
 def plan_experiment(
-    exp: Experiment, out: Path, seeds: tuple[int, ...] | None = None, overrides: dict[str, Any] | None = None
+    exp: Experiment, out: Path, seeds: tuple[int, ...], overrides: dict[str, Any]
 ) -> list[plan.PlannedRun]:
     return [
         plan.plan_run(f"{step.name}/seed{seed}", exp.config(step, seed, overrides), run_dir_for(out, step, seed))
         for step in exp.steps
-        for seed in seeds or exp.seeds
+        for seed in seeds
     ]
 
 
@@ -65,7 +62,7 @@ def experiment_record(
         "overrides": dict(overrides),
         "defaults": dict(exp.defaults),
         "steps": [
-            {**s.to_dict(), "runs": [run_dir_for(out, s, seed).relative_to(out).as_posix() for seed in seeds]}
+            {**asdict(s), "runs": [run_dir_for(out, s, seed).relative_to(out).as_posix() for seed in seeds]}
             for s in exp.steps
         ],
     }
@@ -86,10 +83,7 @@ def run_experiment(
     echo: Callable[[str], None] = print,
     jobs: int | str = 1,
 ) -> Path | None:
-    """Train every step for every seed into `out`, then write `out`/report.md.
-
-    Returns the report's path (None when `plan_only`).
-    """
+    """Train every step for every seed into `out`, then write `out`/report.md and return its path."""
     out = Path(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = tuple(seeds or exp.seeds)

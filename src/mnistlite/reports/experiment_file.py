@@ -21,8 +21,6 @@ Model files and references are relative to the experiment file's folder.
 
 A run's config is, later winning: TrainConfig defaults, the model's registered
 recipe, [defaults], the step's recipe, the command line (--epochs, ...), the seed.
-
-This module reads and validates the file; reports/experiment.py runs it.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..config_files import NAME_RE, check_recipe, check_text, hint, load_toml, parse_seeds
+from ..config_files import NAME_RE, check_keys, check_recipe, check_text, hint, load_toml, parse_seeds
 from ..errors import MnistliteError
 from ..models import config_for, get_entry, list_models
 from ..models.usercode import named_models, rebase
@@ -51,16 +49,6 @@ class Step:
     target: tuple[str, ...]
     notes: str
     recipe: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": self.model,
-            "title": self.title,
-            "target": list(self.target),
-            "notes": self.notes,
-            "recipe": dict(self.recipe),
-        }
 
 
 @dataclass(frozen=True)
@@ -103,11 +91,7 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
             raise MnistliteError(f"{label}: must be a table ([[steps]])")
         if isinstance(raw.get("name"), str):
             label += f" ({raw['name']!r})"
-        for key in raw:
-            if key not in STEP_KEYS:
-                raise MnistliteError(
-                    f"{label}: unknown key {key!r}{hint(key, STEP_KEYS)}; allowed: {', '.join(STEP_KEYS)}"
-                )
+        check_keys(raw, STEP_KEYS, label)
         for key in ("name", "model", "target"):
             if key not in raw:
                 raise MnistliteError(f"{label}: missing `{key}`")
@@ -132,15 +116,16 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
         if not isinstance(target, list) or not target or not all(isinstance(t, str) and t.strip() for t in target):
             raise MnistliteError(f"{label}: target must be a non-empty list of strings (one per bullet)")
         recipe = check_recipe(raw.get("recipe", {}), f"{label}: [steps.recipe]", NOT_IN_RECIPE)
-        step = Step(
-            name=name,
-            model=model,
-            title=check_text(raw.get("title", ""), f"{label}: title"),
-            target=tuple(t.strip() for t in target),
-            notes=check_text(raw.get("notes", ""), f"{label}: notes"),
-            recipe=recipe,
+        steps.append(
+            Step(
+                name=name,
+                model=model,
+                title=check_text(raw.get("title", ""), f"{label}: title"),
+                target=tuple(t.strip() for t in target),
+                notes=check_text(raw.get("notes", ""), f"{label}: notes"),
+                recipe=recipe,
+            )
         )
-        steps.append(step)
     exp = Experiment(path, title, description, seeds, defaults, tuple(steps))
     for i, step in enumerate(exp.steps, 1):  # every value checked now, not at step 4 an hour in
         try:

@@ -41,13 +41,13 @@ def plot_lines(series: list[tuple[str, list[tuple[int, float]], dict]], path: Pa
     plt.close(fig)
 
 
-def mean_curve(runs: Sequence[RunRecord], key: str = "test_acc") -> list[tuple[int, float]]:
-    """Per epoch, the mean of `key` over the runs that reached that epoch."""
+def mean_curve(runs: Sequence[RunRecord]) -> list[tuple[int, float]]:
+    """Per epoch, the mean test accuracy over the runs that reached that epoch."""
     by_epoch: dict[int, list[float]] = {}
     for r in runs:
         for row in r.rows:
-            if row.get(key) is not None:
-                by_epoch.setdefault(int(row["epoch"]), []).append(float(row[key]))
+            if row.get("test_acc") is not None:
+                by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_acc"]))
     return [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
 
 

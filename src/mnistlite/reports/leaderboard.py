@@ -1,9 +1,5 @@
-"""Tables over many models, each row a multi-seed sweep: the reproduction table
-of the seed models and the params -> accuracy frontier of our budget ladder.
-
-`mnistlite table --tag seed` runs `mnistlite seeds` for every model with the
-tag (finished seeds are reused), then writes a markdown table and, for the
-ladder, a plot of accuracy against parameters.
+"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds
+reused): the reproduction table of the seed models, and the params -> accuracy frontier of the ladder.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ from ..engine import rundir as rd
 from ..modelinfo import profile_entry
 from ..models import config_for, get_entry, list_models
 from ..runs.seeds import CONSISTENCY_JSON, run_seeds
+from .markdown import epoch_list
 
 # What each seed README claims, in its own words, for the reproduction table.
 # Single runs, best epoch read off the test set.
@@ -32,29 +29,14 @@ CLAIMS: dict[str, str] = {
 }
 
 
-# Public results beside the ladder (issue 14), as their sources state them. None is
-# a multi-seed last-epoch mean, so the plot draws them apart from our rows.
-ANCHORS: list[dict[str, Any]] = [
-    dict(name="MNIST-8k Model 3", params=7944, acc=99.46, epochs="15", runs="one run", on_test="yes: best epoch (12)"),
-    dict(
-        name="ruslangrimov/mnist-minimal-model",
-        params=1936,
-        acc=99.10,
-        epochs="75",
-        runs="one run",
-        on_test="not stated",
-    ),
-    dict(
-        name="JoshWarn/Parameter-Efficient-MNIST",
-        params=697,
-        acc=99.03,
-        epochs="not stated",
-        runs="best of ~700 runs",
-        on_test="yes: best run",
-    ),
-    dict(
-        name="hexhowells/NeuralGolfing", params=575, acc=98.0, epochs="not stated", runs="one run", on_test="not stated"
-    ),
+# Public results beside the ladder, as their sources state them. None is a
+# multi-seed last-epoch mean, so the plot draws them apart from our rows.
+# (name, params, test accuracy, epochs, runs, selected on test)
+ANCHORS: list[tuple[str, int, float, str, str, str]] = [
+    ("MNIST-8k Model 3", 7944, 99.46, "15", "one run", "yes: best epoch (12)"),
+    ("ruslangrimov/mnist-minimal-model", 1936, 99.10, "75", "one run", "not stated"),
+    ("JoshWarn/Parameter-Efficient-MNIST", 697, 99.03, "not stated", "best of ~700 runs", "yes: best run"),
+    ("hexhowells/NeuralGolfing", 575, 98.0, "not stated", "one run", "not stated"),
 ]
 
 
@@ -63,27 +45,15 @@ def anchors_table() -> str:
         "| public anchor | params | test accuracy | epochs | runs | selected on test |",
         "|---|---:|---:|---:|---|---|",
     ]
-    for a in ANCHORS:
-        lines.append(
-            f"| {a['name']} | {a['params']:,} | {a['acc']:.2f} | {a['epochs']} | {a['runs']} | {a['on_test']} |"
-        )
+    for name, params, acc, epochs, runs, on_test in ANCHORS:
+        lines.append(f"| {name} | {params:,} | {acc:.2f} | {epochs} | {runs} | {on_test} |")
     return "\n".join(lines)
 
 
 def run_table(
-    tag: str,
-    seeds: list[int],
-    out: Path,
-    *,
-    jobs: int | str = 1,
-    overrides: dict[str, Any] | None = None,
-    echo=print,
+    tag: str, seeds: list[int], out: Path, *, jobs: int | str = 1, overrides: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    rows = []
-    for name in list_models(tag):
-        cfg = config_for(name, **(overrides or {}))
-        rows.append(run_seeds(cfg, seeds, out / name, jobs=jobs, echo=echo))
-    return rows
+    return [run_seeds(config_for(name, **(overrides or {})), seeds, out / name, jobs=jobs) for name in list_models(tag)]
 
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
@@ -94,15 +64,7 @@ def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
 
 def _epochs_at_target(agg: dict[str, Any]) -> str:
     """Epochs whose mean test accuracy over seeds is at the target, as ranges."""
-    eps = [r["epoch"] for r in agg["per_epoch"] if r["test_acc"]["mean"] >= agg["target"]]
-    if not eps:
-        return "none"
-    spans, start = [], eps[0]
-    for a, b in zip(eps, eps[1:] + [None]):
-        if b != a + 1:
-            spans.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(spans)
+    return epoch_list([r["epoch"] for r in agg["per_epoch"] if r["test_acc"]["mean"] >= agg["target"]]) or "none"
 
 
 def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
@@ -126,9 +88,7 @@ def _median_seconds(s: dict[str, Any]) -> str:
     return f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "")
 
 
-def markdown_table(
-    rows: list[dict[str, Any]], *, claims: bool, cost: bool = False, relative_to: Path | None = None
-) -> str:
+def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = False) -> str:
     """`cost` adds MACs per image and the median whole-run seconds (each run's result.json `wall_seconds`)."""
     head = "| model | source | params |" + (" MACs/image | s per run, median |" if cost else "") + " epochs |"
     head += " seed README claims |" if claims else ""
@@ -206,14 +166,13 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
             xytext=(6, -14 - 11 * stack),
             fontsize=7,
         )
-    for a in ANCHORS:
-        ax.plot(a["params"], a["acc"], "x", color="tab:orange", ms=8)
+    for name, params, acc, *_ in ANCHORS:
+        ax.plot(params, acc, "x", color="tab:orange", ms=8)
         # Short, left of the mark in orange: the ladder's labels sit right and below; the
         # anchors table printed under the plot gives each anchor's runs and epochs.
-        label = f"{a['name'].split('/')[-1]}: {a['acc']:.2f}%"
         ax.annotate(
-            label,
-            (a["params"], a["acc"]),
+            f"{name.split('/')[-1]}: {acc:.2f}%",
+            (params, acc),
             textcoords="offset points",
             xytext=(-6, 5),
             ha="right",

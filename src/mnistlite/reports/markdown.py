@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +16,7 @@ from .step import mean_std
 
 def rel(target: Path, base: Path) -> str:
     """`target` relative to the folder `base`, in URL form (forward slashes, spaces escaped)."""
-    return quote(Path(os.path.relpath(Path(target).resolve(), Path(base).resolve())).as_posix())
+    return quote(rel_text(target, base))
 
 
 def rel_text(target: Path, base: Path) -> str:
@@ -31,8 +31,7 @@ def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
-    align = align or "l" + "r" * (len(header) - 1)
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> list[str]:
     sep = ["---:" if a == "r" else "---" for a in align]
     return [
         "| " + " | ".join(cell(h) for h in header) + " |",
@@ -80,6 +79,6 @@ def epoch_list(epochs: Sequence[int]) -> str:
     return ", ".join(out)
 
 
-def by_run(values: dict[str, Any], fmt: Callable[[Any], str] = str) -> str:
+def by_run(values: dict[str, Any]) -> str:
     """'3 (seed 1), 4 (seed 2)'."""
-    return ", ".join(f"{fmt(v)} ({label})" for label, v in values.items())
+    return ", ".join(f"{v} ({label})" for label, v in values.items())

@@ -7,9 +7,7 @@ from typing import Any
 
 from ..config import RUN_ONLY_FIELDS, saved_value
 
-# Config fields a report does not list as the recipe: what differs between
-# steps by construction (model, seed), and the run-only fields of the same-run
-# rule (config.RUN_ONLY_FIELDS: where or how fast a run happened).
+# Not the recipe: what differs between steps by construction, and where or how fast a run happened.
 NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
 
 
@@ -40,15 +38,8 @@ def recipe_text(cfg: dict[str, Any]) -> str:
         parts.append(f"label smoothing {cfg['label_smoothing']:g}")
     parts.append(f"batch {cfg.get('batch_size')}")
     parts.append(f"{cfg.get('epochs')} epochs")
-    aug = []
-    if cfg.get("rotation"):
-        aug.append(f"rotation ±{cfg['rotation']:g}°")
-    if cfg.get("translate"):
-        aug.append(f"translate ±{cfg['translate']:.0%}")
-    if cfg.get("scale"):
-        aug.append(f"scale ±{cfg['scale']:.0%}")
-    if cfg.get("shear"):
-        aug.append(f"shear ±{cfg['shear']:g}°")
+    augmentations = {"rotation": "±{:g}°", "translate": "±{:.0%}", "scale": "±{:.0%}", "shear": "±{:g}°"}
+    aug = [f"{k} {spec.format(cfg[k])}" for k, spec in augmentations.items() if cfg.get(k)]
     if cfg.get("crop_p"):
         aug.append(f"centre-crop zoom p={cfg['crop_p']:g} ({cfg.get('crop_size')} px)")
     parts.append("augmentation: " + (", ".join(aug) if aug else "none"))

@@ -1,17 +1,9 @@
 """Markdown reports from run directories: the comparison table, a section per step, the analysis.
 
-A report is GitHub-flavoured markdown with no HTML: pipe tables, fenced code,
-and images linked by paths relative to the report (so the folder can be moved
-or committed as a whole). Every section links the run directories its numbers
-come from.
-
-    <experiment>/report.md           the experiment's report
-    <experiment>/images/overview.png test accuracy per epoch, mean over seeds, every step
-    <experiment>/images/step-<name>.png  train and test accuracy of every seed of a step
-    <experiment>/<step>/seed<k>/     the run directories (config.json, metrics.csv, ...)
-
-A report written elsewhere (`mnistlite report ... --out FILE`) keeps its
-images in `<FILE stem>-images/` beside it.
+GitHub-flavoured markdown, no HTML; images and run directories are linked relative to
+the report, so the folder can be moved or committed whole. An experiment's report is
+<experiment>/report.md with its plots in images/; one written elsewhere (--out FILE)
+keeps them in `<FILE stem>-images/`.
 """
 
 from __future__ import annotations
@@ -22,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..challenge import BUDGET, LAST_EPOCHS, MAX_EPOCHS
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from . import analysis as an
-from .challenge_rules import BUDGET_EPOCHS, BUDGET_PARAMS, LAST_N
 from .figures import mean_curve, plot_step, plot_test_overlay, redraw_missing_curves
 from .markdown import epoch_list, int_text, pct, pm, rel, rel_text, table
 from .recipe import recipe_text
@@ -34,14 +26,9 @@ from .sections import Section, sections_from_experiment, sections_from_runs
 from .step import Finding, StepMetrics, first_epoch_at, min_last
 
 REPORT = "report.md"
-
 LOG_EPOCHS = 3  # epochs of log.txt quoted per step
 IMAGES = "images"
 OVERVIEW = "overview.png"
-
-
-def _verdicts(findings: list[Finding]) -> dict[str, Finding]:
-    return {f.rule: f for f in findings}
 
 
 def _at_target(rows: list[dict[str, Any]]) -> list[int]:
@@ -49,21 +36,8 @@ def _at_target(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Path) -> list[str]:
-    header = [
-        "#",
-        "Step",
-        "Model",
-        "Params",
-        "MACs",
-        "n",
-        "Best test",
-        "Final test",
-        "Lowest last-3",
-        f"Epochs ≥ {rd.TARGET}%",
-        "Budget",
-        "Goal",
-        "Runs",
-    ]
+    header = ["#", "Step", "Model", "Params", "MACs", "n", "Best test", "Final test", "Lowest last-3"]
+    header += [f"Epochs ≥ {rd.TARGET}%", "Budget", "Goal", "Runs"]
     rows = []
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         runs = s.with_data
@@ -71,7 +45,7 @@ def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Pa
         if not runs:
             rows.append([i, s.name, s.model, "", "", 0, "", "", "", "", "", "", links or "not run"])
             continue
-        v = _verdicts(findings)
+        v = {f.rule: f for f in findings}
         first = runs[0]
         rows.append(
             [
@@ -115,48 +89,37 @@ def _results(s: Section, base: Path) -> list[str]:
         f"- Final train accuracy: {pm([x['final_train_acc'] for x in sums])}",
         f"- Best test accuracy: {pm([x['best_test_acc'] for x in sums])}",
         f"- Final test accuracy: {pm([x['final_test_acc'] for x in sums])}",
-        f"- Lowest test accuracy over the last {LAST_N} epochs: {pm([min_last(r.rows) for r in runs])}"
+        f"- Lowest test accuracy over the last {LAST_EPOCHS} epochs: {pm([min_last(r.rows) for r in runs])}"
         + (f" (worst seed {pct(min(min_last(r.rows) for r in runs))})" if n > 1 else ""),
         f"- Epochs at {rd.TARGET}% or above: {pm([len(a) for a in at], unit='', digits=1)} of {epochs}"
         + (f" (epochs {epoch_list(at[0])})" if n == 1 and at[0] else ""),
     ]
     if walls:
         lines.append(f"- Wall time per run: {pm(walls, unit=' s', digits=0)}")
-    lines += [
-        "",
-        *table(
-            [
-                "Seed",
-                "Best train",
-                "Final train",
-                "Best test",
-                "Final test",
-                "Lowest last-3",
-                f"Epochs ≥ {rd.TARGET}%",
-                "First ≥ 99%",
-                "Wall s",
-                "Run directory",
-            ],
-            [
-                [
-                    r.seed,
-                    pct(x["best_train_acc"]),
-                    pct(x["final_train_acc"]),
-                    pct(x["best_test_acc"]),
-                    pct(x["final_test_acc"]),
-                    pct(min_last(r.rows)),
-                    f"{len(a)}" + (f": {epoch_list(a)}" if a else ""),
-                    first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
-                    f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
-                    f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
-                    + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
-                ]
-                for r, x, a in zip(runs, sums, at)
-            ],
-            align="lrrrrrrrrl",
-        ),
+    header = ["Seed", "Best train", "Final train", "Best test", "Final test", "Lowest last-3"]
+    header += [f"Epochs ≥ {rd.TARGET}%", "First ≥ 99%", "Wall s", "Run directory"]
+    rows = [
+        [
+            r.seed,
+            pct(x["best_train_acc"]),
+            pct(x["final_train_acc"]),
+            pct(x["best_test_acc"]),
+            pct(x["final_test_acc"]),
+            pct(min_last(r.rows)),
+            f"{len(a)}" + (f": {epoch_list(a)}" if a else ""),
+            first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
+            f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
+            f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
+            + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
+        ]
+        for r, x, a in zip(runs, sums, at)
     ]
+    lines += ["", *table(header, rows, align="lrrrrrrrrl")]
     return lines
+
+
+def _quoted(heading: str, caption: str, text: str) -> list[str]:
+    return [f"### {heading}", "", caption, "", "```text", text, "```", ""]
 
 
 def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Path) -> list[str]:
@@ -192,28 +155,12 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     else:  # render_report has drawn any missing curves.png
         out += [f"![{s.name}: loss and accuracy per epoch]({rel(runs[0].path / rd.CURVES, base)})", ""]
     if first is not None and first.layer_table:
-        out += [
-            "### Layer table",
-            "",
-            f"From `{rel_text(first.path / rd.LAYER_TABLE, base)}`:",
-            "",
-            "```text",
-            first.layer_table.rstrip("\n"),
-            "```",
-            "",
-        ]
+        where = rel_text(first.path / rd.LAYER_TABLE, base)
+        out += _quoted("Layer table", f"From `{where}`:", first.layer_table.rstrip("\n"))
     log = log_excerpt(runs[0].log, int(runs[0].rows[-1]["epoch"]), LOG_EPOCHS)
     if log:
-        out += [
-            "### Log excerpt",
-            "",
-            f"The last {LOG_EPOCHS} epochs of `{rel_text(runs[0].path / rd.LOG, base)}`:",
-            "",
-            "```text",
-            log,
-            "```",
-            "",
-        ]
+        where = rel_text(runs[0].path / rd.LOG, base)
+        out += _quoted("Log excerpt", f"The last {LOG_EPOCHS} epochs of `{where}`:", log)
     return out
 
 
@@ -243,8 +190,8 @@ def render_report(
     curves = {s.name: mean_curve(s.with_data) for s in sections if s.with_data}
     lines = [f"# {title}", "", *intro]
     lines += [
-        f"**The challenge**: MNIST test accuracy of at least {rd.TARGET}% in each of the last {LAST_N} epochs, "
-        f"for every seed, with fewer than {BUDGET_PARAMS:,} parameters and at most {BUDGET_EPOCHS} epochs. "
+        f"**The challenge**: MNIST test accuracy of at least {rd.TARGET}% in each of the last {LAST_EPOCHS} epochs, "
+        f"for every seed, with fewer than {BUDGET:,} parameters and at most {MAX_EPOCHS} epochs. "
         "Train accuracy is the running accuracy on the augmented training batches of each epoch, with dropout "
         "on (as the seeds measure it); test accuracy is the full test set after each epoch, in eval mode.",
         "",
@@ -253,9 +200,9 @@ def render_report(
         *_comparison(sections, analyses, base),
         "",
         f"Best and final test: mean ± sample std across seeds (n = the column n). Lowest last-3: the lowest test "
-        f"accuracy of the last {LAST_N} epochs, worst seed. Epochs ≥ {rd.TARGET}%: per run, mean ± std. "
-        f"Budget: < {BUDGET_PARAMS:,} parameters and ≤ {BUDGET_EPOCHS} epochs. Goal: ≥ {rd.TARGET}% in each "
-        f"of the last {LAST_N} epochs, every seed.",
+        f"accuracy of the last {LAST_EPOCHS} epochs, worst seed. Epochs ≥ {rd.TARGET}%: per run, mean ± std. "
+        f"Budget: < {BUDGET:,} parameters and ≤ {MAX_EPOCHS} epochs. Goal: ≥ {rd.TARGET}% in each "
+        f"of the last {LAST_EPOCHS} epochs, every seed.",
         "",
     ]
     if curves:
@@ -293,14 +240,9 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
     if meta.get("description"):
         intro += [meta["description"], ""]
     source = meta.get("source")
-    src_path = (exp_dir / source) if source else None
-    src = (
-        f"[`{Path(source).name}`]({rel(src_path, base)})"
-        if src_path and src_path.exists()
-        else f"`{source}`"
-        if source
-        else "an experiment file"
-    )
+    src = f"`{source}`" if source else "an experiment file"
+    if source and (exp_dir / source).exists():
+        src = f"[`{Path(source).name}`]({rel(exp_dir / source, base)})"
     cmd = meta.get("command") or ""
     intro += [
         f"Experiment {src}, seeds {', '.join(map(str, meta.get('seeds', [])))}"

@@ -1,12 +1,9 @@
 """A run directory read back for reports: everything a report needs, no training.
 
-The numbers come from metrics.csv (the per-epoch rows) through
-`rundir.headline_numbers`, the same function that wrote result.json, so a
-report and result.json never disagree. Params, MACs and wall time come from
-result.json (whose wall time counts every session of a resumed run). Only a
-run still in progress, which has no result.json yet, has its params and MACs
-read back from the layer table (summary.txt) and its wall time summed from
-its rows: the trainer writes result.json, and nothing else, when a run ends.
+The numbers come from metrics.csv through `rundir.headline_numbers`, the function that
+wrote result.json, so the two never disagree. Params, MACs and wall time come from
+result.json; a run still in progress has none yet, so they come from its layer table
+(summary.txt) and its rows.
 """
 
 from __future__ import annotations
@@ -55,15 +52,18 @@ class RunRecord:
 
     @property
     def params(self) -> int | None:
-        if self.result and self.result.get("params") is not None:
-            return int(self.result["params"])
-        return _layer_table_number(self.layer_table, r"Trainable params:\s*([\d,]+)")
+        return self._count("params", r"Trainable params:\s*([\d,]+)")
 
     @property
     def macs(self) -> int | None:
-        if self.result and self.result.get("macs") is not None:
-            return int(self.result["macs"])
-        return _layer_table_number(self.layer_table, r"MACs per image:\s*([\d,]+)")
+        return self._count("macs", r"MACs per image:\s*([\d,]+)")
+
+    def _count(self, key: str, pattern: str) -> int | None:
+        """result.json's count, else (a run still in progress) the layer table's."""
+        if self.result and self.result.get(key) is not None:
+            return int(self.result[key])
+        m = re.search(pattern, self.layer_table or "")
+        return int(m.group(1).replace(",", "")) if m else None
 
     @property
     def resumed(self) -> bool:
@@ -83,12 +83,6 @@ class RunRecord:
             # its last session, so the epochs' own times are the better total.
         secs = [r.get("seconds") for r in self.rows]
         return float(sum(s for s in secs if s is not None)) if self.rows else None
-
-
-def _layer_table_number(text: str | None, pattern: str) -> int | None:
-    """A number of summary.txt, for a run with no result.json yet (every finished run has params and macs there)."""
-    m = re.search(pattern, text or "")
-    return int(m.group(1).replace(",", "")) if m else None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -124,7 +118,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def log_excerpt(log: str | None, last_epoch: int, epochs: int = 3) -> str:
+def log_excerpt(log: str | None, last_epoch: int, epochs: int) -> str:
     """The log from the start of epoch `last_epoch - epochs + 1` to the end.
 
     A resumed run's log repeats epoch headers; the last occurrence wins.

@@ -33,13 +33,12 @@ class Section:
 
     def metrics(self) -> StepMetrics:
         runs = self.with_data or self.runs
-        labels = run_labels(runs)
         first = runs[0] if runs else None
         cfg = first.config if first else {}
         model = self.model or (first.model if first else "")
         return StepMetrics(
             name=self.name,
-            runs={labels[i]: r.rows for i, r in enumerate(runs)},
+            runs=dict(zip(run_labels(runs), (r.rows for r in runs))),
             params=next((r.params for r in runs if r.params is not None), None),
             epochs=first.planned_epochs if first else None,
             model=model,

@@ -1,9 +1,7 @@
-"""A step's metrics as the analysis rules read them (the rows of each seed's run), and a rule's Finding.
+"""A step's metrics as the analysis rules read them, and a rule's Finding.
 
-A step is one configuration trained under one or more seeds. Its `runs` map
-a label ("seed 1") to that run's per-epoch rows (metrics.csv): `epoch`,
-`train_acc` and `test_acc` in percent are what the rules read. "The last
-epochs" are the challenge's LAST_EPOCHS (challenge.py).
+A step is one configuration trained under one or more seeds; its `runs` map a label
+("seed 1") to that run's metrics.csv rows. "The last epochs" are challenge.LAST_EPOCHS.
 """
 
 from __future__ import annotations
@@ -47,8 +45,8 @@ class Finding:
     text: str  # plain sentences for the report
 
 
-def last(rows: Sequence[dict[str, Any]], n: int = LAST_EPOCHS) -> list[dict[str, Any]]:
-    return list(rows[-n:])
+def last(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(rows[-LAST_EPOCHS:])
 
 
 def col(rows: Sequence[dict[str, Any]], key: str) -> list[float]:

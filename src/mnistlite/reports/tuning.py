@@ -1,8 +1,4 @@
-"""The tuning report: the ranking of `mnistlite tune` as a markdown table and page (tuning.md).
-
-Reads only the ranking dict that tuning.py writes to tuning.json, so a
-tuning.md re-renders from that file alone. Validation columns only.
-"""
+"""The ranking of `mnistlite tune` as markdown (tuning.md), from tuning.json's dict alone: validation columns only."""
 
 from __future__ import annotations
 
