@@ -1,8 +1,4 @@
-"""What a run says and hears: log lines to stdout and log.txt, and Ctrl-C/SIGTERM as a flag.
-
-Kept apart from the loop so the loop reads as training; both pieces touch the
-outside world (a file, the process's signal handlers) and undo what they did.
-"""
+"""What a run says and hears: log lines to stdout and log.txt, and Ctrl-C/SIGTERM as a flag."""
 
 from __future__ import annotations
 
