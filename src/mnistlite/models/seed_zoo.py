@@ -1,22 +1,9 @@
-"""Reproductions of the five seed projects' published models.
+"""Reproductions of the five seed projects' published models, layer table for layer table
+(tests/test_seed_zoo.py), except that they return raw logits and use modules where a source
+applies ReLU or pooling functionally. Models without dropout accept `dropout` and ignore it.
 
-Each factory rebuilds one published layer table exactly: layer order, output
-shapes, conv bias or not, BN/ReLU/Dropout order, pooling, GAP and head, and
-the stated parameter count (tests/test_seed_zoo.py checks all of it against
-the tables). Two deliberate differences from the sources, the same for all:
-
-* the models return raw logits of shape (N, 10); the sources end in
-  log_softmax + nll_loss, which our cross-entropy trainer applies itself;
-* where a source applies ReLU or max-pooling functionally (so its table has
-  no row for them), we use modules; parameters and shapes are unchanged.
-
-Every factory takes `dropout` (None = the source's own rate) so a run can
-override it; models without dropout accept and ignore it.
-
-Recipes are the TrainConfig overrides the source trained with. Values come
-from the seed README and, where it is silent, from the source repository's
-own training code (named next to each recipe). Anything our TrainConfig cannot
-express is approximated, and the comment says how.
+Recipes come from the seed README and, where it is silent, the source's training code;
+what TrainConfig cannot express is approximated, and the comment says how.
 """
 
 from __future__ import annotations
@@ -28,9 +15,7 @@ from torch import nn
 from .blocks import conv_bn_relu, named_sequential, resolve_dropout
 from .registry import BUDGET, register_model
 
-# The classic recipe these course repos share (SGD lr 0.01, momentum 0.9,
-# batch 128, 15 epochs, constant LR, no augmentation). Pinned explicitly, not
-# left to TrainConfig defaults, so a reproduction never drifts when defaults do.
+# The classic recipe these course repos share, pinned so a reproduction never drifts when defaults do.
 _CLASSIC: dict[str, Any] = dict(
     epochs=15,
     batch_size=128,
@@ -76,8 +61,7 @@ _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.
 
-    The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1
-    output). No dropout: `dropout` is accepted and ignored.
+    The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1 output).
     """
     del dropout
     return named_sequential(
@@ -104,8 +88,7 @@ def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
 def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.
 
-    Convs keep their bias as published (it counts towards 5,602 even though BN
-    cancels it). No dropout: `dropout` is accepted and ignored.
+    Convs keep their bias as published (it counts towards 5,602 even though BN cancels it).
     """
     del dropout
     return named_sequential(
@@ -192,8 +175,7 @@ def mnistlite8k_model3(dropout: float | None = None) -> nn.Module:
 def mnist8k_model3(dropout: float | None = None) -> nn.Module:
     """MNIST-8k Model 3: 7.9k parameters, bias-free Conv-BN-ReLU-Dropout, AvgPool(6), 1x1 conv head.
 
-    Default dropout 0.05: the README gives no rate; models/model3.py in the
-    source uses nn.Dropout(0.05).
+    Dropout 0.05 from the source's models/model3.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.05)
     return named_sequential(
@@ -239,8 +221,7 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
 def lowparam_7544(dropout: float | None = None) -> nn.Module:
     """7,544-parameter model: eight bias-free convs, Conv-ReLU-BN-Dropout, AvgPool(6), 1x1 head.
 
-    Default dropout 0.05: the README gives no rate; model.py in the source
-    uses dropout_value = 0.05.
+    Dropout 0.05 from the source's model.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.05)
     return named_sequential(
@@ -284,11 +265,8 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
 def efficientmnist_20k(dropout: float | None = None) -> nn.Module:
     """EfficientMnist-Under20K Iter6: 13.6k parameters, Conv-BN-ReLU, GAP + Linear(28, 10).
 
-    conv4 is a 1x1 squeeze at 22x22 followed by a 2x2 max-pool (22 -> 11). The
-    source pools functionally (F.max_pool2d after conv4's ReLU), so its
-    table has no MaxPool row; conv5's 9x9 output shows it. conv7 has a ReLU but
-    no BN, as in the source's forward. No dropout: `dropout` is accepted and
-    ignored.
+    The source pools functionally after conv4 (its table has no MaxPool row; conv5's 9x9
+    output shows it). conv7 has a ReLU but no BN, as in the source's forward.
     """
     del dropout
     return named_sequential(
@@ -322,10 +300,7 @@ _PROGRESSION = _recipe(batch_size=64)
     stated_params=10_970,
 )
 def progression_model1(dropout: float | None = None) -> nn.Module:
-    """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier.
-
-    No dropout: `dropout` is accepted and ignored.
-    """
+    """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier."""
     del dropout
     return named_sequential(
         conv1=conv_bn_relu(1, 10),
@@ -351,8 +326,7 @@ def progression_model1(dropout: float | None = None) -> nn.Module:
 def progression_model2(dropout: float | None = None) -> nn.Module:
     """Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.
 
-    Default dropout 0.1: the README gives no rate; Model_2.py in the source
-    uses nn.Dropout(0.1).
+    Dropout 0.1 from the source's Model_2.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.1)
     return named_sequential(
