@@ -56,14 +56,8 @@ class _SparseDropout(torch.autograd.Function):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with a cheaper mask on the CPU; same semantics, same name in tables.
-
-    Profiling on a 2-core CPU: `bernoulli_` drew the mask at ~4 ns per element,
-    a quarter of seed 000 Model3's whole training step. For p <= 0.25 the
-    dropped positions are drawn directly (Poisson splitting: about n*p random
-    numbers), an exact Bernoulli mask. Larger rates, and other devices, use
-    torch's own kernel.
-    """
+    """nn.Dropout with a cheaper mask on the CPU (`drop_positions` for p <= SPARSE_MAX_P); same
+    semantics, same name in tables."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
