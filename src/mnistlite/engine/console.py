@@ -42,10 +42,8 @@ class Echo:
 
 @contextmanager
 def stop_requests() -> Iterator[list[str]]:
-    """Turn the first Ctrl-C/SIGTERM into a flag checked after each batch.
-
-    A second signal gets the default behaviour, so a stuck run can still be killed.
-    """
+    """Turn the first Ctrl-C/SIGTERM into a flag checked after each batch; a second signal gets the
+    default behaviour, so a stuck run can still be killed."""
     requested: list[str] = []
     handlers: dict[signal.Signals, Any] = {}
 

@@ -115,11 +115,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step retur
 
 
 class GraphStep:
-    """A training step, replayed from a CUDA graph once warmed up (see the module docstring).
-
-    `Parts.forward` is the step's differentiable part; this class adds the
-    backward, the update, the average and the schedule, and returns (logits, loss).
-    """
+    """A training step (`Parts.forward`, then backward, update, average, schedule), replayed from a
+    CUDA graph once warmed up; returns (logits, loss)."""
 
     def __init__(self, parts, warmup: int = WARMUP, capture: bool | None = None):
         if capture is None:

@@ -74,10 +74,8 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
 
 
 def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
-    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's loss).
-
-    Stops after the current batch when a stop was requested (the caller checks `stop`).
-    """
+    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's
+    loss). Stops after the current batch when a stop was requested (the caller checks `stop`)."""
     parts = loop.parts
     step = loop.step or parts.step
     device = loop.train.images.device

@@ -9,9 +9,9 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -84,17 +84,21 @@ def _write_failed(path: Path, tmp: Path, e: BaseException) -> MnistliteError:
     return MnistliteError(f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any], errors: tuple[type[Exception], ...]) -> None:
     """Write a temporary file, fsync it, rename it over `path`: readers see the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
+    except errors as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
         raise _write_failed(path, tmp, e) from None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data), (OSError,))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -102,17 +106,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC)
-        # rather than an opaque RuntimeError, and the bytes can be fsynced before the rename.
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        raise _write_failed(path, tmp, e) from None
+    # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC), not an
+    # opaque RuntimeError (which is caught too).
+    _atomic_write(path, lambda f: torch.save(obj, f), (OSError, RuntimeError))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -22,12 +22,9 @@ SPARSE_MAX_P = 0.25
 def drop_positions(n: int, p: float) -> torch.Tensor:
     """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
 
-    Draw K ~ Poisson(lam) positions uniformly, with repeats. By Poisson
-    splitting, each slot is then hit Poisson(lam / n) times, independently of
-    the others, so it is dropped with probability 1 - exp(-lam / n), which is p
-    for lam = -n * log(1 - p). Three small ops instead of n uniform draws
-    (`bernoulli_` cost a quarter of a Model3 step) or a loop of geometric gaps
-    (about 5x faster, benchmarks/micro.py).
+    K ~ Poisson(lam) uniform positions, with repeats: by Poisson splitting each slot is hit
+    independently, dropped with probability 1 - exp(-lam / n) = p for lam = -n * log(1 - p).
+    (`bernoulli_`'s n draws cost a quarter of a Model3 step; benchmarks/micro.py.)
     """
     lam = torch.tensor(-n * math.log1p(-p), dtype=torch.float64)
     return torch.randint(n, (int(torch.poisson(lam).item()),))

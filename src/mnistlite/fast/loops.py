@@ -207,12 +207,9 @@ def _fma(typingctx, a, b, c):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no cover  (compiled)
-    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics.
-
-    alpha and beta are formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp:
-    alpha = w / sqrt(var + eps), beta = b - mean * alpha, out = x * alpha + beta), with the
-    fused multiply-adds its AVX2 and AVX-512 builds compile those lines into: so the result
-    is torch's BatchNorm + ReLU bit for bit there (tests/test_fused.py checks)."""
+    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics, alpha and
+    beta formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp), with the fused
+    multiply-adds its AVX2 and AVX-512 builds use: torch's BatchNorm + ReLU bit for bit there."""
     rows, width = xv.shape
     alpha = np.empty(width, np.float32)
     beta = np.empty(width, np.float32)

@@ -209,10 +209,8 @@ def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tens
 
 
 def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
-    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers.
-
-    What apply.py substitutes for such a run in a traced user `forward`.
-    """
+    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers;
+    what apply.py substitutes for such a run in a traced `forward`."""
     p = float(drop.p) if drop is not None else 0.0
     mods = (bn, *([drop] if drop is not None else []))
     if fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):

@@ -42,12 +42,7 @@ def _tags(stated_params: int) -> tuple[str, ...]:
 
 
 # --- seed 000: MnistLite-8k (divya-r-kamat/MnistLite-8k) ------------------------
-# README logs come from MnistLite_8k_modelrun.ipynb, which states each run's
-# optimizer, scheduler and transforms; ReLU is functional (F.relu after BN).
-
-# Source run: SGD(lr=0.01, momentum=0.9), StepLR(step_size=15, gamma=0.1) (never
-# fires within 15 epochs), plain ToTensor+Normalize; batch 128 = the README's
-# 469 batches/epoch.
+# Recipes from MnistLite_8k_modelrun.ipynb; batch 128 = the README's 469 batches/epoch.
 _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 
 
@@ -110,13 +105,9 @@ def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     "mnistlite8k_model3",
     source="MnistLite-8k, Model3",
     tags=_tags(7_864),
-    # Source run (the one behind the README's 99.42%): SGD(lr=0.03, momentum=0.9,
-    # nesterov=True, weight_decay=1e-4), CosineAnnealingLR(T_max=15,
-    # eta_min=5e-4), RandomRotation(3) + RandomAffine(translate=0.05, shear=5),
-    # batch 128. TrainConfig has no cosine schedule, so we use OneCycle as one:
-    # div_factor=1 starts at max_lr, a 1% flat start, then cosine down to
-    # 0.03 / 60 = 5e-4. Our approximation: LR stepped per batch instead of per
-    # epoch, and OneCycle cycles SGD momentum in 0.85-0.95 instead of fixed 0.9.
+    # The run behind the README's 99.42%. Its CosineAnnealingLR(T_max=15, eta_min=5e-4) is
+    # approximated by OneCycle (div_factor=1, a 1% flat start, cosine down to 0.03 / 60),
+    # stepped per batch, and cycling momentum in 0.85-0.95 instead of a fixed 0.9.
     recipe=_recipe(
         lr=0.03,
         nesterov=True,
@@ -162,13 +153,8 @@ def mnistlite8k_model3(dropout: float | None = None) -> nn.Module:
     "mnist8k_model3",
     source="MNIST-8k, Model 3",
     tags=_tags(7_944),
-    # README: "step LR scheduler", "more augmentation", 469 batches/epoch (batch
-    # 128). The rest from the source (run_experiments.py, data/load_data.py):
-    # SGD(lr=0.5, momentum=0.9) (the README's "tinkering with LR values"),
-    # StepLR(step_size=6, gamma=0.1) (its logs jump to 99.35% at epoch 7),
-    # RandomRotation(+-7). Not expressible, so dropped: the source's
-    # ColorJitter(brightness=0.1, contrast=0.1), which on grayscale is a mild
-    # brightness/contrast jitter.
+    # From the README and the source (run_experiments.py, data/load_data.py); its
+    # ColorJitter(brightness=0.1, contrast=0.1) is not expressible, so dropped.
     recipe=_recipe(lr=0.5, scheduler="step", step_size=6, gamma=0.1, rotation=7.0),
     stated_params=7_944,
 )
@@ -199,12 +185,8 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
     "lowparam_7544",
     source="MNIST Digit Classification Model, 7,544-parameter model",
     tags=_tags(7_544),
-    # All from the README except augmentation: SGD(lr=0.01, momentum=0.9,
-    # nesterov=True, weight_decay=1e-4); OneCycleLR(max_lr=0.02, pct_start=0.2,
-    # div_factor=25, final_div_factor=1e4, cos, momentum 0.85-0.95, which our
-    # OneCycle also cycles); 15 epochs; batch 128 (its CUDA setting).
-    # Augmentation from the source's utils.py: RandomRotation((-7, 3)). Ours
-    # is symmetric, so we chose +-5 degrees: the same 10-degree spread.
+    # From the README, augmentation from the source's utils.py: its RandomRotation((-7, 3))
+    # becomes a symmetric +-5 degrees, the same 10-degree spread.
     recipe=_recipe(
         nesterov=True,
         weight_decay=1e-4,
@@ -246,9 +228,7 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
     "efficientmnist_20k",
     source="EfficientMnist-Under20K, Iter6",
     tags=_tags(13_562),
-    # README: 20 epochs. The rest from the source (EfficientMnistNN_Iter6.ipynb):
-    # Adam(lr=0.001), StepLR(step_size=15, gamma=0.1), batch 128,
-    # RandomApply([CenterCrop(22)], p=0.1) + Resize(28) + RandomRotation(+-15).
+    # From the README and the source (EfficientMnistNN_Iter6.ipynb).
     recipe=_recipe(
         epochs=20,
         optimizer="adam",
@@ -285,10 +265,7 @@ def efficientmnist_20k(dropout: float | None = None) -> nn.Module:
 
 
 # --- seed 004: MNIST training progression (sidrocks/mnist_training_progression_assignment)
-# README logs: 938 batches/epoch, i.e. batch 64 (the source's CPU setting), 15
-# epochs. Source train.py / Model_N.py: SGD(lr=0.01, momentum=0.9), no
-# scheduler, plain ToTensor+Normalize for Model_1 and Model_2. That is the
-# classic recipe at batch 64.
+# The source's train.py: the classic recipe at batch 64 (the README's 938 batches/epoch).
 _PROGRESSION = _recipe(batch_size=64)
 
 

@@ -342,10 +342,7 @@ def registered_names(path: str) -> list[str]:
 
 
 def named_models(files: Any, path: Path) -> dict[str, str]:
-    """An experiment or tune file's `models = [files]` -> {name a file registered: its reference}.
-
-    Paths are relative to the experiment or tune file `path`.
-    """
+    """An experiment or tune file's `models = [files]` (relative to `path`) -> {registered name: reference}."""
     if not isinstance(files, list) or not all(isinstance(v, str) for v in files):
         raise MnistliteError(f'{path}: models must be a list of model files, e.g. ["my_models.py"]')
     named: dict[str, str] = {}

@@ -231,12 +231,11 @@ def execute(
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
 
-    `jobs` is a number or "auto" (runs/splits.py: the measured jobs x threads split).
     `on_start(i, n, run)` may return an on_epoch callback (this process only);
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
     """
     todo = [r for r in runs if r.status != "done"]
-    if jobs == "auto":  # measured here for the callers that do not settle it first (experiment)
+    if jobs == "auto":  # for the callers that do not settle it first (experiment)
         from .splits import resolve as resolve_split
 
         jobs, threads = resolve_split(todo, jobs, threads, echo=echo)
