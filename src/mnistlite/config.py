@@ -216,7 +216,7 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 # Which device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only
 # there). The CPU failed the check: 1.5x faster, but 0.087 points lower on validation over
-# 8 seeds, past the 0.05 allowed (docs/performance.md, "The accuracy check"). CUDA is unchecked.
+# 8 seeds, past the 0.05 allowed (docs/performance.md, "Precision: bf16 is opt-in"). CUDA is unchecked.
 ACCURACY_CLEARED = {"cpu": False, "cuda": False}
 
 

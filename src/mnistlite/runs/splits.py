@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import MnistliteError
 
 MIN_GAIN = 1.05
-# Two one-thread runs against one two-thread run on 2 cores (docs/performance.md, "--jobs auto");
+# Two one-thread runs against one two-thread run on 2 cores (docs/results/jobs_auto_cpu_amx.txt);
 # taken as the gain of each halving of the threads per run on more cores too (not measured there).
 SPLIT_GAIN = 1.17
 SPLIT_JSON = "split.json"
