@@ -34,9 +34,7 @@ class TrainConfig:
     # --- budget ----------------------------------------------------------------
     epochs: int = MAX_EPOCHS
     batch_size: int = 128
-    # Evaluation has no backward pass, but batches past a few hundred only add
-    # memory: on the 2-core CPU 500 scored the 10k test images as fast as 2,000
-    # with a quarter of the activations, keeping a training run under 1 GiB.
+    # On the 2-core CPU 500 scored as fast as 2,000 with a quarter of the memory.
     eval_batch_size: int = 500
 
     # --- optimisation ----------------------------------------------------------
@@ -46,20 +44,15 @@ class TrainConfig:
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    # Exponential moving average of the weights and BN statistics, updated every
-    # step (torch.optim.swa_utils). Evaluation, model.pt and export use the
-    # average; metrics.csv adds the raw weights' raw_val_acc/raw_test_acc, so
-    # one run compares the two on the same trajectory. 0 = off.
+    # Moving average of the weights and BN statistics, a decay per step; 0 = off. Evaluation
+    # and model.pt use it; metrics.csv adds the raw weights' raw_val_acc/raw_test_acc.
     ema: float = 0.0
     # airbench-style parameter groups (engine/optim.py). "Bias-like" parameters are
     # every bias and every BatchNorm weight: a per-channel shift or scale, not a filter.
     bias_lr_scale: float = 1.0  # their learning rate, as a multiple of the rest's
     bias_decay: bool = True  # does weight_decay apply to them?
     bn_scale_frozen: bool = False  # BatchNorm weights (scales) stay at 1, never trained
-    # airbench's whitening first layer (engine/whiten.py): the input convolution starts as
-    # the principal directions of the training images' patches, scaled to unit variance;
-    # off | init (then trained) | frozen (never trained).
-    whiten: str = "off"
+    whiten: str = "off"  # airbench's whitening input conv (engine/whiten.py): off | init | frozen
 
     # --- learning-rate schedule ------------------------------------------------
     scheduler: str = "none"  # none | step | onecycle
@@ -206,26 +199,13 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return str in allowed and isinstance(value, str)
 
 
-# Fields that say where or how fast a run happens, not what it computes: two
-# configs that differ only here describe the same run (skip-if-done, resume,
-# seeds, tune, experiment: `changed_fields` is the one rule). The device is one
-# of them: a seed trained on a GPU counts as done when the same sweep is re-run
-# on a laptop (result.json records where each run happened). So is
-# channels_last, a memory-layout speed switch: NHWC and NCHW compute the same
-# convolutions, differing only in float rounding, as a different thread count
-# or device does (tests/test_fused.py checks that both layouts give the same
-# gradients). `precision` is not one of them although it is a speed switch too:
-# bf16 rounds every convolution's inputs to 8 bits of mantissa, far more than
-# thread counts or layouts move the numbers, so an fp32 run and a bf16 run are
-# two runs (same_value folds `auto` and the deprecated `bf16` into that rule).
-# bn_fusion is run-only, as channels_last is: the fused BatchNorm-ReLU unit and
-# torch's layers compute the same function with the same dropout draws, differing
-# in float rounding only (tests/test_fused.py), and `auto` picks between them by the
-# CPU kind and thread count, themselves run-only. A folder saved before the field matches any value.
-
 # --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.
 DRY_RUN = {"epochs": 1, "limit_train": 1000}
 
+# Fields that say where or how fast a run happens, not what it computes: configs that
+# differ only here are the same run (a seed done on a GPU is done on a laptop). The speed
+# switches here differ only in float rounding (tests/test_fused.py); `precision` is not
+# one: bf16 moves the numbers far more, so fp32 and bf16 runs are two runs.
 RUN_ONLY_FIELDS = frozenset(
     {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )
@@ -234,20 +214,9 @@ RUN_ONLY_FIELDS = frozenset(
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-# Which device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only there).
-# Issue 15's policy: "Accuracy must not move: show on the validation split over at
-# least 3 seeds that bf16 and fp32 flagship runs agree within noise before making it
-# a default anywhere." On the CPU (mnistlite seeds, flagship, 15 epochs, --val-size
-# 5000, seeds 1-3, fp32 against bf16, the AMX Xeon) it was run twice under one fixed
-# rule: with the torch-ops unit, bf16 agreed in accuracy but was not faster (1.03-1.10x
-# per epoch); with the compiled loops taking bf16 maps, it was about 1.5x faster end to
-# end but lower on validation: -0.073 points over seeds 1-3, and in a second check
-# (seeds 4-8, rule written after the first failure) -0.096; -0.087 over all eight, every
-# seed lower (limit 0.05). So the CPU stays off: docs/performance.md, "The accuracy
-# check" and "bf16 maps through the compiled loops"; docs/results/precision*/check*.json.
-# Two later probes (decided nothing) paired each precision over two rounding variants
-# (1 and 2 threads): bf16 -0.058 on validation, 7 of 8 seeds lower; test +0.007.
-# CUDA was not checked.
+# Which device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only
+# there). The CPU failed the check: 1.5x faster, but 0.087 points lower on validation over
+# 8 seeds, past the 0.05 allowed (docs/performance.md, "Precision: bf16 is opt-in"). CUDA is unchecked.
 ACCURACY_CLEARED = {"cpu": False, "cuda": False}
 
 
@@ -266,14 +235,8 @@ def auto_may_pick(device_type: str | None = None) -> set[str]:
 
 
 def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does a saved run's precision satisfy the wanted config's?
-
-    Precisions as run, the deprecated `bf16` folded in. An explicit fp32 or bf16 stands
-    for itself, `auto` for any precision auto may pick (fp32 only until bf16 is cleared
-    for accuracy; then either, as with `device`: a seed finished on one machine is done
-    on another); two configs match when those sets meet. A saved run records fp32 or
-    bf16; only a planned config never trained (an experiment's plan) still says auto.
-    """
+    """Does a saved run's precision satisfy the wanted config's? `auto` stands for any
+    precision auto may pick; two configs match when those sets meet."""
 
     def picks(p: str) -> set[str]:
         return auto_may_pick() if p == "auto" else {p}
@@ -284,7 +247,7 @@ def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
 
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
-    if name == "precision":  # before the field: fp32, or bf16 with bf16=true (engine/precision.py)
+    if name == "precision":
         return saved_precision(saved)
     return saved[name] if name in saved else _DEFAULTS.get(name)
 
@@ -292,9 +255,8 @@ def saved_value(saved: dict[str, Any], name: str) -> Any:
 def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
     """Does field `name` of a saved config equal `value` (of the wanted config `want`)?
 
-    A user model is the same model when its code is: the same name in a file with
-    the same SHA-256, wherever the file was when it was named (`cd` into an
-    experiment's folder, or name it from outside, and its runs still match).
+    A user model is the same when its code is: the same name in a file with the same
+    SHA-256, wherever the file was when it was named.
     """
     if name in ("precision", "bf16"):  # one rule for both, the deprecated bf16 folded in
         return name == "bf16" or same_precision(saved, want)
@@ -312,9 +274,8 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """{field: (saved value, wanted value)} for every field that makes `saved` another run than `cfg`.
 
-    The one "same run" rule: RUN_ONLY_FIELDS aside, every field of `cfg` must
-    equal the saved one (a field saved before it existed counts as its
-    default), and a saved field `cfg` no longer has is a difference too.
+    The one "same run" rule: RUN_ONLY_FIELDS aside, every field must match (a field saved
+    before it existed counts as its default); a saved field `cfg` no longer has differs too.
     """
     want = cfg.to_dict()
     out = {k: (saved_value(saved, k), v) for k, v in want.items() if k not in RUN_ONLY_FIELDS}

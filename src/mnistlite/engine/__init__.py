@@ -1,5 +1,4 @@
-"""One run: the front door (`train`, `resume`), what a run is made of, the epoch loop, and the
-folder it writes.
+"""One run: the front door (`train`, `resume`), its parts, the epoch loop, and the folder it writes.
 
 trainer.py     train(cfg) and resume(run_dir): settle a request into a session
 parts.py       what a run is made of (the model put on the fast path here), and one optimizer step

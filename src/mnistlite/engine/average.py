@@ -1,18 +1,9 @@
 """The weights' moving average (`--ema`): torch's AveragedModel, updated without its per-step walk.
 
-`AveragedModel.update_parameters` walks both modules' parameters and buffers,
-detaches each and regroups them by device and dtype on every call: about
-0.23 ms a step for the flagship on the 2-core Xeon, against 0.05 ms for the
-same arithmetic on lists collected once (benchmarks/ema_ab.py).
-`WeightAverage` collects the tensor pairs once and then runs
-the same arithmetic as torch's EMA (`get_ema_multi_avg_fn`): one `foreach` lerp
-over the float tensors, and `avg * decay + model * (1 - decay)` for the integer
-buffers (BatchNorm's num_batches_tracked), so its averages are torch's bit for
-bit (tests/test_average.py). The first update copies, as torch's does.
-
-The pairs stay valid while the model keeps its tensors: training, in-place
-`load_state_dict` and `p.data = ...` do; moving the model (`.to()`) replaces its
-buffers, so call `forget()` after that.
+torch's update regroups every tensor on each call (0.23 ms a flagship step against
+0.05 ms, benchmarks/ema_ab.py); this collects the pairs once and runs torch's EMA
+arithmetic on them, bit for bit (tests/test_average.py). Moving the model (`.to()`)
+replaces its buffers: call `forget()` after that.
 """
 
 from __future__ import annotations
@@ -45,7 +36,6 @@ class WeightAverage(AveragedModel):
         return {**super().__getstate__(), "_pairs": None}
 
     def _collect(self, model: nn.Module) -> _Pairs:
-        """(model's weakref, float averages, float sources, integer averages, integer sources)."""
         avg = [*self.module.parameters(), *self.module.buffers()]
         src = [*model.parameters(), *model.buffers()]
         if len(avg) != len(src):

@@ -1,21 +1,9 @@
 """The one switch of the CPU fast path: `TrainConfig.bn_fusion`, auto | fused | torch.
 
-`fused` trains through mnistlite.fast's compiled loops (the BatchNorm-ReLU(-Dropout)
-unit and the 2x2 pool), `torch` through torch's own layers; every model is put on
-the chosen path at one point (engine/parts.py, `fast.apply.accelerate`). The
-sparse dropout mask is no part of the switch: both paths draw the same dropout
-positions from the same RNG calls and compute the same BatchNorm, differing only
-in float rounding (tests/test_fused.py), so a seed trained on either is the same
-run and the field is run-only (config.RUN_ONLY_FIELDS), like the thread count.
-
-`auto` follows a rule measured once per CPU kind by `mnistlite bench` (its
-bn_paths figures), never a timing at run time: MEASURED below. Where the
-compiled loops cannot run (numba missing or failing to compile, another
-device, NCHW maps), every setting takes torch's layers and the log says why.
-
-A run records the path it took (fused or torch) in config.json and why in
-result.json and the log. A config saved before the field existed trained on
-the unit wherever it applied.
+`fused` trains through mnistlite.fast's compiled loops, `torch` through torch's layers;
+both draw the same dropout positions and differ only in float rounding, so the field is
+run-only. `auto` follows MEASURED (per CPU kind, by `mnistlite bench`), never a timing
+at run time. Where the loops cannot run, every setting takes torch's layers.
 """
 
 from __future__ import annotations
@@ -23,15 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# `mnistlite bench`'s bn_paths, flagship or Model3 training images/s, by (torch's vector
-# ISA, threads per run): (fused unit on the compiled loops, torch's layers, where committed).
-# The unit won on every kind measured, so `auto` takes it everywhere the loops run; a kind
-# where torch's layers measure faster gets a row whose first figure is the smaller, and
-# `auto` follows it. Kinds not measured take the unit (the log says so).
+# `mnistlite bench`'s bn_paths training images/s by (torch's vector ISA, threads per run):
+# (fused unit, torch's layers, where committed). Kinds not measured take the unit.
 MEASURED: dict[tuple[str, int], tuple[int, int, str]] = {
-    # The AMX Xeon, Model3 (the Zen 4 EPYC, also AVX512, flagship: 6,615 against 6,271 in
-    # docs/results/bench_flagship_cpu_zen4.json, the unit then still as torch ops).
-    ("AVX512", 2): (8994, 4094, "docs/results/bench_model3_cpu_amx2_loops.json"),
+    ("AVX512", 2): (8994, 4094, "docs/results/bench_model3_cpu_amx2_loops.json"),  # the AMX Xeon, Model3
 }
 
 

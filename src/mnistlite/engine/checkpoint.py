@@ -1,9 +1,6 @@
 """checkpoint.pt: everything a run needs to continue to the same bits as if it never stopped.
 
-Every epoch ends with one, written atomically: the model, optimizer, schedule,
-weight average, every RNG state, the metrics so far, the config, and the
-training seconds spent so far (so wall time keeps counting across a resume
-instead of restarting). Loading never unpickles code (weights_only=True).
+Written atomically after every epoch; loading never unpickles code (weights_only=True).
 """
 
 from __future__ import annotations
@@ -58,11 +55,8 @@ def set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> Any:
-    """Checkpoints load with weights_only=True: a crafted pickle cannot run code.
-
-    Whatever the bytes, only MnistliteError (one line) leaves here; torch's own
-    message is not passed on, as it suggests retrying with weights_only=False.
-    """
+    """Load with weights_only=True; only a one-line MnistliteError leaves here (torch's own
+    message would suggest retrying with weights_only=False)."""
     import pickle
     import re
     import warnings
@@ -142,7 +136,7 @@ def restore(parts: Parts, ckpt: dict[str, Any], path: Path, session_start: float
         raise MnistliteError(f"{path}: does not fit this run's model and config: {first}") from None
     if "elapsed_seconds" in ckpt:
         elapsed = float(ckpt["elapsed_seconds"])
-    else:  # legacy: a checkpoint written before it kept the time; its epochs' own times are the best guess
+    else:  # an old checkpoint without it: its epochs' own times are the best guess
         elapsed = float(sum(r.get("seconds") or 0.0 for r in rows))
     return Progress(
         rows=rows,

@@ -1,8 +1,4 @@
-"""What a run says and hears: log lines to stdout and log.txt, and Ctrl-C/SIGTERM as a flag.
-
-Kept apart from the loop so the loop reads as training; both pieces touch the
-outside world (a file, the process's signal handlers) and undo what they did.
-"""
+"""What a run says and hears: log lines to stdout and log.txt, and Ctrl-C/SIGTERM as a flag."""
 
 from __future__ import annotations
 
@@ -46,10 +42,8 @@ class Echo:
 
 @contextmanager
 def stop_requests() -> Iterator[list[str]]:
-    """Turn the first Ctrl-C/SIGTERM into a flag checked after each batch.
-
-    A second signal gets the default behaviour, so a stuck run can still be killed.
-    """
+    """Turn the first Ctrl-C/SIGTERM into a flag checked after each batch; a second signal gets the
+    default behaviour, so a stuck run can still be killed."""
     requested: list[str] = []
     handlers: dict[signal.Signals, Any] = {}
 

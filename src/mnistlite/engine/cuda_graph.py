@@ -1,32 +1,16 @@
-"""The training step as one CUDA graph replay: the GPU path's answer to launch overhead.
+"""The training step as one CUDA graph replay: a tiny net's GPU step is ~200 kernel launches.
 
-An 8k-parameter net on a GPU does almost no arithmetic per step: eager torch
-spends its time launching ~200 tiny kernels (augmentation draws, the forward,
-the backward, the optimizer, the weight average) and waiting on two host syncs
-inside `AveragedModel.update_parameters` (`bool(n_averaged == 0)`). Here the
-whole step is captured once into a CUDA graph and replayed, one launch a step.
+Why a replay is the same step:
+* the augmentation's generator is registered with the graph, so replays advance its
+  Philox offset as eager calls do (dropout's default CUDA generator is tracked anyway);
+* torch's SGD reads lr and momentum as Python floats a graph would freeze:
+  `GraphSafeSGD` is the same update on 0-dim device tensors refilled before each
+  replay, sharing the optimizer's own momentum buffers (so checkpoints see them);
+* the weight average (average.py) needs no host sync and is counted on the host.
 
-What had to change for that, and why it is the same step:
-* the batch is copied into static input buffers the graph reads;
-* the augmentation draws from the run's own generator, registered with the
-  graph (`register_generator_state`), so replays keep advancing its Philox
-  offset exactly as eager calls do; dropout draws from the default CUDA
-  generator, which graphs track themselves;
-* torch's SGD reads lr and momentum as Python floats, which a graph would
-  freeze at capture. `GraphSafeSGD` is the same update (weight decay, momentum,
-  Nesterov) written with `torch._foreach_*` on 0-dim device tensors that are
-  refilled from the param groups before each replay, so OneCycleLR's per-batch
-  lr and momentum reach the graph; the momentum buffers are the optimizer's own
-  `state[p]["momentum_buffer"]`, so checkpoints, eager steps and replays share them;
-* the weight average is engine/average.py's, which reads its first-update test
-  from a CPU counter (no host sync) and is advanced on the host (`count=False`).
-
-The first `WARMUP` steps run eagerly on a side stream (real steps: they consume
-their batches, as the docs' capture recipe asks), the next is captured and
-replayed, and a batch of another size (an epoch's remainder) runs eagerly.
-Only SGD is covered; anything else trains eagerly and the log says why.
-`GraphSafeSGD` also runs eagerly on the CPU, which is how the tests check it
-against torch's SGD.
+The first `WARMUP` steps run eagerly on a side stream, the next is captured, and a
+batch of another size (an epoch's remainder) runs eagerly. SGD only. On the CPU
+`GraphSafeSGD` runs eagerly, which is how the tests check it against torch's SGD.
 """
 
 from __future__ import annotations
@@ -131,11 +115,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step retur
 
 
 class GraphStep:
-    """A training step, replayed from a CUDA graph once warmed up (see the module docstring).
-
-    `Parts.forward` is the step's differentiable part; this class adds the
-    backward, the update, the average and the schedule, and returns (logits, loss).
-    """
+    """A training step (`Parts.forward`, then backward, update, average, schedule), replayed from a
+    CUDA graph once warmed up; returns (logits, loss)."""
 
     def __init__(self, parts, warmup: int = WARMUP, capture: bool | None = None):
         if capture is None:

@@ -1,15 +1,7 @@
 """Pick the compute device, scope CPU threading to a run, and (when asked) tune the allocator.
 
-Two process-wide settings live here, and neither is changed behind a caller's back:
-
-- torch's intra-op thread count: `threads(n)` sets it for the length of a `with`
-  block and puts the caller's count back after, so `train()` from Python leaves
-  `torch.get_num_threads()` as it found it.
-- glibc's malloc thresholds (`tune_cpu_allocator`): cannot be undone, so the
-  library never applies them on its own. The CLI chooses (on for the training
-  commands, off for `serve`) and records the choice in the environment
-  variable MNISTLITE_MALLOC_TUNING, where the spawned worker processes of
-  `seeds --jobs`/`tune` find it (`apply_requested_allocator_tuning`).
+glibc's malloc tuning cannot be undone, so the library never applies it on its own: the
+CLI records its choice in MNISTLITE_MALLOC_TUNING, which spawned workers inherit.
 """
 
 from __future__ import annotations
@@ -41,12 +33,8 @@ _ALLOCATOR_TUNED = False
 def tune_cpu_allocator() -> bool:
     """Keep freed activation buffers in the heap instead of handing them back to the OS.
 
-    glibc serves every block over 128 KiB-32 MiB with a fresh mmap and unmaps it
-    on free, so each of the ~100 activations of a training step (0.2-3 MB at
-    batch 128) was page-faulted in anew, a quarter of a Model3 step
-    (benchmarks/micro.py). Raising
-    the mmap and trim thresholds makes torch's CPU allocations reuse warm heap
-    memory. A no-op where the C library is not glibc.
+    glibc mmaps (and unmaps on free) every large block, so each activation of a step was
+    page-faulted in anew: a quarter of a Model3 step (benchmarks/micro.py). No-op off glibc.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
@@ -71,8 +59,7 @@ def allocator_tuning_requested() -> bool:
 
 
 def apply_requested_allocator_tuning() -> bool:
-    """Tune the allocator only where the environment asks for it (the CLI sets it, and
-    spawned workers inherit it). A plain `import mnistlite; train(...)` never calls mallopt."""
+    """Tune the allocator only where the environment asks for it."""
     return tune_cpu_allocator() if allocator_tuning_requested() else False
 
 
@@ -89,10 +76,7 @@ def thread_count(threads: int) -> int:
 
 
 def set_threads(threads: int) -> int:
-    """Set torch's thread count for the rest of the process (a command's own choice, e.g. bench).
-
-    Library code uses `threads(n)` instead, which restores the caller's count.
-    """
+    """Set torch's thread count for the rest of the process (a command's own, e.g. bench)."""
     n = thread_count(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -101,10 +85,7 @@ def set_threads(threads: int) -> int:
 
 @contextmanager
 def threads(count: int) -> Iterator[int]:
-    """Run the block on `count` intra-op threads (0 = all cores), then restore the caller's count.
-
-    Intra-op threads are what a small CNN can use, so a run takes every core by default.
-    """
+    """Run the block on `count` intra-op threads (0 = all cores), then restore the caller's count."""
     n = thread_count(count)
     before = torch.get_num_threads()
     if before != n:

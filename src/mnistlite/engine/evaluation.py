@@ -1,11 +1,5 @@
-"""Scoring after each epoch: the judged weights on the validation split and (unless the
-caller skips it) the test split, then any extra passes, each a hook.
-
-The one extra pass today is `raw_weights_pass`: with a weight average (--ema)
-the metrics columns are the average's, and raw_val_acc/raw_test_acc are the
-same trajectory without it, i.e. what the average bought. It is installed only
-when the run has an average, so the loop itself knows nothing about EMAs.
-"""
+"""Scoring after each epoch: the judged weights on the val and test splits, then extra passes
+(hooks; `raw_weights_pass` with --ema, so the loop itself knows nothing about EMAs)."""
 
 from __future__ import annotations
 

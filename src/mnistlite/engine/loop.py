@@ -1,13 +1,8 @@
 """The epoch loop: train an epoch, score it, check it, checkpoint it; repeat until the last.
 
-The fast path, airbench style: the training split lives in memory as one tensor
-on the compute device, batches are `randperm` slices of it, and augmentation
-warps each whole batch at once. No DataLoader, no per-sample Python.
-
-Everything a run is made of arrives built (`Parts`), scoring is the `Judge`'s
-(with its hooks), and checkpoints are `checkpoint.py`'s, so this module is only
-the order of things. An epoch is saved only after it is known good: a NaN or
-an interruption leaves checkpoint.pt at the last good epoch.
+Airbench style: the training split is one tensor on the compute device, batches are
+`randperm` slices of it, augmentation warps whole batches; no DataLoader. An epoch is
+saved only once known good, so a NaN or an interruption leaves the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -79,10 +74,8 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
 
 
 def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
-    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's loss).
-
-    Stops after the current batch when a stop was requested (the caller checks `stop`).
-    """
+    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's
+    loss). Stops after the current batch when a stop was requested (the caller checks `stop`)."""
     parts = loop.parts
     step = loop.step or parts.step
     device = loop.train.images.device

@@ -25,12 +25,9 @@ def _bias_like(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """The optimizer's parameter groups: one, unless an airbench-style option splits them.
 
-    airbench (Keller Jordan's CIFAR-10 speedruns) trains BatchNorm biases at a
-    far higher learning rate than the filters, without weight decay, and
-    leaves BatchNorm scales untrained: a ReLU net is unchanged by a positive
-    per-channel scale the next layer can absorb, so the scale only adds a
-    direction for the loss to wander in. With the defaults this is
-    `model.parameters()` as one group, as before these options existed.
+    airbench trains BatchNorm biases at a far higher learning rate, without weight decay,
+    and leaves BatchNorm scales untrained: the next layer can absorb a positive scale, so it
+    only adds a direction for the loss to wander in.
     """
     if cfg.bias_lr_scale == 1.0 and cfg.bias_decay and not cfg.bn_scale_frozen:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -55,9 +52,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = param_groups(model, cfg)
-    # foreach: one multi-tensor kernel per update step instead of a Python loop
-    # over the ~30 small parameter tensors. torch picks it on CUDA only; on the
-    # CPU it saved about 2% of a Model3 step.
+    # foreach: torch picks it on CUDA only; on the CPU it saved about 2% of a Model3 step.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -73,11 +68,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 class Schedule:
-    """Wraps a torch scheduler and knows whether it steps per batch or per epoch.
-
-    OneCycleLR is defined over optimizer steps, so it must step every batch;
-    StepLR counts epochs.
-    """
+    """A torch scheduler that steps per batch (OneCycleLR) or per epoch (StepLR)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
         self.per_batch = cfg.scheduler == "onecycle"

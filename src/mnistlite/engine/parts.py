@@ -1,12 +1,8 @@
-"""What one training run is made of (model, optimizer, schedule, augmentation, RNG, average)
-and one optimizer step, built the same way for `train` and the benchmark.
+"""What one training run is made of, and one optimizer step, built the same way for `train`
+and the benchmark.
 
-`build_parts` seeds the global RNG with the run's seed and then builds the
-model: weight init, and later dropout, draw from it; augmentation and the
-batch order draw from the run's own generator. Every model, the zoo's and a
-user's, is then put on the CPU fast path at this one point
-(`fast.apply.accelerate`, on the path engine/bn_path.py settles); that draws
-nothing from the RNG.
+Weight init and dropout draw from the global RNG (seeded here); augmentation and the
+batch order from the run's own generator. `fast.apply.accelerate` draws nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +34,6 @@ EMA_START_SHARE = 0.01
 
 @dataclass
 class Parts:
-    """What one training run is made of, built the same way for `train` and the benchmark."""
-
     cfg: TrainConfig
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -54,9 +48,7 @@ class Parts:
 
     @property
     def ema_ready(self) -> bool:
-        """Has the average forgotten where training started? It begins as a copy of the
-        first step's weights, which keep a share decay**(updates - 1) of it: until that is
-        under EMA_START_SHARE the average is mostly an untrained net (10% after a short run)."""
+        """Has the average forgotten the first step's weights (their share decay**(updates - 1))?"""
         if self.ema is None:
             return False
         return self.cfg.ema ** (int(self.ema.n_averaged) - 1) < EMA_START_SHARE
@@ -105,8 +97,7 @@ def build_parts(
 ) -> Parts:
     torch.manual_seed(cfg.seed)
     entry = entry or get_entry(cfg.model)
-    # The trainer hands over a config whose path is already resolved; `auto` here (the
-    # benchmark's configs) is resolved the same way.
+    # The trainer's configs arrive resolved; the benchmark's `auto` resolves the same way.
     fused = bn_path.resolve(cfg, device).path == "fused"
     model, note = accelerate(entry.build(dropout=cfg.dropout), fused)
     if echo is not None:
@@ -133,9 +124,6 @@ def build_parts(
     # A final batch of one sample breaks BatchNorm's batch statistics: fold it away.
     steps = n // bs + (1 if n % bs > 1 else 0)
     optimizer = build_optimizer(model, cfg)
-    # bf16 autocast (engine/precision.py): tensor cores on a GPU, AMX/AVX512_BF16 on recent x86 CPUs.
-    # The trainer hands over a config whose precision is already resolved; `auto` here
-    # (the benchmark's configs) is resolved the same way.
     autocast = resolve_precision(cfg, device).autocast(device.type)
     # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None

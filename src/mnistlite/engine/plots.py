@@ -1,8 +1,4 @@
-"""Plots of runs. Matplotlib with the Agg backend: no screen is needed.
-
-In a Jupyter kernel the notebook's own (inline) backend is kept, so that
-`result.plot()` shows in the cell.
-"""
+"""Plots of runs: Matplotlib's Agg backend, except in Jupyter (where `result.plot()` shows inline)."""
 
 from __future__ import annotations
 

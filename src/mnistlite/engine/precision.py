@@ -1,23 +1,8 @@
 """Which float precision a run trains in: fp32, or bf16 autocast, chosen by machine.
 
-`TrainConfig.precision` is auto | fp32 | bf16. A run records the *resolved* value
-(fp32 or bf16) in its config.json, so a resume or a re-run computes the same way
-whatever machine it lands on; the log and result.json say why it was chosen.
-
-bf16 autocast runs the convolutions (and the linear head) in bf16, which CPUs
-with bf16 matrix instructions (AMX, AVX512_BF16) and GPUs do in hardware; the
-fused BatchNorm-ReLU(-Dropout) unit (fast/unit.py) takes the bf16 maps with
-its statistics, master weights and running buffers in float32.
-
-`auto` picks bf16 only where bf16 is cleared for accuracy on that device type
-(ACCURACY_CLEARED) and, on a CPU, the CPU has bf16 matrix units (amx_bf16 or
-avx512_bf16). Nothing is cleared yet, so `auto` resolves to fp32 (the log says
-what bf16 would need) and `--precision bf16` opts in; `mnistlite bench`
-times fp32 against bf16 on a machine.
-
-Back-compatibility: the older `bf16: bool` field still reads and, when true,
-forces bf16 (it is deprecated: `--precision bf16` says the same). A config saved
-before `precision` existed ran in fp32, or in bf16 if its `bf16` was true.
+A run records the resolved value (fp32 or bf16), so a resume computes the same way
+anywhere. `auto` picks bf16 only where it is cleared for accuracy (config.ACCURACY_CLEARED)
+and, on a CPU, there are bf16 matrix units. The deprecated `bf16: true` forces bf16.
 """
 
 from __future__ import annotations
@@ -122,6 +107,3 @@ def for_run(cfg: Any, device: Any, resumed: dict[str, Any] | None = None) -> Dec
     if resumed is not None:
         return Decision(requested(cfg), "as the run started")
     return resolve(cfg, device)
-
-
-# --- "is this the same run" ---------------------------------------------------------------

@@ -1,9 +1,5 @@
-"""What a run hands back: `RunResult` when it finishes, or one of the two ways it stops early.
-
-result.json is `RunResult.to_dict()`; its `wall_seconds` counts every session of
-the run (the checkpoint carries the elapsed time across a resume) and
-`sessions` says how many there were (1: never interrupted).
-"""
+"""What a run hands back: `RunResult` (result.json) when it finishes, or one of the two ways it
+stops early."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""A run directory: everything about one training run, under stable file names.
-
-Scripts rely on these names (see README), so they are constants here:
-
-    config.json    the full TrainConfig
-    metrics.csv    one row per epoch (METRIC_COLUMNS)
-    log.txt        what was printed
-    summary.txt    the layer table
-    curves.png     loss and accuracy curves with the 99.4% line
-    model.pt       final weights (state_dict) plus config
-    checkpoint.pt  last completed epoch, for --resume
-    result.json    the headline numbers
-    model_source.py  a user model's source file, as trained (its SHA-256 is in config.json)
-"""
+"""A run directory: everything about one training run, under stable file names (scripts rely
+on them, see README), atomic writes, and the metrics and headline numbers."""
 
 from __future__ import annotations
 
@@ -21,9 +9,9 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -34,7 +22,7 @@ from ..models import usercode
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 LOG = "log.txt"
-LAYER_TABLE = "summary.txt"  # the layer table; the file keeps its first name, which runs and scripts rely on
+LAYER_TABLE = "summary.txt"  # the layer table, under the name scripts rely on
 CURVES = "curves.png"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -62,11 +50,8 @@ def default_run_dir(root: str | Path, model: str, seed: int) -> Path:
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
-    """Create (or, when resuming, reuse) `path`, and prove it is writable now.
-
-    An existing non-empty directory is never overwritten silently: it is an
-    error unless the run resumes it.
-    """
+    """Create (or, when resuming, reuse) `path`, and prove it is writable now; a non-empty one
+    is an error unless the run resumes it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MnistliteError(f"run directory {path} exists and is not a directory; choose another --out")
@@ -99,17 +84,21 @@ def _write_failed(path: Path, tmp: Path, e: BaseException) -> MnistliteError:
     return MnistliteError(f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any], errors: tuple[type[Exception], ...]) -> None:
     """Write a temporary file, fsync it, rename it over `path`: readers see the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
+    except errors as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
         raise _write_failed(path, tmp, e) from None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data), (OSError,))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -117,17 +106,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC)
-        # rather than an opaque RuntimeError, and the bytes can be fsynced before the rename.
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        raise _write_failed(path, tmp, e) from None
+    # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC), not an
+    # opaque RuntimeError (which is caught too).
+    _atomic_write(path, lambda f: torch.save(obj, f), (OSError, RuntimeError))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -183,11 +164,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def headline_numbers(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
-    """The headline numbers of result.json, derived from the per-epoch rows.
-
-    A run trained with the test set skipped (`train(..., evaluate_test=False)`) has
-    None in its test columns; its test figures are then None too (and no epoch is at target).
-    """
+    """The headline numbers of result.json (test figures None where the test set was skipped)."""
     test = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
     train = [r["train_acc"] for r in rows]

@@ -1,12 +1,7 @@
 """`train(cfg)` and `resume(run_dir)`: the front door every command and the notebook API use.
 
-This module turns a request into a session: it settles the config and the
-model entry, prepares the run directory, scopes CPU threads to the run, loads
-the data, builds the parts, restores a checkpoint when resuming, hands the
-epochs to `loop.run_epochs`, and writes the finished run directory through
-`engine/writer.py`. Nothing here changes process-wide state for good: the thread
-count is restored on the way out, and the allocator is tuned only where the
-CLI asked for it (engine/device.py).
+Nothing here changes process-wide state for good: the thread count is restored on
+the way out, and the allocator is tuned only where the CLI asked for it (device.py).
 """
 
 from __future__ import annotations
@@ -74,12 +69,10 @@ def train(
 ) -> RunResult:
     """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
 
-    `data` lets callers that run many configs (seeds, search) load MNIST once.
-    `on_epoch` sees each epoch's metrics row (a search uses it to prune).
-    `model` is the entry to build from instead of looking `cfg.model` up (the
-    notebook API's in-memory models). `evaluate_test=False` never scores the test
-    split: its columns are None and the headline test figures too (a search).
-    An interrupted run continues with `resume(run_dir)`, not here.
+    `data` lets callers that run many configs load MNIST once; `on_epoch` sees each
+    epoch's metrics row (a search prunes there); `model` replaces looking `cfg.model`
+    up (the notebook API's in-memory models); `evaluate_test=False` never scores the
+    test split (its columns and headline figures are None).
     """
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
@@ -121,10 +114,8 @@ def resume(
 ) -> RunResult:
     """Continue an interrupted run from its last checkpoint, to the same bits as an uninterrupted run.
 
-    The run's own config.json says what to train; rebuilding a user's model from the
-    run's copy of its source needs `trust_code=True`. `model` is the entry to fall back
-    on when the run has no copy (a notebook's in-memory model). A run that skipped the
-    test set goes on skipping it.
+    Rebuilding a user's model from the run's copy of its source needs `trust_code=True`;
+    `model` is the fallback where the run has no copy (a notebook's in-memory model).
     """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)

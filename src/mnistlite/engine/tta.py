@@ -1,13 +1,8 @@
-"""Test-time augmentation by small translations: reported beside the plain figure, never in it.
+"""Test-time augmentation by small translations: reported beside the plain figure, never in it
+(it costs 4N + 1 forward passes per image, a price a deployed model pays at every prediction).
 
-A view moves the whole image by (dx, dy) pixels and fills what it uncovers
-with the background (the normalised 0 pixel, not a wrap-around: `torch.roll`
-would carry a stroke across the border); the model's softmax is averaged over
-the identity and the shifts of 1..N pixels left, right, up and down (4N + 1
-views). Issue 14 names it among airbench's tricks that transfer to digits.
-It costs 4N + 1 forward passes per image, a price a deployed model pays at
-every prediction, so every table keeps reporting the plain figure and this
-one is stated separately, with its number of views.
+The uncovered border is filled with the background, not wrapped: `torch.roll` would carry
+a stroke across the border.
 """
 
 from __future__ import annotations

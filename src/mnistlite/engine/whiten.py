@@ -1,13 +1,6 @@
-"""airbench's whitening first layer, for a net whose input convolution has one channel or few.
-
-The input convolution's filters start as the principal directions of the
-training images' k x k patches, each scaled by 1/sqrt(eigenvalue + eps), so
-its outputs are decorrelated with unit variance over the data (Keller
-Jordan's airbench initialises and freezes its first layer this way). As in
-airbench the filters come in +/- pairs of the leading directions, because a
-ReLU follows (here after BatchNorm, which keeps a positive scale at init) and
-would otherwise keep only one sign of each: C output channels take the top
-C/2 directions. `frozen` also takes the weight out of training (engine/optim.py).
+"""airbench's whitening first layer: the input convolution's filters start as the principal
+directions of the training images' patches, scaled to unit variance, in +/- pairs (a ReLU
+follows and would keep only one sign): C channels take the top C/2 directions.
 """
 
 from __future__ import annotations

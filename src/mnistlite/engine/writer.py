@@ -1,12 +1,6 @@
-"""The one writer of a run directory's files, for the trainer and for anything that rebuilds a run.
-
-The trainer writes a run in two steps: `write_run_files` with the config (and a
-user model's source, and the layer table) when the run starts, and again with
-the metrics, weights, result and curves when it ends. Anything that rebuilds a
-run directory elsewhere (`portable.unpack_run`, from a shared sweep's storage)
-calls the same function, so a rebuilt run has the same files in the same
-formats. Every file is written atomically, and result.json, the mark of a
-finished run, is always written last.
+"""The one writer of a run directory's files, for the trainer and for anything that rebuilds a run
+(`portable.unpack_run`), so both write the same formats; result.json, the mark of a finished
+run, is always written last.
 """
 
 from __future__ import annotations
@@ -53,14 +47,10 @@ def write_run_files(
     curves: str | None = None,
     result: dict[str, Any] | None = None,
 ) -> None:
-    """Write the given files of run directory `out` (each is skipped when its argument is None).
+    """Write the given files of run directory `out` (each skipped when its argument is None).
 
-    config: config.json; model_source: model_source.py (a user model's exact bytes);
-    layer_table: summary.txt (see `layer_table_text`); log: log.txt (replaced, for a rebuilt run);
-    metrics: metrics.csv; model: model.pt (see `model_file`); curves: curves.png of
-    `metrics`, with this title (see `curves_title`); result: result.json, last.
-    A failure raises MnistliteError naming the file, except curves.png, whose plotting
-    library raises OSError.
+    `curves` is the title of curves.png, drawn from `metrics`; a failure there raises OSError,
+    elsewhere a MnistliteError naming the file.
     """
     if config is not None:
         rd.write_json(out / rd.CONFIG, config)

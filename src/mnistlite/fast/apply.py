@@ -1,27 +1,14 @@
 """The CPU fast path for models written in plain torch, without rewriting them.
 
-Every model a run trains, the zoo's and a user's alike, is written with
-nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout and nn.MaxPool2d and goes
-through `accelerate` once, after it is built (engine/parts.py):
+1. every plain `nn.Dropout` becomes mnistlite's `Dropout`, always: the mask is part of the
+   run (which random numbers a seed draws), not of the speed switch;
+2. with `fused`, every plain `nn.Sequential` becomes a `FusedSequential` by swapping the
+   instance's class, so children and state_dict keys stay as written;
+3. with `fused`, a BatchNorm2d -> ReLU [-> Dropout] run in a `forward` is found by torch.fx
+   and replaced by one call of the fused unit, which reads the same BatchNorm module.
 
-1. every plain `nn.Dropout` becomes mnistlite's `Dropout` (the sparse mask,
-   dropout.py), always: the mask is part of the run (which random numbers a
-   seed draws), not of the speed switch;
-2. with `fused` (the run's `bn_fusion`, where the compiled loops run), every
-   plain `nn.Sequential` becomes a `FusedSequential` (unit.py) by swapping the
-   instance's class: both are drop-in subclasses, so children, parameters and
-   state_dict keys stay exactly as written (model.pt loads into the plain
-   model);
-3. with `fused`, a BatchNorm2d -> ReLU [-> Dropout] run written out in a
-   `forward` method is found by tracing it with torch.fx and replaced by one
-   call of the fused unit, which reads the same BatchNorm module, so again no
-   parameter moves. A module with such a forward inside an nn.Sequential is
-   traced on its own.
-
-Swapping classes draws no random numbers, so a model built and then
-accelerated starts from the same weights as before. Whatever cannot be
-covered (a forward that fx cannot trace, a BatchNorm whose output is used
-twice) runs as plain torch; `accelerate` says so in one line.
+Swapping classes draws no random numbers. What cannot be covered runs as plain torch, and
+`accelerate` says so in one line.
 """
 
 from __future__ import annotations

@@ -22,12 +22,9 @@ SPARSE_MAX_P = 0.25
 def drop_positions(n: int, p: float) -> torch.Tensor:
     """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
 
-    Draw K ~ Poisson(lam) positions uniformly, with repeats. By Poisson
-    splitting, each slot is then hit Poisson(lam / n) times, independently of
-    the others, so it is dropped with probability 1 - exp(-lam / n), which is p
-    for lam = -n * log(1 - p). Three small ops instead of n uniform draws
-    (`bernoulli_` cost a quarter of a Model3 step) or a loop of geometric gaps
-    (about 5x faster, benchmarks/micro.py).
+    K ~ Poisson(lam) uniform positions, with repeats: by Poisson splitting each slot is hit
+    independently, dropped with probability 1 - exp(-lam / n) = p for lam = -n * log(1 - p).
+    (`bernoulli_`'s n draws cost a quarter of a Model3 step; benchmarks/micro.py.)
     """
     lam = torch.tensor(-n * math.log1p(-p), dtype=torch.float64)
     return torch.randint(n, (int(torch.poisson(lam).item()),))
@@ -56,14 +53,8 @@ class _SparseDropout(torch.autograd.Function):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with a cheaper mask on the CPU; same semantics, same name in tables.
-
-    Profiling on a 2-core CPU: `bernoulli_` drew the mask at ~4 ns per element,
-    a quarter of seed 000 Model3's whole training step. For p <= 0.25 the
-    dropped positions are drawn directly (Poisson splitting: about n*p random
-    numbers), an exact Bernoulli mask. Larger rates, and other devices, use
-    torch's own kernel.
-    """
+    """nn.Dropout with a cheaper mask on the CPU (`drop_positions` for p <= SPARSE_MAX_P); same
+    semantics, same name in tables."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:

@@ -1,27 +1,9 @@
-"""The fused BatchNorm-ReLU unit as two compiled loops each way (numba), on float32 or bf16 maps;
-and the 2x2 max-pool between units (loops.py).
+"""The numba glue of the compiled loops (loops.py): whether they run here, threads, numpy views.
 
-Written with torch ops, one unit cost about 11 memory passes and 40 small ops
-(each a few microseconds of dispatch); on the 2-core AMX Xeon the units were
-half of a flagship training step (docs/performance.md, "The unit as compiled
-loops"). Here a unit is one call each way:
-
-- forward: per-channel sums of x and x^2 (one read), then everything per
-  channel (mean, variance, the running statistics, scale and shift), then
-  y = max(x * scale + shift, 0) (one read, one write);
-- backward: the sums of g and g * x, where g is dy masked by y > 0 (one read
-  of dy, y and x), then dx = g * a + x * k2 + k3 (a second read, one write).
-
-They work on unit.py's wide (rows, k * C) view, so the inner loop runs over
-k * C contiguous lanes and vectorises. Dropout stays with the caller, which
-zeroes its positions in y. Inference (`eval_forward`) is one pass:
-y = max(x * alpha + beta, 0) by the running statistics, formed as torch's own
-CPU kernel forms them.
-
-numba is optional: where it is missing or cannot compile, `available()` is
-False and a run takes torch's layers (engine/bn_path.py says so in its log).
-The first `available()` compiles the loops (about 4 s on 2 cores; numba caches
-them on disk, after which a process loads them in well under a second).
+Each way a unit is one call of two passes over unit.py's wide (rows, k * C) view (with torch
+ops it was about 11 passes and 40 small ops: docs/performance.md). numba is optional: where it
+is missing or cannot compile, `available()` is False and a run takes torch's layers. The first
+`available()` compiles the loops (about 4 s on 2 cores; numba caches them on disk).
 """
 
 from __future__ import annotations
@@ -36,11 +18,7 @@ _STATE: dict[str, Any] = {}
 
 
 def available() -> bool:
-    """Can the compiled loops run here (numba importable and compiling)?
-
-    The first call compiles the loops on tiny maps (or loads them from numba's
-    cache), so that a run's first step does not pay it.
-    """
+    """Can the compiled loops run here? The first call compiles them (or loads numba's cache)."""
     if "ok" not in _STATE:
         _STATE["ok"] = False
         try:
@@ -61,13 +39,9 @@ def why_not() -> str:
 
 
 class _Threads:
-    """Run the loops on torch's thread count (a run's `threads`), and leave torch's as it was.
-
-    numba's OpenMP layer shares the process's libgomp with torch, and starting its
-    pool sets the OpenMP thread count for both: without the reset, a one-thread
-    run (`--jobs 2 --threads 1`) went on with two threads after its first unit.
-    numba's count is per calling thread, so it is set again only where this thread
-    last set another (the call cost a few microseconds, and a step makes dozens).
+    """Run the loops on torch's thread count, and leave torch's as it was: numba's OpenMP pool
+    shares libgomp with torch, and starting it resets the thread count for both. numba's count
+    is per calling thread, so it is set only where this thread last set another (a step makes dozens).
     """
 
     _last = threading.local()

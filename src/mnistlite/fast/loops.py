@@ -4,20 +4,14 @@ BatchNorm-ReLU unit's forward, backward and inference pass, and the 2x2 max-pool
 Each thread sums its block of rows of the wide (rows, k * C) view in float32
 lanes; the blocks, and the k lanes of each channel, are added in float64.
 
-The maps are float32, or bf16 seen as uint16 (torch's bfloat16 bits): `widen`
-reads an element of either as float32, `narrow` turns a result into an element
-of either (bf16: rounded to nearest, ties to even, as torch rounds), so one
-source serves both and numba compiles one specialisation per dtype. The float32
-one is bit for bit the arithmetic from before bf16 (benchmarks/unit_ab.py
-checks). An overload that stored into the array itself miscompiled inside
-`prange` (the stores were lost): the overloads only convert values.
+The maps are float32, or bf16 seen as uint16 bits: `widen` reads an element of either as
+float32 and `narrow` turns a result into one (bf16 rounded as torch rounds), so numba compiles
+one specialisation per dtype. The overloads only convert values: one that stored into the
+array itself lost its stores inside `prange`.
 
-Only the `prange` loops run in parallel. Everything per channel is written as
-plain scalar loops on purpose: under `parallel=True` numba turns every array
-expression (`a / m`, `np.sqrt(v)`, even `np.zeros`) into a parallel region of
-its own, and waking the threads for each cost more than the arithmetic (a
-Model3 step spent 5 ms in the units with array expressions, against about
-1 ms of loops).
+Everything per channel is plain scalar loops on purpose: under `parallel=True` numba makes
+every array expression a parallel region of its own, and waking the threads for each cost
+more than the arithmetic (5 ms of a Model3 step, against about 1 ms of loops).
 """
 
 from __future__ import annotations
@@ -88,9 +82,8 @@ def _narrow_impl(v, a):  # pragma: no cover  (compiled)
 
 @overload(_zero, inline="always")
 def _zero_impl(a):  # pragma: no cover  (compiled)
-    """The 0 of a select next to a's elements: float32 for bf16 maps, so the loop stays in
-    float32 lanes (about 1.7x faster backward); float64 for float32 maps, as the loops
-    were written before bf16, which keeps their rounding bit for bit."""
+    """The 0 of a select next to a's elements: float32 for bf16 maps (float32 lanes, about 1.7x
+    faster backward); float64 for float32 maps, which keeps their established rounding bit for bit."""
     if a.dtype == types.uint16:
         return lambda a: np.float32(0.0)
     return lambda a: 0.0
@@ -214,12 +207,9 @@ def _fma(typingctx, a, b, c):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no cover  (compiled)
-    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics.
-
-    alpha and beta are formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp:
-    alpha = w / sqrt(var + eps), beta = b - mean * alpha, out = x * alpha + beta), with the
-    fused multiply-adds its AVX2 and AVX-512 builds compile those lines into: so the result
-    is torch's BatchNorm + ReLU bit for bit there (tests/test_fused.py checks)."""
+    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics, alpha and
+    beta formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp), with the fused
+    multiply-adds its AVX2 and AVX-512 builds use: torch's BatchNorm + ReLU bit for bit there."""
     rows, width = xv.shape
     alpha = np.empty(width, np.float32)
     beta = np.empty(width, np.float32)
@@ -235,14 +225,8 @@ def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no 
 
 
 # --- the 2x2, stride-2 max-pool of NHWC maps ---------------------------------------------
-# torch's CPU max-pool on channels_last maps cost 0.7 ms of a 14 ms float32 flagship step and
-# 1.1 ms of a 10 ms bf16 one (torch.profiler, the AMX Xeon). The pool is a selection, so these
-# loops copy elements as they are (float32, or bf16 as uint16 bits) and only compare them
-# widened to float32. The forward keeps which of the four positions won (0-3, one byte per
-# output) for the backward, which writes every input position once. Ties and NaN go as in
-# torch's kernel: the window is walked row by row, a value wins when it is greater than the
-# best so far or NaN, so the first of equal maxima wins and a NaN wins over numbers
-# (tests/test_fused.py checks outputs and gradients bit for bit against torch).
+# A selection: elements are copied as they are and compared widened to float32. Ties and NaN
+# go as in torch's kernel (the first of equal maxima wins, a NaN wins over numbers), bit for bit.
 
 
 @njit(parallel=True, cache=True)

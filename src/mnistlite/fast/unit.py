@@ -1,38 +1,16 @@
-"""BatchNorm -> ReLU (-> Dropout) as one autograd op: the CPU training fast path.
+"""BatchNorm -> ReLU (-> Dropout) as one autograd op on the compiled loops: the CPU training fast path.
 
-Profiling seed 000 Model3 on a 2-core CPU (docs/performance.md) showed that
-torch's BatchNorm, not the convolutions, was the most expensive layer: on
-28x28 maps with 8-16 channels its channels_last forward and backward each cost
-5-10 memory passes' worth of time. Written out by hand on an (M, C) view of the
-NHWC memory, one BN + ReLU + Dropout unit costs about five passes forward and
-five backward. Here it runs as numba's compiled loops (kernels.py: two passes
-each way, no small ops; about 1.6-2x faster per unit than a torch-ops body),
-on float32 maps and on bf16 maps (bf16 autocast) alike, and its gradients
-match torch's (tests/test_fused.py). bf16 maps keep statistics, scale, shift
-and the backward's sums in float32, with the output and dx rounded to bf16.
-The 2x2 max-pools between the units run as compiled loops too (loops.py),
-torch's result bit for bit. apply.py installs all of this only where the
-loops run (kernels.available()).
+torch's BatchNorm, not the convolutions, was the most expensive layer on these small maps
+(docs/performance.md). Two tricks make the unit fast:
+- per-channel vectors are tiled k times so the innermost dimension is k*C lanes wide
+  (8 channels alone would waste most of an AVX-512 register);
+- the dropout rescale is folded into BN's scale and shift, and the dropped positions are
+  zeroed in the ReLU output, so the mask `y > 0` also carries dropout's in backward.
 
-Two tricks make that fast:
-- per-channel vectors are tiled k times so that the innermost dimension is k*C
-  lanes wide (8 channels alone would waste most of an AVX-512 register);
-- the dropout rescale 1/(1-p) is folded into BN's scale and shift, and the
-  dropped positions (drawn sparsely, dropout.py) are zeroed in the ReLU output,
-  so the ReLU mask `y > 0` also carries the dropout mask in backward.
-
-`FusedSequential` is a drop-in nn.Sequential: same children, same state_dict,
-same layer tables. It takes the fused path only where it is exact and faster:
-training mode, a float32 or bf16 (autocast) CPU tensor in channels_last
-layout, a tracked and affine BN with a momentum, and no hooks on the fused
-layers (torchinfo's tables use hooks, so they always see the plain layers). Everything else runs the layers one by one.
-
-Inference (eval mode without autograd: the per-epoch judge, `mnistlite
-evaluate`) takes compiled loops too, on float32 channels_last maps: BN by its
-running statistics and the ReLU as one pass, torch's result bit for bit
-(`bn_relu_eval`), and the 2x2 pool without keeping its winners. An
-evaluation pass is 1.2-1.35x faster (benchmarks/eval_ab.py). Single-image
-prediction keeps NCHW maps, where channels_last was slower, so torch's layers.
+`FusedSequential` is a drop-in nn.Sequential (same children, state_dict and layer tables) that
+takes the fused path only where it is exact: a float32 or bf16 channels_last CPU tensor, a
+tracked affine BN with a momentum, and no hooks (torchinfo's tables use hooks, so they see the
+plain layers). Inference takes the loops too on float32 maps, torch's result bit for bit.
 """
 
 from __future__ import annotations
@@ -98,9 +76,8 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
 
 
 class _MaxPool2(torch.autograd.Function):
-    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops (loops.py):
-    torch's own result and gradient, bit for bit; 0.4-0.6 ms less per flagship or Model3
-    training step (benchmarks/pool_ab.py, the AMX Xeon)."""
+    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops: torch's result and gradient
+    bit for bit (0.4-0.6 ms less per training step, benchmarks/pool_ab.py)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -232,10 +209,8 @@ def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tens
 
 
 def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
-    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers.
-
-    What apply.py substitutes for such a run in a traced user `forward`.
-    """
+    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers;
+    what apply.py substitutes for such a run in a traced `forward`."""
     p = float(drop.p) if drop is not None else 0.0
     mods = (bn, *([drop] if drop is not None else []))
     if fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):

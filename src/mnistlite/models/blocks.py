@@ -1,10 +1,5 @@
-"""Small building blocks the zoo's factories are written in.
-
-The seed networks differ mostly in where BatchNorm, ReLU and Dropout sit
-around each convolution (Conv-BN-ReLU, Conv-ReLU-BN, Dropout after some blocks
-only), so one block with a configurable order keeps every factory a readable
-list of layers that can be checked line by line against its published table.
-"""
+"""Small building blocks the zoo's factories are written in: one block with a configurable
+order of BatchNorm, ReLU and Dropout keeps each factory checkable against its published table."""
 
 from __future__ import annotations
 
@@ -35,15 +30,10 @@ def conv_bn_relu(
     bias: bool = False,
     dropout: float = 0.0,
 ) -> nn.Sequential:
-    """A Conv2d with BatchNorm2d / ReLU / Dropout in the order `order` spells.
+    """A Conv2d with BatchNorm2d / ReLU / Dropout in the order `order` spells: c = Conv2d,
+    b = BatchNorm2d, r = ReLU, d = Dropout(`dropout`); e.g. "cbr", "crbd", "c".
 
-    Letters: c = Conv2d, b = BatchNorm2d, r = ReLU, d = Dropout(`dropout`).
-    Examples: "cbr" (the usual block), "cbrd" (with dropout), "crbd" (ReLU
-    before BN, as some seeds publish), "cr" (no BN), "c" (a bare conv, e.g. the
-    1x1 transitions and the final classifier conv).
-
-    `bias` defaults to False because a bias in front of BatchNorm is cancelled
-    by its mean subtraction; models that publish biased convs pass bias=True.
+    `bias` defaults to False: BatchNorm's mean subtraction cancels it.
     """
     if not order or order[0] != "c" or order.count("c") != 1:
         raise ValueError(f"order must start with a single 'c', got {order!r}")
@@ -65,9 +55,5 @@ def conv_bn_relu(
 
 
 def named_sequential(**layers: nn.Module) -> nn.Sequential:
-    """nn.Sequential whose children carry the source's layer names (conv1, pool1, ...).
-
-    Named children make a printed model and a state_dict readable next to the
-    source's own `print(model)` output.
-    """
+    """nn.Sequential whose children carry the source's layer names (conv1, pool1, ...)."""
     return nn.Sequential(OrderedDict(layers))

@@ -5,15 +5,9 @@
     stage 2 (and further stages): 3x3 convs
     head: global average pooling, then a linear layer to the classes
 
-`sep_stages = k` makes the 3x3 convs of the last k stages depthwise-separable
-(a 3x3 per-channel conv, then a 1x1 conv, each with BN and ReLU): for c
-channels in and out that costs about 9c + c^2 parameters instead of 9c^2, so
-a small budget buys wider late layers.
-
-Every conv is Conv(bias=False) -> BatchNorm -> ReLU (-> Dropout when > 0): a
-bias before BatchNorm is redundant, so dropping it buys parameters for free.
-A search can therefore reject an over-budget spec with `count_params(spec)`
-without constructing anything.
+`sep_stages = k` makes the 3x3 convs of the last k stages depthwise-separable (about
+9c + c^2 parameters instead of 9c^2). Every conv is Conv(bias=False) -> BatchNorm -> ReLU
+(-> Dropout when > 0).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""From a model's name to the model: registered names, users' references, shipped weights, a recipe.
-
-The one front door above registry.py, usercode.py and pretrained.py, so that none of
-those three needs another to find a model.
-"""
+"""From a model's name to the model: registered names, users' references, shipped weights, a recipe
+(the one front door above registry.py, usercode.py and pretrained.py)."""
 
 from __future__ import annotations
 
@@ -33,10 +30,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
 
 
 def config_for(model: str | ModelEntry, **overrides: Any) -> TrainConfig:
-    """A run's config: defaults, then the model's registered recipe, then `overrides` (None: not given).
-
-    `model` is a name or reference, or a ModelEntry built elsewhere (a notebook's model).
-    """
+    """A run's config: defaults, then the model's recipe, then `overrides` (None: not given)."""
     entry = get_entry(model) if isinstance(model, str) else model
     recipe = dict(entry.recipe)
     recipe.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,9 +1,6 @@
-"""mnistlite's own models: the flagship (< 8k), the frontier (< 5k), and the
-budget ladder of the params -> accuracy plot. All are members of the
-parametric family (family.py), so their parameter counts are exact by formula.
-
-Every recipe here was chosen on the validation split (see docs/accuracy.md
-for the protocol); the test set only reports.
+"""mnistlite's own models: the flagship (< 8k), the frontier (< 5k), and the budget ladder,
+all members of the parametric family (family.py). Every recipe was chosen on the validation
+split (docs/accuracy.md); the test set only reports.
 """
 
 from __future__ import annotations
@@ -49,8 +46,7 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
     return factory
 
 
-# Recipe: BASE_RECIPE plus an EMA of the weights (decay 0.998) and weight decay 5e-4 instead of
-# 1e-4 (round 7, 2026-12-06). Tuning history: docs/accuracy.md.
+# Tuning history of these recipes: docs/accuracy.md.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship",
@@ -61,8 +57,6 @@ _family_model(
     weight_decay=5e-4,
 )
 
-# The frontier, under 5,000 parameters: the flagship's first stage narrowed and
-# padded, then four depthwise-separable 24-wide convs. Tuning history: docs/accuracy.md.
 FRONTIER = NetSpec(stages=((8, 12), (24, 24, 24, 24)), transitions=(12,), first_padding=1, sep_stages=1)
 _family_model(
     "mnistlite_frontier",
@@ -70,15 +64,12 @@ _family_model(
     ("mnistlite", "frontier", "ladder", "under8k", "under5k"),
     "Frontier: 4.5k parameters, depthwise-separable second stage; EMA of the weights.",
     batch_size=64,
-    ema=0.998,  # round 7 (with weight decay 5e-4); 0.999 from round 4 until then
+    ema=0.998,
     weight_decay=5e-4,
 )
 
-# The frontier's design at the 8k budget: the flagship's first stage, padded, a 1x1 to 16,
-# then five depthwise-separable 30-wide convs; the frontier's recipe. Flagship round 11's pick
-# on the validation split (+0.08 over the flagship, seeds 1-4): the <8k row of issue 14.
-# About 1.7x the flagship's time per run on a 2-core CPU (batch 64, depthwise convs), so the
-# flagship stays the speed benchmarks' model.
+# +0.08 over the flagship on validation, but about 1.7x its time per run on a 2-core CPU,
+# so the flagship stays the speed benchmarks' model.
 SEP8K = NetSpec(stages=((8, 16), (30, 30, 30, 30, 30)), transitions=(16,), first_padding=1, sep_stages=1)
 _family_model(
     "mnistlite_sep8k",
@@ -121,12 +112,8 @@ def register_spec(
     tags: tuple[str, ...] = ("family", "search"),
     description: str = "",
 ):
-    """Register family `spec` under `name` unless it already is (idempotent).
-
-    A search trains many unregistered specs; each gets a name (`family:<json>`)
-    and this entry, so the trainer, run directories and profiling treat it like
-    any zoo model. Re-registering a name with a different spec is an error.
-    """
+    """Register family `spec` under `name` (a search's `family:<json>`) unless it already is;
+    another spec under a registered name is an error."""
     if name in list_models():
         existing = getattr(registered(name).factory, "spec", None)
         if existing != spec:

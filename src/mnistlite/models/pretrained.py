@@ -1,9 +1,5 @@
-"""Weights shipped inside the package, as timm and torchvision ship theirs.
-
-Each file is the model.pt of seed 1 (the first seed, not the best one) of the
-model's committed multi-seed run with its registered recipe; pretrained.json
-names that run, its SHA-256, and its final-epoch test accuracy. Tens of KB each.
-"""
+"""Weights shipped inside the package: seed 1's model.pt (the first seed, not the best) of each
+model's committed multi-seed run; pretrained.json names the run, SHA-256 and accuracy."""
 
 from __future__ import annotations
 
@@ -47,7 +43,6 @@ def load_pretrained(name: str) -> nn.Module:
     """The registered model with its shipped weights, in eval mode."""
     path, _ = pretrained_file(name)
     model = registered(name).build()
-    # The file's SHA-256 was just checked against pretrained.json, so torch's own weights-only
-    # loader is enough here (engine/checkpoint.py words the errors of files a user names).
+    # Its SHA-256 was just checked, so torch's own weights-only loader is enough here.
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
     return model.eval()

@@ -1,9 +1,5 @@
-"""Model registry: one small factory per variant, registered by name (timm style).
-
-A factory is registered with its provenance (`source`), searchable `tags`, the
-training `recipe` it was published with (TrainConfig field overrides) and, for
-reproductions, the parameter count its source states, which tests assert.
-"""
+"""Model registry: one small factory per variant, registered by name (timm style), with its
+provenance, tags, published recipe (TrainConfig overrides) and stated parameter count."""
 
 from __future__ import annotations
 
@@ -44,10 +40,8 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-# While a user's model file is imported, its @register_model calls land here
-# instead: the file's models are named through the file (`my_models.py:name`),
-# and importing two versions of one file never clashes. Each entry comes with the
-# check its factories go through (usercode.factory_of), which the importer hands in.
+# While a user's model file is imported, its @register_model calls land here instead (named
+# through the file, so two versions never clash), with the check the importer hands in.
 _COLLECTOR: list[tuple[dict[str, ModelEntry], Callable[[Any, str], Callable[..., nn.Module]]]] = []
 
 
@@ -76,7 +70,6 @@ def register_model(
         target, check = _COLLECTOR[-1] if _COLLECTOR else (_REGISTRY, None)
         if name in target:
             raise MnistliteError(f"model {name!r} registered twice")
-        # A user file's factory is checked (and wrapped) like any referenced model.
         built = check(factory, name) if check is not None else factory
         target[name] = ModelEntry(
             name=name,

@@ -1,22 +1,9 @@
-"""Reproductions of the five seed projects' published models.
+"""Reproductions of the five seed projects' published models, layer table for layer table
+(tests/test_seed_zoo.py), except that they return raw logits and use modules where a source
+applies ReLU or pooling functionally. Models without dropout accept `dropout` and ignore it.
 
-Each factory rebuilds one published layer table exactly: layer order, output
-shapes, conv bias or not, BN/ReLU/Dropout order, pooling, GAP and head, and
-the stated parameter count (tests/test_seed_zoo.py checks all of it against
-the tables). Two deliberate differences from the sources, the same for all:
-
-* the models return raw logits of shape (N, 10); the sources end in
-  log_softmax + nll_loss, which our cross-entropy trainer applies itself;
-* where a source applies ReLU or max-pooling functionally (so its table has
-  no row for them), we use modules; parameters and shapes are unchanged.
-
-Every factory takes `dropout` (None = the source's own rate) so a run can
-override it; models without dropout accept and ignore it.
-
-Recipes are the TrainConfig overrides the source trained with. Values come
-from the seed README and, where it is silent, from the source repository's
-own training code (named next to each recipe). Anything our TrainConfig cannot
-express is approximated, and the comment says how.
+Recipes come from the seed README and, where it is silent, the source's training code;
+what TrainConfig cannot express is approximated, and the comment says how.
 """
 
 from __future__ import annotations
@@ -28,9 +15,7 @@ from torch import nn
 from .blocks import conv_bn_relu, named_sequential, resolve_dropout
 from .registry import BUDGET, register_model
 
-# The classic recipe these course repos share (SGD lr 0.01, momentum 0.9,
-# batch 128, 15 epochs, constant LR, no augmentation). Pinned explicitly, not
-# left to TrainConfig defaults, so a reproduction never drifts when defaults do.
+# The classic recipe these course repos share, pinned so a reproduction never drifts when defaults do.
 _CLASSIC: dict[str, Any] = dict(
     epochs=15,
     batch_size=128,
@@ -57,12 +42,7 @@ def _tags(stated_params: int) -> tuple[str, ...]:
 
 
 # --- seed 000: MnistLite-8k (divya-r-kamat/MnistLite-8k) ------------------------
-# README logs come from MnistLite_8k_modelrun.ipynb, which states each run's
-# optimizer, scheduler and transforms; ReLU is functional (F.relu after BN).
-
-# Source run: SGD(lr=0.01, momentum=0.9), StepLR(step_size=15, gamma=0.1) (never
-# fires within 15 epochs), plain ToTensor+Normalize; batch 128 = the README's
-# 469 batches/epoch.
+# Recipes from MnistLite_8k_modelrun.ipynb; batch 128 = the README's 469 batches/epoch.
 _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 
 
@@ -76,8 +56,7 @@ _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.
 
-    The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1
-    output). No dropout: `dropout` is accepted and ignored.
+    The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1 output).
     """
     del dropout
     return named_sequential(
@@ -104,8 +83,7 @@ def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
 def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     """MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.
 
-    Convs keep their bias as published (it counts towards 5,602 even though BN
-    cancels it). No dropout: `dropout` is accepted and ignored.
+    Convs keep their bias as published (it counts towards 5,602 even though BN cancels it).
     """
     del dropout
     return named_sequential(
@@ -127,13 +105,9 @@ def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
     "mnistlite8k_model3",
     source="MnistLite-8k, Model3",
     tags=_tags(7_864),
-    # Source run (the one behind the README's 99.42%): SGD(lr=0.03, momentum=0.9,
-    # nesterov=True, weight_decay=1e-4), CosineAnnealingLR(T_max=15,
-    # eta_min=5e-4), RandomRotation(3) + RandomAffine(translate=0.05, shear=5),
-    # batch 128. TrainConfig has no cosine schedule, so we use OneCycle as one:
-    # div_factor=1 starts at max_lr, a 1% flat start, then cosine down to
-    # 0.03 / 60 = 5e-4. Our approximation: LR stepped per batch instead of per
-    # epoch, and OneCycle cycles SGD momentum in 0.85-0.95 instead of fixed 0.9.
+    # The run behind the README's 99.42%. Its CosineAnnealingLR(T_max=15, eta_min=5e-4) is
+    # approximated by OneCycle (div_factor=1, a 1% flat start, cosine down to 0.03 / 60),
+    # stepped per batch, and cycling momentum in 0.85-0.95 instead of a fixed 0.9.
     recipe=_recipe(
         lr=0.03,
         nesterov=True,
@@ -179,21 +153,15 @@ def mnistlite8k_model3(dropout: float | None = None) -> nn.Module:
     "mnist8k_model3",
     source="MNIST-8k, Model 3",
     tags=_tags(7_944),
-    # README: "step LR scheduler", "more augmentation", 469 batches/epoch (batch
-    # 128). The rest from the source (run_experiments.py, data/load_data.py):
-    # SGD(lr=0.5, momentum=0.9) (the README's "tinkering with LR values"),
-    # StepLR(step_size=6, gamma=0.1) (its logs jump to 99.35% at epoch 7),
-    # RandomRotation(+-7). Not expressible, so dropped: the source's
-    # ColorJitter(brightness=0.1, contrast=0.1), which on grayscale is a mild
-    # brightness/contrast jitter.
+    # From the README and the source (run_experiments.py, data/load_data.py); its
+    # ColorJitter(brightness=0.1, contrast=0.1) is not expressible, so dropped.
     recipe=_recipe(lr=0.5, scheduler="step", step_size=6, gamma=0.1, rotation=7.0),
     stated_params=7_944,
 )
 def mnist8k_model3(dropout: float | None = None) -> nn.Module:
     """MNIST-8k Model 3: 7.9k parameters, bias-free Conv-BN-ReLU-Dropout, AvgPool(6), 1x1 conv head.
 
-    Default dropout 0.05: the README gives no rate; models/model3.py in the
-    source uses nn.Dropout(0.05).
+    Dropout 0.05 from the source's models/model3.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.05)
     return named_sequential(
@@ -217,12 +185,8 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
     "lowparam_7544",
     source="MNIST Digit Classification Model, 7,544-parameter model",
     tags=_tags(7_544),
-    # All from the README except augmentation: SGD(lr=0.01, momentum=0.9,
-    # nesterov=True, weight_decay=1e-4); OneCycleLR(max_lr=0.02, pct_start=0.2,
-    # div_factor=25, final_div_factor=1e4, cos, momentum 0.85-0.95, which our
-    # OneCycle also cycles); 15 epochs; batch 128 (its CUDA setting).
-    # Augmentation from the source's utils.py: RandomRotation((-7, 3)). Ours
-    # is symmetric, so we chose +-5 degrees: the same 10-degree spread.
+    # From the README, augmentation from the source's utils.py: its RandomRotation((-7, 3))
+    # becomes a symmetric +-5 degrees, the same 10-degree spread.
     recipe=_recipe(
         nesterov=True,
         weight_decay=1e-4,
@@ -239,8 +203,7 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
 def lowparam_7544(dropout: float | None = None) -> nn.Module:
     """7,544-parameter model: eight bias-free convs, Conv-ReLU-BN-Dropout, AvgPool(6), 1x1 head.
 
-    Default dropout 0.05: the README gives no rate; model.py in the source
-    uses dropout_value = 0.05.
+    Dropout 0.05 from the source's model.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.05)
     return named_sequential(
@@ -265,9 +228,7 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
     "efficientmnist_20k",
     source="EfficientMnist-Under20K, Iter6",
     tags=_tags(13_562),
-    # README: 20 epochs. The rest from the source (EfficientMnistNN_Iter6.ipynb):
-    # Adam(lr=0.001), StepLR(step_size=15, gamma=0.1), batch 128,
-    # RandomApply([CenterCrop(22)], p=0.1) + Resize(28) + RandomRotation(+-15).
+    # From the README and the source (EfficientMnistNN_Iter6.ipynb).
     recipe=_recipe(
         epochs=20,
         optimizer="adam",
@@ -284,11 +245,8 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
 def efficientmnist_20k(dropout: float | None = None) -> nn.Module:
     """EfficientMnist-Under20K Iter6: 13.6k parameters, Conv-BN-ReLU, GAP + Linear(28, 10).
 
-    conv4 is a 1x1 squeeze at 22x22 followed by a 2x2 max-pool (22 -> 11). The
-    source pools functionally (F.max_pool2d after conv4's ReLU), so its
-    table has no MaxPool row; conv5's 9x9 output shows it. conv7 has a ReLU but
-    no BN, as in the source's forward. No dropout: `dropout` is accepted and
-    ignored.
+    The source pools functionally after conv4 (its table has no MaxPool row; conv5's 9x9
+    output shows it). conv7 has a ReLU but no BN, as in the source's forward.
     """
     del dropout
     return named_sequential(
@@ -307,10 +265,7 @@ def efficientmnist_20k(dropout: float | None = None) -> nn.Module:
 
 
 # --- seed 004: MNIST training progression (sidrocks/mnist_training_progression_assignment)
-# README logs: 938 batches/epoch, i.e. batch 64 (the source's CPU setting), 15
-# epochs. Source train.py / Model_N.py: SGD(lr=0.01, momentum=0.9), no
-# scheduler, plain ToTensor+Normalize for Model_1 and Model_2. That is the
-# classic recipe at batch 64.
+# The source's train.py: the classic recipe at batch 64 (the README's 938 batches/epoch).
 _PROGRESSION = _recipe(batch_size=64)
 
 
@@ -322,10 +277,7 @@ _PROGRESSION = _recipe(batch_size=64)
     stated_params=10_970,
 )
 def progression_model1(dropout: float | None = None) -> nn.Module:
-    """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier.
-
-    No dropout: `dropout` is accepted and ignored.
-    """
+    """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier."""
     del dropout
     return named_sequential(
         conv1=conv_bn_relu(1, 10),
@@ -351,8 +303,7 @@ def progression_model1(dropout: float | None = None) -> nn.Module:
 def progression_model2(dropout: float | None = None) -> nn.Module:
     """Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.
 
-    Default dropout 0.1: the README gives no rate; Model_2.py in the source
-    uses nn.Dropout(0.1).
+    Dropout 0.1 from the source's Model_2.py (the README gives no rate).
     """
     p = resolve_dropout(dropout, 0.1)
     return named_sequential(

@@ -1,22 +1,13 @@
 """Nets under 2,000 and 1,000 parameters: the bottom of the params -> accuracy ladder.
 
-The family (family.py) spends most of a tiny budget where it matters least: a
-full 3x3 conv between two narrow layers at 28x28, and a 1x1 transition after
-every pool. Below 2k parameters a net is written here as a short plan of
-units instead, each Conv(bias=False) -> BatchNorm -> ReLU as in the family:
+The family spends a tiny budget where it matters least (a full 3x3 conv at 28x28, a 1x1
+after every pool), so these are short plans of Conv(bias=False) -> BN -> ReLU units:
 
-    ("conv", c, pad)  a full 3x3 conv to c channels (the first unit: 1 input channel)
-    ("sep", c)        a depthwise 3x3 (one filter per channel), then a 1x1 to c
+    ("conv", c, pad)  a full 3x3 conv to c channels
+    ("sep", c)        a depthwise 3x3, then a 1x1 to c
     ("pool",)         2x2 max-pool
 
-then global average pooling and one linear layer. "conv" may pad; "sep" shrinks
-the map by 2, so the plan fixes the receptive field too. Parameter counts are
-exact by `count_plan` (and asserted against the built net by the registry tests
-through `stated_params`).
-
-The rounds' other candidates (factorised, Xception-style and weight-shared units)
-are in experiments/tuning/tiny_candidates.py; rules and results: docs/accuracy.md,
-"Rounds below 2k and 1k".
+then global average pooling and one linear layer. Rounds and results: docs/accuracy.md.
 """
 
 from __future__ import annotations
@@ -81,9 +72,7 @@ def count_plan(plan: Plan, classes: int = 10) -> int:
     return total + c * classes + classes
 
 
-# The recipe of mnistlite_frontier (batch 64, an average of the weights over
-# about one epoch), the best this project has under 5k; the rounds vary only
-# the architecture so that two seeds can compare nets, not recipes.
+# The frontier's recipe, fixed so that the rounds compare nets, not recipes.
 TINY_RECIPE = dict(BASE_RECIPE, batch_size=64, ema=0.999)
 
 
@@ -104,7 +93,6 @@ def _register(name: str, plan: Plan, description: str, tags: tuple[str, ...], **
     )(factory)
 
 
-# Round 1's pick under 1k; the other rounds' candidates are in experiments/tuning/tiny_candidates.py.
 _register(
     "tiny1k_sep",
     (("conv", 6, 1), ("sep", 8), ("pool",), ("sep", 10), ("sep", 10), ("sep", 12)),
@@ -112,8 +100,6 @@ _register(
     ("under1k", "ladder"),
 )
 
-# Round 8's pick under 2k: five 12-wide separable units after the pool (round 7's depth), weight
-# decay 5e-4 (round 6) and an average of decay 0.998 (round 8).
 DEEP_2K: Plan = (("conv", 8, 1), ("sep", 12), ("pool",)) + (("sep", 12),) * 5
 _register(
     "tiny2k_deep_ema",

@@ -1,18 +1,9 @@
 """Models the user wrote: `path/to/file.py:Name` and `package.module:Name`.
 
-A reference names an `nn.Module` subclass built with no arguments, a function
-returning one, or a model the file registered with `register_model` (which adds
-a recipe, tags and a description). Resolving a reference imports the code,
-builds the model once and runs a forward pass on a (2, 1, 28, 28) batch, so a
-broken model fails with one line naming the file (and line, or layer) before
-any run directory exists.
-
-Reproducibility: a user model's entry keeps the exact bytes that were executed
-and their SHA-256. The trainer copies those bytes into the run directory
-(`model_source.py`) and records the hash in config.json, so a run can be
-rebuilt as trained after the user has edited the file. Rebuilding from a copy
-runs that copy's code, so it needs an explicit `trust_code=True`
-(`--trust-code`), the convention of Hugging Face's `trust_remote_code`.
+Resolving a reference builds the model and runs one forward pass, so a broken model fails
+with one line naming the file (and line, or layer) before any run directory exists. The
+entry keeps the exact bytes executed, which the run directory copies (model_source.py), so
+a run can be rebuilt as trained; that runs the copy's code, so it needs `trust_code=True`.
 """
 
 from __future__ import annotations
@@ -276,6 +267,15 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
     return model
 
 
+def _module_classes(module: types.ModuleType) -> list[str]:
+    """Names of the nn.Module classes `module` itself defines."""
+    return [
+        n
+        for n, v in vars(module).items()
+        if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+    ]
+
+
 _ENTRIES: dict[tuple[str, str, str], ModelEntry] = {}
 
 
@@ -305,14 +305,7 @@ def _make_entry(ref: ModelRef, module: types.ModuleType, data: bytes | None, fil
         )
     else:
         if not hasattr(module, ref.attr):
-            have = sorted(
-                set(found)
-                | {
-                    n
-                    for n, v in vars(module).items()
-                    if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
-                }
-            )
+            have = sorted(set(found) | set(_module_classes(module)))
             hint = f" (it defines: {', '.join(have)})" if have else ""
             raise MnistliteError(f"{filename}: no model named {ref.attr!r}{hint}")
         obj = getattr(module, ref.attr)
@@ -339,13 +332,7 @@ def file_entries(path: str) -> list[ModelEntry]:
     """What `mnistlite models --from FILE` lists: the file's registered models, else its nn.Module classes."""
     target = canonical_path(path)
     module = load_file(path)
-    names = list(module.__dict__.get("__mnistlite_entries__", {}))
-    if not names:
-        names = [
-            n
-            for n, v in vars(module).items()
-            if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
-        ]
+    names = list(module.__dict__.get("__mnistlite_entries__", {})) or _module_classes(module)
     return [resolve(ModelRef(target, n)) for n in names]
 
 
@@ -355,10 +342,7 @@ def registered_names(path: str) -> list[str]:
 
 
 def named_models(files: Any, path: Path) -> dict[str, str]:
-    """An experiment or tune file's `models = [files]` -> {name a file registered: its reference}.
-
-    Paths are relative to the experiment or tune file `path`.
-    """
+    """An experiment or tune file's `models = [files]` (relative to `path`) -> {registered name: reference}."""
     if not isinstance(files, list) or not all(isinstance(v, str) for v in files):
         raise MnistliteError(f'{path}: models must be a list of model files, e.g. ["my_models.py"]')
     named: dict[str, str] = {}

@@ -1,29 +1,15 @@
 """Planning and executing many runs: the one layer under `seeds`, `tune`, `experiment` and `table`.
 
-A planned run is a config and the run directory it should fill (plus a label
-for messages and, for models that exist only where they are registered, a
-picklable `setup` that registers them in a worker). What happens to a folder
-that is already there is decided here, once, for every front-end:
+What happens to a folder that is already there is decided here, once, for every front-end:
 
-* same run (config.changed_fields is empty: RUN_ONLY_FIELDS aside, every field
-  equal) and result.json present: **done**, not trained again;
-* same run, no result, a checkpoint: **resume** from it;
-* anything else already written (another config's run, or one interrupted
-  before its first checkpoint): **moved aside** to `<dir>.old-<timestamp>`,
-  never deleted, then trained afresh. A folder holding files that are not a
-  run's is refused: it is not ours to move. (`experiment` asks before moving a
-  finished run of another config: --rerun-changed.)
-* not there yet, but a folder of the same name in one of the run's `reuse`
-  folders is a finished same run (by the same rule): **linked** there (a
-  relative symlink) instead of trained again, so a new round or a longer
-  seed list can build on finished runs without copying them (link_reused).
+* the same run (config.changed_fields) with result.json: **done**; with a checkpoint: **resume**;
+* anything else already written: **moved aside** to `<dir>.old-<timestamp>`, never deleted
+  (a folder holding files that are not a run's is refused: it is not ours to move);
+* not there yet, but a finished same run of that name in a `reuse` folder: **linked** there.
 
-Runs execute in this process one after another (jobs=1: one data load for
-all, a progress bar), or in a pool of `jobs` spawned worker processes, each
-given cores // jobs CPU threads: tiny convolutions scale poorly across
-threads and collapse when the cores are oversubscribed. On a CUDA device the
-workers share the GPU. With an Optuna storage the runs become the jobs of one
-shared sweep (runs/sweep.py) that any number of machines work through.
+Runs execute here one after another (one data load), or in a pool of spawned workers with
+cores // jobs threads each (tiny convolutions collapse when the cores are oversubscribed),
+or as the jobs of a shared sweep (runs/sweep.py).
 """
 
 from __future__ import annotations
@@ -95,9 +81,8 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
 
 
 def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
-    """A tuning candidate's runs from before it moved out of the zoo into its round's model file
-    (experiments/tuning/*.py) saved it by its bare name: the same name from that file is the same
-    model (its code moved as it was), so those runs count as done instead of training again."""
+    """A tuning candidate that moved from the zoo into its round's model file (experiments/tuning/)
+    kept its code: runs saved under its bare name count as the same model."""
     old, new = saved.get("model"), cfg.model
     if (
         isinstance(old, str)
@@ -123,13 +108,8 @@ def plan_run(
 
 
 def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> list[PlannedRun]:
-    """Link each run not yet there to a finished same run in its `reuse` folders; those are then done.
-
-    The link is relative (the repository can move) and the folder linked to is
-    judged by run_state, the same rule that skips a finished run in place: a
-    reuse folder's run of another config is named and left alone, and the run
-    trains here.
-    """
+    """Link each run not yet there to a finished same run (run_state) in its `reuse` folders; those
+    are then done. The link is relative: the repository can move."""
     out = []
     for r in runs:
         src = None
@@ -188,9 +168,8 @@ class DataCache:
 
 
 def clear_stale(run_dir: Path, cfg: TrainConfig) -> str:
-    """The one stale-folder policy: a folder of another config (or a broken one) is moved aside.
-
-    Returns the folder's state (run_state), so the caller knows whether to skip, resume or start."""
+    """The one stale-folder policy: a folder of another config (or a broken one) is moved aside;
+    returns the folder's state (run_state)."""
     status, _ = run_state(run_dir, cfg)
     if status in ("changed", "restart"):
         move_aside(run_dir)
@@ -198,11 +177,7 @@ def clear_stale(run_dir: Path, cfg: TrainConfig) -> str:
 
 
 def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
-    """Apply the folder policy to `run_dir` now, then train (or resume) it; None when already done.
-
-    Called where the training happens (this process, a pool worker, a sweep
-    worker on another machine), so the folder is judged as it is there.
-    """
+    """Apply the folder policy to `run_dir` where it trains, then train (or resume) it; None when done."""
     status = clear_stale(run_dir, cfg)
     if status == "done":
         return None
@@ -218,10 +193,8 @@ def threads_per_run(jobs: int, threads: int = 0) -> int:
     return threads or max(1, cpu_cores() // max(1, jobs))
 
 
-# Set in a worker once one of its runs was interrupted. The pool hands each worker
-# its next run before the current one ends, and cancelling the futures does not
-# take those back, so without this an interrupted worker went on to train them
-# (for minutes, under a lock whose holder had already been told to stop).
+# Set in a worker once one of its runs was interrupted: the pool hands each worker its next run
+# before the current one ends, and cancelling the futures does not take those back.
 _INTERRUPTED: list[str] = []
 
 
@@ -258,12 +231,11 @@ def execute(
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
 
-    `jobs` is a number or "auto" (runs/splits.py: the measured jobs x threads split).
     `on_start(i, n, run)` may return an on_epoch callback (this process only);
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
     """
     todo = [r for r in runs if r.status != "done"]
-    if jobs == "auto":  # measured here for the callers that do not settle it first (experiment)
+    if jobs == "auto":  # for the callers that do not settle it first (experiment)
         from .splits import resolve as resolve_split
 
         jobs, threads = resolve_split(todo, jobs, threads, echo=echo)
@@ -312,16 +284,8 @@ def execute(
 
 @contextmanager
 def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
-    """Pass a SIGTERM sent to this process on to the pool's workers.
-
-    `timeout` and `kill` signal this process only, and by default it then ends at
-    once, leaving its spawned workers training on, orphaned and outside any lock
-    the caller held (seen under `flock ... timeout 470 mnistlite tune`). Passed
-    on, each worker stops after its batch with its epochs saved, as a single run
-    does, and this process reports them interrupted. SIGINT is not passed on: a
-    terminal's Ctrl-C already reaches the whole process group, and a second
-    signal hard-stops a worker (console.stop_requests).
-    """
+    """Pass a SIGTERM sent to this process on to the pool's workers, which would otherwise train on,
+    orphaned. SIGINT is not passed on: Ctrl-C already reaches the whole process group."""
 
     def handler(signum: int, frame: Any) -> None:
         # The executor keeps its processes private; Python 3.14 adds terminate_workers(), not 3.11.
@@ -341,12 +305,8 @@ def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
 
 
 def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
-    """Spread the runs not done over every worker of one sweep, then rebuild here the ones others trained.
-
-    Each job names its run folder relative to `out`, so every machine fills the
-    same layout; run directories trained elsewhere come back as their text
-    files (runs/portable.py: weights stay where they were trained).
-    """
+    """Spread the runs not done over every worker of one sweep, then rebuild here the ones others
+    trained (their text files: weights stay where they were trained)."""
     from .portable import pack_run, unpack_run
     from .sweep import make_job, run_sweep
 

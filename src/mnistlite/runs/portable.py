@@ -1,5 +1,4 @@
-"""A finished run as one JSON-able dict, and back: how a run trained on one
-machine of a shared sweep reaches the others (through the Optuna storage)."""
+"""A finished run as one JSON-able dict, and back: how a shared sweep's runs reach the other machines."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""One recipe under several seeds, and its aggregate: proof instead of one lucky epoch.
-
-`run_seeds` plans one run per seed into `OUT/seed<k>/` and executes them
-(runs/plan.py: finished seeds are reused, interrupted ones resumed, parallel
-workers where cores allow), then `aggregate` states, per epoch, the mean,
-std, min and max test accuracy across seeds, each seed's lowest accuracy over
-its last LAST_EPOCHS epochs, and how many seeds hold the goal. Results are
-written to `consistency.json` and `consistency.png` in the sweep's folder.
-"""
+"""One recipe under several seeds, and its aggregate (consistency.json, consistency.png): proof
+instead of one lucky epoch."""
 
 from __future__ import annotations
 
@@ -45,10 +38,7 @@ def run_seeds(
 ) -> dict[str, Any]:
     """Train `base` once per seed into `out/seed<k>/`, then aggregate.
 
-    With `storage` (an Optuna storage URL), the seeds become jobs of a shared
-    sweep: every process started with the same storage and study takes jobs
-    until none is left, so a sweep spreads over machines with no seed lost or
-    trained twice (see runs/sweep.py).
+    With `storage` (an Optuna storage URL) the seeds become jobs of a shared sweep (runs/sweep.py).
     `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
     """
     out = Path(out)

@@ -1,14 +1,8 @@
 """How many runs train at once, and on how many threads each: `--jobs auto`, by a rule.
 
-Tiny convolutions scale poorly across threads, so two runs on one thread each
-can beat one run on two threads, or not, depending on how many runs there are:
-five runs on two workers are three waves, the last with a core idle. The rule
-takes each split of the cores (jobs x threads = cores: 1x2 and 2x1 on two
-cores) at a committed rate and picks the one that finishes the runs to train
-soonest, counted in waves (`makespan`); more jobs must beat fewer by MIN_GAIN
-(each extra process costs memory and start-up). Nothing is timed at run time.
-The decision and its basis are printed and written to split.json in the
-sweep's folder.
+Each split of the cores (jobs x threads = cores) gets a committed rate; the rule picks the
+one that finishes the runs soonest counted in waves (`makespan`), more jobs having to win by
+MIN_GAIN (each process costs memory and start-up). Nothing is timed at run time.
 """
 
 from __future__ import annotations
@@ -21,11 +15,8 @@ from typing import Any
 from ..errors import MnistliteError
 
 MIN_GAIN = 1.05
-# Two one-thread runs against one two-thread run, whole runs end to end on 2 cores (the AMX
-# Xeon): two flagship runs 1.18x faster side by side (docs/results/jobs_auto_cpu_amx.txt), and
-# about 1.17x from five seeds once start-up is taken out (docs/performance.md, "--jobs auto"'s
-# makespan rule). Taken as the gain of each halving of the threads per run on more cores too
-# (not measured there).
+# Two one-thread runs against one two-thread run on 2 cores (docs/results/jobs_auto_cpu_amx.txt);
+# taken as the gain of each halving of the threads per run on more cores too (not measured there).
 SPLIT_GAIN = 1.17
 SPLIT_JSON = "split.json"
 
@@ -46,12 +37,8 @@ def options(cores: int) -> list[tuple[int, int]]:
 
 
 def makespan(m: dict[str, Any], runs: int) -> float:
-    """Time for `runs` equal runs on split m, in units of one run's images: ceil(runs / jobs) waves,
-    each as long as one run at the split's rate per process (rate / jobs).
-
-    The waves matter where runs do not divide by jobs: five seeds on two workers are three
-    waves, the last with a core left idle (measured on the AMX Xeon, 2026-12-06: five
-    2-epoch flagship seeds 61.1 s one at a time on 2 threads, 69.4 s two at a time on 1)."""
+    """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at the
+    split's rate per process (five seeds on two workers are three waves, the last with a core idle)."""
     return -(-runs // m["jobs"]) * m["jobs"] / m["rate"]
 
 

@@ -1,18 +1,8 @@
-"""Optuna storage for many workers: heartbeats, stale-trial recovery, trial claiming.
+"""Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming.
 
-Searches and sweeps share this layer. The storage is an `RDBStorage` (SQLite
-file or PostgreSQL URL) with Optuna's heartbeat switched on: a worker that
-holds a trial records a heartbeat every `heartbeat_interval` seconds from a
-side thread; a trial whose heartbeat is older than `grace_period` is failed by
-whichever worker next calls `fail_stale()`, and `RetryHeartbeatStaleTrialCallback`
-(max_retry, default 1) re-enqueues it as a WAITING copy with the same params
-and user attrs, which the next free worker picks up.
-
-Optuna starts heartbeats only inside `Study.optimize`; the workers here use
-ask/tell (they must decide whether to start a trial at all), so they run the
-heartbeat thread themselves with `heartbeat(storage, trial_id)`.
-
-Nothing here imports torch: sweep workers that run no training start fast.
+A trial whose heartbeat is older than the grace period is failed by whichever worker next calls
+`fail_stale()`, and re-enqueued once. Optuna beats only inside `Study.optimize`; these workers use
+ask/tell, so they run the heartbeat thread themselves (`heartbeat`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -53,11 +43,8 @@ def sqlite_url(path: str | os.PathLike) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """Pick an installed PostgreSQL driver for a bare `postgresql://` (or `postgres://`) URL.
-
-    SQLAlchemy 2.0 maps the bare scheme to psycopg2, 2.1 to psycopg 3; either
-    package may be the one installed, so name the one that is.
-    """
+    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 maps the
+    bare scheme to psycopg2, 2.1 to psycopg 3)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         return url
@@ -76,11 +63,8 @@ def make_storage(
     grace_period: int | None = None,
     max_retry: int | None = DEFAULT_MAX_RETRY,
 ):
-    """An RDBStorage for `url` with heartbeats and retry-once of stale trials.
-
-    `url` may already be a storage object (returned as it is). A URL that cannot
-    be opened (bad scheme, missing driver, server down) is a MnistliteError.
-    """
+    """An RDBStorage for `url` (or a storage object, returned as it is) with heartbeats and
+    retry-once of stale trials; a URL that cannot be opened is a MnistliteError."""
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
@@ -121,12 +105,8 @@ def make_storage(
 
 
 class _RetryOnce:
-    """Optuna's retry callback, skipped when the failed trial already has a retry.
-
-    On PostgreSQL the row lock lets only one worker fail a stale trial, so the
-    callback runs once; SQLite has no row locks, and two workers failing the same
-    trial at the same moment would each enqueue a copy without this check.
-    """
+    """Optuna's retry callback, skipped when the failed trial already has a retry: SQLite has no
+    row locks, so two workers failing one trial at once would each enqueue a copy."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -210,12 +190,8 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
 
 
 def claim_waiting(storage, trial_ids: list[int]) -> int | None:
-    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id or None.
-
-    The storage's `set_trial_state_values` refuses (returns False, or raises for
-    a finished trial) when another worker claimed the trial first, so one trial
-    is never run by two workers.
-    """
+    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id or None
+    (the storage refuses a trial another worker claimed first)."""
     optuna = import_optuna()
     from optuna.trial import TrialState
 

@@ -1,50 +1,16 @@
-"""Sweeps (seeds, experiments) on many workers through one Optuna study.
+"""Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared.
 
-This module is only the shared job queue. Runs that fill run directories
-(`seeds`, `experiment`, `search --retrain-best` with --storage) reach it
-through runs/plan.py's `execute_shared`, whose worker applies the planner's
-same-run rule and stale-folder policy to each job's folder where it trains.
+A sweep is a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls
+`run_sweep(jobs, storage_url, study_name, worker)` and gets one JobOutcome per job.
 
-A sweep is a fixed list of jobs, each a JSON-able dict, by convention
-`{"model": ..., "seed": ..., "overrides": {...}}` (`make_job`). Every worker
-process, on any machine, runs the same call against the same storage:
-
-    from mnistlite.runs.sweep import make_job, run_sweep
-
-    jobs = [make_job("fake", seed, {"lr": 0.1}) for seed in range(1, 6)]
-
-    def worker(job):                      # runs ONE job, returns a JSON-able dict
-        return {"value": score(job)}
-
-    outcomes = run_sweep(jobs, "postgresql://user@host/db", "my-sweep", worker)
-    for o in outcomes:                    # one JobOutcome per job, in the order of `jobs`
-        print(o.job["seed"], o.state, o.value)
-
-What happens:
-
-* Each job becomes one enqueued (WAITING) trial with user attrs `sweep_job`
-  (the dict) and `sweep_key` (its canonical JSON). The process that creates
-  the study enqueues all jobs; a process that joins waits for that, then adds
-  only jobs not already WAITING, RUNNING or COMPLETE (so a later call with a
-  longer list extends the sweep, and jobs that failed for good run again).
-* Workers claim WAITING trials one at a time with an atomic WAITING -> RUNNING
-  update (storage.claim_waiting), in enqueue order, only for keys in their own
-  `jobs`. Should two copies of one job ever be enqueued (two joiners racing),
-  the copy with the larger trial number is dropped when claimed (FAIL, user
-  attr `duplicate_of`), so each job runs to COMPLETE exactly once.
-* A job is done when its trial is COMPLETE: value = `result[value_key]` (0.0
-  when absent), the returned dict in user attr `result`, `worker` = host:pid.
-* A worker that dies (SIGKILL, lost machine) stops its trial's heartbeat;
-  after the grace period another worker fails the trial and the retry
-  callback enqueues it again, once (`make_storage(max_retry=1)`). An exception
-  raised by `worker` marks the trial FAIL (user attr `error`, not retried) and
-  propagates.
-* With `wait=True` (default) a worker whose queue is empty waits until every
-  job of its list is COMPLETE or failed for good, so any worker can print the
-  full table at the end.
-
-`storage` is a URL (`sqlite:///path.db` for one machine, `postgresql://...`
-for several; heartbeat 30 s, grace 60 s) or a storage from `make_storage()`.
+* Each job is one enqueued trial (user attrs `sweep_job`, `sweep_key`). The creator enqueues
+  all; a joiner waits for that, then adds jobs not WAITING, RUNNING or COMPLETE (so a longer
+  list extends the sweep, and jobs that failed for good run again).
+* Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second
+  copy of one job (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`).
+* A dead worker's trial is failed after the heartbeat grace period and retried once; an
+  exception raised by `worker` marks it FAIL (not retried) and propagates.
+* With `wait=True` a worker with an empty queue waits for every job, so any can print the table.
 """
 
 from __future__ import annotations
