@@ -1,20 +1,14 @@
-"""One interface over the three things a user may point at: a run directory,
-a model.pt, or an exported .onnx file.
+"""One `Predictor` over a run directory, a model.pt or an exported .onnx file.
 
-    p = load_predictor("runs/mnistlite_flagship-s1-...")   # or .../model.pt, or model.onnx
-    p.info.params, p.info.test_acc                           # what the page shows
-    p.classify(preprocess_image("digit.png", p.info.mean, p.info.std))
-
-model.pt is loaded with weights_only=True (a crafted pickle cannot run code);
-an .onnx carries what preprocessing needs (mean, std, model name, classes) in
-its metadata_props, written by `mnistlite export` (keys in META_*).
+model.pt is loaded with weights_only=True (a crafted pickle cannot run code); an .onnx
+carries what preprocessing needs (mean, std, model name, classes) in its metadata_props.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +44,6 @@ class ModelInfo:
     dataset: str
     backend: str  # "torch" | "onnxruntime"
     path: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -151,13 +142,10 @@ class Predictor:
     def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def probs(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        return softmax(self.logits(x).astype(np.float64))
-
     def classify(self, x: torch.Tensor | np.ndarray, top: int = 3) -> list[dict[str, Any]]:
         """One dict per image: digit (class index), label, probs (all classes), topk."""
         out = []
-        for p in self.probs(x):
+        for p in softmax(self.logits(x).astype(np.float64)):
             order = np.argsort(-p, kind="stable")[:top]
             out.append(
                 {
