@@ -14,7 +14,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,7 @@ class ExportReport:
     quantized: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["path"] = str(self.path)
-        return d
+        return {**asdict(self), "path": str(self.path)}
 
 
 def metadata_for(run: RunModel) -> dict[str, str]:
@@ -257,10 +255,9 @@ def export_run(
         f"  verified with onnxruntime on {n:,} test images: max |logit diff| vs torch {diff:.2e} "
         f"(limit {atol:g}), argmax agrees on {agree:,}/{n:,}"
     )
-    float_pred = OnnxPredictor(out)
     with torch.inference_mode():
         report.torch_test_acc = accuracy(lambda x: model(x).numpy(), test.images, test.labels)[0]
-    report.onnx_test_acc, float_argmax = accuracy(float_pred.logits, test.images, test.labels)
+    report.onnx_test_acc, float_argmax = accuracy(OnnxPredictor(out).logits, test.images, test.labels)
     echo(
         f"  test accuracy ({len(test):,} images): torch {report.torch_test_acc:.2f}%, "
         f"onnx float {report.onnx_test_acc:.2f}%"

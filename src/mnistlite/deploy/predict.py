@@ -128,12 +128,6 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
     )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class Predictor:
     """Logits for normalised (N, 1, 28, 28) batches, whatever the backend."""
 
@@ -142,22 +136,17 @@ class Predictor:
     def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def classify(self, x: torch.Tensor | np.ndarray, top: int = 3) -> list[dict[str, Any]]:
-        """One dict per image: digit (class index), label, probs (all classes), topk."""
+    def classify(self, x: torch.Tensor | np.ndarray) -> list[dict[str, Any]]:
+        """One dict per image: the best class's digit (index), label and prob, the top 3, all probs."""
+        z = self.logits(x).astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
         out = []
-        for p in softmax(self.logits(x).astype(np.float64)):
-            order = np.argsort(-p, kind="stable")[:top]
-            out.append(
-                {
-                    "digit": int(order[0]),
-                    "label": self.info.classes[order[0]],
-                    "prob": round(float(p[order[0]]), 6),
-                    "top": [
-                        {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in order
-                    ],
-                    "probs": [round(float(v), 6) for v in p],
-                }
-            )
+        for p in e / e.sum(axis=1, keepdims=True):
+            top = [
+                {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)}
+                for i in np.argsort(-p, kind="stable")[:3]
+            ]
+            out.append({**top[0], "top": top, "probs": [round(float(v), 6) for v in p]})
         return out
 
     def preprocess(self, src: Source) -> torch.Tensor:
