@@ -6,9 +6,9 @@ at a time behind a shuffling DataLoader with worker processes, as the seed repos
 with torchvision, training the same model with the same optimizer and batch size in the
 same process. It is timed over `baseline_batches` batches and extrapolated to the epoch.
 
-A 2-core cloud CPU does not run at one speed (performance.md, "Timing on a machine whose
-speed moves"), so the baseline and our epoch are timed in turns, `rounds` times; the
-headline is the ratio of the two medians, every round's figures kept beside it.
+A 2-core cloud CPU does not run at one speed (on a Zen 4 EPYC one training step took 15-16 ms
+for some seconds, 21-22 ms for the next), so the baseline and our epoch are timed in turns,
+`rounds` times; the headline is the ratio of the two medians, every round's figures beside it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made.
+"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made
+(fitted into 20x20, centred by mass in 28x28: the steps are in docs/deploy.md).
 
-MNIST's recipe (LeCun et al.): white ink on black, the digit's bounding box fitted into
-20x20 keeping its aspect ratio, pasted into 28x28 with its centre of mass at (14.0, 14.0),
-where the training set's averages. Hostile input is bounded first: at most MAX_BYTES read,
-only the formats in FORMATS decoded (Pillow would hand EPS/PDF to Ghostscript), more than
-MAX_PIXELS refused from the header (decompression bombs). A light background (median border
-pixel) is inverted, and the ink stretched to 0..1 (photos of paper are not black and white).
-
-`preprocess_image` raises nothing but MnistliteError for any input bytes (subclasses
-carry the HTTP status a server should answer with).
+Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, more than
+MAX_PIXELS refused from the header. `preprocess_image` raises nothing but MnistliteError
+(subclasses carry the HTTP status a server should answer with).
 """
 
 from __future__ import annotations
@@ -150,7 +145,7 @@ def mnist_pixels(src: Source) -> np.ndarray:
 
 
 def fit_mnist(v: np.ndarray) -> np.ndarray:
-    """The module docstring's recipe on a [0, 1] grayscale array (light pixels high)."""
+    """Invert, crop, fit and centre a [0, 1] grayscale array (light pixels high)."""
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
     if float(np.median(border)) > 0.5:  # light background: dark ink on paper
         v = 1.0 - v

@@ -1,18 +1,8 @@
-"""The web app behind `mnistlite serve`: a drawing page and a small JSON API.
+"""The web app behind `mnistlite serve`: a drawing page (static/) and a small JSON API,
+GET /api/info and POST /api/predict; requests, answers and error codes are in docs/deploy.md.
 
-    GET  /               the page (static/index.html; its CSS and JS under /static/)
-    GET  /api/info       model name, parameter count, test accuracy, limits
-    POST /api/predict    an image -> {"digit", "label", "prob", "top", "probs", "ms"}
-                         body: raw image bytes (Content-Type image/* or
-                         application/octet-stream), or multipart/form-data with
-                         the image as a file part (field "file" preferred)
-                         ?pixels=1 adds the 28x28 input the model saw (0-255)
-
-Errors are JSON, {"detail": "..."}, like FastAPI's own: 400 malformed (empty,
-not an image, truncated, bad multipart), 413 over the upload limit (checked
-from Content-Length and again while reading), 415 an unsupported Content-Type,
-422 an image with no digit in it. Nothing loads from a CDN (a Content-Security-Policy
-of 'self' enforces it), so the interactive API docs, which would, are off.
+Nothing loads from a CDN (a Content-Security-Policy of 'self' enforces it), so the
+interactive API docs, which would, are off.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time,

@@ -1,10 +1,8 @@
-"""The search worker loop: trials until the study holds exactly n_trials counted ones.
+"""The search worker loop: trials until the study holds exactly n_trials counted ones, over
+all its workers (why the count comes out exact: docs/search.md, "What counts as a trial").
 
-A worker asks for a trial only while counted + running < n_trials, and after `ask()`
-checks that fewer than n_trials live trials precede its own (the storage numbers trials
-in creation order); the rare loser of that race marks its empty trial FAIL (user attr
-`surplus`) and waits. A dead worker's RUNNING trial loses its heartbeat; another worker
-fails it and the retry callback re-enqueues it once (runs/storage.py).
+A dead worker's RUNNING trial loses its heartbeat; another worker fails it and the retry
+callback re-enqueues it once (runs/storage.py).
 """
 
 from __future__ import annotations
