@@ -16,6 +16,7 @@ from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs import plan
 from .objective import trial_config
+from .space import spec_from_dict
 from .study import best_trials, protocol_of
 
 RETRAIN_DIR = "retrain-best"
@@ -28,8 +29,6 @@ def best_config(study, **run: Any):
     if not top:
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
     t = top[0]
-    from .space import spec_from_dict
-
     spec = spec_from_dict(t.user_attrs["spec"])
     protocol = protocol_of(study)
     cfg = trial_config(spec, dict(t.user_attrs["recipe"]), protocol)

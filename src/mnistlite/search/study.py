@@ -69,8 +69,7 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
         raise
     attrs = study.user_attrs
     if not attrs.get("kind"):
-        # The protocol first: a worker that joins between the two writes and sees `kind`
-        # must also see the protocol (it read an empty one and refused the study: seen in CI).
+        # The protocol first: a worker joining between the two writes that sees `kind` must see it too.
         study.set_user_attr("protocol", protocol.to_dict())
         study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
@@ -112,7 +111,7 @@ def counted_trials(study) -> list:
 def best_trials(study, k: int = 10) -> list:
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return sorted(done, key=lambda t: (-t.value, t.user_attrs.get("params", 0), t.number))[:k]
 
 
