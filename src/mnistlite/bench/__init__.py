@@ -1,12 +1,10 @@
 """`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline,
 and the figures the automatic choices are committed from (precision, the BN path).
 
-The timers, the baseline pipeline and the epoch in turns are timing.py's; this
-module runs them and formats the result. It is the only place where mnistlite
-times itself: a run follows committed rules (engine/bn_path.py, runs/splits.py).
-One of our changes cannot be undone inside the process: the allocator tuning
-(engine/device.py, on for the `bench` command) is process-wide, so the baseline runs faster here than in a
-seed's own script, and the ratio is conservative.
+    timing.py  the timers, the baseline pipeline and the epoch in turns; this module runs and formats them
+
+The allocator tuning (engine/device.py, on for `bench`) is process-wide, so the baseline
+runs faster here than in a seed's own script: the ratio is conservative.
 """
 
 from __future__ import annotations
@@ -64,28 +62,27 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def interleaved(variants: dict[str, TrainConfig], time_fn, rounds: int) -> dict[str, float]:
-    """Median training images/s of each config, timed in turns (a, b, a, b, ...): load from
-    elsewhere falls on all of them alike."""
-    rates: dict[str, list[float]] = {k: [] for k in variants}
+def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: int) -> dict[str, Any]:
+    """Median training images/s with `field` = a and = b, timed in turns (a, b, a, b, ...):
+    load from elsewhere falls on both alike."""
+    rates: dict[str, list[float]] = {a: [], b: []}
     for _ in range(rounds):
-        for k, c in variants.items():
-            rates[k].append(time_fn(c))
-    return {k: statistics.median(v) for k, v in rates.items()}
+        for v in (a, b):
+            rates[v].append(time_fn(cfg.replace(**{field: v})))
+    med = {v: statistics.median(r) for v, r in rates.items()}
+    return {
+        f"{a}_train_images_per_s": round(med[a]),
+        f"{b}_train_images_per_s": round(med[b]),
+        f"{b}_speedup": round(med[b] / med[a], 3),
+        "rounds": rounds,
+    }
 
 
 def compare_precision(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
     """Training throughput in fp32 and in bf16 autocast, interleaved; with what `auto` decides here."""
-    med = interleaved({p: cfg.replace(precision=p) for p in ("fp32", "bf16")}, time_fn, rounds)
+    out = interleaved(cfg, "precision", "fp32", "bf16", time_fn, rounds)
     decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device)
-    return {
-        "fp32_train_images_per_s": round(med["fp32"]),
-        "bf16_train_images_per_s": round(med["bf16"]),
-        "bf16_speedup": round(med["bf16"] / med["fp32"], 3),
-        "rounds": rounds,
-        "auto": decision.precision,
-        "auto_reason": decision.reason,
-    }
+    return {**out, "auto": decision.precision, "auto_reason": decision.reason}
 
 
 def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
@@ -93,16 +90,14 @@ def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device, rounds: in
     bench's precision and threads: the figures engine/bn_path.py's MEASURED rows are taken from;
     with what `auto` decides here."""
     cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
-    med = interleaved({p: cfg.replace(bn_fusion=p) for p in ("fused", "torch")}, time_fn, rounds)
+    out = interleaved(cfg, "bn_fusion", "fused", "torch", time_fn, rounds)
     decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
+    threads = torch.get_num_threads()
     return {
         "precision": cfg.precision,
-        "threads": torch.get_num_threads(),
-        "cpu_kind": list(bn_path.cpu_kind(torch.get_num_threads())),
-        "fused_train_images_per_s": round(med["fused"]),
-        "torch_train_images_per_s": round(med["torch"]),
-        "torch_speedup": round(med["torch"] / med["fused"], 3),
-        "rounds": rounds,
+        "threads": threads,
+        "cpu_kind": list(bn_path.cpu_kind(threads)),
+        **out,
         "auto": decision.path,
         "auto_reason": decision.reason,
     }
@@ -125,14 +120,7 @@ def run_bench(
     paths: bool = True,
     rounds: int = 3,
 ) -> dict[str, Any]:
-    """All figures as a dict (the JSON of `mnistlite bench --json`).
-
-    `against` (e.g. a user's plain-torch file of the same net) is timed in the same
-    run with the same recipe, on the fused unit and on torch's layers.
-    `precision` adds training throughput in fp32 against bf16 autocast (compare_precision);
-    `paths` the fused unit against torch's layers (compare_bn_paths).
-    `rounds`: the epoch against the baseline, timed that many times in turn (timing.py).
-    """
+    """All figures as a dict (the JSON of `mnistlite bench --json`); the flags are the command's."""
     set_threads(threads)
     dev = resolve_device(device)
     # The seeds' Model3 pipeline rotates by +-7 degrees; keep that for a fair comparison.
@@ -179,7 +167,7 @@ def run_bench(
                 row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
             out["against"][key] = row
     if full:
-        from .engine import train
+        from ..engine import train
 
         t0 = time.perf_counter()
         res = train(config_for(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)

@@ -1,26 +1,14 @@
 """The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds'
 pipeline, and the epoch of ours against the seeds' timed in turns.
 
-The baseline is written here, inside the benchmark, on purpose: a
-`torch.utils.data.Dataset` that converts and rotates one PIL image at a time,
-behind a shuffling DataLoader with worker processes, which is what the seed
-repositories do with torchvision. Both sides train the same model with the
-same optimizer and batch size in the same process, so the ratio is fair.
+The baseline is written here on purpose: a Dataset that converts and rotates one PIL image
+at a time behind a shuffling DataLoader with worker processes, as the seed repositories do
+with torchvision, training the same model with the same optimizer and batch size in the
+same process. It is timed over `baseline_batches` batches and extrapolated to the epoch.
 
-The baseline's model uses torch's own Dropout and for-loop SGD, as the seeds
-do; NCHW input keeps BatchNorm, ReLU and Dropout as separate layers.
-
-A 2-core cloud CPU does not run at one speed: on the Zen 4 EPYC the same
-training step measured 15-16 ms for some seconds and 21-22 ms for the next,
-inside one process (performance.md, "Timing on a machine whose speed moves").
-Timed once each, the two sides of the ratio can fall in different phases. So
-the baseline and our epoch are timed in turns, `rounds` times (baseline,
-ours, baseline, ours, ...); the headline is the ratio of the two medians, and
-every round's own figures and ratio are kept beside it.
-
-The baseline is timed over `baseline_batches` batches and extrapolated to the
-epoch: its start-up (the workers' fork and the first batch) once, the rest at
-its measured rate, plus the same test pass as ours, timed in the same round.
+A 2-core cloud CPU does not run at one speed (on a Zen 4 EPYC one training step took 15-16 ms
+for some seconds, 21-22 ms for the next), so the baseline and our epoch are timed in turns,
+`rounds` times; the headline is the ratio of the two medians, every round's figures beside it.
 """
 
 from __future__ import annotations
@@ -60,10 +48,7 @@ def _sync(device: torch.device) -> None:
 
 def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device) -> Timing:
     """Training steps of the real fast path (the trainer's own `Parts.step`), on cfg's BN path as a run settles it."""
-    return _time_steps(build_parts(cfg, data, device), data, batches, device)
-
-
-def _time_steps(parts, data, batches: int | None, device: torch.device) -> Timing:
+    parts = build_parts(cfg, data, device)
     x_all, y_all = data.train.images, data.train.labels
     n, bs = len(y_all), parts.batch_size
     steps = parts.steps if batches is None else batches

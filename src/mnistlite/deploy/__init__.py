@@ -6,9 +6,7 @@
     serve.py       the FastAPI app (`create_app`) behind `mnistlite serve`
     static/        the drawing page it serves
 
-The optional dependencies (onnx, onnxruntime, fastapi, uvicorn, pillow, ...)
-come with `pip install 'mnistlite[deploy]'`; `require` turns a missing one into
-a one-line error that says so, instead of an ImportError traceback.
+`require` turns a missing optional dependency into a one-line error naming the extra.
 """
 
 from __future__ import annotations

@@ -1,32 +1,20 @@
 """model.pt -> ONNX, verified against torch with onnxruntime; optional int8 variants.
 
-The graph is exported with the TorchScript-based exporter (`dynamo=False`):
-it writes the requested opset exactly (the dynamo exporter starts at opset 18
-and needs onnxscript), keeps the weights inside the one file, and handles
-these small CNNs completely. The batch axis is dynamic; input "input"
-(N, 1, 28, 28) float32, normalised; output "logits" (N, classes).
-
-The metadata_props carry what `predict`/`serve` need to use the file alone:
-mean, std, model name, classes, parameter count and test accuracy.
-
-Verification runs the first VERIFY_N test images through both torch and
-onnxruntime: the largest absolute logit difference must stay within `atol`
-and every argmax must agree, or the export fails and no file is left behind.
-
-Quantisation (onnxruntime.quantization) writes `<stem>.int8-dynamic.onnx`
-and/or `<stem>.int8-static.onnx` beside the float file. Dynamic: int8 weights,
-activations quantised on the fly. Static: QDQ format, int8 weights per
-channel, activation ranges calibrated (MinMax) on CALIB_N training images.
-Each is scored on the full test set next to the float model.
+The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo
+exporter starts at 18 and needs onnxscript) and keeps the weights inside the one file.
+The metadata_props carry what `predict`/`serve` need to use the file alone. An export
+whose logits differ from torch's by more than `atol`, or whose argmax ever differs,
+on VERIFY_N test images fails and leaves no file behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +63,10 @@ class ExportReport:
     quantized: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["path"] = str(self.path)
-        return d
+        return {**asdict(self), "path": str(self.path)}
 
 
 def metadata_for(run: RunModel) -> dict[str, str]:
-    import json
-
     meta = {
         META_MODEL: run.config.model,
         META_MEAN: repr(float(run.mean)),
@@ -149,7 +133,7 @@ def accuracy(
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over a tensor of images, batches of 50."""
+    """onnxruntime's CalibrationDataReader protocol over a tensor of images."""
 
     def __init__(self, images: torch.Tensor, batch: int = 50):
         self.batches = [images[s : s + batch].numpy() for s in range(0, len(images), batch)]
@@ -173,7 +157,7 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
         q.quant_pre_process(str(float_path), str(prep), skip_symbolic_shape=True)
         if mode == "dynamic":
             q.quantize_dynamic(str(prep), str(out), weight_type=q.QuantType.QUInt8)
-        elif mode == "static":
+        else:
             assert calib is not None
             q.quantize_static(
                 str(prep),
@@ -185,8 +169,6 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
                 per_channel=True,
                 calibrate_method=q.CalibrationMethod.MinMax,
             )
-        else:
-            raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
 
 
 def default_out(run: RunModel) -> Path:
@@ -214,7 +196,6 @@ def export_run(
     quantize_modes: tuple[str, ...] | list[str] = (),
     data_dir: str | None = None,
     atol: float = ATOL,
-    verify_n: int = VERIFY_N,
     echo: Callable[[str], None] = lambda s: None,
     trust_code: bool = False,
 ) -> ExportReport:
@@ -233,7 +214,7 @@ def export_run(
         raise MnistliteError(f"--out {out}: folder {out.parent} does not exist")
     data = _data(run, data_dir)
     test = data.test
-    n = min(verify_n, len(test))
+    n = min(VERIFY_N, len(test))
     model = run.model.eval()
 
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}-", suffix=".onnx")
@@ -274,10 +255,9 @@ def export_run(
         f"  verified with onnxruntime on {n:,} test images: max |logit diff| vs torch {diff:.2e} "
         f"(limit {atol:g}), argmax agrees on {agree:,}/{n:,}"
     )
-    float_pred = OnnxPredictor(out)
     with torch.inference_mode():
         report.torch_test_acc = accuracy(lambda x: model(x).numpy(), test.images, test.labels)[0]
-    report.onnx_test_acc, float_argmax = accuracy(float_pred.logits, test.images, test.labels)
+    report.onnx_test_acc, float_argmax = accuracy(OnnxPredictor(out).logits, test.images, test.labels)
     echo(
         f"  test accuracy ({len(test):,} images): torch {report.torch_test_acc:.2f}%, "
         f"onnx float {report.onnx_test_acc:.2f}%"

@@ -1,20 +1,14 @@
-"""One interface over the three things a user may point at: a run directory,
-a model.pt, or an exported .onnx file.
+"""One `Predictor` over a run directory, a model.pt or an exported .onnx file.
 
-    p = load_predictor("runs/mnistlite_flagship-s1-...")   # or .../model.pt, or model.onnx
-    p.info.params, p.info.test_acc                           # what the page shows
-    p.classify(preprocess_image("digit.png", p.info.mean, p.info.std))
-
-model.pt is loaded with weights_only=True (a crafted pickle cannot run code);
-an .onnx carries what preprocessing needs (mean, std, model name, classes) in
-its metadata_props, written by `mnistlite export` (keys in META_*).
+model.pt is loaded with weights_only=True (a crafted pickle cannot run code); an .onnx
+carries what preprocessing needs (mean, std, model name, classes) in its metadata_props.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +44,6 @@ class ModelInfo:
     dataset: str
     backend: str  # "torch" | "onnxruntime"
     path: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -137,12 +128,6 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
     )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class Predictor:
     """Logits for normalised (N, 1, 28, 28) batches, whatever the backend."""
 
@@ -151,25 +136,17 @@ class Predictor:
     def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def probs(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        return softmax(self.logits(x).astype(np.float64))
-
-    def classify(self, x: torch.Tensor | np.ndarray, top: int = 3) -> list[dict[str, Any]]:
-        """One dict per image: digit (class index), label, probs (all classes), topk."""
+    def classify(self, x: torch.Tensor | np.ndarray) -> list[dict[str, Any]]:
+        """One dict per image: the best class's digit (index), label and prob, the top 3, all probs."""
+        z = self.logits(x).astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
         out = []
-        for p in self.probs(x):
-            order = np.argsort(-p, kind="stable")[:top]
-            out.append(
-                {
-                    "digit": int(order[0]),
-                    "label": self.info.classes[order[0]],
-                    "prob": round(float(p[order[0]]), 6),
-                    "top": [
-                        {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in order
-                    ],
-                    "probs": [round(float(v), 6) for v in p],
-                }
-            )
+        for p in e / e.sum(axis=1, keepdims=True):
+            top = [
+                {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)}
+                for i in np.argsort(-p, kind="stable")[:3]
+            ]
+            out.append({**top[0], "top": top, "probs": [round(float(v), 6) for v in p]})
         return out
 
     def preprocess(self, src: Source) -> torch.Tensor:

@@ -1,25 +1,9 @@
-"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made.
+"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made
+(fitted into 20x20, centred by mass in 28x28: the steps are in docs/deploy.md).
 
-MNIST's recipe (LeCun et al.): white ink on black, the digit's bounding box
-scaled to fit 20x20 keeping its aspect ratio (anti-aliased), then pasted into
-a 28x28 field so that its centre of mass sits at the centre. On the training
-set that centre of mass averages (14.0, 14.0) in pixel-index coordinates,
-which is where we put it. Steps here:
-
- 1. read at most MAX_BYTES, decode only the formats in FORMATS (no EPS/PDF:
-    Pillow would hand those to Ghostscript), refuse more than MAX_PIXELS
-    before decoding the pixels (decompression bombs), first frame only;
- 2. grayscale: EXIF rotation applied; transparency composited over white, or,
-    when that leaves nothing to see (white ink on a transparent canvas), the
-    alpha channel itself is the ink; 16-bit and float images are scaled;
- 3. invert when the background is light, judged from the median border pixel;
- 4. subtract the background level and stretch the ink to 0..1 (photos of
-    paper are not black and white); no contrast at all -> "no ink" error;
- 5. crop to the bounding box of the ink, fit into 20x20 with LANCZOS,
-    paste into 28x28 by centre of mass, normalise with the data set's mean/std.
-
-`preprocess_image` raises nothing but MnistliteError for any input bytes
-(subclasses say what HTTP status a server should answer with).
+Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, more than
+MAX_PIXELS refused from the header. `preprocess_image` raises nothing but MnistliteError
+(subclasses carry the HTTP status a server should answer with).
 """
 
 from __future__ import annotations
@@ -161,7 +145,7 @@ def mnist_pixels(src: Source) -> np.ndarray:
 
 
 def fit_mnist(v: np.ndarray) -> np.ndarray:
-    """Steps 3-5 of the module docstring on a [0, 1] grayscale array."""
+    """Invert, crop, fit and centre a [0, 1] grayscale array (light pixels high)."""
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
     if float(np.median(border)) > 0.5:  # light background: dark ink on paper
         v = 1.0 - v

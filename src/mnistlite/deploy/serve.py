@@ -1,19 +1,8 @@
-"""The web app behind `mnistlite serve`: a drawing page and a small JSON API.
+"""The web app behind `mnistlite serve`: a drawing page (static/) and a small JSON API,
+GET /api/info and POST /api/predict; requests, answers and error codes are in docs/deploy.md.
 
-    GET  /               the page (static/index.html; its CSS and JS under /static/)
-    GET  /api/info       model name, parameter count, test accuracy, limits
-    POST /api/predict    an image -> {"digit", "label", "prob", "top", "probs", "ms"}
-                         body: raw image bytes (Content-Type image/* or
-                         application/octet-stream), or multipart/form-data with
-                         the image as a file part (field "file" preferred)
-                         ?pixels=1 adds the 28x28 input the model saw (0-255)
-
-Errors are JSON, {"detail": "..."}, like FastAPI's own: 400 malformed (empty,
-not an image, truncated, bad multipart), 413 over the upload limit (checked
-from Content-Length and again while reading), 415 an unsupported Content-Type,
-422 an image with no digit in it. Everything the page needs is served from
-here (no CDN; a Content-Security-Policy of 'self' enforces it), and the
-interactive API docs, which would load from a CDN, are turned off.
+Nothing loads from a CDN (a Content-Security-Policy of 'self' enforces it), so the
+interactive API docs, which would, are off.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time,
@@ -28,31 +17,15 @@ from .preprocess import ImageError, mnist_pixels, normalise
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-RAW_TYPES = {
-    "",
-    "application/octet-stream",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/bmp",
-    "image/tiff",
-    "image/webp",
-    "image/x-portable-anymap",
-    "image/x-portable-graymap",
-}
+IMAGE_TYPES = ("png", "jpeg", "gif", "bmp", "tiff", "webp", "x-portable-anymap", "x-portable-graymap")
+RAW_TYPES = {"", "application/octet-stream", *(f"image/{t}" for t in IMAGE_TYPES)}
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 
-def create_app(
-    model_path: str | Path | None = None,
-    *,
-    predictor: Predictor | None = None,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES,
-    trust_code: bool = False,
-):
+def create_app(model_path: str | Path | None = None, *, predictor: Predictor | None = None):
     """The FastAPI app for one model (a run directory, model.pt or .onnx; or a loaded `predictor`)."""
     fastapi = require("fastapi", "mnistlite serve")
     try:
@@ -68,7 +41,7 @@ def create_app(
     if predictor is None:
         if model_path is None:
             raise TypeError("create_app needs model_path or predictor")
-        predictor = load_predictor(model_path, trust_code=trust_code)
+        predictor = load_predictor(model_path)
     info = predictor.info
     app = fastapi.FastAPI(title="mnistlite", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.predictor = predictor
@@ -98,7 +71,7 @@ def create_app(
             "classes": info.classes,
             "backend": info.backend,
             "file": Path(info.path).name,
-            "max_upload_bytes": max_upload_bytes,
+            "max_upload_bytes": MAX_UPLOAD_BYTES,
         }
 
     @app.post("/api/predict")
@@ -116,13 +89,13 @@ def create_app(
         if length is not None:
             if not length.strip().isdigit():
                 return error(400, f"bad Content-Length {length!r}")
-            if int(length) > max_upload_bytes:
-                return error(413, f"request body is {int(length):,} bytes; the limit is {max_upload_bytes:,}")
+            if int(length) > MAX_UPLOAD_BYTES:
+                return error(413, f"request body is {int(length):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > max_upload_bytes:
-                return error(413, f"request body exceeds the limit of {max_upload_bytes:,} bytes")
+            if len(body) > MAX_UPLOAD_BYTES:
+                return error(413, f"request body exceeds the limit of {MAX_UPLOAD_BYTES:,} bytes")
         data = bytes(body)
         if base == "multipart/form-data":
 

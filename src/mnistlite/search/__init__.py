@@ -1,11 +1,5 @@
 """Architecture and recipe search on Optuna, on one machine or many (the study on PostgreSQL).
 
-    study = open_search_study(storage, "s", protocol)      # study.py: create or join
-    data = load_search_data(protocol)                       # objective.py: once per process
-    run_search_worker(study, make_objective(protocol, data), n_trials=20)   # worker.py
-    show_study(study, out_dir)                              # show.py: table, JSON, plots
-    retrain_best(study, seeds=5, out_dir=out_dir)           # retrain.py: full train set, test once per seed
-
 * `space`     -- Optuna suggestions -> family NetSpec + recipe, budget check by formula
 * `study`     -- the study: protocol, sampler, pruner, create/join, which trials count
 * `objective` -- one trial: config sampled, trained, scored on validation only (never the test set)
@@ -13,7 +7,6 @@
 * `show`      -- the best trials as a table, best_trials.json, trials.json, history and importance plots
 * `retrain`   -- the winner retrained per seed as ordinary runs (runs/plan.py), locally or shared
 
-The study's storage and the fixed-job sweeps live one layer down, in runs/ (storage.py,
-sweep.py). Submodules are imported on use: a sweep worker never imports torch through here.
-See docs/search.md.
+The study's storage and the fixed-job sweeps live in runs/ (storage.py, sweep.py). Submodules
+are imported on use: a sweep worker never imports torch through here. See docs/search.md.
 """

@@ -1,11 +1,8 @@
-"""The objective of a search trial: a config sampled under the budget, trained, scored on validation.
+"""One search trial: a config sampled under the budget, trained, scored on validation.
 
-The objective is the FINAL-epoch validation accuracy on the held-out split.
-The search never evaluates the test set: every trial trains with
-`evaluate_test=False`, so its test columns are None, no test number can reach
-a choice, and nothing about the test set is stored in the study. Only
-retrain.py, after the search, trains on the full training set and reads the
-test accuracy.
+The objective is the final-epoch validation accuracy. Trials train with
+`evaluate_test=False`, so no test number can reach a choice or the study;
+only retrain.py, after the search, reads the test set.
 """
 
 from __future__ import annotations
@@ -20,8 +17,8 @@ from ..runs import storage as st
 from .study import Protocol
 
 
-def load_search_data(protocol: Protocol, data_dir: str | None = None, download: bool = True):
-    """The data set, loaded once per process (its test split is never scored; see module doc)."""
+def load_search_data(protocol: Protocol, data_dir: str | None = None):
+    """The data set, loaded once per process."""
     from ..data import load_dataset
 
     data = load_dataset(
@@ -29,7 +26,6 @@ def load_search_data(protocol: Protocol, data_dir: str | None = None, download: 
         data_dir=data_dir,
         val_size=protocol.val_size,
         limit_train=protocol.limit_train,
-        download=download,
     )
     if data.val is None:
         raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
@@ -60,6 +56,7 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
     """
     optuna = st.import_optuna()
     from ..engine import TrainingDiverged, train
+    from ..models.family import count_params
     from .space import OverBudget, describe_spec, spec_to_dict, suggest_recipe, suggest_spec
 
     run = dict(run or {})
@@ -72,8 +69,6 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
             trial.set_user_attr("rejected", f"over_budget: {e.params} > {e.budget} params")
             raise optuna.TrialPruned(str(e)) from None
         recipe = suggest_recipe(trial)
-        from ..models.family import count_params
-
         trial.set_user_attr("params", count_params(spec))
         trial.set_user_attr("spec", spec_to_dict(spec))
         trial.set_user_attr("arch", describe_spec(spec))
@@ -95,7 +90,6 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
             raise optuna.TrialPruned(f"diverged: {e}") from None
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-        # Only validation numbers leave this function (the test columns are None).
         return float(result.metrics[-1]["val_acc"])
 
     return objective

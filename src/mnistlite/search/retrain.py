@@ -1,12 +1,8 @@
 """After a search: the best trial's config retrained on the full training set, tested once per seed.
 
-The retrained runs are ordinary run directories, `OUT/retrain-best/seed<k>/`,
-planned and executed by runs/plan.py like those of `seeds` and `tune`: a seed
-already finished with the same config is reused, an interrupted one resumed,
-a folder left by another config moved aside to `.old-<timestamp>`. With a
-shared storage the seeds become the jobs of one sweep that every worker
-started with the same command shares (plan.execute_shared). The test set is
-read here only, after the search, and nothing is chosen on it.
+The seeds are ordinary run directories, `OUT/retrain-best/seed<k>/`, planned and executed by
+runs/plan.py like those of `seeds` and `tune` (reused when done, resumed when interrupted);
+with a shared storage they are the jobs of one sweep every worker shares.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..runs import plan
 from .objective import trial_config
+from .space import spec_from_dict
 from .study import best_trials, protocol_of
 
 RETRAIN_DIR = "retrain-best"
@@ -32,8 +29,6 @@ def best_config(study, **run: Any):
     if not top:
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
     t = top[0]
-    from .space import spec_from_dict
-
     spec = spec_from_dict(t.user_attrs["spec"])
     protocol = protocol_of(study)
     cfg = trial_config(spec, dict(t.user_attrs["recipe"]), protocol)
@@ -52,13 +47,8 @@ def retrain_best(
     storage: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Retrain the best trial's config on the full training set for seeds 1..`seeds`; test once each.
-
-    Writes `retrain_best.json` (per-seed final test accuracy, mean and std) and
-    one run directory per seed under `out_dir/retrain-best/`. With `storage`
-    (an Optuna storage URL) the seeds are shared with every worker of the
-    sweep `<study>-retrain-best` in it.
-    """
+    """Retrain for seeds 1..`seeds`, write `retrain_best.json`; with `storage` (an Optuna
+    storage URL) the seeds are shared with every worker of the sweep `<study>-retrain-best`."""
     if seeds < 1:
         raise MnistliteError(f"--seeds must be at least 1, got {seeds}")
     t, cfg = best_config(study, **(run or {}))  # registers the trial's model in this process

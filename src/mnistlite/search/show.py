@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from ..runs import storage as st
-from .study import best_trials, counted_trials, is_counted, state_counts
+from .study import best_trials, counted_trials, state_counts
+
+# The fields after number, state and value of a trial in best_trials.json and in trials.json.
+BEST_FIELDS = ("params", "arch", "spec", "recipe", "val_acc_per_epoch", "seconds", "worker")
+EVERY_FIELDS = ("params", "arch", "rejected", "pruned_at_epoch", "seconds", "val_acc_per_epoch")
 
 
-def trial_row(t) -> dict[str, Any]:
-    return {
-        "number": t.number,
-        "state": t.state.name,
-        "value_val_acc": t.value,
-        "params": t.user_attrs.get("params"),
-        "arch": t.user_attrs.get("arch"),
-        "spec": t.user_attrs.get("spec"),
-        "recipe": t.user_attrs.get("recipe"),
-        "val_acc_per_epoch": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
-        "seconds": t.user_attrs.get("seconds"),
-        "worker": t.user_attrs.get("worker"),
-    }
+def trial_row(t, fields: tuple[str, ...]) -> dict[str, Any]:
+    row = {"number": t.number, "state": t.state.name, "value_val_acc": t.value}
+    for k in fields:
+        if k == "val_acc_per_epoch":
+            row[k] = [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+        else:
+            row[k] = t.user_attrs.get(k)
+    return row
 
 
 def param_importances(study) -> tuple[dict[str, float], str]:
@@ -76,26 +75,19 @@ def format_table(trials: list) -> str:
     )
 
 
-def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Print the best trials; write best_trials.json, trials.json (every trial, one line each),
+def show_study(study, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Print the 10 best trials; write best_trials.json, trials.json (every trial, one line each),
     history.png and importances.png into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    top = best_trials(study, k)
+    top = best_trials(study, 10)
     counts = state_counts(study)
     log(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
     log("protocol: " + json.dumps(study.user_attrs.get("protocol", {})))
-    if not top:
-        log("no completed trial yet")
-    else:
-        log(format_table(top))
+    log(format_table(top) if top else "no completed trial yet")
     importances, evaluator = param_importances(study) if len(top) >= 2 else ({}, "none (fewer than 2 completed trials)")
     if importances:
-        log(
-            "parameter importances ("
-            + evaluator
-            + "): "
-            + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8])
-        )
+        first = ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8])
+        log(f"parameter importances ({evaluator}): {first}")
     else:
         log(f"parameter importances skipped: {evaluator}")
     report = {
@@ -104,25 +96,12 @@ def show_study(study, out_dir: Path, k: int = 10, log: Callable[[str], None] = p
         "protocol": study.user_attrs.get("protocol"),
         "trial_states": counts,
         "counted_trials": len(counted_trials(study)),
-        "best_trials": [trial_row(t) for t in top],
+        "best_trials": [trial_row(t, BEST_FIELDS) for t in top],
         "importances": importances,
         "importance_evaluator": evaluator,
     }
     (out_dir / "best_trials.json").write_text(json.dumps(report, indent=2) + "\n")
-    every = [
-        {
-            "number": t.number,
-            "state": t.state.name,
-            "value_val_acc": t.value,
-            "params": t.user_attrs.get("params"),
-            "arch": t.user_attrs.get("arch"),
-            "rejected": t.user_attrs.get("rejected"),
-            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
-            "seconds": t.user_attrs.get("seconds"),
-            "val_acc_per_epoch": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
-        }
-        for t in study.get_trials(deepcopy=False)
-    ]
+    every = [trial_row(t, EVERY_FIELDS) for t in study.get_trials(deepcopy=False)]
     (out_dir / "trials.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in every) + "\n]\n")
     plot_history(study, out_dir / "history.png")
     if importances:
@@ -140,17 +119,14 @@ def plot_history(study, path: Path) -> None:
     from ..engine.plots import plt  # Agg backend
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    trials = [t for t in study.get_trials(deepcopy=False) if is_counted(t)]
+    trials = counted_trials(study)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
     if done:
         ax.scatter([t.number for t in done], [t.value for t in done], s=18, label="completed (final val acc)")
-        best, xs, ys = -math.inf, [], []
-        for t in sorted(done, key=lambda t: t.number):
-            best = max(best, t.value)
-            xs.append(t.number)
-            ys.append(best)
-        ax.step(xs, ys, where="post", color="C3", label="best so far")
+        done.sort(key=lambda t: t.number)
+        best = list(accumulate((t.value for t in done), max))
+        ax.step([t.number for t in done], best, where="post", color="C3", label="best so far")
     values = [t.value for t in done]
     low = max(min(values), max(values) - 8) - 0.2 if values else None
     if pruned:

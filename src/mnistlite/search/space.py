@@ -1,20 +1,10 @@
 """The search space: Optuna suggestions -> a family NetSpec and a training recipe.
 
-Architecture (models/family.py): 2 or 3 stages; per stage 1-4 convs (the
-ranges keep the feature map at least 1x1 for every choice, so no geometry is
-ever rejected); a width per conv and per 1x1 transition; the first conv's
-padding; dropout. BatchNorm is always on. The parameter count of a spec is
-exact by formula (`family.count_params`), so an over-budget spec is rejected
-before anything is built: the trial is pruned at once with user attrs
-`over_budget` (its count) and `rejected`, and does not count towards the
-number of trials a study asks for.
-
-Recipe: one-cycle SGD + Nesterov (the zoo's BASE_RECIPE) with max_lr,
-pct_start, weight decay, rotation/translate/scale strength, batch size
-(64/128/256) and label smoothing searched.
-
-Trials train a spec under the name `family:<json>` (`spec_name`), which
-`ensure_registered` puts in the process's model registry on first use.
+Architecture (models/family.py): 2 or 3 stages of 1-4 convs, a width per conv and per
+1x1 transition, the first conv's padding, dropout; BatchNorm always on. The parameter
+count is exact by formula, so an over-budget spec is rejected before anything is built
+(pruned at once, user attr `rejected`; it does not count towards the study's trials).
+Recipe: the zoo's one-cycle SGD + Nesterov with its rates, regularisation and batch size searched.
 """
 
 from __future__ import annotations
@@ -87,7 +77,7 @@ def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
     d = spec.to_dict()
     d["stages"] = [list(s) for s in spec.stages]
     d["transitions"] = list(spec.transitions)
-    if not d.get("sep_stages"):  # added later: names of earlier specs stay what they were
+    if not d.get("sep_stages"):  # left out when 0: the names of specs without it stay the same
         d.pop("sep_stages", None)
     return d
 
@@ -114,20 +104,20 @@ def describe_spec(spec: NetSpec) -> str:
     return " ".join(parts) + extra + ("" if spec.bn else " noBN")
 
 
-def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None, name: str | None = None) -> str:
+def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None) -> str:
     """Register `spec` (idempotently) and return its model name."""
     from ..models.mnistlite_zoo import register_spec
 
-    name = name or spec_name(spec)
+    name = spec_name(spec)
     register_spec(name, spec, recipe or {})
     return name
 
 
-# The keys of a spec table in a tuning file (tuning_file.py).
 SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_stages")
 
 
 def parse_spec(raw: Any, where: str) -> NetSpec:
+    """A spec table of a tuning file (tuning_file.py), checked."""
     if not isinstance(raw, dict):
         raise MnistliteError(
             f"{where}: spec must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}"

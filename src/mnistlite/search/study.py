@@ -1,13 +1,8 @@
 """A search study in an Optuna storage: its protocol, sampler and pruner, and its trials' states.
 
-The protocol (budget, epochs, validation split, seed) is what every trial of a
-study shares: stored on the study when it is created and checked when a
-worker joins, so workers started with other flags are refused. A trial counts
-towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner);
-a config rejected for the budget is pruned in milliseconds and does not.
-
-torch-free at import (the training pieces live in objective.py and retrain.py):
-a worker process that only reports, or a test's fake-objective worker, starts fast.
+A trial counts towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner);
+a config rejected for the budget is pruned in milliseconds and does not. torch-free at
+import, so a worker that only reports, or a test's fake-objective worker, starts fast.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ KIND = "mnistlite-search"
 
 @dataclass(frozen=True)
 class Protocol:
-    """What every trial of a study shares; stored on the study and checked on join."""
+    """What every trial of a study shares; stored on the study, and a worker with other flags is refused."""
 
     budget: int = 8000
     epochs: int = 15
@@ -34,9 +29,6 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --- study ------------------------------------------------------------------------
 
 
 def make_pruner(name: str = "median", epochs: int = 15):
@@ -77,8 +69,7 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
         raise
     attrs = study.user_attrs
     if not attrs.get("kind"):
-        # The protocol first: a worker that joins between the two writes and sees `kind`
-        # must also see the protocol (it read an empty one and refused the study: seen in CI).
+        # The protocol first: a worker joining between the two writes that sees `kind` must see it too.
         study.set_user_attr("protocol", protocol.to_dict())
         study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
@@ -97,23 +88,17 @@ def load_study(storage, study_name: str):
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        raise MnistliteError(f"no study named {study_name!r} in {where(storage)}") from None
-
-
-def where(storage) -> str:
-    url = getattr(storage, "url", storage)
-    return st.redact(url) if isinstance(url, str) else repr(storage)
+        url = getattr(storage, "url", storage)
+        where = st.redact(url) if isinstance(url, str) else repr(storage)
+        raise MnistliteError(f"no study named {study_name!r} in {where}") from None
 
 
 def protocol_of(study) -> Protocol:
     return Protocol(**study.user_attrs.get("protocol", {}))
 
 
-# --- trials -----------------------------------------------------------------------
-
-
 def is_counted(t) -> bool:
-    """Does trial `t` count towards the study's n_trials (trained: completed, or pruned while training)?"""
+    """Was trial `t` trained (completed, or pruned while training)? Those count towards n_trials."""
     from optuna.trial import TrialState
 
     return t.state == TrialState.COMPLETE or (t.state == TrialState.PRUNED and "rejected" not in t.user_attrs)
@@ -126,7 +111,7 @@ def counted_trials(study) -> list:
 def best_trials(study, k: int = 10) -> list:
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return sorted(done, key=lambda t: (-t.value, t.user_attrs.get("params", 0), t.number))[:k]
 
 

@@ -1,14 +1,8 @@
-"""The search worker loop: trials until the study holds exactly n_trials counted ones.
+"""The search worker loop: trials until the study holds exactly n_trials counted ones, over
+all its workers (why the count comes out exact: docs/search.md, "What counts as a trial").
 
-`n_trials` is the number of TRAINED trials the study should reach across all
-its workers (study.is_counted); configs rejected for the budget do not count.
-A worker asks for a new trial only while counted + running < n_trials, and
-after `ask()` checks that fewer than n_trials live trials precede its own
-(trial numbers are assigned in creation order by the storage); the rare loser
-of that race marks its empty trial FAIL (user attr `surplus`) and waits. A
-worker whose process dies leaves a RUNNING trial whose heartbeat stops;
-another worker fails it and the retry callback re-enqueues it once
-(storage.py). So the study ends with exactly n_trials counted trials.
+A dead worker's RUNNING trial loses its heartbeat; another worker fails it and the retry
+callback re-enqueues it once (runs/storage.py).
 """
 
 from __future__ import annotations
@@ -33,10 +27,7 @@ def run_search_worker(
     log: Callable[[str], None] = print,
 ) -> int:
     """Run trials until the study holds `n_trials` counted trials; returns how many this worker trained.
-
-    Any number of workers may run this on the same study at once (see the
-    module docstring for why the total comes out exact).
-    """
+    Any number of workers may run this on the same study at once."""
     optuna = st.import_optuna()
     from optuna.trial import TrialState
 
