@@ -1,7 +1,10 @@
-"""runs/seeds.py: multi-seed aggregation, on synthetic run directories; the seed-list rule; and the
-tables built on the aggregate (reports/leaderboard.py)."""
+"""runs/seeds.py: multi-seed aggregation, on synthetic run directories; the seed-list rule; the
+tables built on the aggregate (reports/leaderboard.py); and "held consistently" as numbers
+(runs/holding.py: the interval for new seeds, the test set's own sampling error, the margin in
+images, the paired comparison of two seeds folders in `mnistlite compare`)."""
 
 import json
+import math
 
 import pytest
 
@@ -10,7 +13,8 @@ from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
 from mnistlite.models import config_for
 from mnistlite.reports.leaderboard import attach_threads, markdown_table, pareto, plot_frontier
-from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, plot_consistency, seed_dir
+from mnistlite.runs.holding import binomial_sd, clopper_pearson, holding, margin, margin_images, paired
+from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, format_aggregate, plot_consistency, seed_dir
 
 
 def fake_run(out, seed, test_accs, model="mnistlite_flagship", raw_accs=None):
@@ -229,3 +233,139 @@ def test_seeds_reuse_of_a_missing_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--reuse" in err and "no such folder" in err
     assert not (tmp_path / "s").exists()
+
+
+# --- "held consistently" as numbers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k, n, lower, upper",
+    [
+        (10, 10, 0.6915, 1.0),  # 0.025 ** (1/10)
+        (9, 10, 0.5550, 0.9975),
+        (8, 10, 0.4439, 0.9748),
+        (5, 10, 0.1871, 0.8129),
+        (0, 10, 0.0, 0.3085),
+        (1, 1, 0.025, 1.0),
+    ],
+)
+def test_clopper_pearson_two_sided_known_values(k, n, lower, upper):
+    lo, hi = clopper_pearson(k, n)
+    assert lo == pytest.approx(lower, abs=5e-5) and hi == pytest.approx(upper, abs=5e-5)
+
+
+def test_clopper_pearson_one_sided_and_symmetry():
+    assert clopper_pearson(10, 10, one_sided=True)[0] == pytest.approx(0.7411, abs=5e-5)  # 0.05 ** (1/10)
+    assert clopper_pearson(20, 20, one_sided=True)[0] == pytest.approx(0.05 ** (1 / 20), abs=1e-9)
+    lo, hi = clopper_pearson(3, 12)
+    lo2, hi2 = clopper_pearson(9, 12)
+    assert lo == pytest.approx(1 - hi2, abs=1e-12) and hi == pytest.approx(1 - lo2, abs=1e-12)
+    with pytest.raises(ValueError):
+        clopper_pearson(11, 10)
+
+
+def test_holding_record():
+    h = holding(8, 10)
+    assert (h["k"], h["n"], h["share"]) == (8, 10, 0.8)
+    assert h["interval95"][0] == pytest.approx(0.4439, abs=5e-5)
+    assert h["one_sided_lower95"] == pytest.approx(0.4931, abs=5e-5)
+    assert "Clopper-Pearson" in h["method"]
+
+
+def test_binomial_sd_of_the_test_set():
+    assert binomial_sd(99.56, 10_000) == pytest.approx(0.0662, abs=5e-5)  # the issue's 0.066 at 99.56%
+    assert binomial_sd(50.0, 100) == pytest.approx(5.0)
+    assert binomial_sd(99.56, 40_000) == pytest.approx(binomial_sd(99.56, 10_000) / 2)
+
+
+def test_margin_in_images():
+    assert margin_images(99.42, 99.4, 10_000) == 2  # 99.42 - 99.40 is 1.99999... images in floats
+    assert margin_images(99.37, 99.4, 10_000) == -3
+    assert margin_images(99.4, 99.4, 10_000) == 0
+    m = margin([99.45, 99.40, 99.52, 99.40], 99.4, 10_000)
+    assert (m["worst_test_acc"], m["images"], m["seeds_at_worst"]) == (99.40, 0, 2)
+    assert margin([99.46], 99.4, None)["images"] is None
+
+
+def test_paired_difference():
+    a = {1: 99.50, 2: 99.60, 3: 99.40, 4: 99.55, 9: 99.0}
+    b = {1: 99.45, 2: 99.60, 3: 99.48, 4: 99.45, 7: 99.9}
+    p = paired(a, b)
+    diffs = [0.05, 0.0, -0.08, 0.10]
+    assert p["seeds"] == [1, 2, 3, 4] and p["n"] == 4
+    assert p["mean_diff"] == pytest.approx(sum(diffs) / 4)
+    sd = math.sqrt(sum((d - sum(diffs) / 4) ** 2 for d in diffs) / 3)
+    assert p["se_diff"] == pytest.approx(sd / 2)
+    assert (p["a_wins"], p["ties"], p["a_loses"]) == (2, 1, 1)
+    assert (p["only_in_a"], p["only_in_b"]) == ([9], [7])
+    assert paired({1: 99.5}, {1: 99.4})["se_diff"] is None
+    with pytest.raises(ValueError):
+        paired({1: 99.5}, {2: 99.5})
+
+
+def fake_log(out, seed, n_test=10_000, acc=99.5):
+    (seed_dir(out, seed) / rd.LOG).write_text(
+        f"Test set: Average loss: 0.0200, Accuracy: {round(acc * n_test / 100)}/{n_test} ({acc:.2f}%)\n"
+    )
+
+
+def test_consistency_json_and_console_state_the_numbers(tmp_path):
+    fake_run(tmp_path, 1, [99.0, 99.45, 99.50, 99.41])
+    fake_run(tmp_path, 2, [99.1, 99.39, 99.60, 99.55])  # misses: 99.39
+    fake_run(tmp_path, 3, [98.9, 99.40, 99.42, 99.44])
+    for s in (1, 2, 3):
+        fake_log(tmp_path, s)
+    agg = aggregate(tmp_path, [1, 2, 3])
+    json.dumps(agg)
+    h, t, m = agg["holding"], agg["test_set_sampling"], agg["margin"]
+    assert (h["k"], h["n"]) == (2, 3)
+    assert h["interval95"] == pytest.approx(list(clopper_pearson(2, 3)))
+    assert t["n_test"] == 10_000
+    assert t["binomial_sd_points"] == pytest.approx(binomial_sd((99.41 + 99.55 + 99.44) / 3, 10_000))
+    assert t["across_seeds_sd_points"] == agg["final_test_acc"]["std"]
+    assert (m["worst_test_acc"], m["images"], m["seeds_at_worst"]) == (99.39, -1, 1)
+    text = format_aggregate(agg)
+    assert "95% interval: 9.4-99.2%" in text and "Clopper-Pearson" in text
+    assert "(binomial, 10,000 images" in text and "-1 images of 10,000" in text
+
+
+def test_test_images_come_from_the_runs_logs(tmp_path):
+    fake_run(tmp_path, 1, [99.5, 99.5, 99.5])
+    fake_run(tmp_path, 2, [99.5, 99.5, 99.5])
+    fake_log(tmp_path, 1, n_test=5_000)
+    fake_log(tmp_path, 2, n_test=5_000)
+    agg = aggregate(tmp_path, [1, 2])
+    assert agg["test_set_sampling"]["n_test"] == 5_000 and agg["margin"]["images"] == 5
+    fake_log(tmp_path, 2, n_test=10_000)  # the runs disagree: no size is claimed
+    agg = aggregate(tmp_path, [1, 2])
+    assert agg["test_set_sampling"]["binomial_sd_points"] is None and agg["margin"]["images"] is None
+    assert "sampling SD: unknown" in format_aggregate(agg)
+
+
+def sweep(root, finals):
+    for seed, acc in finals.items():
+        fake_run(root, seed, [99.0, acc, acc, acc])
+        fake_log(root, seed, acc=acc)
+    rd.write_json(root / CONSISTENCY_JSON, aggregate(root, list(finals)))
+    return root
+
+
+@pytest.mark.slow  # draws the overlay plot
+def test_compare_two_seeds_folders_is_paired(tmp_path, capsys):
+    from mnistlite.cli import main
+
+    a = sweep(tmp_path / "a", {1: 99.50, 2: 99.60, 3: 99.40})
+    b = sweep(tmp_path / "b", {1: 99.45, 2: 99.60, 3: 99.48, 4: 99.5})
+    png = tmp_path / "cmp.png"
+    assert main(["compare", str(a), str(b), "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "a/seed1" in out and "b/seed4" in out  # the seed runs, in the run table
+    assert "paired over 3 common seed(s)" in out
+    assert "A - B: mean -0.010 points (-1.0 of 10,000 images), standard error 0.038" in out
+    assert "A wins 1, ties 1, loses 1 of 3" in out and "only in B: seeds [4]" in out
+    assert main(["compare", str(a), str(b), "--out", str(png), "--json"]) == 0
+    p = json.loads(capsys.readouterr().out)["paired"]
+    assert p["mean_diff"] == pytest.approx(-0.01) and p["ties"] == 1
+    # A run folder pair is as before: no pairing.
+    assert main(["compare", str(a / "seed1"), str(b / "seed1"), "--out", str(png), "--json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)

@@ -1,4 +1,5 @@
-"""`mnistlite compare`: finished runs side by side, as a table and one overlay plot."""
+"""`mnistlite compare`: finished runs side by side, as a table and one overlay plot; two seeds
+folders (consistency.json) also as a paired comparison over their common seeds."""
 
 from __future__ import annotations
 
@@ -11,18 +12,34 @@ from typing import Any
 
 from ..engine import rundir as rd
 from ..errors import MnistliteError
+from ..runs.holding import paired
+from ..runs.seeds import CONSISTENCY_JSON
 from .figures import plot_test_overlay
 from .markdown import epoch_list
 from .runs import RunRecord, is_run_dir, load_run
 from .sections import EXPERIMENT_JSON, is_experiment_dir, sections_from_experiment
 
 
+def is_seeds_dir(path: Path) -> bool:
+    """A `mnistlite seeds` folder: consistency.json beside its seed<k>/ runs."""
+    return (Path(path) / CONSISTENCY_JSON).is_file()
+
+
+def read_consistency(path: Path) -> dict[str, Any]:
+    agg = rd.read_json(Path(path) / CONSISTENCY_JSON)
+    if not isinstance(agg, dict) or not isinstance(agg.get("per_seed"), dict):
+        raise MnistliteError(f"{Path(path) / CONSISTENCY_JSON}: not a seeds aggregate")
+    return agg
+
+
 def expand_dirs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories, with an experiment directory standing for all its runs."""
+    """Run directories, with an experiment directory or a seeds folder standing for all its runs."""
     out: list[Path] = []
     for p in map(Path, paths):
         if is_run_dir(p):
             out.append(p)
+        elif is_seeds_dir(p):
+            out += [p / info["run_dir"] for info in read_consistency(p)["per_seed"].values()]
         elif is_experiment_dir(p):
             _, sections = sections_from_experiment(p)
             out += [r.path for s in sections for r in s.runs]
@@ -30,7 +47,8 @@ def expand_dirs(paths: Sequence[str | Path]) -> list[Path]:
             raise MnistliteError(f"{p}: no such directory")
         else:
             raise MnistliteError(
-                f"{p}: neither a run directory ({rd.CONFIG}) nor an experiment directory ({EXPERIMENT_JSON})"
+                f"{p}: neither a run directory ({rd.CONFIG}), a seeds folder ({CONSISTENCY_JSON}) "
+                f"nor an experiment directory ({EXPERIMENT_JSON})"
             )
     return out
 
@@ -95,6 +113,40 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
         "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
         for row in table
     )
+
+
+def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
+    """Seeds folder A against seeds folder B: the final test accuracy, paired seed by seed."""
+    aggs = [read_consistency(a), read_consistency(b)]
+    finals = [{int(k): v["final_test_acc"] for k, v in agg["per_seed"].items()} for agg in aggs]
+    try:
+        out = paired(finals[0], finals[1])
+    except ValueError:
+        raise MnistliteError(f"{a} and {b}: no seed in common, nothing to pair") from None
+    sizes = {agg.get("test_set_sampling", {}).get("n_test") for agg in aggs}
+    n_test = sizes.pop() if len(sizes) == 1 else None
+    out = {"a": str(a), "b": str(b), "model_a": aggs[0].get("model"), "model_b": aggs[1].get("model"), **out}
+    out["n_test"] = n_test
+    out["mean_diff_images"] = None if n_test is None else out["mean_diff"] / 100 * n_test
+    return out
+
+
+def format_paired(p: dict[str, Any]) -> str:
+    lines = [
+        f"paired over {p['n']} common seed(s), final test accuracy, A = {p['a']} ({p['model_a']}), "
+        f"B = {p['b']} ({p['model_b']})",
+        "seed       A       B   A - B",
+    ]
+    for seed, r in p["per_seed"].items():
+        lines.append(f"{seed:>4}  {r['a']:6.2f}  {r['b']:6.2f}  {r['diff']:+6.2f}")
+    se = "-" if p["se_diff"] is None else f"{p['se_diff']:.3f}"
+    images = "" if p["mean_diff_images"] is None else f" ({p['mean_diff_images']:+.1f} of {p['n_test']:,} images)"
+    lines.append(f"A - B: mean {p['mean_diff']:+.3f} points{images}, standard error {se} (sd of differences / sqrt(n))")
+    lines.append(f"A wins {p['a_wins']}, ties {p['ties']}, loses {p['a_loses']} of {p['n']}")
+    for side in ("a", "b"):
+        if p[f"only_in_{side}"]:
+            lines.append(f"unpaired, only in {side.upper()}: seeds {p[f'only_in_{side}']}")
+    return "\n".join(lines)
 
 
 def compare(paths: Sequence[str | Path], out_png: str | Path) -> tuple[list[dict[str, Any]], Path]:

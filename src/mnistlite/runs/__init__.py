@@ -2,6 +2,8 @@
 
 plan.py      planner and executor: the same-run rule, stale folders, the worker pool, shared sweeps
 seeds.py     one recipe under several seeds and its aggregate (`mnistlite seeds`)
+holding.py   "held consistently" as numbers: the interval for new seeds, the test set's own error,
+             the margin in images, two sweeps paired seed by seed
 splits.py    how many runs train at once, and on how many threads each (`--jobs auto`)
 portable.py  a finished run as JSON and back (shared sweeps)
 sweep.py     a fixed job list worked through by any number of workers on one Optuna storage

@@ -3,6 +3,7 @@ instead of one lucky epoch."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from ..challenge import LAST_EPOCHS, TARGET, fmt_acc
 from ..config import TrainConfig
 from ..engine import rundir as rd
-from . import plan, splits
+from . import holding, plan, splits
 
 CONSISTENCY_JSON = "consistency.json"
 CONSISTENCY_PNG = "consistency.png"
@@ -79,6 +80,25 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
+_TEST_LINE = re.compile(r"^Test set: .*Accuracy: \d+/(\d+) ", re.MULTILINE)
+
+
+def scored_test_images(run: Path) -> int | None:
+    """How many test images the run scored, from its own log ("Test set: ... Accuracy: k/n"); None
+    where the log is missing or holds no test line."""
+    try:
+        found = _TEST_LINE.findall((Path(run) / rd.LOG).read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def common_test_images(runs: Sequence[Path]) -> int | None:
+    """The one test-set size every run scored; None if any run does not say, or they disagree."""
+    sizes = {scored_test_images(r) for r in runs}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
     """The consistency aggregate (consistency.json) of finished seed runs under `out`."""
     runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
@@ -123,6 +143,11 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         # Run-only choices that may differ seed to seed (threads, and the BN path chosen by them).
         "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
     }
+    # "Held consistently" as numbers: the interval for new seeds, the test set's own error, the margin.
+    n_test = common_test_images([seed_dir(out, s) for s in seeds])
+    agg["holding"] = holding.holding(agg["seeds_passing_goal"], len(seeds))
+    agg["test_set_sampling"] = holding.sampling(agg["final_test_acc"]["mean"], agg["final_test_acc"]["std"], n_test)
+    agg["margin"] = holding.margin([p["last3_min_test_acc"] for p in per_seed.values()], target, n_test)
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
         agg["final_val_acc"] = spread(vals)
@@ -149,6 +174,7 @@ def format_aggregate(s: dict[str, Any]) -> str:
     lows = ", ".join(f"{k}: {fmt_acc(v['last3_min_test_acc'])}" for k, v in s["per_seed"].items())
     lines.append(f"lowest test accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}")
     lines.append(f"seeds passing the goal ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
+    lines += format_holding(s)
     if "raw_weights" in s:
         r = s["raw_weights"]
         lines.append(
@@ -164,6 +190,36 @@ def format_aggregate(s: dict[str, Any]) -> str:
             line += f"   {r['raw_test_acc']['mean']:6.2f} ± {r['raw_test_acc']['std']:.2f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def format_holding(s: dict[str, Any]) -> list[str]:
+    """The consistency claim as numbers (absent from aggregates written before they existed)."""
+    lines = []
+    if "holding" in s:
+        h = s["holding"]
+        lo, hi = h["interval95"]
+        lines.append(
+            f"  share of new seeds that would hold, 95% interval: {100 * lo:.1f}-{100 * hi:.1f}% "
+            f"(one-sided lower bound {100 * h['one_sided_lower95']:.1f}%; Clopper-Pearson exact)"
+        )
+    if "test_set_sampling" in s:
+        t = s["test_set_sampling"]
+        if t["binomial_sd_points"] is None:
+            lines.append("  test-set sampling SD: unknown (the runs' logs do not say how many test images)")
+        else:
+            lines.append(
+                f"  test-set sampling SD at {fmt_acc(t['accuracy'])}%: {t['binomial_sd_points']:.3f} points "
+                f"(binomial, {t['n_test']:,} images, one set for all seeds), beside "
+                f"{t['across_seeds_sd_points']:.3f} across seeds"
+            )
+    if "margin" in s:
+        m = s["margin"]
+        images = "" if m["images"] is None else f" = {m['images']:+d} images of {m['n_test']:,}"
+        lines.append(
+            f"  margin: worst last-{LAST_EPOCHS} reading {m['worst_test_acc']:.2f} - {m['target']:.2f} = "
+            f"{m['points']:+.2f} points{images} ({m['seeds_at_worst']} seed(s) at it)"
+        )
+    return lines
 
 
 def plot_consistency(out: Path, s: dict[str, Any]) -> None:
