@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -111,13 +112,14 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     rd.atomic_torch_save({"epoch": 1, "w": torch.ones(3)}, path)
     events: list[tuple] = []
     real_replace, real_fsync = os.replace, os.fsync
-    monkeypatch.setattr(rd.os, "fsync", lambda fd: (events.append(("fsync",)), real_fsync(fd))[1])
+    monkeypatch.setattr(rd.os, "fsync", lambda fd: (events.append(("fsync", _fd_kind(fd))), real_fsync(fd))[1])
     monkeypatch.setattr(
         rd.os, "replace", lambda a, b: (events.append(("replace", Path(a), Path(b))), real_replace(a, b))[1]
     )
     rd.atomic_torch_save({"epoch": 2, "w": torch.zeros(3)}, path)
     tmp = tmp_path / f".{rd.CHECKPOINT}.tmp"
-    assert events == [("fsync",), ("replace", tmp, path)]  # the bytes are on disk before the rename
+    # The bytes are on disk before the rename, the rename (the folder) after it.
+    assert events == [("fsync", "file"), ("replace", tmp, path), ("fsync", "dir")]
     assert load_checkpoint(path)["epoch"] == 2 and not tmp.exists()
 
     # The disk fills up halfway through the next write: the last checkpoint survives.
@@ -134,6 +136,72 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     assert "\n" not in msg and str(path) in msg and "No space left on device" in msg and "kept" in msg
     assert sha(path) == good and load_checkpoint(path)["epoch"] == 2
     assert not tmp.exists()
+
+
+def _fd_kind(fd: int) -> str:
+    return "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+
+
+def test_every_atomic_write_fsyncs_its_folder_and_a_refused_folder_fsync_is_skipped(tmp_path, monkeypatch):
+    """After os.replace the folder is fsynced, so the rename itself survives a power loss; where
+    the file system refuses (EINVAL) or the OS cannot open a folder (Windows), the write still succeeds."""
+    synced: list[tuple[str, int]] = []  # (kind, inode) of every fd fsynced
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((_fd_kind(fd), st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", recording)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    writes: list[tuple[str, Callable[[Path], None]]] = [
+        (rd.CHECKPOINT, lambda p: rd.atomic_torch_save({"epoch": 1}, p)),
+        (rd.MODEL, lambda p: rd.atomic_torch_save({"model": {}}, p)),
+        (rd.METRICS, lambda p: rd.write_metrics(p, [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 50.0}])),
+        (rd.CONFIG, lambda p: rd.write_json(p, {"a": 1})),
+        (rd.LOG, lambda p: rd.atomic_write_text(p, "log\n")),
+        (rd.MODEL_SOURCE, lambda p: rd.atomic_write_bytes(p, b"x = 1\n")),
+    ]
+    for name, write in writes:
+        synced.clear()
+        write(folder / name)
+        assert synced == [("file", (folder / name).stat().st_ino), ("dir", folder.stat().st_ino)], name
+
+    # A file system that refuses a folder fsync: the write succeeds, the new file is in place.
+    def refuse_dirs(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", refuse_dirs)
+    rd.atomic_torch_save({"epoch": 2}, folder / rd.CHECKPOINT)
+    assert load_checkpoint(folder / rd.CHECKPOINT)["epoch"] == 2
+
+    # An OS that cannot open a folder at all (Windows: PermissionError): skipped too.
+    real_open = os.open
+
+    def no_folder_open(path, flags, *a, **k):
+        if Path(path).is_dir():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(rd.os, "open", no_folder_open)
+    rd.write_json(folder / rd.CONFIG, {"a": 2})
+    assert rd.read_json(folder / rd.CONFIG) == {"a": 2}
+    monkeypatch.setattr(rd.os, "open", real_open)
+
+    # A disk that fails (EIO) on the folder fsync is reported in one line, not hidden.
+    def eio_dirs(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", eio_dirs)
+    with pytest.raises(MnistliteError) as e:
+        rd.write_json(folder / rd.RESULT, {"done": True})
+    assert "\n" not in str(e.value) and "Input/output error" in str(e.value) and str(folder / rd.RESULT) in str(e.value)
 
 
 @pytest.mark.slow
