@@ -11,18 +11,23 @@ See docs/reliability.md for the table of failure modes these tests cover.
 from __future__ import annotations
 
 import ast
+import csv
 import errno
 import hashlib
 import io
 import math
 import os
 import pickle
+import random
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -111,13 +116,14 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     rd.atomic_torch_save({"epoch": 1, "w": torch.ones(3)}, path)
     events: list[tuple] = []
     real_replace, real_fsync = os.replace, os.fsync
-    monkeypatch.setattr(rd.os, "fsync", lambda fd: (events.append(("fsync",)), real_fsync(fd))[1])
+    monkeypatch.setattr(rd.os, "fsync", lambda fd: (events.append(("fsync", _fd_kind(fd))), real_fsync(fd))[1])
     monkeypatch.setattr(
         rd.os, "replace", lambda a, b: (events.append(("replace", Path(a), Path(b))), real_replace(a, b))[1]
     )
     rd.atomic_torch_save({"epoch": 2, "w": torch.zeros(3)}, path)
     tmp = tmp_path / f".{rd.CHECKPOINT}.tmp"
-    assert events == [("fsync",), ("replace", tmp, path)]  # the bytes are on disk before the rename
+    # The bytes are on disk before the rename, the rename (the folder) after it.
+    assert events == [("fsync", "file"), ("replace", tmp, path), ("fsync", "dir")]
     assert load_checkpoint(path)["epoch"] == 2 and not tmp.exists()
 
     # The disk fills up halfway through the next write: the last checkpoint survives.
@@ -134,6 +140,72 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old(
     assert "\n" not in msg and str(path) in msg and "No space left on device" in msg and "kept" in msg
     assert sha(path) == good and load_checkpoint(path)["epoch"] == 2
     assert not tmp.exists()
+
+
+def _fd_kind(fd: int) -> str:
+    return "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+
+
+def test_every_atomic_write_fsyncs_its_folder_and_a_refused_folder_fsync_is_skipped(tmp_path, monkeypatch):
+    """After os.replace the folder is fsynced, so the rename itself survives a power loss; where
+    the file system refuses (EINVAL) or the OS cannot open a folder (Windows), the write still succeeds."""
+    synced: list[tuple[str, int]] = []  # (kind, inode) of every fd fsynced
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((_fd_kind(fd), st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", recording)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    writes: list[tuple[str, Callable[[Path], None]]] = [
+        (rd.CHECKPOINT, lambda p: rd.atomic_torch_save({"epoch": 1}, p)),
+        (rd.MODEL, lambda p: rd.atomic_torch_save({"model": {}}, p)),
+        (rd.METRICS, lambda p: rd.write_metrics(p, [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 50.0}])),
+        (rd.CONFIG, lambda p: rd.write_json(p, {"a": 1})),
+        (rd.LOG, lambda p: rd.atomic_write_text(p, "log\n")),
+        (rd.MODEL_SOURCE, lambda p: rd.atomic_write_bytes(p, b"x = 1\n")),
+    ]
+    for name, write in writes:
+        synced.clear()
+        write(folder / name)
+        assert synced == [("file", (folder / name).stat().st_ino), ("dir", folder.stat().st_ino)], name
+
+    # A file system that refuses a folder fsync: the write succeeds, the new file is in place.
+    def refuse_dirs(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", refuse_dirs)
+    rd.atomic_torch_save({"epoch": 2}, folder / rd.CHECKPOINT)
+    assert load_checkpoint(folder / rd.CHECKPOINT)["epoch"] == 2
+
+    # An OS that cannot open a folder at all (Windows: PermissionError): skipped too.
+    real_open = os.open
+
+    def no_folder_open(path, flags, *a, **k):
+        if Path(path).is_dir():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(rd.os, "open", no_folder_open)
+    rd.write_json(folder / rd.CONFIG, {"a": 2})
+    assert rd.read_json(folder / rd.CONFIG) == {"a": 2}
+    monkeypatch.setattr(rd.os, "open", real_open)
+
+    # A disk that fails (EIO) on the folder fsync is reported in one line, not hidden.
+    def eio_dirs(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(rd.os, "fsync", eio_dirs)
+    with pytest.raises(MnistliteError) as e:
+        rd.write_json(folder / rd.RESULT, {"done": True})
+    assert "\n" not in str(e.value) and "Input/output error" in str(e.value) and str(folder / rd.RESULT) in str(e.value)
 
 
 @pytest.mark.slow
@@ -296,6 +368,165 @@ def test_sigterm_subprocess_stops_with_resume_hint_then_resume_finishes(data_roo
     assert f"Resumed after epoch {saved} of 3" in done.stdout
     assert [r["epoch"] for r in rd.read_metrics(out / rd.METRICS)] == [1, 2, 3]
     assert (out / rd.MODEL).is_file() and (out / rd.RESULT).is_file()
+
+
+# Test-only, written into tmp_path (no hook in src/): `python killhook.py ARGS` runs
+# `python -m mnistlite ARGS` with every rename of checkpoint.pt and model.pt logged to
+# $KILLTEST_EVENTS ("begin NAME" before, "end NAME" after), and, for the names in $KILLTEST_SLOW,
+# a pause of $KILLTEST_SLEEP s between the finished, fsynced temporary file and the rename: a
+# SIGKILL sent after "begin" lands inside that write.
+KILL_HOOK = """
+import os, runpy, time
+from pathlib import Path
+
+events = os.environ["KILLTEST_EVENTS"]
+slow = set(os.environ.get("KILLTEST_SLOW", "").split(","))
+pause = float(os.environ.get("KILLTEST_SLEEP", "0"))
+real_replace = os.replace
+
+
+def log(line):
+    with open(events, "a") as f:
+        f.write(line + "\\n")
+
+
+def replace(src, dst, *a, **k):
+    name = Path(dst).name
+    if name not in ("checkpoint.pt", "model.pt"):
+        return real_replace(src, dst, *a, **k)
+    log("begin " + name)
+    if name in slow:
+        time.sleep(pause)
+    real_replace(src, dst, *a, **k)
+    log("end " + name)
+
+
+os.replace = replace
+runpy.run_module("mnistlite", run_name="__main__", alter_sys=True)
+"""
+
+
+def _csv_without_times(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def _zip_entries(path: Path) -> dict[str, bytes]:
+    """A torch.save file's members, byte for byte: the tensors' storages and torch's format records.
+    Left out: the random id torch writes into every save, and data.pkl, whose bytes depend on
+    which equal strings happen to be one object (pickle memo references); compare it loaded."""
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist() if not n.endswith(("/.data/serialization_id", "/data.pkl"))}
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_root, tmp_path):
+    """kill -9 of `train` at six moments, seeded: right after config.json appears (before any
+    checkpoint), in epoch 2, during a resumed process's start, inside a checkpoint write (temporary
+    file written, not yet renamed), in a later epoch, and after the last epoch inside the model.pt
+    write; `train --resume` after each. The final metrics.csv (but its seconds) and model.pt equal
+    an uninterrupted run's, bit for bit. A kill before the first checkpoint leaves nothing to
+    resume: `--resume` says so in one line (exit 2) and how to start again, which the test does."""
+    rng = random.Random(39)
+    epochs = 4
+    env = cli_env(data_root)
+    recipe_args = ["--model", "mnistlite_flagship", "--epochs", str(epochs), "--limit-train", "500"]
+    recipe_args += ["--threads", "1", "--seed", "7", "--no-progress", "--no-download"]
+    mnistlite = [sys.executable, "-m", "mnistlite"]
+
+    def plain(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*mnistlite, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+        )
+
+    ref = tmp_path / "ref"
+    done = plain("train", *recipe_args, "--out", str(ref))
+    assert done.returncode == 0, done.stderr
+
+    hook, events, out = tmp_path / "killhook.py", tmp_path / "events.txt", tmp_path / "run"
+    hook.write_text(KILL_HOOK)
+    fresh = ["train", *recipe_args, "--out", str(out)]
+    again = ["train", "--resume", str(out), "--no-progress"]
+    landed: list[str] = []
+
+    def start(args: list[str], slow: str = "") -> subprocess.Popen[str]:
+        events.write_text("")
+        hooked = {**env, "KILLTEST_EVENTS": str(events), "KILLTEST_SLOW": slow, "KILLTEST_SLEEP": "1.5"}
+        return subprocess.Popen(
+            [sys.executable, str(hook), *args], env=hooked, cwd=tmp_path, stdout=subprocess.DEVNULL, text=True
+        )
+
+    def logged(line: str) -> bool:
+        return line in events.read_text().splitlines()
+
+    def kill(proc: subprocess.Popen[str], what: str, delay: float = 0.0) -> None:
+        time.sleep(delay)
+        assert proc.poll() is None, f"{what}: the process ended (exit {proc.returncode}) before the kill"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        landed.append(what)
+
+    def saved() -> int:
+        return load_checkpoint(out / rd.CHECKPOINT)["epoch"]
+
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        # 1. Before the first checkpoint: nothing to resume, and --resume says how to start again.
+        procs.append(p := start(fresh))
+        _wait_while_running(p, lambda: (out / rd.CONFIG).exists(), "no config.json")
+        kill(p, "before the first checkpoint")
+        assert not (out / rd.CHECKPOINT).exists(), "the kill came too late: epoch 1 was already saved"
+        refused = plain(*again)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "no checkpoint there; nothing to resume" in refused.stderr
+        assert f"start it again with a new --out, or delete {out} first" in refused.stderr
+        shutil.rmtree(out)
+
+        # 2. A random moment after epoch 1 was saved (in epoch 2's training or evaluation).
+        procs.append(p := start(fresh))
+        _wait_while_running(p, lambda: logged("end checkpoint.pt"), "no checkpoint")
+        kill(p, "after epoch 1", rng.uniform(0.0, 0.5))
+        assert 1 <= saved() < epochs
+
+        # 3. A random moment early in a resumed process (loading, restoring, first batches).
+        procs.append(p := start(again))
+        kill(p, "early in a resumed process", rng.uniform(0.1, 1.0))
+
+        # 4. Inside a checkpoint write: the temporary file is complete, the rename not yet done.
+        before = saved()
+        procs.append(p := start(again, slow=rd.CHECKPOINT))
+        _wait_while_running(p, lambda: logged("begin checkpoint.pt"), "no checkpoint write")
+        kill(p, "inside a checkpoint write", rng.uniform(0.05, 1.0))
+        assert (out / f".{rd.CHECKPOINT}.tmp").is_file() and saved() == before  # the old one, whole
+
+        # 5. A random moment after this process saved an epoch (model.pt slowed: it cannot finish first).
+        procs.append(p := start(again, slow=rd.MODEL))
+        _wait_while_running(p, lambda: logged("end checkpoint.pt"), "no checkpoint")
+        kill(p, "after a resumed epoch", rng.uniform(0.0, 0.5))
+        assert saved() > before
+
+        # 6. After the last epoch, inside the model.pt write.
+        procs.append(p := start(again, slow=rd.MODEL))
+        _wait_while_running(p, lambda: logged("begin model.pt"), "no model.pt write")
+        kill(p, "inside the model.pt write", rng.uniform(0.05, 1.0))
+        assert saved() == epochs and not (out / rd.MODEL).exists()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert len(landed) >= 5, landed
+
+    done = plain(*again)
+    assert done.returncode == 0, done.stderr
+    assert f"Resumed after epoch {epochs} of {epochs}" in done.stdout
+    assert _csv_without_times(out / rd.METRICS) == _csv_without_times(ref / rd.METRICS)
+    assert_same_weights(weights(out), weights(ref))
+    assert _zip_entries(out / rd.MODEL) == _zip_entries(ref / rd.MODEL)  # every tensor's bytes
+    got, want = (torch.load(r / rd.MODEL, weights_only=True) for r in (out, ref))
+    assert {k: v for k, v in got.items() if k != "model"} == {k: v for k, v in want.items() if k != "model"}
+    assert not (out / f".{rd.CHECKPOINT}.tmp").exists() and not (out / f".{rd.MODEL}.tmp").exists()
 
 
 def _spawned_children(pid: int) -> list[int]:

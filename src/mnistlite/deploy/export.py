@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..engine import rundir as rd
 from ..errors import MnistliteError
 from . import require
 from .predict import (
@@ -232,7 +233,10 @@ def export_run(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
+        with open(tmp, "r+b") as f:  # onnx wrote it by name: force its bytes to disk before the rename
+            os.fsync(f.fileno())
         os.replace(tmp, out)
+        rd.fsync_dir(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
     report = ExportReport(

@@ -4,6 +4,7 @@ on them, see README), atomic writes, and the metrics and headline numbers."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -84,8 +85,35 @@ def _write_failed(path: Path, tmp: Path, e: BaseException) -> MnistliteError:
     return MnistliteError(f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged")
 
 
+# A folder fsync that these answer is not possible there (Windows cannot open a folder; some
+# network and FUSE file systems answer EINVAL): the rename stands, it is just not forced to disk.
+_DIR_FSYNC_REFUSED = frozenset(
+    getattr(errno, name)
+    for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EBADF", "EACCES", "EPERM", "EISDIR", "ENOTDIR")
+    if hasattr(errno, name)
+)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync `folder` itself, so that a rename in it survives a power loss: every atomic write
+    calls it after its `os.replace`. Skipped quietly where the OS or the file system refuses;
+    other errors (EIO) are raised: the disk is failing."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # Windows: a folder cannot be opened; the rename is done, nothing more to do
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in _DIR_FSYNC_REFUSED:
+            raise
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any], errors: tuple[type[Exception], ...]) -> None:
-    """Write a temporary file, fsync it, rename it over `path`: readers see the old or the new file, never half."""
+    """Write a temporary file, fsync it, rename it over `path`, fsync the folder: readers see the
+    old or the new file, never half, and after a power loss the new one once this returns."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -95,6 +123,13 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any], errors: tuple[t
         os.replace(tmp, path)
     except errors as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
         raise _write_failed(path, tmp, e) from None
+    try:
+        fsync_dir(path.parent)
+    except OSError as e:  # the new file is in place, but the disk failed to record the rename
+        raise MnistliteError(
+            f"cannot fsync the folder of {path} ({e.strerror or e}); the new {path.name} is written but "
+            "may not survive a power loss: check the disk"
+        ) from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -6,6 +6,7 @@ the way out, and the allocator is tuned only where the CLI asked for it (device.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -121,11 +122,19 @@ def resume(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MnistliteError(f"{run_dir}: no such run directory; nothing to resume")
+    nothing_saved = MnistliteError(
+        f"{run_dir / rd.CHECKPOINT}: no checkpoint there; nothing to resume (the run stopped before its "
+        f"first epoch was saved): start it again with a new --out, or delete {run_dir} first"
+    )
+    if not any(os.path.lexists(run_dir / name) for name in (rd.CONFIG, rd.CHECKPOINT)):
+        raise nothing_saved  # killed even before config.json was written
     try:
         cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
     except MnistliteError as e:
         raise MnistliteError(str(e) if str(run_dir) in str(e) else f"{run_dir / rd.CONFIG}: {e}") from None
     model = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code) or model
+    if not os.path.lexists(run_dir / rd.CHECKPOINT):
+        raise nothing_saved  # stopped or killed in its first epoch
     ckpt = check_checkpoint(load_checkpoint(run_dir / rd.CHECKPOINT), cfg, run_dir)
     entry = model or get_entry(cfg.model)
     cfg = cfg.validated()
