@@ -445,13 +445,15 @@ def restartable_pg():
 
 
 def _wait_for_state(url: str, study_name: str, pred, timeout: float = 60) -> None:
+    from sqlalchemy.exc import OperationalError
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if pred(_load(url, study_name).get_trials(deepcopy=False)):
                 return
-        except (KeyError, optuna.exceptions.StorageInternalError):
-            pass
+        except (KeyError, optuna.exceptions.StorageInternalError, OperationalError):
+            pass  # no study yet, or the server between restarts
         time.sleep(0.2)
     raise AssertionError(f"study {study_name} never reached the awaited state")
 
