@@ -309,3 +309,12 @@ def test_search_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(["search", "--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "inf", "nan"])
+def test_storage_patience_must_be_a_positive_number(capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--storage-patience", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--storage-patience" in err and "positive number of seconds" in err

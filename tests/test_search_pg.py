@@ -366,3 +366,196 @@ def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
     bad = subprocess.run(bad_cmd, env=ENV, cwd=REPO, text=True, capture_output=True)
     assert bad.returncode == 2
     assert "was started with --epochs 1" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+# --- Chaos: the server restarted under two real `mnistlite search` workers -------------------------
+
+
+def _server_user() -> dict:
+    """Popen/run arguments that run a server tool as the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run the server as")
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
+
+
+class _CtlServer:
+    """A PostgreSQL server of its own, run by pg_ctl so that the test can restart it."""
+
+    def __init__(self, bindir: Path, root: Path, as_user: dict):
+        self.bindir, self.root, self.as_user = bindir, root, as_user
+        self.data = root / "data"
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/mnistlite_test"
+
+    def ctl(self, *args: str, timeout: float = 60) -> None:
+        opts = f"-k {self.root} -h 127.0.0.1 -p {self.port} -c fsync=off -c max_connections=100"
+        done = subprocess.run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.root,
+            timeout=timeout,
+            **self.as_user,
+        )
+        assert done.returncode == 0, f"pg_ctl {' '.join(args)}: {done.stderr}"
+
+
+@pytest.fixture
+def restartable_pg():
+    """Its own server (not pg_url's): restarting it disturbs no other test."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql; .ci/run does it)")
+    as_user = _server_user()
+    root = Path(tempfile.mkdtemp(prefix="mnistlite-pgchaos-"))
+    if as_user:
+        os.chown(root, as_user["user"], as_user["group"])
+    server = _CtlServer(bindir, root, as_user)
+    init = subprocess.run(
+        [str(bindir / "initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        **as_user,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+    try:
+        server.ctl("start")
+        conn = psycopg2.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE mnistlite_test")
+        conn.close()
+        yield server
+    finally:
+        try:
+            server.ctl("stop", "-m", "immediate")
+        except (AssertionError, subprocess.TimeoutExpired):
+            pass  # never started, or already gone
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_state(url: str, study_name: str, pred, timeout: float = 60) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred(_load(url, study_name).get_trials(deepcopy=False)):
+                return
+        except (KeyError, optuna.exceptions.StorageInternalError, OperationalError):
+            pass  # no study yet, or the server between restarts
+        time.sleep(0.2)
+    raise AssertionError(f"study {study_name} never reached the awaited state")
+
+
+@pytest.mark.slow
+def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_root, tmp_path):
+    """`pg_ctl restart -m fast`, then `-m immediate`, then 4 s down, each while trials train: both
+    workers exit 0 without a traceback, and the study holds exactly the requested trials, none twice.
+    A 6 s heartbeat (12 s grace) outlasts the last beat before an outage plus the outage itself, so a
+    trial that was training reports its own result."""
+    from optuna.trial import TrialState
+
+    from mnistlite.search.study import counted_trials
+
+    url, name, n_trials = restartable_pg.url, "chaos", 6
+    cmd = [sys.executable, "-m", "mnistlite", "search", "--storage", url, "--study", name]
+    cmd += ["--trials", str(n_trials), "--epochs", "2", "--limit-train", "3000", "--val-size", "500"]
+    cmd += ["--data-dir", str(data_root), "--heartbeat", "6", "--startup-trials", "2", "--pruner", "none"]
+    cmd += ["--storage-patience", "60"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
+            env=ENV,
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    try:
+
+        def training_after(n_complete: int):
+            def ready(trials) -> bool:
+                done = [t for t in trials if t.state == TrialState.COMPLETE]
+                running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+                return (len(done) >= n_complete and bool(running)) or len(done) >= n_trials
+
+            return ready
+
+        _wait_for_state(url, name, training_after(0))
+        time.sleep(1.0)  # inside the trial's training
+        restartable_pg.ctl("restart", "-m", "fast")
+        _wait_for_state(url, name, training_after(1))
+        time.sleep(0.5)
+        restartable_pg.ctl("restart", "-m", "immediate")  # a crash: recovery on start
+        _wait_for_state(url, name, training_after(2))
+        restartable_pg.ctl("stop", "-m", "fast")
+        time.sleep(4.0)  # down for 4 s: heartbeats and trial reports meet a closed port
+        restartable_pg.ctl("start")
+        outs = [_finish(p, timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    print(*outs, sep="\n----\n")  # shown by pytest -s or on failure
+    for out in outs:
+        assert "Traceback" not in out, out
+    study = _load(url, name)
+    trials = study.get_trials(deepcopy=False)
+    counted = counted_trials(study)
+    assert len(counted) == n_trials, outs
+    assert all(t.state == TrialState.COMPLETE for t in counted), outs  # --pruner none
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], outs
+    # None twice: a config run again is only a stale trial's one retry, and then the stale one is FAIL.
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    assert all(trials[n].state == TrialState.FAIL for n in retried), outs
+    assert len({repr(sorted(t.params.items())) for t in counted}) == n_trials, outs  # no config counted twice
+
+
+@pytest.mark.slow
+def test_storage_waits_out_an_outage_then_gives_up_past_its_patience(restartable_pg):
+    """One line when the server goes away, one when it is back; past the patience a one-line
+    MnistliteError (the CLI's exit 2)."""
+    import threading
+
+    from mnistlite.errors import MnistliteError
+    from mnistlite.runs.storage import make_storage
+
+    lines: list[str] = []
+    storage = make_storage(restartable_pg.url, heartbeat_interval=5, patience=30)
+    storage._log = lines.append
+    study = optuna.create_study(storage=storage, study_name="patience")
+    study.enqueue_trial({"x": 1.0})
+    restartable_pg.ctl("stop", "-m", "fast")
+    starter = threading.Timer(2.0, restartable_pg.ctl, args=("start",))
+    starter.start()
+    try:
+        t0 = time.monotonic()
+        assert len(storage.get_all_trials(study._study_id)) == 1  # waited, then answered
+        assert time.monotonic() - t0 >= 1.5
+    finally:
+        starter.join()
+    assert len(lines) == 2, lines
+    assert lines[0] == "database unreachable, retrying for up to 30 s"
+    assert lines[1].startswith("database back after ")
+
+    storage.patience = 1.0
+    restartable_pg.ctl("stop", "-m", "fast")
+    t0 = time.monotonic()
+    with pytest.raises(MnistliteError, match=r"database unreachable for 1 s \(--storage-patience\)") as e:
+        storage.get_all_trials(study._study_id)
+    assert 1.0 <= time.monotonic() - t0 < 10
+    assert "\n" not in str(e.value)

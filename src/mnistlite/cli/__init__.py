@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "storage_patience", None) is not None:
+        from ..runs.storage import set_patience
+
+        set_patience(args.storage_patience)
     try:
         with allocator_choice(args.command, args.malloc_tuning):
             return int(args.func(args) or 0)

@@ -141,6 +141,30 @@ def add_storage_flags(parser: argparse.ArgumentParser, what: str, default_study:
         help=f"share the {what} among workers through an Optuna storage (sqlite:///f.db, postgresql://...)",
     )
     parser.add_argument("--study", metavar="NAME", help=f"sweep name in --storage (default: {default_study})")
+    add_patience_flag(parser)
+
+
+def add_patience_flag(parser: argparse.ArgumentParser) -> None:
+    """--storage-patience: how long a database server may be unreachable before the command gives up
+    (cli/__init__.py hands it to runs/storage.py before the command runs)."""
+    from ..runs.storage import DEFAULT_PATIENCE
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+        return value
+
+    parser.add_argument(
+        "--storage-patience",
+        type=seconds,
+        metavar="S",
+        help=f"wait out a database server restart or outage of up to S seconds, then exit 2 "
+        f"(default {DEFAULT_PATIENCE:g}; PostgreSQL and other servers, not SQLite)",
+    )
 
 
 def add_dry_run(

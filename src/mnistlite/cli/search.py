@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models.registry import BUDGET
-from .common import check_at_least
+from .common import add_patience_flag, check_at_least
 
 DEFAULT_TRIALS = 20
 
@@ -40,6 +40,7 @@ def register(sub) -> None:
         help="Optuna storage URL (default sqlite:///<out>/search.db); postgresql://... for many machines",
     )
     p.add_argument("--study", metavar="NAME", help="study name (default search-<budget>)")
+    add_patience_flag(p)
     p.add_argument("--val-size", type=int, default=5000, help="held-out validation images (default 5000)")
     p.add_argument("--limit-train", type=int, default=0, metavar="N", help="train on the first N training images")
     p.add_argument("--out", metavar="DIR", default="runs/search", help="output folder (default runs/search)")

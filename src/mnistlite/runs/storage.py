@@ -20,6 +20,19 @@ from ..errors import MnistliteError
 
 DEFAULT_HEARTBEAT = 30  # seconds between heartbeats of a running trial
 DEFAULT_MAX_RETRY = 1  # a trial whose worker died is run again once
+DEFAULT_PATIENCE = 300.0  # seconds a database server may be unreachable before a worker gives up
+
+_patience = DEFAULT_PATIENCE
+
+
+def set_patience(seconds: float | None) -> None:
+    """How long storages opened from now on wait out a database outage (`--storage-patience`)."""
+    global _patience
+    _patience = DEFAULT_PATIENCE if seconds is None else float(seconds)
+
+
+def _log_outage(line: str) -> None:
+    print(line, flush=True)
 
 
 def import_optuna():
@@ -62,9 +75,12 @@ def make_storage(
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT,
     grace_period: int | None = None,
     max_retry: int | None = DEFAULT_MAX_RETRY,
+    patience: float | None = None,
 ):
     """An RDBStorage for `url` (or a storage object, returned as it is) with heartbeats and
-    retry-once of stale trials; a URL that cannot be opened is a MnistliteError."""
+    retry-once of stale trials; a URL that cannot be opened is a MnistliteError. On a database
+    server (not SQLite) every call waits out an outage of up to `patience` seconds (default: the
+    last `set_patience`, else DEFAULT_PATIENCE; runs/patient_storage.py)."""
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
@@ -87,13 +103,21 @@ def make_storage(
         )
         kwargs[cb_name] = _RetryOnce(Retry(max_retry=max_retry))
     engine: dict[str, Any] = {}
+    storage_cls: Any = RDBStorage
     if url.startswith("sqlite"):
         # Several processes on one SQLite file: wait for the lock rather than fail.
         engine["connect_args"] = {"timeout": 60}
     else:
+        # A pooled connection that died while idle (server restarted) is replaced on checkout;
+        # a call cut off mid-way is retried by PatientRDBStorage.
         engine["pool_pre_ping"] = True
+        from .patient_storage import PatientRDBStorage
+
+        kwargs["patience"] = _patience if patience is None else float(patience)
+        kwargs["log"] = _log_outage
+        storage_cls = PatientRDBStorage
     try:
-        return _open_rdb(RDBStorage, url, engine, kwargs)
+        return _open_rdb(storage_cls, url, engine, kwargs)
     except ImportError as e:
         driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
         raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
