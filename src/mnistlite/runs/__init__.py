@@ -8,6 +8,7 @@ splits.py    how many runs train at once, and on how many threads each (`--jobs 
 portable.py  a finished run as JSON and back (shared sweeps)
 sweep.py     a fixed job list worked through by any number of workers on one Optuna storage
 storage.py   that storage: RDBStorage with heartbeats, retry-once of trials whose worker died
+patient_storage.py  the PostgreSQL storage that waits out a restart or outage (--storage-patience)
 
 One run's folder (its file names, atomic writes, the writer, plots) is engine's: engine/rundir.py.
 """
