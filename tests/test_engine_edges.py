@@ -85,18 +85,42 @@ def test_library_train_never_tunes_the_allocator(small, monkeypatch):
 def test_skipping_the_test_set(small, tmp_path):
     out = tmp_path / "run"
     res = train(cfg(ema=0.7), run_dir=out, data=small, progress=False, quiet=True, evaluate_test=False)
-    assert all(r["test_acc"] is None and r["test_loss"] is None and "raw_test_acc" not in r for r in res.metrics)
+    assert not any(k.startswith(("test_", "raw_test_")) for r in res.metrics for k in r)
     assert all(r["val_acc"] is not None and "raw_val_acc" in r for r in res.metrics)
-    assert res.summary["final_test_acc"] is None and res.summary["epochs_at_target"] == []
+    assert not any("test" in k for k in res.summary if k != "test_set") and "epochs_at_target" not in res.summary
     assert res.summary["final_val_acc"] == res.metrics[-1]["val_acc"]
-    rows = rd.read_metrics(out / rd.METRICS)
-    assert all(r["test_acc"] is None for r in rows) and "raw_test_acc" not in rows[0]
+    assert (out / rd.METRICS).read_text().splitlines()[0] == ",".join(rd.NO_TEST_COLUMNS + ("raw_val_acc",))
     assert "test set not evaluated" in (out / rd.LOG).read_text()
-    assert json.loads((out / rd.RESULT).read_text())["final_test_acc"] is None
+    assert not any("test" in k for k in json.loads((out / rd.RESULT).read_text()) if k != "test_set")
     # Same training with the test set scored: identical train and val numbers.
     ref = train(cfg(ema=0.7), data=small, progress=False, quiet=True)
     for a, b in zip(res.metrics, ref.metrics, strict=True):
         assert (a["train_loss"], a["val_acc"], a["raw_val_acc"]) == (b["train_loss"], b["val_acc"], b["raw_val_acc"])
+
+
+@pytest.mark.slow
+def test_a_validation_run_never_reads_the_test_set(small, tmp_path, monkeypatch):
+    """The seal: with --val-size the test split is never scored, whatever the caller asks, and
+    no test figure reaches metrics.csv, log.txt or result.json."""
+    from mnistlite.engine import evaluation
+
+    scored: list[int] = []
+    real = evaluation.evaluate
+
+    def spy(model, split, *a, **kw):
+        scored.append(len(split))
+        return real(model, split, *a, **kw)
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    out = tmp_path / "run"
+    res = train(cfg(ema=0.7, val_size=200), run_dir=out, data=small, progress=False, quiet=True, evaluate_test=True)
+    assert scored and set(scored) == {len(small.val)} and len(small.test) not in scored
+    assert (out / rd.METRICS).read_text().splitlines()[0] == ",".join(rd.NO_TEST_COLUMNS + ("raw_val_acc",))
+    log = (out / rd.LOG).read_text()
+    assert "Test set" not in log and "test set sealed" in log and "Validation set" in log
+    result = json.loads((out / rd.RESULT).read_text())
+    assert not any("test" in k for k in result if k != "test_set") and result["final_val_acc"] is not None
+    assert not any("test" in k for r in res.metrics for k in r)
 
 
 @pytest.mark.slow
@@ -115,7 +139,7 @@ def test_resume_keeps_counting_wall_time_and_skipping_the_test_set(small, tmp_pa
     import mnistlite
 
     res = mnistlite.resume(out, data=small, progress=False, quiet=True)  # the notebook API's wrapper of resume()
-    assert res.sessions == 2 and all(r["test_acc"] is None for r in res.metrics)
+    assert res.sessions == 2 and not any("test_acc" in r for r in res.metrics)
     assert res.wall_seconds > ckpt["elapsed_seconds"]
     result = json.loads((out / rd.RESULT).read_text())
     assert result["sessions"] == 2 and result["wall_seconds"] == pytest.approx(res.wall_seconds, abs=1e-3)

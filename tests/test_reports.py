@@ -640,3 +640,24 @@ def test_recipe_diff_reads_an_older_config_by_the_same_run_rule():
     old["weight_decay"] = 1e-4
     assert recipe_diff(old, new) == [f"weight_decay 0.0001 -> {new['weight_decay']:g}"]
     assert recipe_diff(old, {**new, "elastic_alpha": 16.0})[-1] == "elastic_alpha 0 -> 16"
+
+
+def test_a_report_of_sealed_validation_runs_reads_their_validation_split(tmp_path):
+    """A validation run has no test column: its report reads the validation split and says so."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rs = [
+        {"epoch": r["epoch"], "lr": 0.01, "train_loss": 0.05, "train_acc": r["train_acc"], "val_loss": 0.03}
+        | {"val_acc": r["test_acc"], "seconds": 1.5}
+        for r in rows(GOOD)
+    ]
+    rd.write_json(run / rd.CONFIG, config_for("mnistlite_flagship", seed=1, epochs=len(GOOD), val_size=5000).to_dict())
+    rd.write_metrics(run / rd.METRICS, rs)
+    rd.write_json(run / rd.RESULT, {"params": 7766, **rd.headline_numbers(rs), "wall_seconds": 10.0})
+    assert "test" not in (run / rd.METRICS).read_text()
+    text = render_runs([run], tmp_path / "report.md").read_text()
+    assert "**Sealed validation runs**" in text and "99.44" in text
+    # Runs on the full training set say nothing of it.
+    full = tmp_path / "full"
+    write_run(full, config_for("mnistlite_flagship", seed=1, epochs=len(GOOD)), GOOD)
+    assert "Sealed" not in render_runs([full], tmp_path / "full.md").read_text()

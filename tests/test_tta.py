@@ -109,3 +109,34 @@ def test_evaluate_the_shipped_weights_by_name(name, data_root, capsys):
     assert path.read_bytes() == (ROOT / meta["run"] / "model.pt").read_bytes()
     assert main(["evaluate", name, "--data-dir", str(data_root)]) == 0
     assert f"test plain {meta['final_test_acc']:.2f}%" in capsys.readouterr().out
+
+
+def _as_validation_run(flagship_run, tmp_path):
+    """A copy of the shared run whose config says it held out a validation split."""
+    import shutil
+
+    run = tmp_path / "valrun"
+    shutil.copytree(flagship_run, run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "val_size": 2000}))
+    return run
+
+
+def test_evaluate_keeps_a_validation_runs_test_set_sealed(flagship_run, data_root, tmp_path, capsys, monkeypatch):
+    import mnistlite.engine.tta as tta
+
+    run = _as_validation_run(flagship_run, tmp_path)
+    monkeypatch.setattr(tta, "score", lambda *a, **k: pytest.fail("scored a sealed test set"))
+    for extra in ([], ["--split", "test"]):  # test is the default split
+        assert main(["evaluate", str(run), "--data-dir", str(data_root), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "its test set is sealed" in err and "--read-test" in err
+    # A full-train run beside it does not lift the seal of the other.
+    assert main(["evaluate", str(flagship_run), str(run), "--data-dir", str(data_root)]) == 2
+
+
+@pytest.mark.slow
+def test_evaluate_reads_a_sealed_test_set_only_when_asked(flagship_run, data_root, tmp_path, capsys):
+    run = _as_validation_run(flagship_run, tmp_path)
+    assert main(["evaluate", str(run), "--data-dir", str(data_root), "--split", "test", "--read-test"]) == 0
+    assert ": test plain " in capsys.readouterr().out

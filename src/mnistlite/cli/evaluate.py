@@ -2,6 +2,7 @@
 
 The plain figure, from model.pt, matches the run's last metrics row; the TTA figure (engine/tta.py)
 is never written into a run's files. Choose TTA's settings on `--split val`, report `--split test`.
+A run with a validation split is sealed: its test set is read only with `--read-test`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def register(sub) -> None:
         metavar="N",
         help=f"views shifted 1..N pixels left, right, up and down, plus the original: 4N+1 views "
         f"(default 1, at most {MAX_SHIFT})",
+    )
+    p.add_argument(
+        "--read-test",
+        action="store_true",
+        help="allow --split test on runs with a validation split (sealed: their test set is otherwise never read)",
     )
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
@@ -78,6 +84,13 @@ def run(args) -> int:
     if args.json and not Path(args.json).resolve().parent.is_dir():  # before minutes of scoring, not after
         raise MnistliteError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
     dirs = run_dirs(args.paths)
+    if args.split == "test" and not args.read_test:  # before any scoring: a sealed run stops the command
+        for d in dirs:
+            if (d / rd.CONFIG).is_file() and rd.read_json(d / rd.CONFIG).get("val_size"):
+                raise MnistliteError(
+                    f"{d}: a validation run, its test set is sealed; score it with --split val, "
+                    "or read the test set anyway with --split test --read-test"
+                )
     cache: dict[tuple[str, int, str | None], Any] = {}
     rows = []
     for d in dirs:

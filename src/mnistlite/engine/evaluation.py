@@ -43,8 +43,9 @@ class EvalPass(Protocol):
 
 @dataclass(frozen=True)
 class Judge:
-    """Scores one epoch into its metrics row: `<split>_loss`/`<split>_acc` for val and test
-    (None where a split is absent or skipped), then the extra passes in order."""
+    """Scores one epoch into its metrics row: `val_loss`/`val_acc` (None without a val split),
+    `test_loss`/`test_acc` only where the test split is scored (no keys where it is skipped or
+    sealed), then the extra passes in order."""
 
     splits: dict[str, Split]  # "val" and/or "test", in that order
     batch_size: int
@@ -58,7 +59,10 @@ class Judge:
         judged = parts.eval_model
         for name in ("val", "test"):
             split = self.splits.get(name)
-            row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split) if split is not None else (None, None)
+            if split is not None:
+                row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
+            elif name == "val":
+                row["val_loss"], row["val_acc"] = None, None
         for extra in self.passes:
             extra(self, parts, judged, row)
 

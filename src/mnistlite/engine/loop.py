@@ -61,7 +61,7 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
             loop.judge(parts, row)
             _echo_scores(loop, row)
             # Eval mode uses BatchNorm's running statistics, which can overflow while training looks fine.
-            broken = [k for k in ("val_loss", "test_loss") if row[k] is not None and not math.isfinite(row[k])]
+            broken = [k for k in ("val_loss", "test_loss") if row.get(k) is not None and not math.isfinite(row[k])]
             if broken:
                 what = f"{broken[0].replace('_', ' ')} became {row[broken[0]]}"
                 raise diverged(what, epoch, parts.cfg, loop.out, progress.rows)

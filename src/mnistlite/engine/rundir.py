@@ -41,6 +41,7 @@ METRIC_COLUMNS = (
     "test_acc",
     "seconds",
 )
+NO_TEST_COLUMNS = tuple(c for c in METRIC_COLUMNS if not c.startswith("test_"))
 # With --ema the main columns are the averaged weights'; these are the raw ones'.
 OPTIONAL_METRIC_COLUMNS = ("raw_val_acc", "raw_test_acc")
 
@@ -168,7 +169,9 @@ def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     buf = io.StringIO()
     rows = list(rows)
     # Optional columns appear only in runs that have them: the fixed ones stay first, for scripts.
-    cols = METRIC_COLUMNS + tuple(k for k in OPTIONAL_METRIC_COLUMNS if any(k in r for r in rows))
+    # A run that never read the test set (sealed, or skipped) has no test columns at all.
+    fixed = METRIC_COLUMNS if not rows or any("test_acc" in r for r in rows) else NO_TEST_COLUMNS
+    cols = fixed + tuple(k for k in OPTIONAL_METRIC_COLUMNS if any(k in r for r in rows))
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
@@ -199,10 +202,19 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def headline_numbers(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
-    """The headline numbers of result.json (test figures None where the test set was skipped)."""
+    """The headline numbers of result.json (no test figure where the test set was not read)."""
     test = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
     train = [r["train_acc"] for r in rows]
+    if not any("test_acc" in r for r in rows):
+        return {
+            "epochs_run": len(rows),
+            "best_train_acc": max(train),
+            "final_train_acc": train[-1],
+            "best_val_acc": max(val) if val else None,
+            "final_val_acc": val[-1] if val else None,
+            "test_set": "not read",
+        }
     return {
         "epochs_run": len(rows),
         "best_test_acc": max(test) if test else None,

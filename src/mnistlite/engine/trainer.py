@@ -73,7 +73,10 @@ def train(
     `data` lets callers that run many configs load MNIST once; `on_epoch` sees each
     epoch's metrics row (a search prunes there); `model` replaces looking `cfg.model`
     up (the notebook API's in-memory models); `evaluate_test=False` never scores the
-    test split (its columns and headline figures are None).
+    test split (metrics.csv and result.json then hold no test figure).
+
+    A run with a validation split (`cfg.val_size` > 0) is sealed: it never scores the test
+    split, whatever `evaluate_test` says, so no test figure can reach a choice made on it.
     """
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
@@ -97,7 +100,7 @@ def train(
             progress_bar=progress,
             quiet=quiet,
             on_epoch=on_epoch,
-            evaluate_test=evaluate_test,
+            evaluate_test=evaluate_test and not sealed(cfg),
             t_start=t_start,
         )
     )
@@ -149,10 +152,16 @@ def resume(
             progress_bar=progress,
             quiet=quiet,
             on_epoch=on_epoch,
-            evaluate_test=bool(ckpt.get("evaluate_test", True)),  # as the run started
+            # As the run started; a validation run is sealed even if it started before the seal.
+            evaluate_test=bool(ckpt.get("evaluate_test", True)) and not sealed(cfg),
             t_start=t_start,
         )
     )
+
+
+def sealed(cfg: TrainConfig) -> bool:
+    """A run with a validation split never reads the test set (choices are made on it)."""
+    return bool(cfg.val_size)
 
 
 def _run(s: Session) -> RunResult:
@@ -278,7 +287,8 @@ def _done_line(result: RunResult) -> str:
             f"last-3 min {s['last3_min_test_acc']:.2f}%"
         )
     elif s.get("final_val_acc") is not None:  # the test set was skipped
-        scores = f"final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% (test set not evaluated)"
+        why = "sealed: a validation run" if result.config.val_size else "not evaluated"
+        scores = f"final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% (test set {why})"
     else:
         scores = "test set not evaluated"
     return f"Done: {scores} in {result.wall_seconds:.1f}s" + (f" -> {out}" if out else "")

@@ -134,8 +134,9 @@ def _started(i: int, n: int, r: plan.PlannedRun, echo) -> Callable[[dict[str, An
     echo(f"[{i}/{n}] {r.label}: {'resuming' if resume else 'training'} {r.config.model} for {r.config.epochs} epoch(s)")
 
     def on_epoch(row: dict[str, Any], epochs=r.config.epochs) -> None:
+        split = "test" if "test_acc" in row else "val"  # a validation run is sealed: no test figure
         echo(
-            f"    epoch {row['epoch']:>2}/{epochs}: train {row['train_acc']:.2f}%  test {row['test_acc']:.2f}%"
+            f"    epoch {row['epoch']:>2}/{epochs}: train {row['train_acc']:.2f}%  {split} {row[f'{split}_acc']:.2f}%"
             f"  ({row['seconds']:.1f}s)"
         )
 
@@ -147,6 +148,9 @@ def _finished(res, echo, r: plan.PlannedRun) -> None:
         echo(f"    done: {r.label} -> {r.run_dir}")
         return
     s = res.summary
+    if "final_test_acc" not in s:  # sealed: a validation run
+        echo(f"    done: final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% in {res.wall_seconds:.1f}s")
+        return
     echo(
         f"    done: final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "
         f"last-{LAST_EPOCHS} min {s['last3_min_test_acc']:.2f}% in {res.wall_seconds:.1f}s"

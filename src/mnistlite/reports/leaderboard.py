@@ -4,6 +4,7 @@ reused): the reproduction table of the seed models, and the params -> accuracy f
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,21 @@ CLAIMS: dict[str, str] = {
 }
 
 
-# Public results beside the ladder, as their sources state them. None is a
-# multi-seed last-epoch mean, so the plot draws them apart from our rows.
+# Public results beside the ladder, as their sources state them, read from anchors.json (beside
+# this file; docs/results/anchors.json links to it), which names each one's repository, file and
+# whether it was verified. None is a multi-seed last-epoch mean, so the plot draws them apart.
+ANCHORS_FILE = Path(__file__).with_name("anchors.json")
+
+
+def load_anchors(path: Path = ANCHORS_FILE) -> list[dict[str, Any]]:
+    """The anchors file's entries, in its order."""
+    return list(json.loads(path.read_text())["anchors"])
+
+
 # (name, params, test accuracy, epochs, runs, selected on test)
 ANCHORS: list[tuple[str, int, float, str, str, str]] = [
-    ("MNIST-8k Model 3", 7944, 99.46, "15", "one run", "yes: best epoch (12)"),
-    ("ruslangrimov/mnist-minimal-model", 1936, 99.10, "75", "one run", "not stated"),
-    ("JoshWarn/Parameter-Efficient-MNIST", 697, 99.03, "not stated", "best of ~700 runs", "yes: best run"),
-    ("hexhowells/NeuralGolfing", 575, 98.0, "not stated", "one run", "not stated"),
+    (a["name"], int(a["params"]), float(a["test_acc"]), a["epochs"], a["runs"], a["selected_on_test"])
+    for a in load_anchors()
 ]
 
 

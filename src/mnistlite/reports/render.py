@@ -195,6 +195,15 @@ def render_report(
         "Train accuracy is the running accuracy on the augmented training batches of each epoch, with dropout "
         "on (as the seeds measure it); test accuracy is the full test set after each epoch, in eval mode.",
         "",
+    ]
+    if any(r.sealed for s in sections for r in s.with_data):
+        lines += [
+            "**Sealed validation runs**: runs trained with a validation split never read the test set. For "
+            "them, every accuracy and loss this report calls test is the validation split's (the images "
+            "held out of training), not the test set's.",
+            "",
+        ]
+    lines += [
         "## Comparison",
         "",
         *_comparison(sections, analyses, base),

@@ -26,6 +26,9 @@ class RunRecord:
     result: dict[str, Any] | None  # result.json; None while the run is unfinished
     layer_table: str | None  # summary.txt
     log: str | None  # log.txt
+    # A validation run (sealed: it never read the test set). Its rows carry the validation
+    # split's figures under the test keys, so the report reads them; the report says so.
+    sealed: bool = False
 
     @property
     def model(self) -> str:
@@ -85,6 +88,10 @@ class RunRecord:
         return float(sum(s for s in secs if s is not None)) if self.rows else None
 
 
+# The columns a sealed run's report reads from its validation split.
+_VAL_AS_TEST = {"val_acc": "test_acc", "val_loss": "test_loss", "raw_val_acc": "raw_test_acc"}
+
+
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / rd.CONFIG).is_file()
 
@@ -101,7 +108,11 @@ def load_run(path: str | Path) -> RunRecord:
         raise MnistliteError(f"{path / rd.CONFIG}: expected a JSON object")
     rows = rd.read_metrics(path / rd.METRICS) if (path / rd.METRICS).is_file() else []
     result = rd.read_json(path / rd.RESULT) if (path / rd.RESULT).is_file() else None
+    sealed = bool(rows) and not any("test_acc" in r for r in rows)
+    if sealed:
+        rows = [{**r, **{t: r[v] for v, t in _VAL_AS_TEST.items() if v in r}} for r in rows]
     return RunRecord(
+        sealed=sealed,
         path=path,
         config=config,
         rows=rows,

@@ -104,6 +104,8 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
     runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
     results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
     cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
+    if not all(r and "test_acc" in r[0] for r in runs.values()):  # validation runs: the test set is sealed
+        return _aggregate_val(out, seeds, runs, results, cfg, target)
     epochs = min(len(r) for r in runs.values())
     per_epoch = []
     for e in range(epochs):
@@ -161,7 +163,74 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
     return agg
 
 
+def _aggregate_val(
+    out: Path,
+    seeds: list[int],
+    runs: dict[int, list[dict[str, Any]]],
+    results: dict[int, dict[str, Any]],
+    cfg: dict[str, Any],
+    target: float,
+) -> dict[str, Any]:
+    """The aggregate of sealed runs (a validation split, the test set never read): the same
+    figures on the validation split, keyed `val`, with no test figure."""
+    epochs = min(len(r) for r in runs.values())
+    per_epoch = [{"epoch": e + 1, "val_acc": spread([runs[s][e]["val_acc"] for s in seeds])} for e in range(epochs)]
+    per_seed = {}
+    for s in seeds:
+        val = [r["val_acc"] for r in runs[s]]
+        last = val[-LAST_EPOCHS:]
+        per_seed[str(s)] = {
+            "final_val_acc": val[-1],
+            "last3_min_val_acc": min(last),
+            "epochs_at_target": [r["epoch"] for r in runs[s] if r["val_acc"] >= target],
+            "passes_goal": min(last) >= target,
+            "wall_seconds": results[s].get("wall_seconds"),
+            "run_dir": seed_dir(out, s).name,
+        }
+    return {
+        "model": cfg["model"],
+        "params": results[seeds[0]]["params"],
+        "seeds": seeds,
+        "n": len(seeds),
+        "epochs": epochs,
+        "target": target,
+        "split": "val",
+        "test_set": "sealed: validation runs never read it",
+        "goal": f"val accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
+        "final_val_acc": spread([p["final_val_acc"] for p in per_seed.values()]),
+        "last3_min_val_acc": spread([p["last3_min_val_acc"] for p in per_seed.values()]),
+        "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
+        "per_epoch": per_epoch,
+        "per_seed": per_seed,
+        "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
+    }
+
+
+def scored_split(s: dict[str, Any]) -> str:
+    """The split an aggregate's figures are on: "test", or "val" for sealed validation runs."""
+    return str(s.get("split", "test"))
+
+
+def _format_val(s: dict[str, Any]) -> str:
+    v = s["final_val_acc"]
+    lows = ", ".join(f"{k}: {fmt_acc(p['last3_min_val_acc'])}" for k, p in s["per_seed"].items())
+    lines = [
+        f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
+        f"epoch-{s['epochs']} val accuracy: {fmt_acc(v['mean'])} ± {v['std']:.2f}% "
+        f"(min {fmt_acc(v['min'])}, max {v['max']:.2f}); test set sealed, not read",
+        f"lowest val accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}",
+        f"seeds passing on the validation split ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}",
+        "epoch  val mean ± std  (min - max)",
+    ]
+    for r in s["per_epoch"]:
+        t = r["val_acc"]
+        lines.append(f"{r['epoch']:>5}  {fmt_acc(t['mean']):>6} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})")
+    return "\n".join(lines)
+
+
 def format_aggregate(s: dict[str, Any]) -> str:
+    if scored_split(s) == "val":
+        return _format_val(s)
     f = s["final_test_acc"]
     lines = [
         f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
@@ -225,13 +294,14 @@ def format_holding(s: dict[str, Any]) -> list[str]:
 def plot_consistency(out: Path, s: dict[str, Any]) -> None:
     from ..engine.plots import plot_overlay
 
+    split = scored_split(s)
     curves: dict[str, Sequence[tuple[int, float]]] = {}
     for seed, info in s["per_seed"].items():
         rows = rd.read_metrics(out / info["run_dir"] / rd.METRICS)
-        curves[f"seed {seed}"] = [(r["epoch"], r["test_acc"]) for r in rows]
-    f = s["final_test_acc"]
+        curves[f"seed {seed}"] = [(r["epoch"], r[f"{split}_acc"]) for r in rows]
+    f = s[f"final_{split}_acc"]
     title = (
         f"{s['model']} ({s['params']:,} params): epoch {s['epochs']} {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
-        f"(n={s['n']}), {s['seeds_passing_goal']}/{s['n']} hold the goal"
+        f"(n={s['n']}), {s['seeds_passing_goal']}/{s['n']} hold the goal" + (" on val" if split == "val" else "")
     )
-    plot_overlay(curves, out / CONSISTENCY_PNG, title=title)
+    plot_overlay(curves, out / CONSISTENCY_PNG, title=title, ylabel=f"{split} accuracy (%)")
