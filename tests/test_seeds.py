@@ -394,3 +394,45 @@ def test_sealed_validation_seeds_aggregate_on_the_validation_split(tmp_path, cap
     assert "test accuracy" not in text
     plot_consistency(tmp_path, agg)
     assert (tmp_path / "consistency.png").is_file()
+
+
+def sealed_sweep(root, accs_by_seed):
+    """A seeds folder of validation runs (no test column), aggregated as `seeds` writes it."""
+    for seed, accs in accs_by_seed.items():
+        run = seed_dir(root, seed)
+        run.mkdir(parents=True)
+        rows = [
+            {"epoch": e + 1, "lr": 0.1, "train_loss": 0.1, "train_acc": 99.0, "val_loss": 0.02, "val_acc": a}
+            for e, a in enumerate(accs)
+        ]
+        rd.write_metrics(run / rd.METRICS, rows)
+        rd.write_json(run / rd.CONFIG, config_for("mnistlite_flagship", seed=seed, val_size=5000).to_dict())
+        rd.write_json(run / rd.RESULT, {"params": 7766, **rd.headline_numbers(rows), "wall_seconds": 10.0})
+    rd.write_json(root / CONSISTENCY_JSON, aggregate(root, sorted(accs_by_seed)))
+    return root
+
+
+@pytest.mark.slow  # draws the overlay plot
+def test_compare_pairs_sealed_sweeps_on_validation_and_never_mixes_splits(tmp_path, capsys):
+    from mnistlite.cli import main
+
+    a = sealed_sweep(tmp_path / "a", {1: [99.0, 99.5], 2: [99.1, 99.3]})
+    b = sealed_sweep(tmp_path / "b", {1: [99.0, 99.4], 2: [99.1, 99.3]})
+    png = tmp_path / "cmp.png"
+    assert main(["compare", str(a), str(b), "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "final validation accuracy" in out and "A wins 1, ties 1, loses 0 of 2" in out
+    t = sweep(tmp_path / "t", {1: 99.50, 2: 99.60})
+    assert main(["compare", str(a), str(t), "--out", str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing to pair" in err
+
+
+def test_table_refuses_a_validation_split(tmp_path, capsys):
+    """`table` reports the test set, which a validation run never reads: one line, exit 2, nothing trained."""
+    from mnistlite.cli import main
+
+    assert main(["table", "--tag", "ladder", "--seeds", "1", "--val-size", "5000", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--val-size" in err
+    assert not (tmp_path / "t").exists()

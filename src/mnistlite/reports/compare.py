@@ -115,10 +115,17 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+SPLIT_NAMES = {"test": "test", "val": "validation"}
+
+
 def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
     """Seeds folder A against seeds folder B: the final test accuracy, paired seed by seed."""
     aggs = [read_consistency(a), read_consistency(b)]
-    finals = [{int(k): v["final_test_acc"] for k, v in agg["per_seed"].items()} for agg in aggs]
+    splits = {str(agg.get("split", "test")) for agg in aggs}
+    if len(splits) > 1:
+        raise MnistliteError(f"{a} and {b}: one was scored on the test set, the other on validation; nothing to pair")
+    split = splits.pop()
+    finals = [{int(k): v[f"final_{split}_acc"] for k, v in agg["per_seed"].items()} for agg in aggs]
     try:
         out = paired(finals[0], finals[1])
     except ValueError:
@@ -126,6 +133,7 @@ def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
     sizes = {agg.get("test_set_sampling", {}).get("n_test") for agg in aggs}
     n_test = sizes.pop() if len(sizes) == 1 else None
     out = {"a": str(a), "b": str(b), "model_a": aggs[0].get("model"), "model_b": aggs[1].get("model"), **out}
+    out["split"] = split
     out["n_test"] = n_test
     out["mean_diff_images"] = None if n_test is None else out["mean_diff"] / 100 * n_test
     return out
@@ -133,7 +141,8 @@ def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
 
 def format_paired(p: dict[str, Any]) -> str:
     lines = [
-        f"paired over {p['n']} common seed(s), final test accuracy, A = {p['a']} ({p['model_a']}), "
+        f"paired over {p['n']} common seed(s), final {SPLIT_NAMES[p.get('split', 'test')]} accuracy, "
+        f"A = {p['a']} ({p['model_a']}), "
         f"B = {p['b']} ({p['model_b']})",
         "seed       A       B   A - B",
     ]
@@ -153,7 +162,11 @@ def compare(paths: Sequence[str | Path], out_png: str | Path) -> tuple[list[dict
     dirs = expand_dirs(paths)
     runs = [load_run(d) for d in dirs]
     rows = compare_rows(runs)
-    curves = {row["run"]: [(x["epoch"], x["test_acc"]) for x in r.rows] for row, r in zip(rows, runs)}
+    # A validation run is sealed (no test column): such runs are drawn on validation, never beside test curves.
+    split = "test" if all("test_acc" in x for r in runs for x in r.rows) else "val"
+    if split == "val" and not all("val_acc" in x for r in runs for x in r.rows):
+        raise MnistliteError("these runs read different splits (test, or validation only): compare them apart")
+    curves = {row["run"]: [(x["epoch"], x[f"{split}_acc"]) for x in r.rows] for row, r in zip(rows, runs)}
     out_png = Path(out_png)
-    plot_test_overlay(curves, out_png, "Test accuracy per epoch")
+    plot_test_overlay(curves, out_png, f"{SPLIT_NAMES[split].capitalize()} accuracy per epoch")
     return rows, out_png

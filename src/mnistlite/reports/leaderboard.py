@@ -11,6 +11,7 @@ from typing import Any
 
 from ..challenge import BUDGET, LAST_EPOCHS, TARGET, fmt_acc
 from ..engine import rundir as rd
+from ..errors import MnistliteError
 from ..modelinfo import profile_entry
 from ..models import config_for, get_entry, list_models
 from ..runs.seeds import CONSISTENCY_JSON, run_seeds
@@ -61,6 +62,11 @@ def anchors_table() -> str:
 def run_table(
     tag: str, seeds: list[int], out: Path, *, jobs: int | str = 1, overrides: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
+    if (overrides or {}).get("val_size"):
+        raise MnistliteError(
+            "table reports test accuracy, and a run with a validation split never reads the test set: "
+            "drop --val-size (choose on validation with `mnistlite seeds --val-size` or `tune`)"
+        )
     return [run_seeds(config_for(name, **(overrides or {})), seeds, out / name, jobs=jobs) for name in list_models(tag)]
 
 
