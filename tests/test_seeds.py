@@ -374,17 +374,8 @@ def test_compare_two_seeds_folders_is_paired(tmp_path, capsys):
 def test_sealed_validation_seeds_aggregate_on_the_validation_split(tmp_path, capsys):
     """Seeds of a validation run never read the test set: the aggregate and its console line are
     on the validation split, with no test figure."""
-    for seed, accs in ((1, [99.1, 99.5, 99.45, 99.42]), (2, [99.0, 99.3, 99.35, 99.38])):
-        run = seed_dir(tmp_path, seed)
-        run.mkdir(parents=True)
-        rows = [
-            {"epoch": e + 1, "lr": 0.1, "train_loss": 0.1, "train_acc": 99.0, "val_loss": 0.02, "val_acc": a}
-            for e, a in enumerate(accs)
-        ]
-        rd.write_metrics(run / rd.METRICS, rows)
-        rd.write_json(run / rd.CONFIG, config_for("mnistlite_flagship", seed=seed, val_size=5000).to_dict())
-        rd.write_json(run / rd.RESULT, {"params": 7766, **rd.headline_numbers(rows), "wall_seconds": 10.0})
-        assert "test_acc" not in (run / rd.METRICS).read_text()
+    write_sealed_runs(tmp_path, {1: [99.1, 99.5, 99.45, 99.42], 2: [99.0, 99.3, 99.35, 99.38]})
+    assert "test_acc" not in (seed_dir(tmp_path, 1) / rd.METRICS).read_text()
     agg = aggregate(tmp_path, [1, 2])
     assert agg["split"] == "val" and agg["final_val_acc"]["mean"] == pytest.approx(99.4)
     assert agg["seeds_passing_goal"] == 1 and agg["per_seed"]["2"]["last3_min_val_acc"] == 99.3
@@ -398,6 +389,13 @@ def test_sealed_validation_seeds_aggregate_on_the_validation_split(tmp_path, cap
 
 def sealed_sweep(root, accs_by_seed):
     """A seeds folder of validation runs (no test column), aggregated as `seeds` writes it."""
+    write_sealed_runs(root, accs_by_seed)
+    rd.write_json(root / CONSISTENCY_JSON, aggregate(root, sorted(accs_by_seed)))
+    return root
+
+
+def write_sealed_runs(root, accs_by_seed):
+    """Finished validation runs (no test column), one per seed, with these val accuracies per epoch."""
     for seed, accs in accs_by_seed.items():
         run = seed_dir(root, seed)
         run.mkdir(parents=True)
@@ -408,8 +406,6 @@ def sealed_sweep(root, accs_by_seed):
         rd.write_metrics(run / rd.METRICS, rows)
         rd.write_json(run / rd.CONFIG, config_for("mnistlite_flagship", seed=seed, val_size=5000).to_dict())
         rd.write_json(run / rd.RESULT, {"params": 7766, **rd.headline_numbers(rows), "wall_seconds": 10.0})
-    rd.write_json(root / CONSISTENCY_JSON, aggregate(root, sorted(accs_by_seed)))
-    return root
 
 
 @pytest.mark.slow  # draws the overlay plot

@@ -99,6 +99,18 @@ def common_test_images(runs: Sequence[Path]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
+def _seed_figures(rows: list[dict[str, Any]], split: str, target: float) -> dict[str, Any]:
+    """One seed's figures on `split` (test, or val for sealed runs), in consistency.json's key order."""
+    acc = [r[f"{split}_acc"] for r in rows]
+    last = acc[-LAST_EPOCHS:]
+    return {
+        f"final_{split}_acc": acc[-1],
+        f"last3_min_{split}_acc": min(last),
+        "epochs_at_target": [r["epoch"] for r in rows if r[f"{split}_acc"] >= target],
+        "passes_goal": min(last) >= target,
+    }
+
+
 def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
     """The consistency aggregate (consistency.json) of finished seed runs under `out`."""
     runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
@@ -117,13 +129,8 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         per_epoch.append(row)
     per_seed = {}
     for s in seeds:
-        test = [r["test_acc"] for r in runs[s]]
-        last = test[-LAST_EPOCHS:]
         per_seed[str(s)] = {
-            "final_test_acc": test[-1],
-            "last3_min_test_acc": min(last),
-            "epochs_at_target": [r["epoch"] for r in runs[s] if r["test_acc"] >= target],
-            "passes_goal": min(last) >= target,
+            **_seed_figures(runs[s], "test", target),
             "final_val_acc": runs[s][-1].get("val_acc"),
             "wall_seconds": results[s].get("wall_seconds"),
             "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move
@@ -177,13 +184,8 @@ def _aggregate_val(
     per_epoch = [{"epoch": e + 1, "val_acc": spread([runs[s][e]["val_acc"] for s in seeds])} for e in range(epochs)]
     per_seed = {}
     for s in seeds:
-        val = [r["val_acc"] for r in runs[s]]
-        last = val[-LAST_EPOCHS:]
         per_seed[str(s)] = {
-            "final_val_acc": val[-1],
-            "last3_min_val_acc": min(last),
-            "epochs_at_target": [r["epoch"] for r in runs[s] if r["val_acc"] >= target],
-            "passes_goal": min(last) >= target,
+            **_seed_figures(runs[s], "val", target),
             "wall_seconds": results[s].get("wall_seconds"),
             "run_dir": seed_dir(out, s).name,
         }
