@@ -45,6 +45,19 @@ def _pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _server_user() -> dict:
+    """Popen/run arguments that run a server tool as the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run the server as")
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
+
+
 @pytest.fixture(scope="module")
 def pg_url():
     bindir = _pg_bin()
@@ -52,19 +65,11 @@ def pg_url():
         pytest.skip("PostgreSQL not installed (apt-get install postgresql; .ci/run does it)")
     # As root the server must run as an unprivileged user: Popen(user=...) switches
     # before exec, so the Popen pid IS the postmaster and stopping it is direct.
-    as_user: dict = {}
-    if os.geteuid() == 0:
-        try:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
-        as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
+    as_user = _server_user()
     root = Path(tempfile.mkdtemp(prefix="mnistlite-pg-"))
     data = root / "data"
     if as_user:
-        os.chown(root, pw.pw_uid, pw.pw_gid)
+        os.chown(root, as_user["user"], as_user["group"])
     init = subprocess.run(
         [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
         capture_output=True,
@@ -308,6 +313,21 @@ def test_killed_search_worker_trial_count_stays_exact(pg_url):
     assert all(t.user_attrs.get("surplus") and not t.params for t in others)
 
 
+def _two_workers(cmd: list[str], tmp_path: Path) -> list[subprocess.Popen]:
+    """Two `mnistlite search` processes on one study, as on two machines: own folders, own sampler seeds."""
+    return [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
+            env=ENV,
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+
+
 def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
     from optuna.trial import TrialState
 
@@ -337,17 +357,7 @@ def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
         "--startup-trials",
         "2",
     ]
-    procs = [
-        subprocess.Popen(
-            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
-            env=ENV,
-            cwd=REPO,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
+    procs = _two_workers(cmd, tmp_path)
     outs = [_finish(p, timeout=180) for p in procs]
     study = _load(pg_url, "cli-two")
     assert len(counted_trials(study)) == 4, outs
@@ -369,19 +379,6 @@ def test_two_cli_search_workers_share_one_study(pg_url, data_root, tmp_path):
 
 
 # --- Chaos: the server restarted under two real `mnistlite search` workers -------------------------
-
-
-def _server_user() -> dict:
-    """Popen/run arguments that run a server tool as the `postgres` user when we are root."""
-    if os.geteuid() != 0:
-        return {}
-    import pwd
-
-    try:
-        pw = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no 'postgres' user to run the server as")
-    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
 
 
 class _CtlServer:
@@ -473,17 +470,7 @@ def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_
     cmd += ["--trials", str(n_trials), "--epochs", "2", "--limit-train", "3000", "--val-size", "500"]
     cmd += ["--data-dir", str(data_root), "--heartbeat", "6", "--startup-trials", "2", "--pruner", "none"]
     cmd += ["--storage-patience", "60"]
-    procs = [
-        subprocess.Popen(
-            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
-            env=ENV,
-            cwd=REPO,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
+    procs = _two_workers(cmd, tmp_path)
     try:
 
         def training_after(n_complete: int):

@@ -99,6 +99,20 @@ def common_test_images(runs: Sequence[Path]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
+def _header(
+    cfg: dict[str, Any], results: dict[int, dict[str, Any]], seeds: list[int], epochs: int, target: float
+) -> dict[str, Any]:
+    """What every aggregate opens with, test or sealed, in consistency.json's key order."""
+    return {
+        "model": cfg["model"],
+        "params": results[seeds[0]]["params"],
+        "seeds": seeds,
+        "n": len(seeds),
+        "epochs": epochs,
+        "target": target,
+    }
+
+
 def _seed_figures(rows: list[dict[str, Any]], split: str, target: float) -> dict[str, Any]:
     """One seed's figures on `split` (test, or val for sealed runs), in consistency.json's key order."""
     acc = [r[f"{split}_acc"] for r in rows]
@@ -137,12 +151,7 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         }
     final = [per_seed[str(s)]["final_test_acc"] for s in seeds]
     agg = {
-        "model": cfg["model"],
-        "params": results[seeds[0]]["params"],
-        "seeds": seeds,
-        "n": len(seeds),
-        "epochs": epochs,
-        "target": target,
+        **_header(cfg, results, seeds, epochs, target),
         "goal": f"test accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
         "final_test_acc": spread(final),
         "last3_min_test_acc": spread([per_seed[str(s)]["last3_min_test_acc"] for s in seeds]),
@@ -190,12 +199,7 @@ def _aggregate_val(
             "run_dir": seed_dir(out, s).name,
         }
     return {
-        "model": cfg["model"],
-        "params": results[seeds[0]]["params"],
-        "seeds": seeds,
-        "n": len(seeds),
-        "epochs": epochs,
-        "target": target,
+        **_header(cfg, results, seeds, epochs, target),
         "split": "val",
         "test_set": "sealed: validation runs never read it",
         "goal": f"val accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
