@@ -3,7 +3,12 @@
 # restructuring can show it kept the speed: ms per step from `mnistlite bench` (300 steps, no baseline).
 #   benchmarks/ab_checkouts.sh OLD_SRC NEW_SRC [ROUNDS]   (e.g. a `git worktree` of the old commit's src/)
 set -euo pipefail
-old=${1:?usage: ab_checkouts.sh OLD_SRC NEW_SRC [ROUNDS]} new=${2:?usage: ab_checkouts.sh OLD_SRC NEW_SRC [ROUNDS]}
+usage="usage: ab_checkouts.sh OLD_SRC NEW_SRC [ROUNDS] (each SRC a folder holding mnistlite/)"
+if [ $# -lt 2 ] || [ ! -d "$1/mnistlite" ] || [ ! -d "$2/mnistlite" ] || ! [[ "${3:-6}" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$usage" >&2
+  exit 2
+fi
+old=$1 new=$2
 python=${PYTHON:-python3}
 out=$(mktemp -d)
 for r in $(seq 1 "${3:-6}"); do
