@@ -430,8 +430,10 @@ def _same_training_step(plain: nn.Module, fast: nn.Module, x: torch.Tensor) -> N
         y.square().sum().backward()
         outs.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
     torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-4, rtol=1e-4)
+    # Gradients summed over a batch reach tens here; the two paths add them in different orders
+    # (and torch's order moves with the thread count), so the tolerance scales with each tensor.
     for k, g in outs[0][1].items():
-        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(g, outs[1][1][k], atol=1e-3 * max(1.0, g.abs().max().item()), rtol=1e-3)
 
 
 def test_fast_path_matches_plain_torch_gradients():
