@@ -100,7 +100,7 @@ def test_the_switch_gives_the_same_step_up_to_rounding():
 def test_a_run_records_its_path_and_is_the_same_run_on_either(mnist_small, tmp_path, monkeypatch):
     monkeypatch.setattr(bp, "rule", lambda kind: bp.Decision("torch", "auto: measured (test)"))
     out = tmp_path / "run"
-    c = cfg(model="mnistlite_2k", epochs=1, limit_train=300, ema=0.0)
+    c = cfg(model="mnistlite_3k", epochs=1, limit_train=300, ema=0.0)
     train(c, run_dir=out, data=mnist_small.subset_train(300), progress=False, quiet=True)
     saved = json.loads((out / rd.CONFIG).read_text())
     assert saved["bn_fusion"] == "torch"  # resolved: never "auto" in a run directory

@@ -120,7 +120,7 @@ def test_a_cpu_run_records_the_graph_decision(tmp_path):
     from mnistlite.engine import train
 
     data = synthetic_data(64)
-    cfg = config_for("mnistlite_2k", epochs=1, batch_size=32, device="cpu", threads=1, val_size=0)
+    cfg = config_for("mnistlite_3k", epochs=1, batch_size=32, device="cpu", threads=1, val_size=0)
     train(cfg, run_dir=tmp_path / "r", data=data, progress=False, quiet=True)
     assert json.loads((tmp_path / "r" / rd.CONFIG).read_text())["cuda_graph"] == "off"
     result = json.loads((tmp_path / "r" / rd.RESULT).read_text())
@@ -133,7 +133,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 @cuda
 @pytest.mark.parametrize(
-    "model, extra", [("mnistlite_flagship", {}), ("mnistlite_flagship", {"elastic_alpha": 8.0}), ("mnistlite_2k", {})]
+    "model, extra", [("mnistlite_flagship", {}), ("mnistlite_flagship", {"elastic_alpha": 8.0}), ("mnistlite_3k", {})]
 )
 def test_captured_step_replays_the_uncaptured_one(model, extra):
     """On a GPU: 12 steps captured and replayed against the same steps run eagerly through the same

@@ -19,7 +19,7 @@ def finished(run, cfg, result=True, checkpoint=False):
 
 @pytest.fixture
 def cfg():
-    return config_for("mnistlite_2k", epochs=2)
+    return config_for("mnistlite_3k", epochs=2)
 
 
 def test_run_only_fields_do_not_make_another_run(tmp_path, cfg):
@@ -111,7 +111,7 @@ def test_a_candidate_moved_out_of_the_zoo_keeps_its_runs(tmp_path):
     assert plan.run_state(tmp_path / "old", want) == ("done", "")
     finished(tmp_path / "other", want.replace(model="tiny2k_deep", model_sha256=None))
     assert plan.run_state(tmp_path / "other", want)[0] == "changed"
-    zoo = config_for("mnistlite_2k", epochs=2)
+    zoo = config_for("mnistlite_3k", epochs=2)
     finished(tmp_path / "zoo", zoo)
-    namesake = want.replace(model="my.py:mnistlite_2k")
+    namesake = want.replace(model="my.py:mnistlite_3k")
     assert plan.run_state(tmp_path / "zoo", namesake)[0] == "changed"

@@ -124,10 +124,10 @@ def test_seed_list_parses():
 def test_negative_seeds_are_refused_on_the_command_line_and_in_files(tmp_path, capsys):
     from mnistlite.cli import main
 
-    assert main(["seeds", "mnistlite_2k", "--seed-list=-1,2", "--out", str(tmp_path / "s")]) == 2
+    assert main(["seeds", "mnistlite_3k", "--seed-list=-1,2", "--out", str(tmp_path / "s")]) == 2
     assert "integers >= 0" in capsys.readouterr().err
     toml = tmp_path / "e.toml"
-    toml.write_text('title = "t"\nseeds = [-1]\n[[steps]]\nname = "a"\nmodel = "mnistlite_2k"\ntarget = ["x"]\n')
+    toml.write_text('title = "t"\nseeds = [-1]\n[[steps]]\nname = "a"\nmodel = "mnistlite_3k"\ntarget = ["x"]\n')
     assert main(["experiment", str(toml), "--plan"]) == 2
     assert "integers >= 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
@@ -229,7 +229,7 @@ def test_seeds_reuse_links_an_earlier_sweeps_same_seeds(tmp_path, monkeypatch):
 def test_seeds_reuse_of_a_missing_folder_is_one_line(tmp_path, capsys):
     from mnistlite.cli import main
 
-    assert main(["seeds", "mnistlite_2k", "--reuse", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2
+    assert main(["seeds", "mnistlite_3k", "--reuse", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--reuse" in err and "no such folder" in err
     assert not (tmp_path / "s").exists()

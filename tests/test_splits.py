@@ -15,7 +15,7 @@ def row(jobs, threads, rate):
 
 
 def runs(n, tmp_path, **kw):
-    c = config_for("mnistlite_2k", epochs=1, **kw)
+    c = config_for("mnistlite_3k", epochs=1, **kw)
     return [plan.plan_run(f"seed {s}", c.replace(seed=s), tmp_path / f"seed{s}") for s in range(1, n + 1)]
 
 
@@ -76,7 +76,7 @@ def test_resolve_follows_the_rule_and_records(tmp_path, monkeypatch):
     assert "2 at a time, 1 thread(s) each, for 9 runs" in lines[-1]
     assert splits.resolve(runs(2, tmp_path), "auto", echo=lines.append, record=tmp_path) == (2, 1)
     rec = json.loads((tmp_path / splits.SPLIT_JSON).read_text())
-    assert rec["jobs"] == 2 and rec["threads"] == 1 and rec["model"] == "mnistlite_2k"
+    assert rec["jobs"] == 2 and rec["threads"] == 1 and rec["model"] == "mnistlite_3k"
     assert rec["split_gain"] == splits.SPLIT_GAIN and [s["jobs"] for s in rec["splits"]] == [1, 2]
 
 

@@ -15,7 +15,7 @@ TINY = ["--epochs", "1", "--limit-train", "600", "--jobs", "1", "--threads", "1"
 TWO = """
 [[candidates]]
 name = "ref"
-model = "mnistlite_2k"
+model = "mnistlite_3k"
 
 [[candidates]]
 name = "three"
@@ -52,7 +52,7 @@ def test_two_candidates_end_to_end(tuned):
         assert r["per_seed"]["1"]["final_val_acc"] == pytest.approx(val) == pytest.approx(r["mean_final_val_acc"])
         assert r["per_seed"]["1"]["device"] == "cpu" and r["per_seed"]["1"]["wall_seconds"] > 0
         assert r["macs"] > 0
-    assert rows["ref"]["params"] == 2130 and rows["ref"]["recipe"] == {}
+    assert rows["ref"]["params"] == 3412 and rows["ref"]["recipe"] == {}
     three = rd.read_json(out / "three" / "seed1" / rd.CONFIG)
     assert three["model"].startswith("family:") and three["batch_size"] == 64 and three["max_lr"] == 0.1
     assert "test_acc" not in (out / "tuning.json").read_text()
@@ -82,7 +82,7 @@ def test_resume_skips_finished_runs(tuned, capsys):
             "candidate 'big': 7,766 parameters > budget 4,999",
         ),
         (
-            '[[candidates]]\nname = "typo"\nmodel = "mnistlite_2k"\nrecipe = {max_lrr = 0.1}\n',
+            '[[candidates]]\nname = "typo"\nmodel = "mnistlite_3k"\nrecipe = {max_lrr = 0.1}\n',
             "candidate 'typo': recipe: unknown recipe field 'max_lrr' (did you mean 'max_lr'?)",
         ),
         (
@@ -90,11 +90,11 @@ def test_resume_skips_finished_runs(tuned, capsys):
             "candidate 'sep': spec.sep_stages must be 0 to 1: the first stage (a 1-channel input) stays plain",
         ),
         (
-            '[[candidates]]\nname = "r"\nmodel = "mnistlite_2k"\nreuse = "nowhere"\n',
+            '[[candidates]]\nname = "r"\nmodel = "mnistlite_3k"\nreuse = "nowhere"\n',
             "nowhere does not exist",
         ),
         (
-            '[[candidates]]\nname = "r"\nmodel = "mnistlite_2k"\nreuse = 3\n',
+            '[[candidates]]\nname = "r"\nmodel = "mnistlite_3k"\nreuse = 3\n',
             "candidate 'r': `reuse` must be a folder or a list of folders, got 3",
         ),
     ],
@@ -113,8 +113,8 @@ def test_reuse_links_finished_same_runs_and_trains_the_rest(tuned, tmp_path, cap
     _, argv, first = tuned
     reuse = f'reuse = "{first / "ref"}"\n'
     two = (
-        f'[[candidates]]\nname = "base"\nmodel = "mnistlite_2k"\n{reuse}'
-        f'[[candidates]]\nname = "wd"\nmodel = "mnistlite_2k"\nrecipe = {{weight_decay = 5e-4}}\n{reuse}'
+        f'[[candidates]]\nname = "base"\nmodel = "mnistlite_3k"\n{reuse}'
+        f'[[candidates]]\nname = "wd"\nmodel = "mnistlite_3k"\nrecipe = {{weight_decay = 5e-4}}\n{reuse}'
     )
     data = argv[argv.index("--data-dir") + 1]
     out = tmp_path / "round2"

@@ -53,7 +53,7 @@ def test_frozen_input_conv_stays_put_and_the_rest_trains():
 
 def test_a_bad_whiten_value_is_one_line(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["train", "--model", "mnistlite_2k", "--whiten", "maybe", "--dry-run"])
+        main(["train", "--model", "mnistlite_3k", "--whiten", "maybe", "--dry-run"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--whiten" in err
