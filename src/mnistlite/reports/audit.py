@@ -102,25 +102,12 @@ def read_run(folder: Path, root: Path, dates: Dates) -> list[dict[str, Any]]:
     metrics = folder / rd.METRICS
     dated, source = dates(metrics if metrics.is_file() else folder / rd.CONFIG, last=True)  # retrained in place
     recorded = folder / rd.READINGS
-    readings = (
-        [{**r, "when": _utc(r["when"]), "dated_by": "record"} for r in rd.read_jsonl(recorded)]
-        if recorded.is_file()
-        else []
-    )
-    rows = (
-        [r for r in rd.read_metrics(metrics) if r.get("test_acc") is not None]
-        if metrics.is_file() and not readings
-        else []
-    )
-    if rows:  # from before the record: the test column, dated by its file
-        readings = [
-            {
-                "epochs": [r["epoch"] for r in rows],
-                "test_acc": [r["test_acc"] for r in rows],
-                "when": dated,
-                "dated_by": source,
-            }
-        ]
+    if recorded.is_file():
+        readings = [{**r, "when": _utc(r["when"]), "dated_by": "record"} for r in rd.read_jsonl(recorded)]
+    else:  # from before the record: the test column, dated by its file
+        rows = [r for r in rd.read_metrics(metrics) if r.get("test_acc") is not None] if metrics.is_file() else []
+        test = {"epochs": [r["epoch"] for r in rows], "test_acc": [r["test_acc"] for r in rows]}
+        readings = [{**test, "when": dated, "dated_by": source}] if rows else []
     result = rd.read_json(folder / rd.RESULT) if (folder / rd.RESULT).is_file() else {}
     params = result.get("params") or next((r["params"] for r in readings if "params" in r), None)
     sha = cfg.get("model_sha256")
@@ -193,16 +180,8 @@ def audit(root: str | Path) -> dict[str, Any]:
         if "consistency.json" in files:
             c, (when, source) = rd.read_json(here / "consistency.json"), dates(here / "consistency.json")
             name = (here / "consistency.json").relative_to(root).as_posix()
-            claims.append(
-                {
-                    "claim": name,
-                    "model": c.get("model"),
-                    "params": c.get("params"),
-                    "when": when,
-                    "dated_by": source,
-                    "own": here,
-                }
-            )
+            claim = {"claim": name, "model": c.get("model"), "params": c.get("params"), "own": here}
+            claims.append({**claim, "when": when, "dated_by": source})
         if "ladder.md" in files:
             claims += ladder_claims(here / "ladder.md", root, dates)
     readings = sorted((r for run in runs.values() for r in run if r["when"]), key=lambda r: (r["when"], r["run"]))
@@ -235,11 +214,7 @@ def audit(root: str | Path) -> dict[str, Any]:
                 "started_after_a_reading": flagged,
             }
         )
-    drop = ("first", "budget")
-    readings = [
-        {**{k: v for k, v in r.items() if k not in drop}, "budget": r["budget"], "when": _iso(r["when"])}
-        for r in readings
-    ]
+    readings = [{**{k: v for k, v in r.items() if k != "first"}, "when": _iso(r["when"])} for r in readings]
     head = {"dir": str(root), "budgets": list(BUDGETS), "files_dated_by": dates.sources, "runs": len(runs)}
     return {**head, "claims": out, "started_after_a_reading": flags, "readings": readings}
 
