@@ -2,12 +2,13 @@
 one-line-error parser and the flags they share).
 
 init.py train.py seeds.py table.py models.py bench.py experiment.py report.py compare.py
-evaluate.py search.py tune.py export.py predict.py serve.py: the subcommands, in `--help`'s order.
+evaluate.py audit.py search.py tune.py export.py predict.py serve.py: the subcommands, in `--help`'s order.
 
 Each module's `register(subparsers)` adds its parser and sets `func`. A MnistliteError leaves as one
 line on stderr; nothing else is caught, so bugs stay visible. The CLI, not the library, decides
 glibc's malloc tuning (engine/device.py), because it is process-wide and cannot be undone; the
-choice is written to MNISTLITE_MALLOC_TUNING so that spawned workers make the same one.
+choice is written to MNISTLITE_MALLOC_TUNING so that spawned workers make the same one; the
+command line, to MNISTLITE_COMMAND, so that every test reading records the command that made it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ COMMANDS = [
     "report",
     "compare",
     "evaluate",
+    "audit",
     "search",
     "tune",
     "export",
@@ -116,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..runs.storage import set_patience
 
         set_patience(args.storage_patience)
+    from ..engine.rundir import COMMAND_ENV
+
+    before = os.environ.get(COMMAND_ENV)
+    os.environ[COMMAND_ENV] = shlex.join(["mnistlite", *(sys.argv[1:] if argv is None else argv)])
     try:
         with allocator_choice(args.command, args.malloc_tuning):
             return int(args.func(args) or 0)
@@ -127,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `mnistlite models | head`
         return 0
+    finally:  # put back for `main()` called in-process
+        if before is None:
+            os.environ.pop(COMMAND_ENV, None)
+        else:
+            os.environ[COMMAND_ENV] = before
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The plain figure, from model.pt, matches the run's last metrics row; the TTA figure (engine/tta.py)
 is never written into a run's files. Choose TTA's settings on `--split val`, report `--split test`.
-A run with a validation split is sealed: its test set is read only with `--read-test`.
+A run with a validation split is sealed: its test set is read only with `--read-test`. Each test
+scoring appends a line to the run's test_readings.jsonl (`mnistlite audit` reads them).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run(args) -> int:
     from ..data import load_dataset
     from ..deploy.predict import load_run
     from ..engine.tta import score
+    from ..engine.writer import record_test_reading
     from ..fast.apply import accelerate
 
     if not 1 <= args.tta_shift <= MAX_SHIFT:
@@ -108,6 +110,13 @@ def run(args) -> int:
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = accelerate(r.model)[0].to(memory_format=fmt)  # type: ignore[call-overload]  # stubs omit memory_format
         s = score(model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)
+        if args.split == "test" and (d / rd.CONFIG).is_file():  # a run's folder (not shipped weights)
+            last = (r.result or {}).get("epochs_run", cfg.epochs)
+            row = {"epoch": last, "test_acc": s.plain}
+            extra = {"tta_acc": s.tta, "tta_views": s.views}
+            record_test_reading(
+                d, state=r.model.state_dict(), config=cfg.to_dict(), params=r.params, rows=[row], **extra
+            )
         rows.append({"run": str(d), "model": cfg.model, "seed": cfg.seed, "plain": s.plain, "tta": s.tta})
         print(f"{d}: {args.split} plain {s.plain:.2f}%, TTA ({s.views} views) {s.tta:.2f}% ({s.tta - s.plain:+.2f})")
     plain, tta = [r["plain"] for r in rows], [r["tta"] for r in rows]

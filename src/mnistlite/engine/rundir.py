@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,25 @@ MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 MODEL_SOURCE = usercode.MODEL_SOURCE
+READINGS = "test_readings.jsonl"  # one line per reading of the test set, appended (reports/audit.py)
+COMMAND_ENV = "MNISTLITE_COMMAND"  # the command line, set by the CLI: its spawned workers see it too
+# Not the recipe: the model (hashed apart), where and how it ran, the seed, rounding-only layouts,
+# and the held-out split (a choice made on validation and its final run on the full set are one recipe).
+NOT_RECIPE = frozenset(
+    {
+        "model",
+        "model_sha256",
+        "seed",
+        "threads",
+        "data_dir",
+        "device",
+        "download",
+        "bn_fusion",
+        "cuda_graph",
+        "channels_last",
+    }
+    | {"eval_batch_size", "val_size", "bf16"}  # bf16: the old spelling of `precision`
+)
 
 METRIC_COLUMNS = (
     "epoch",
@@ -227,3 +247,43 @@ def headline_numbers(rows: list[dict[str, Any]], target: float = TARGET) -> dict
         "final_val_acc": val[-1] if val else None,
         "final_test_loss": rows[-1].get("test_loss"),
     }
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def recipe_hash(config: Mapping[str, Any]) -> str:
+    """A config's recipe, hashed: everything but NOT_RECIPE, as it ran (a field older configs lack: its default)."""
+    from ..config import TrainConfig, saved_value
+
+    names = (set(TrainConfig().to_dict()) | set(config)) - NOT_RECIPE
+    return _sha({k: saved_value(dict(config), k) for k in names})
+
+
+def model_hash(state: Mapping[str, torch.Tensor], model_sha256: str | None = None) -> str:
+    """An architecture, hashed: its tensors' names and shapes; a user's model file: the file's SHA-256."""
+    return model_sha256[:16] if model_sha256 else _sha([[k, list(v.shape)] for k, v in state.items()])
+
+
+def append_jsonl(path: Path, obj: Any) -> None:
+    """Append one JSON line and fsync it (the folder too when the file is new): a record never loses a line."""
+    new = not path.exists()
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(obj) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if new:
+            fsync_dir(path.parent)
+    except OSError as e:
+        raise MnistliteError(f"cannot append to {path} ({e.strerror or e})") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as e:
+        raise MnistliteError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MnistliteError(f"{path}: not valid JSON lines ({e})") from None

@@ -36,7 +36,7 @@ from .parts import build_parts, load_data
 from .precision import Decision as PrecisionDecision
 from .precision import for_run as resolve_precision
 from .result import RunResult
-from .writer import curves_title, layer_table_text, model_file, write_run_files
+from .writer import curves_title, layer_table_text, model_file, record_test_reading, write_run_files
 
 OnEpoch = Callable[[dict[str, Any]], None]
 
@@ -242,7 +242,13 @@ def _train_session(
         on_epoch=s.on_epoch,
         step=stepper(parts, graph),
     )
-    run_epochs(loop, progress)
+    first = progress.epochs_done
+    try:
+        run_epochs(loop, progress)
+    finally:  # an interrupted or diverged session has read the test set too
+        if out is not None:
+            state, rows = parts.eval_model.state_dict(), progress.rows[first:]
+            record_test_reading(out, state=state, config=cfg.to_dict(), params=params, rows=rows)
 
     judged = parts.eval_model
     result = RunResult(

@@ -1,11 +1,13 @@
 """The one writer of a run directory's files, for the trainer and for anything that rebuilds a run
 (`portable.unpack_run`), so both write the same formats; result.json, the mark of a finished
-run, is always written last.
+run, is always written last. Every reading of the test set appends a line to test_readings.jsonl.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,38 @@ def write_run_files(
         plot_curves(metrics, out / rd.CURVES, title=curves)
     if result is not None:
         rd.write_json(out / rd.RESULT, result)
+
+
+def record_test_reading(
+    out: Path,
+    *,
+    state: Mapping[str, torch.Tensor],
+    config: dict[str, Any],
+    params: int,
+    rows: Sequence[Mapping[str, Any]],
+    **extra: Any,
+) -> None:
+    """Append one line to `out`'s test_readings.jsonl for the test figures in `rows` (none: no line).
+
+    One line per command (a training session lists its epochs), dated when it is written: the
+    unit a person can act on, so the audit (reports/audit.py) orders commands, not epochs.
+    """
+    read = [r for r in rows if r.get("test_acc") is not None]
+    if not read:
+        return
+    rd.append_jsonl(
+        out / rd.READINGS,
+        {
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": os.environ.get(rd.COMMAND_ENV),
+            "model": config["model"],
+            "params": params,
+            "model_hash": rd.model_hash(state, config.get("model_sha256")),
+            "recipe_hash": rd.recipe_hash(config),
+            "val_size": config.get("val_size", 0),
+            "split": "test",
+            "epochs": [r["epoch"] for r in read],
+            "test_acc": [r["test_acc"] for r in read],
+            **extra,
+        },
+    )

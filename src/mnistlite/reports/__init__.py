@@ -14,4 +14,5 @@ sections.py         a report's sections: one per experiment step or per run dire
 figures.py          a report's plots: accuracy per epoch against the target line
 render.py           markdown reports (`mnistlite report`): comparison, sections, analysis
 compare.py          finished runs side by side (`mnistlite compare`)
+audit.py            every test reading under a folder, and the claims after them (`mnistlite audit`)
 """
