@@ -70,17 +70,24 @@ def write_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rs = rows(test, train)
+    if cfg.val_size:  # sealed, as the trainer writes it: the validation split only, no test figure
+        rs = [
+            {k: v for k, v in r.items() if not k.startswith("test")} | {"val_loss": 0.03, "val_acc": r["test_acc"]}
+            for r in rs
+        ]
     rd.write_json(run_dir / rd.CONFIG, cfg.to_dict())
     rd.write_metrics(run_dir / rd.METRICS, rs)
     prof = profile_registered(cfg.model)
     rd.atomic_write_text(run_dir / rd.LAYER_TABLE, f"{prof.table}\nMACs per image: {prof.macs:,}\n")
     log = []
     for r in rs:
-        log += [
-            f"Epoch {r['epoch']}",
-            f"Train loss=0.0500 batch_id=468 Accuracy={r['train_acc']:.2f}",
-            f"Test set: Average loss: 0.0300, Accuracy: {round(r['test_acc'] * 100)}/10000 ({r['test_acc']:.2f}%)",
-        ]
+        log += [f"Epoch {r['epoch']}", f"Train loss=0.0500 batch_id=468 Accuracy={r['train_acc']:.2f}"]
+        if "test_acc" in r:
+            log.append(
+                f"Test set: Average loss: 0.0300, Accuracy: {round(r['test_acc'] * 100)}/10000 ({r['test_acc']:.2f}%)"
+            )
+        else:
+            log.append(f"Validation set: Average loss: 0.0300, Accuracy: {r['val_acc']:.2f}%")
     (run_dir / rd.LOG).write_text("\n".join(log) + "\n")
     (run_dir / rd.CHECKPOINT).write_bytes(b"stub")
     if complete:
@@ -117,7 +124,9 @@ class FakeTrain:
         self.calls.append({"cfg": cfg, "run_dir": Path(run_dir), "resume": resume, "data": data})
         test = [a + 0.02 * cfg.seed for a in CURVES.get(cfg.model, GOOD)][: cfg.epochs]
         write_run(Path(run_dir), cfg, test)
-        return SimpleNamespace(summary=rd.headline_numbers(rows(test)), wall_seconds=12.5)
+        return SimpleNamespace(
+            summary=rd.headline_numbers(rd.read_metrics(Path(run_dir) / rd.METRICS)), wall_seconds=12.5
+        )
 
 
 class FakeData:
@@ -515,13 +524,24 @@ def test_experiment_report_contents(tmp_path, fake):
     md = report.read_text()
     assert md.startswith("# Two steps\n")
     assert "## Comparison" in md and "| 1 | lighter | mnistlite8k_model2 | 5,602 |" in md
-    assert "![Test accuracy per epoch, mean over seeds, every step](images/overview.png)" in md
+    # Sealed by default: validation runs, every figure labelled val.
+    assert "**Sealed validation runs**" in md and "**Final report**" not in md
+    assert "| Best val | Final val |" in md and "Best test" not in md and "Final test" not in md
+    assert "![Val accuracy per epoch, mean over seeds, every step](images/overview.png)" in md
     assert "## 2. Regularised (`regularised`)" in md
     assert "### Target\n\n- Make the model lighter\n- Add BatchNorm\n" in md
     assert "*Notes:* Dropout and augmentation." in md
     assert "n = 2 (seeds 1, 2): mean ± sample standard deviation" in md
-    # seed k's curve is shifted by 0.02 k: final test 99.44 + 0.02/0.04 -> 99.47 ± 0.01
-    assert "- Final test accuracy: 99.47 ± 0.01%" in md
+    # seed k's curve is shifted by 0.02 k: final val 99.44 + 0.02/0.04 -> 99.47 ± 0.01
+    assert "- Final val accuracy: 99.47 ± 0.01%" in md
+    # 2/2 hold: 0.025 ** (1/2) = 15.8%; worst last-3 99.44 on the 5,000 validation images: +2 images
+    assert "- Held consistently: 2/2 seeds hold the goal; share of new seeds that would hold, 95% interval: " in md
+    assert (
+        "interval: 15.8-100.0%" in md and "; val-set sampling SD at 99.47%: " in md and "(binomial, 5,000 images" in md
+    )
+    assert "reading 99.44 - 99.40 = +0.04 points = +2 images of 5,000" in md
+    assert "| 2/2 (16-100%) | +2 |" in md  # the comparison's holding and margin columns
+    assert "Val accuracy first reached" in md and "Meets the goal: val accuracy" in md
     assert "- Epochs at 99.4% or above: 3.0 ± 0.0 of 7" in md
     assert "[regularised/seed2](regularised/seed2/)" in md
     assert "Compared with `lighter`" in md and "lr 0.01 -> 0.03" not in md  # OneCycle: lr unused
@@ -661,3 +681,83 @@ def test_a_report_of_sealed_validation_runs_reads_their_validation_split(tmp_pat
     full = tmp_path / "full"
     write_run(full, config_for("mnistlite_flagship", seed=1, epochs=len(GOOD)), GOOD)
     assert "Sealed" not in render_runs([full], tmp_path / "full.md").read_text()
+
+
+# --- experiments are sealed unless the file opts in ---------------------------------------------------
+
+
+def test_an_experiment_is_sealed_by_default_and_a_final_report_opts_in(tmp_path):
+    sealed = ex.load_experiment(write_toml(tmp_path))
+    assert not sealed.read_test and sealed.config(sealed.steps[0], 1).val_size == 5000
+    own = ex.load_experiment(
+        write_toml(tmp_path, TWO_STEPS.replace("epochs = 7", "epochs = 7\nval_size = 2000"), "v.toml")
+    )
+    assert own.config(own.steps[0], 1).val_size == 2000
+    final = ex.load_experiment(write_toml(tmp_path, "read_test = true\n" + TWO_STEPS, "final.toml"))
+    assert final.read_test and final.config(final.steps[1], 2).val_size == 0
+
+
+@pytest.mark.parametrize(
+    "top, match",
+    [
+        ("read_test = 'yes'", r"bad\.toml: read_test must be true or false, got 'yes'"),
+        ("read_test = 1", r"read_test must be true or false, got 1"),
+        ("read_test = true\n[defaults]\nval_size = 1000", r"step 1 \('a'\): val_size 1000 .*never read the test set"),
+        ("[defaults]\nval_size = 0", r"step 1 \('a'\): val_size 0 would read the test set.*read_test = true"),
+    ],
+)
+def test_bad_read_test_values_are_one_line(tmp_path, top, match, capsys):
+    text = f"title = 'x'\n{top}\n[[steps]]\nname = 'a'\nmodel = 'mnistlite8k_model2'\ntarget = ['t']\n"
+    p = write_toml(tmp_path, text, "bad.toml")
+    with pytest.raises(MnistliteError, match=match):
+        ex.load_experiment(p)
+    assert main(["experiment", str(p), "--plan"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_a_final_report_reads_test_and_says_so(tmp_path, fake):
+    out = tmp_path / "out"
+    report = ex.run_experiment(
+        ex.load_experiment(write_toml(tmp_path, "read_test = true\n" + TWO_STEPS)), out, echo=quiet
+    )
+    assert all(c["cfg"].val_size == 0 for c in fake.calls)
+    assert json.loads((out / ex.EXPERIMENT_JSON).read_text())["read_test"] is True
+    md = report.read_text()
+    assert "**Final report**" in md and "`read_test = true`" in md and "Sealed" not in md
+    assert "| Best test | Final test |" in md and "- Final test accuracy: 99.47 ± 0.01%" in md
+    # the fake logs score 10,000 test images: worst last-3 99.44 is +4 images
+    assert "test-set sampling SD at 99.47%" in md and "(binomial, 10,000 images" in md
+    assert "reading 99.44 - 99.40 = +0.04 points = +4 images of 10,000" in md
+
+
+@pytest.mark.slow
+def test_a_sealed_experiment_trains_on_a_validation_split(tmp_path, fake):
+    out = tmp_path / "out"
+    ex.run_experiment(ex.load_experiment(write_toml(tmp_path)), out, echo=quiet)
+    assert fake.calls and all(c["cfg"].val_size == 5000 for c in fake.calls)
+    assert json.loads((out / ex.EXPERIMENT_JSON).read_text())["read_test"] is False
+    assert "test" not in (out / "lighter" / "seed1" / rd.METRICS).read_text()
+
+
+def test_a_report_never_mixes_sealed_and_test_runs(tmp_path, capsys):
+    sealed, full = tmp_path / "sealed", tmp_path / "full"
+    write_run(sealed, config_for("mnistlite_flagship", seed=1, epochs=len(GOOD), val_size=5000), GOOD)
+    write_run(full, config_for("mnistlite_flagship", seed=1, epochs=len(GOOD)), GOOD)
+    assert main(["report", str(sealed), str(full), "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different splits" in err and not (tmp_path / "r.md").exists()
+
+
+@pytest.mark.slow
+def test_compare_labels_sealed_runs_val(tmp_path, capsys):
+    a, b = tmp_path / "x" / "seed1", tmp_path / "y" / "seed1"
+    write_run(a, config_for("mnistlite8k_model2", epochs=7, val_size=5000), CURVES["mnistlite8k_model2"])
+    write_run(b, config_for("mnistlite8k_model3", epochs=7, val_size=5000), GOOD)
+    png = tmp_path / "cmp.png"
+    assert main(["compare", str(a), str(b), "--out", str(png)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "best val" in header and "final val" in header and "test" not in header
+    assert main(["compare", str(a), str(b), "--out", str(png), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[1]["split"] == "val" and rows[1]["final_val_acc"] == 99.44 and "final_test_acc" not in rows[1]

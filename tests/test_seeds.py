@@ -421,7 +421,7 @@ def test_compare_pairs_sealed_sweeps_on_validation_and_never_mixes_splits(tmp_pa
     t = sweep(tmp_path / "t", {1: 99.50, 2: 99.60})
     assert main(["compare", str(a), str(t), "--out", str(png)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "nothing to pair" in err
+    assert len(err.splitlines()) == 1 and "different splits" in err  # refused before any plot or pairing
 
 
 def test_table_refuses_a_validation_split(tmp_path, capsys):
@@ -432,3 +432,80 @@ def test_table_refuses_a_validation_split(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--val-size" in err
     assert not (tmp_path / "t").exists()
+
+
+# --- the held-consistently figures in `table` ---------------------------------------------------
+
+
+def test_claim_and_its_cells_known_values():
+    from mnistlite.runs.holding import claim, holding_text, images_text
+
+    c = claim([99.45, 99.40, 99.39], [99.5, 99.6, 99.4], 99.4, 10_000)
+    assert (c["holding"]["k"], c["holding"]["n"]) == (2, 3)
+    t = c["test_set_sampling"]
+    assert t["binomial_sd_points"] == pytest.approx(0.07053, abs=5e-6)  # sqrt(.995 * .005 / 10,000) * 100
+    assert t["across_seeds_sd_points"] == pytest.approx(0.1) and t["accuracy"] == pytest.approx(99.5)
+    assert (c["margin"]["worst_test_acc"], c["margin"]["images"]) == (99.39, -1)
+    v = claim([99.0], [99.5], 99.4, 5_000, "val")
+    assert v["val_set_sampling"]["across_seeds_sd_points"] == 0.0 and v["margin"]["worst_val_acc"] == 99.0
+    assert v["margin"]["images"] == -20 and "val set" in v["val_set_sampling"]["formula"]
+    # The README's quotes: 10/10 (69-100%), 8/10 (44-97%), 0/10 (0-31%); five seeds: 48-100%.
+    assert [holding_text(holding(k, n)) for k, n in ((10, 10), (8, 10), (0, 10), (5, 5), (1, 5))] == [
+        "10/10 (69-100%)",
+        "8/10 (44-97%)",
+        "0/10 (0-31%)",
+        "5/5 (48-100%)",
+        "1/5 (1-72%)",
+    ]
+    assert [images_text({"images": x}) for x in (6, 0, -39, None)] == ["+6", "0", "-39", "n/a"]
+
+
+def table_row(md: str, model: str) -> list[str]:
+    line = next(line for line in md.splitlines() if line.startswith(f"| `{model}` |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_table_rows_state_holding_sampling_and_margin(tmp_path, capsys):
+    """Synthetic sweeps, no training: each row gives k/n with its interval, the test set's own SD
+    beside the across-seed SD, and the margin in images; the note under the table says what they are."""
+    from mnistlite.cli import main
+
+    sweep(tmp_path / "mnistlite_flagship", {1: 99.45, 2: 99.55})
+    md = tmp_path / "ladder.md"
+    assert main(["table", "--tag", "ladder", "--no-train", "--out", str(tmp_path), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    row = dict(zip(head, table_row(text, "mnistlite_flagship")))
+    assert row["ours: final test, mean ± std"] == "99.50 ± 0.07 (n=2)"
+    assert row["test-set SD"] == f"{binomial_sd(99.5, 10_000):.3f}" == "0.071"
+    assert row["worst last-3"] == "99.45" and row["margin (images)"] == "+5"
+    assert row["seeds holding 99.4% (95% CI)"] == "2/2 (16-100%)"  # 0.025 ** (1/2)
+    assert "Clopper-Pearson 95% interval" in text and "in test images" in text
+    assert "| 2/2 (16-100%) |" in capsys.readouterr().out  # the console table too
+
+
+def test_table_computes_the_figures_of_an_older_consistency_json(tmp_path):
+    """A consistency.json written before the figures existed: `table` computes them from it and its runs' logs."""
+    from mnistlite.reports.leaderboard import load_rows
+
+    root = sweep(tmp_path / "mnistlite_flagship", {1: 99.38, 2: 99.55, 3: 99.50})
+    new = rd.read_json(root / CONSISTENCY_JSON)
+    rd.write_json(root / CONSISTENCY_JSON, {k: v for k, v in new.items() if k not in CLAIM_KEYS})
+    (old,) = load_rows(tmp_path, "ladder")
+    assert {k: old[k] for k in CLAIM_KEYS} == {k: new[k] for k in CLAIM_KEYS}
+    assert old["margin"]["images"] == -2 and old["holding"]["k"] == 2
+    assert table_row(markdown_table([old], claims=False), "mnistlite_flagship")[-3:] == ["-2", "2/3 (9-99%)", "2-4"]
+
+
+CLAIM_KEYS = ("holding", "test_set_sampling", "margin")
+
+
+def test_table_labels_a_sealed_sweeps_figures_val(tmp_path):
+    """A sealed validation sweep in the table: its figures say val, and the test-accuracy plot leaves it out."""
+    from mnistlite.reports.leaderboard import load_rows
+
+    sealed_sweep(tmp_path / "mnistlite_flagship", {1: [99.0, 99.5], 2: [99.1, 99.3]})
+    rows = load_rows(tmp_path, "ladder")
+    cells = table_row(markdown_table(rows, claims=False), "mnistlite_flagship")
+    assert cells[3:] == ["2", "val 99.40 ± 0.14 (n=2)", "0.109", "val 99.30", "val 99.00", "-20", "0/2 (0-84%)", "2"]
+    plot_frontier(rows, tmp_path / "f.png")  # nothing on test to draw: no error

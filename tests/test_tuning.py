@@ -195,3 +195,20 @@ def test_bn_recalibration_script_rebuilds_the_runs_split(tuned, capsys):
     assert saved == pytest.approx(rd.read_metrics(run / rd.METRICS)[-1]["val_acc"], abs=0.005)
     assert 0 <= recal_all <= 100 and 0 <= recal_10k <= 100
     assert script.main([str(out / "missing")]) == 2
+
+
+def test_a_tune_run_never_reads_test(tmp_path):
+    """Every candidate run holds out the file's validation split, whatever the overrides say; a file
+    cannot set val_size 0, and tune has no flag that reads the test set."""
+    from mnistlite.cli import build_parser
+    from mnistlite.errors import MnistliteError
+    from mnistlite.tuning import load_tuning
+
+    tf = load_tuning(tuning_file(tmp_path, '[[candidates]]\nname = "ref"\nmodel = "mnistlite_frontier"\n'))
+    assert all(tf.config(c, 1, {"val_size": 0, "epochs": 1}).val_size == 200 for c in tf.candidates)
+    bad = tmp_path / "zero.toml"
+    bad.write_text('budget = 4999\nval_size = 0\n[[candidates]]\nname = "ref"\nmodel = "mnistlite_frontier"\n')
+    with pytest.raises(MnistliteError, match="val_size"):
+        load_tuning(bad)
+    sub = build_parser()._subparsers._group_actions[0].choices["tune"]
+    assert not [o for a in sub._actions for o in a.option_strings if "test" in o or "val-size" in o]

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models import list_models
-from ..reports.leaderboard import anchors_table, attach_threads, load_rows, markdown_table, plot_frontier, run_table
+from ..reports.leaderboard import (
+    HOLDING_NOTE,
+    anchors_table,
+    attach_threads,
+    load_rows,
+    markdown_table,
+    plot_frontier,
+    run_table,
+)
 from .common import add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
@@ -51,7 +59,7 @@ def run(args) -> int:
     if args.markdown:
         md = Path(args.markdown)
         md.parent.mkdir(parents=True, exist_ok=True)
-        parts = [table, ""]
+        parts = [table, "", HOLDING_NOTE, ""]
         if args.tag != "seed":
             png = md.with_suffix(".png")
             plot_frontier(rows, png)

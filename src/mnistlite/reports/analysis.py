@@ -3,7 +3,8 @@
 Every threshold is a named constant below, so a verdict can be checked by hand
 against the numbers printed beside it; the challenge's own verdicts are in
 challenge_rules.py. Train accuracy is the running accuracy of each epoch on the
-augmented batches, dropout on; test accuracy is the whole test set, in eval mode.
+augmented batches, dropout on; test accuracy is the whole test set, in eval mode (for a
+sealed run the validation split, under the same keys: every sentence names `step.split`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def fit(step: StepMetrics) -> Finding:
     Only a settled tail is read as a gap: early on, test accuracy still climbs and can sit
     above train accuracy (measured with augmentation and dropout on), which says nothing.
     """
-    runs = [rows for rows in step.runs.values() if rows]
+    runs, t = [rows for rows in step.runs.values() if rows], step.split
     shortest = min(len(r) for r in runs)
     if shortest < LAST_EPOCHS:
         end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
@@ -71,15 +72,15 @@ def fit(step: StepMetrics) -> Finding:
             "fit",
             "too short",
             f"Only {shortest} epoch(s) ran, too few to judge over- or underfitting: the curves "
-            f"have not settled (at the end train {pct(end_train)}, test {pct(end_test)}). "
+            f"have not settled (at the end train {pct(end_train)}, {t} {pct(end_test)}). "
             f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap.",
         )
     train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
     test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
     gap = mean(step.values(gap_last))
     text = (
-        f"Over the last {LAST_EPOCHS} epoch(s) train accuracy averaged {pct(train)} and test {pct(test)}, "
-        f"a train-test gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
+        f"Over the last {LAST_EPOCHS} epoch(s) train accuracy averaged {pct(train)} and {t} {pct(test)}, "
+        f"a train-{t} gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
         f"during each epoch, with dropout on, as the seeds do)."
     )
     trend = mean(_trend(rows) for rows in runs)
@@ -87,27 +88,27 @@ def fit(step: StepMetrics) -> Finding:
     if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
         verdict, why = (
             "still improving",
-            f"Test accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
+            f"{t.capitalize()} accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
             "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help.",
         )
     elif swinging:
         who = "" if step.n == 1 else f" ({', '.join(swinging)})"
         verdict, why = (
             "unstable",
-            f"Test accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap is no "
-            "steady reading: a lower or decaying learning rate should settle it first.",
+            f"{t.capitalize()} accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap "
+            "is no steady reading: a lower or decaying learning rate should settle it first.",
         )
     elif gap > OVERFIT_GAP_PP:
         verdict, why = (
             "overfits",
-            f"Train is more than {OVERFIT_GAP_PP} pp ahead of test, so the model overfits: "
+            f"Train is more than {OVERFIT_GAP_PP} pp ahead of {t}, so the model overfits: "
             "more regularisation or augmentation should help.",
         )
     elif gap < UNDERFIT_GAP_PP:
         verdict, why = (
             "underfits",
-            f"Test is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
-            "than the test set, so the model underfits them and could be trained harder "
+            f"{t.capitalize()} is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
+            f"than the {t} set, so the model underfits them and could be trained harder "
             "(more epochs, a higher learning rate, or less regularisation).",
         )
     elif train < UNDERFIT_TRAIN_ACC:
@@ -144,7 +145,9 @@ def speed(step: StepMetrics) -> Finding:
 
     n_reached = sum(v is not None for v in first.values())
     verdict = "reached" if n_reached == len(first) else "never" if not n_reached else "partly"
-    return Finding("speed", verdict, f"Test accuracy {when(first, FIRST_LEVEL)}, and {when(goal, TARGET)}.")
+    return Finding(
+        "speed", verdict, f"{step.split.capitalize()} accuracy {when(first, FIRST_LEVEL)}, and {when(goal, TARGET)}."
+    )
 
 
 def stability(step: StepMetrics) -> Finding:
@@ -169,12 +172,12 @@ def stability(step: StepMetrics) -> Finding:
         verdict, word = "fluctuates", f"it fluctuates (between {STABLE_RANGE_PP} and {UNSTABLE_RANGE_PP} pp)"
     if step.n == 1:
         text = (
-            f"Over the last {LAST_EPOCHS} epochs test accuracy moved within {r:.2f} pp "
+            f"Over the last {LAST_EPOCHS} epochs {step.split} accuracy moved within {r:.2f} pp "
             f"(lowest {pct(mins[low])}): {word}."
         )
     else:
         text = (
-            f"Over the last {LAST_EPOCHS} epochs test accuracy moved within at most {r:.2f} pp ({worst}); "
+            f"Over the last {LAST_EPOCHS} epochs {step.split} accuracy moved within at most {r:.2f} pp ({worst}); "
             f"the lowest value was {pct(mins[low])} ({low}): {word}."
         )
     return Finding("stability", verdict, text)
@@ -187,7 +190,7 @@ def seed_spread(step: StepMetrics) -> Finding | None:
         return None
     m, s = mean_std(finals)
     assert s is not None
-    text = f"Across {len(finals)} seeds the final test accuracy is {m:.2f}% ± {s:.2f} pp (sample std)"
+    text = f"Across {len(finals)} seeds the final {step.split} accuracy is {m:.2f}% ± {s:.2f} pp (sample std)"
     if s > SEED_SPREAD_PP:
         return Finding(
             "seeds", "seed-sensitive", f"{text}, more than {SEED_SPREAD_PP} pp: the result depends on the seed."
@@ -216,11 +219,12 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
     ma, sa = mean_std(fa)
     mb, sb = mean_std(fb)
     delta = mb - ma
-    nums.append(f"mean final test accuracy {pct(ma)} -> {pct(mb)} ({pp(delta)})")
+    t = step.split
+    nums.append(f"mean final {t} accuracy {pct(ma)} -> {pct(mb)} ({pp(delta)})")
     ba, bb = mean(prev.values(best_test)), mean(step.values(best_test))
-    nums.append(f"mean best test accuracy {pct(ba)} -> {pct(bb)} ({pp(bb - ba)})")
+    nums.append(f"mean best {t} accuracy {pct(ba)} -> {pct(bb)} ({pp(bb - ba)})")
     la, lb = min(prev.values(min_last)), min(step.values(min_last))
-    nums.append(f"lowest last-{LAST_EPOCHS} test accuracy {pct(la)} -> {pct(lb)} ({pp(lb - la)})")
+    nums.append(f"lowest last-{LAST_EPOCHS} {t} accuracy {pct(la)} -> {pct(lb)} ({pp(lb - la)})")
     se = math.sqrt(sa**2 / len(fa) + sb**2 / len(fb)) if sa is not None and sb is not None else 0.0
     noise = max(NOISE_PP, se)
     if delta > noise:
@@ -235,7 +239,7 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
         (
             f"Compared with `{prev.name}`: {what}. Effect: "
             + "; ".join(nums)
-            + f". The change in final test accuracy is {judged} (noise band ±{noise:.2f} pp)."
+            + f". The change in final {t} accuracy is {judged} (noise band ±{noise:.2f} pp)."
         ),
     )
 

@@ -48,7 +48,7 @@ def goal(step: StepMetrics) -> Finding:
         return Finding(
             "goal",
             "meets",
-            f"Meets the goal: test accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
+            f"Meets the goal: {step.split} accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
             f"{everyone} (lowest {pct(min(mins.values()))}).",
         )
     held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= TARGET))

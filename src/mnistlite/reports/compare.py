@@ -66,20 +66,22 @@ def unique_labels(paths: Sequence[Path]) -> list[str]:
 
 
 def compare_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run, its accuracies keyed by the split they are on (`best_val_acc` for a sealed run)."""
     rows = []
     for label, r in zip(unique_labels([r.path for r in runs]), runs):
-        s = r.headline
+        s, sp = r.headline, r.split
         rows.append(
             {
                 "run": label,
                 "path": str(r.path),
                 "model": r.model,
                 "seed": r.seed,
+                "split": sp,
                 "params": r.params,
                 "epochs": len(r.rows),
-                "best_test_acc": s.get("best_test_acc"),
-                "final_test_acc": s.get("final_test_acc"),
-                "last3_min_test_acc": s.get("last3_min_test_acc"),
+                f"best_{sp}_acc": s.get("best_test_acc"),
+                f"final_{sp}_acc": s.get("final_test_acc"),
+                f"last3_min_{sp}_acc": s.get("last3_min_test_acc"),
                 "epochs_at_target": s.get("epochs_at_target", []),
                 "wall_seconds": r.wall_seconds,
                 "complete": r.complete,
@@ -92,7 +94,8 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     def f(v: Any, spec: str) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
-    table = [["run", "model", "params", "best test", "final test", "last-3 min", f"epochs >= {rd.TARGET}", "wall s"]]
+    sp = rows[0]["split"] if rows else "test"  # compare() never mixes splits
+    table = [["run", "model", "params", f"best {sp}", f"final {sp}", "last-3 min", f"epochs >= {rd.TARGET}", "wall s"]]
     for r in rows:
         at = r["epochs_at_target"]
         table.append(
@@ -100,9 +103,9 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
                 r["run"] + ("" if r["complete"] else " (incomplete)"),
                 r["model"],
                 f(r["params"], ","),
-                f(r["best_test_acc"], ".2f"),
-                f(r["final_test_acc"], ".2f"),
-                f(r["last3_min_test_acc"], ".2f"),
+                f(r[f"best_{sp}_acc"], ".2f"),
+                f(r[f"final_{sp}_acc"], ".2f"),
+                f(r[f"last3_min_{sp}_acc"], ".2f"),
                 f"{len(at)}" + (f" ({epoch_list(at)})" if at else ""),
                 f(r["wall_seconds"], ".1f"),
             ]
@@ -161,12 +164,14 @@ def format_paired(p: dict[str, Any]) -> str:
 def compare(paths: Sequence[str | Path], out_png: str | Path) -> tuple[list[dict[str, Any]], Path]:
     dirs = expand_dirs(paths)
     runs = [load_run(d) for d in dirs]
-    rows = compare_rows(runs)
     # A validation run is sealed (no test column): such runs are drawn on validation, never beside test curves.
-    split = "test" if all("test_acc" in x for r in runs for x in r.rows) else "val"
-    if split == "val" and not all("val_acc" in x for r in runs for x in r.rows):
+    splits = {r.split for r in runs}
+    if len(splits) > 1:
         raise MnistliteError("these runs read different splits (test, or validation only): compare them apart")
-    curves = {row["run"]: [(x["epoch"], x[f"{split}_acc"]) for x in r.rows] for row, r in zip(rows, runs)}
+    split = splits.pop() if splits else "test"
+    rows = compare_rows(runs)
+    # load_run keeps a sealed run's val figures under the test keys.
+    curves = {row["run"]: [(x["epoch"], x["test_acc"]) for x in r.rows] for row, r in zip(rows, runs)}
     out_png = Path(out_png)
-    plot_test_overlay(curves, out_png, f"{SPLIT_NAMES[split].capitalize()} accuracy per epoch")
+    plot_test_overlay(curves, out_png, f"{SPLIT_NAMES[split].capitalize()} accuracy per epoch", split)
     return rows, out_png

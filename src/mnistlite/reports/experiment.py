@@ -61,6 +61,7 @@ def experiment_record(
         "seeds": list(seeds),
         "overrides": dict(overrides),
         "defaults": dict(exp.defaults),
+        "read_test": exp.read_test,  # a final report; else sealed (validation runs)
         "steps": [
             {**asdict(s), "runs": [run_dir_for(out, s, seed).relative_to(out).as_posix() for seed in seeds]}
             for s in exp.steps

@@ -4,6 +4,7 @@
     description = "optional, markdown"
     seeds = [1, 2]                      # optional; default [1]; --seeds/--seed-list override
     models = ["my_models.py"]           # optional: files whose @register_model names steps may use
+    read_test = true                    # optional: a final report, scored on the test set (see below)
 
     [defaults]                          # optional: TrainConfig overrides for every step
     epochs = 15
@@ -21,6 +22,11 @@ Model files and references are relative to the experiment file's folder.
 
 A run's config is, later winning: TrainConfig defaults, the model's registered
 recipe, [defaults], the step's recipe, the command line (--epochs, ...), the seed.
+
+Sealed by default: every run holds out VAL_SIZE training images (or its recipe's `val_size`)
+and never reads the test set, so an experiment can guide choices without spending it. A final
+report opts in with `read_test = true`: its runs train on the full training set and are scored
+on the test set, and experiment.json and the report say so.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from ..config_files import NAME_RE, check_keys, check_recipe, check_text, hint, 
 from ..errors import MnistliteError
 from ..models import config_for, get_entry, list_models
 from ..models.usercode import named_models, rebase
+from ..tuning_file import DEFAULT_VAL_SIZE as VAL_SIZE
 
-TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps")
+TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps", "read_test")
 STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
 # Set by the step (model) or by the seed list (seed), never by a recipe table.
 NOT_IN_RECIPE = {"model": "set it with the step's `model` key", "seed": "list seeds in the top-level `seeds`"}
@@ -59,10 +66,22 @@ class Experiment:
     seeds: tuple[int, ...]
     defaults: dict[str, Any]
     steps: tuple[Step, ...]
+    read_test: bool = False  # a final report: the runs read the test set
 
     def config(self, step: Step, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        over = {**self.defaults, **step.recipe, **(overrides or {}), "seed": seed}
-        return config_for(step.model, **over)
+        over = {"val_size": 0 if self.read_test else VAL_SIZE, **self.defaults, **step.recipe, **(overrides or {})}
+        cfg = config_for(step.model, **over, seed=seed)
+        if self.read_test and cfg.val_size:
+            raise MnistliteError(
+                f"val_size {cfg.val_size} holds out a validation split, so its runs never read the "
+                "test set that `read_test = true` asks for: drop val_size or read_test"
+            )
+        if not self.read_test and not cfg.val_size:
+            raise MnistliteError(
+                "val_size 0 would read the test set: experiments are sealed unless the file "
+                "says `read_test = true` at the top (a final report)"
+            )
+        return cfg
 
 
 def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
@@ -78,6 +97,9 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
     title = check_text(doc["title"], f"{src}: title")
     description = check_text(doc.get("description", ""), f"{src}: description")
     seeds = parse_seeds(doc["seeds"], src) if "seeds" in doc else (1,)
+    read_test = doc.get("read_test", False)
+    if not isinstance(read_test, bool):
+        raise MnistliteError(f"{src}: read_test must be true or false, got {read_test!r}")
     defaults = check_recipe(doc.get("defaults", {}), f"{src}: [defaults]", NOT_IN_RECIPE)
     named = named_models(doc.get("models", []), path)
     raw_steps = doc.get("steps")
@@ -126,7 +148,7 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
                 recipe=recipe,
             )
         )
-    exp = Experiment(path, title, description, seeds, defaults, tuple(steps))
+    exp = Experiment(path, title, description, seeds, defaults, tuple(steps), read_test)
     for i, step in enumerate(exp.steps, 1):  # every value checked now, not at step 4 an hour in
         try:
             exp.config(step, seeds[0])

@@ -57,15 +57,16 @@ def plot_step(section: Section, path: Path) -> None:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     series = []
     runs = section.with_data
+    split = "val" if any(r.sealed for r in runs) else "test"  # a sealed run's test keys hold its val split
     for i, (label, r) in enumerate(zip(run_labels(runs), runs)):
         c = colors[i % len(colors)]
-        series.append((f"{label} test", [(x["epoch"], x["test_acc"]) for x in r.rows], {"color": c}))
+        series.append((f"{label} {split}", [(x["epoch"], x["test_acc"]) for x in r.rows], {"color": c}))
         series.append((f"{label} train", [(x["epoch"], x["train_acc"]) for x in r.rows], {"color": c, "ls": ":"}))
     plot_lines(series, path, f"{section.name}: accuracy per epoch (train dotted)", "accuracy (%)")
 
 
-def plot_test_overlay(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
-    plot_lines([(k, v, {}) for k, v in curves.items()], path, title, "test accuracy (%)")
+def plot_test_overlay(curves: dict[str, list[tuple[int, float]]], path: Path, title: str, split: str = "test") -> None:
+    plot_lines([(k, v, {}) for k, v in curves.items()], path, title, f"{split} accuracy (%)")
 
 
 def redraw_missing_curves(runs: Sequence[RunRecord]) -> None:

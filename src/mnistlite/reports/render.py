@@ -17,13 +17,15 @@ from .. import __version__
 from ..challenge import BUDGET, LAST_EPOCHS, MAX_EPOCHS
 from ..engine import rundir as rd
 from ..errors import MnistliteError
+from ..runs.holding import claim, holding_text, images_text
+from ..runs.seeds import common_test_images, format_holding
 from . import analysis as an
 from .figures import mean_curve, plot_step, plot_test_overlay, redraw_missing_curves
 from .markdown import epoch_list, int_text, pct, pm, rel, rel_text, table
 from .recipe import recipe_text
 from .runs import load_run, log_excerpt
 from .sections import Section, sections_from_experiment, sections_from_runs
-from .step import Finding, StepMetrics, first_epoch_at, min_last
+from .step import Finding, StepMetrics, final_test, first_epoch_at, min_last
 
 REPORT = "report.md"
 LOG_EPOCHS = 3  # epochs of log.txt quoted per step
@@ -35,17 +37,39 @@ def _at_target(rows: list[dict[str, Any]]) -> list[int]:
     return [int(r["epoch"]) for r in rows if r["test_acc"] >= rd.TARGET]
 
 
-def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Path) -> list[str]:
-    header = ["#", "Step", "Model", "Params", "MACs", "n", "Best test", "Final test", "Lowest last-3"]
-    header += [f"Epochs ≥ {rd.TARGET}%", "Budget", "Goal", "Runs"]
+def _split(sections: Sequence[Section]) -> str:
+    """The split every figure of the report is on: "val" for sealed runs (no test column), else "test"."""
+    sealed = {r.sealed for s in sections for r in s.with_data}
+    if len(sealed) > 1:
+        raise MnistliteError(
+            "these runs read different splits (test, or validation only for sealed runs): report them apart"
+        )
+    return "val" if sealed == {True} else "test"
+
+
+def _claim(s: Section) -> dict[str, Any] | None:
+    """Held consistently, as numbers over the step's seeds (runs/holding.py), on the split its runs
+    scored; None until every run has its last epochs."""
+    runs = s.with_data
+    if not runs or any(len(r.rows) < LAST_EPOCHS for r in runs):
+        return None
+    sealed = runs[0].sealed
+    n = runs[0].config.get("val_size") if sealed else common_test_images([r.path for r in runs])
+    lows, finals = [min_last(r.rows) for r in runs], [final_test(r.rows) for r in runs]
+    return claim(lows, finals, rd.TARGET, n or None, "val" if sealed else "test")
+
+
+def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Path, w: str) -> list[str]:
+    header = ["#", "Step", "Model", "Params", "MACs", "n", f"Best {w}", f"Final {w}", "Lowest last-3"]
+    header += [f"Epochs ≥ {rd.TARGET}%", "Budget", "Goal", "Seeds holding (95% CI)", "Margin (images)", "Runs"]
     rows = []
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         runs = s.with_data
         links = " ".join(f"[{r.path.name}]({rel(r.path, base)}/)" for r in s.runs)
         if not runs:
-            rows.append([i, s.name, s.model, "", "", 0, "", "", "", "", "", "", links or "not run"])
+            rows.append([i, s.name, s.model, "", "", 0, "", "", "", "", "", "", "", "", links or "not run"])
             continue
-        v = {f.rule: f for f in findings}
+        v, c = {f.rule: f for f in findings}, _claim(s)
         first = runs[0]
         rows.append(
             [
@@ -61,13 +85,15 @@ def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Pa
                 pm([len(_at_target(r.rows)) for r in runs], unit="", digits=1),
                 v["budget"].verdict,
                 v["goal"].verdict,
+                holding_text(c["holding"]) if c else "",
+                images_text(c["margin"]) if c else "",
                 links,
             ]
         )
-    return table(header, rows, align="rllrrrrrrrlll")
+    return table(header, rows, align="rllrrrrrrrllrrl")
 
 
-def _results(s: Section, base: Path) -> list[str]:
+def _results(s: Section, base: Path, w: str) -> list[str]:
     runs = s.with_data
     if not runs:
         return ["No epoch has finished yet."]
@@ -87,16 +113,20 @@ def _results(s: Section, base: Path) -> list[str]:
         f"- Parameters: {int_text(first.params)}; MACs per image: {int_text(first.macs)}",
         f"- Best train accuracy: {pm([x['best_train_acc'] for x in sums])}",
         f"- Final train accuracy: {pm([x['final_train_acc'] for x in sums])}",
-        f"- Best test accuracy: {pm([x['best_test_acc'] for x in sums])}",
-        f"- Final test accuracy: {pm([x['final_test_acc'] for x in sums])}",
-        f"- Lowest test accuracy over the last {LAST_EPOCHS} epochs: {pm([min_last(r.rows) for r in runs])}"
+        f"- Best {w} accuracy: {pm([x['best_test_acc'] for x in sums])}",
+        f"- Final {w} accuracy: {pm([x['final_test_acc'] for x in sums])}",
+        f"- Lowest {w} accuracy over the last {LAST_EPOCHS} epochs: {pm([min_last(r.rows) for r in runs])}"
         + (f" (worst seed {pct(min(min_last(r.rows) for r in runs))})" if n > 1 else ""),
         f"- Epochs at {rd.TARGET}% or above: {pm([len(a) for a in at], unit='', digits=1)} of {epochs}"
         + (f" (epochs {epoch_list(at[0])})" if n == 1 and at[0] else ""),
     ]
+    c = _claim(s)
+    if c:  # in the words of the `seeds` console
+        held = "; ".join(x.strip() for x in format_holding({**c, "split": w}))
+        lines.append(f"- Held consistently: {c['holding']['k']}/{c['holding']['n']} seeds hold the goal; {held}")
     if walls:
         lines.append(f"- Wall time per run: {pm(walls, unit=' s', digits=0)}")
-    header = ["Seed", "Best train", "Final train", "Best test", "Final test", "Lowest last-3"]
+    header = ["Seed", "Best train", "Final train", f"Best {w}", f"Final {w}", "Lowest last-3"]
     header += [f"Epochs ≥ {rd.TARGET}%", "First ≥ 99%", "Wall s", "Run directory"]
     rows = [
         [
@@ -122,7 +152,7 @@ def _quoted(heading: str, caption: str, text: str) -> list[str]:
     return [f"### {heading}", "", caption, "", "```text", text, "```", ""]
 
 
-def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Path) -> list[str]:
+def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Path, w: str) -> list[str]:
     out = [f"## {i}. {s.heading}", ""]
     first = (s.with_data or s.runs or [None])[0]
     if s.model:
@@ -140,7 +170,7 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
         out += ["### Target", "", *[f"- {t}" for t in s.target], ""]
     if s.notes:
         out += [f"*Notes:* {s.notes}", ""]
-    out += ["### Results", "", *_results(s, base), ""]
+    out += ["### Results", "", *_results(s, base, w), ""]
     if s.missing:
         out += ["Not run yet: " + ", ".join(f"`{m}`" for m in s.missing), ""]
     if not s.with_data:
@@ -149,7 +179,7 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     out += ["### Curves", ""]
     runs = s.with_data
     if len(runs) > 1:
-        out += [f"![{s.name}: train and test accuracy of every seed]({rel(images / s.image, base)})", ""]
+        out += [f"![{s.name}: train and {w} accuracy of every seed]({rel(images / s.image, base)})", ""]
         curves = [f"[seed {r.seed}]({rel(r.path / rd.CURVES, base)})" for r in runs]
         out += ["Loss and accuracy curves per run: " + ", ".join(curves), ""]
     else:  # render_report has drawn any missing curves.png
@@ -172,6 +202,7 @@ def render_report(
     intro: Sequence[str] = (),
 ) -> Path:
     """Write the report and its plots; returns the report's path."""
+    w = _split(sections)  # before anything is written
     report = Path(report)
     base = report.parent
     base.mkdir(parents=True, exist_ok=True)
@@ -196,32 +227,33 @@ def render_report(
         "on (as the seeds measure it); test accuracy is the full test set after each epoch, in eval mode.",
         "",
     ]
-    if any(r.sealed for s in sections for r in s.with_data):
+    if w == "val":
         lines += [
-            "**Sealed validation runs**: runs trained with a validation split never read the test set. For "
-            "them, every accuracy and loss this report calls test is the validation split's (the images "
-            "held out of training), not the test set's.",
+            "**Sealed validation runs**: these runs hold out training images as a validation split and never "
+            "read the test set, so every accuracy below is the validation split's, labelled val.",
             "",
         ]
     lines += [
         "## Comparison",
         "",
-        *_comparison(sections, analyses, base),
+        *_comparison(sections, analyses, base, w),
         "",
-        f"Best and final test: mean ± sample std across seeds (n = the column n). Lowest last-3: the lowest test "
+        f"Best and final {w}: mean ± sample std across seeds (n = the column n). Lowest last-3: the lowest {w} "
         f"accuracy of the last {LAST_EPOCHS} epochs, worst seed. Epochs ≥ {rd.TARGET}%: per run, mean ± std. "
         f"Budget: < {BUDGET:,} parameters and ≤ {MAX_EPOCHS} epochs. Goal: ≥ {rd.TARGET}% in each "
-        f"of the last {LAST_EPOCHS} epochs, every seed.",
+        f"of the last {LAST_EPOCHS} epochs, every seed. Seeds holding: the seeds at the goal, with the "
+        f"Clopper-Pearson 95% interval for the share of new seeds that would be. Margin: the worst last-"
+        f"{LAST_EPOCHS} reading minus {rd.TARGET:.2f}, in images of the {w} set.",
         "",
     ]
     if curves:
         overview = images / OVERVIEW
-        plot_test_overlay(curves, overview, "Test accuracy per epoch (mean over seeds)")
-        lines += [f"![Test accuracy per epoch, mean over seeds, every step]({rel(overview, base)})", ""]
+        plot_test_overlay(curves, overview, f"{w.capitalize()} accuracy per epoch (mean over seeds)", w)
+        lines += [f"![{w.capitalize()} accuracy per epoch, mean over seeds, every step]({rel(overview, base)})", ""]
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         if len(s.with_data) > 1:
             plot_step(s, images / s.image)
-        lines += _section(i, s, findings, base, images)
+        lines += _section(i, s, findings, base, images, w)
     lines += [
         "---",
         "",
@@ -262,6 +294,13 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
         "file without training.",
         "",
     ]
+    if meta.get("read_test"):
+        intro += [
+            "**Final report**: the experiment file opts in to the test set (`read_test = true`), so its runs "
+            "train on the full training set and are scored on the test set; without it they would be sealed "
+            "validation runs.",
+            "",
+        ]
     over = meta.get("overrides") or {}
     if over:
         intro += [

@@ -26,9 +26,14 @@ class RunRecord:
     result: dict[str, Any] | None  # result.json; None while the run is unfinished
     layer_table: str | None  # summary.txt
     log: str | None  # log.txt
-    # A validation run (sealed: it never read the test set). Its rows carry the validation
-    # split's figures under the test keys, so the report reads them; the report says so.
+    # A validation run (sealed: it never read the test set). Its rows carry the validation split's
+    # figures under the test keys, so the rules read them alike; every label says `split`.
     sealed: bool = False
+
+    @property
+    def split(self) -> str:
+        """The split its accuracies are on: "test", or "val" for a sealed run."""
+        return "val" if self.sealed else "test"
 
     @property
     def model(self) -> str:

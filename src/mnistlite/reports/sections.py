@@ -44,6 +44,7 @@ class Section:
             model=model,
             config=cfg,
             arch=architecture(model, cfg.get("dropout"), first.result if first else None) if model else {},
+            split="val" if any(r.sealed for r in runs) else "test",
         )
 
 

@@ -26,6 +26,7 @@ class StepMetrics:
     model: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # one run's config.json
     arch: dict[str, str] = field(default_factory=dict)  # runs.architecture(model)
+    split: str = "test"  # "val" for sealed runs, whose rows hold the validation split under the test keys
 
     @property
     def n(self) -> int:

@@ -73,29 +73,55 @@ def margin_images(worst: float, target: float, n_test: int) -> int:
     return round((worst - target) / 100 * n_test)
 
 
-def sampling(acc: float, seed_sd: float, n_test: int | None) -> dict[str, Any]:
-    """The test set's own sampling error at `acc`, beside the spread across seeds."""
+def sampling(acc: float, seed_sd: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
+    """The scored set's own sampling error at `acc` (the test set, or a sealed run's `val` split),
+    beside the spread across seeds."""
     return {
         "n_test": n_test,
         "accuracy": acc,
         "binomial_sd_points": None if n_test is None else binomial_sd(acc, n_test),
         "across_seeds_sd_points": seed_sd,
-        "formula": "sqrt(p(1-p)/n_test)*100, p the mean final test accuracy; every seed reads the same test set",
+        "formula": f"sqrt(p(1-p)/n_test)*100, p the mean final {split} accuracy; every seed reads the same {split} set",
     }
 
 
-def margin(lows: Sequence[float], target: float, n_test: int | None) -> dict[str, Any]:
+def margin(lows: Sequence[float], target: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
     """The worst reading the rule checks (the min over seeds of each seed's last-epochs minimum, `lows`)
     minus the target, and how many seeds read that worst."""
     worst = min(lows)
     return {
-        "worst_test_acc": worst,
+        f"worst_{split}_acc": worst,
         "target": target,
         "points": round(worst - target, 9),
         "images": None if n_test is None else margin_images(worst, target, n_test),
         "n_test": n_test,
         "seeds_at_worst": sum(x == worst for x in lows),
     }
+
+
+def claim(
+    lows: Sequence[float], finals: Sequence[float], target: float, n_images: int | None, split: str = "test"
+) -> dict[str, Any]:
+    """The figures of one consistency claim over seeds, from each seed's last-epochs minimum (`lows`) and
+    final accuracy (`finals`) on a set of `n_images` (None: unknown): k/n holding with its interval,
+    the set's sampling SD beside the spread across seeds, and the margin."""
+    sd = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    return {
+        "holding": holding(sum(x >= target for x in lows), len(lows)),
+        f"{split}_set_sampling": sampling(statistics.fmean(finals), sd, n_images, split),
+        "margin": margin(lows, target, n_images, split),
+    }
+
+
+def holding_text(h: Mapping[str, Any]) -> str:
+    """k/n with the 95% interval in whole percent: the compact cell of tables and reports."""
+    lo, hi = h["interval95"]
+    return f"{h['k']}/{h['n']} ({100 * lo:.0f}-{100 * hi:.0f}%)"
+
+
+def images_text(m: Mapping[str, Any]) -> str:
+    """The margin in images, signed ("+5", "-39", "0"); "n/a" where the set's size is unknown."""
+    return "n/a" if m["images"] is None else f"{m['images']:+d}" if m["images"] else "0"
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, Any]:

@@ -161,11 +161,7 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         # Run-only choices that may differ seed to seed (threads, and the BN path chosen by them).
         "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
     }
-    # "Held consistently" as numbers: the interval for new seeds, the test set's own error, the margin.
-    n_test = common_test_images([seed_dir(out, s) for s in seeds])
-    agg["holding"] = holding.holding(agg["seeds_passing_goal"], len(seeds))
-    agg["test_set_sampling"] = holding.sampling(agg["final_test_acc"]["mean"], agg["final_test_acc"]["std"], n_test)
-    agg["margin"] = holding.margin([p["last3_min_test_acc"] for p in per_seed.values()], target, n_test)
+    agg.update(claim_figures(agg, out))
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
         agg["final_val_acc"] = spread(vals)
@@ -198,7 +194,7 @@ def _aggregate_val(
             "wall_seconds": results[s].get("wall_seconds"),
             "run_dir": seed_dir(out, s).name,
         }
-    return {
+    agg = {
         **_header(cfg, results, seeds, epochs, target),
         "split": "val",
         "test_set": "sealed: validation runs never read it",
@@ -210,6 +206,20 @@ def _aggregate_val(
         "per_seed": per_seed,
         "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
     }
+    return {**agg, **claim_figures(agg, out)}
+
+
+def claim_figures(agg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Held consistently, as numbers (runs/holding.py), for any aggregate, also one written before
+    they existed: the interval for new seeds, the scored set's own error, the margin. The set's size
+    comes from the runs' logs (test) or the validation split's size (sealed runs)."""
+    split, per_seed = scored_split(agg), agg["per_seed"].values()
+    if split == "test":
+        n = common_test_images([Path(out) / p["run_dir"] for p in per_seed])
+    else:
+        n = agg["config"].get("val_size") or None
+    lows = [p[f"last3_min_{split}_acc"] for p in per_seed]
+    return holding.claim(lows, [p[f"final_{split}_acc"] for p in per_seed], agg["target"], n, split)
 
 
 def scored_split(s: dict[str, Any]) -> str:
@@ -226,6 +236,7 @@ def _format_val(s: dict[str, Any]) -> str:
         f"(min {fmt_acc(v['min'])}, max {v['max']:.2f}); test set sealed, not read",
         f"lowest val accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}",
         f"seeds passing on the validation split ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}",
+        *format_holding(s),
         "epoch  val mean ± std  (min - max)",
     ]
     for r in s["per_epoch"]:
@@ -269,7 +280,7 @@ def format_aggregate(s: dict[str, Any]) -> str:
 
 def format_holding(s: dict[str, Any]) -> list[str]:
     """The consistency claim as numbers (absent from aggregates written before they existed)."""
-    lines = []
+    split, lines = scored_split(s), []
     if "holding" in s:
         h = s["holding"]
         lo, hi = h["interval95"]
@@ -277,13 +288,13 @@ def format_holding(s: dict[str, Any]) -> list[str]:
             f"  share of new seeds that would hold, 95% interval: {100 * lo:.1f}-{100 * hi:.1f}% "
             f"(one-sided lower bound {100 * h['one_sided_lower95']:.1f}%; Clopper-Pearson exact)"
         )
-    if "test_set_sampling" in s:
-        t = s["test_set_sampling"]
+    if f"{split}_set_sampling" in s:
+        t = s[f"{split}_set_sampling"]
         if t["binomial_sd_points"] is None:
-            lines.append("  test-set sampling SD: unknown (the runs' logs do not say how many test images)")
+            lines.append(f"  {split}-set sampling SD: unknown (the runs' logs do not say how many {split} images)")
         else:
             lines.append(
-                f"  test-set sampling SD at {fmt_acc(t['accuracy'])}%: {t['binomial_sd_points']:.3f} points "
+                f"  {split}-set sampling SD at {fmt_acc(t['accuracy'])}%: {t['binomial_sd_points']:.3f} points "
                 f"(binomial, {t['n_test']:,} images, one set for all seeds), beside "
                 f"{t['across_seeds_sd_points']:.3f} across seeds"
             )
@@ -291,7 +302,7 @@ def format_holding(s: dict[str, Any]) -> list[str]:
         m = s["margin"]
         images = "" if m["images"] is None else f" = {m['images']:+d} images of {m['n_test']:,}"
         lines.append(
-            f"  margin: worst last-{LAST_EPOCHS} reading {m['worst_test_acc']:.2f} - {m['target']:.2f} = "
+            f"  margin: worst last-{LAST_EPOCHS} reading {m[f'worst_{split}_acc']:.2f} - {m['target']:.2f} = "
             f"{m['points']:+.2f} points{images} ({m['seeds_at_worst']} seed(s) at it)"
         )
     return lines
