@@ -16,7 +16,7 @@ import sys
 import traceback
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,8 @@ def _on_sys_path(folder: str) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
+        with suppress(ValueError):
             sys.path.remove(folder)
-        except ValueError:
-            pass
 
 
 def _where_raised(e: BaseException, filename: str) -> str:
@@ -312,11 +310,6 @@ def file_entries(path: str) -> list[ModelEntry]:
     return [resolve(ModelRef(target, n)) for n in names]
 
 
-def registered_names(path: str) -> list[str]:
-    """Names a model file registered with @register_model (an experiment's `models = [...]`)."""
-    return list(load_file(path).__dict__.get("__mnistlite_entries__", {}))
-
-
 def named_models(files: Any, path: Path) -> dict[str, str]:
     """An experiment or tune file's `models = [files]` (relative to `path`) -> {registered name: reference}."""
     if not isinstance(files, list) or not all(isinstance(v, str) for v in files):
@@ -324,7 +317,7 @@ def named_models(files: Any, path: Path) -> dict[str, str]:
     named: dict[str, str] = {}
     for f in files:
         file = canonical_path(f, path.parent)
-        for name in registered_names(file):
+        for name in load_file(file).__dict__.get("__mnistlite_entries__", {}):  # its @register_model names
             if name in named:
                 raise MnistliteError(f"{path}: model {name!r} is registered by two of its model files")
             named[name] = f"{file}:{name}"
