@@ -72,8 +72,7 @@ def random_affine_matrices(
     b = (cos * tan + sin) * inv
     c = -sin * inv
     d = (cos - sin * tan) * inv
-    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
-    return theta
+    return torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
 
 
 @cache

@@ -6,18 +6,6 @@ download.py  fetching missing files from the mirrors
 loading.py   from a data set name to normalised tensors, split into train / val / test
 """
 
-from .idx import read_idx, read_images, read_labels
-from .loading import Dataset, Split, load_dataset, resolve_data_root, synthetic_data
-from .sources import DATASETS
-
-__all__ = [
-    "DATASETS",
-    "Dataset",
-    "Split",
-    "load_dataset",
-    "read_idx",
-    "read_images",
-    "read_labels",
-    "resolve_data_root",
-    "synthetic_data",
-]
+from .idx import read_idx, read_images, read_labels  # noqa: F401
+from .loading import Dataset, Split, load_dataset, resolve_data_root, synthetic_data  # noqa: F401
+from .sources import DATASETS  # noqa: F401

@@ -38,48 +38,29 @@ def _fault(path: Path, what: str) -> MnistliteError:
     return MnistliteError(f"{path}: {what}".replace("\n", " "))
 
 
-def _read_raw(path: Path) -> bytes:
-    if not path.exists():
-        raise _fault(path, "file not found")
-    try:
-        return path.read_bytes()
-    except OSError as exc:  # a directory, no permission, I/O error
-        raise _fault(path, f"cannot read file ({exc.strerror or exc})") from exc
-
-
-def _gunzip(path: Path, data: bytes) -> bytes:
-    try:
-        return gzip.decompress(data)
-    # Each of these is how some flavour of damaged gzip shows up: a bad header
-    # (BadGzipFile is an OSError), a bad deflate stream, or a cut-off stream.
-    except (OSError, zlib.error, EOFError, struct.error, ValueError) as exc:
-        raise _fault(path, f"corrupt gzip file ({exc}); {_REFETCH}") from exc
-
-
 def load_bytes(path: str | Path) -> bytes:
     """The file's decompressed bytes; gzip is recognised by name or by content."""
     path = Path(path)
-    data = _read_raw(path)
+    if not path.exists():
+        raise _fault(path, "file not found")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # a directory, no permission, I/O error
+        raise _fault(path, f"cannot read file ({exc.strerror or exc})") from exc
     if not data:
         raise _fault(path, "file is empty")
     # An IDX file starts with two zero bytes, so gzip's magic cannot be confused
     # with it: sniffing also handles a compressed file saved without ".gz".
     if path.suffix == ".gz" or data[:2] == _GZIP_MAGIC:
-        data = _gunzip(path, data)
+        try:
+            data = gzip.decompress(data)
+        # Each of these is how some flavour of damaged gzip shows up: a bad header
+        # (BadGzipFile is an OSError), a bad deflate stream, or a cut-off stream.
+        except (OSError, zlib.error, EOFError, struct.error, ValueError) as exc:
+            raise _fault(path, f"corrupt gzip file ({exc}); {_REFETCH}") from exc
         if not data:
             raise _fault(path, "file is empty after decompression")
     return data
-
-
-def _check_magic(path: Path, magic: int, expected: int) -> None:
-    if magic == expected:
-        return
-    got = f"{magic} (0x{magic:08x}"
-    got += f", {_KIND[magic]})" if magic in _KIND else ")"
-    raise _fault(
-        path,
-        f"wrong magic number {got}: expected {expected} ({_KIND[expected]}); is this the right file?",
-    )
 
 
 def _parse_header(path: Path, data: bytes, expected_magic: int | None) -> tuple[tuple[int, ...], int]:
@@ -87,8 +68,10 @@ def _parse_header(path: Path, data: bytes, expected_magic: int | None) -> tuple[
     if len(data) < 4:
         raise _fault(path, f"truncated header ({len(data)} bytes, need at least 4); {_REFETCH}")
     magic = int.from_bytes(data[:4], "big")
-    if expected_magic is not None:
-        _check_magic(path, magic, expected_magic)
+    if expected_magic is not None and magic != expected_magic:
+        got = f"{magic} (0x{magic:08x}" + (f", {_KIND[magic]})" if magic in _KIND else ")")
+        want = f"{expected_magic} ({_KIND[expected_magic]})"
+        raise _fault(path, f"wrong magic number {got}: expected {want}; is this the right file?")
     if data[0] or data[1]:
         raise _fault(path, f"not an IDX file (magic 0x{magic:08x}, must start with two zero bytes)")
     if data[2] != _UINT8:
@@ -100,34 +83,23 @@ def _parse_header(path: Path, data: bytes, expected_magic: int | None) -> tuple[
     return struct.unpack(f">{ndim}I", data[4:end]), end
 
 
-def _check_payload(path: Path, dims: tuple[int, ...], have: int) -> None:
-    need = math.prod(dims)
-    shape = "x".join(map(str, dims))
-    if have < need:
-        raise _fault(path, f"truncated: dims {shape} need {need} data bytes, file has {have}; {_REFETCH}")
-    if have > need:
-        raise _fault(path, f"{have - need} bytes of trailing garbage after the {shape} data; {_REFETCH}")
-
-
-def _check_sha256(path: Path, data: bytes, expected: str) -> None:
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected.lower():
-        raise _fault(
-            path,
-            f"checksum mismatch: sha256 of the decompressed data is {got[:12]}..., "
-            f"expected {expected[:12]}...; the file is damaged or not the official one, {_REFETCH}",
-        )
-
-
 def _decode(path: str | Path, expected_magic: int | None, expected_sha256: str | None) -> np.ndarray:
     path = Path(path)
     data = load_bytes(path)
     dims, offset = _parse_header(path, data, expected_magic)
-    _check_payload(path, dims, len(data) - offset)
+    need, have, shape = math.prod(dims), len(data) - offset, "x".join(map(str, dims))
+    if have < need:
+        raise _fault(path, f"truncated: dims {shape} need {need} data bytes, file has {have}; {_REFETCH}")
+    if have > need:
+        raise _fault(path, f"{have - need} bytes of trailing garbage after the {shape} data; {_REFETCH}")
     # Structure first, checksum last: "truncated" or "wrong magic" tells the
     # user more than a bare hash mismatch would for the same broken file.
-    if expected_sha256:
-        _check_sha256(path, data, expected_sha256)
+    if expected_sha256 and (got := hashlib.sha256(data).hexdigest()) != expected_sha256.lower():
+        raise _fault(
+            path,
+            f"checksum mismatch: sha256 of the decompressed data is {got[:12]}..., "
+            f"expected {expected_sha256[:12]}...; the file is damaged or not the official one, {_REFETCH}",
+        )
     # A zero-copy, read-only view: callers that cache it cannot mutate it.
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 

@@ -59,8 +59,6 @@ class Dataset:
 
 
 # --- where the files are ----------------------------------------------------------
-
-
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """`data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite."""
     return Path(data_dir or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
@@ -84,7 +82,6 @@ def locate_files(spec: DatasetSpec, data_dir: str | os.PathLike | None, download
 
 
 # --- reading, once per file version -----------------------------------------------
-
 # (resolved path, reader) -> ((mtime_ns, size), sha256 verified or None, array).
 # Several runs in one process (sweeps, tests) then share one decode and one hash.
 _CACHE: dict[tuple[str, str], tuple[tuple[int, int], str | None, np.ndarray]] = {}
@@ -122,15 +119,6 @@ def _read_pair(images: FileSpec, labels: FileSpec, paths: dict[str, Path]) -> tu
 
 
 # --- splitting and tensors --------------------------------------------------------
-
-
-def _check_sizes(val_size: int, limit_train: int) -> None:
-    if val_size < 0:
-        raise MnistliteError(f"val_size must be >= 0, got {val_size}")
-    if limit_train < 0:
-        raise MnistliteError(f"limit_train must be >= 0 (0 = all), got {limit_train}")
-
-
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices into the n training images, each sorted by original index.
 
@@ -144,19 +132,12 @@ def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:cut]), np.sort(perm[cut:])
 
 
-def _to_split(images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> Split:
+def _to_split(images: np.ndarray, labels: np.ndarray, spec: DatasetSpec, idx: np.ndarray | slice) -> Split:
     # astype copies into a fresh writable array, so the cached read-only
     # uint8 data is never aliased by a tensor someone might modify in place.
-    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
-    x.div_(255.0).sub_(mean).div_(std)
-    return Split(x, torch.from_numpy(labels.astype(np.int64)))
-
-
-def _spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise MnistliteError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}") from None
+    x = torch.from_numpy(images[idx].astype(np.float32)).unsqueeze(1)
+    x.div_(255.0).sub_(spec.mean).div_(spec.std)
+    return Split(x, torch.from_numpy(labels[idx].astype(np.int64)))
 
 
 def load_dataset(
@@ -171,8 +152,13 @@ def load_dataset(
     `val_size` images are held out of the training set (deterministically, see
     `split_indices`); `limit_train` then keeps the first N remaining ones (0 = all).
     """
-    spec = _spec(name)
-    _check_sizes(val_size, limit_train)
+    if name not in DATASETS:
+        raise MnistliteError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if val_size < 0:
+        raise MnistliteError(f"val_size must be >= 0, got {val_size}")
+    if limit_train < 0:
+        raise MnistliteError(f"limit_train must be >= 0 (0 = all), got {limit_train}")
+    spec = DATASETS[name]
     paths = locate_files(spec, data_dir, download)
     train_x, train_y = _read_pair(spec.train_images, spec.train_labels, paths)
     test_x, test_y = _read_pair(spec.test_images, spec.test_labels, paths)
@@ -183,17 +169,11 @@ def load_dataset(
     if not val_size:
         # Same images, but a slice view spares a 47 MB fancy-index copy.
         train_idx = slice(limit_train or None)
-
-    def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray | slice | None = None) -> Split:
-        if idx is not None:
-            x, y = x[idx], y[idx]
-        return _to_split(x, y, spec.mean, spec.std)
-
     return Dataset(
         name=spec.name,
-        train=split(train_x, train_y, train_idx),
-        val=split(train_x, train_y, val_idx) if val_size else None,
-        test=split(test_x, test_y),
+        train=_to_split(train_x, train_y, spec, train_idx),
+        val=_to_split(train_x, train_y, spec, val_idx) if val_size else None,
+        test=_to_split(test_x, test_y, spec, slice(None)),
         mean=spec.mean,
         std=spec.std,
         classes=list(spec.classes),

@@ -62,10 +62,7 @@ MNIST = DatasetSpec(
         "ec29112dd5afa0611ce80d1b7f02629c",
     ),
     # torchvision's order: the S3 copy first, LeCun's site is often down.
-    mirrors=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ),
+    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     mean=0.1307,
     std=0.3081,
     classes=tuple(str(d) for d in range(10)),
@@ -83,18 +80,7 @@ FASHION_MNIST = DatasetSpec(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     mean=0.2860,
     std=0.3530,
-    classes=(
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     # `apt-get install dataset-fashion-mnist` puts the four .gz files, with
     # the same base names, flat in this folder.
     system_dirs=("/usr/share/datasets/fashion-mnist",),

@@ -68,64 +68,19 @@ def _np(t: torch.Tensor) -> np.ndarray:
 DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
 
 
-def forward(
-    xv: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    running_mean: torch.Tensor,
-    running_var: torch.Tensor,
-    momentum: float,
-    eps: float,
-    keep: float,
-    c: int,
-    yv: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill the wide view `yv` with relu(bn(x)) * keep, update the running statistics in place;
-    return (mean, invstd) per channel for the backward pass."""
-    fwd = _STATE["kernels"].forward
+def run(loop: str, *args: Any) -> Any:
+    """loops.`loop`(*args) on torch's thread count, each tensor passed as a numpy view."""
     with _Threads():
-        mean, invstd = fwd(
-            _np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), momentum, eps, keep, c, _np(yv)
-        )
-    return torch.from_numpy(mean), torch.from_numpy(invstd)
+        return getattr(_STATE["kernels"], loop)(*(_np(a) if isinstance(a, torch.Tensor) else a for a in args))
 
 
-def backward(
-    dyv: torch.Tensor,
-    yv: torch.Tensor,
-    xv: torch.Tensor,
-    weight: torch.Tensor,
-    mean: torch.Tensor,
-    invstd: torch.Tensor,
-    keep: float,
-    c: int,
-    dxv: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill the wide view `dxv` with the input's gradient; return (grad weight, grad bias)."""
-    bwd = _STATE["kernels"].backward
-    with _Threads():
-        gw, gb = bwd(_np(dyv), _np(yv), _np(xv), _np(weight), _np(mean), _np(invstd), keep, c, _np(dxv))
-    return torch.from_numpy(gw), torch.from_numpy(gb)
-
-
-def eval_forward(
-    xv: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    running_mean: torch.Tensor,
-    running_var: torch.Tensor,
-    eps: float,
-    c: int,
-    yv: torch.Tensor,
-) -> None:
+def eval_forward(xv, weight, bias, running_mean, running_var, eps: float, c: int, yv) -> None:
     """Fill the wide view `yv` with relu(bn(x)) by the running statistics (inference, float32 maps)."""
-    ev = _STATE["kernels"].eval_forward
-    with _Threads():
-        ev(_np(xv), _np(weight), _np(bias), _np(running_mean), _np(running_var), np.float32(eps), c, _np(yv))
+    run("eval_forward", xv, weight, bias, running_mean, running_var, np.float32(eps), c, yv)
 
 
-def _nhwc(t: torch.Tensor) -> np.ndarray:
-    return _np(t.permute(0, 2, 3, 1))  # an (N, H, W, C) array on channels_last memory
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1)  # an (N, H, W, C) view of channels_last memory
 
 
 def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,17 +88,14 @@ def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = x.shape
     y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
     win = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
-    with _Threads():
-        _STATE["kernels"].pool_forward(_nhwc(x), _nhwc(y), win.numpy())
+    run("pool_forward", _nhwc(x), _nhwc(y), win)
     return y, win
 
 
 def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The input's gradient: dy at each window's winner, zero elsewhere (channels_last)."""
     dx = torch.empty(shape, dtype=dy.dtype, memory_format=torch.channels_last)
-    dy = dy.contiguous(memory_format=torch.channels_last)
-    with _Threads():
-        _STATE["kernels"].pool_backward(_nhwc(dy), win.numpy(), _nhwc(dx))
+    run("pool_backward", _nhwc(dy.contiguous(memory_format=torch.channels_last)), win, _nhwc(dx))
     return dx
 
 
@@ -152,9 +104,9 @@ def _smoke() -> bool:
     x = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
     y, rm, rv = torch.empty_like(x), torch.zeros(2), torch.ones(2)
     w, b = torch.ones(2), torch.zeros(2)
-    mean, invstd = forward(x, w, b, rm, rv, 0.1, 0.0, 1.0, 2, y)
+    mean, invstd = map(torch.from_numpy, run("forward", x, w, b, rm, rv, 0.1, 0.0, 1.0, 2, y))
     dx = torch.empty_like(x)
-    backward(torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, dx)
+    run("backward", torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, dx)
     # Channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds -2 and 4 (mean 1);
     # with eps 0, channel 0's output is relu(x - 2).
     ok = torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0]))

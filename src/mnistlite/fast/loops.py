@@ -108,6 +108,8 @@ def _per_channel(part, c):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # pragma: no cover  (compiled)
+    """Fill the wide view y with relu(bn(x)) * keep, update the running statistics in place;
+    return (mean, invstd) per channel for the backward pass."""
     rows, width = xv.shape
     m = rows * (width // c)
     nb = max(1, min(rows, BLOCKS))
@@ -151,6 +153,7 @@ def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # 
 
 @njit(parallel=True, cache=True)
 def backward(dyv, yv, xv, weight, mean, invstd, keep, c, dx):  # pragma: no cover  (compiled)
+    """Fill the wide view dx with the input's gradient; return (grad weight, grad bias)."""
     rows, width = xv.shape
     m = rows * (width // c)
     nb = max(1, min(rows, BLOCKS))

@@ -43,12 +43,12 @@ class _BNReLUDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float, p: float):
         n, c, h, w = x.shape
-        m = n * h * w
-        k = _tile_factor(m, c)
+        k = _tile_factor(n * h * w, c)
         keep = 1.0 / (1.0 - p)
         y = torch.empty_like(x, memory_format=torch.channels_last)
         yv = _wide(y, k)
-        mean, invstd = kernels.forward(_wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv)
+        args = (_wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv)
+        mean, invstd = map(torch.from_numpy, kernels.run("forward", *args))
         if p > 0:
             yv.view(-1)[drop_positions(yv.numel(), p)] = 0.0
         ctx.save_for_backward(x, y, weight, mean, invstd)
@@ -59,12 +59,12 @@ class _BNReLUDropout(torch.autograd.Function):
     def backward(ctx, dy):
         x, y, weight, mean, invstd = ctx.saved_tensors
         c, k, keep = x.shape[1], ctx.k, ctx.keep
-        xv = _wide(x, k)
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
         # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
         # dy has y's dtype (autograd returns a gradient in its tensor's dtype).
         dx = torch.empty_like(x, memory_format=torch.channels_last)
-        gw, gb = kernels.backward(dyv, _wide(y, k), xv, weight, mean, invstd, keep, c, _wide(dx, k))
+        args = (dyv, _wide(y, k), _wide(x, k), weight, mean, invstd, keep, c, _wide(dx, k))
+        gw, gb = map(torch.from_numpy, kernels.run("backward", *args))
         return dx, gw, gb, None, None, None, None, None
 
 
@@ -94,14 +94,10 @@ class _MaxPool2(torch.autograd.Function):
 
 def is_plain_pool2(mod: nn.Module) -> bool:
     """A plain 2x2, stride-2 max-pool (no padding, dilation, ceil mode or indices)?"""
-
-    def two(v: object) -> bool:
-        return v in (2, (2, 2))
-
     return (
         type(mod) is nn.MaxPool2d
-        and two(mod.kernel_size)
-        and (mod.stride is None or two(mod.stride))
+        and mod.kernel_size in (2, (2, 2))
+        and mod.stride in (None, 2, (2, 2))
         and mod.padding in (0, (0, 0))
         and mod.dilation in (1, (1, 1))
         and not mod.ceil_mode
@@ -164,7 +160,7 @@ class FusedSequential(nn.Sequential):
         mods = list(self)
         i = 0
         while i < len(mods):
-            mod = mods[i]
+            mod, y = mods[i], None
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             # A layer before may have changed the layout (a flatten, a pool): check again.
             if fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
@@ -180,19 +176,13 @@ class FusedSequential(nn.Sequential):
                 if not _hooked(*mods[i : i + span]):
                     # A BN left in eval mode inside a training model runs as torch's layers.
                     if self.training and mod.training:
-                        x = bn_relu_dropout(x, mod, p)
-                        i += span
-                        continue
-                    if not self.training and _eval_unit(x, mod, drop if span == 3 else None):
-                        x = bn_relu_eval(x, mod)
-                        i += span
-                        continue
-            if is_plain_pool2(mod):
-                x = max_pool2_unit(x, mod)
-                i += 1
-                continue
-            x = mod(x)
-            i += 1
+                        y = bn_relu_dropout(x, mod, p)
+                    elif not self.training and _eval_unit(x, mod, drop if span == 3 else None):
+                        y = bn_relu_eval(x, mod)
+            if y is None:
+                span = 1
+                y = max_pool2_unit(x, mod) if is_plain_pool2(mod) else mod(x)
+            x, i = y, i + span
         return x
 
 

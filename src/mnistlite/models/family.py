@@ -1,4 +1,4 @@
-"""A parametric family of tiny CNNs whose parameter count is known before building.
+"""A parametric family of tiny CNNs whose parameter count is known before building weights.
 
     stage 1: 3x3 convs (no padding) at full resolution
     transition: 2x2 max-pool, then a 1x1 conv that narrows the channels
@@ -43,30 +43,14 @@ class NetSpec:
         return asdict(self)
 
 
-def _conv_params(cin: int, cout: int, k: int, bn: bool) -> int:
-    # Without BN the conv keeps its bias; with BN, gamma and beta replace it.
-    return k * k * cin * cout + (2 * cout if bn else cout)
-
-
 def _separable(spec: NetSpec, stage: int) -> bool:
     return stage >= len(spec.stages) - spec.sep_stages
 
 
 def count_params(spec: NetSpec) -> int:
-    """Exact trainable parameters of `build(spec)`, computed without building it."""
-    total, c = 0, spec.in_channels
-    for i, stage in enumerate(spec.stages):
-        if i > 0:
-            t = spec.transitions[i - 1]
-            total += _conv_params(c, t, 1, spec.bn)
-            c = t
-        for w in stage:
-            if _separable(spec, i):  # depthwise 3x3 (one 1-channel filter per channel), then pointwise 1x1
-                total += _conv_params(1, c, 3, spec.bn) + _conv_params(c, w, 1, spec.bn)
-            else:
-                total += _conv_params(c, w, 3, spec.bn)
-            c = w
-    return total + c * spec.classes + spec.classes
+    """Exact trainable parameters of `build(spec)`, from a build on the meta device (no memory, no random draws)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in FamilyNet(spec).parameters() if p.requires_grad)
 
 
 def output_size(spec: NetSpec, side: int = 28) -> int:

@@ -2,18 +2,78 @@
 (tests/test_seed_zoo.py), except that they return raw logits and use modules where a source
 applies ReLU or pooling functionally. Models without dropout accept `dropout` and ignore it.
 
+Each model is a table of rows, one per row of its source's table, named as the source names them:
+    (name, in, out[, kernel[, order[, padding]]])  a conv block: Conv2d, then BatchNorm2d (b),
+        ReLU (r) and Dropout (d) in the order `order` spells ("cbr" by default, "c" = the conv alone)
+    (name, layer class, *args)                     any other layer
+A model's convs all have a bias or none (BatchNorm's mean subtraction cancels one, but some
+sources publish and count it), and its dropout layers share one rate.
+
 Recipes come from the seed README and, where it is silent, the source's training code;
 what TrainConfig cannot express is approximated, and the comment says how.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from torch import nn
 
-from .blocks import conv_bn_relu, named_sequential, resolve_dropout
 from .registry import BUDGET, register_model
+
+_LAYERS = {"c": "conv", "b": "bn", "r": "relu", "d": "dropout"}
+
+
+def conv_bn_relu(
+    cin: int, cout: int, kernel: int = 3, order: str = "cbr", padding: int = 0, *, bias: bool, dropout: float
+) -> nn.Sequential:
+    make = {
+        "c": lambda: nn.Conv2d(cin, cout, kernel, padding=padding, bias=bias),
+        "b": lambda: nn.BatchNorm2d(cout),
+        "r": nn.ReLU,
+        "d": lambda: nn.Dropout(dropout),
+    }
+    return nn.Sequential(OrderedDict((_LAYERS[letter], make[letter]()) for letter in order))
+
+
+def _rate(override: float | None, default: float) -> float:
+    """The rate a model uses: the trainer's override, else the model's own."""
+    if override is None:
+        return default
+    p = float(override)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {override}")
+    return p
+
+
+def _seed(
+    name: str,
+    source: str,
+    stated_params: int,
+    description: str,
+    recipe: dict[str, Any],
+    rows: list[tuple],
+    *,
+    bias: bool,
+    rate: float | None = None,
+) -> None:
+    """Register the model `rows` build; `rate`: its dropout rate (None: it has no dropout)."""
+
+    def factory(dropout: float | None = None) -> nn.Module:
+        p = 0.0 if rate is None else _rate(dropout, rate)
+        return nn.Sequential(
+            OrderedDict(
+                (name, conv_bn_relu(*args, bias=bias, dropout=p) if isinstance(args[0], int) else args[0](*args[1:]))
+                for name, *args in rows
+            )
+        )
+
+    tags = ("seed", "under8k") if stated_params < BUDGET else ("seed",)
+    register_model(name, source=source, tags=tags, recipe=recipe, stated_params=stated_params, description=description)(
+        factory
+    )
+
 
 # The classic recipe these course repos share, pinned so a reproduction never drifts when defaults do.
 _CLASSIC: dict[str, Any] = dict(
@@ -37,78 +97,69 @@ def _recipe(**overrides: Any) -> dict[str, Any]:
     return {**_CLASSIC, **overrides}
 
 
-def _tags(stated_params: int) -> tuple[str, ...]:
-    return ("seed", "under8k") if stated_params < BUDGET else ("seed",)
-
+POOL = (nn.MaxPool2d, 2, 2)
+FLATTEN = (nn.Flatten,)
 
 # --- seed 000: MnistLite-8k (divya-r-kamat/MnistLite-8k) ------------------------
 # Recipes from MnistLite_8k_modelrun.ipynb; batch 128 = the README's 469 batches/epoch.
 _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 
-
-@register_model(
+_seed(
     "mnistlite8k_model1",
-    source="MnistLite-8k, Model1",
-    tags=_tags(26_560),
-    recipe=_MNISTLITE8K_BASELINE,
-    stated_params=26_560,
+    "MnistLite-8k, Model1",
+    26_560,
+    "MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.",
+    _MNISTLITE8K_BASELINE,
+    [
+        ("conv1", 1, 8, 3, "cr", 1),
+        ("conv2", 8, 10, 3, "cr", 1),
+        ("pool1", *POOL),
+        ("conv3", 10, 16, 3, "cr", 1),
+        ("conv4", 16, 28, 3, "cr", 1),
+        ("pool2", *POOL),
+        ("conv5", 28, 32, 3, "cr"),
+        ("conv6", 32, 32, 3, "cr"),
+        # The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1 output): logits, no ReLU.
+        ("conv7", 32, 10, 3, "c"),
+        ("flatten", *FLATTEN),
+    ],
+    bias=True,
 )
-def mnistlite8k_model1(dropout: float | None = None) -> nn.Module:
-    """MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.
 
-    The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1 output).
-    """
-    del dropout
-    return named_sequential(
-        conv1=conv_bn_relu(1, 8, order="cr", padding=1, bias=True),
-        conv2=conv_bn_relu(8, 10, order="cr", padding=1, bias=True),
-        pool1=nn.MaxPool2d(2, 2),
-        conv3=conv_bn_relu(10, 16, order="cr", padding=1, bias=True),
-        conv4=conv_bn_relu(16, 28, order="cr", padding=1, bias=True),
-        pool2=nn.MaxPool2d(2, 2),
-        conv5=conv_bn_relu(28, 32, order="cr", bias=True),
-        conv6=conv_bn_relu(32, 32, order="cr", bias=True),
-        conv7=conv_bn_relu(32, 10, order="c", bias=True),  # logits: no ReLU
-        flatten=nn.Flatten(),
-    )
-
-
-@register_model(
+# Convs keep their bias as published (it counts towards 5,602 even though BN cancels it).
+_seed(
     "mnistlite8k_model2",
-    source="MnistLite-8k, Model2",
-    tags=_tags(5_602),
-    recipe=_MNISTLITE8K_BASELINE,
-    stated_params=5_602,
+    "MnistLite-8k, Model2",
+    5_602,
+    "MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.",
+    _MNISTLITE8K_BASELINE,
+    [
+        ("conv1", 1, 8),
+        ("conv2", 8, 10),
+        ("pool1", *POOL),
+        ("conv3", 10, 8, 1),
+        ("conv4", 8, 16),
+        ("conv5", 16, 16),
+        ("pool2", *POOL),
+        ("conv6", 16, 10, 1),
+        ("conv7", 10, 10, 3, "c"),  # 4x4 -> 2x2, logits
+        ("gap", nn.AdaptiveAvgPool2d, 1),
+        ("flatten", *FLATTEN),
+    ],
+    bias=True,
 )
-def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
-    """MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.
 
-    Convs keep their bias as published (it counts towards 5,602 even though BN cancels it).
-    """
-    del dropout
-    return named_sequential(
-        conv1=conv_bn_relu(1, 8, bias=True),
-        conv2=conv_bn_relu(8, 10, bias=True),
-        pool1=nn.MaxPool2d(2, 2),
-        conv3=conv_bn_relu(10, 8, 1, bias=True),
-        conv4=conv_bn_relu(8, 16, bias=True),
-        conv5=conv_bn_relu(16, 16, bias=True),
-        pool2=nn.MaxPool2d(2, 2),
-        conv6=conv_bn_relu(16, 10, 1, bias=True),
-        conv7=conv_bn_relu(10, 10, order="c", bias=True),  # 4x4 -> 2x2, logits
-        gap=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),
-    )
-
-
-@register_model(
+# The README table shows Dropout(p=0.01) after each of the six BN layers
+# (after the functional ReLU, as in the source's forward); default rate 0.01.
+_seed(
     "mnistlite8k_model3",
-    source="MnistLite-8k, Model3",
-    tags=_tags(7_864),
+    "MnistLite-8k, Model3",
+    7_864,
+    "MnistLite-8k Model3: 7.9k parameters, Model2 with conv5 -> 32 and Dropout after every BN.",
     # The run behind the README's 99.42%. Its CosineAnnealingLR(T_max=15, eta_min=5e-4) is
     # approximated by OneCycle (div_factor=1, a 1% flat start, cosine down to 0.03 / 60),
     # stepped per batch, and cycling momentum in 0.85-0.95 instead of a fixed 0.9.
-    recipe=_recipe(
+    _recipe(
         lr=0.03,
         nesterov=True,
         weight_decay=1e-4,
@@ -122,72 +173,59 @@ def mnistlite8k_model2(dropout: float | None = None) -> nn.Module:
         translate=0.05,
         shear=5.0,
     ),
-    stated_params=7_864,
+    [
+        ("conv1", 1, 8, 3, "cbrd"),
+        ("conv2", 8, 10, 3, "cbrd"),
+        ("pool1", *POOL),
+        ("conv3", 10, 8, 1, "cbrd"),
+        ("conv4", 8, 16, 3, "cbrd"),
+        ("conv5", 16, 32, 3, "cbrd"),
+        ("pool2", *POOL),
+        ("conv6", 32, 8, 1, "cbrd"),
+        ("conv7", 8, 10, 3, "c"),  # 4x4 -> 2x2, logits
+        ("gap", nn.AdaptiveAvgPool2d, 1),
+        ("flatten", *FLATTEN),
+    ],
+    bias=True,
+    rate=0.01,
 )
-def mnistlite8k_model3(dropout: float | None = None) -> nn.Module:
-    """MnistLite-8k Model3: 7.9k parameters, Model2 with conv5 -> 32 and Dropout after every BN.
-
-    The README table shows Dropout(p=0.01) after each of the six BN layers
-    (after the functional ReLU, as in the source's forward); default rate 0.01.
-    """
-    p = resolve_dropout(dropout, 0.01)
-    return named_sequential(
-        conv1=conv_bn_relu(1, 8, order="cbrd", bias=True, dropout=p),
-        conv2=conv_bn_relu(8, 10, order="cbrd", bias=True, dropout=p),
-        pool1=nn.MaxPool2d(2, 2),
-        conv3=conv_bn_relu(10, 8, 1, order="cbrd", bias=True, dropout=p),
-        conv4=conv_bn_relu(8, 16, order="cbrd", bias=True, dropout=p),
-        conv5=conv_bn_relu(16, 32, order="cbrd", bias=True, dropout=p),
-        pool2=nn.MaxPool2d(2, 2),
-        conv6=conv_bn_relu(32, 8, 1, order="cbrd", bias=True, dropout=p),
-        conv7=conv_bn_relu(8, 10, order="c", bias=True),  # 4x4 -> 2x2, logits
-        gap=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),
-    )
-
 
 # --- seed 001: MNIST-8k (mshsingh772/MNIST-8k) ----------------------------------
-
-
-@register_model(
+# Dropout 0.05 from the source's models/model3.py (the README gives no rate).
+_seed(
     "mnist8k_model3",
-    source="MNIST-8k, Model 3",
-    tags=_tags(7_944),
+    "MNIST-8k, Model 3",
+    7_944,
+    "MNIST-8k Model 3: 7.9k parameters, bias-free Conv-BN-ReLU-Dropout, AvgPool(6), 1x1 conv head.",
     # From the README and the source (run_experiments.py, data/load_data.py); its
     # ColorJitter(brightness=0.1, contrast=0.1) is not expressible, so dropped.
-    recipe=_recipe(lr=0.5, scheduler="step", step_size=6, gamma=0.1, rotation=7.0),
-    stated_params=7_944,
+    _recipe(lr=0.5, scheduler="step", step_size=6, gamma=0.1, rotation=7.0),
+    [
+        ("conv1", 1, 10, 3, "cbrd"),
+        ("conv2", 10, 15, 3, "cbrd"),
+        ("conv3", 15, 10, 1, "c"),  # channel squeeze before pooling
+        ("pool1", *POOL),
+        ("conv4", 10, 16, 3, "cbrd"),
+        ("conv5", 16, 16, 3, "cbrd"),
+        ("conv6", 16, 16, 3, "cbrd"),
+        ("gap", nn.AvgPool2d, 6),
+        ("conv7", 16, 10, 1, "c"),  # logits
+        ("flatten", *FLATTEN),
+    ],
+    bias=False,
+    rate=0.05,
 )
-def mnist8k_model3(dropout: float | None = None) -> nn.Module:
-    """MNIST-8k Model 3: 7.9k parameters, bias-free Conv-BN-ReLU-Dropout, AvgPool(6), 1x1 conv head.
-
-    Dropout 0.05 from the source's models/model3.py (the README gives no rate).
-    """
-    p = resolve_dropout(dropout, 0.05)
-    return named_sequential(
-        conv1=conv_bn_relu(1, 10, order="cbrd", dropout=p),
-        conv2=conv_bn_relu(10, 15, order="cbrd", dropout=p),
-        conv3=conv_bn_relu(15, 10, 1, order="c"),  # channel squeeze before pooling
-        pool1=nn.MaxPool2d(2, 2),
-        conv4=conv_bn_relu(10, 16, order="cbrd", dropout=p),
-        conv5=conv_bn_relu(16, 16, order="cbrd", dropout=p),
-        conv6=conv_bn_relu(16, 16, order="cbrd", dropout=p),
-        gap=nn.AvgPool2d(6),
-        conv7=conv_bn_relu(16, 10, 1, order="c"),  # logits
-        flatten=nn.Flatten(),
-    )
-
 
 # --- seed 002: MNIST Digit Classification Model (pradeep6kumar/mnist_low_param_model_v2)
-
-
-@register_model(
+# Dropout 0.05 from the source's model.py (the README gives no rate).
+_seed(
     "lowparam_7544",
-    source="MNIST Digit Classification Model, 7,544-parameter model",
-    tags=_tags(7_544),
+    "MNIST Digit Classification Model, 7,544-parameter model",
+    7_544,
+    "7,544-parameter model: eight bias-free convs, Conv-ReLU-BN-Dropout, AvgPool(6), 1x1 head.",
     # From the README, augmentation from the source's utils.py: its RandomRotation((-7, 3))
     # becomes a symmetric +-5 degrees, the same 10-degree spread.
-    recipe=_recipe(
+    _recipe(
         nesterov=True,
         weight_decay=1e-4,
         scheduler="onecycle",
@@ -198,38 +236,33 @@ def mnist8k_model3(dropout: float | None = None) -> nn.Module:
         anneal_strategy="cos",
         rotation=5.0,
     ),
-    stated_params=7_544,
+    [
+        ("conv1", 1, 16, 3, "crbd"),
+        ("conv2", 16, 10, 3, "crbd"),
+        ("conv3", 10, 10, 1, "c"),  # channel mix before pooling
+        ("pool1", *POOL),
+        ("conv4", 10, 10, 3, "crbd"),
+        ("conv5", 10, 10, 3, "crbd"),
+        ("conv6", 10, 16, 3, "crbd"),
+        ("conv7", 16, 16, 3, "crbd", 1),  # stays 6x6
+        ("gap", nn.AvgPool2d, 6),
+        ("conv8", 16, 10, 1, "c"),  # logits
+        ("flatten", *FLATTEN),
+    ],
+    bias=False,
+    rate=0.05,
 )
-def lowparam_7544(dropout: float | None = None) -> nn.Module:
-    """7,544-parameter model: eight bias-free convs, Conv-ReLU-BN-Dropout, AvgPool(6), 1x1 head.
-
-    Dropout 0.05 from the source's model.py (the README gives no rate).
-    """
-    p = resolve_dropout(dropout, 0.05)
-    return named_sequential(
-        conv1=conv_bn_relu(1, 16, order="crbd", dropout=p),
-        conv2=conv_bn_relu(16, 10, order="crbd", dropout=p),
-        conv3=conv_bn_relu(10, 10, 1, order="c"),  # channel mix before pooling
-        pool1=nn.MaxPool2d(2, 2),
-        conv4=conv_bn_relu(10, 10, order="crbd", dropout=p),
-        conv5=conv_bn_relu(10, 10, order="crbd", dropout=p),
-        conv6=conv_bn_relu(10, 16, order="crbd", dropout=p),
-        conv7=conv_bn_relu(16, 16, order="crbd", padding=1, dropout=p),  # stays 6x6
-        gap=nn.AvgPool2d(6),
-        conv8=conv_bn_relu(16, 10, 1, order="c"),  # logits
-        flatten=nn.Flatten(),
-    )
-
 
 # --- seed 003: EfficientMnist-Under20K (divya-r-kamat/EfficientMnist-Under20K) ---
-
-
-@register_model(
+# The source pools functionally after conv4 (its table has no MaxPool row; conv5's 9x9
+# output shows it). conv7 has a ReLU but no BN, as in the source's forward.
+_seed(
     "efficientmnist_20k",
-    source="EfficientMnist-Under20K, Iter6",
-    tags=_tags(13_562),
+    "EfficientMnist-Under20K, Iter6",
+    13_562,
+    "EfficientMnist-Under20K Iter6: 13.6k parameters, Conv-BN-ReLU, GAP + Linear(28, 10).",
     # From the README and the source (EfficientMnistNN_Iter6.ipynb).
-    recipe=_recipe(
+    _recipe(
         epochs=20,
         optimizer="adam",
         lr=0.001,
@@ -240,82 +273,67 @@ def lowparam_7544(dropout: float | None = None) -> nn.Module:
         crop_p=0.1,
         crop_size=22,
     ),
-    stated_params=13_562,
+    [
+        ("conv1", 1, 8),
+        ("conv2", 8, 16),
+        ("conv3", 16, 28),
+        ("conv4", 28, 8, 1),
+        ("pool1", *POOL),
+        ("conv5", 8, 16),
+        ("conv6", 16, 16),
+        ("conv7", 16, 28, 3, "cr"),
+        ("gap", nn.AdaptiveAvgPool2d, 1),
+        ("flatten", *FLATTEN),
+        ("fc", nn.Linear, 28, 10),
+    ],
+    bias=True,
 )
-def efficientmnist_20k(dropout: float | None = None) -> nn.Module:
-    """EfficientMnist-Under20K Iter6: 13.6k parameters, Conv-BN-ReLU, GAP + Linear(28, 10).
-
-    The source pools functionally after conv4 (its table has no MaxPool row; conv5's 9x9
-    output shows it). conv7 has a ReLU but no BN, as in the source's forward.
-    """
-    del dropout
-    return named_sequential(
-        conv1=conv_bn_relu(1, 8, bias=True),
-        conv2=conv_bn_relu(8, 16, bias=True),
-        conv3=conv_bn_relu(16, 28, bias=True),
-        conv4=conv_bn_relu(28, 8, 1, bias=True),
-        pool1=nn.MaxPool2d(2, 2),
-        conv5=conv_bn_relu(8, 16, bias=True),
-        conv6=conv_bn_relu(16, 16, bias=True),
-        conv7=conv_bn_relu(16, 28, order="cr", bias=True),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),
-        fc=nn.Linear(28, 10),
-    )
-
 
 # --- seed 004: MNIST training progression (sidrocks/mnist_training_progression_assignment)
 # The source's train.py: the classic recipe at batch 64 (the README's 938 batches/epoch).
 _PROGRESSION = _recipe(batch_size=64)
 
-
-@register_model(
+_seed(
     "progression_model1",
-    source="MNIST training progression (sidrocks), Model_1",
-    tags=_tags(10_970),
-    recipe=_PROGRESSION,
-    stated_params=10_970,
+    "MNIST training progression (sidrocks), Model_1",
+    10_970,
+    "Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier.",
+    _PROGRESSION,
+    [
+        ("conv1", 1, 10),
+        ("conv2", 10, 10),
+        ("conv3", 10, 20),
+        ("pool1", *POOL),
+        ("conv4", 20, 10, 1),
+        ("conv5", 10, 10),
+        ("conv6", 10, 20),
+        ("conv7", 20, 10, 1),
+        ("conv8", 10, 10, 7, "c"),  # 7x7 -> 1x1, logits
+        ("flatten", *FLATTEN),
+    ],
+    bias=False,
 )
-def progression_model1(dropout: float | None = None) -> nn.Module:
-    """Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier."""
-    del dropout
-    return named_sequential(
-        conv1=conv_bn_relu(1, 10),
-        conv2=conv_bn_relu(10, 10),
-        conv3=conv_bn_relu(10, 20),
-        pool1=nn.MaxPool2d(2, 2),
-        conv4=conv_bn_relu(20, 10, 1),
-        conv5=conv_bn_relu(10, 10),
-        conv6=conv_bn_relu(10, 20),
-        conv7=conv_bn_relu(20, 10, 1),
-        conv8=conv_bn_relu(10, 10, 7, order="c"),  # 7x7 -> 1x1, logits
-        flatten=nn.Flatten(),
-    )
 
-
-@register_model(
+# Dropout 0.1 from the source's Model_2.py (the README gives no rate).
+_seed(
     "progression_model2",
-    source="MNIST training progression (sidrocks), Model_2",
-    tags=_tags(6_664),
-    recipe=_PROGRESSION,
-    stated_params=6_664,
+    "MNIST training progression (sidrocks), Model_2",
+    6_664,
+    "Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.",
+    _PROGRESSION,
+    [
+        ("conv1", 1, 8),
+        ("conv2", 8, 10),
+        ("pool1", *POOL),
+        ("conv3", 10, 8, 1, "cbrd"),
+        ("conv4", 8, 16),
+        ("conv5", 16, 16),
+        ("conv6", 16, 10, 1, "cbrd"),
+        ("conv7", 10, 20),
+        ("conv8", 20, 10, 1, "c"),  # logits, still 6x6
+        ("gap", nn.AvgPool2d, 6),
+        ("flatten", *FLATTEN),
+    ],
+    bias=False,
+    rate=0.1,
 )
-def progression_model2(dropout: float | None = None) -> nn.Module:
-    """Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.
-
-    Dropout 0.1 from the source's Model_2.py (the README gives no rate).
-    """
-    p = resolve_dropout(dropout, 0.1)
-    return named_sequential(
-        conv1=conv_bn_relu(1, 8),
-        conv2=conv_bn_relu(8, 10),
-        pool1=nn.MaxPool2d(2, 2),
-        conv3=conv_bn_relu(10, 8, 1, order="cbrd", dropout=p),
-        conv4=conv_bn_relu(8, 16),
-        conv5=conv_bn_relu(16, 16),
-        conv6=conv_bn_relu(16, 10, 1, order="cbrd", dropout=p),
-        conv7=conv_bn_relu(10, 20),
-        conv8=conv_bn_relu(20, 10, 1, order="c"),  # logits, still 6x6
-        gap=nn.AvgPool2d(6),
-        flatten=nn.Flatten(),
-    )

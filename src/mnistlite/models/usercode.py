@@ -16,8 +16,8 @@ import sys
 import traceback
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +92,8 @@ def _on_sys_path(folder: str) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
+        with suppress(ValueError):
             sys.path.remove(folder)
-        except ValueError:
-            pass
 
 
 def _where_raised(e: BaseException, filename: str) -> str:
@@ -174,23 +172,6 @@ def _import_module(name: str) -> tuple[types.ModuleType, bytes | None, str]:
 
 
 # --- from an object to a checked model entry -----------------------------------------------
-def _required_params(fn: Callable[..., Any]) -> list[str]:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in sig.parameters.values() if p.kind in kinds and p.default is inspect.Parameter.empty]
-
-
-def _takes_dropout(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "dropout" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
     """Check that `obj` builds models with no arguments; return a factory taking `dropout`."""
     if isinstance(obj, nn.Module):
@@ -200,13 +181,18 @@ def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
             raise MnistliteError(f"{label} is a class but not an nn.Module subclass")
     elif not callable(obj):
         raise MnistliteError(f"{label} is {type(obj).__name__!r}, not an nn.Module class or a function returning one")
-    need = [p for p in _required_params(obj) if p != "self"]
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    need = [p.name for p in params if p.kind in named and p.default is p.empty and p.name != "self"]
     if need:
         raise MnistliteError(
             f"{label} needs argument(s) {', '.join(need)}; mnistlite builds a model with none: give them "
             "defaults, or name a function that builds it"
         )
-    takes_dropout = _takes_dropout(obj)
+    takes_dropout = any(p.name == "dropout" or p.kind is p.VAR_KEYWORD for p in params)
 
     def build(dropout: float | None = None) -> nn.Module:
         model = obj(dropout=dropout) if takes_dropout and dropout is not None else obj()
@@ -281,38 +267,26 @@ _ENTRIES: dict[tuple[str, str, str], ModelEntry] = {}
 
 def _entry(ref: ModelRef, module: types.ModuleType, data: bytes | None, filename: str) -> ModelEntry:
     key = (str(ref), filename, sha256(data) if data is not None else str(id(module)))
-    if key not in _ENTRIES:
-        _ENTRIES[key] = _make_entry(ref, module, data, filename)
-    return _ENTRIES[key]
-
-
-def _make_entry(ref: ModelRef, module: types.ModuleType, data: bytes | None, filename: str) -> ModelEntry:
+    if key in _ENTRIES:
+        return _ENTRIES[key]
     found: dict[str, ModelEntry] = module.__dict__.get("__mnistlite_entries__", {})
     label = f"{filename}:{ref.attr}"
     code = SourceCode(filename, sha256(data), data) if data is not None else None
     if ref.attr in found:  # a model the file registered with @register_model
         e = found[ref.attr]
-        factory = e.factory
-        entry = ModelEntry(
-            str(ref),
-            factory,
-            e.source or f"user file {ref.target}",
-            tuple(dict.fromkeys(("user",) + e.tags)),
-            dict(e.recipe),
-            e.stated_params,
-            e.description,
-            code,
-        )
+        tags = tuple(dict.fromkeys(("user",) + e.tags))
+        source = e.source or f"user file {ref.target}"
+        entry = replace(e, name=str(ref), source=source, tags=tags, recipe=dict(e.recipe), code=code)
     else:
         if not hasattr(module, ref.attr):
             have = sorted(set(found) | set(_module_classes(module)))
             hint = f" (it defines: {', '.join(have)})" if have else ""
             raise MnistliteError(f"{filename}: no model named {ref.attr!r}{hint}")
         obj = getattr(module, ref.attr)
-        factory = factory_of(obj, label)
         doc = (inspect.getdoc(obj) or "").strip().split("\n")[0]
-        entry = ModelEntry(str(ref), factory, f"user file {ref.target}", ("user",), {}, None, doc, code)
+        entry = ModelEntry(str(ref), factory_of(obj, label), f"user file {ref.target}", ("user",), {}, None, doc, code)
     check_model(entry.factory, label, filename)
+    _ENTRIES[key] = entry
     return entry
 
 
@@ -336,11 +310,6 @@ def file_entries(path: str) -> list[ModelEntry]:
     return [resolve(ModelRef(target, n)) for n in names]
 
 
-def registered_names(path: str) -> list[str]:
-    """Names a model file registered with @register_model (an experiment's `models = [...]`)."""
-    return list(load_file(path).__dict__.get("__mnistlite_entries__", {}))
-
-
 def named_models(files: Any, path: Path) -> dict[str, str]:
     """An experiment or tune file's `models = [files]` (relative to `path`) -> {registered name: reference}."""
     if not isinstance(files, list) or not all(isinstance(v, str) for v in files):
@@ -348,7 +317,7 @@ def named_models(files: Any, path: Path) -> dict[str, str]:
     named: dict[str, str] = {}
     for f in files:
         file = canonical_path(f, path.parent)
-        for name in registered_names(file):
+        for name in load_file(file).__dict__.get("__mnistlite_entries__", {}):  # its @register_model names
             if name in named:
                 raise MnistliteError(f"{path}: model {name!r} is registered by two of its model files")
             named[name] = f"{file}:{name}"
