@@ -143,8 +143,7 @@ def run_bench(
     out["train_images_per_s"] = round(tr.images_per_s)
     out["train_precision"] = prec.resolve(cfg, dev).precision
     out["train_bn_fusion"] = bn_path.resolve(cfg, dev).path
-    ev = time_eval(cfg, data_dev, dev)
-    out["eval_images_per_s"] = round(ev.images_per_s)
+    out["eval_images_per_s"] = round(time_eval(cfg, data_dev, dev).images_per_s)
 
     def rate(c: TrainConfig) -> float:
         return time_ours(c, data_dev, steps, dev).images_per_s
@@ -159,8 +158,7 @@ def run_bench(
         out["against"] = {"model": against, "params": count_params(create_model(against))}
         for key, path in (("fast_path", "fused"), ("plain_torch", "torch")):
             c = acfg.replace(bn_fusion=path)
-            t = time_ours(c, data_dev, steps, dev)
-            row: dict[str, Any] = {"train_images_per_s": round(t.images_per_s)}
+            row: dict[str, Any] = {"train_images_per_s": round(rate(c))}
             if epoch:
                 ep_a = time_ours(c, data_dev, None, dev)
                 row["epoch_seconds"] = round(ep_a.seconds + time_eval(acfg, data_dev, dev).seconds, 3)

@@ -134,8 +134,7 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
         weight_decay=cfg.weight_decay,
         nesterov=cfg.nesterov and cfg.momentum > 0,
     )
-    seen, start, t0 = 0, time.perf_counter(), 0.0
-    startup = 0.0
+    seen, start, t0, startup = 0, time.perf_counter(), 0.0, 0.0
     for i, (x, y) in enumerate(loader):
         if i == 1:  # the first batch's step is start-up too (oneDNN builds its kernels)
             t0 = time.perf_counter()

@@ -10,7 +10,6 @@ on VERIFY_N test images fails and leaves no file behind.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -134,20 +133,13 @@ def accuracy(
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over a tensor of images."""
+    """onnxruntime's CalibrationDataReader protocol over a tensor of images: one pass, batches of 50."""
 
     def __init__(self, images: torch.Tensor, batch: int = 50):
-        self.batches = [images[s : s + batch].numpy() for s in range(0, len(images), batch)]
-        self.i = 0
+        self.batches = iter([{INPUT: images[s : s + batch].numpy()} for s in range(0, len(images), batch)])
 
     def get_next(self):
-        if self.i >= len(self.batches):
-            return None
-        self.i += 1
-        return {INPUT: self.batches[self.i - 1]}
-
-    def rewind(self):
-        self.i = 0
+        return next(self.batches, None)
 
 
 def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None = None) -> None:
@@ -218,10 +210,8 @@ def export_run(
     n = min(VERIFY_N, len(test))
     model = run.model.eval()
 
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}-", suffix=".onnx")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with tempfile.TemporaryDirectory(prefix="mnistlite-export-") as tmp_dir:
+        tmp = Path(tmp_dir) / out.name  # onnx writes by name; `out` appears only whole and verified
         export_onnx(model, tmp, opset)
         set_metadata(tmp, metadata_for(run))
         diff, agree = compare(model, tmp, test.images[:n])
@@ -230,15 +220,7 @@ def export_run(
                 f"verification failed on {n} test images: max |logit diff| {diff:.3g} (limit {atol:g}), "
                 f"argmax agrees on {agree}/{n}; no file written"
             )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
-        with open(tmp, "r+b") as f:  # onnx wrote it by name: force its bytes to disk before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        rd.fsync_dir(out.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+        rd.atomic_write_bytes(out, tmp.read_bytes())
     report = ExportReport(
         model=run.config.model,
         params=run.params,

@@ -92,11 +92,7 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
             )
         raise MnistliteError(f"{path}: no such file or directory (nor a model with shipped weights)")
     ckpt = load_checkpoint(pt)
-    if (
-        not isinstance(ckpt, dict)
-        or not isinstance(ckpt.get("model"), dict)
-        or not isinstance(ckpt.get("config"), dict)
-    ):
+    if not (isinstance(ckpt, dict) and all(isinstance(ckpt.get(k), dict) for k in ("model", "config"))):
         raise MnistliteError(f"{pt}: not a mnistlite model file (expected a dict with 'model' and 'config')")
     cfg = TrainConfig.from_dict(ckpt["config"])
     entry = None if meta else entry_from_run(pt.parent, ckpt["config"], trust_code=trust_code)

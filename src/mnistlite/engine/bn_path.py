@@ -80,10 +80,6 @@ def for_run(cfg: Any, device: Any, resumed: dict[str, Any] | None = None) -> Dec
     """`resolve`, except that a resumed run keeps the path it started on (the unit, if saved before the field)."""
     if resumed is None:
         return resolve(cfg, device)
-    d = resolve(cfg.replace(bn_fusion=saved_bn_fusion(resumed)), device)
+    saved = resumed.get("bn_fusion")
+    d = resolve(cfg.replace(bn_fusion=saved if saved in ("fused", "torch") else "fused"), device)
     return Decision(d.path, "as the run started" if d.reason == "asked" else d.reason)
-
-
-def saved_bn_fusion(saved: dict[str, Any]) -> str:
-    p = saved.get("bn_fusion")
-    return p if p in ("fused", "torch") else "fused"

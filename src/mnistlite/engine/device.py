@@ -53,14 +53,9 @@ def tune_cpu_allocator() -> bool:
 MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
 
 
-def allocator_tuning_requested() -> bool:
-    """MNISTLITE_MALLOC_TUNING=1 asks for the tuning; unset or anything else does not."""
-    return os.environ.get(MALLOC_TUNING_ENV, "").strip() == "1"
-
-
 def apply_requested_allocator_tuning() -> bool:
-    """Tune the allocator only where the environment asks for it."""
-    return tune_cpu_allocator() if allocator_tuning_requested() else False
+    """Tune the allocator only where MNISTLITE_MALLOC_TUNING=1 asks for it (unset or anything else does not)."""
+    return tune_cpu_allocator() if os.environ.get(MALLOC_TUNING_ENV, "").strip() == "1" else False
 
 
 def cpu_cores() -> int:
@@ -86,12 +81,9 @@ def set_threads(threads: int) -> int:
 @contextmanager
 def threads(count: int) -> Iterator[int]:
     """Run the block on `count` intra-op threads (0 = all cores), then restore the caller's count."""
-    n = thread_count(count)
     before = torch.get_num_threads()
-    if before != n:
-        torch.set_num_threads(n)
     try:
-        yield n
+        yield set_threads(count)
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)

@@ -1,12 +1,12 @@
-"""Scoring after each epoch: the judged weights on the val and test splits, then extra passes
-(hooks; `raw_weights_pass` with --ema, so the loop itself knows nothing about EMAs)."""
+"""Scoring after each epoch: the judged weights on the val and test splits, and with --ema the raw
+weights too (here, so the loop itself knows nothing about EMAs)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,22 +35,16 @@ def evaluate(
     return loss_sum.item() / n, 100.0 * correct.item() / n
 
 
-class EvalPass(Protocol):
-    """A hook run after the judged weights are scored; it adds its own columns to `row`."""
-
-    def __call__(self, judge: Judge, parts: Parts, judged: nn.Module, row: dict[str, Any]) -> None: ...
-
-
 @dataclass(frozen=True)
 class Judge:
     """Scores one epoch into its metrics row: `val_loss`/`val_acc` (None without a val split),
     `test_loss`/`test_acc` only where the test split is scored (no keys where it is skipped or
-    sealed), then the extra passes in order."""
+    sealed); with a weight average, raw_<split>_acc too: the raw weights' accuracy (until the
+    average is ready the raw weights were judged, so their numbers are copied, not recomputed)."""
 
     splits: dict[str, Split]  # "val" and/or "test", in that order
     batch_size: int
     autocast: Callable[[], Any] = nullcontext
-    passes: tuple[EvalPass, ...] = ()
 
     def score(self, model: nn.Module, split: Split) -> tuple[float, float]:
         return evaluate(model, split, self.batch_size, self.autocast)
@@ -63,23 +57,17 @@ class Judge:
                 row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
             elif name == "val":
                 row["val_loss"], row["val_acc"] = None, None
-        for extra in self.passes:
-            extra(self, parts, judged, row)
-
-
-def raw_weights_pass(judge: Judge, parts: Parts, judged: nn.Module, row: dict[str, Any]) -> None:
-    """raw_<split>_acc: the raw weights' accuracy where the average was judged (until the
-    average is ready the raw weights were judged, so their numbers are copied, not recomputed)."""
-    for name, split in judge.splits.items():
-        row[f"raw_{name}_acc"] = row[f"{name}_acc"] if judged is parts.model else judge.score(parts.model, split)[1]
+        if parts.ema is None:
+            return
+        for name, split in self.splits.items():
+            row[f"raw_{name}_acc"] = row[f"{name}_acc"] if judged is parts.model else self.score(parts.model, split)[1]
 
 
 def judge_for(parts: Parts, data: Dataset, *, evaluate_test: bool = True) -> Judge:
-    """The judge of a run: its splits, its eval batch size and precision, and the passes its recipe needs."""
+    """The judge of a run: its splits, its eval batch size and precision."""
     splits: dict[str, Split] = {}
     if data.val is not None:
         splits["val"] = data.val
     if evaluate_test:
         splits["test"] = data.test
-    passes: tuple[EvalPass, ...] = (raw_weights_pass,) if parts.ema is not None else ()
-    return Judge(splits, parts.cfg.eval_batch_size, parts.autocast, passes)
+    return Judge(splits, parts.cfg.eval_batch_size, parts.autocast)

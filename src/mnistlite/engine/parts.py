@@ -47,16 +47,12 @@ class Parts:
     ema: WeightAverage | None = None  # the weights' moving average, when cfg.ema > 0
 
     @property
-    def ema_ready(self) -> bool:
-        """Has the average forgotten the first step's weights (their share decay**(updates - 1))?"""
-        if self.ema is None:
-            return False
-        return self.cfg.ema ** (int(self.ema.n_averaged) - 1) < EMA_START_SHARE
-
-    @property
     def eval_model(self) -> nn.Module:
-        """The weights a run is judged and saved by: the average once it is ready, else the raw ones."""
-        return self.ema.module if self.ema is not None and self.ema_ready else self.model
+        """The weights a run is judged and saved by: the average once it has forgotten the first
+        step's weights (their share decay**(updates - 1)), else the raw ones."""
+        if self.ema is not None and self.cfg.ema ** (int(self.ema.n_averaged) - 1) < EMA_START_SHARE:
+            return self.ema.module
+        return self.model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A step's differentiable part on a batch: augment, forward, loss -> (logits, loss)."""
@@ -66,19 +62,15 @@ class Parts:
         return logits, F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch: augment, forward, backward, update."""
+        """One optimizer step on a batch: augment, forward, backward, update, schedule, weight average."""
         logits, loss = self.forward(x, y)
-        self.update(loss)
-        return logits, loss
-
-    def update(self, loss: torch.Tensor) -> None:
-        """Backward and everything after it: the optimizer, the schedule, the weight average."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.schedule.after_batch()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+        return logits, loss
 
 
 def load_data(cfg: TrainConfig) -> Dataset:

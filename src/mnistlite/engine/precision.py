@@ -33,9 +33,6 @@ class Decision:
         return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
 
 
-# --- the machine ---------------------------------------------------------------------
-
-
 def cpuinfo() -> tuple[str, frozenset[str]]:
     """(model name, flags) of the first CPU in /proc/cpuinfo; ("", {}) where there is none."""
     name, flags = "", frozenset[str]()
@@ -61,9 +58,6 @@ def bf16_units() -> list[str]:
 
 def _units_label(units: list[str]) -> str:
     return ", ".join({"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}[u] for u in units)
-
-
-# --- deciding ---------------------------------------------------------------------------
 
 
 def requested(cfg: Any) -> str:

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,15 @@ from ..errors import MnistliteError
 from ..models import ModelEntry, count_params, get_entry
 from ..models.usercode import entry_from_run
 from . import rundir as rd
-from .bn_path import Decision as BNDecision
 from .bn_path import for_run as resolve_bn_path
 from .checkpoint import Progress, check_checkpoint, load_checkpoint, restore
 from .console import Echo
-from .cuda_graph import Decision as GraphDecision
 from .cuda_graph import resolve as resolve_cuda_graph
 from .cuda_graph import stepper
 from .device import apply_requested_allocator_tuning, resolve_device, threads
 from .evaluation import judge_for
 from .loop import Loop, run_epochs
 from .parts import build_parts, load_data
-from .precision import Decision as PrecisionDecision
 from .precision import for_run as resolve_precision
 from .result import RunResult
 from .writer import curves_title, layer_table_text, model_file, record_test_reading, write_run_files
@@ -114,12 +112,10 @@ def resume(
     progress: bool | None = None,
     quiet: bool = False,
     on_epoch: OnEpoch | None = None,
-    model: ModelEntry | None = None,
 ) -> RunResult:
     """Continue an interrupted run from its last checkpoint, to the same bits as an uninterrupted run.
 
-    Rebuilding a user's model from the run's copy of its source needs `trust_code=True`;
-    `model` is the fallback where the run has no copy (a notebook's in-memory model).
+    Rebuilding a user's model from the run's copy of its source needs `trust_code=True`.
     """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -135,7 +131,7 @@ def resume(
         cfg = TrainConfig.from_dict(rd.read_json(run_dir / rd.CONFIG))
     except MnistliteError as e:
         raise MnistliteError(str(e) if str(run_dir) in str(e) else f"{run_dir / rd.CONFIG}: {e}") from None
-    model = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code) or model
+    model = entry_from_run(run_dir, cfg.to_dict(), trust_code=trust_code)
     if not os.path.lexists(run_dir / rd.CHECKPOINT):
         raise nothing_saved  # stopped or killed in its first epoch
     ckpt = check_checkpoint(load_checkpoint(run_dir / rd.CHECKPOINT), cfg, run_dir)
@@ -165,124 +161,94 @@ def sealed(cfg: TrainConfig) -> bool:
 
 
 def _run(s: Session) -> RunResult:
-    echo = Echo(s.out / rd.LOG if s.out else None, quiet=s.quiet)
-    try:
-        with threads(s.cfg.threads) as n_threads:
-            return _session(s, echo, n_threads)
-    finally:
-        echo.close()
-
-
-def _session(s: Session, echo: Echo, n_threads: int) -> RunResult:
-    cfg = s.cfg
-    apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
-    device = resolve_device(cfg.device)
-    # After the device and the threads: auto's rules depend on them. config.json records what
-    # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
-    resumed = s.checkpoint.get("config") if s.checkpoint else None
-    precision = resolve_precision(cfg, device, resumed)
-    cfg = cfg.replace(precision=precision.precision)
-    bn_path = resolve_bn_path(cfg, device, resumed)
-    cfg = cfg.replace(bn_fusion=bn_path.path)
-    # Run-only, like the BN path: a resumed run decides afresh for the machine it resumes on.
-    graph = resolve_cuda_graph(cfg if resumed is None else cfg.replace(cuda_graph="auto"), device)
-    cfg = cfg.replace(cuda_graph=graph.value)
-    return _train_session(s, echo, n_threads, cfg, device, precision, bn_path, graph)
-
-
-def _train_session(
-    s: Session,
-    echo: Echo,
-    n_threads: int,
-    cfg: TrainConfig,
-    device: torch.device,
-    precision: PrecisionDecision,
-    bn_path: BNDecision,
-    graph: GraphDecision,
-) -> RunResult:
-    """The run itself, on its settled config (precision and BN path resolved)."""
+    """The run itself: settle the config for this machine (precision, BN path, CUDA graph), then train."""
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
 
-    out = s.out
-    if out is not None and s.checkpoint is None:
-        write_run_files(out, config=cfg.to_dict(), model_source=s.entry.code.data if s.entry.code else None)
-    echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
-    echo(precision.line)
-    echo(bn_path.line)
-    echo(graph.line)
-    data = s.data
-    if data is None:
-        data = load_data(cfg)
-    data = data.to(device)
-    parts = build_parts(cfg, data, device, s.entry, echo)
-    prof = profile_entry(s.entry)  # anywhere: profiling forks the global RNG and puts it back
-    params = count_params(parts.model)
-    if out is not None and s.checkpoint is None:
-        write_run_files(out, layer_table=layer_table_text(prof.table, prof.macs, prof.params))
-    echo(
-        f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
-        f"{n_threads} CPU threads"
-    )
-    if s.checkpoint is not None:
-        assert out is not None  # resume() always has a run directory
-        progress = restore(parts, s.checkpoint, out / rd.CHECKPOINT, s.t_start)
-        echo(f"Resumed after epoch {progress.epochs_done} of {cfg.epochs}")
-    else:
-        progress = Progress(session_start=s.t_start, evaluate_test=s.evaluate_test)
-
-    show_bar = sys.stderr.isatty() if s.progress_bar is None else s.progress_bar
-    judge = judge_for(parts, data, evaluate_test=progress.evaluate_test)
-    loop = Loop(
-        parts=parts,
-        train=data.train,
-        judge=judge,
-        echo=echo,
-        out=out,
-        show_bar=show_bar,
-        on_epoch=s.on_epoch,
-        step=stepper(parts, graph),
-    )
-    first = progress.epochs_done
-    try:
-        run_epochs(loop, progress)
-    finally:  # an interrupted or diverged session has read the test set too
-        if out is not None:
-            state, rows = parts.eval_model.state_dict(), progress.rows[first:]
-            record_test_reading(out, state=state, config=cfg.to_dict(), params=params, rows=rows)
-
-    judged = parts.eval_model
-    result = RunResult(
-        config=cfg,
-        params=params,
-        metrics=progress.rows,
-        wall_seconds=progress.elapsed(),
-        run_dir=out,
-        summary=rd.headline_numbers(progress.rows),
-        macs=prof.macs,
-        device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type,
-        model=judged.eval(),
-        architecture=architecture_of(judged),
-        sessions=progress.sessions,
-        precision_reason=precision.reason,
-        bn_fusion_reason=bn_path.reason,
-        cuda_graph_reason=graph.reason,
-    )
-    if out is not None:
+    with closing(Echo(s.out / rd.LOG if s.out else None, quiet=s.quiet)) as echo, threads(s.cfg.threads) as n_threads:
+        apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
+        device = resolve_device(s.cfg.device)
+        # After the device and the threads: auto's rules depend on them. config.json records what
+        # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
+        resumed = s.checkpoint.get("config") if s.checkpoint else None
+        precision = resolve_precision(s.cfg, device, resumed)
+        cfg = s.cfg.replace(precision=precision.precision)
+        bn_path = resolve_bn_path(cfg, device, resumed)
+        cfg = cfg.replace(bn_fusion=bn_path.path)
+        # Run-only, like the BN path: a resumed run decides afresh for the machine it resumes on.
+        graph = resolve_cuda_graph(cfg if resumed is None else cfg.replace(cuda_graph="auto"), device)
+        cfg = cfg.replace(cuda_graph=graph.value)
+        out = s.out
+        if out is not None and s.checkpoint is None:
+            write_run_files(out, config=cfg.to_dict(), model_source=s.entry.code.data if s.entry.code else None)
+        echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
+        for decision in (precision, bn_path, graph):
+            echo(decision.line)
+        data = (load_data(cfg) if s.data is None else s.data).to(device)
+        parts = build_parts(cfg, data, device, s.entry, echo)
+        prof = profile_entry(s.entry)  # anywhere: profiling forks the global RNG and puts it back
+        params = count_params(parts.model)
+        if out is not None and s.checkpoint is None:
+            write_run_files(out, layer_table=layer_table_text(prof.table, prof.macs, prof.params))
+        echo(
+            f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
+            f"{n_threads} CPU threads"
+        )
+        if s.checkpoint is not None:
+            assert out is not None  # resume() always has a run directory
+            progress = restore(parts, s.checkpoint, out / rd.CHECKPOINT, s.t_start)
+            echo(f"Resumed after epoch {progress.epochs_done} of {cfg.epochs}")
+        else:
+            progress = Progress(session_start=s.t_start, evaluate_test=s.evaluate_test)
+        loop = Loop(
+            parts=parts,
+            train=data.train,
+            judge=judge_for(parts, data, evaluate_test=progress.evaluate_test),
+            echo=echo,
+            out=out,
+            show_bar=sys.stderr.isatty() if s.progress_bar is None else s.progress_bar,
+            on_epoch=s.on_epoch,
+            step=stepper(parts, graph),
+        )
+        first = progress.epochs_done
         try:
-            write_run_files(
-                out,
-                metrics=progress.rows,
-                model=model_file(judged, cfg.to_dict(), params),
-                curves=curves_title(cfg.to_dict()),
-                result=result.to_dict(),
-            )
-        except OSError as e:  # curves.png: the other files are written atomically and say so themselves
-            raise MnistliteError(
-                f"cannot write the final files in {out} ({e.strerror or e}); fix that, then finish with: "
-                f"mnistlite train --resume {out}"
-            ) from None
-    echo(_done_line(result))
-    return result
+            run_epochs(loop, progress)
+        finally:  # an interrupted or diverged session has read the test set too
+            if out is not None:
+                state, rows = parts.eval_model.state_dict(), progress.rows[first:]
+                record_test_reading(out, state=state, config=cfg.to_dict(), params=params, rows=rows)
+        judged = parts.eval_model
+        result = RunResult(
+            config=cfg,
+            params=params,
+            metrics=progress.rows,
+            wall_seconds=progress.elapsed(),
+            run_dir=out,
+            summary=rd.headline_numbers(progress.rows),
+            macs=prof.macs,
+            device=f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type,
+            model=judged.eval(),
+            architecture=architecture_of(judged),
+            sessions=progress.sessions,
+            precision_reason=precision.reason,
+            bn_fusion_reason=bn_path.reason,
+            cuda_graph_reason=graph.reason,
+        )
+        if out is not None:
+            try:
+                write_run_files(
+                    out,
+                    metrics=progress.rows,
+                    model=model_file(judged, cfg.to_dict(), params),
+                    curves=curves_title(cfg.to_dict()),
+                    result=result.to_dict(),
+                )
+            except OSError as e:  # curves.png: the other files are written atomically and say so themselves
+                raise MnistliteError(
+                    f"cannot write the final files in {out} ({e.strerror or e}); fix that, then finish with: "
+                    f"mnistlite train --resume {out}"
+                ) from None
+        echo(_done_line(result))
+        return result
 
 
 def _done_line(result: RunResult) -> str:
