@@ -196,6 +196,7 @@ def _run(s: Session) -> RunResult:
         if s.checkpoint is not None:
             assert out is not None  # resume() always has a run directory
             progress = restore(parts, s.checkpoint, out / rd.CHECKPOINT, s.t_start)
+            progress.evaluate_test = s.evaluate_test  # resume() sealed a validation run started before the seal
             echo(f"Resumed after epoch {progress.epochs_done} of {cfg.epochs}")
         else:
             progress = Progress(session_start=s.t_start, evaluate_test=s.evaluate_test)
