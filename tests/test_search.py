@@ -204,6 +204,111 @@ def test_duplicate_enqueue_runs_once(tmp_path):
     assert len(dropped) == 1 and dropped[0].user_attrs["duplicate_of"] == 0
 
 
+# --- a lost COMMIT reply: the write reached the database, the answer did not ---------------
+
+
+def _lossy_storage(tmp_path, monkeypatch, lines: list):
+    """A PatientRDBStorage on SQLite whose connection, while `lose` > 0, commits and then reports the
+    connection lost, as a server restarted between COMMIT and its reply does."""
+    import sqlite3
+    import time
+
+    from mnistlite.runs.patient_storage import PatientRDBStorage
+
+    class Lossy(sqlite3.Connection):
+        lose = 0
+
+        def commit(self):
+            super().commit()
+            if Lossy.lose:
+                Lossy.lose -= 1
+                raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)  # optuna's and our backoff: nothing to wait for
+    url = sqlite_url(tmp_path / "lossy.db")
+    kwargs = {"engine_kwargs": {"connect_args": {"factory": Lossy}}, "patience": 30, "log": lines.append}
+    storage = PatientRDBStorage(url, heartbeat_interval=1, grace_period=2, **kwargs)
+    return storage, Lossy
+
+
+def _age_heartbeats(storage) -> None:
+    """Every heartbeat an hour old: the next fail_stale judges each trial nobody beats for."""
+    from datetime import datetime, timedelta
+
+    from optuna.storages._rdb import models
+
+    session = storage.scoped_session()
+    session.query(models.TrialHeartbeatModel).update({"heartbeat": datetime.now() - timedelta(hours=1)})
+    session.commit()
+    session.close()
+
+
+def test_a_retried_write_whose_first_try_committed_records_once(tmp_path, monkeypatch):
+    """State changes, params, intermediate values and attributes, each with its reply lost once."""
+    lines: list[str] = []
+    storage, lossy = _lossy_storage(tmp_path, monkeypatch, lines)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    dist = optuna.distributions.FloatDistribution(0, 1)
+    tid = study.ask()._trial_id
+    for write in (
+        lambda: storage.set_trial_param(tid, "x", 0.5, dist),
+        lambda: storage.set_trial_intermediate_value(tid, 1, 0.25),
+        lambda: storage.set_trial_user_attr(tid, "worker", "w"),
+        lambda: storage.set_trial_state_values(tid, TrialState.COMPLETE, [0.75]),
+    ):
+        lossy.lose = 1
+        assert write() in (None, True)  # the complete: True, "this worker finished it", not an error
+    t = storage.get_trial(tid)
+    assert (t.state, t.values, t.params, t.intermediate_values) == (TrialState.COMPLETE, [0.75], {"x": 0.5}, {1: 0.25})
+    assert len(storage.get_all_trials(study._study_id)) == 1
+    assert lines[:2] == ["database unreachable, retrying for up to 30 s", "database back after 0.0 s"]
+    # A state change someone else made is still refused: the retry looks, it does not overwrite.
+    lossy.lose = 1
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(tid, TrialState.FAIL)
+
+
+def test_a_trial_created_or_claimed_twice_by_a_lost_reply_is_failed_as_stale_and_never_runs(tmp_path, monkeypatch):
+    """A lost reply to `create_new_trial` leaves an extra RUNNING trial (optuna itself retries the
+    insert); one to a claim (WAITING -> RUNNING) leaves the claimer answered False. Either trial has
+    a heartbeat from the moment it is RUNNING, so with nobody beating for it, it is failed like a dead
+    worker's trial (and retried once) instead of staying RUNNING for ever."""
+    storage, lossy = _lossy_storage(tmp_path, monkeypatch, [])
+    study = optuna.create_study(storage=storage, direction="maximize")
+    lossy.lose = 1
+    held = storage.create_new_trial(study._study_id)
+    orphan = [t._trial_id for t in storage.get_all_trials(study._study_id) if t._trial_id != held]
+    assert len(orphan) == 1  # the first insert committed; its copy is what the worker holds
+    study.enqueue_trial({})
+    waiting = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))[0]._trial_id
+    lossy.lose = 1
+    assert storage.set_trial_state_values(waiting, TrialState.RUNNING) is False  # claimed, but not knowingly
+    _age_heartbeats(storage)
+    storage.record_heartbeat(held)  # the holder beats; nobody beats for the other two
+    optuna.storages.fail_stale_trials(study)
+    states = {t._trial_id: t.state for t in storage.get_all_trials(study._study_id)}
+    assert states == {held: TrialState.RUNNING, orphan[0]: TrialState.FAIL, waiting: TrialState.FAIL}
+
+
+def test_a_retry_enqueued_twice_is_trained_once(tmp_path):
+    """Two WAITING copies of one failed trial (the retry's creation retried after a lost reply): the
+    first copy trains, the second is dropped (FAIL, `duplicate_of`) and a new config takes its place."""
+    storage = make_storage(sqlite_url(tmp_path / "twin.db"), heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions=dist))
+    for _ in range(2):
+        copy = optuna.trial.create_trial(state=TrialState.WAITING, params={"x": 0.3}, distributions=dist)
+        copy.system_attrs["failed_trial"] = 0
+        study.add_trial(copy)
+    ran = []
+    sw.run_search_worker(study, lambda t: ran.append(t.suggest_float("x", 0, 1)) or 1.0, 2, poll=0, log=print)
+    assert ran.count(0.3) == 1 and len(ran) == 2
+    trials = study.get_trials()
+    assert trials[2].state == TrialState.FAIL and trials[2].user_attrs["duplicate_of"] == 1
+    assert len(ss.counted_trials(study)) == 2
+
+
 # --- the command, end to end (real MNIST, tiny) ------------------------------------------
 
 

@@ -390,8 +390,8 @@ class _CtlServer:
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/mnistlite_test"
 
-    def ctl(self, *args: str, timeout: float = 60) -> None:
-        opts = f"-k {self.root} -h 127.0.0.1 -p {self.port} -c fsync=off -c max_connections=100"
+    def ctl(self, *args: str, port: int | None = None, timeout: float = 60) -> None:
+        opts = f"-k {self.root} -h 127.0.0.1 -p {port or self.port} -c fsync=off -c max_connections=100"
         done = subprocess.run(
             [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, *args],
             stdout=subprocess.DEVNULL,
@@ -455,74 +455,204 @@ def _wait_for_state(url: str, study_name: str, pred, timeout: float = 60) -> Non
     raise AssertionError(f"study {study_name} never reached the awaited state")
 
 
-@pytest.mark.slow
-def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_root, tmp_path):
-    """`pg_ctl restart -m fast`, then `-m immediate`, then 4 s down, each while trials train: both
-    workers exit 0 without a traceback, and the study holds exactly the requested trials, none twice.
-    A 6 s heartbeat (12 s grace) outlasts the last beat before an outage plus the outage itself, so a
-    trial that was training reports its own result."""
+def _training_after(n_complete: int, n_trials: int):
+    """The study holds `n_complete` completed trials and a worker is training another (or it is done)."""
+    from optuna.trial import TrialState
+
+    def ready(trials) -> bool:
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+        return (len(done) >= n_complete and bool(running)) or len(done) >= n_trials
+
+    return ready
+
+
+def _no_traceback(outs: list[str]) -> None:
+    for out in outs:
+        assert "Traceback" not in out, out
+
+
+def _counted_once(study, n_trials: int, outs) -> list:
+    """Exactly `n_trials` counted trials, none left RUNNING or WAITING, no config counted twice, and a
+    config run again only as a stale trial's retry, the stale one FAIL (its holder recorded nothing)."""
     from optuna.trial import TrialState
 
     from mnistlite.search.study import counted_trials
 
-    url, name, n_trials = restartable_pg.url, "chaos", 6
+    trials = study.get_trials(deepcopy=False)
+    counted = counted_trials(study)
+    assert len(counted) == n_trials, outs
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], outs
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    assert all(trials[n].state == TrialState.FAIL and trials[n].value is None for n in retried), outs
+    assert len({repr(sorted(t.params.items())) for t in counted}) == n_trials, outs
+    return trials
+
+
+@pytest.mark.slow
+def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_root, tmp_path):
+    """`pg_ctl restart -m fast`, then `-m immediate`, then 20 s down, each while trials train: both
+    workers exit 0 without a traceback, and the study holds exactly the requested trials, none twice.
+    A 25 s heartbeat (50 s grace) outlasts the last beat before an outage plus the outage itself, so
+    every trial that was training reports its own result: none is failed as stale and retried.
+    Then `search --show`, started while the server is down, waits for it and prints."""
+    from optuna.trial import TrialState
+
+    from mnistlite.search.study import counted_trials
+
+    url, name, n_trials = restartable_pg.url, "chaos", 4
     cmd = [sys.executable, "-m", "mnistlite", "search", "--storage", url, "--study", name]
     cmd += ["--trials", str(n_trials), "--epochs", "2", "--limit-train", "3000", "--val-size", "500"]
-    cmd += ["--data-dir", str(data_root), "--heartbeat", "6", "--startup-trials", "2", "--pruner", "none"]
+    cmd += ["--data-dir", str(data_root), "--heartbeat", "25", "--startup-trials", "2", "--pruner", "none"]
     cmd += ["--storage-patience", "60"]
     procs = _two_workers(cmd, tmp_path)
     try:
-
-        def training_after(n_complete: int):
-            def ready(trials) -> bool:
-                done = [t for t in trials if t.state == TrialState.COMPLETE]
-                running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-                return (len(done) >= n_complete and bool(running)) or len(done) >= n_trials
-
-            return ready
-
-        _wait_for_state(url, name, training_after(0))
+        _wait_for_state(url, name, _training_after(0, n_trials))
         time.sleep(1.0)  # inside the trial's training
         restartable_pg.ctl("restart", "-m", "fast")
-        _wait_for_state(url, name, training_after(1))
+        _wait_for_state(url, name, _training_after(1, n_trials))
         time.sleep(0.5)
         restartable_pg.ctl("restart", "-m", "immediate")  # a crash: recovery on start
-        _wait_for_state(url, name, training_after(2))
+        _wait_for_state(url, name, _training_after(2, n_trials))
         restartable_pg.ctl("stop", "-m", "fast")
-        time.sleep(4.0)  # down for 4 s: heartbeats and trial reports meet a closed port
+        time.sleep(20.0)  # down for 20 s: heartbeats, trial reports and new trials meet a closed port
         restartable_pg.ctl("start")
-        outs = [_finish(p, timeout=120) for p in procs]
+        outs = [_finish(p, timeout=180) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
     print(*outs, sep="\n----\n")  # shown by pytest -s or on failure
-    for out in outs:
-        assert "Traceback" not in out, out
+    _no_traceback(outs)
     study = _load(url, name)
-    trials = study.get_trials(deepcopy=False)
-    counted = counted_trials(study)
-    assert len(counted) == n_trials, outs
-    assert all(t.state == TrialState.COMPLETE for t in counted), outs  # --pruner none
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], outs
-    # None twice: a config run again is only a stale trial's one retry, and then the stale one is FAIL.
-    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
-    assert all(trials[n].state == TrialState.FAIL for n in retried), outs
-    assert len({repr(sorted(t.params.items())) for t in counted}) == n_trials, outs  # no config counted twice
+    trials = _counted_once(study, n_trials, outs)
+    assert all(t.state == TrialState.COMPLETE for t in counted_trials(study)), outs  # --pruner none
+    assert not [t for t in trials if t.state == TrialState.FAIL and "surplus" not in t.user_attrs], outs  # none stale
+    assert all(out.count("database unreachable") >= 1 for out in outs), outs  # each worker saw an outage
+
+    restartable_pg.ctl("stop", "-m", "fast")
+    show = subprocess.Popen(
+        [*cmd[:8], "--show", "--out", str(tmp_path / "show"), "--storage-patience", "60"],
+        env=ENV,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    first = show.stdout.readline()  # the command has met the closed port (or failed)
+    restartable_pg.ctl("start")
+    out = first + _finish(show, timeout=120)
+    assert first == "database unreachable, retrying for up to 60 s\n" and "Traceback" not in out, out
+    assert f"study {name}: {n_trials} complete" in out and "database back after" in out, out
+    assert (tmp_path / "show" / "best_trials.json").exists()
 
 
 @pytest.mark.slow
-def test_storage_waits_out_an_outage_then_gives_up_past_its_patience(restartable_pg):
-    """One line when the server goes away, one when it is back; past the patience a one-line
-    MnistliteError (the CLI's exit 2)."""
+def test_a_trial_held_through_an_outage_beyond_its_grace_is_recorded_once(restartable_pg):
+    """Fake-objective workers (1 s heartbeat, 5 s grace), the server down 7 s while trials sleep. It
+    comes back first on another port, where a third party (the test, as a worker on the far side of a
+    network split would) fails the stale trials and enqueues their retries; then on the workers' port.
+    The workers that held those trials must not record them: their reports are refused (one line, no
+    traceback), and each retry runs once."""
+    from optuna.trial import TrialState
+
+    from mnistlite.runs.storage import fail_stale
+
+    url, name, n_trials = restartable_pg.url, "beyond-grace", 4
+    procs = [_spawn(SEARCH_WORKER, url, name, n_trials, 3.0) for _ in range(2)]
+    try:
+        _wait_for_state(
+            url, name, lambda ts: any(t.state == TrialState.RUNNING and t.params.get("x", 1) <= 0.8 for t in ts)
+        )
+        restartable_pg.ctl("stop", "-m", "fast")
+        time.sleep(7.0)  # the trials' sleeps end inside the outage; their last beats age past the grace
+        side = _free_port()
+        restartable_pg.ctl("start", port=side)
+        side_url = url.replace(f":{restartable_pg.port}/", f":{side}/")
+        stale = [t.number for t in _load(side_url, name).get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        fail_stale(optuna.load_study(study_name=name, storage=_storage(side_url, heartbeat=1)))
+        restartable_pg.ctl("restart", "-m", "fast")  # back on the workers' port
+        outs = [_finish(p, timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    print(*outs, sep="\n----\n")
+    _no_traceback(outs)
+    trials = _counted_once(_load(url, name), n_trials, outs)
+    assert stale and all(trials[n].state == TrialState.FAIL for n in stale), (stale, outs)
+    for n in stale:
+        if trials[n].params.get("x", 1.0) <= 0.8:  # a trial that was training (not a rejected config)
+            assert f"trial {n}: failed by another worker after missed heartbeats" in "".join(outs), outs
+            retries = [t for t in trials if t.system_attrs.get("failed_trial") == n]
+            assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE, outs
+
+
+@pytest.mark.slow
+def test_two_seeds_workers_ride_through_postgres_restarts(restartable_pg, data_root, tmp_path):
+    """`mnistlite seeds --storage` on two workers, a fast and an immediate restart while seeds train:
+    both exit 0 without a traceback, every seed is trained exactly once, and both folders hold all."""
+    from optuna.trial import TrialState
+
+    url, name, seeds = restartable_pg.url, "seeds-chaos", 4
+    cmd = [sys.executable, "-m", "mnistlite", "seeds", "mnistlite8k_model3", "--seeds", str(seeds)]
+    cmd += ["--epochs", "1", "--limit-train", "1000", "--threads", "1", "--data-dir", str(data_root)]
+    cmd += ["--storage", url, "--study", name, "--storage-patience", "60"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"w{i}")],
+            env=ENV,
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    try:
+        _wait_for_state(url, name, _training_after(0, seeds))
+        time.sleep(0.5)
+        restartable_pg.ctl("restart", "-m", "fast")
+        _wait_for_state(url, name, _training_after(1, seeds))
+        restartable_pg.ctl("restart", "-m", "immediate")
+        outs = [_finish(p, timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    _no_traceback(outs)
+    trials = _load(url, name).get_trials(deepcopy=False)
+    ran = [t.user_attrs["sweep_key"] for t in trials if "worker" in t.user_attrs]
+    assert len(ran) == len(set(ran)) == seeds, outs  # each seed trained once, by one worker
+    assert all(t.state == TrialState.COMPLETE for t in trials if "worker" in t.user_attrs), outs
+    for i in range(2):
+        assert (tmp_path / f"w{i}" / "consistency.json").exists(), outs
+
+
+@pytest.mark.slow
+def test_storage_waits_out_an_outage_then_gives_up_past_its_patience(restartable_pg, capsys):
+    """One line when the server goes away, one when it is back, also when the storage is opened while
+    the server is down; past the patience a one-line MnistliteError (the CLI's exit 2)."""
     import threading
 
     from mnistlite.errors import MnistliteError
     from mnistlite.runs.storage import make_storage
 
+    restartable_pg.ctl("stop", "-m", "fast")
+    starter = threading.Timer(2.0, restartable_pg.ctl, args=("start",))
+    starter.start()
+    try:
+        storage = make_storage(restartable_pg.url, heartbeat_interval=5, patience=30)  # opened while down
+    finally:
+        starter.join()
+    opened = capsys.readouterr().out.splitlines()
+    assert opened[0] == "database unreachable, retrying for up to 30 s" and len(opened) == 2, opened
+    assert opened[1].startswith("database back after ")
+
     lines: list[str] = []
-    storage = make_storage(restartable_pg.url, heartbeat_interval=5, patience=30)
     storage._log = lines.append
     study = optuna.create_study(storage=storage, study_name="patience")
     study.enqueue_trial({"x": 1.0})
@@ -546,3 +676,25 @@ def test_storage_waits_out_an_outage_then_gives_up_past_its_patience(restartable
         storage.get_all_trials(study._study_id)
     assert 1.0 <= time.monotonic() - t0 < 10
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_wrong_database_or_user_fails_at_once_and_a_refused_connection_is_waited_for(pg_url, capsys):
+    """A database or user that does not exist is no outage: one line at once, exit 2. Nothing
+    listening on the port is one: waited for up to the patience, then one line."""
+    from mnistlite.cli import main
+    from mnistlite.errors import MnistliteError
+    from mnistlite.runs.storage import make_storage
+
+    no_db = pg_url.rsplit("/", 1)[0] + "/nosuchdb"
+    assert main(["search", "--show", "--storage", no_db, "--study", "x"]) == 2
+    out, err = capsys.readouterr()
+    assert 'database "nosuchdb" does not exist' in err and len(err.strip().splitlines()) == 1, err
+    assert "unreachable" not in out + err  # not taken for an outage
+    with pytest.raises(MnistliteError, match='role "nobody" does not exist'):
+        make_storage(pg_url.replace("postgres@", "nobody@"), patience=30)
+    assert "unreachable" not in capsys.readouterr().out
+    with pytest.raises(MnistliteError, match=r"database unreachable for 1 s \(--storage-patience\)") as e:
+        make_storage(f"postgresql://postgres@127.0.0.1:{_free_port()}/x", patience=1)
+    assert "\n" not in str(e.value)
+    assert capsys.readouterr().out == "database unreachable, retrying for up to 1 s\n"

@@ -5,8 +5,16 @@ idle; it cannot save a call whose connection dies under it. Optuna's RDBStorage 
 session back and raises StorageInternalError (or the driver's OperationalError reaches us), and the
 call is lost. This subclass retries such a call with backoff in a fresh session (optuna opens one
 per call, so nothing half-done is replayed), and says one line when the database goes away and one
-when it is back. Past the patience it raises a MnistliteError (one line, exit 2). Only connection
-errors are retried: a bad value or a finished trial fails as before.
+when it is back. Opening the storage waits the same way (a worker started while the server is
+down). Past the patience it raises a MnistliteError (one line, exit 2). Only connection errors are
+retried: a bad value, a finished trial, a wrong database, user or password fail as before.
+
+A write whose COMMIT reached the server but whose reply was lost is retried too. Attribute,
+parameter, intermediate-value and heartbeat writes are upserts, so the retry is harmless; a state
+change the first try made is recognised (`_already_set`). A trial can still be created or claimed
+twice (optuna's own `_create_new_trial` retries too); so every trial that turns RUNNING gets its
+heartbeat in the same transaction (`_beat_when_running`): a copy nobody holds is failed after the
+grace period like a dead worker's trial, and never runs (docs/reliability.md, "Shared database").
 
 Imported only when a server URL is opened (it imports optuna and sqlalchemy).
 """
@@ -23,48 +31,27 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import event, func
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect as sa_inspect
 
 from ..errors import MnistliteError
 
 # Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the
 # private ones Optuna's _CachedStorage calls on its backend. A call made from inside another is
 # retried by the outermost one only.
-RETRIED = (
-    "create_new_study",
-    "delete_study",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_all_studies",
-    "create_new_trial",
-    "set_trial_param",
-    "get_trial_param",
-    "set_trial_state_values",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number",
-    "get_trial_number_from_id",
-    "get_trial_params",
-    "get_trial_user_attrs",
-    "get_trial_system_attrs",
-    "get_trial",
-    "get_all_trials",
-    "get_n_trials",
-    "get_best_trial",
-    "check_trial_is_updatable",
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-    "_create_new_trial",
-    "_get_best_trial_id",
-    "_get_trials",
-    "_set_trial_param",
-)
+RETRIED = """
+create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name
+get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs
+get_all_studies create_new_trial set_trial_param get_trial_param set_trial_state_values
+set_trial_intermediate_value set_trial_user_attr set_trial_system_attr
+get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_params
+get_trial_user_attrs get_trial_system_attrs get_trial get_all_trials get_n_trials get_best_trial
+check_trial_is_updatable record_heartbeat _get_stale_trial_ids _create_new_trial
+_get_best_trial_id _get_trials _set_trial_param
+""".split()
 
 BACKOFF_FIRST = 0.1  # seconds before the first retry; doubled each time up to BACKOFF_MAX
 BACKOFF_MAX = 1.0  # short: a trial's heartbeat must get through soon after the database is back
@@ -77,6 +64,8 @@ _TRANSIENT = (
     sa_exc.TimeoutError,
     ConnectionError,
 )
+# Connection errors no wait cures: a wrong database, user, password or host name (libpq's words).
+_FOR_GOOD = ("does not exist", "authentication failed", "no password supplied", "pg_hba.conf", "translate host")
 
 
 def is_transient(e: BaseException | None) -> bool:
@@ -85,7 +74,7 @@ def is_transient(e: BaseException | None) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, _TRANSIENT):
-            return True
+            return not any(w in str(e) for w in _FOR_GOOD)
         if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
             return True
         e = e.__cause__ or e.__context__
@@ -98,20 +87,15 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-class _QuietConnectionFallback(logging.Filter):
+def _quiet_connection_fallback(record: logging.LogRecord) -> bool:
     """Drops Optuna's warning that a trial query failed and it falls back to a slower one, when the
     failure was the connection going away: that is the outage already told in one line."""
-
-    WORDS = ("server closed the connection", "terminating connection", "connection refused", "shutting down")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if not msg.startswith("Caught an error from sqlalchemy"):
-            return True
-        return not any(w in msg.lower() for w in self.WORDS)
+    msg = record.getMessage().lower()
+    gone = ("server closed the connection", "terminating connection", "connection refused", "shutting down")
+    return not (msg.startswith("caught an error from sqlalchemy") and any(w in msg for w in gone))
 
 
-logging.getLogger("optuna.storages._rdb.storage").addFilter(_QuietConnectionFallback())
+logging.getLogger("optuna.storages._rdb.storage").addFilter(_quiet_connection_fallback)
 
 
 class PatientRDBStorage(RDBStorage):
@@ -121,7 +105,8 @@ class PatientRDBStorage(RDBStorage):
         self.patience = float(patience)
         self._log = log
         self._init_outage_state()
-        super().__init__(*args, **kwargs)
+        self._call_patiently("open", RDBStorage.__init__, args, kwargs)
+        self._beat_on_running()
 
     def _init_outage_state(self) -> None:
         self._outage_lock = threading.Lock()
@@ -139,19 +124,24 @@ class PatientRDBStorage(RDBStorage):
         super().__setstate__(state)
         self._log = print
         self._init_outage_state()
+        self._beat_on_running()
+
+    def _beat_on_running(self) -> None:
+        if self.heartbeat_interval:
+            event.listen(self.scoped_session.session_factory, "before_flush", _beat_when_running)
 
     def _call_patiently(self, name: str, base: Callable, args: tuple, kwargs: dict) -> Any:
         first_failure: float | None = None
         attempt = 0
         while True:
             try:
-                result = base(self, *args, **kwargs)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # A retried state change whose first try committed before the connection died.
-                if first_failure is not None and name == "set_trial_state_values" and self._already_set(args, kwargs):
+                try:
+                    result = base(self, *args, **kwargs)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    # A retried state change whose first try committed but whose reply was lost.
+                    if first_failure is None or name != "set_trial_state_values" or not self._already_set(args, kwargs):
+                        raise
                     result = True
-                else:
-                    raise
             except Exception as e:
                 if not is_transient(e):
                     raise
@@ -192,6 +182,20 @@ class PatientRDBStorage(RDBStorage):
         values = args[2] if len(args) > 2 else kwargs.get("values")
         trial = RDBStorage.get_trial(self, trial_id)
         return trial.state == state and (values is None or list(values) == trial.values)
+
+
+def _beat_when_running(session: Any, flush_context: Any, instances: Any) -> None:
+    """A trial turned RUNNING (created, or a WAITING one claimed) gets a fresh heartbeat in the same
+    transaction: if the reply is lost, or the worker dies before its heartbeat thread starts, the trial
+    is still failed after the grace period and retried once, instead of staying RUNNING for ever."""
+    for trial in (*session.new, *session.dirty):
+        if isinstance(trial, models.TrialModel) and trial.state == TrialState.RUNNING:
+            if sa_inspect(trial).attrs.state.history.added:
+                with session.no_autoflush:
+                    if trial.heartbeats:
+                        trial.heartbeats[0].heartbeat = func.current_timestamp()
+                    else:
+                        trial.heartbeats.append(models.TrialHeartbeatModel())
 
 
 def _patient(name: str) -> Callable:

@@ -7,6 +7,7 @@ ask/tell, so they run the heartbeat thread themselves (`heartbeat`). Nothing her
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import socket
@@ -29,10 +30,6 @@ def set_patience(seconds: float | None) -> None:
     """How long storages opened from now on wait out a database outage (`--storage-patience`)."""
     global _patience
     _patience = DEFAULT_PATIENCE if seconds is None else float(seconds)
-
-
-def _log_outage(line: str) -> None:
-    print(line, flush=True)
 
 
 def import_optuna():
@@ -114,7 +111,7 @@ def make_storage(
         from .patient_storage import PatientRDBStorage
 
         kwargs["patience"] = _patience if patience is None else float(patience)
-        kwargs["log"] = _log_outage
+        kwargs["log"] = functools.partial(print, flush=True)
         storage_cls = PatientRDBStorage
     try:
         return _open_rdb(storage_cls, url, engine, kwargs)

@@ -144,9 +144,9 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
         trial.set_user_attr("duplicate_of", min(earlier))
         study.tell(trial, state=TrialState.FAIL)
         return
-    trial.set_user_attr("worker", st.worker_id())
     t0 = time.perf_counter()
     try:
+        trial.set_user_attr("worker", st.worker_id())  # in the try: the trial may already be failed as stale
         with st.heartbeat(storage, trial_id):
             try:
                 result = worker(job)

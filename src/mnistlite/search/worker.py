@@ -49,19 +49,19 @@ def run_search_worker(
             time.sleep(poll)  # others hold the last trials; wait in case one of them dies
             continue
         trial = study.ask()
-        ahead = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.number < trial.number and (is_counted(t) or t.state == TrialState.RUNNING)
-        ]
-        if len(ahead) >= n_trials:
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            time.sleep(poll)
-            continue
-        trial.set_user_attr("worker", st.worker_id())
+        trials = study.get_trials(deepcopy=False)
+        ahead = [t for t in trials if t.number < trial.number and (is_counted(t) or t.state == TrialState.RUNNING)]
+        # A retry enqueued twice (its creation's reply lost in an outage) runs once: the first copy.
+        origin = next(t for t in trials if t.number == trial.number).system_attrs.get("failed_trial")
+        twin = [t.number for t in ahead if origin is not None and t.system_attrs.get("failed_trial") == origin]
         state, value, note = TrialState.COMPLETE, None, ""
         try:
+            if len(ahead) >= n_trials or twin:
+                trial.set_user_attr(*(("duplicate_of", twin[0]) if twin else ("surplus", True)))
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                time.sleep(poll)
+                continue
+            trial.set_user_attr("worker", st.worker_id())
             with st.heartbeat(storage, trial._trial_id):
                 try:
                     value = objective(trial)
@@ -72,13 +72,11 @@ def run_search_worker(
                 except BaseException:
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                     raise
-            if state == TrialState.COMPLETE:
-                study.tell(trial, value)
-            else:
-                study.tell(trial, state=TrialState.PRUNED)
+            if study.tell(trial, value, state=state, skip_if_finished=True).state != state:
+                raise optuna.exceptions.UpdateFinishedTrialError  # failed as stale before this report
         except optuna.exceptions.UpdateFinishedTrialError:
-            # Another worker failed this trial as stale (missed heartbeats: the
-            # machine stalled for longer than the grace period); its retry runs it.
+            # Another worker failed this trial as stale (missed heartbeats: the machine stalled, or
+            # the database was away, for longer than the grace period); its retry runs it.
             log(f"trial {trial.number}: failed by another worker after missed heartbeats; its retry takes its place")
             continue
         attrs = trial.user_attrs
