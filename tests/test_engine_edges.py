@@ -174,3 +174,5 @@ def test_writer_rebuilds_a_run_like_the_trainer(small, tmp_path):
         assert (copy / name).is_file(), name
     assert (copy / rd.LAYER_TABLE).read_text() == (src / rd.LAYER_TABLE).read_text()
     assert (copy / rd.METRICS).read_text() == (src / rd.METRICS).read_text()
+    # the audit's record of the test reading travels with the run (a shared sweep's other machines)
+    assert rd.read_jsonl(copy / rd.READINGS) == rd.read_jsonl(src / rd.READINGS) != []

@@ -34,7 +34,18 @@ from ..models import config_for, list_models
 
 # What a run directory may hold; anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
-    {rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.MODEL, rd.CHECKPOINT, rd.RESULT, rd.MODEL_SOURCE}
+    {
+        rd.CONFIG,
+        rd.METRICS,
+        rd.LOG,
+        rd.LAYER_TABLE,
+        rd.CURVES,
+        rd.MODEL,
+        rd.CHECKPOINT,
+        rd.RESULT,
+        rd.MODEL_SOURCE,
+        rd.READINGS,
+    }
 )
 STATUS_TEXT = {
     "new": "to train",

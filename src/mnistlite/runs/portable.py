@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,13 @@ from ..engine import rundir as rd
 
 def pack_run(run: Path) -> dict[str, Any]:
     """The text files of a finished run (weights stay where they were trained)."""
-    log = run / rd.LOG
+    log, readings = run / rd.LOG, run / rd.READINGS
     return {
         "result": rd.read_json(run / rd.RESULT),
         "config": rd.read_json(run / rd.CONFIG),
         "metrics": rd.read_metrics(run / rd.METRICS),
         "log": log.read_text() if log.is_file() else "",
+        "readings": rd.read_jsonl(readings) if readings.is_file() else [],  # the audit's record travels too
         "trained_in": str(run),
     }
 
@@ -39,3 +41,5 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
         curves=curves_title(cfg),
         result={**packed["result"], "trained_in": packed.get("trained_in")},
     )
+    if packed.get("readings"):
+        rd.atomic_write_text(run / rd.READINGS, "".join(json.dumps(r) + "\n" for r in packed["readings"]))

@@ -140,12 +140,12 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
         for t in study.get_trials(deepcopy=False, states=live)
         if t.user_attrs.get("sweep_key") == key and t.number < trial.number
     ]
-    if earlier:
-        trial.set_user_attr("duplicate_of", min(earlier))
-        study.tell(trial, state=TrialState.FAIL)
-        return
     t0 = time.perf_counter()
     try:
+        if earlier:  # in the try too: a copy claimed but unheard of may already be failed as stale
+            trial.set_user_attr("duplicate_of", min(earlier))
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return
         trial.set_user_attr("worker", st.worker_id())  # in the try: the trial may already be failed as stale
         with st.heartbeat(storage, trial_id):
             try:
@@ -165,7 +165,8 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
             value = float(value) if value is not None else 0.0
         except (TypeError, ValueError):
             value = 0.0
-        study.tell(trial, value)
+        if study.tell(trial, value, skip_if_finished=True).state != TrialState.COMPLETE:
+            raise optuna.exceptions.UpdateFinishedTrialError  # failed as stale while it trained
     except optuna.exceptions.UpdateFinishedTrialError:
         # Failed as stale by another worker (this one missed heartbeats); its retry runs the job.
         log(
