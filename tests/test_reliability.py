@@ -576,6 +576,102 @@ def test_sigterm_to_a_pool_stops_its_workers_too(data_root, tmp_path):
         assert (out / f"seed{s}" / rd.CHECKPOINT).is_file() and not (out / f"seed{s}" / rd.RESULT).exists()
 
 
+def _files_of(run: Path) -> dict[str, tuple[int, str]]:
+    """(mtime_ns, sha256) of a finished run's files: any rewrite shows."""
+    names = (rd.RESULT, rd.LOG, rd.METRICS, rd.MODEL, rd.CONFIG)
+    return {n: ((run / n).stat().st_mtime_ns, sha(run / n)) for n in names}
+
+
+def _without_times(agg: dict) -> dict:
+    return {**agg, "per_seed": {k: {**v, "wall_seconds": None} for k, v in agg["per_seed"].items()}}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads worker pids from Linux /proc")
+def test_sigkill_of_a_seeds_parent_mid_sweep_then_the_rerun_finishes_it(data_root, tmp_path):
+    """kill -9 of `seeds --jobs 2` itself once seed 3 has saved an epoch (seed 1 or 2 has then finished):
+    its workers die with it (they used to train on, orphaned, and take the queued seed, racing a rerun
+    in the same folders). The same command again trains only the unfinished seeds, says which were
+    done, leaves the finished ones' files untouched, and ends with an uninterrupted sweep's
+    consistency.json (but its times)."""
+    env = cli_env(data_root)
+    sweep = [sys.executable, "-m", "mnistlite", "seeds", "tiny1k_sep", "--seeds", "3", "--threads", "1"]
+    sweep += ["--epochs", "3", "--limit-train", "300", "--no-download"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*sweep, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+        )
+
+    ref, out = tmp_path / "ref", tmp_path / "sweep"
+    done = run("--jobs", "1", "--out", str(ref))  # one process: the same runs, at the same --threads
+    assert done.returncode == 0, done.stderr
+    # Not a pipe: an orphaned worker would hold it open.
+    proc = subprocess.Popen([*sweep, "--jobs", "2", "--out", str(out)], env=env, cwd=tmp_path)
+    try:
+        _wait_while_running(proc, lambda: len(_spawned_children(proc.pid)) == 2, "no workers")
+        workers = _spawned_children(proc.pid)
+        _wait_while_running(proc, lambda: (out / "seed3" / rd.CHECKPOINT).exists(), "seed 3 saved no epoch")
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = [w for w in workers if _alive(w)]
+    for w in orphans:  # a failed test leaves nothing training
+        os.kill(w, signal.SIGKILL)
+    assert not orphans, "a worker outlived its killed parent"
+    finished = [s for s in (1, 2, 3) if (out / f"seed{s}" / rd.RESULT).exists()]
+    assert 3 not in finished and finished, finished  # seed 3's worker died mid-run, not after it
+    before = {s: _files_of(out / f"seed{s}") for s in finished}
+
+    again = run("--jobs", "2", "--out", str(out))
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    for s in (1, 2, 3):
+        assert (f"seed {s}: already done in {out / f'seed{s}'}" in again.stdout) == (s in finished), again.stdout
+    assert f"{3 - len(finished)} of 3 seed(s) to train" in again.stdout
+    assert {s: _files_of(out / f"seed{s}") for s in finished} == before  # not trained again, not rewritten
+    got, want = (rd.read_json(d / "consistency.json") for d in (out, ref))
+    assert _without_times(got) == _without_times(want)
+    assert not [p.name for p in out.iterdir() if ".old-" in p.name]  # every unfinished seed was resumed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads process states from Linux /proc")
+def test_a_pool_worker_outside_linux_exits_once_its_parent_is_gone(tmp_path):
+    # The thread that ends orphaned workers where there is no PR_SET_PDEATHSIG, run here without it:
+    # parent -> worker, which only watches; the parent is SIGKILLed.
+    pid_file = tmp_path / "worker.pid"
+    worker = (
+        "import os, sys; from pathlib import Path; from mnistlite.runs.plan import _exit_when_orphaned; "
+        f"Path({str(pid_file)!r}).write_text(str(os.getpid())); _exit_when_orphaned(int(sys.argv[1]))"
+    )
+    parent = (
+        f"import os, subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())]); "
+    )
+    parent += "time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", parent], env=cli_env(None))
+    try:
+        _wait_while_running(proc, lambda: pid_file.exists() and pid_file.read_text() != "", "no worker", 60)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphaned = _alive(child)
+    if orphaned:  # a failed test leaves nothing running
+        os.kill(child, signal.SIGKILL)
+    assert not orphaned, "the worker outlived its parent"
+
+
 # --- 2. divergence, unwritable and full run folders, no silent overwrite --------------
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -209,6 +211,24 @@ def threads_per_run(jobs: int, threads: int = 0) -> int:
 _INTERRUPTED: list[str] = []
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker start-up: die with `parent`. A SIGKILLed parent (kill -9, the OOM killer) cannot
+    stop its workers; orphaned, they trained on and took the runs still queued, so a rerun of the
+    command wrote the same run folders at the same time. Dying at any moment is safe: writes are atomic."""
+    if sys.platform == "linux":  # the kernel kills this worker the moment its parent dies
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    # Elsewhere, and where the parent died before prctl: a look ten times a second.
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    os._exit(1)
+
+
 def _pool_worker(job: tuple[dict[str, Any], str, Callable[[], None] | None, bool]) -> tuple[str, str | None]:
     """One run in a spawned worker (module level so that it can be imported there): (run dir, error)."""
     cfg_dict, run, setup, keep_going = job
@@ -278,7 +298,10 @@ def execute(
         return errors
     by_dir = {str(r.run_dir): r for r in todo}
     # spawn, not fork: forking after torch has started its threads can deadlock.
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, _forward_sigterm(pool):
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=mp.get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+    with pool, _forward_sigterm(pool):
         futures = [pool.submit(_pool_worker, (r.config.to_dict(), str(r.run_dir), r.setup, keep_going)) for r in todo]
         try:
             for k, done in enumerate(as_completed(futures), 1):
