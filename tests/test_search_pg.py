@@ -590,16 +590,52 @@ def test_a_trial_held_through_an_outage_beyond_its_grace_is_recorded_once(restar
             assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE, outs
 
 
+EXPERIMENT_TOML = """title = "chaos"
+seeds = [1, 2]
+[defaults]
+epochs = 1
+val_size = 200
+[[steps]]
+name = "a"
+model = "mnistlite8k_model3"
+target = ["t"]
+[[steps]]
+name = "b"
+model = "mnistlite8k_model2"
+target = ["t"]
+"""
+
+
+def _sweep_workers(kind: str, url: str, data_root: Path, tmp_path: Path) -> tuple[list[str], str, int, str]:
+    """(command without --out, sweep study, jobs, the file each worker's --out folder ends with) of a
+    `seeds`, `experiment` or `search --retrain-best` sweep shared through `url`."""
+    data = ["--limit-train", "1000", "--data-dir", str(data_root), "--storage", url, "--storage-patience", "60"]
+    mnistlite = [sys.executable, "-m", "mnistlite"]
+    if kind == "seeds":
+        cmd = [*mnistlite, "seeds", "mnistlite8k_model3", "--seeds", "4", "--epochs", "1", "--threads", "1"]
+        return [*cmd, *data, "--study", "chaos-seeds"], "chaos-seeds", 4, "consistency.json"
+    if kind == "experiment":
+        toml = tmp_path / "chaos.toml"
+        toml.write_text(EXPERIMENT_TOML)
+        return [*mnistlite, "experiment", str(toml), *data, "--study", "chaos-exp"], "chaos-exp", 4, "report.md"
+    # --retrain-best: a one-trial search first, then two workers share its retraining seeds
+    search = [*mnistlite, "search", "--study", "chaos-s", "--trials", "1", "--epochs", "1", "--val-size", "200"]
+    done = subprocess.run([*search, *data, "--out", str(tmp_path / "s")], env=ENV, cwd=REPO, capture_output=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cmd = [*search[:6], "--trials", "0", "--retrain-best", "--seeds", "3", "--retrain-limit-train", "1000"]
+    return [*cmd, *data], "chaos-s-retrain-best", 3, "retrain_best.json"
+
+
 @pytest.mark.slow
-def test_two_seeds_workers_ride_through_postgres_restarts(restartable_pg, data_root, tmp_path):
-    """`mnistlite seeds --storage` on two workers, a fast and an immediate restart while seeds train:
-    both exit 0 without a traceback, every seed is trained exactly once, and both folders hold all."""
+@pytest.mark.parametrize("kind", ["seeds", "experiment", "retrain-best"])
+def test_two_sweep_workers_ride_through_postgres_restarts(kind, restartable_pg, data_root, tmp_path):
+    """Two sweep workers (`seeds`, `experiment` or `search --retrain-best` with `--storage`), a fast
+    and an immediate restart while jobs train: both exit 0 without a traceback, every job is trained
+    exactly once, and both workers write the sweep's result."""
     from optuna.trial import TrialState
 
-    url, name, seeds = restartable_pg.url, "seeds-chaos", 4
-    cmd = [sys.executable, "-m", "mnistlite", "seeds", "mnistlite8k_model3", "--seeds", str(seeds)]
-    cmd += ["--epochs", "1", "--limit-train", "1000", "--threads", "1", "--data-dir", str(data_root)]
-    cmd += ["--storage", url, "--study", name, "--storage-patience", "60"]
+    url = restartable_pg.url
+    cmd, name, jobs, result = _sweep_workers(kind, url, data_root, tmp_path)
     procs = [
         subprocess.Popen(
             [*cmd, "--out", str(tmp_path / f"w{i}")],
@@ -612,10 +648,10 @@ def test_two_seeds_workers_ride_through_postgres_restarts(restartable_pg, data_r
         for i in range(2)
     ]
     try:
-        _wait_for_state(url, name, _training_after(0, seeds))
+        _wait_for_state(url, name, _training_after(0, jobs))
         time.sleep(0.5)
         restartable_pg.ctl("restart", "-m", "fast")
-        _wait_for_state(url, name, _training_after(1, seeds))
+        _wait_for_state(url, name, _training_after(1, jobs))
         restartable_pg.ctl("restart", "-m", "immediate")
         outs = [_finish(p, timeout=180) for p in procs]
     finally:
@@ -626,10 +662,10 @@ def test_two_seeds_workers_ride_through_postgres_restarts(restartable_pg, data_r
     _no_traceback(outs)
     trials = _load(url, name).get_trials(deepcopy=False)
     ran = [t.user_attrs["sweep_key"] for t in trials if "worker" in t.user_attrs]
-    assert len(ran) == len(set(ran)) == seeds, outs  # each seed trained once, by one worker
+    assert len(ran) == len(set(ran)) == jobs, outs  # each job trained once, by one worker
     assert all(t.state == TrialState.COMPLETE for t in trials if "worker" in t.user_attrs), outs
     for i in range(2):
-        assert (tmp_path / f"w{i}" / "consistency.json").exists(), outs
+        assert list((tmp_path / f"w{i}").rglob(result)), outs
 
 
 @pytest.mark.slow
