@@ -127,7 +127,7 @@ def fit(step: StepMetrics) -> Finding:
 def speed(step: StepMetrics) -> Finding:
     """The first epoch at FIRST_LEVEL and at TARGET."""
     first = step.per_run(lambda rows: first_epoch_at(rows, FIRST_LEVEL))
-    goal = step.per_run(lambda rows: first_epoch_at(rows, TARGET))
+    at_goal = step.per_run(lambda rows: first_epoch_at(rows, TARGET))
     epochs = max(len(r) for r in step.runs.values())
 
     def when(d: dict[str, int | None], level: float) -> str:
@@ -145,7 +145,7 @@ def speed(step: StepMetrics) -> Finding:
     n_reached = sum(v is not None for v in first.values())
     verdict = "reached" if n_reached == len(first) else "never" if not n_reached else "partly"
     return Finding(
-        "speed", verdict, f"{step.split.capitalize()} accuracy {when(first, FIRST_LEVEL)}, and {when(goal, TARGET)}."
+        "speed", verdict, f"{step.split.capitalize()} accuracy {when(first, FIRST_LEVEL)}, and {when(at_goal, TARGET)}."
     )
 
 

@@ -140,10 +140,8 @@ def split_of(runs: Sequence[RunRecord], what: str) -> str:
 
 
 def log_excerpt(log: str | None, last_epoch: int, epochs: int) -> str:
-    """The log from the start of epoch `last_epoch - epochs + 1` to the end.
-
-    A resumed run's log repeats epoch headers; the last occurrence wins.
-    """
+    """The log from the start of epoch `last_epoch - epochs + 1` on (a resumed run's log repeats
+    epoch headers: the last one wins)."""
     if not log:
         return ""
     lines = log.rstrip("\n").splitlines()
