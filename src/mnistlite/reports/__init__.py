@@ -1,13 +1,11 @@
 """Experiments and their reports.
 
-experiment_file.py  TOML experiment files: load and validate
-experiment.py       run an experiment (planned by runs/plan.py), then write its report
+experiment.py       TOML experiment files: load, validate, run (planned by runs/plan.py), then the report
 leaderboard.py      multi-seed tables over every model with a tag (`mnistlite table`)
 tuning.py           the tuning ranking as markdown (tuning.md)
 runs.py             a run directory read back: config, metrics, result, layer table, log
 step.py             a step's metric rows as the rules read them, and a rule's Finding
-analysis.py         the rules that turn metrics into plain sentences (thresholds named)
-challenge_rules.py  the challenge's verdicts of a step: budget, goal, both
+analysis.py         the rules that turn metrics into plain sentences (thresholds named), the challenge's verdicts
 recipe.py           a run's recipe in one line, the fields that matter, what changed
 markdown.py         report text: relative links, table cells, numbers, epoch lists
 sections.py         a report's sections: one per experiment step or per run directory

@@ -16,7 +16,7 @@ from ..runs.holding import paired
 from ..runs.seeds import CONSISTENCY_JSON
 from .figures import plot_test_overlay
 from .markdown import epoch_list
-from .runs import RunRecord, is_run_dir, load_run
+from .runs import RunRecord, is_run_dir, load_run, split_of
 from .sections import EXPERIMENT_JSON, is_experiment_dir, sections_from_experiment
 
 
@@ -135,11 +135,9 @@ def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
         raise MnistliteError(f"{a} and {b}: no seed in common, nothing to pair") from None
     sizes = {agg.get("test_set_sampling", {}).get("n_test") for agg in aggs}
     n_test = sizes.pop() if len(sizes) == 1 else None
-    out = {"a": str(a), "b": str(b), "model_a": aggs[0].get("model"), "model_b": aggs[1].get("model"), **out}
-    out["split"] = split
-    out["n_test"] = n_test
-    out["mean_diff_images"] = None if n_test is None else out["mean_diff"] / 100 * n_test
-    return out
+    models = {"model_a": aggs[0].get("model"), "model_b": aggs[1].get("model")}
+    images = None if n_test is None else out["mean_diff"] / 100 * n_test
+    return {"a": str(a), "b": str(b), **models, **out, "split": split, "n_test": n_test, "mean_diff_images": images}
 
 
 def format_paired(p: dict[str, Any]) -> str:
@@ -164,11 +162,7 @@ def format_paired(p: dict[str, Any]) -> str:
 def compare(paths: Sequence[str | Path], out_png: str | Path) -> tuple[list[dict[str, Any]], Path]:
     dirs = expand_dirs(paths)
     runs = [load_run(d) for d in dirs]
-    # A validation run is sealed (no test column): such runs are drawn on validation, never beside test curves.
-    splits = {r.split for r in runs}
-    if len(splits) > 1:
-        raise MnistliteError("these runs read different splits (test, or validation only): compare them apart")
-    split = splits.pop() if splits else "test"
+    split = split_of(runs, "compare")  # sealed runs are drawn on validation, never beside test curves
     rows = compare_rows(runs)
     # load_run keeps a sealed run's val figures under the test keys.
     curves = {row["run"]: [(x["epoch"], x["test_acc"]) for x in r.rows] for row, r in zip(rows, runs)}

@@ -51,13 +51,13 @@ def mean_curve(runs: Sequence[RunRecord]) -> list[tuple[int, float]]:
     return [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
 
 
-def plot_step(section: Section, path: Path) -> None:
+def plot_step(section: Section, path: Path, split: str) -> None:
+    """Every seed's train and `split` accuracy (a sealed run's test keys hold its val split)."""
     from ..engine.plots import plt
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     series = []
     runs = section.with_data
-    split = "val" if any(r.sealed for r in runs) else "test"  # a sealed run's test keys hold its val split
     for i, (label, r) in enumerate(zip(run_labels(runs), runs)):
         c = colors[i % len(colors)]
         series.append((f"{label} {split}", [(x["epoch"], x["test_acc"]) for x in r.rows], {"color": c}))

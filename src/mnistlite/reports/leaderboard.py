@@ -16,7 +16,7 @@ from ..modelinfo import profile_entry
 from ..models import config_for, get_entry, list_models
 from ..runs.holding import holding_text, images_text
 from ..runs.seeds import CONSISTENCY_JSON, claim_figures, run_seeds, scored_split
-from .markdown import epoch_list
+from .markdown import epoch_list, table
 
 # What each seed README claims, in its own words, for the reproduction table.
 # Single runs, best epoch read off the test set.
@@ -38,26 +38,16 @@ CLAIMS: dict[str, str] = {
 ANCHORS_FILE = Path(__file__).with_name("anchors.json")
 
 
-def load_anchors(path: Path = ANCHORS_FILE) -> list[dict[str, Any]]:
+def load_anchors() -> list[dict[str, Any]]:
     """The anchors file's entries, in its order."""
-    return list(json.loads(path.read_text())["anchors"])
-
-
-# (name, params, test accuracy, epochs, runs, selected on test)
-ANCHORS: list[tuple[str, int, float, str, str, str]] = [
-    (a["name"], int(a["params"]), float(a["test_acc"]), a["epochs"], a["runs"], a["selected_on_test"])
-    for a in load_anchors()
-]
+    return list(json.loads(ANCHORS_FILE.read_text())["anchors"])
 
 
 def anchors_table() -> str:
-    lines = [
-        "| public anchor | params | test accuracy | epochs | runs | selected on test |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for name, params, acc, epochs, runs, on_test in ANCHORS:
-        lines.append(f"| {name} | {params:,} | {acc:.2f} | {epochs} | {runs} | {on_test} |")
-    return "\n".join(lines)
+    head = ["public anchor", "params", "test accuracy", "epochs", "runs", "selected on test"]
+    cells = ("epochs", "runs", "selected_on_test")
+    rows = [[a["name"], f"{a['params']:,}", f"{a['test_acc']:.2f}", *(a[k] for k in cells)] for a in load_anchors()]
+    return "\n".join(table(head, rows, "lrrrll", tight=True))
 
 
 def run_table(
@@ -195,7 +185,8 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
             xytext=(6, -14 - 11 * stack),
             fontsize=7,
         )
-    for name, params, acc, *_ in ANCHORS:
+    for a in load_anchors():
+        name, params, acc = a["name"], a["params"], a["test_acc"]
         ax.plot(params, acc, "x", color="tab:orange", ms=8)
         # Short, left of the mark in orange: the ladder's labels sit right and below; the
         # anchors table printed under the plot gives each anchor's runs and epochs.

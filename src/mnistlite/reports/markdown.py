@@ -6,6 +6,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,11 +32,12 @@ def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str, tight: bool = False) -> list[str]:
+    """A markdown table, `align` an l or r per column; `tight`: no spaces in the separator row."""
     sep = ["---:" if a == "r" else "---" for a in align]
     return [
         "| " + " | ".join(cell(h) for h in header) + " |",
-        "| " + " | ".join(sep) + " |",
+        "|" + "|".join(sep) + "|" if tight else "| " + " | ".join(sep) + " |",
         *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows),
     ]
 
@@ -67,16 +69,8 @@ def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
 
 def epoch_list(epochs: Sequence[int]) -> str:
     """[3, 5, 6, 7] -> '3, 5-7'."""
-    out: list[str] = []
-    eps = sorted(epochs)
-    i = 0
-    while i < len(eps):
-        j = i
-        while j + 1 < len(eps) and eps[j + 1] == eps[j] + 1:
-            j += 1
-        out.append(str(eps[i]) if i == j else f"{eps[i]}-{eps[j]}")
-        i = j + 1
-    return ", ".join(out)
+    runs = [[e for _, e in g] for _, g in groupby(enumerate(sorted(epochs)), lambda ie: ie[1] - ie[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def by_run(values: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from . import analysis as an
 from .figures import mean_curve, plot_step, plot_test_overlay, redraw_missing_curves
 from .markdown import epoch_list, int_text, pct, pm, rel, rel_text, table
 from .recipe import recipe_text
-from .runs import load_run, log_excerpt
+from .runs import log_excerpt, split_of
 from .sections import Section, sections_from_experiment, sections_from_runs
 from .step import Finding, StepMetrics, final_test, first_epoch_at, min_last
 
@@ -31,20 +31,6 @@ REPORT = "report.md"
 LOG_EPOCHS = 3  # epochs of log.txt quoted per step
 IMAGES = "images"
 OVERVIEW = "overview.png"
-
-
-def _at_target(rows: list[dict[str, Any]]) -> list[int]:
-    return [int(r["epoch"]) for r in rows if r["test_acc"] >= rd.TARGET]
-
-
-def _split(sections: Sequence[Section]) -> str:
-    """The split every figure of the report is on: "val" for sealed runs (no test column), else "test"."""
-    sealed = {r.sealed for s in sections for r in s.with_data}
-    if len(sealed) > 1:
-        raise MnistliteError(
-            "these runs read different splits (test, or validation only for sealed runs): report them apart"
-        )
-    return "val" if sealed == {True} else "test"
 
 
 def _claim(s: Section) -> dict[str, Any] | None:
@@ -82,7 +68,7 @@ def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Pa
                 pm([r.headline["best_test_acc"] for r in runs]),
                 pm([r.headline["final_test_acc"] for r in runs]),
                 pct(min(min_last(r.rows) for r in runs)),
-                pm([len(_at_target(r.rows)) for r in runs], unit="", digits=1),
+                pm([len(r.headline["epochs_at_target"]) for r in runs], unit="", digits=1),
                 v["budget"].verdict,
                 v["goal"].verdict,
                 holding_text(c["holding"]) if c else "",
@@ -106,8 +92,7 @@ def _results(s: Section, base: Path, w: str) -> list[str]:
     ]
     first = runs[0]
     sums = [r.headline for r in runs]
-    epochs = first.planned_epochs
-    at = [_at_target(r.rows) for r in runs]
+    at = [x["epochs_at_target"] for x in sums]
     walls = [r.wall_seconds for r in runs if r.wall_seconds is not None]
     lines += [
         f"- Parameters: {int_text(first.params)}; MACs per image: {int_text(first.macs)}",
@@ -117,7 +102,7 @@ def _results(s: Section, base: Path, w: str) -> list[str]:
         f"- Final {w} accuracy: {pm([x['final_test_acc'] for x in sums])}",
         f"- Lowest {w} accuracy over the last {LAST_EPOCHS} epochs: {pm([min_last(r.rows) for r in runs])}"
         + (f" (worst seed {pct(min(min_last(r.rows) for r in runs))})" if n > 1 else ""),
-        f"- Epochs at {rd.TARGET}% or above: {pm([len(a) for a in at], unit='', digits=1)} of {epochs}"
+        f"- Epochs at {rd.TARGET}% or above: {pm([len(a) for a in at], unit='', digits=1)} of {first.planned_epochs}"
         + (f" (epochs {epoch_list(at[0])})" if n == 1 and at[0] else ""),
     ]
     c = _claim(s)
@@ -194,16 +179,9 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
     return out
 
 
-def render_report(
-    title: str,
-    sections: list[Section],
-    report: Path,
-    images: Path,
-    intro: Sequence[str] = (),
-) -> Path:
+def render_report(title: str, sections: list[Section], report: Path, images: Path, intro: Sequence[str]) -> Path:
     """Write the report and its plots; returns the report's path."""
-    w = _split(sections)  # before anything is written
-    report = Path(report)
+    w = split_of([r for s in sections for r in s.with_data], "report")  # before anything is written
     base = report.parent
     base.mkdir(parents=True, exist_ok=True)
     images.mkdir(parents=True, exist_ok=True)
@@ -252,7 +230,7 @@ def render_report(
         lines += [f"![{w.capitalize()} accuracy per epoch, mean over seeds, every step]({rel(overview, base)})", ""]
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         if len(s.with_data) > 1:
-            plot_step(s, images / s.image)
+            plot_step(s, images / s.image, w)
         lines += _section(i, s, findings, base, images, w)
     lines += [
         "---",
@@ -263,12 +241,6 @@ def render_report(
     ]
     rd.atomic_write_text(report, "\n".join(lines))
     return report
-
-
-def _images_for(report: Path, default_report: Path | None) -> Path:
-    if default_report is not None and report.resolve() == default_report.resolve():
-        return report.parent / IMAGES
-    return report.parent / f"{report.stem}-images"
 
 
 def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> Path:
@@ -309,24 +281,22 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
             + (". These runs are smoke tests, not results." if {"limit_train", "epochs"} & set(over) else "."),
             "",
         ]
-    return render_report(
-        meta.get("title", exp_dir.name), sections, report, _images_for(report, exp_dir / REPORT), intro
-    )
+    images = base / (IMAGES if report.resolve() == (exp_dir / REPORT).resolve() else f"{report.stem}-images")
+    return render_report(meta.get("title", exp_dir.name), sections, report, images, intro)
 
 
 def render_runs(run_dirs: Sequence[str | Path], report: str | Path | None = None) -> Path:
     """A report with one section per run directory (in the order given)."""
     dirs = [Path(d) for d in run_dirs]
-    for d in dirs:
-        load_run(d)  # fail on a bad directory before writing anything
     if report is None:
         parents = [str(d.resolve().parent) for d in dirs]
         report = Path(os.path.commonpath(parents)) / REPORT
     report = Path(report)
-    sections = sections_from_runs(dirs, report.parent)
+    sections = sections_from_runs(dirs, report.parent)  # fails on a bad directory before anything is written
     intro = [
         "One section per run directory, in the order given; every number is read from the linked "
         "directory (metrics.csv, result.json). Each section's Analysis compares it with the section before.",
         "",
     ]
-    return render_report(f"Report on {len(dirs)} run(s)", sections, report, _images_for(report, None), intro)
+    images = report.parent / f"{report.stem}-images"
+    return render_report(f"Report on {len(dirs)} run(s)", sections, report, images, intro)

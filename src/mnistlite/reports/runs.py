@@ -9,6 +9,7 @@ result.json; a run still in progress has none yet, so they come from its layer t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,6 @@ class RunRecord:
 
     @property
     def split(self) -> str:
-        """The split its accuracies are on: "test", or "val" for a sealed run."""
         return "val" if self.sealed else "test"
 
     @property
@@ -128,17 +128,20 @@ def load_run(path: str | Path) -> RunRecord:
 
 
 def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return None
+    return path.read_text(errors="replace") if path.is_file() else None
+
+
+def split_of(runs: Sequence[RunRecord], what: str) -> str:
+    """The split all `runs` read ("val": sealed, no test column); runs on both are refused: `what` them apart."""
+    splits = {r.split for r in runs}
+    if len(splits) > 1:
+        raise MnistliteError(f"these runs read different splits (test, or validation only): {what} them apart")
+    return splits.pop() if splits else "test"
 
 
 def log_excerpt(log: str | None, last_epoch: int, epochs: int) -> str:
-    """The log from the start of epoch `last_epoch - epochs + 1` to the end.
-
-    A resumed run's log repeats epoch headers; the last occurrence wins.
-    """
+    """The log from the start of epoch `last_epoch - epochs + 1` on (a resumed run's log repeats
+    epoch headers: the last one wins)."""
     if not log:
         return ""
     lines = log.rstrip("\n").splitlines()

@@ -32,19 +32,18 @@ class Section:
         return [r for r in self.runs if r.rows]
 
     def metrics(self) -> StepMetrics:
-        runs = self.with_data or self.runs
-        first = runs[0] if runs else None
-        cfg = first.config if first else {}
-        model = self.model or (first.model if first else "")
+        """What the rules read of a section with data."""
+        runs = self.with_data
+        first, model = runs[0], self.model or runs[0].model
         return StepMetrics(
             name=self.name,
             runs=dict(zip(run_labels(runs), (r.rows for r in runs))),
             params=next((r.params for r in runs if r.params is not None), None),
-            epochs=first.planned_epochs if first else None,
+            epochs=first.planned_epochs,
             model=model,
-            config=cfg,
-            arch=architecture(model, cfg.get("dropout"), first.result if first else None) if model else {},
-            split="val" if any(r.sealed for r in runs) else "test",
+            config=first.config,
+            arch=architecture(model, first.config.get("dropout"), first.result) if model else {},
+            split=first.split,  # render_report refuses a report whose runs read different splits
         )
 
 
@@ -61,13 +60,9 @@ def sections_from_experiment(exp_dir: Path) -> tuple[dict[str, Any], list[Sectio
         raise MnistliteError(f"{exp_dir / EXPERIMENT_JSON}: not an experiment record")
     sections = []
     for step in meta["steps"]:
-        runs, missing = [], []
-        for sub in step.get("runs", []):
-            d = exp_dir / sub
-            if is_run_dir(d):
-                runs.append(load_run(d))
-            else:
-                missing.append(sub)
+        subs = step.get("runs", [])
+        runs = [load_run(exp_dir / sub) for sub in subs if is_run_dir(exp_dir / sub)]
+        missing = [sub for sub in subs if not is_run_dir(exp_dir / sub)]
         title = step.get("title") or ""
         sections.append(
             Section(
@@ -90,13 +85,7 @@ def sections_from_runs(run_dirs: Sequence[Path], base: Path) -> list[Section]:
         r = load_run(d)
         label = rel_text(d, base)
         sections.append(
-            Section(
-                name=label,
-                heading=f"`{label}`",
-                runs=[r],
-                model=r.model,
-                image=f"{i:02d}-{slug(d.name)}.png",
-            )
+            Section(name=label, heading=f"`{label}`", runs=[r], model=r.model, image=f"{i:02d}-{slug(d.name)}.png")
         )
     return sections
 

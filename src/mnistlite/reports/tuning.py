@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..challenge import LAST_EPOCHS
+from .markdown import table as md_table
 
 
 def fmt_recipe(recipe: dict[str, Any]) -> str:
@@ -18,36 +19,31 @@ def _acc(v: float | None) -> str:
 def table(ranking: dict[str, Any]) -> str:
     """The ranking as a markdown table: validation columns only."""
     seeds = ranking["seeds"]
-    last = f"min_last{LAST_EPOCHS}_min_val_acc"
     head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
     head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
-    raw = any("mean_final_raw_val_acc" in r for r in ranking["candidates"])
+    ema = any("mean_final_raw_val_acc" in r for r in ranking["candidates"])
+    raw = ["mean_final_raw_val_acc", f"min_last{LAST_EPOCHS}_min_raw_val_acc"] if ema else []
     if raw:  # EMA candidates: the raw weights of the same runs
         head += ["mean val, raw weights", f"worst last-{LAST_EPOCHS}, raw weights"]
     head.append("s/run")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---:|---|---|---:|---:|---|" + "---:|" * (len(head) - 6)]
+    rows = []
     for r in ranking["candidates"]:
-        vals = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
         mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
         cells = [
             str(r["rank"] or "—"),
             r["name"],
-            "`" + r["arch"].replace("|", "\\|") + "`",  # a bare | splits the cell
+            f"`{r['arch']}`",
             f"{r['params']:,}",
             f"{r['macs']:,}",
             fmt_recipe(r["recipe"]),
-            *vals,
+            *(_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds),
             mean,
-            _acc(r[last]),
-            *(
-                [_acc(r.get("mean_final_raw_val_acc")), _acc(r.get(f"min_last{LAST_EPOCHS}_min_raw_val_acc"))]
-                if raw
-                else []
-            ),
+            _acc(r[f"min_last{LAST_EPOCHS}_min_val_acc"]),
+            *(_acc(r.get(k)) for k in raw),
             f"{r['mean_wall_seconds']:.0f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return "\n".join(md_table(head, rows, "rllrrl" + "r" * (len(head) - 6), tight=True))
 
 
 def markdown(ranking: dict[str, Any]) -> str:
@@ -71,20 +67,10 @@ def markdown(ranking: dict[str, Any]) -> str:
     if ranking.get("command"):
         parts += ["", f"```bash\n{ranking['command']}\n```"]
     parts += ["", table(ranking), ""]
-    failed = [
-        f"- {r['name']}/seed{s}: {p['error']}"
-        for r in ranking["candidates"]
-        for s, p in r["per_seed"].items()
-        if "error" in p
-    ]
+    failed = [f"- {name}/seed{s}: {p['error']}" for name, s, p in _runs(ranking) if "error" in p]
     if failed:
         parts += ["Runs without a result:", "", *failed, ""]
-    linked = [
-        f"- {r['name']}/seed{s} -> `{p['linked_to']}`"
-        for r in ranking["candidates"]
-        for s, p in r["per_seed"].items()
-        if p.get("linked_to")
-    ]
+    linked = [f"- {name}/seed{s} -> `{p['linked_to']}`" for name, s, p in _runs(ranking) if p.get("linked_to")]
     if linked:
         parts += [
             "Linked from earlier folders (the same runs by the same-run rule, not trained here):",
@@ -95,5 +81,10 @@ def markdown(ranking: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _runs(ranking: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(candidate, seed, its run's entry) for every run of the ranking."""
+    return [(r["name"], s, p) for r in ranking["candidates"] for s, p in r["per_seed"].items()]
+
+
 def failed_runs(ranking: dict[str, Any]) -> int:
-    return sum("error" in p for r in ranking["candidates"] for p in r["per_seed"].values())
+    return sum("error" in p for _, _, p in _runs(ranking))
