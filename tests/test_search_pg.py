@@ -314,11 +314,11 @@ def test_killed_search_worker_trial_count_stays_exact(pg_url):
     assert all(t.user_attrs.get("surplus") and not t.params for t in others)
 
 
-def _two_workers(cmd: list[str], tmp_path: Path) -> list[subprocess.Popen]:
-    """Two `mnistlite search` processes on one study, as on two machines: own folders, own sampler seeds."""
+def _two_workers(cmd: list[str], tmp_path: Path, sampler_seeds: bool = True) -> list[subprocess.Popen]:
+    """Two processes on one study, as on two machines: own folders (`search`: own sampler seeds)."""
     return [
         subprocess.Popen(
-            [*cmd, "--out", str(tmp_path / f"w{i}"), "--sampler-seed", str(i)],
+            [*cmd, "--out", str(tmp_path / f"w{i}"), *(["--sampler-seed", str(i)] if sampler_seeds else [])],
             env=ENV,
             cwd=REPO,
             text=True,
@@ -645,17 +645,7 @@ def test_two_sweep_workers_ride_through_postgres_restarts(kind, restartable_pg, 
     url = restartable_pg.url
     cmd, name, jobs, result = _sweep_workers(kind, url, data_root, tmp_path)
     print(f"chaos moments: MNISTLITE_CHAOS_SEED={CHAOS_SEED}")  # shown with a failure
-    procs = [
-        subprocess.Popen(
-            [*cmd, "--out", str(tmp_path / f"w{i}")],
-            env=ENV,
-            cwd=REPO,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
+    procs = _two_workers(cmd, tmp_path, sampler_seeds=False)
     try:
         _wait_for_state(url, name, _training_after(0, jobs))
         time.sleep(CHAOS.uniform(0.1, 1.5))
