@@ -193,7 +193,6 @@ def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
 
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:
-    """The seeds `add_seed_flags` asked for."""
     check_at_least(args, seeds=1)
     return list(parse_seeds(args.seed_list, "--seed-list")) if args.seed_list else list(range(1, args.seeds + 1))
 

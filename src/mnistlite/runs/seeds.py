@@ -92,18 +92,6 @@ def common_test_images(runs: Sequence[Path]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def _seed_figures(rows: list[dict[str, Any]], split: str, target: float) -> dict[str, Any]:
-    """One seed's figures on `split` (test, or val for sealed runs), in consistency.json's key order."""
-    acc = [r[f"{split}_acc"] for r in rows]
-    last = acc[-LAST_EPOCHS:]
-    return {
-        f"final_{split}_acc": acc[-1],
-        f"last3_min_{split}_acc": min(last),
-        "epochs_at_target": [r["epoch"] for r in rows if r[f"{split}_acc"] >= target],
-        "passes_goal": min(last) >= target,
-    }
-
-
 def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
     """The consistency aggregate (consistency.json) of finished seed runs under `out`. Runs with a
     validation split are sealed (their test set never read): their figures are on `val`, keyed so."""
@@ -121,8 +109,12 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         per_epoch.append(row)
     per_seed = {}
     for s in seeds:
+        acc = [r[f"{split}_acc"] for r in runs[s]]
         per_seed[str(s)] = {
-            **_seed_figures(runs[s], split, target),
+            f"final_{split}_acc": acc[-1],
+            f"last3_min_{split}_acc": min(acc[-LAST_EPOCHS:]),
+            "epochs_at_target": [r["epoch"] for r in runs[s] if r[f"{split}_acc"] >= target],
+            "passes_goal": min(acc[-LAST_EPOCHS:]) >= target,
             **({"final_val_acc": runs[s][-1].get("val_acc")} if split == "test" else {}),
             "wall_seconds": results[s].get("wall_seconds"),
             "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move

@@ -18,7 +18,6 @@ from .study import Protocol
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
-    """The data set, loaded once per process."""
     from ..data import load_dataset
 
     data = load_dataset(
