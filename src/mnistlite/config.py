@@ -11,6 +11,7 @@ import json
 import math
 import numbers
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -129,60 +130,43 @@ class TrainConfig:
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 raise bad(f.name, f"must be a finite number, got {v}")
-        if self.epochs < 1:
-            raise bad("epochs", f"must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise bad("batch_size", f"must be at least 1, got {self.batch_size}")
-        if self.eval_batch_size < 1:
-            raise bad("eval_batch_size", f"must be at least 1, got {self.eval_batch_size}")
-        if self.lr <= 0:
-            raise bad("lr", f"must be positive, got {self.lr}")
-        if self.val_size < 0:
-            raise bad("val_size", f"must be 0 or more, got {self.val_size}")
-        if self.limit_train < 0:
-            raise bad("limit_train", f"must be 0 or more, got {self.limit_train}")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise bad("optimizer", f"must be sgd, adam or adamw, got {self.optimizer!r}")
-        if self.scheduler not in ("none", "step", "onecycle"):
-            raise bad("scheduler", f"must be none, step or onecycle, got {self.scheduler!r}")
-        if self.anneal_strategy not in ("cos", "linear"):
-            raise bad("anneal_strategy", f"must be cos or linear, got {self.anneal_strategy!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
-        if self.dataset not in ("mnist", "fashion-mnist"):
-            raise bad("dataset", f"must be mnist or fashion-mnist, got {self.dataset!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise bad("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.ema < 1:
-            raise bad("ema", f"must be in [0, 1) (a decay per step, e.g. 0.999; 0 = off), got {self.ema}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise bad("dropout", f"must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.crop_p <= 1:
-            raise bad("crop_p", f"must be in [0, 1], got {self.crop_p}")
-        if not 1 <= self.crop_size <= 28:
-            raise bad("crop_size", f"must be between 1 and 28, got {self.crop_size}")
-        if not 0 <= self.scale < 1:
-            raise bad("scale", f"must be in [0, 1), got {self.scale}")
-        if self.elastic_sigma <= 0:
-            raise bad("elastic_sigma", f"must be positive, got {self.elastic_sigma}")
-        if self.bias_lr_scale <= 0:
-            raise bad("bias_lr_scale", f"must be positive, got {self.bias_lr_scale}")
-        for name in ("rotation", "translate", "shear", "weight_decay", "momentum", "threads", "elastic_alpha"):
-            if getattr(self, name) < 0:
-                raise bad(name, f"must be 0 or more, got {getattr(self, name)}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise bad("precision", f"must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.whiten not in ("off", "init", "frozen"):
-            raise bad("whiten", f"must be off, init or frozen, got {self.whiten!r}")
-        if self.bn_fusion not in ("auto", "fused", "torch"):
-            raise bad("bn_fusion", f"must be auto, fused or torch, got {self.bn_fusion!r}")
-        if self.cuda_graph not in ("auto", "on", "off"):
-            raise bad("cuda_graph", f"must be auto, on or off, got {self.cuda_graph!r}")
-        if self.step_size < 1:
-            raise bad("step_size", f"must be at least 1, got {self.step_size}")
-        if not 0 < self.pct_start < 1:
-            raise bad("pct_start", f"must be in (0, 1), got {self.pct_start}")
+        for name, (ok, what) in _LIMITS.items():
+            v = getattr(self, name)
+            if v is not None and not ok(v):  # None: dropout's "the model's own"
+                raise bad(name, f"must be {what}, got {v}")
         return self
+
+
+# Fields with a fixed set of values.
+CHOICES = {
+    "optimizer": ("sgd", "adam", "adamw"),
+    "scheduler": ("none", "step", "onecycle"),
+    "anneal_strategy": ("cos", "linear"),
+    "dataset": ("mnist", "fashion-mnist"),
+    "precision": ("auto", "fp32", "bf16"),
+    "whiten": ("off", "init", "frozen"),
+    "bn_fusion": ("auto", "fused", "torch"),
+    "cuda_graph": ("auto", "on", "off"),
+}
+
+# Numeric fields' ranges: (test, what the value must be).
+_AT_LEAST_0 = (lambda v: v >= 0, "0 or more")
+_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(("epochs", "batch_size", "eval_batch_size", "step_size"), (lambda v: v >= 1, "at least 1")),
+    **dict.fromkeys(("lr", "elastic_sigma", "bias_lr_scale"), (lambda v: v > 0, "positive")),
+    **dict.fromkeys(("val_size", "limit_train", "threads", "weight_decay", "momentum"), _AT_LEAST_0),
+    **dict.fromkeys(("rotation", "translate", "shear", "elastic_alpha"), _AT_LEAST_0),
+    **dict.fromkeys(("label_smoothing", "scale", "dropout"), (lambda v: 0 <= v < 1, "in [0, 1)")),
+    "ema": (lambda v: 0 <= v < 1, "in [0, 1) (a decay per step, e.g. 0.999; 0 = off)"),
+    "crop_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "crop_size": (lambda v: 1 <= v <= 28, "between 1 and 28"),
+    "pct_start": (lambda v: 0 < v < 1, "in (0, 1)"),
+}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -228,18 +212,12 @@ def saved_precision(saved: dict[str, Any]) -> str:
     return "bf16" if saved.get("bf16") else ("fp32" if p is None else str(p))
 
 
-def auto_may_pick(device_type: str | None = None) -> set[str]:
-    """Precisions `auto` may resolve to (on `device_type`, or on any device)."""
-    kinds = [device_type] if device_type else list(ACCURACY_CLEARED)
-    return {"fp32"} | ({"bf16"} if any(ACCURACY_CLEARED.get(k, False) for k in kinds) else set())
-
-
 def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
     """Does a saved run's precision satisfy the wanted config's? `auto` stands for any
-    precision auto may pick; two configs match when those sets meet."""
+    precision auto may pick on some device; two configs match when those sets meet."""
 
     def picks(p: str) -> set[str]:
-        return auto_may_pick() if p == "auto" else {p}
+        return ({"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}) if p == "auto" else {p}
 
     new = "bf16" if want.get("bf16") else want.get("precision", "auto")
     return bool(picks(saved_precision(saved)) & picks(new))

@@ -12,7 +12,6 @@ import re
 import sys
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +69,7 @@ def check_text(value: Any, where: str) -> str:
 def field_types() -> dict[str, Any]:
     """TrainConfig field -> its plain type (bool, int, float or str; Optional unwrapped)."""
     hints = typing.get_type_hints(TrainConfig)
-    out = {}
-    for f in fields(TrainConfig):
-        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
-        out[f.name] = args[0] if args else hints[f.name]
-    return out
+    return {name: next(t for t in typing.get_args(h) or (h,) if t is not type(None)) for name, h in hints.items()}
 
 
 def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[str, Any]:

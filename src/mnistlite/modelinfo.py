@@ -6,6 +6,7 @@ Reports find a candidate by its bare name, as older runs record it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from functools import cache
@@ -29,10 +30,6 @@ class ModelProfile:
     params: int
     macs: int  # multiply-accumulates per image, forward pass
     table: str  # torchinfo's layer table
-
-    @property
-    def fits_budget(self) -> bool:
-        return self.params < BUDGET
 
     def __str__(self) -> str:
         return "\n".join(
@@ -201,10 +198,6 @@ def _candidates(root: Path) -> tuple[Candidate, ...]:
 
 def find_entry(name: str) -> ModelEntry | None:
     """A registered model or reference; else a candidate under ./experiments by its bare name; else None."""
-    try:
+    with contextlib.suppress(MnistliteError):
         return get_entry(name)
-    except MnistliteError:
-        pass
-    if not EXPERIMENTS.is_dir():
-        return None
-    return next((c.entry for c in candidates() if c.name == name), None)
+    return next((c.entry for c in candidates() if c.name == name), None) if EXPERIMENTS.is_dir() else None

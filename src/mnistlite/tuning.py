@@ -130,12 +130,10 @@ def rank(rows: list[dict[str, Any]]) -> None:
     left = [r for r in rows if r["mean_final_val_acc"] is not None]
     for r in rows:
         r["rank"] = None
-    k = 0
-    while left:
+    for k in range(1, len(left) + 1):
         best = max(r["mean_final_val_acc"] for r in left)
         tied = [r for r in left if best - r["mean_final_val_acc"] <= TIE_PP + 1e-9]
         pick = min(tied, key=lambda r: (r["params"], -r["mean_final_val_acc"], r["name"]))
-        k += 1
         pick["rank"] = k
         left.remove(pick)
 

@@ -29,7 +29,8 @@ from typing import Any
 from .config import TrainConfig
 from .config_files import NAME_RE, check_int, check_keys, check_recipe, load_toml, parse_seeds
 from .errors import MnistliteError
-from .models import config_for
+from .modelinfo import profile_registered
+from .models import config_for, get_entry
 from .models.family import NetSpec, count_params
 
 DEFAULT_VAL_SIZE = 5000
@@ -78,17 +79,6 @@ def load_tuning(path: str | Path) -> TuningFile:
     return parse_tuning(load_toml(path, "tuning file"), path)
 
 
-def model_params(model: str) -> tuple[NetSpec | None, int]:
-    from .models import get_entry
-
-    spec = getattr(get_entry(model).factory, "spec", None)
-    if spec is not None:
-        return spec, count_params(spec)
-    from .modelinfo import profile_registered
-
-    return None, profile_registered(model).params
-
-
 def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str] | None = None) -> Candidate:
     from .models.usercode import rebase
     from .search.space import parse_spec, spec_name
@@ -115,7 +105,8 @@ def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, st
             raise MnistliteError(f"{label}: `model` must be a registered model name, got {model!r}")
         model = (named or {}).get(model) or rebase(model, Path(src).parent)  # your file.py:Name, beside the file
         try:
-            spec, params = model_params(model)
+            spec = getattr(get_entry(model).factory, "spec", None)
+            params = count_params(spec) if spec is not None else profile_registered(model).params
         except MnistliteError as e:
             raise MnistliteError(f"{label}: {e}") from None
     if params > budget:

@@ -25,24 +25,9 @@ from ..errors import MnistliteError
 from .common import Parser
 
 # Order is the order of `mnistlite --help`.
-COMMANDS = [
-    "init",
-    "train",
-    "seeds",
-    "table",
-    "models",
-    "bench",
-    "experiment",
-    "report",
-    "compare",
-    "evaluate",
-    "audit",
-    "search",
-    "tune",
-    "export",
-    "predict",
-    "serve",
-]
+COMMANDS = """
+init train seeds table models bench experiment report compare evaluate audit search tune export predict serve
+""".split()
 
 
 # Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.
@@ -71,29 +56,31 @@ def malloc_tuning_wanted(command: str, flag: str = "auto", env: str | None = Non
 
 
 @contextmanager
-def allocator_choice(command: str, flag: str = "auto") -> Iterator[bool]:
-    """Apply the allocator choice for `command`; yields whether the tuning is on. The caller's
-    environment is put back after, for `main()` called in-process."""
-    from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
-
-    before = os.environ.get(MALLOC_TUNING_ENV)
-    on = malloc_tuning_wanted(command, flag, before)
-    os.environ[MALLOC_TUNING_ENV] = "1" if on else "0"
+def _environ(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value while the block runs; put back after, for `main()` called in-process."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
-        yield tune_cpu_allocator() if on else False
+        yield
     finally:
         if before is None:
-            os.environ.pop(MALLOC_TUNING_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[MALLOC_TUNING_ENV] = before
+            os.environ[name] = before
+
+
+@contextmanager
+def allocator_choice(command: str, flag: str = "auto") -> Iterator[bool]:
+    """Apply the allocator choice for `command`; yields whether the tuning is on."""
+    from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
+
+    on = malloc_tuning_wanted(command, flag, os.environ.get(MALLOC_TUNING_ENV))
+    with _environ(MALLOC_TUNING_ENV, "1" if on else "0"):
+        yield tune_cpu_allocator() if on else False
 
 
 def build_parser() -> Parser:
-    parser = Parser(
-        prog="mnistlite",
-        description="Train tiny MNIST classifiers under hard budgets.",
-        epilog=EPILOG,
-    )
+    parser = Parser(prog="mnistlite", description="Train tiny MNIST classifiers under hard budgets.", epilog=EPILOG)
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"mnistlite {__version__}")
@@ -121,10 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         set_patience(args.storage_patience)
     from ..engine.rundir import COMMAND_ENV
 
-    before = os.environ.get(COMMAND_ENV)
-    os.environ[COMMAND_ENV] = shlex.join(["mnistlite", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["mnistlite", *(sys.argv[1:] if argv is None else argv)])
     try:
-        with allocator_choice(args.command, args.malloc_tuning):
+        with _environ(COMMAND_ENV, command), allocator_choice(args.command, args.malloc_tuning):
             return int(args.func(args) or 0)
     except MnistliteError as e:
         print(f"mnistlite {args.command}: error: {e}", file=sys.stderr)
@@ -134,11 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `mnistlite models | head`
         return 0
-    finally:  # put back for `main()` called in-process
-        if before is None:
-            os.environ.pop(COMMAND_ENV, None)
-        else:
-            os.environ[COMMAND_ENV] = before
 
 
 if __name__ == "__main__":

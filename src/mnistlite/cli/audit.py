@@ -5,8 +5,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "audit",
-        help="list, per budget and claim, the test readings that came before it and the rounds they started",
+        "audit", help="list, per budget and claim, the test readings that came before it and the rounds they started"
     )
     p.add_argument(
         "dir", metavar="DIR", help="a folder of runs and claims (consistency.json, ladder.md), e.g. docs/results"

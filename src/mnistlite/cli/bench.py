@@ -45,11 +45,7 @@ def register(sub) -> None:
     p.add_argument(
         "--no-precision", action="store_true", help="skip the fp32 against bf16 autocast training comparison"
     )
-    p.add_argument(
-        "--no-paths",
-        action="store_true",
-        help="skip the BN paths (fused unit against torch's layers)",
-    )
+    p.add_argument("--no-paths", action="store_true", help="skip the BN paths (fused unit against torch's layers)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

@@ -10,7 +10,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..config import DRY_RUN, TrainConfig
+from ..config import CHOICES, DRY_RUN, TrainConfig
+from ..config_files import field_types, parse_seeds
 from ..errors import MnistliteError
 from ..models import config_for
 
@@ -49,13 +50,8 @@ _HELP = {
     "off elsewhere); config.json records what ran",
 }
 
-# Flags with a fixed set of values.
-_CHOICES = {
-    "precision": ("auto", "fp32", "bf16"),
-    "bn_fusion": ("auto", "fused", "torch"),
-    "cuda_graph": ("auto", "on", "off"),
-    "whiten": ("off", "init", "frozen"),
-}
+# Flags whose fixed set of values argparse checks (the others: TrainConfig.validated).
+_CHOICES = {k: CHOICES[k] for k in ("precision", "bn_fusion", "cuda_graph", "whiten")}
 
 
 # Filled in by mnistlite itself when a model is resolved, never typed.
@@ -70,21 +66,16 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _field_type(name: str) -> Any:
-    hint = typing.get_type_hints(TrainConfig)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field. Defaults are None so that only what the
     user typed overrides the model's recipe."""
     group = parser.add_argument_group("recipe (defaults: the model's registered recipe)")
+    types = field_types()
     for f in fields(TrainConfig):
         if f.name in skip or f.name in NOT_FLAGS:
             continue
         flag = "--" + f.name.replace("_", "-")
-        typ = _field_type(f.name)
+        typ = types[f.name]
         help_ = _HELP.get(f.name, f"default {f.default!r}")
         if typ is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -202,9 +193,6 @@ def add_jobs_flag(parser: argparse.ArgumentParser, help_: str) -> None:
 
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:
-    """The seeds `add_seed_flags` asked for."""
-    from ..config_files import parse_seeds
-
     check_at_least(args, seeds=1)
     return list(parse_seeds(args.seed_list, "--seed-list")) if args.seed_list else list(range(1, args.seeds + 1))
 
@@ -227,8 +215,6 @@ def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: 
 
 def file_seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
     """--seeds / --seed-list as a tuple, or None for the file's own seeds."""
-    from ..config_files import parse_seeds
-
     check_at_least(args, seeds=1)
     if args.seeds is not None:
         return tuple(range(1, args.seeds + 1))

@@ -22,8 +22,7 @@ MAX_SHIFT = 4
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "evaluate",
-        help="score trained runs again on val or test, plain and with small-shift test-time augmentation",
+        "evaluate", help="score trained runs again on val or test, plain and with small-shift test-time augmentation"
     )
     p.add_argument(
         "paths",

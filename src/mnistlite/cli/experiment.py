@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..reports.experiment import load_experiment, run_experiment
-from .common import (
-    add_dry_run,
-    add_file_run_flags,
-    add_jobs_flag,
-    add_storage_flags,
-    command_line,
-    file_out,
-    file_overrides,
-    file_seeds,
-)
+from . import common
 
 DEFAULT_ROOT = Path("runs") / "experiments"
 
@@ -27,8 +18,8 @@ def register(sub) -> None:
         "done with the same config and resuming interrupted ones, then write OUT/report.md.",
     )
     p.add_argument("file", metavar="FILE", help="experiment file, e.g. experiments/progression.toml")
-    add_file_run_flags(p, "step", "runs/experiments/<file stem>")
-    add_dry_run(p, "1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given")
+    common.add_file_run_flags(p, "step", "runs/experiments/<file stem>")
+    common.add_dry_run(p, "1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given")
     p.add_argument("--plan", action="store_true", help="validate the file and print what would run; train nothing")
     p.add_argument(
         "--rerun-changed",
@@ -36,24 +27,24 @@ def register(sub) -> None:
         help="move aside (to <run>.old-<timestamp>) and retrain runs whose saved config differs from the file's",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
-    add_storage_flags(p, "runs", "experiment-<out folder>")
+    common.add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
+    common.add_storage_flags(p, "runs", "experiment-<out folder>")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     exp = load_experiment(args.file)
-    overrides = file_overrides(args)
-    out = file_out(args, DEFAULT_ROOT)
+    overrides = common.file_overrides(args)
+    out = common.file_out(args, DEFAULT_ROOT)
     run_experiment(
         exp,
         out,
-        seeds=file_seeds(args),
+        seeds=common.file_seeds(args),
         overrides=overrides,
         rerun_changed=args.rerun_changed,
         plan_only=args.plan,
         progress=False if args.no_progress else None,
-        command=command_line("experiment", args, switches=("dry_run", "rerun_changed")),
+        command=common.command_line("experiment", args, switches=("dry_run", "rerun_changed")),
         storage=args.storage,
         study=args.study,
         jobs=args.jobs,

@@ -8,6 +8,7 @@ study through a shared --storage URL. See docs/search.md.
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 from ..errors import MnistliteError
@@ -117,14 +118,7 @@ def run(args: argparse.Namespace) -> int:
         url = st.sqlite_url(out / "search.db")
     storage = st.make_storage(url, heartbeat_interval=args.heartbeat)
     name = args.study or f"search-{args.budget}"
-    protocol = ss.Protocol(
-        budget=args.budget,
-        epochs=args.epochs,
-        val_size=args.val_size,
-        limit_train=args.limit_train,
-        dataset=args.dataset,
-        seed=args.seed,
-    )
+    protocol = ss.Protocol(**{f.name: getattr(args, f.name) for f in fields(ss.Protocol)})  # flags of those names
     run_fields = {"device": args.device, "threads": args.threads}
     if trials > 0:
         study = ss.open_search_study(

@@ -8,15 +8,7 @@ from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models import list_models
-from ..reports.leaderboard import (
-    HOLDING_NOTE,
-    anchors_table,
-    attach_threads,
-    load_rows,
-    markdown_table,
-    plot_frontier,
-    run_table,
-)
+from ..reports import leaderboard as lb
 from .common import add_config_flags, add_dry_run, add_seed_flags, config_overrides, seeds_from_args
 
 
@@ -47,23 +39,23 @@ def run(args) -> int:
     seeds = seeds_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
     rows = (
-        load_rows(out, args.tag)
+        lb.load_rows(out, args.tag)
         if args.no_train
-        else run_table(args.tag, seeds, out, jobs=args.jobs, overrides=config_overrides(args))
+        else lb.run_table(args.tag, seeds, out, jobs=args.jobs, overrides=config_overrides(args))
     )
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")
-    attach_threads(rows, out)
-    table = markdown_table(rows, claims=args.tag == "seed", cost=args.tag != "seed")
+    lb.attach_threads(rows, out)
+    table = lb.markdown_table(rows, claims=args.tag == "seed", cost=args.tag != "seed")
     print(table)
     if args.markdown:
         md = Path(args.markdown)
         md.parent.mkdir(parents=True, exist_ok=True)
-        parts = [table, "", HOLDING_NOTE, ""]
+        parts = [table, "", lb.HOLDING_NOTE, ""]
         if args.tag != "seed":
             png = md.with_suffix(".png")
-            plot_frontier(rows, png)
-            parts += [TIME_NOTE, "", anchors_table(), "", f"![params vs accuracy]({png.name})"]
+            lb.plot_frontier(rows, png)
+            parts += [TIME_NOTE, "", lb.anchors_table(), "", f"![params vs accuracy]({png.name})"]
         md.write_text("\n".join(parts) + "\n")
         print(f"wrote {md}")
     return 0

@@ -14,6 +14,7 @@ or as the jobs of a shared sweep (runs/sweep.py).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -110,11 +111,7 @@ def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
 
 
 def plan_run(
-    label: str,
-    cfg: TrainConfig,
-    run_dir: Path,
-    setup: Callable[[], None] | None = None,
-    reuse: tuple[Path, ...] = (),
+    label: str, cfg: TrainConfig, run_dir: Path, setup: Callable[[], None] | None = None, reuse: tuple[Path, ...] = ()
 ) -> PlannedRun:
     status, detail = run_state(Path(run_dir), cfg)
     return PlannedRun(label, cfg, Path(run_dir), status, detail, setup, tuple(Path(d) for d in reuse))
@@ -168,30 +165,19 @@ class DataCache:
     """Loads each distinct data set once per process; runs differing only in limit_train share it."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple, Any] = {}
+        self._load = functools.cache(load_dataset)
 
     def __call__(self, cfg: TrainConfig):
-        key = (cfg.dataset, cfg.data_dir, cfg.val_size, cfg.download)
-        if key not in self._cache:
-            self._cache[key] = load_dataset(
-                cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, download=cfg.download
-            )
-        data = self._cache[key]
+        data = self._load(cfg.dataset, data_dir=cfg.data_dir, val_size=cfg.val_size, download=cfg.download)
         return data.subset_train(cfg.limit_train) if cfg.limit_train else data
 
 
-def clear_stale(run_dir: Path, cfg: TrainConfig) -> str:
-    """The one stale-folder policy: a folder of another config (or a broken one) is moved aside;
-    returns the folder's state (run_state)."""
+def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
+    """Apply the one stale-folder policy to `run_dir` where it trains (a folder of another config, or a
+    broken one, is moved aside), then train (or resume) it; None when done."""
     status, _ = run_state(run_dir, cfg)
     if status in ("changed", "restart"):
         move_aside(run_dir)
-    return status
-
-
-def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
-    """Apply the folder policy to `run_dir` where it trains, then train (or resume) it; None when done."""
-    status = clear_stale(run_dir, cfg)
     if status == "done":
         return None
     if status == "resume":  # the folder's own config.json, just found equal to `cfg` bar run-only fields
@@ -266,11 +252,7 @@ def execute(
     `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
     """
     todo = [r for r in runs if r.status != "done"]
-    if jobs == "auto":  # for the callers that do not settle it first (experiment)
-        from .splits import resolve as resolve_split
-
-        jobs, threads = resolve_split(todo, jobs, threads, echo=echo)
-    jobs = max(1, min(int(jobs), len(todo)))
+    jobs = max(1, min(int(jobs), len(todo)))  # `--jobs auto` is settled by the caller (runs/splits.py)
     per_run = threads_per_run(jobs, threads)
     todo = [replace(r, config=r.config.replace(threads=threads or r.config.threads or per_run)) for r in todo]
     errors: dict[str, str] = {}

@@ -22,10 +22,6 @@ def seed_dir(out: Path, seed: int) -> Path:
     return out / f"seed{seed}"
 
 
-def plan_seeds(base: TrainConfig, seeds: list[int], out: Path, reuse: Sequence[Path] = ()) -> list[plan.PlannedRun]:
-    return [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]
-
-
 def run_seeds(
     base: TrainConfig,
     seeds: list[int],
@@ -44,7 +40,8 @@ def run_seeds(
     """
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
-    runs = plan.link_reused(plan_seeds(base, seeds, out, reuse), echo)
+    runs = [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]
+    runs = plan.link_reused(runs, echo)
     if storage is not None:
         plan.execute_shared(runs, out, storage, study or f"seeds-{base.model}", echo)
     else:
@@ -59,11 +56,7 @@ def run_seeds(
         threads = threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
         plan.execute(
-            todo,
-            jobs=jobs,
-            threads=threads,
-            on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"),
-            echo=echo,
+            todo, jobs=jobs, threads=threads, on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"), echo=echo
         )
     agg = aggregate(out, seeds)
     rd.write_json(out / CONSISTENCY_JSON, agg)
@@ -99,62 +92,44 @@ def common_test_images(runs: Sequence[Path]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def _header(
-    cfg: dict[str, Any], results: dict[int, dict[str, Any]], seeds: list[int], epochs: int, target: float
-) -> dict[str, Any]:
-    """What every aggregate opens with, test or sealed, in consistency.json's key order."""
-    return {
+def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
+    """The consistency aggregate (consistency.json) of finished seed runs under `out`. Runs with a
+    validation split are sealed (their test set never read): their figures are on `val`, keyed so."""
+    runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
+    results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
+    cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
+    split = "test" if all(r and "test_acc" in r[0] for r in runs.values()) else "val"
+    epochs = min(len(r) for r in runs.values())
+    per_epoch = []
+    for e in range(epochs):
+        row: dict[str, Any] = {"epoch": e + 1}
+        for key in dict.fromkeys((f"{split}_acc", "val_acc", "raw_test_acc")):  # raw_test_acc: --ema runs
+            if all(runs[s][e].get(key) is not None for s in seeds):
+                row[key] = spread([runs[s][e][key] for s in seeds])
+        per_epoch.append(row)
+    per_seed = {}
+    for s in seeds:
+        acc = [r[f"{split}_acc"] for r in runs[s]]
+        per_seed[str(s)] = {
+            f"final_{split}_acc": acc[-1],
+            f"last3_min_{split}_acc": min(acc[-LAST_EPOCHS:]),
+            "epochs_at_target": [r["epoch"] for r in runs[s] if r[f"{split}_acc"] >= target],
+            "passes_goal": min(acc[-LAST_EPOCHS:]) >= target,
+            **({"final_val_acc": runs[s][-1].get("val_acc")} if split == "test" else {}),
+            "wall_seconds": results[s].get("wall_seconds"),
+            "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move
+        }
+    agg = {
         "model": cfg["model"],
         "params": results[seeds[0]]["params"],
         "seeds": seeds,
         "n": len(seeds),
         "epochs": epochs,
         "target": target,
-    }
-
-
-def _seed_figures(rows: list[dict[str, Any]], split: str, target: float) -> dict[str, Any]:
-    """One seed's figures on `split` (test, or val for sealed runs), in consistency.json's key order."""
-    acc = [r[f"{split}_acc"] for r in rows]
-    last = acc[-LAST_EPOCHS:]
-    return {
-        f"final_{split}_acc": acc[-1],
-        f"last3_min_{split}_acc": min(last),
-        "epochs_at_target": [r["epoch"] for r in rows if r[f"{split}_acc"] >= target],
-        "passes_goal": min(last) >= target,
-    }
-
-
-def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
-    """The consistency aggregate (consistency.json) of finished seed runs under `out`."""
-    runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
-    results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
-    cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
-    if not all(r and "test_acc" in r[0] for r in runs.values()):  # validation runs: the test set is sealed
-        return _aggregate_val(out, seeds, runs, results, cfg, target)
-    epochs = min(len(r) for r in runs.values())
-    per_epoch = []
-    for e in range(epochs):
-        row: dict[str, Any] = {"epoch": e + 1, "test_acc": spread([runs[s][e]["test_acc"] for s in seeds])}
-        if all(runs[s][e].get("val_acc") is not None for s in seeds):
-            row["val_acc"] = spread([runs[s][e]["val_acc"] for s in seeds])
-        if all(runs[s][e].get("raw_test_acc") is not None for s in seeds):  # --ema runs: reported only
-            row["raw_test_acc"] = spread([runs[s][e]["raw_test_acc"] for s in seeds])
-        per_epoch.append(row)
-    per_seed = {}
-    for s in seeds:
-        per_seed[str(s)] = {
-            **_seed_figures(runs[s], "test", target),
-            "final_val_acc": runs[s][-1].get("val_acc"),
-            "wall_seconds": results[s].get("wall_seconds"),
-            "run_dir": seed_dir(out, s).name,  # relative: the sweep folder can move
-        }
-    final = [per_seed[str(s)]["final_test_acc"] for s in seeds]
-    agg = {
-        **_header(cfg, results, seeds, epochs, target),
-        "goal": f"test accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
-        "final_test_acc": spread(final),
-        "last3_min_test_acc": spread([per_seed[str(s)]["last3_min_test_acc"] for s in seeds]),
+        **({"split": "val", "test_set": "sealed: validation runs never read it"} if split == "val" else {}),
+        "goal": f"{split} accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
+        f"final_{split}_acc": spread([p[f"final_{split}_acc"] for p in per_seed.values()]),
+        f"last3_min_{split}_acc": spread([p[f"last3_min_{split}_acc"] for p in per_seed.values()]),
         "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
         "per_epoch": per_epoch,
         "per_seed": per_seed,
@@ -162,6 +137,8 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
         "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
     }
     agg.update(claim_figures(agg, out))
+    if split == "val":
+        return agg
     vals = [per_seed[str(s)]["final_val_acc"] for s in seeds]
     if all(v is not None for v in vals):
         agg["final_val_acc"] = spread(vals)
@@ -173,40 +150,6 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
             "seeds_passing_goal": sum(min(r[-LAST_EPOCHS:]) >= target for r in raw.values()),
         }
     return agg
-
-
-def _aggregate_val(
-    out: Path,
-    seeds: list[int],
-    runs: dict[int, list[dict[str, Any]]],
-    results: dict[int, dict[str, Any]],
-    cfg: dict[str, Any],
-    target: float,
-) -> dict[str, Any]:
-    """The aggregate of sealed runs (a validation split, the test set never read): the same
-    figures on the validation split, keyed `val`, with no test figure."""
-    epochs = min(len(r) for r in runs.values())
-    per_epoch = [{"epoch": e + 1, "val_acc": spread([runs[s][e]["val_acc"] for s in seeds])} for e in range(epochs)]
-    per_seed = {}
-    for s in seeds:
-        per_seed[str(s)] = {
-            **_seed_figures(runs[s], "val", target),
-            "wall_seconds": results[s].get("wall_seconds"),
-            "run_dir": seed_dir(out, s).name,
-        }
-    agg = {
-        **_header(cfg, results, seeds, epochs, target),
-        "split": "val",
-        "test_set": "sealed: validation runs never read it",
-        "goal": f"val accuracy >= {target}% in each of the last {LAST_EPOCHS} epochs",
-        "final_val_acc": spread([p["final_val_acc"] for p in per_seed.values()]),
-        "last3_min_val_acc": spread([p["last3_min_val_acc"] for p in per_seed.values()]),
-        "seeds_passing_goal": sum(p["passes_goal"] for p in per_seed.values()),
-        "per_epoch": per_epoch,
-        "per_seed": per_seed,
-        "config": {k: v for k, v in cfg.items() if k not in ("seed", "threads", "bn_fusion")},
-    }
-    return {**agg, **claim_figures(agg, out)}
 
 
 def claim_figures(agg: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -227,39 +170,22 @@ def scored_split(s: dict[str, Any]) -> str:
     return str(s.get("split", "test"))
 
 
-def _format_val(s: dict[str, Any]) -> str:
-    v = s["final_val_acc"]
-    lows = ", ".join(f"{k}: {fmt_acc(p['last3_min_val_acc'])}" for k, p in s["per_seed"].items())
-    lines = [
-        f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
-        f"epoch-{s['epochs']} val accuracy: {fmt_acc(v['mean'])} ± {v['std']:.2f}% "
-        f"(min {fmt_acc(v['min'])}, max {v['max']:.2f}); test set sealed, not read",
-        f"lowest val accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}",
-        f"seeds passing on the validation split ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}",
-        *format_holding(s),
-        "epoch  val mean ± std  (min - max)",
-    ]
-    for r in s["per_epoch"]:
-        t = r["val_acc"]
-        lines.append(f"{r['epoch']:>5}  {fmt_acc(t['mean']):>6} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})")
-    return "\n".join(lines)
-
-
 def format_aggregate(s: dict[str, Any]) -> str:
-    if scored_split(s) == "val":
-        return _format_val(s)
-    f = s["final_test_acc"]
+    split = scored_split(s)
+    sealed = split == "val"
+    f = s[f"final_{split}_acc"]
     lines = [
         f"{s['model']} ({s['params']:,} params), {s['n']} seeds {s['seeds']}, {s['epochs']} epochs",
-        f"epoch-{s['epochs']} test accuracy: {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
-        f"(min {fmt_acc(f['min'])}, max {f['max']:.2f})",
+        f"epoch-{s['epochs']} {split} accuracy: {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
+        f"(min {fmt_acc(f['min'])}, max {f['max']:.2f})" + ("; test set sealed, not read" if sealed else ""),
     ]
-    if "final_val_acc" in s:
+    if not sealed and "final_val_acc" in s:
         v = s["final_val_acc"]
         lines.append(f"epoch-{s['epochs']} val accuracy:  {fmt_acc(v['mean'])} ± {v['std']:.2f}%")
-    lows = ", ".join(f"{k}: {fmt_acc(v['last3_min_test_acc'])}" for k, v in s["per_seed"].items())
-    lines.append(f"lowest test accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}")
-    lines.append(f"seeds passing the goal ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
+    lows = ", ".join(f"{k}: {fmt_acc(p[f'last3_min_{split}_acc'])}" for k, p in s["per_seed"].items())
+    lines.append(f"lowest {split} accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}")
+    where = "on the validation split" if sealed else "the goal"
+    lines.append(f"seeds passing {where} ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
     lines += format_holding(s)
     if "raw_weights" in s:
         r = s["raw_weights"]
@@ -268,9 +194,9 @@ def format_aggregate(s: dict[str, Any]) -> str:
             f"{r['final_test_acc']['std']:.2f}%, seeds passing {r['seeds_passing_goal']}/{s['n']}"
         )
     raw = all("raw_test_acc" in r for r in s["per_epoch"])
-    lines.append("epoch  test mean ± std  (min - max)" + ("   raw weights mean ± std" if raw else ""))
+    lines.append(f"epoch  {split} mean ± std  (min - max)" + ("   raw weights mean ± std" if raw else ""))
     for r in s["per_epoch"]:
-        t = r["test_acc"]
+        t = r[f"{split}_acc"]
         line = f"{r['epoch']:>5}  {fmt_acc(t['mean']):>6} ± {t['std']:.2f}  ({t['min']:.2f} - {t['max']:.2f})"
         if raw:
             line += f"   {r['raw_test_acc']['mean']:6.2f} ± {r['raw_test_acc']['std']:.2f}"

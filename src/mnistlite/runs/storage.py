@@ -8,7 +8,6 @@ ask/tell, so they run the heartbeat thread themselves (`heartbeat`). Nothing her
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import socket
 import threading
@@ -83,22 +82,21 @@ def make_storage(
         return url
     from optuna.storages import RDBStorage
 
-    try:
+    try:  # the class and RDBStorage's argument were renamed together (optuna#6670)
         from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+        retry_arg = "heartbeat_stale_trial_callback"
     except ImportError:  # optuna < 4.9
         from optuna.storages import RetryFailedTrialCallback as Retry
+
+        retry_arg = "failed_trial_callback"
 
     url = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs["heartbeat_interval"] = int(heartbeat_interval)
         kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        cb_name = (
-            "heartbeat_stale_trial_callback"
-            if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage.__init__).parameters
-            else "failed_trial_callback"
-        )
-        kwargs[cb_name] = _RetryOnce(Retry(max_retry=max_retry))
+        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=max_retry))
     engine: dict[str, Any] = {}
     storage_cls: Any = RDBStorage
     if url.startswith("sqlite"):
@@ -170,26 +168,20 @@ def redact(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-def heartbeat_enabled(storage) -> bool:
-    """True for a storage with heartbeats on (an RDBStorage, or Optuna's cache wrapping one)."""
-    get = getattr(storage, "get_heartbeat_interval", None)
-    return get is not None and bool(get()) and hasattr(storage, "record_heartbeat")
-
-
 def fail_stale(study) -> None:
     """Fail trials whose worker stopped beating (their retry callback re-enqueues them)."""
-    optuna = import_optuna()
-    optuna.storages.fail_stale_trials(study)
+    import_optuna().storages.fail_stale_trials(study)
 
 
 @contextmanager
 def heartbeat(storage, trial_id: int) -> Iterator[None]:
-    """Record heartbeats for `trial_id` from a side thread while the block runs."""
-    if not heartbeat_enabled(storage):
+    """Record heartbeats for `trial_id` from a side thread while the block runs (where the storage has
+    them on: an RDBStorage, or Optuna's cache wrapping one)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval or not hasattr(storage, "record_heartbeat"):
         yield
         return
     stop = threading.Event()
-    interval = storage.get_heartbeat_interval()
 
     def beat() -> None:
         while True:

@@ -10,7 +10,7 @@ A sweep is a fixed list of JSON-able jobs (`make_job`); every worker, on any mac
   copy of one job (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`).
 * A dead worker's trial is failed after the heartbeat grace period and retried once; an
   exception raised by `worker` marks it FAIL (not retried) and propagates.
-* With `wait=True` a worker with an empty queue waits for every job, so any can print the table.
+* A worker with an empty queue waits for every job, so any can print the table.
 """
 
 from __future__ import annotations
@@ -61,13 +61,9 @@ def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: 
         raise MnistliteError("the sweep lists the same job twice")
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
-        created = True
+        study.set_user_attr("kind", KIND)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name, storage=storage)
-        created = False
-    if created:
-        study.set_user_attr("kind", KIND)
-    else:
         deadline = time.monotonic() + JOIN_WAIT
         while "sweep_ready" not in study.user_attrs and time.monotonic() < deadline:
             if study.user_attrs.get("kind") not in (None, KIND):
@@ -100,7 +96,6 @@ def run_sweep(
     worker: Callable[[dict[str, Any]], Any],
     *,
     value_key: str = "value",
-    wait: bool = True,
     poll: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> list[JobOutcome]:
@@ -121,7 +116,7 @@ def run_sweep(
             if trial_id is not None:
                 _run_claimed(study, storage, trial_id, worker, value_key, log)
             continue
-        if not wait or not any(t.state == TrialState.RUNNING for t in mine):
+        if not any(t.state == TrialState.RUNNING for t in mine):
             break
         time.sleep(poll)  # others run the last jobs; take over any whose worker dies
     return outcomes(study, jobs)
@@ -192,24 +187,15 @@ def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
         if done:
-            t = done[0]
-            out.append(
-                JobOutcome(
-                    job, key, "COMPLETE", t.value, t.user_attrs.get("result"), t.number, t.user_attrs.get("worker")
-                )
-            )
+            t, attrs = done[0], done[0].user_attrs
+            out.append(JobOutcome(job, key, "COMPLETE", t.value, attrs.get("result"), t.number, attrs.get("worker")))
         elif pending:
             out.append(JobOutcome(job, key, "PENDING", trial=pending[0].number))
-        else:
-            t = trials[-1] if trials else None
+        elif trials:
+            t, attrs = trials[-1], trials[-1].user_attrs
             out.append(
-                JobOutcome(
-                    job,
-                    key,
-                    "FAIL",
-                    trial=t.number if t else None,
-                    worker=t.user_attrs.get("worker") if t else None,
-                    error=t.user_attrs.get("error") if t else "never enqueued",
-                )
+                JobOutcome(job, key, "FAIL", trial=t.number, worker=attrs.get("worker"), error=attrs.get("error"))
             )
+        else:
+            out.append(JobOutcome(job, key, "FAIL", error="never enqueued"))
     return out

@@ -18,14 +18,10 @@ from .study import Protocol
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
-    """The data set, loaded once per process."""
     from ..data import load_dataset
 
     data = load_dataset(
-        protocol.dataset,
-        data_dir=data_dir,
-        val_size=protocol.val_size,
-        limit_train=protocol.limit_train,
+        protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train
     )
     if data.val is None:
         raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
@@ -37,16 +33,8 @@ def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     from .space import ensure_registered
 
     name = ensure_registered(spec, recipe)
-    return config_for(
-        name,
-        epochs=protocol.epochs,
-        val_size=protocol.val_size,
-        limit_train=protocol.limit_train,
-        dataset=protocol.dataset,
-        seed=protocol.seed,
-        **recipe,
-        **run,
-    )
+    shared = {k: v for k, v in protocol.to_dict().items() if k != "budget"}  # the rest are TrainConfig fields
+    return config_for(name, **shared, **recipe, **run)
 
 
 def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = None) -> Callable:

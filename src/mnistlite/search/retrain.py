@@ -23,18 +23,6 @@ RETRAIN_DIR = "retrain-best"
 RETRAIN_JSON = "retrain_best.json"
 
 
-def best_config(study, **run: Any):
-    """(trial, TrainConfig) of the best completed trial, on the full training set (val_size 0)."""
-    top = best_trials(study, 1)
-    if not top:
-        raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
-    t = top[0]
-    spec = spec_from_dict(t.user_attrs["spec"])
-    protocol = protocol_of(study)
-    cfg = trial_config(spec, dict(t.user_attrs["recipe"]), protocol)
-    return t, cfg.replace(val_size=0, **run)
-
-
 def retrain_best(
     study,
     seeds: int,
@@ -51,8 +39,15 @@ def retrain_best(
     storage URL) the seeds are shared with every worker of the sweep `<study>-retrain-best`."""
     if seeds < 1:
         raise MnistliteError(f"--seeds must be at least 1, got {seeds}")
-    t, cfg = best_config(study, **(run or {}))  # registers the trial's model in this process
-    cfg = cfg.replace(epochs=epochs or cfg.epochs, limit_train=limit_train, data_dir=data_dir)
+    top = best_trials(study, 1)
+    if not top:
+        raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
+    t = top[0]
+    # trial_config registers the trial's model in this process.
+    cfg = trial_config(spec_from_dict(t.user_attrs["spec"]), dict(t.user_attrs["recipe"]), protocol_of(study))
+    cfg = cfg.replace(
+        val_size=0, epochs=epochs or cfg.epochs, limit_train=limit_train, data_dir=data_dir, **(run or {})
+    )
     runs_root = out_dir / RETRAIN_DIR
     rd.prepare_run_dir(runs_root, resume=True)
     runs = [plan.plan_run(f"seed {s}", cfg.replace(seed=s), runs_root / f"seed{s}") for s in range(1, seeds + 1)]

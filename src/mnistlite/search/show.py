@@ -48,28 +48,26 @@ def param_importances(study) -> tuple[dict[str, float], str]:
     return {}, "none (" + "; ".join(errors) + ")"
 
 
+# The recipe columns of the table: (header, recipe field, format).
+RECIPE_COLUMNS = (
+    ("max_lr", "max_lr", ".3f"),
+    ("pct", "pct_start", ".2f"),
+    ("wd", "weight_decay", ".1e"),
+    ("bs", "batch_size", ""),
+    ("rot", "rotation", ".1f"),
+    ("trans", "translate", ".3f"),
+    ("scale", "scale", ".3f"),
+    ("ls", "label_smoothing", ".3f"),
+)
+
+
 def format_table(trials: list) -> str:
-    head = ["#", "val %", "params", "architecture", "max_lr", "pct", "wd", "bs", "rot", "trans", "scale", "ls"]
-    rows = [head]
+    rows = [["#", "val %", "params", "architecture", *(c[0] for c in RECIPE_COLUMNS)]]
     for t in trials:
-        r = t.user_attrs.get("recipe", {})
-        rows.append(
-            [
-                str(t.number),
-                f"{t.value:.2f}",
-                f"{t.user_attrs.get('params', 0):,}",
-                t.user_attrs.get("arch", ""),
-                f"{r.get('max_lr', 0):.3f}",
-                f"{r.get('pct_start', 0):.2f}",
-                f"{r.get('weight_decay', 0):.1e}",
-                str(r.get("batch_size", "")),
-                f"{r.get('rotation', 0):.1f}",
-                f"{r.get('translate', 0):.3f}",
-                f"{r.get('scale', 0):.3f}",
-                f"{r.get('label_smoothing', 0):.3f}",
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+        r, a = t.user_attrs.get("recipe", {}), t.user_attrs
+        recipe = [format(r.get(k, 0 if spec else ""), spec) for _, k, spec in RECIPE_COLUMNS]
+        rows.append([str(t.number), f"{t.value:.2f}", f"{a.get('params', 0):,}", a.get("arch", ""), *recipe])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) if i == 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows
     )
