@@ -69,7 +69,7 @@ def run_tuning(
         echo(f"[{k}/{n}] {r.run_dir.relative_to(out)}: {what}")
 
     # A too-hot candidate (TrainingDiverged) must not stop the others: keep_going.
-    errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done, echo=echo)
+    errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done)
     ranking = build_ranking(tf, out, seeds, errors, command=command, overrides=overrides)
     rd.write_json(out / TUNING_JSON, ranking)
     rd.atomic_write_text(out / TUNING_MD, markdown(ranking))

@@ -263,7 +263,6 @@ def run_experiment(
             on_start=lambda i, n, r: _started(i, n, r, echo),
             on_done=lambda i, n, r, res, err: _finished(res, echo, r),
             again="run the same `mnistlite experiment` command again to resume",
-            echo=echo,
         )
     report = render_experiment(out)
     echo(f"report: {report}")

@@ -244,7 +244,6 @@ def execute(
     on_start: Callable[[int, int, PlannedRun], Callable[[dict[str, Any]], None] | None] | None = None,
     on_done: Callable[[int, int, PlannedRun, Any, str | None], None] | None = None,
     again: str = "run the same command again to resume",
-    echo: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
 

@@ -55,9 +55,7 @@ def run_seeds(
         jobs = max(1, min(int(jobs), len(seeds)))
         threads = threads or plan.threads_per_run(jobs)
         echo(f"{base.model}: {len(todo)} of {len(seeds)} seed(s) to train, {jobs} at a time, {threads} thread(s) each")
-        plan.execute(
-            todo, jobs=jobs, threads=threads, on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"), echo=echo
-        )
+        plan.execute(todo, jobs=jobs, threads=threads, on_done=lambda i, n, r, res, err: echo(f"finished {r.run_dir}"))
     agg = aggregate(out, seeds)
     rd.write_json(out / CONSISTENCY_JSON, agg)
     plot_consistency(out, agg)
