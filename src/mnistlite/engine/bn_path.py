@@ -15,6 +15,7 @@ from typing import Any
 # (fused unit, torch's layers, where committed). Kinds not measured take the unit.
 MEASURED: dict[tuple[str, int], tuple[int, int, str]] = {
     ("AVX512", 2): (8994, 4094, "docs/results/bench_model3_cpu_amx2_loops.json"),  # the AMX Xeon, Model3
+    ("AVX512", 1): (5415, 4273, "docs/results/bench_model3_cpu_epyc_1t.json"),  # an AMD EPYC, Model3
 }
 
 
