@@ -184,8 +184,12 @@ def test_bf16_maps_match_float32_layers_on_the_same_values(shape, p):
     assert (dx - dx_ref).abs().max() <= 4 * eps * dx_ref.abs().max()
     for ours, want in zip(g[1:], g_ref[1:]):
         assert torch.allclose(ours, want, rtol=1e-3, atol=1e-3 * want.abs().max())
-    assert torch.allclose(bn.running_mean, ref_bn.running_mean, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(bn.running_var, ref_bn.running_var, rtol=1e-5, atol=1e-6)
+    # Running statistics against a float64 reference: torch's float32 BatchNorm is itself up to 1.1e-5 off
+    # in running_var on 73,728 values a channel (its summation order), ours 6.5e-8 (measured, seeds 0-5).
+    ref64 = _bn(c).double()  # bn as it started
+    ref64(xb.detach().double())
+    assert torch.allclose(bn.running_mean.double(), ref64.running_mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(bn.running_var.double(), ref64.running_var, rtol=1e-5, atol=1e-6)
     assert bn.running_mean.dtype == torch.float32
 
 
