@@ -22,6 +22,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -314,6 +316,18 @@ def test_killed_search_worker_trial_count_stays_exact(pg_url):
     assert all(t.user_attrs.get("surplus") and not t.params for t in others)
 
 
+@contextmanager
+def _killed_after(procs: list[subprocess.Popen]) -> Iterator[list[subprocess.Popen]]:
+    """The workers, killed on the way out of the block if they are still running (a failed assertion)."""
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
 def _two_workers(cmd: list[str], tmp_path: Path, sampler_seeds: bool = True) -> list[subprocess.Popen]:
     """Two processes on one study, as on two machines: own folders (`search`: own sampler seeds)."""
     return [
@@ -513,8 +527,7 @@ def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_
     cmd += ["--data-dir", str(data_root), "--heartbeat", "25", "--startup-trials", "2", "--pruner", "none"]
     cmd += ["--storage-patience", "60"]
     print(f"chaos moments: MNISTLITE_CHAOS_SEED={CHAOS_SEED}")  # shown with a failure
-    procs = _two_workers(cmd, tmp_path)
-    try:
+    with _killed_after(_two_workers(cmd, tmp_path)) as procs:
         _wait_for_state(url, name, _training_after(0, n_trials))
         time.sleep(CHAOS.uniform(0.2, 2.0))  # somewhere inside the trial's training
         restartable_pg.ctl("restart", "-m", "fast")
@@ -526,11 +539,6 @@ def test_two_search_workers_ride_through_postgres_restarts(restartable_pg, data_
         time.sleep(20.0)  # down for 20 s: heartbeats, trial reports and new trials meet a closed port
         restartable_pg.ctl("start")
         outs = [_finish(p, timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
     print(*outs, sep="\n----\n")  # shown by pytest -s or on failure
     _no_traceback(outs)
     study = _load(url, name)
@@ -568,8 +576,7 @@ def test_a_trial_held_through_an_outage_beyond_its_grace_is_recorded_once(restar
     from mnistlite.runs.storage import fail_stale
 
     url, name, n_trials = restartable_pg.url, "beyond-grace", 4
-    procs = [_spawn(SEARCH_WORKER, url, name, n_trials, 3.0) for _ in range(2)]
-    try:
+    with _killed_after([_spawn(SEARCH_WORKER, url, name, n_trials, 3.0) for _ in range(2)]) as procs:
         _wait_for_state(
             url, name, lambda ts: any(t.state == TrialState.RUNNING and t.params.get("x", 1) <= 0.8 for t in ts)
         )
@@ -582,11 +589,6 @@ def test_a_trial_held_through_an_outage_beyond_its_grace_is_recorded_once(restar
         fail_stale(optuna.load_study(study_name=name, storage=_storage(side_url, heartbeat=1)))
         restartable_pg.ctl("restart", "-m", "fast")  # back on the workers' port
         outs = [_finish(p, timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
     print(*outs, sep="\n----\n")
     _no_traceback(outs)
     trials = _counted_once(_load(url, name), n_trials, outs)
@@ -645,8 +647,7 @@ def test_two_sweep_workers_ride_through_postgres_restarts(kind, restartable_pg, 
     url = restartable_pg.url
     cmd, name, jobs, result = _sweep_workers(kind, url, data_root, tmp_path)
     print(f"chaos moments: MNISTLITE_CHAOS_SEED={CHAOS_SEED}")  # shown with a failure
-    procs = _two_workers(cmd, tmp_path, sampler_seeds=False)
-    try:
+    with _killed_after(_two_workers(cmd, tmp_path, sampler_seeds=False)) as procs:
         _wait_for_state(url, name, _training_after(0, jobs))
         time.sleep(CHAOS.uniform(0.1, 1.5))
         restartable_pg.ctl("restart", "-m", "fast")
@@ -654,11 +655,6 @@ def test_two_sweep_workers_ride_through_postgres_restarts(kind, restartable_pg, 
         time.sleep(CHAOS.uniform(0.0, 1.0))
         restartable_pg.ctl("restart", "-m", "immediate")
         outs = [_finish(p, timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
     _no_traceback(outs)
     trials = _load(url, name).get_trials(deepcopy=False)
     ran = [t.user_attrs["sweep_key"] for t in trials if "worker" in t.user_attrs]
