@@ -304,7 +304,12 @@ def test_killed_search_worker_trial_count_stays_exact(pg_url):
 
     study = _load(pg_url, "search-kill")
     trials = study.get_trials(deepcopy=False)
-    assert len(counted_trials(study)) == 6  # exact, though one worker died and two raced
+    table = "\n".join(  # shown with a failure: which trials raced
+        f"{t.number} {t.state.name} {sorted(t.user_attrs)} retry of {t.system_attrs.get('failed_trial')} "
+        f"{t.datetime_start} to {t.datetime_complete}"
+        for t in trials
+    )
+    assert len(counted_trials(study)) == 6, table  # exact, though one worker died and two raced
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     killed = trials[running.number]
     assert killed.state == TrialState.FAIL

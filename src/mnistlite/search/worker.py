@@ -50,7 +50,10 @@ def run_search_worker(
             continue
         trial = study.ask()
         trials = study.get_trials(deepcopy=False)
-        ahead = [t for t in trials if t.number < trial.number and (is_counted(t) or t.state == TrialState.RUNNING)]
+        # Live trials before this one; a WAITING one too (a retry another worker is claiming): left out,
+        # it and this trial could both run for the last slot (seen under load in CI).
+        live = (TrialState.RUNNING, TrialState.WAITING)
+        ahead = [t for t in trials if t.number < trial.number and (is_counted(t) or t.state in live)]
         # A retry enqueued twice (its creation's reply lost in an outage) runs once: the first copy.
         origin = next(t for t in trials if t.number == trial.number).system_attrs.get("failed_trial")
         twin = [t.number for t in ahead if origin is not None and t.system_attrs.get("failed_trial") == origin]
