@@ -61,20 +61,18 @@ def _server_user() -> dict:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": {"PATH": "/usr/bin:/bin"}}
 
 
-@pytest.fixture(scope="module")
-def pg_url():
+def _initdb(prefix: str) -> tuple[Path, Path, dict]:
+    """(PostgreSQL's bin folder, a fresh temporary root with an initdb'ed root/data, the user the server
+    runs as), or a skip."""
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("PostgreSQL not installed (apt-get install postgresql; .ci/run does it)")
-    # As root the server must run as an unprivileged user: Popen(user=...) switches
-    # before exec, so the Popen pid IS the postmaster and stopping it is direct.
     as_user = _server_user()
-    root = Path(tempfile.mkdtemp(prefix="mnistlite-pg-"))
-    data = root / "data"
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     if as_user:
         os.chown(root, as_user["user"], as_user["group"])
     init = subprocess.run(
-        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        [str(bindir / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
         capture_output=True,
         text=True,
         cwd=root,
@@ -83,6 +81,15 @@ def pg_url():
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+    return bindir, root, as_user
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    # As root the server must run as an unprivileged user: Popen(user=...) switches
+    # before exec, so the Popen pid IS the postmaster and stopping it is direct.
+    bindir, root, as_user = _initdb("mnistlite-pg-")
+    data = root / "data"
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -427,24 +434,7 @@ class _CtlServer:
 @pytest.fixture
 def restartable_pg():
     """Its own server (not pg_url's): restarting it disturbs no other test."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql; .ci/run does it)")
-    as_user = _server_user()
-    root = Path(tempfile.mkdtemp(prefix="mnistlite-pgchaos-"))
-    if as_user:
-        os.chown(root, as_user["user"], as_user["group"])
-    server = _CtlServer(bindir, root, as_user)
-    init = subprocess.run(
-        [str(bindir / "initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        **as_user,
-    )
-    if init.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+    server = _CtlServer(*_initdb("mnistlite-pgchaos-"))
     try:
         server.ctl("start")
         conn = psycopg2.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres")
@@ -458,7 +448,7 @@ def restartable_pg():
             server.ctl("stop", "-m", "immediate")
         except (AssertionError, subprocess.TimeoutExpired):
             pass  # never started, or already gone
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def _wait_for_state(url: str, study_name: str, pred, timeout: float = 60) -> None:
