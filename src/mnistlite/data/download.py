@@ -22,10 +22,7 @@ _CHUNK = 1 << 16
 
 def find_file(folder: Path, name: str) -> Path | None:
     """`<folder>/<name>` or `<folder>/<name>.gz`, plain first (it reads faster)."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
 
 
 def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str], why: str) -> MnistliteError:

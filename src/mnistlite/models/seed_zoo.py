@@ -1,17 +1,7 @@
-"""Reproductions of the five seed projects' published models, layer table for layer table
-(tests/test_seed_zoo.py), except that they return raw logits and use modules where a source
-applies ReLU or pooling functionally. Models without dropout accept `dropout` and ignore it.
-
-Each model is a table of rows, one per row of its source's table, named as the source names them:
-    (name, in, out[, kernel[, order[, padding]]])  a conv block: Conv2d, then BatchNorm2d (b),
-        ReLU (r) and Dropout (d) in the order `order` spells ("cbr" by default, "c" = the conv alone)
-    (name, layer class, *args)                     any other layer
-A model's convs all have a bias or none (BatchNorm's mean subtraction cancels one, but some
-sources publish and count it), and its dropout layers share one rate.
-
-Recipes come from the seed README and, where it is silent, the source's training code;
-what TrainConfig cannot express is approximated, and the comment says how.
-"""
+"""Reproductions of the five seed projects' published models, layer table for layer table (tests/test_seed_zoo.py),
+except that they return raw logits and use modules where a source applies ReLU or pooling functionally.
+Recipes come from the seed README and, where it is silent, the source's training code; comments say what is
+approximated and how."""
 
 from __future__ import annotations
 
@@ -37,35 +27,32 @@ def conv_bn_relu(
     return nn.Sequential(OrderedDict((_LAYERS[letter], make[letter]()) for letter in order))
 
 
-def _rate(override: float | None, default: float) -> float:
-    """The rate a model uses: the trainer's override, else the model's own."""
-    if override is None:
-        return default
-    p = float(override)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {override}")
-    return p
-
-
 def _seed(
     name: str,
     source: str,
     stated_params: int,
     description: str,
     recipe: dict[str, Any],
-    rows: list[tuple],
+    stages: list[list[tuple]],
     *,
     bias: bool,
     rate: float | None = None,
 ) -> None:
-    """Register the model `rows` build; `rate`: its dropout rate (None: it has no dropout)."""
+    """Register the model `stages` build, a row per row of its source's table, named as the source names them:
+    (name, in, out[, kernel[, order[, padding]]]) is a conv block whose layers `order` spells (c Conv2d,
+    b BatchNorm2d, r ReLU, d Dropout; "cbr" by default), (name, layer class, *args) any other layer.
+    A model's convs all have a bias or none (BN cancels one, but some sources publish and count it), and its
+    dropout layers share the rate `rate` (None: it has none and ignores `dropout`)."""
 
     def factory(dropout: float | None = None) -> nn.Module:
-        p = 0.0 if rate is None else _rate(dropout, rate)
+        p = 0.0 if rate is None else (rate if dropout is None else float(dropout))
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         return nn.Sequential(
             OrderedDict(
                 (name, conv_bn_relu(*args, bias=bias, dropout=p) if isinstance(args[0], int) else args[0](*args[1:]))
-                for name, *args in rows
+                for stage in stages
+                for name, *args in stage
             )
         )
 
@@ -76,21 +63,8 @@ def _seed(
 
 
 # The classic recipe these course repos share, pinned so a reproduction never drifts when defaults do.
-_CLASSIC: dict[str, Any] = dict(
-    epochs=15,
-    batch_size=128,
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    nesterov=False,
-    weight_decay=0.0,
-    scheduler="none",
-    rotation=0.0,
-    translate=0.0,
-    scale=0.0,
-    shear=0.0,
-    crop_p=0.0,
-)
+_CLASSIC: dict[str, Any] = dict(epochs=15, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False)
+_CLASSIC.update(weight_decay=0.0, scheduler="none", rotation=0.0, translate=0.0, scale=0.0, shear=0.0, crop_p=0.0)
 
 
 def _recipe(**overrides: Any) -> dict[str, Any]:
@@ -99,11 +73,13 @@ def _recipe(**overrides: Any) -> dict[str, Any]:
 
 POOL = (nn.MaxPool2d, 2, 2)
 FLATTEN = (nn.Flatten,)
+GAP = (nn.AdaptiveAvgPool2d, 1)
 
 # --- seed 000: MnistLite-8k (divya-r-kamat/MnistLite-8k) ------------------------
 # Recipes from MnistLite_8k_modelrun.ipynb; batch 128 = the README's 469 batches/epoch.
 _MNISTLITE8K_BASELINE = _recipe(scheduler="step", step_size=15, gamma=0.1)
 
+# conv7 sees a 3x3 map, so it is itself the 10-way classifier (1x1 output): logits, no ReLU.
 _seed(
     "mnistlite8k_model1",
     "MnistLite-8k, Model1",
@@ -111,22 +87,14 @@ _seed(
     "MnistLite-8k Model1: 26.5k-parameter baseline, seven biased convs, no BN, no GAP.",
     _MNISTLITE8K_BASELINE,
     [
-        ("conv1", 1, 8, 3, "cr", 1),
-        ("conv2", 8, 10, 3, "cr", 1),
-        ("pool1", *POOL),
-        ("conv3", 10, 16, 3, "cr", 1),
-        ("conv4", 16, 28, 3, "cr", 1),
-        ("pool2", *POOL),
-        ("conv5", 28, 32, 3, "cr"),
-        ("conv6", 32, 32, 3, "cr"),
-        # The last 3x3 conv sees a 3x3 map, so it is itself the 10-way classifier (1x1 output): logits, no ReLU.
-        ("conv7", 32, 10, 3, "c"),
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 8, 3, "cr", 1), ("conv2", 8, 10, 3, "cr", 1), ("pool1", *POOL)],
+        [("conv3", 10, 16, 3, "cr", 1), ("conv4", 16, 28, 3, "cr", 1), ("pool2", *POOL)],
+        [("conv5", 28, 32, 3, "cr"), ("conv6", 32, 32, 3, "cr"), ("conv7", 32, 10, 3, "c"), ("flatten", *FLATTEN)],
     ],
     bias=True,
 )
 
-# Convs keep their bias as published (it counts towards 5,602 even though BN cancels it).
+# Convs keep their bias as published (it counts towards 5,602 even though BN cancels it); conv7: 4x4 -> 2x2, logits.
 _seed(
     "mnistlite8k_model2",
     "MnistLite-8k, Model2",
@@ -134,17 +102,9 @@ _seed(
     "MnistLite-8k Model2: 5.6k parameters, Conv-BN-ReLU, two max-pools, 1x1 transitions, GAP.",
     _MNISTLITE8K_BASELINE,
     [
-        ("conv1", 1, 8),
-        ("conv2", 8, 10),
-        ("pool1", *POOL),
-        ("conv3", 10, 8, 1),
-        ("conv4", 8, 16),
-        ("conv5", 16, 16),
-        ("pool2", *POOL),
-        ("conv6", 16, 10, 1),
-        ("conv7", 10, 10, 3, "c"),  # 4x4 -> 2x2, logits
-        ("gap", nn.AdaptiveAvgPool2d, 1),
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 8), ("conv2", 8, 10), ("pool1", *POOL)],
+        [("conv3", 10, 8, 1), ("conv4", 8, 16), ("conv5", 16, 16), ("pool2", *POOL)],
+        [("conv6", 16, 10, 1), ("conv7", 10, 10, 3, "c"), ("gap", *GAP), ("flatten", *FLATTEN)],
     ],
     bias=True,
 )
@@ -174,24 +134,17 @@ _seed(
         shear=5.0,
     ),
     [
-        ("conv1", 1, 8, 3, "cbrd"),
-        ("conv2", 8, 10, 3, "cbrd"),
-        ("pool1", *POOL),
-        ("conv3", 10, 8, 1, "cbrd"),
-        ("conv4", 8, 16, 3, "cbrd"),
-        ("conv5", 16, 32, 3, "cbrd"),
-        ("pool2", *POOL),
-        ("conv6", 32, 8, 1, "cbrd"),
-        ("conv7", 8, 10, 3, "c"),  # 4x4 -> 2x2, logits
-        ("gap", nn.AdaptiveAvgPool2d, 1),
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 8, 3, "cbrd"), ("conv2", 8, 10, 3, "cbrd"), ("pool1", *POOL)],
+        [("conv3", 10, 8, 1, "cbrd"), ("conv4", 8, 16, 3, "cbrd"), ("conv5", 16, 32, 3, "cbrd"), ("pool2", *POOL)],
+        [("conv6", 32, 8, 1, "cbrd"), ("conv7", 8, 10, 3, "c"), ("gap", *GAP), ("flatten", *FLATTEN)],
     ],
     bias=True,
     rate=0.01,
 )
 
 # --- seed 001: MNIST-8k (mshsingh772/MNIST-8k) ----------------------------------
-# Dropout 0.05 from the source's models/model3.py (the README gives no rate).
+# Dropout 0.05 from the source's models/model3.py (the README gives no rate). conv3 squeezes
+# the channels before pooling; conv7 gives the logits.
 _seed(
     "mnist8k_model3",
     "MNIST-8k, Model 3",
@@ -201,23 +154,17 @@ _seed(
     # ColorJitter(brightness=0.1, contrast=0.1) is not expressible, so dropped.
     _recipe(lr=0.5, scheduler="step", step_size=6, gamma=0.1, rotation=7.0),
     [
-        ("conv1", 1, 10, 3, "cbrd"),
-        ("conv2", 10, 15, 3, "cbrd"),
-        ("conv3", 15, 10, 1, "c"),  # channel squeeze before pooling
-        ("pool1", *POOL),
-        ("conv4", 10, 16, 3, "cbrd"),
-        ("conv5", 16, 16, 3, "cbrd"),
-        ("conv6", 16, 16, 3, "cbrd"),
-        ("gap", nn.AvgPool2d, 6),
-        ("conv7", 16, 10, 1, "c"),  # logits
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 10, 3, "cbrd"), ("conv2", 10, 15, 3, "cbrd"), ("conv3", 15, 10, 1, "c"), ("pool1", *POOL)],
+        [("conv4", 10, 16, 3, "cbrd"), ("conv5", 16, 16, 3, "cbrd"), ("conv6", 16, 16, 3, "cbrd")],
+        [("gap", nn.AvgPool2d, 6), ("conv7", 16, 10, 1, "c"), ("flatten", *FLATTEN)],
     ],
     bias=False,
     rate=0.05,
 )
 
 # --- seed 002: MNIST Digit Classification Model (pradeep6kumar/mnist_low_param_model_v2)
-# Dropout 0.05 from the source's model.py (the README gives no rate).
+# Dropout 0.05 from the source's model.py (the README gives no rate). conv3 mixes the channels
+# before pooling, conv7 keeps 6x6, conv8 gives the logits.
 _seed(
     "lowparam_7544",
     "MNIST Digit Classification Model, 7,544-parameter model",
@@ -237,17 +184,9 @@ _seed(
         rotation=5.0,
     ),
     [
-        ("conv1", 1, 16, 3, "crbd"),
-        ("conv2", 16, 10, 3, "crbd"),
-        ("conv3", 10, 10, 1, "c"),  # channel mix before pooling
-        ("pool1", *POOL),
-        ("conv4", 10, 10, 3, "crbd"),
-        ("conv5", 10, 10, 3, "crbd"),
-        ("conv6", 10, 16, 3, "crbd"),
-        ("conv7", 16, 16, 3, "crbd", 1),  # stays 6x6
-        ("gap", nn.AvgPool2d, 6),
-        ("conv8", 16, 10, 1, "c"),  # logits
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 16, 3, "crbd"), ("conv2", 16, 10, 3, "crbd"), ("conv3", 10, 10, 1, "c"), ("pool1", *POOL)],
+        [("conv4", 10, 10, 3, "crbd"), ("conv5", 10, 10, 3, "crbd"), ("conv6", 10, 16, 3, "crbd")],
+        [("conv7", 16, 16, 3, "crbd", 1), ("gap", nn.AvgPool2d, 6), ("conv8", 16, 10, 1, "c"), ("flatten", *FLATTEN)],
     ],
     bias=False,
     rate=0.05,
@@ -274,17 +213,9 @@ _seed(
         crop_size=22,
     ),
     [
-        ("conv1", 1, 8),
-        ("conv2", 8, 16),
-        ("conv3", 16, 28),
-        ("conv4", 28, 8, 1),
-        ("pool1", *POOL),
-        ("conv5", 8, 16),
-        ("conv6", 16, 16),
-        ("conv7", 16, 28, 3, "cr"),
-        ("gap", nn.AdaptiveAvgPool2d, 1),
-        ("flatten", *FLATTEN),
-        ("fc", nn.Linear, 28, 10),
+        [("conv1", 1, 8), ("conv2", 8, 16), ("conv3", 16, 28), ("conv4", 28, 8, 1), ("pool1", *POOL)],
+        [("conv5", 8, 16), ("conv6", 16, 16), ("conv7", 16, 28, 3, "cr")],
+        [("gap", *GAP), ("flatten", *FLATTEN), ("fc", nn.Linear, 28, 10)],
     ],
     bias=True,
 )
@@ -293,6 +224,7 @@ _seed(
 # The source's train.py: the classic recipe at batch 64 (the README's 938 batches/epoch).
 _PROGRESSION = _recipe(batch_size=64)
 
+# conv8: 7x7 -> 1x1, logits.
 _seed(
     "progression_model1",
     "MNIST training progression (sidrocks), Model_1",
@@ -300,21 +232,14 @@ _seed(
     "Progression Model_1: 11k parameters, bias-free Conv-BN-ReLU, a 7x7 conv as classifier.",
     _PROGRESSION,
     [
-        ("conv1", 1, 10),
-        ("conv2", 10, 10),
-        ("conv3", 10, 20),
-        ("pool1", *POOL),
-        ("conv4", 20, 10, 1),
-        ("conv5", 10, 10),
-        ("conv6", 10, 20),
-        ("conv7", 20, 10, 1),
-        ("conv8", 10, 10, 7, "c"),  # 7x7 -> 1x1, logits
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 10), ("conv2", 10, 10), ("conv3", 10, 20), ("pool1", *POOL)],
+        [("conv4", 20, 10, 1), ("conv5", 10, 10), ("conv6", 10, 20), ("conv7", 20, 10, 1)],
+        [("conv8", 10, 10, 7, "c"), ("flatten", *FLATTEN)],
     ],
     bias=False,
 )
 
-# Dropout 0.1 from the source's Model_2.py (the README gives no rate).
+# Dropout 0.1 from the source's Model_2.py (the README gives no rate). conv8 gives the logits, still 6x6.
 _seed(
     "progression_model2",
     "MNIST training progression (sidrocks), Model_2",
@@ -322,17 +247,9 @@ _seed(
     "Progression Model_2: 6.7k parameters, bias-free Conv-BN-ReLU, dropout after both 1x1s, GAP.",
     _PROGRESSION,
     [
-        ("conv1", 1, 8),
-        ("conv2", 8, 10),
-        ("pool1", *POOL),
-        ("conv3", 10, 8, 1, "cbrd"),
-        ("conv4", 8, 16),
-        ("conv5", 16, 16),
-        ("conv6", 16, 10, 1, "cbrd"),
-        ("conv7", 10, 20),
-        ("conv8", 20, 10, 1, "c"),  # logits, still 6x6
-        ("gap", nn.AvgPool2d, 6),
-        ("flatten", *FLATTEN),
+        [("conv1", 1, 8), ("conv2", 8, 10), ("pool1", *POOL)],
+        [("conv3", 10, 8, 1, "cbrd"), ("conv4", 8, 16), ("conv5", 16, 16), ("conv6", 16, 10, 1, "cbrd")],
+        [("conv7", 10, 20), ("conv8", 20, 10, 1, "c"), ("gap", nn.AvgPool2d, 6), ("flatten", *FLATTEN)],
     ],
     bias=False,
     rate=0.1,

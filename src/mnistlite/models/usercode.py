@@ -1,10 +1,6 @@
-"""Models the user wrote: `path/to/file.py:Name` and `package.module:Name`.
-
-Resolving a reference builds the model and runs one forward pass, so a broken model fails
-with one line naming the file (and line, or layer) before any run directory exists. The
-entry keeps the exact bytes executed, which the run directory copies (model_source.py), so
-a run can be rebuilt as trained; that runs the copy's code, so it needs `trust_code=True`.
-"""
+"""Models the user wrote: `path/to/file.py:Name` and `package.module:Name`. Resolving one builds it and runs a forward
+pass, so a broken model fails in one line naming the file (and line, or layer) before any run directory exists. The
+run directory keeps the exact bytes run (model_source.py); rebuilding from that copy runs it, so needs `trust_code`."""
 
 from __future__ import annotations
 
@@ -98,10 +94,8 @@ def _on_sys_path(folder: str) -> Iterator[None]:
 
 def _where_raised(e: BaseException, filename: str) -> str:
     """`file:line` of the deepest frame of `filename` in e's traceback, else the file."""
-    line = None
-    for fr in traceback.extract_tb(e.__traceback__):
-        if os.path.abspath(fr.filename) == os.path.abspath(filename):
-            line = fr.lineno
+    frames = reversed(traceback.extract_tb(e.__traceback__))
+    line = next((fr.lineno for fr in frames if os.path.abspath(fr.filename) == os.path.abspath(filename)), None)
     return f"{filename}:{line}" if line else filename
 
 
@@ -128,12 +122,9 @@ def exec_file(data: bytes, filename: str) -> types.ModuleType:
     try:
         with collecting(factory_of) as found, _on_sys_path(os.path.dirname(os.path.abspath(filename))):
             exec(code, mod.__dict__)
-    except MnistliteError:
-        sys.modules.pop(mod.__name__, None)
-        raise
     except BaseException as e:
         sys.modules.pop(mod.__name__, None)
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (MnistliteError, KeyboardInterrupt)):
             raise
         raise MnistliteError(f"{_where_raised(e, filename)}: importing it raised {_exc(e)}") from None
     mod.__dict__["__mnistlite_entries__"] = found
@@ -150,10 +141,6 @@ def read_file(path: str) -> bytes:
         raise MnistliteError(f"{path}: is a directory, not a model file") from None
     except OSError as e:
         raise MnistliteError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-def load_file(path: str) -> types.ModuleType:
-    return exec_file(read_file(path), path)
 
 
 def _import_module(name: str) -> tuple[types.ModuleType, bytes | None, str]:
@@ -305,7 +292,7 @@ def resolve(ref: ModelRef) -> ModelEntry:
 def file_entries(path: str) -> list[ModelEntry]:
     """What `mnistlite models --from FILE` lists: the file's registered models, else its nn.Module classes."""
     target = canonical_path(path)
-    module = load_file(path)
+    module = exec_file(read_file(path), path)
     names = list(module.__dict__.get("__mnistlite_entries__", {})) or _module_classes(module)
     return [resolve(ModelRef(target, n)) for n in names]
 
@@ -317,7 +304,7 @@ def named_models(files: Any, path: Path) -> dict[str, str]:
     named: dict[str, str] = {}
     for f in files:
         file = canonical_path(f, path.parent)
-        for name in load_file(file).__dict__.get("__mnistlite_entries__", {}):  # its @register_model names
+        for name in exec_file(read_file(file), file).__dict__.get("__mnistlite_entries__", {}):
             if name in named:
                 raise MnistliteError(f"{path}: model {name!r} is registered by two of its model files")
             named[name] = f"{file}:{name}"
