@@ -59,11 +59,9 @@ def random_affine_matrices(
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
     inv = 1.0 / zoom
     # Inverse of (rotate . shear-x . zoom): what the output pixel reads from.
-    a = cos * inv
-    b = (cos * tan + sin) * inv
-    c = -sin * inv
-    d = (cos - sin * tan) * inv
-    return torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
+    top = torch.stack([cos * inv, (cos * tan + sin) * inv, tx], 1)
+    bottom = torch.stack([-sin * inv, (cos - sin * tan) * inv, ty], 1)
+    return torch.stack([top, bottom], 1)
 
 
 @cache
@@ -141,9 +139,6 @@ class BatchAugment:
         n, _, h, w = images.shape
         # The affine draw comes first, so that with elastic_alpha = 0 a run draws what an affine-only one does.
         theta = random_affine_matrices(n, self.spec, self.generator, images.device)
-        disp = None
-        if self.spec.elastic_alpha > 0:
-            disp = random_displacements(
-                n, h, w, self.spec.elastic_alpha, self.spec.elastic_sigma, self.generator, images.device
-            )
+        alpha, sigma = self.spec.elastic_alpha, self.spec.elastic_sigma
+        disp = random_displacements(n, h, w, alpha, sigma, self.generator, images.device) if alpha > 0 else None
         return apply_affine(images, theta, self.fill, disp)

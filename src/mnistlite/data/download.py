@@ -26,15 +26,13 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 
 def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str], why: str) -> MnistliteError:
-    folder = Path(root) / spec.folder
-    return MnistliteError(
-        (
-            f"{spec.name} files missing: {', '.join(missing)} ({why}). "
-            f"Put the four files ({', '.join(f.name for f in spec.files)}, plain or .gz) in {folder}, "
-            f"or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
-            f"that has {spec.folder}/ with them."
-        ).replace("\n", " ")
+    files = ", ".join(f.name for f in spec.files)
+    message = (
+        f"{spec.name} files missing: {', '.join(missing)} ({why}). Put the four files ({files}, plain or .gz) in "
+        f"{Path(root) / spec.folder}, or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
+        f"that has {spec.folder}/ with them."
     )
+    return MnistliteError(message.replace("\n", " "))
 
 
 def _stream(url: str, out) -> str:

@@ -149,23 +149,14 @@ def load_dataset(
     paths = locate_files(spec, data_dir, download)
     train_x, train_y = _read_pair(spec.train_images, spec.train_labels, paths)
     test_x, test_y = _read_pair(spec.test_images, spec.test_labels, paths)
-    train_idx: np.ndarray | slice
     train_idx, val_idx = split_indices(len(train_y), val_size)
-    if limit_train:
-        train_idx = train_idx[:limit_train]
-    if not val_size:
-        # Same images, but a slice view spares a 47 MB fancy-index copy.
-        train_idx = slice(limit_train or None)
-    return Dataset(
-        name=spec.name,
-        train=_to_split(train_x, train_y, spec, train_idx),
-        val=_to_split(train_x, train_y, spec, val_idx) if val_size else None,
-        test=_to_split(test_x, test_y, spec, slice(None)),
-        mean=spec.mean,
-        std=spec.std,
-        classes=list(spec.classes),
-        files={n: str(p) for n, p in paths.items()},
-    )
+    # Without val the same images, but a slice view spares a 47 MB fancy-index copy.
+    keep = train_idx[: limit_train or None] if val_size else slice(limit_train or None)
+    train = _to_split(train_x, train_y, spec, keep)
+    val = _to_split(train_x, train_y, spec, val_idx) if val_size else None
+    test = _to_split(test_x, test_y, spec, slice(None))
+    files = {n: str(p) for n, p in paths.items()}
+    return Dataset(spec.name, train, val, test, spec.mean, spec.std, list(spec.classes), files)
 
 
 def synthetic_data(n: int, seed: int = 0) -> Dataset:

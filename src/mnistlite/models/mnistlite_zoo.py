@@ -27,7 +27,6 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
     return factory
 
 
-# Tuning history of these recipes: docs/accuracy.md.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship",

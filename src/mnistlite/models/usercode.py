@@ -55,10 +55,7 @@ def parse_ref(text: str) -> ModelRef | None:
 
 def canonical_path(path: str | Path, base: str | Path | None = None) -> str:
     """A file path as config.json records it: relative to the working directory when under it."""
-    p = Path(path)
-    if not p.is_absolute():
-        p = Path(base or ".") / p
-    p = Path(os.path.abspath(p))
+    p = Path(os.path.abspath(Path(base or ".") / path))  # an absolute `path` ignores `base`
     try:
         return p.relative_to(Path.cwd()).as_posix()
     except ValueError:
@@ -77,7 +74,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# --- importing ------------------------------------------------------------------------
 _MODULES: dict[str, types.ModuleType] = {}  # sha256 of a file's bytes -> its module
 
 
@@ -158,7 +154,6 @@ def _import_module(name: str) -> tuple[types.ModuleType, bytes | None, str]:
     return mod, data, file or name
 
 
-# --- from an object to a checked model entry -----------------------------------------------
 def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
     """Check that `obj` builds models with no arguments; return a factory taking `dropout`."""
     if isinstance(obj, nn.Module):
@@ -214,12 +209,9 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
         def post(_mod: nn.Module, _inp: Any, _out: Any) -> None:
             stack.pop()
 
-        handles = [
-            h
-            for m in model.modules()
-            if m is not model
-            for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))
-        ]
+        handles = []
+        for m in list(model.modules())[1:]:  # all but the model itself
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
         was_training = model.training
         try:
             model.eval()
@@ -311,7 +303,6 @@ def named_models(files: Any, path: Path) -> dict[str, str]:
     return named
 
 
-# --- run directories ----------------------------------------------------------------------
 def entry_from_run(run_dir: Path, saved: dict[str, Any], *, trust_code: bool) -> ModelEntry | None:
     """The model a run directory was trained on, rebuilt from its own copy; None for a registered one."""
     name = str(saved.get("model", ""))
