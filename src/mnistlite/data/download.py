@@ -40,10 +40,9 @@ def _stream(url: str, out) -> str:
     md5 = hashlib.md5()
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
+        name = url.rsplit("/", 1)[-1]
         # disable=None: no bar when stderr is not a terminal (CI logs).
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False, disable=None
-        ) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False, disable=None) as bar:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 md5.update(chunk)

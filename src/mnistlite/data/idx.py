@@ -114,8 +114,6 @@ def read_labels(path: str | Path, expected_sha256: str | None = None) -> np.ndar
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         i = int(bad[0])
-        raise _fault(
-            Path(path),
-            f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} ({bad.size} bad labels in all)",
-        )
+        what = f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} ({bad.size} bad labels in all)"
+        raise _fault(Path(path), what)
     return labels

@@ -63,12 +63,8 @@ _family_model(
 
 # The budget ladder of the params -> accuracy plot: one shape, scaled in width (its 2k point,
 # beaten by tiny2k_deep_ema, moved to experiments/tuning/ladder_2k.py).
-_family_model(
-    "mnistlite_3k",
-    NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,)),
-    ("mnistlite", "ladder", "under8k"),
-    "Ladder point at 3.4k parameters.",
-)
+LADDER_3K = NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,))
+_family_model("mnistlite_3k", LADDER_3K, ("mnistlite", "ladder", "under8k"), "Ladder point at 3.4k parameters.")
 _family_model(
     "mnistlite_20k",
     NetSpec(stages=((12, 24), (24, 24, 24)), transitions=(16,)),

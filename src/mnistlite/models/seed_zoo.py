@@ -12,19 +12,17 @@ from torch import nn
 
 from .registry import BUDGET, register_model
 
-_LAYERS = {"c": "conv", "b": "bn", "r": "relu", "d": "dropout"}
-
 
 def conv_bn_relu(
     cin: int, cout: int, kernel: int = 3, order: str = "cbr", padding: int = 0, *, bias: bool, dropout: float
 ) -> nn.Sequential:
-    make = {
-        "c": lambda: nn.Conv2d(cin, cout, kernel, padding=padding, bias=bias),
-        "b": lambda: nn.BatchNorm2d(cout),
-        "r": nn.ReLU,
-        "d": lambda: nn.Dropout(dropout),
+    layers = {
+        "c": ("conv", lambda: nn.Conv2d(cin, cout, kernel, padding=padding, bias=bias)),
+        "b": ("bn", lambda: nn.BatchNorm2d(cout)),
+        "r": ("relu", nn.ReLU),
+        "d": ("dropout", lambda: nn.Dropout(dropout)),
     }
-    return nn.Sequential(OrderedDict((_LAYERS[letter], make[letter]()) for letter in order))
+    return nn.Sequential(OrderedDict((name, make()) for name, make in (layers[letter] for letter in order)))
 
 
 def _seed(
@@ -105,8 +103,7 @@ _seed(
     bias=True,
 )
 
-# The README table shows Dropout(p=0.01) after each of the six BN layers
-# (after the functional ReLU, as in the source's forward); default rate 0.01.
+# Dropout(p=0.01) after each of the six BN layers, as the README table shows (after the source's functional ReLU).
 _seed(
     "mnistlite8k_model3",
     "MnistLite-8k, Model3",
@@ -128,8 +125,7 @@ _seed(
 )
 
 # --- seed 001: MNIST-8k (mshsingh772/MNIST-8k) ----------------------------------
-# Dropout 0.05 from the source's models/model3.py (the README gives no rate). conv3 squeezes
-# the channels before pooling; conv7 gives the logits.
+# Dropout 0.05 from the source's models/model3.py (the README gives no rate).
 _seed(
     "mnist8k_model3",
     "MNIST-8k, Model 3",
@@ -146,15 +142,13 @@ _seed(
 )
 
 # --- seed 002: MNIST Digit Classification Model (pradeep6kumar/mnist_low_param_model_v2)
-# Dropout 0.05 from the source's model.py (the README gives no rate). conv3 mixes the channels
-# before pooling, conv7 keeps 6x6, conv8 gives the logits.
+# Dropout 0.05 from the source's model.py (the README gives no rate).
 _seed(
     "lowparam_7544",
     "MNIST Digit Classification Model, 7,544-parameter model",
     7_544,
     "7,544-parameter model: eight bias-free convs, Conv-ReLU-BN-Dropout, AvgPool(6), 1x1 head.",
-    # From the README, augmentation from the source's utils.py: its RandomRotation((-7, 3))
-    # becomes a symmetric +-5 degrees, the same 10-degree spread.
+    # From the README; the source's utils.py RandomRotation((-7, 3)) becomes +-5 degrees, the same 10-degree spread.
     _recipe(
         dict(nesterov=True, weight_decay=1e-4, scheduler="onecycle", max_lr=0.02),
         dict(pct_start=0.2, div_factor=25.0, final_div_factor=1e4, anneal_strategy="cos"),
@@ -190,7 +184,6 @@ _seed(
 # The source's train.py: the classic recipe at batch 64 (the README's 938 batches/epoch).
 _PROGRESSION = _recipe(batch_size=64)
 
-# conv8: 7x7 -> 1x1, logits.
 _seed(
     "progression_model1",
     "MNIST training progression (sidrocks), Model_1",
@@ -203,7 +196,7 @@ _seed(
     bias=False,
 )
 
-# Dropout 0.1 from the source's Model_2.py (the README gives no rate). conv8 gives the logits, still 6x6.
+# Dropout 0.1 from the source's Model_2.py (the README gives no rate).
 _seed(
     "progression_model2",
     "MNIST training progression (sidrocks), Model_2",

@@ -234,11 +234,8 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
 
 def _module_classes(module: types.ModuleType) -> list[str]:
     """Names of the nn.Module classes `module` itself defines."""
-    return [
-        n
-        for n, v in vars(module).items()
-        if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
-    ]
+    classes = {n: v for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, nn.Module)}
+    return [n for n, v in classes.items() if v.__module__ == module.__name__]
 
 
 _ENTRIES: dict[tuple[str, str, str], ModelEntry] = {}
