@@ -1,7 +1,6 @@
 """Reproductions of the five seed projects' published models, layer table for layer table (tests/test_seed_zoo.py),
-except that they return raw logits and use modules where a source applies ReLU or pooling functionally.
-Recipes come from the seed README and, where it is silent, the source's training code; comments say what is
-approximated and how."""
+except that they return raw logits and use modules where a source applies ReLU or pooling functionally. Recipes
+come from the seed README and, where it is silent, the source's code; comments say what is approximated, and how."""
 
 from __future__ import annotations
 

@@ -48,9 +48,8 @@ def parse_ref(text: str) -> ModelRef | None:
     target, sep, attr = text.rpartition(":")
     if not sep or not target or not attr.isidentifier():
         return None  # e.g. a search trial's `family:{json}` name
-    if target.endswith(".py") or all(p.isidentifier() for p in target.split(".")):
-        return ModelRef(target, attr)
-    return None
+    is_module = all(p.isidentifier() for p in target.split("."))
+    return ModelRef(target, attr) if target.endswith(".py") or is_module else None
 
 
 def canonical_path(path: str | Path, base: str | Path | None = None) -> str:
