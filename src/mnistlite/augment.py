@@ -1,11 +1,6 @@
-"""Batched augmentation on tensors: one warp per batch, one random draw per sample.
-
-Augmenting one PIL image at a time in a DataLoader costs more than the whole forward/backward
-pass of an 8k-parameter model. Here rotation, translation, scale, shear and the seeds'
-"centre crop 22, resize back to 28" zoom compose into one 2x3 matrix per sample, and elastic
-distortions (Simard et al. 2003) add a displacement field to the same sampling grid, so a
-batch costs one `grid_sample`. Inputs are normalised, so the fill is the normalised black.
-"""
+"""Batched augmentation, one `grid_sample` per batch (a PIL image at a time costs more than an 8k model's whole step):
+rotation, translation, scale, shear and the seeds' centre-crop zoom compose into a 2x3 matrix per sample, elastic
+distortions (Simard et al. 2003) add a field to the same grid. Inputs are normalised: the fill is normalised black."""
 
 from __future__ import annotations
 
@@ -48,12 +43,8 @@ def _uniform(n: int, bound: float, generator: torch.Generator | None, device) ->
 def random_affine_matrices(
     n: int, spec: AugmentSpec, generator: torch.Generator | None = None, device="cpu"
 ) -> torch.Tensor:
-    """(n, 2, 3) matrices mapping output coordinates to input coordinates.
-
-    `affine_grid` works in normalised coordinates ([-1, 1] on both axes), so a
-    matrix here says where each output pixel samples the input: a zoom-in by s
-    is a matrix scaled by 1/s.
-    """
+    """(n, 2, 3) matrices from output to input coordinates, normalised to [-1, 1] as `affine_grid`'s: where each
+    output pixel samples the input, so a zoom-in by s is a matrix scaled by 1/s."""
     angle = _uniform(n, math.radians(spec.rotation), generator, device)
     shear = _uniform(n, math.radians(spec.shear), generator, device)
     zoom = 1 + _uniform(n, spec.scale, generator, device)
@@ -68,11 +59,9 @@ def random_affine_matrices(
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
     inv = 1.0 / zoom
     # Inverse of (rotate . shear-x . zoom): what the output pixel reads from.
-    a = cos * inv
-    b = (cos * tan + sin) * inv
-    c = -sin * inv
-    d = (cos - sin * tan) * inv
-    return torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
+    top = torch.stack([cos * inv, (cos * tan + sin) * inv, tx], 1)
+    bottom = torch.stack([-sin * inv, (cos - sin * tan) * inv, ty], 1)
+    return torch.stack([top, bottom], 1)
 
 
 @cache
@@ -110,16 +99,13 @@ def random_displacements(
     device="cpu",
     dtype=torch.float32,
 ) -> torch.Tensor:
-    """(n, h, w, 2) elastic displacement fields in pixels: uniform noise in [-1, 1] per pixel and axis,
-    smoothed by a Gaussian of `sigma` pixels with zero padding (Simard et al.'s `mode="constant"`),
-    times `alpha`. Separable: two 1-D convolutions, at sigma 4 about 7M multiply-adds for 128 images
-    against the 2-D kernel's 58M.
-    """
+    """(n, h, w, 2) elastic displacements in pixels: `alpha` times uniform [-1, 1] noise smoothed by a zero-padded
+    Gaussian of `sigma` pixels (Simard et al.'s `mode="constant"`), as two 1-D convolutions (7M multiply-adds for
+    128 images at sigma 4, against the 2-D kernel's 58M)."""
     noise = torch.rand(n * 2, 1, h, w, generator=generator, device=device, dtype=dtype) * 2 - 1
     k = _gaussian_kernel(sigma, device, dtype)
     r = (len(k) - 1) // 2
-    # A kernel wider than the image only sees padding past the edge: conv2d's
-    # zero padding gives exactly that.
+    # A kernel wider than the image only sees padding past the edge: conv2d's zero padding gives exactly that.
     field = F.conv2d(noise, k.view(1, 1, 1, -1), padding=(0, r))
     field = F.conv2d(field, k.view(1, 1, -1, 1), padding=(r, 0))
     return (field * alpha).view(n, 2, h, w).permute(0, 2, 3, 1)
@@ -133,8 +119,7 @@ def apply_affine(
     n, _, h, w = images.shape
     grid = affine_grid(theta.to(images.dtype), n, h, w)
     if displacement is not None:
-        # Normalised coordinates: one pixel is 2 / side.
-        # (Scaled per axis without a host-made tensor: a CUDA graph cannot capture that copy.)
+        # One pixel is 2 / side, scaled per axis without a host-made tensor (a CUDA graph cannot capture that copy).
         d = displacement.to(images.dtype)
         grid = grid + torch.cat((d[..., :1] * (2.0 / w), d[..., 1:] * (2.0 / h)), dim=-1)
     # grid_sample pads with zeros; shift so that zero is the fill value.
@@ -142,13 +127,11 @@ def apply_affine(
     return out + fill
 
 
+@dataclass(eq=False)
 class BatchAugment:
-    """Callable augmenter bound to a spec, a fill value and a generator."""
-
-    def __init__(self, spec: AugmentSpec, fill: float, generator: torch.Generator | None = None):
-        self.spec = spec
-        self.fill = fill
-        self.generator = generator
+    spec: AugmentSpec
+    fill: float
+    generator: torch.Generator | None = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if not self.spec.active:
@@ -156,9 +139,6 @@ class BatchAugment:
         n, _, h, w = images.shape
         # The affine draw comes first, so that with elastic_alpha = 0 a run draws what an affine-only one does.
         theta = random_affine_matrices(n, self.spec, self.generator, images.device)
-        disp = None
-        if self.spec.elastic_alpha > 0:
-            disp = random_displacements(
-                n, h, w, self.spec.elastic_alpha, self.spec.elastic_sigma, self.generator, images.device
-            )
+        alpha, sigma = self.spec.elastic_alpha, self.spec.elastic_sigma
+        disp = random_displacements(n, h, w, alpha, sigma, self.generator, images.device) if alpha > 0 else None
         return apply_affine(images, theta, self.fill, disp)

@@ -22,22 +22,17 @@ _CHUNK = 1 << 16
 
 def find_file(folder: Path, name: str) -> Path | None:
     """`<folder>/<name>` or `<folder>/<name>.gz`, plain first (it reads faster)."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
 
 
 def missing_files_error(spec: DatasetSpec, root: str | Path, missing: list[str], why: str) -> MnistliteError:
-    folder = Path(root) / spec.folder
-    return MnistliteError(
-        (
-            f"{spec.name} files missing: {', '.join(missing)} ({why}). "
-            f"Put the four files ({', '.join(f.name for f in spec.files)}, plain or .gz) in {folder}, "
-            f"or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
-            f"that has {spec.folder}/ with them."
-        ).replace("\n", " ")
+    files = ", ".join(f.name for f in spec.files)
+    message = (
+        f"{spec.name} files missing: {', '.join(missing)} ({why}). Put the four files ({files}, plain or .gz) in "
+        f"{Path(root) / spec.folder}, or point --data-dir or the MNISTLITE_DATA environment variable at a folder "
+        f"that has {spec.folder}/ with them."
     )
+    return MnistliteError(message.replace("\n", " "))
 
 
 def _stream(url: str, out) -> str:
@@ -45,10 +40,9 @@ def _stream(url: str, out) -> str:
     md5 = hashlib.md5()
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
+        name = url.rsplit("/", 1)[-1]
         # disable=None: no bar when stderr is not a terminal (CI logs).
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False, disable=None
-        ) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False, disable=None) as bar:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 md5.update(chunk)

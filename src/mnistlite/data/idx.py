@@ -1,13 +1,6 @@
-"""Reader for the IDX files MNIST and Fashion-MNIST ship in (no torchvision).
-
-Layout, all big-endian: two zero bytes, an element-type byte (0x08 = uint8, the
-only one these data sets use), a dimension count, then one uint32 per dimension,
-then the payload. Read as one 32-bit number the first four bytes are the "magic":
-2051 (0x00000803) for image files (3 dims), 2049 (0x00000801) for label files.
-
-Every fault a user can cause (a missing, half-downloaded or wrong file) is one MnistliteError line
-naming the file; anything else escaping from here is a bug (a property test feeds random bytes).
-"""
+"""Reader for MNIST's IDX files (no torchvision): big-endian, two zero bytes, a type byte (0x08 = uint8, the only one
+used), a dim count, a uint32 per dim, the payload; as one number the first four bytes are 2051 (images), 2049 (labels).
+Every fault a user can cause is one MnistliteError line naming the file; anything else escaping is a bug."""
 
 from __future__ import annotations
 
@@ -49,13 +42,11 @@ def load_bytes(path: str | Path) -> bytes:
         raise _fault(path, f"cannot read file ({exc.strerror or exc})") from exc
     if not data:
         raise _fault(path, "file is empty")
-    # An IDX file starts with two zero bytes, so gzip's magic cannot be confused
-    # with it: sniffing also handles a compressed file saved without ".gz".
+    # IDX starts with two zero bytes, so sniffing gzip's magic also finds a compressed file saved without ".gz".
     if path.suffix == ".gz" or data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
-        # Each of these is how some flavour of damaged gzip shows up: a bad header
-        # (BadGzipFile is an OSError), a bad deflate stream, or a cut-off stream.
+        # Damaged gzip shows up as any of these (BadGzipFile is an OSError).
         except (OSError, zlib.error, EOFError, struct.error, ValueError) as exc:
             raise _fault(path, f"corrupt gzip file ({exc}); {_REFETCH}") from exc
         if not data:
@@ -92,8 +83,7 @@ def _decode(path: str | Path, expected_magic: int | None, expected_sha256: str |
         raise _fault(path, f"truncated: dims {shape} need {need} data bytes, file has {have}; {_REFETCH}")
     if have > need:
         raise _fault(path, f"{have - need} bytes of trailing garbage after the {shape} data; {_REFETCH}")
-    # Structure first, checksum last: "truncated" or "wrong magic" tells the
-    # user more than a bare hash mismatch would for the same broken file.
+    # Structure first: "truncated" or "wrong magic" tells more than a bare hash mismatch.
     if expected_sha256 and (got := hashlib.sha256(data).hexdigest()) != expected_sha256.lower():
         raise _fault(
             path,
@@ -124,8 +114,6 @@ def read_labels(path: str | Path, expected_sha256: str | None = None) -> np.ndar
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         i = int(bad[0])
-        raise _fault(
-            Path(path),
-            f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} ({bad.size} bad labels in all)",
-        )
+        what = f"label {int(labels[i])} at index {i} is outside 0-{NUM_CLASSES - 1} ({bad.size} bad labels in all)"
+        raise _fault(Path(path), what)
     return labels

@@ -1,9 +1,6 @@
-"""From data set name to normalised tensors: locate, read (once), split.
-
-Files are looked for in ONE root, `data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite,
-so an explicit choice is never silently overridden by some other copy (the Makefile and CI set
-$MNISTLITE_DATA), and in a data set's read-only system folders. Downloads go to the root only.
-"""
+"""From data set name to normalised tensors: locate, read (once), split. Files are looked for in ONE root (`data_dir`,
+else $MNISTLITE_DATA, else ~/.cache/mnistlite), so another copy never overrides an explicit choice, and in a data set's
+read-only system folders. Downloads go to the root only."""
 
 from __future__ import annotations
 
@@ -58,7 +55,6 @@ class Dataset:
         return replace(self, train=Split(self.train.images[:n], self.train.labels[:n]))
 
 
-# --- where the files are ----------------------------------------------------------
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """`data_dir`, else $MNISTLITE_DATA, else ~/.cache/mnistlite."""
     return Path(data_dir or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
@@ -81,7 +77,6 @@ def locate_files(spec: DatasetSpec, data_dir: str | os.PathLike | None, download
     raise missing_files_error(spec, root, missing, "downloads are turned off")
 
 
-# --- reading, once per file version -----------------------------------------------
 # (resolved path, reader) -> ((mtime_ns, size), sha256 verified or None, array).
 # Several runs in one process (sweeps, tests) then share one decode and one hash.
 _CACHE: dict[tuple[str, str], tuple[tuple[int, int], str | None, np.ndarray]] = {}
@@ -118,13 +113,9 @@ def _read_pair(images: FileSpec, labels: FileSpec, paths: dict[str, Path]) -> tu
     return x, y
 
 
-# --- splitting and tensors --------------------------------------------------------
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices into the n training images, each sorted by original index.
-
-    The permutation uses its own generator so the held-out images are the same
-    whatever the run's seed: a validation score never includes trained-on images.
-    """
+    """(train, val) indices into the n training images, each sorted; its own generator holds out the same images
+    whatever the run's seed, so a validation score never includes trained-on images."""
     if val_size >= n:
         raise MnistliteError(f"val_size {val_size} leaves nothing to train on: the training set has {n} images")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED)).numpy()
@@ -133,8 +124,7 @@ def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray, spec: DatasetSpec, idx: np.ndarray | slice) -> Split:
-    # astype copies into a fresh writable array, so the cached read-only
-    # uint8 data is never aliased by a tensor someone might modify in place.
+    # astype copies, so no tensor someone might modify in place aliases the cached read-only data.
     x = torch.from_numpy(images[idx].astype(np.float32)).unsqueeze(1)
     x.div_(255.0).sub_(spec.mean).div_(spec.std)
     return Split(x, torch.from_numpy(labels[idx].astype(np.int64)))
@@ -147,11 +137,8 @@ def load_dataset(
     limit_train: int = 0,
     download: bool = True,
 ) -> Dataset:
-    """Load a data set as normalised tensors, downloading missing files if allowed.
-
-    `val_size` images are held out of the training set (deterministically, see
-    `split_indices`); `limit_train` then keeps the first N remaining ones (0 = all).
-    """
+    """Normalised tensors, missing files downloaded if allowed; `val_size` images are held out of the training set
+    (`split_indices`), then `limit_train` keeps the first N remaining ones (0 = all)."""
     if name not in DATASETS:
         raise MnistliteError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if val_size < 0:
@@ -162,23 +149,14 @@ def load_dataset(
     paths = locate_files(spec, data_dir, download)
     train_x, train_y = _read_pair(spec.train_images, spec.train_labels, paths)
     test_x, test_y = _read_pair(spec.test_images, spec.test_labels, paths)
-    train_idx: np.ndarray | slice
     train_idx, val_idx = split_indices(len(train_y), val_size)
-    if limit_train:
-        train_idx = train_idx[:limit_train]
-    if not val_size:
-        # Same images, but a slice view spares a 47 MB fancy-index copy.
-        train_idx = slice(limit_train or None)
-    return Dataset(
-        name=spec.name,
-        train=_to_split(train_x, train_y, spec, train_idx),
-        val=_to_split(train_x, train_y, spec, val_idx) if val_size else None,
-        test=_to_split(test_x, test_y, spec, slice(None)),
-        mean=spec.mean,
-        std=spec.std,
-        classes=list(spec.classes),
-        files={n: str(p) for n, p in paths.items()},
-    )
+    # Without val the same images, but a slice view spares a 47 MB fancy-index copy.
+    keep = train_idx[: limit_train or None] if val_size else slice(limit_train or None)
+    train = _to_split(train_x, train_y, spec, keep)
+    val = _to_split(train_x, train_y, spec, val_idx) if val_size else None
+    test = _to_split(test_x, test_y, spec, slice(None))
+    files = {n: str(p) for n, p in paths.items()}
+    return Dataset(spec.name, train, val, test, spec.mean, spec.std, list(spec.classes), files)
 
 
 def synthetic_data(n: int, seed: int = 0) -> Dataset:

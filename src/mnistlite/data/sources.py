@@ -1,8 +1,5 @@
-"""What each data set is: where its files live, how to fetch and verify them.
-
-Folders follow torchvision's layout (`<root>/MNIST/raw/...`), so a data root
-already filled by torchvision works here unchanged, and the other way round.
-"""
+"""What each data set is: where its files live, how to fetch and verify them. Folders follow torchvision's layout
+(`<root>/MNIST/raw/...`), so a data root filled by torchvision works here unchanged, and the other way round."""
 
 from __future__ import annotations
 
@@ -28,9 +25,7 @@ class DatasetSpec:
     mean: float  # of the training pixels scaled to [0, 1]
     std: float
     classes: tuple[str, ...]
-    # Read-only places a system package may have installed the files in; they
-    # are searched after the data root but never downloaded into.
-    system_dirs: tuple[str, ...] = ()
+    system_dirs: tuple[str, ...] = ()  # where a system package installs them: searched after the root, read-only
 
     @property
     def files(self) -> tuple[FileSpec, ...]:
@@ -81,8 +76,7 @@ FASHION_MNIST = DatasetSpec(
     mean=0.2860,
     std=0.3530,
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    # `apt-get install dataset-fashion-mnist` puts the four .gz files, with
-    # the same base names, flat in this folder.
+    # `apt-get install dataset-fashion-mnist` puts the four .gz files flat here.
     system_dirs=("/usr/share/datasets/fashion-mnist",),
 )
 

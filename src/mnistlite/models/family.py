@@ -1,14 +1,6 @@
-"""A parametric family of tiny CNNs whose parameter count is known before building weights.
-
-    stage 1: 3x3 convs (no padding) at full resolution
-    transition: 2x2 max-pool, then a 1x1 conv that narrows the channels
-    stage 2 (and further stages): 3x3 convs
-    head: global average pooling, then a linear layer to the classes
-
-`sep_stages = k` makes the 3x3 convs of the last k stages depthwise-separable (about
-9c + c^2 parameters instead of 9c^2). Every conv is Conv(bias=False) -> BatchNorm -> ReLU
-(-> Dropout when > 0).
-"""
+"""A parametric family of tiny CNNs whose parameter count is known before building: 3x3 convs, then per stage a
+2x2 max-pool, a narrowing 1x1 conv and more 3x3 convs (the last `sep_stages` stages depthwise-separable: 9c + c^2
+parameters, not 9c^2), then GAP and a linear head; every conv is Conv(bias=False) -> BN -> ReLU (-> Dropout)."""
 
 from __future__ import annotations
 
@@ -43,10 +35,6 @@ class NetSpec:
         return asdict(self)
 
 
-def _separable(spec: NetSpec, stage: int) -> bool:
-    return stage >= len(spec.stages) - spec.sep_stages
-
-
 def count_params(spec: NetSpec) -> int:
     """Exact trainable parameters of `build(spec)`, from a build on the meta device (no memory, no random draws)."""
     with torch.device("meta"):
@@ -77,7 +65,7 @@ class FamilyNet(nn.Module):
                 layers += self._unit(c, spec.transitions[i - 1], 1, 0)
                 c = spec.transitions[i - 1]
             for j, w in enumerate(stage):
-                if _separable(spec, i):
+                if i >= len(spec.stages) - spec.sep_stages:
                     layers += self._unit(c, c, 3, 0, groups=c) + self._unit(c, w, 1, 0)
                 else:
                     layers += self._unit(c, w, 3, spec.first_padding if (i, j) == (0, 0) else 0)

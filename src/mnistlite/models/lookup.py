@@ -15,11 +15,8 @@ from .usercode import parse_ref, resolve
 
 def get_entry(name: str) -> ModelEntry:
     """A registered name, or a reference to a user's model (`file.py:Name`, `package.module:Name`)."""
-    if name not in list_models():
-        ref = parse_ref(name)
-        if ref is not None:
-            return resolve(ref)
-    return registered(name)
+    ref = parse_ref(name) if name not in list_models() else None
+    return resolve(ref) if ref is not None else registered(name)
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -1,7 +1,5 @@
-"""mnistlite's own models: the flagship (< 8k), the frontier (< 5k), and the budget ladder,
-all members of the parametric family (family.py). Every recipe was chosen on the validation
-split (docs/accuracy.md); the test set only reports.
-"""
+"""mnistlite's own models: the flagship (< 8k), the frontier (< 5k) and the budget ladder, all of the parametric
+family (family.py). Every recipe was chosen on the validation split (docs/accuracy.md); the test set only reports."""
 
 from __future__ import annotations
 
@@ -10,35 +8,18 @@ from .registry import list_models, register_model, registered
 
 SOURCE = "mnistlite"
 
-# The recipe all our models share: SGD + Nesterov under a one-cycle schedule,
-# light geometric augmentation (MNIST digits are already centred and upright,
-# so strong warps cost more accuracy than they buy).
-BASE_RECIPE = dict(
-    epochs=15,
-    batch_size=128,
-    optimizer="sgd",
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=1e-4,
-    scheduler="onecycle",
-    lr=0.01,
-    max_lr=0.08,
-    pct_start=0.25,
-    div_factor=10.0,
-    final_div_factor=100.0,
-    rotation=8.0,
-    translate=0.08,
-    scale=0.08,
-    label_smoothing=0.0,
-)
+# The recipe all our models share: SGD + Nesterov under a one-cycle schedule, light geometric augmentation
+# (MNIST digits are already centred and upright, so strong warps cost more accuracy than they buy).
+BASE_RECIPE = dict(epochs=15, batch_size=128, optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=1e-4)
+BASE_RECIPE.update(scheduler="onecycle", lr=0.01, max_lr=0.08, pct_start=0.25, div_factor=10.0, final_div_factor=100.0)
+BASE_RECIPE.update(rotation=8.0, translate=0.08, scale=0.08, label_smoothing=0.0)
 
 
 def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: str, **recipe):
     full = {**BASE_RECIPE, **recipe}
 
     def factory(dropout: float | None = None):
-        s = spec if dropout is None else NetSpec(**{**spec.to_dict(), "dropout": dropout})
-        return build(s)
+        return build(spec if dropout is None else NetSpec(**{**spec.to_dict(), "dropout": dropout}))
 
     factory.__doc__ = description
     factory.spec = spec  # type: ignore[attr-defined]
@@ -46,7 +27,6 @@ def _family_model(name: str, spec: NetSpec, tags: tuple[str, ...], description: 
     return factory
 
 
-# Tuning history of these recipes: docs/accuracy.md.
 FLAGSHIP = NetSpec(stages=((8, 16), (16, 16, 16)), transitions=(10,))
 _family_model(
     "mnistlite_flagship",
@@ -83,12 +63,8 @@ _family_model(
 
 # The budget ladder of the params -> accuracy plot: one shape, scaled in width (its 2k point,
 # beaten by tiny2k_deep_ema, moved to experiments/tuning/ladder_2k.py).
-_family_model(
-    "mnistlite_3k",
-    NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,)),
-    ("mnistlite", "ladder", "under8k"),
-    "Ladder point at 3.4k parameters.",
-)
+LADDER_3K = NetSpec(stages=((6, 10), (10, 10, 10)), transitions=(8,))
+_family_model("mnistlite_3k", LADDER_3K, ("mnistlite", "ladder", "under8k"), "Ladder point at 3.4k parameters.")
 _family_model(
     "mnistlite_20k",
     NetSpec(stages=((12, 24), (24, 24, 24)), transitions=(16,)),
@@ -98,7 +74,6 @@ _family_model(
 )
 
 
-# --- registry-free family specs (used by `mnistlite search`) --------------------
 def register_spec(
     name: str,
     spec: NetSpec,
@@ -107,8 +82,7 @@ def register_spec(
     tags: tuple[str, ...] = ("family", "search"),
     description: str = "",
 ):
-    """Register family `spec` under `name` (a search's `family:<json>`) unless it already is;
-    another spec under a registered name is an error."""
+    """Register family `spec` under `name` (a search's `family:<json>`) unless it is (under another spec: error)."""
     if name in list_models():
         existing = getattr(registered(name).factory, "spec", None)
         if existing != spec:

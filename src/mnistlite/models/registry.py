@@ -71,15 +71,8 @@ def register_model(
         if name in target:
             raise MnistliteError(f"model {name!r} registered twice")
         built = check(factory, name) if check is not None else factory
-        target[name] = ModelEntry(
-            name=name,
-            factory=built,
-            source=source,
-            tags=tuple(tags),
-            recipe=dict(recipe or {}),
-            stated_params=stated_params,
-            description=description or (factory.__doc__ or "").strip().split("\n")[0],
-        )
+        doc = description or (factory.__doc__ or "").strip().split("\n")[0]
+        target[name] = ModelEntry(name, built, source, tuple(tags), dict(recipe or {}), stated_params, doc)
         return factory
 
     return deco

@@ -1,14 +1,6 @@
-"""Nets under 2,000 and 1,000 parameters: the bottom of the params -> accuracy ladder.
-
-The family spends a tiny budget where it matters least (a full 3x3 conv at 28x28, a 1x1
-after every pool), so these are short plans of Conv(bias=False) -> BN -> ReLU units:
-
-    ("conv", c, pad)  a full 3x3 conv to c channels
-    ("sep", c)        a depthwise 3x3, then a 1x1 to c
-    ("pool",)         2x2 max-pool
-
-then global average pooling and one linear layer. Rounds and results: docs/accuracy.md.
-"""
+"""Nets under 2,000 and 1,000 parameters, the bottom of the ladder (rounds and results: docs/accuracy.md). The family
+spends a tiny budget where it matters least (a full 3x3 conv at 28x28, a 1x1 after every pool), so these are short
+plans of Conv(bias=False) -> BN -> ReLU units, then global average pooling and one linear layer."""
 
 from __future__ import annotations
 
@@ -25,6 +17,9 @@ def _unit(cin: int, cout: int, kernel: tuple[int, int], pad: int = 0, groups: in
 
 
 class TinyNet(nn.Module):
+    """Plan units: ("conv", c, pad) a full 3x3 conv to c channels, ("sep", c) a depthwise 3x3 then a 1x1 to c,
+    ("pool",) a 2x2 max-pool."""
+
     def __init__(self, plan: Plan, classes: int = 10, dropout: float = 0.0):
         super().__init__()
         layers: list[nn.Module] = []
@@ -66,13 +61,10 @@ def _register(name: str, plan: Plan, params: int, description: str, tags: tuple[
         return TinyNet(plan, dropout=dropout or 0.0)
 
     factory.__doc__ = description
+    tags = ("mnistlite", "tiny", "under8k", *tags)
+    full = {**TINY_RECIPE, **recipe}
     register_model(
-        name,
-        source=f"{SOURCE}, {name}",
-        tags=("mnistlite", "tiny", "under8k", *tags),
-        recipe={**TINY_RECIPE, **recipe},
-        stated_params=params,
-        description=description,
+        name, source=f"{SOURCE}, {name}", tags=tags, recipe=full, stated_params=params, description=description
     )(factory)
 
 

@@ -1,10 +1,6 @@
-"""Models the user wrote: `path/to/file.py:Name` and `package.module:Name`.
-
-Resolving a reference builds the model and runs one forward pass, so a broken model fails
-with one line naming the file (and line, or layer) before any run directory exists. The
-entry keeps the exact bytes executed, which the run directory copies (model_source.py), so
-a run can be rebuilt as trained; that runs the copy's code, so it needs `trust_code=True`.
-"""
+"""Models the user wrote: `path/to/file.py:Name` and `package.module:Name`. Resolving one builds it and runs a forward
+pass, so a broken model fails in one line naming the file (and line, or layer) before any run directory exists. The
+run directory keeps the exact bytes run (model_source.py); rebuilding from that copy runs it, so needs `trust_code`."""
 
 from __future__ import annotations
 
@@ -52,17 +48,13 @@ def parse_ref(text: str) -> ModelRef | None:
     target, sep, attr = text.rpartition(":")
     if not sep or not target or not attr.isidentifier():
         return None  # e.g. a search trial's `family:{json}` name
-    if target.endswith(".py") or all(p.isidentifier() for p in target.split(".")):
-        return ModelRef(target, attr)
-    return None
+    is_module = all(p.isidentifier() for p in target.split("."))
+    return ModelRef(target, attr) if target.endswith(".py") or is_module else None
 
 
 def canonical_path(path: str | Path, base: str | Path | None = None) -> str:
     """A file path as config.json records it: relative to the working directory when under it."""
-    p = Path(path)
-    if not p.is_absolute():
-        p = Path(base or ".") / p
-    p = Path(os.path.abspath(p))
+    p = Path(os.path.abspath(Path(base or ".") / path))  # an absolute `path` ignores `base`
     try:
         return p.relative_to(Path.cwd()).as_posix()
     except ValueError:
@@ -81,7 +73,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# --- importing ------------------------------------------------------------------------
 _MODULES: dict[str, types.ModuleType] = {}  # sha256 of a file's bytes -> its module
 
 
@@ -98,10 +89,8 @@ def _on_sys_path(folder: str) -> Iterator[None]:
 
 def _where_raised(e: BaseException, filename: str) -> str:
     """`file:line` of the deepest frame of `filename` in e's traceback, else the file."""
-    line = None
-    for fr in traceback.extract_tb(e.__traceback__):
-        if os.path.abspath(fr.filename) == os.path.abspath(filename):
-            line = fr.lineno
+    frames = reversed(traceback.extract_tb(e.__traceback__))
+    line = next((fr.lineno for fr in frames if os.path.abspath(fr.filename) == os.path.abspath(filename)), None)
     return f"{filename}:{line}" if line else filename
 
 
@@ -128,12 +117,9 @@ def exec_file(data: bytes, filename: str) -> types.ModuleType:
     try:
         with collecting(factory_of) as found, _on_sys_path(os.path.dirname(os.path.abspath(filename))):
             exec(code, mod.__dict__)
-    except MnistliteError:
-        sys.modules.pop(mod.__name__, None)
-        raise
     except BaseException as e:
         sys.modules.pop(mod.__name__, None)
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (MnistliteError, KeyboardInterrupt)):
             raise
         raise MnistliteError(f"{_where_raised(e, filename)}: importing it raised {_exc(e)}") from None
     mod.__dict__["__mnistlite_entries__"] = found
@@ -152,10 +138,6 @@ def read_file(path: str) -> bytes:
         raise MnistliteError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def load_file(path: str) -> types.ModuleType:
-    return exec_file(read_file(path), path)
-
-
 def _import_module(name: str) -> tuple[types.ModuleType, bytes | None, str]:
     """`package.module` -> (module, its source bytes or None, a label for messages)."""
     try:
@@ -171,7 +153,6 @@ def _import_module(name: str) -> tuple[types.ModuleType, bytes | None, str]:
     return mod, data, file or name
 
 
-# --- from an object to a checked model entry -----------------------------------------------
 def factory_of(obj: Any, label: str) -> Callable[..., nn.Module]:
     """Check that `obj` builds models with no arguments; return a factory taking `dropout`."""
     if isinstance(obj, nn.Module):
@@ -227,12 +208,9 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
         def post(_mod: nn.Module, _inp: Any, _out: Any) -> None:
             stack.pop()
 
-        handles = [
-            h
-            for m in model.modules()
-            if m is not model
-            for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))
-        ]
+        handles = []
+        for m in list(model.modules())[1:]:  # all but the model itself
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
         was_training = model.training
         try:
             model.eval()
@@ -255,11 +233,8 @@ def check_model(build: Callable[[], nn.Module], label: str, filename: str | None
 
 def _module_classes(module: types.ModuleType) -> list[str]:
     """Names of the nn.Module classes `module` itself defines."""
-    return [
-        n
-        for n, v in vars(module).items()
-        if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
-    ]
+    classes = {n: v for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, nn.Module)}
+    return [n for n, v in classes.items() if v.__module__ == module.__name__]
 
 
 _ENTRIES: dict[tuple[str, str, str], ModelEntry] = {}
@@ -305,7 +280,7 @@ def resolve(ref: ModelRef) -> ModelEntry:
 def file_entries(path: str) -> list[ModelEntry]:
     """What `mnistlite models --from FILE` lists: the file's registered models, else its nn.Module classes."""
     target = canonical_path(path)
-    module = load_file(path)
+    module = exec_file(read_file(path), path)
     names = list(module.__dict__.get("__mnistlite_entries__", {})) or _module_classes(module)
     return [resolve(ModelRef(target, n)) for n in names]
 
@@ -317,14 +292,13 @@ def named_models(files: Any, path: Path) -> dict[str, str]:
     named: dict[str, str] = {}
     for f in files:
         file = canonical_path(f, path.parent)
-        for name in load_file(file).__dict__.get("__mnistlite_entries__", {}):  # its @register_model names
+        for name in exec_file(read_file(file), file).__dict__.get("__mnistlite_entries__", {}):
             if name in named:
                 raise MnistliteError(f"{path}: model {name!r} is registered by two of its model files")
             named[name] = f"{file}:{name}"
     return named
 
 
-# --- run directories ----------------------------------------------------------------------
 def entry_from_run(run_dir: Path, saved: dict[str, Any], *, trust_code: bool) -> ModelEntry | None:
     """The model a run directory was trained on, rebuilt from its own copy; None for a registered one."""
     name = str(saved.get("model", ""))
