@@ -1,35 +1,20 @@
 """The Analysis of a report: rules from a step's metrics to a `Finding` (a verdict and plain sentences).
 
-Every threshold is a named constant below, so a verdict can be checked by hand
-against the numbers printed beside it; the challenge's own verdicts (budget, goal,
-both) close the list. Train accuracy is the running accuracy of each epoch on the
-augmented batches, dropout on; test accuracy is the whole test set, in eval mode (for a
-sealed run the validation split, under the same keys: every sentence names `step.split`).
+Every threshold is a named constant, so a verdict can be checked by hand against the numbers printed beside it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from statistics import mean
 from typing import Any
 
 from ..challenge import BUDGET, LAST_EPOCHS, MAX_EPOCHS, TARGET
 from .markdown import by_run, pct, pp
 from .recipe import diff, recipe_diff
-from .step import (
-    Finding,
-    StepMetrics,
-    best_test,
-    col,
-    final_test,
-    first_epoch_at,
-    gap_last,
-    last,
-    mean_std,
-    min_last,
-    range_last,
-)
+from .step import Finding, StepMetrics, best_test, col, final_test, first_epoch_at, last, mean_std, min_last
 
 # Fit: the train-test gap (pp) over the last LAST_EPOCHS epochs, read only once the curves have settled.
 OVERFIT_GAP_PP = 0.5  # train ahead of test by more than this: overfits
@@ -59,8 +44,7 @@ def _swings(rows: Sequence[dict[str, Any]]) -> bool:
 def fit(step: StepMetrics) -> Finding:
     """Too short, still improving, unstable, overfits, underfits or balanced.
 
-    Only a settled tail is read as a gap: early on, test accuracy still climbs and can sit
-    above train accuracy (measured with augmentation and dropout on), which says nothing.
+    Only a settled tail is read as a gap: early on, test accuracy still climbs and can sit above train accuracy.
     """
     runs, t = [rows for rows in step.runs.values() if rows], step.split
     shortest = min(len(r) for r in runs)
@@ -76,7 +60,7 @@ def fit(step: StepMetrics) -> Finding:
         )
     train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
     test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
-    gap = mean(step.values(gap_last))
+    gap = mean(mean(col(last(rows), "train_acc")) - mean(col(last(rows), "test_acc")) for rows in runs)
     text = (
         f"Over the last {LAST_EPOCHS} epoch(s) train accuracy averaged {pct(train)} and {t} {pct(test)}, "
         f"a train-{t} gap of {pp(gap)} (train accuracy is measured on the augmented training batches "
@@ -158,7 +142,7 @@ def stability(step: StepMetrics) -> Finding:
             "too short",
             f"Only {shortest} epoch(s) ran, so stability over the last {LAST_EPOCHS} epochs cannot be judged.",
         )
-    ranges = step.per_run(range_last)
+    ranges = step.per_run(lambda rows: max(col(last(rows), "test_acc")) - min(col(last(rows), "test_acc")))
     mins = step.per_run(min_last)
     worst = max(ranges, key=ranges.get)
     low = min(mins, key=mins.get)
@@ -169,16 +153,11 @@ def stability(step: StepMetrics) -> Finding:
         verdict, word = "unstable", f"unstable (more than {UNSTABLE_RANGE_PP} pp)"
     else:
         verdict, word = "fluctuates", f"it fluctuates (between {STABLE_RANGE_PP} and {UNSTABLE_RANGE_PP} pp)"
+    moved = f"Over the last {LAST_EPOCHS} epochs {step.split} accuracy moved within"
     if step.n == 1:
-        text = (
-            f"Over the last {LAST_EPOCHS} epochs {step.split} accuracy moved within {r:.2f} pp "
-            f"(lowest {pct(mins[low])}): {word}."
-        )
+        text = f"{moved} {r:.2f} pp (lowest {pct(mins[low])}): {word}."
     else:
-        text = (
-            f"Over the last {LAST_EPOCHS} epochs {step.split} accuracy moved within at most {r:.2f} pp ({worst}); "
-            f"the lowest value was {pct(mins[low])} ({low}): {word}."
-        )
+        text = f"{moved} at most {r:.2f} pp ({worst}); the lowest value was {pct(mins[low])} ({low}): {word}."
     return Finding("stability", verdict, text)
 
 
@@ -188,7 +167,6 @@ def seed_spread(step: StepMetrics) -> Finding | None:
     if len(finals) < 2:
         return None
     m, s = mean_std(finals)
-    assert s is not None
     text = f"Across {len(finals)} seeds the final {step.split} accuracy is {m:.2f}% ± {s:.2f} pp (sample std)"
     if s > SEED_SPREAD_PP:
         return Finding(
@@ -232,39 +210,24 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
         verdict, judged = "worse", "a loss"
     else:
         verdict, judged = "same", "within noise"
-    return Finding(
-        "change",
-        verdict,
-        (
-            f"Compared with `{prev.name}`: {what}. Effect: "
-            + "; ".join(nums)
-            + f". The change in final {t} accuracy is {judged} (noise band ±{noise:.2f} pp)."
-        ),
-    )
+    text = f"Compared with `{prev.name}`: {what}. Effect: {'; '.join(nums)}. The change in final {t} accuracy is "
+    return Finding("change", verdict, f"{text}{judged} (noise band ±{noise:.2f} pp).")
 
 
 def budget(step: StepMetrics) -> Finding:
     """Parameters below BUDGET and at most MAX_EPOCHS epochs."""
-    parts, ok = [], True
-    if step.params is None:
-        parts.append("The parameter count is unknown")
-        ok = False
-    elif step.params < BUDGET:
-        parts.append(
-            f"{step.params:,} parameters are within the {BUDGET:,}-parameter budget ({BUDGET - step.params:,} to spare)"
-        )
+    p = step.params
+    if p is None:
+        params = "The parameter count is unknown"
+    elif p < BUDGET:
+        params = f"{p:,} parameters are within the {BUDGET:,}-parameter budget ({BUDGET - p:,} to spare)"
     else:
-        ok = False
-        parts.append(
-            f"{step.params:,} parameters are over the {BUDGET:,}-parameter budget ({step.params / BUDGET:.1f}x it)"
-        )
+        params = f"{p:,} parameters are over the {BUDGET:,}-parameter budget ({p / BUDGET:.1f}x it)"
     epochs = step.epochs if step.epochs is not None else max(len(r) for r in step.runs.values())
-    if epochs <= MAX_EPOCHS:
-        parts.append(f"{epochs} epochs are within the {MAX_EPOCHS}-epoch budget")
-    else:
-        ok = False
-        parts.append(f"{epochs} epochs are over the {MAX_EPOCHS}-epoch budget")
-    return Finding("budget", "within" if ok else "over", "; ".join(parts) + ".")
+    within = epochs <= MAX_EPOCHS
+    ok = p is not None and p < BUDGET and within
+    text = f"{params}; {epochs} epochs are {'within' if within else 'over'} the {MAX_EPOCHS}-epoch budget."
+    return Finding("budget", "within" if ok else "over", text)
 
 
 def goal(step: StepMetrics) -> Finding:
@@ -307,27 +270,22 @@ def challenge(budget_f: Finding, goal_f: Finding) -> Finding:
             f"This step meets the challenge: under {BUDGET:,} parameters, at most {MAX_EPOCHS} epochs, "
             f"and {TARGET}% held over the last {LAST_EPOCHS} epochs.",
         )
-    missing = []
-    if budget_f.verdict != "within":
-        missing.append("the budget")
-    if goal_f.verdict != "meets":
-        missing.append("the accuracy goal")
+    missing = ["the budget"] if budget_f.verdict != "within" else []
+    missing += ["the accuracy goal"] if goal_f.verdict != "meets" else []
     return Finding("challenge", "misses", f"This step does not meet the challenge: it misses {' and '.join(missing)}.")
 
 
 def analyse(step: StepMetrics, prev: StepMetrics | None = None) -> list[Finding]:
     """All rules, in report order. Runs without any finished epoch are left out."""
-    step = StepMetrics(**{**step.__dict__, "runs": {k: v for k, v in step.runs.items() if v}})
+    step = replace(step, runs={k: v for k, v in step.runs.items() if v})
     if not step.runs:
         return [Finding("data", "none", "No epoch has finished yet, so there is nothing to analyse.")]
     findings: list[Finding] = []
     if prev is not None and any(prev.runs.values()):
-        prev = StepMetrics(**{**prev.__dict__, "runs": {k: v for k, v in prev.runs.items() if v}})
+        prev = replace(prev, runs={k: v for k, v in prev.runs.items() if v})
         findings.append(change(prev, step))
     findings += [fit(step), speed(step), stability(step)]
     spread = seed_spread(step)
-    if spread is not None:
-        findings.append(spread)
+    findings += [spread] if spread else []
     b, g = budget(step), goal(step)
-    findings += [b, g, challenge(b, g)]
-    return findings
+    return [*findings, b, g, challenge(b, g)]

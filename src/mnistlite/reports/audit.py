@@ -1,12 +1,7 @@
-"""`mnistlite audit DIR`: every test reading under DIR, and the claims that came after them.
+"""`mnistlite audit DIR`: every test reading under DIR, and the claims (consistency.json, ladder.md rows) after them.
 
-A reading is a line of a run's test_readings.jsonl (engine/writer.py), or, for a run from before that
-record, the test column of its metrics.csv, dated by the commit that last changed the file (git: a run
-retrained in place is a new run), else by its mtime. A claim is a consistency.json or a ladder.md row,
-dated by the commit that first added its file and never older than its own runs. Runs and claims
-belong to the smallest standard budget above their parameter count. Per claim, in its budget: the
-readings before it (not its own runs'), those made during a choice (a run with a validation split),
-and every model or recipe first seen after another one's test reading: a round started by a test result.
+Per claim, in its budget: the readings before it, those made during a choice (a run with a validation split), and
+every model or recipe first seen after another one's test reading: a round started by a test result.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ BUDGETS = (1_000, 2_000, 5_000, BUDGET, 20_000)  # the zoo's under<N>k tags, and
 
 
 def budget_of(params: int | None) -> int | None:
+    """The smallest standard budget above `params` (None: above them all, or unknown)."""
     return next((b for b in BUDGETS if params is not None and params < b), None)
 
 
@@ -112,15 +108,10 @@ def read_run(folder: Path, root: Path, dates: Dates) -> list[dict[str, Any]]:
     params = result.get("params") or next((r["params"] for r in readings if "params" in r), None)
     sha = cfg.get("model_sha256")
     recorded_hash = next((r["model_hash"] for r in readings if "model_hash" in r), None)
-    run = {
-        "run": folder.relative_to(root).as_posix(),
-        "model": cfg["model"],
-        "params": params,
-        "budget": budget_of(params),
-        "model_hash": recorded_hash or (sha[:16] if sha else _built_hash(cfg["model"])),
-        "recipe_hash": rd.recipe_hash(cfg),
-        "first": min([dated, *(r["when"] for r in readings)]),
-    }
+    model_hash = recorded_hash or (sha[:16] if sha else _built_hash(cfg["model"]))
+    run = {"run": folder.relative_to(root).as_posix(), "model": cfg["model"], "params": params}
+    run |= {"budget": budget_of(params), "model_hash": model_hash, "recipe_hash": rd.recipe_hash(cfg)}
+    run["first"] = min([dated, *(r["when"] for r in readings)])
     choice = cfg.get("val_size")
     return [{**r, **run, "choice": bool(r.get("val_size", choice))} for r in readings] or [{**run, "when": None}]
 
@@ -203,17 +194,10 @@ def audit(root: str | Path) -> dict[str, Any]:
         budget, own, when = budget_of(c["params"]), c["own"], _iso(c["when"])
         before = [r for r in readings if r["budget"] == budget and r["when"] <= c["when"] and r["run"] not in own]
         flagged = [f["id"] for f in flags if f["budget"] == budget and f["first_seen"] <= when]
-        out.append(
-            {
-                **{k: c[k] for k in ("claim", "model", "params", "dated_by")},
-                "budget": budget,
-                "when": when,
-                "own_runs": sorted(own),
-                "readings_before": [r["id"] for r in before],
-                "choice_readings_before": sum(r["choice"] for r in before),
-                "started_after_a_reading": flagged,
-            }
-        )
+        claim = {**{k: c[k] for k in ("claim", "model", "params", "dated_by")}, "budget": budget, "when": when}
+        claim |= {"own_runs": sorted(own), "readings_before": [r["id"] for r in before]}
+        choice = sum(r["choice"] for r in before)
+        out.append({**claim, "choice_readings_before": choice, "started_after_a_reading": flagged})
     readings = [{**{k: v for k, v in r.items() if k != "first"}, "when": _iso(r["when"])} for r in readings]
     head = {"dir": str(root), "budgets": list(BUDGETS), "files_dated_by": dates.sources, "runs": len(runs)}
     return {**head, "claims": out, "started_after_a_reading": flags, "readings": readings}
@@ -227,10 +211,6 @@ def to_json(doc: dict[str, Any]) -> str:
     head = json.dumps({k: v for k, v in doc.items() if k not in LISTS})
     lists = [f'"{k}": [\n' + ",\n".join(json.dumps(x) for x in doc[k]) + "\n]" for k in LISTS]
     return head[:-1] + ",\n" + ",\n".join(lists) + "}\n"
-
-
-def _budget_name(budget: int | None) -> str:
-    return f"under {budget:,} parameters" if budget else f"{BUDGETS[-1]:,} parameters or more (or unknown)"
 
 
 def _reading_line(r: dict[str, Any]) -> str:
@@ -255,13 +235,13 @@ def render(doc: dict[str, Any]) -> str:
         f"a run with a validation split), {len(doc['claims'])} claims; files dated by git ({dated['git']}) "
         f"or mtime ({dated['mtime']}), recorded readings by their record"
     ]
-    budgets = sorted({c["budget"] for c in doc["claims"]}, key=lambda b: b or 1 << 62)
-    for budget in budgets:
+    for budget in sorted({c["budget"] for c in doc["claims"]}, key=lambda b: b or 1 << 62):
         claims = [c for c in doc["claims"] if c["budget"] == budget]
         band = [r for r in readings if r["budget"] == budget]
+        name = f"under {budget:,} parameters" if budget else f"{BUDGETS[-1]:,} parameters or more (or unknown)"
         lines += [
             "",
-            f"== {_budget_name(budget)}: {len(claims)} claims, {len(band)} test readings "
+            f"== {name}: {len(claims)} claims, {len(band)} test readings "
             f"({sum(r['choice'] for r in band)} during a choice) ==",
         ]
         seen: set[int] = set()

@@ -1,5 +1,4 @@
-"""A run's recipe (its config.json, less where and how fast it ran): in one line, the fields that
-matter, and what changed between two."""
+"""A run's recipe (its config.json, less where and how fast it ran): in one line, what matters, what changed."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ def recipe_text(cfg: dict[str, Any]) -> str:
         parts.append(f"weight decay {cfg['weight_decay']:g}")
     if cfg.get("label_smoothing"):
         parts.append(f"label smoothing {cfg['label_smoothing']:g}")
-    parts.append(f"batch {cfg.get('batch_size')}")
-    parts.append(f"{cfg.get('epochs')} epochs")
+    parts += [f"batch {cfg.get('batch_size')}", f"{cfg.get('epochs')} epochs"]
     augmentations = {"rotation": "±{:g}°", "translate": "±{:.0%}", "scale": "±{:.0%}", "shear": "±{:g}°"}
     aug = [f"{k} {spec.format(cfg[k])}" for k, spec in augmentations.items() if cfg.get(k)]
     if cfg.get("crop_p"):
@@ -75,9 +73,7 @@ def recipe_fields(cfg: dict[str, Any]) -> dict[str, Any]:
 def value_text(v: Any) -> str:
     if v is None:
         return "model default"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -90,9 +86,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set.
 
-    A field one side's config.json lacks was saved before the field existed, and
-    that run ran with its default (the same-run rule's reading, config.saved_value):
-    it is a change only where the other side set something else.
+    A field one side lacks was saved before it existed and ran with its default (config.saved_value).
     """
     keys = [*before, *(k for k in after if k not in before)]  # in saved order: reports stay stable
     a = recipe_fields({k: saved_value(before, k) for k in keys})
