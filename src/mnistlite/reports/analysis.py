@@ -51,13 +51,12 @@ def fit(step: StepMetrics) -> Finding:
     if shortest < LAST_EPOCHS:
         end_train = mean(float(rows[-1]["train_acc"]) for rows in runs)
         end_test = mean(float(rows[-1]["test_acc"]) for rows in runs)
-        return Finding(
-            "fit",
-            "too short",
+        text = (
             f"Only {shortest} epoch(s) ran, too few to judge over- or underfitting: the curves "
             f"have not settled (at the end train {pct(end_train)}, {t} {pct(end_test)}). "
-            f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap.",
+            f"Train for at least {LAST_EPOCHS} epochs (the challenge allows {MAX_EPOCHS}) before reading the gap."
         )
+        return Finding("fit", "too short", text)
     train = mean(mean(col(last(rows), "train_acc")) for rows in runs)
     test = mean(mean(col(last(rows), "test_acc")) for rows in runs)
     gap = mean(mean(col(last(rows), "train_acc")) - mean(col(last(rows), "test_acc")) for rows in runs)
@@ -118,30 +117,26 @@ def speed(step: StepMetrics) -> Finding:
         reached = {k: v for k, v in d.items() if v is not None}
         if not reached:
             return f"never reached {level:g}% in {epochs} epoch(s)"
+        at = f"first reached {level:g}% at epoch"
         if step.n == 1:
-            return f"first reached {level:g}% at epoch {next(iter(reached.values()))}"
+            return f"{at} {next(iter(reached.values()))}"
         if len(reached) == step.n and len(set(reached.values())) == 1:
-            return f"first reached {level:g}% at epoch {next(iter(reached.values()))} for every seed"
-        s = f"first reached {level:g}% at epoch {by_run(reached)}"
+            return f"{at} {next(iter(reached.values()))} for every seed"
         missing = [k for k, v in d.items() if v is None]
-        return s + (f", never for {', '.join(missing)}" if missing else "")
+        return f"{at} {by_run(reached)}" + (f", never for {', '.join(missing)}" if missing else "")
 
     n_reached = sum(v is not None for v in first.values())
     verdict = "reached" if n_reached == len(first) else "never" if not n_reached else "partly"
-    return Finding(
-        "speed", verdict, f"{step.split.capitalize()} accuracy {when(first, FIRST_LEVEL)}, and {when(at_goal, TARGET)}."
-    )
+    text = f"{step.split.capitalize()} accuracy {when(first, FIRST_LEVEL)}, and {when(at_goal, TARGET)}."
+    return Finding("speed", verdict, text)
 
 
 def stability(step: StepMetrics) -> Finding:
     """Range and minimum of test accuracy over the last LAST_EPOCHS epochs of each run."""
     shortest = min(len(r) for r in step.runs.values())
     if shortest < LAST_EPOCHS:
-        return Finding(
-            "stability",
-            "too short",
-            f"Only {shortest} epoch(s) ran, so stability over the last {LAST_EPOCHS} epochs cannot be judged.",
-        )
+        text = f"Only {shortest} epoch(s) ran, so stability over the last {LAST_EPOCHS} epochs cannot be judged."
+        return Finding("stability", "too short", text)
     ranges = step.per_run(lambda rows: max(col(last(rows), "test_acc")) - min(col(last(rows), "test_acc")))
     mins = step.per_run(min_last)
     worst = max(ranges, key=ranges.get)
@@ -177,15 +172,10 @@ def seed_spread(step: StepMetrics) -> Finding | None:
 
 def change(prev: StepMetrics, step: StepMetrics) -> Finding:
     """What changed from the previous step, and what that did to the numbers."""
-    parts = []
-    if prev.model != step.model:
-        parts.append(f"the model changed from `{prev.model}` to `{step.model}`")
+    parts = [f"the model changed from `{prev.model}` to `{step.model}`"] if prev.model != step.model else []
     arch = diff(prev.arch, step.arch) if prev.arch and step.arch else []
-    if arch:
-        parts.append("architecture: " + ", ".join(arch))
-    rec = recipe_diff(prev.config, step.config)
-    if rec:
-        parts.append("recipe: " + ", ".join(rec))
+    changed = {"architecture": arch, "recipe": recipe_diff(prev.config, step.config)}
+    parts += [f"{what}: " + ", ".join(diffs) for what, diffs in changed.items() if diffs]
     what = "; ".join(parts) if parts else "nothing in the model or the recipe changed"
     nums = []
     if prev.params is not None and step.params is not None:
@@ -234,42 +224,35 @@ def goal(step: StepMetrics) -> Finding:
     """Test accuracy >= TARGET in each of the last LAST_EPOCHS epochs, for every run."""
     short = {k: len(r) for k, r in step.runs.items() if len(r) < LAST_EPOCHS}
     if short:
-        return Finding(
-            "goal",
-            "misses",
-            f"Misses the goal: it needs {TARGET}% in each of the last {LAST_EPOCHS} epochs, "
-            f"but only {by_run(short)} epoch(s) ran.",
-        )
+        text = f"it needs {TARGET}% in each of the last {LAST_EPOCHS} epochs, but only {by_run(short)} epoch(s) ran"
+        return Finding("goal", "misses", f"Misses the goal: {text}.")
     mins = step.per_run(min_last)
     failed = {k: v for k, v in mins.items() if v < TARGET}
     everyone = "" if step.n == 1 else " for both seeds" if step.n == 2 else f" for all {step.n} seeds"
     if not failed:
-        return Finding(
-            "goal",
-            "meets",
+        text = (
             f"Meets the goal: {step.split} accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
-            f"{everyone} (lowest {pct(min(mins.values()))}).",
+            f"{everyone} (lowest {pct(min(mins.values()))})."
         )
+        return Finding("goal", "meets", text)
     held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= TARGET))
     detail = "; ".join(
         f"{k} held {TARGET}% in {held[k]} of the last {LAST_EPOCHS} epochs (lowest {pct(v)}, {TARGET - v:.2f} pp short)"
         for k, v in failed.items()
     )
     met = [k for k in mins if k not in failed]
-    return Finding(
-        "goal", "misses", (f"Misses the goal: {detail}" + (f"; {', '.join(met)} met it" if met else "") + ".")
-    )
+    also = f"; {', '.join(met)} met it" if met else ""
+    return Finding("goal", "misses", f"Misses the goal: {detail}{also}.")
 
 
 def challenge(budget_f: Finding, goal_f: Finding) -> Finding:
     """Both together: the challenge is met only within budget and at goal."""
     if budget_f.verdict == "within" and goal_f.verdict == "meets":
-        return Finding(
-            "challenge",
-            "meets",
+        text = (
             f"This step meets the challenge: under {BUDGET:,} parameters, at most {MAX_EPOCHS} epochs, "
-            f"and {TARGET}% held over the last {LAST_EPOCHS} epochs.",
+            f"and {TARGET}% held over the last {LAST_EPOCHS} epochs."
         )
+        return Finding("challenge", "meets", text)
     missing = ["the budget"] if budget_f.verdict != "within" else []
     missing += ["the accuracy goal"] if goal_f.verdict != "meets" else []
     return Finding("challenge", "misses", f"This step does not meet the challenge: it misses {' and '.join(missing)}.")

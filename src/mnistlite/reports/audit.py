@@ -44,30 +44,25 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_dates(root: Path) -> dict[Path, tuple[datetime, datetime]]:
-    """Every file under `root` that git knows -> the commit times that first added it and last changed
-    it; a pure move (R100) keeps its dates, a rename with new content (another run) is a new file."""
-    top = _git(root, "rev-parse", "--show-toplevel")
-    log = top and _git(root, "log", "--reverse", "--diff-filter=AMR", "--name-status", "--format=@%cI", "--", ".")
-    dates: dict[Path, tuple[datetime, datetime]] = {}
-    when = datetime.min
-    for line in (log or "").splitlines():
-        if line.startswith("@"):
-            when = _utc(line[1:])
-        elif line:
-            status, *paths = line.split("\t")
-            old, new = (Path(top.strip(), p).resolve() for p in (paths[0], paths[-1]))  # type: ignore[union-attr]
-            moved = dates.get(old) if status == "R100" else None
-            dates[new] = moved or (dates[new][0] if status == "M" and new in dates else when, when)
-    return dates
-
-
 class Dates:
     """A file's date and its source: git's first add (`last`: last change), else its mtime; `sources` counts each."""
 
     def __init__(self, root: Path) -> None:
-        self.git = git_dates(root)
+        """`git`: each file under `root` that git knows -> the commit times that first added and last changed
+        it; a pure move (R100) keeps its dates, a rename with new content (another run) is a new file."""
+        top = _git(root, "rev-parse", "--show-toplevel")
+        log = top and _git(root, "log", "--reverse", "--diff-filter=AMR", "--name-status", "--format=@%cI", "--", ".")
+        self.git: dict[Path, tuple[datetime, datetime]] = {}
         self.sources = {"git": 0, "mtime": 0}
+        when = datetime.min
+        for line in (log or "").splitlines():
+            if line.startswith("@"):
+                when = _utc(line[1:])
+            elif line:
+                status, *paths = line.split("\t")
+                old, new = (Path(top.strip(), p).resolve() for p in (paths[0], paths[-1]))  # type: ignore[union-attr]
+                moved = self.git.get(old) if status == "R100" else None
+                self.git[new] = moved or (self.git[new][0] if status == "M" and new in self.git else when, when)
 
     def __call__(self, path: Path, last: bool = False) -> tuple[datetime, str]:
         known = self.git.get(path.resolve())
@@ -135,12 +130,6 @@ def ladder_claims(md: Path, root: Path, dates: Dates) -> list[dict[str, Any]]:
     return out
 
 
-def _own(folder: Path, runs: dict[Path, list[dict[str, Any]]]) -> set[str]:
-    """A claim's own runs: its folder's seed<k>/ runs (links to other folders' runs included)."""
-    found = [runs.get(p.parent.resolve()) for p in [folder / rd.CONFIG, *folder.glob(f"*/{rd.CONFIG}")]]
-    return {run[0]["run"] for run in found if run}
-
-
 def _flags(readings: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each model and recipe of one budget whose first run came after a test reading of another one."""
     out = []
@@ -187,9 +176,10 @@ def audit(root: str | Path) -> dict[str, Any]:
         f["id"] = i
     out = []
     first = {run[0]["run"]: run[0]["first"] for run in runs.values()}
-    for c in claims:  # no older than its own runs: a claim file may be rewritten with later runs
-        c["own"] = _own(c["own"], runs)
-        c["when"] = max([c["when"], *(first[r] for r in c["own"])])
+    for c in claims:  # its own runs: its folder's seed<k>/ runs, links to other folders' runs included
+        found = [runs.get(p.parent.resolve()) for p in [c["own"] / rd.CONFIG, *c["own"].glob(f"*/{rd.CONFIG}")]]
+        c["own"] = {run[0]["run"] for run in found if run}
+        c["when"] = max([c["when"], *(first[r] for r in c["own"])])  # a claim file may be rewritten later
     for c in sorted(claims, key=lambda c: (c["when"], c["claim"])):
         budget, own, when = budget_of(c["params"]), c["own"], _iso(c["when"])
         before = [r for r in readings if r["budget"] == budget and r["when"] <= c["when"] and r["run"] not in own]
@@ -203,13 +193,11 @@ def audit(root: str | Path) -> dict[str, Any]:
     return {**head, "claims": out, "started_after_a_reading": flags, "readings": readings}
 
 
-LISTS = ("claims", "started_after_a_reading", "readings")
-
-
 def to_json(doc: dict[str, Any]) -> str:
     """The audit as JSON, one claim or reading a line (a diff of two audits shows what moved)."""
-    head = json.dumps({k: v for k, v in doc.items() if k not in LISTS})
-    lists = [f'"{k}": [\n' + ",\n".join(json.dumps(x) for x in doc[k]) + "\n]" for k in LISTS]
+    listed = ("claims", "started_after_a_reading", "readings")
+    head = json.dumps({k: v for k, v in doc.items() if k not in listed})
+    lists = [f'"{k}": [\n' + ",\n".join(json.dumps(x) for x in doc[k]) + "\n]" for k in listed]
     return head[:-1] + ",\n" + ",\n".join(lists) + "}\n"
 
 
@@ -218,10 +206,8 @@ def _reading_line(r: dict[str, Any]) -> str:
     epochs = f"epoch {ep[0]}" if len(ep) == 1 else f"epochs {ep[0]}-{ep[-1]}"
     tta = f", TTA {r['tta_acc']:.2f}" if "tta_acc" in r else ""
     model = r["model"] if len(r["model"]) <= 32 else r["model"][:29] + "..."
-    return (
-        f"  {r['when']}  {'choice' if r['choice'] else 'final '}  {r['run']}  {model}  "
-        f"test {acc[-1]:.2f}{tta} ({epochs}; dated by {r['dated_by']})"
-    )
+    kind = "choice" if r["choice"] else "final "
+    return f"  {r['when']}  {kind}  {r['run']}  {model}  test {acc[-1]:.2f}{tta} ({epochs}; dated by {r['dated_by']})"
 
 
 def render(doc: dict[str, Any]) -> str:

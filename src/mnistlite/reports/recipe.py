@@ -31,10 +31,7 @@ def recipe_text(cfg: dict[str, Any]) -> str:
         parts.append(f"LR {cfg.get('lr'):g}, x{cfg.get('gamma'):g} every {cfg.get('step_size')} epochs")
     else:
         parts.append(f"constant LR {cfg.get('lr'):g}")
-    if cfg.get("weight_decay"):
-        parts.append(f"weight decay {cfg['weight_decay']:g}")
-    if cfg.get("label_smoothing"):
-        parts.append(f"label smoothing {cfg['label_smoothing']:g}")
+    parts += [f"{k.replace('_', ' ')} {cfg[k]:g}" for k in ("weight_decay", "label_smoothing") if cfg.get(k)]
     parts += [f"batch {cfg.get('batch_size')}", f"{cfg.get('epochs')} epochs"]
     augmentations = {"rotation": "±{:g}°", "translate": "±{:.0%}", "scale": "±{:.0%}", "shear": "±{:g}°"}
     aug = [f"{k} {spec.format(cfg[k])}" for k, spec in augmentations.items() if cfg.get(k)]
