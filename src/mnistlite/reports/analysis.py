@@ -68,42 +68,30 @@ def fit(step: StepMetrics) -> Finding:
     trend = mean(_trend(rows) for rows in runs)
     swinging = [label for label, rows in step.runs.items() if rows and _swings(rows)]
     if round(trend, 6) > RISING_PP_PER_EPOCH:  # rounded: 0.1 in floats is not above 0.1
-        verdict, why = (
-            "still improving",
-            f"{t.capitalize()} accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
-            "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help.",
-        )
+        verdict = "still improving"
+        why = f"{t.capitalize()} accuracy was still rising by {trend:.2f} pp per epoch, so the model is undertrained "
+        why += "rather than over- or underfitting: more epochs, or a faster learning-rate schedule, should help."
     elif swinging:
         who = "" if step.n == 1 else f" ({', '.join(swinging)})"
-        verdict, why = (
-            "unstable",
-            f"{t.capitalize()} accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap "
-            "is no steady reading: a lower or decaying learning rate should settle it first.",
-        )
+        verdict = "unstable"
+        why = f"{t.capitalize()} accuracy went down and up again by more than {UNSTABLE_RANGE_PP} pp{who}, so the gap "
+        why += "is no steady reading: a lower or decaying learning rate should settle it first."
     elif gap > OVERFIT_GAP_PP:
-        verdict, why = (
-            "overfits",
-            f"Train is more than {OVERFIT_GAP_PP} pp ahead of {t}, so the model overfits: "
-            "more regularisation or augmentation should help.",
-        )
+        verdict = "overfits"
+        why = f"Train is more than {OVERFIT_GAP_PP} pp ahead of {t}, so the model overfits: "
+        why += "more regularisation or augmentation should help."
     elif gap < UNDERFIT_GAP_PP:
-        verdict, why = (
-            "underfits",
-            f"{t.capitalize()} is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
-            f"than the {t} set, so the model underfits them and could be trained harder "
-            "(more epochs, a higher learning rate, or less regularisation).",
-        )
+        verdict = "underfits"
+        why = f"{t.capitalize()} is ahead of train by more than {-UNDERFIT_GAP_PP} pp: the training batches are harder "
+        why += f"than the {t} set, so the model underfits them and could be trained harder "
+        why += "(more epochs, a higher learning rate, or less regularisation)."
     elif train < UNDERFIT_TRAIN_ACC:
-        verdict, why = (
-            "underfits",
-            f"Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
-            "it lacks capacity or training time.",
-        )
+        verdict = "underfits"
+        why = f"Train accuracy itself stays below {UNDERFIT_TRAIN_ACC}%, so the model underfits: "
+        why += "it lacks capacity or training time."
     else:
-        verdict, why = (
-            "balanced",
-            f"The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting.",
-        )
+        verdict = "balanced"
+        why = f"The gap lies within {UNDERFIT_GAP_PP:+} to {OVERFIT_GAP_PP:+} pp: no sign of over- or underfitting."
     return Finding("fit", verdict, f"{text} {why}")
 
 
@@ -163,11 +151,9 @@ def seed_spread(step: StepMetrics) -> Finding | None:
         return None
     m, s = mean_std(finals)
     text = f"Across {len(finals)} seeds the final {step.split} accuracy is {m:.2f}% ± {s:.2f} pp (sample std)"
-    if s > SEED_SPREAD_PP:
-        return Finding(
-            "seeds", "seed-sensitive", f"{text}, more than {SEED_SPREAD_PP} pp: the result depends on the seed."
-        )
-    return Finding("seeds", "consistent", f"{text}: consistent.")
+    if s <= SEED_SPREAD_PP:
+        return Finding("seeds", "consistent", f"{text}: consistent.")
+    return Finding("seeds", "seed-sensitive", f"{text}, more than {SEED_SPREAD_PP} pp: the result depends on the seed.")
 
 
 def change(prev: StepMetrics, step: StepMetrics) -> Finding:

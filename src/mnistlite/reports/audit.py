@@ -242,8 +242,7 @@ def render(doc: dict[str, Any]) -> str:
             ]
             new = [readings[i] for i in c["readings_before"] if i not in seen]
             if new:
-                lines.append(f"   readings since the previous claim ({len(new)}):")
-                lines += [_reading_line(r) for r in new]
+                lines += [f"   readings since the previous claim ({len(new)}):", *map(_reading_line, new)]
             seen.update(c["readings_before"])
             fresh = [f for f in flags if (f["kind"], f["hash"]) not in flagged]
             if fresh:

@@ -88,8 +88,5 @@ def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     keys = [*before, *(k for k in after if k not in before)]  # in saved order: reports stay stable
     a = recipe_fields({k: saved_value(before, k) for k in keys})
     b = recipe_fields({k: saved_value(after, k) for k in keys})
-    out = diff(a, b)
     new = [f"{k} {value_text(v)}" for k, v in b.items() if k not in a]
-    if new:
-        out.append("now also " + ", ".join(new))
-    return out
+    return diff(a, b) + (["now also " + ", ".join(new)] if new else [])
