@@ -161,7 +161,7 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
     parts = [f"the model changed from `{prev.model}` to `{step.model}`"] if prev.model != step.model else []
     arch = diff(prev.arch, step.arch) if prev.arch and step.arch else []
     changed = {"architecture": arch, "recipe": recipe_diff(prev.config, step.config)}
-    parts += [f"{what}: " + ", ".join(diffs) for what, diffs in changed.items() if diffs]
+    parts += [f"{kind}: " + ", ".join(diffs) for kind, diffs in changed.items() if diffs]
     what = "; ".join(parts) if parts else "nothing in the model or the recipe changed"
     nums = []
     if prev.params is not None and step.params is not None:
@@ -169,8 +169,7 @@ def change(prev: StepMetrics, step: StepMetrics) -> Finding:
         rel = f", {d / prev.params:+.0%}" if prev.params else ""
         nums.append(f"parameters {prev.params:,} -> {step.params:,} ({d:+,}{rel})")
     fa, fb = prev.values(final_test), step.values(final_test)
-    ma, sa = mean_std(fa)
-    mb, sb = mean_std(fb)
+    (ma, sa), (mb, sb) = mean_std(fa), mean_std(fb)
     delta = mb - ma
     t = step.split
     nums.append(f"mean final {t} accuracy {pct(ma)} -> {pct(mb)} ({pp(delta)})")
@@ -216,11 +215,8 @@ def goal(step: StepMetrics) -> Finding:
     failed = {k: v for k, v in mins.items() if v < TARGET}
     everyone = "" if step.n == 1 else " for both seeds" if step.n == 2 else f" for all {step.n} seeds"
     if not failed:
-        text = (
-            f"Meets the goal: {step.split} accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs"
-            f"{everyone} (lowest {pct(min(mins.values()))})."
-        )
-        return Finding("goal", "meets", text)
+        text = f"{step.split} accuracy was at least {TARGET}% in each of the last {LAST_EPOCHS} epochs{everyone}"
+        return Finding("goal", "meets", f"Meets the goal: {text} (lowest {pct(min(mins.values()))}).")
     held = step.per_run(lambda rows: sum(1 for a in col(last(rows), "test_acc") if a >= TARGET))
     detail = "; ".join(
         f"{k} held {TARGET}% in {held[k]} of the last {LAST_EPOCHS} epochs (lowest {pct(v)}, {TARGET - v:.2f} pp short)"

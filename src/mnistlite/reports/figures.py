@@ -42,10 +42,8 @@ def plot_lines(series: list[tuple[str, list[tuple[int, float]], dict]], path: Pa
 def mean_curve(runs: Sequence[RunRecord]) -> list[tuple[int, float]]:
     """Per epoch, the mean test accuracy over the runs that reached that epoch."""
     by_epoch: dict[int, list[float]] = {}
-    for r in runs:
-        for row in r.rows:
-            if row.get("test_acc") is not None:
-                by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_acc"]))
+    for row in (row for r in runs for row in r.rows if row.get("test_acc") is not None):
+        by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_acc"]))
     return [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
 
 

@@ -6,9 +6,6 @@ from typing import Any
 
 from ..config import RUN_ONLY_FIELDS, saved_value
 
-# Not the recipe: what differs between steps by construction, and where or how fast a run happened.
-NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
-
 
 def recipe_text(cfg: dict[str, Any]) -> str:
     """A run's recipe in one readable line."""
@@ -53,7 +50,7 @@ def recipe_text(cfg: dict[str, Any]) -> str:
 def recipe_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config fields that matter for this config (an inactive scheduler's knobs do not)."""
     sched, opt = cfg.get("scheduler"), cfg.get("optimizer")
-    skip = set(NOT_RECIPE)
+    skip = set(RUN_ONLY_FIELDS | {"model", "seed"})  # differ between steps by construction, or where/how fast it ran
     if sched != "step":
         skip |= {"step_size", "gamma"}
     if sched != "onecycle":

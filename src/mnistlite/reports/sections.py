@@ -35,16 +35,11 @@ class Section:
         """What the rules read of a section with data."""
         runs = self.with_data
         first, model = runs[0], self.model or runs[0].model
-        return StepMetrics(
-            name=self.name,
-            runs=dict(zip(run_labels(runs), (r.rows for r in runs))),
-            params=next((r.params for r in runs if r.params is not None), None),
-            epochs=first.planned_epochs,
-            model=model,
-            config=first.config,
-            arch=architecture(model, first.config.get("dropout"), first.result) if model else {},
-            split=first.split,  # render_report refuses a report whose runs read different splits
-        )
+        labelled = dict(zip(run_labels(runs), (r.rows for r in runs)))
+        params = next((r.params for r in runs if r.params is not None), None)
+        arch = architecture(model, first.config.get("dropout"), first.result) if model else {}
+        # one split for all: render_report refuses a report whose runs read different splits
+        return StepMetrics(self.name, labelled, params, first.planned_epochs, model, first.config, arch, first.split)
 
 
 def run_labels(runs: Sequence[RunRecord]) -> list[str]:
