@@ -42,10 +42,8 @@ def _swings(rows: Sequence[dict[str, Any]]) -> bool:
 
 
 def fit(step: StepMetrics) -> Finding:
-    """Too short, still improving, unstable, overfits, underfits or balanced.
-
-    Only a settled tail is read as a gap: early on, test accuracy still climbs and can sit above train accuracy.
-    """
+    """Too short, still improving, unstable, overfits, underfits or balanced. Only a settled tail is read as
+    a gap: early on, test accuracy still climbs and can sit above train accuracy."""
     runs, t = [rows for rows in step.runs.values() if rows], step.split
     shortest = min(len(r) for r in runs)
     if shortest < LAST_EPOCHS:
@@ -127,8 +125,7 @@ def stability(step: StepMetrics) -> Finding:
         return Finding("stability", "too short", text)
     ranges = step.per_run(lambda rows: max(col(last(rows), "test_acc")) - min(col(last(rows), "test_acc")))
     mins = step.per_run(min_last)
-    worst = max(ranges, key=ranges.get)
-    low = min(mins, key=mins.get)
+    worst, low = max(ranges, key=ranges.get), min(mins, key=mins.get)
     r = ranges[worst]
     if r <= STABLE_RANGE_PP:
         verdict, word = "stable", f"stable (within {STABLE_RANGE_PP} pp)"

@@ -79,9 +79,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set.
-
-    A field one side lacks was saved before it existed and ran with its default (config.saved_value).
-    """
+    A field one side lacks was saved before it existed and ran with its default (config.saved_value)."""
     keys = [*before, *(k for k in after if k not in before)]  # in saved order: reports stay stable
     a = recipe_fields({k: saved_value(before, k) for k in keys})
     b = recipe_fields({k: saved_value(after, k) for k in keys})

@@ -16,8 +16,6 @@ from ..challenge import LAST_EPOCHS
 
 @dataclass
 class StepMetrics:
-    """What the rules see of one step."""
-
     name: str
     runs: dict[str, list[dict[str, Any]]]  # label -> metric rows, epoch order
     params: int | None = None
