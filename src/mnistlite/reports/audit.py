@@ -1,12 +1,7 @@
-"""`mnistlite audit DIR`: every test reading under DIR, and the claims that came after them.
+"""`mnistlite audit DIR`: every test reading under DIR, and the claims (consistency.json, ladder.md rows) after them.
 
-A reading is a line of a run's test_readings.jsonl (engine/writer.py), or, for a run from before that
-record, the test column of its metrics.csv, dated by the commit that last changed the file (git: a run
-retrained in place is a new run), else by its mtime. A claim is a consistency.json or a ladder.md row,
-dated by the commit that first added its file and never older than its own runs. Runs and claims
-belong to the smallest standard budget above their parameter count. Per claim, in its budget: the
-readings before it (not its own runs'), those made during a choice (a run with a validation split),
-and every model or recipe first seen after another one's test reading: a round started by a test result.
+Per claim, in its budget: the readings before it, those made during a choice (a run with a validation split), and
+every model or recipe first seen after another one's test reading: a round started by a test result.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ BUDGETS = (1_000, 2_000, 5_000, BUDGET, 20_000)  # the zoo's under<N>k tags, and
 
 
 def budget_of(params: int | None) -> int | None:
+    """The smallest standard budget above `params` (None: above them all, or unknown)."""
     return next((b for b in BUDGETS if params is not None and params < b), None)
 
 
@@ -48,30 +44,25 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_dates(root: Path) -> dict[Path, tuple[datetime, datetime]]:
-    """Every file under `root` that git knows -> the commit times that first added it and last changed
-    it; a pure move (R100) keeps its dates, a rename with new content (another run) is a new file."""
-    top = _git(root, "rev-parse", "--show-toplevel")
-    log = top and _git(root, "log", "--reverse", "--diff-filter=AMR", "--name-status", "--format=@%cI", "--", ".")
-    dates: dict[Path, tuple[datetime, datetime]] = {}
-    when = datetime.min
-    for line in (log or "").splitlines():
-        if line.startswith("@"):
-            when = _utc(line[1:])
-        elif line:
-            status, *paths = line.split("\t")
-            old, new = (Path(top.strip(), p).resolve() for p in (paths[0], paths[-1]))  # type: ignore[union-attr]
-            moved = dates.get(old) if status == "R100" else None
-            dates[new] = moved or (dates[new][0] if status == "M" and new in dates else when, when)
-    return dates
-
-
 class Dates:
     """A file's date and its source: git's first add (`last`: last change), else its mtime; `sources` counts each."""
 
     def __init__(self, root: Path) -> None:
-        self.git = git_dates(root)
+        """`git`: each file under `root` that git knows -> the commit times that first added and last changed
+        it; a pure move (R100) keeps its dates, a rename with new content (another run) is a new file."""
+        top = _git(root, "rev-parse", "--show-toplevel")
+        log = top and _git(root, "log", "--reverse", "--diff-filter=AMR", "--name-status", "--format=@%cI", "--", ".")
+        self.git: dict[Path, tuple[datetime, datetime]] = {}
         self.sources = {"git": 0, "mtime": 0}
+        when = datetime.min
+        for line in (log or "").splitlines():
+            if line.startswith("@"):
+                when = _utc(line[1:])
+            elif line:
+                status, *paths = line.split("\t")
+                old, new = (Path(top.strip(), p).resolve() for p in (paths[0], paths[-1]))  # type: ignore[union-attr]
+                moved = self.git.get(old) if status == "R100" else None
+                self.git[new] = moved or (self.git[new][0] if status == "M" and new in self.git else when, when)
 
     def __call__(self, path: Path, last: bool = False) -> tuple[datetime, str]:
         known = self.git.get(path.resolve())
@@ -112,15 +103,10 @@ def read_run(folder: Path, root: Path, dates: Dates) -> list[dict[str, Any]]:
     params = result.get("params") or next((r["params"] for r in readings if "params" in r), None)
     sha = cfg.get("model_sha256")
     recorded_hash = next((r["model_hash"] for r in readings if "model_hash" in r), None)
-    run = {
-        "run": folder.relative_to(root).as_posix(),
-        "model": cfg["model"],
-        "params": params,
-        "budget": budget_of(params),
-        "model_hash": recorded_hash or (sha[:16] if sha else _built_hash(cfg["model"])),
-        "recipe_hash": rd.recipe_hash(cfg),
-        "first": min([dated, *(r["when"] for r in readings)]),
-    }
+    model_hash = recorded_hash or (sha[:16] if sha else _built_hash(cfg["model"]))
+    run = {"run": folder.relative_to(root).as_posix(), "model": cfg["model"], "params": params}
+    run |= {"budget": budget_of(params), "model_hash": model_hash, "recipe_hash": rd.recipe_hash(cfg)}
+    run["first"] = min([dated, *(r["when"] for r in readings)])
     choice = cfg.get("val_size")
     return [{**r, **run, "choice": bool(r.get("val_size", choice))} for r in readings] or [{**run, "when": None}]
 
@@ -142,12 +128,6 @@ def ladder_claims(md: Path, root: Path, dates: Dates) -> list[dict[str, Any]]:
             own = md.with_suffix("") / m[1]
             out.append({"claim": claim, "model": m[1], "params": params, "when": when, "dated_by": source, "own": own})
     return out
-
-
-def _own(folder: Path, runs: dict[Path, list[dict[str, Any]]]) -> set[str]:
-    """A claim's own runs: its folder's seed<k>/ runs (links to other folders' runs included)."""
-    found = [runs.get(p.parent.resolve()) for p in [folder / rd.CONFIG, *folder.glob(f"*/{rd.CONFIG}")]]
-    return {run[0]["run"] for run in found if run}
 
 
 def _flags(readings: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,41 +176,29 @@ def audit(root: str | Path) -> dict[str, Any]:
         f["id"] = i
     out = []
     first = {run[0]["run"]: run[0]["first"] for run in runs.values()}
-    for c in claims:  # no older than its own runs: a claim file may be rewritten with later runs
-        c["own"] = _own(c["own"], runs)
-        c["when"] = max([c["when"], *(first[r] for r in c["own"])])
+    for c in claims:  # its own runs: its folder's seed<k>/ runs, links to other folders' runs included
+        found = [runs.get(p.parent.resolve()) for p in [c["own"] / rd.CONFIG, *c["own"].glob(f"*/{rd.CONFIG}")]]
+        c["own"] = {run[0]["run"] for run in found if run}
+        c["when"] = max([c["when"], *(first[r] for r in c["own"])])  # a claim file may be rewritten later
     for c in sorted(claims, key=lambda c: (c["when"], c["claim"])):
         budget, own, when = budget_of(c["params"]), c["own"], _iso(c["when"])
         before = [r for r in readings if r["budget"] == budget and r["when"] <= c["when"] and r["run"] not in own]
         flagged = [f["id"] for f in flags if f["budget"] == budget and f["first_seen"] <= when]
-        out.append(
-            {
-                **{k: c[k] for k in ("claim", "model", "params", "dated_by")},
-                "budget": budget,
-                "when": when,
-                "own_runs": sorted(own),
-                "readings_before": [r["id"] for r in before],
-                "choice_readings_before": sum(r["choice"] for r in before),
-                "started_after_a_reading": flagged,
-            }
-        )
+        claim = {**{k: c[k] for k in ("claim", "model", "params", "dated_by")}, "budget": budget, "when": when}
+        claim |= {"own_runs": sorted(own), "readings_before": [r["id"] for r in before]}
+        choice = sum(r["choice"] for r in before)
+        out.append({**claim, "choice_readings_before": choice, "started_after_a_reading": flagged})
     readings = [{**{k: v for k, v in r.items() if k != "first"}, "when": _iso(r["when"])} for r in readings]
     head = {"dir": str(root), "budgets": list(BUDGETS), "files_dated_by": dates.sources, "runs": len(runs)}
     return {**head, "claims": out, "started_after_a_reading": flags, "readings": readings}
 
 
-LISTS = ("claims", "started_after_a_reading", "readings")
-
-
 def to_json(doc: dict[str, Any]) -> str:
     """The audit as JSON, one claim or reading a line (a diff of two audits shows what moved)."""
-    head = json.dumps({k: v for k, v in doc.items() if k not in LISTS})
-    lists = [f'"{k}": [\n' + ",\n".join(json.dumps(x) for x in doc[k]) + "\n]" for k in LISTS]
+    listed = ("claims", "started_after_a_reading", "readings")
+    head = json.dumps({k: v for k, v in doc.items() if k not in listed})
+    lists = [f'"{k}": [\n' + ",\n".join(json.dumps(x) for x in doc[k]) + "\n]" for k in listed]
     return head[:-1] + ",\n" + ",\n".join(lists) + "}\n"
-
-
-def _budget_name(budget: int | None) -> str:
-    return f"under {budget:,} parameters" if budget else f"{BUDGETS[-1]:,} parameters or more (or unknown)"
 
 
 def _reading_line(r: dict[str, Any]) -> str:
@@ -238,10 +206,8 @@ def _reading_line(r: dict[str, Any]) -> str:
     epochs = f"epoch {ep[0]}" if len(ep) == 1 else f"epochs {ep[0]}-{ep[-1]}"
     tta = f", TTA {r['tta_acc']:.2f}" if "tta_acc" in r else ""
     model = r["model"] if len(r["model"]) <= 32 else r["model"][:29] + "..."
-    return (
-        f"  {r['when']}  {'choice' if r['choice'] else 'final '}  {r['run']}  {model}  "
-        f"test {acc[-1]:.2f}{tta} ({epochs}; dated by {r['dated_by']})"
-    )
+    kind = "choice" if r["choice"] else "final "
+    return f"  {r['when']}  {kind}  {r['run']}  {model}  test {acc[-1]:.2f}{tta} ({epochs}; dated by {r['dated_by']})"
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -255,13 +221,13 @@ def render(doc: dict[str, Any]) -> str:
         f"a run with a validation split), {len(doc['claims'])} claims; files dated by git ({dated['git']}) "
         f"or mtime ({dated['mtime']}), recorded readings by their record"
     ]
-    budgets = sorted({c["budget"] for c in doc["claims"]}, key=lambda b: b or 1 << 62)
-    for budget in budgets:
+    for budget in sorted({c["budget"] for c in doc["claims"]}, key=lambda b: b or 1 << 62):
         claims = [c for c in doc["claims"] if c["budget"] == budget]
         band = [r for r in readings if r["budget"] == budget]
+        name = f"under {budget:,} parameters" if budget else f"{BUDGETS[-1]:,} parameters or more (or unknown)"
         lines += [
             "",
-            f"== {_budget_name(budget)}: {len(claims)} claims, {len(band)} test readings "
+            f"== {name}: {len(claims)} claims, {len(band)} test readings "
             f"({sum(r['choice'] for r in band)} during a choice) ==",
         ]
         seen: set[int] = set()
@@ -276,8 +242,7 @@ def render(doc: dict[str, Any]) -> str:
             ]
             new = [readings[i] for i in c["readings_before"] if i not in seen]
             if new:
-                lines.append(f"   readings since the previous claim ({len(new)}):")
-                lines += [_reading_line(r) for r in new]
+                lines += [f"   readings since the previous claim ({len(new)}):", *map(_reading_line, new)]
             seen.update(c["readings_before"])
             fresh = [f for f in flags if (f["kind"], f["hash"]) not in flagged]
             if fresh:

@@ -28,10 +28,8 @@ def plot_lines(series: list[tuple[str, list[tuple[int, float]], dict]], path: Pa
         tails.extend(ys[len(ys) // 2 :])
         top = max(top, *ys)
     ax.axhline(rd.TARGET, color="red", ls="--", lw=1, label=f"{rd.TARGET}% target")
-    low = min(tails) if tails else 97.0
-    ax.set_ylim(max(0.0, min(low - 0.3, 98.5)), min(100.0, top + 0.2))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+    low = min(tails, default=97.0)
+    ax.set(xlabel="epoch", ylabel=ylabel, ylim=(max(0.0, min(low - 0.3, 98.5)), min(100.0, top + 0.2)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if len(series) > 6 else 1, loc="lower right")
     ax.set_title(title, fontsize=10)
@@ -44,10 +42,8 @@ def plot_lines(series: list[tuple[str, list[tuple[int, float]], dict]], path: Pa
 def mean_curve(runs: Sequence[RunRecord]) -> list[tuple[int, float]]:
     """Per epoch, the mean test accuracy over the runs that reached that epoch."""
     by_epoch: dict[int, list[float]] = {}
-    for r in runs:
-        for row in r.rows:
-            if row.get("test_acc") is not None:
-                by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_acc"]))
+    for row in (row for r in runs for row in r.rows if row.get("test_acc") is not None):
+        by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_acc"]))
     return [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
 
 

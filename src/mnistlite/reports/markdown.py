@@ -28,18 +28,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
 
 
-def cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str, tight: bool = False) -> list[str]:
     """A markdown table, `align` an l or r per column; `tight`: no spaces in the separator row."""
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
     sep = ["---:" if a == "r" else "---" for a in align]
-    return [
-        "| " + " | ".join(cell(h) for h in header) + " |",
-        "|" + "|".join(sep) + "|" if tight else "| " + " | ".join(sep) + " |",
-        *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows),
-    ]
+    return [line(header), "|" + "|".join(sep) + "|" if tight else line(sep), *(line(row) for row in rows)]
 
 
 def int_text(v: int | None) -> str:
@@ -62,9 +58,8 @@ def pm(values: Sequence[float], unit: str = "%", digits: int = 2) -> str:
     if math.isnan(m):
         return "n/a"
     mean_text = fmt_acc(m, digits) if unit == "%" else f"{m:.{digits}f}"
-    if s is None:
-        return f"{mean_text}{unit}"
-    return f"{mean_text} ± {s:.{digits}f}{unit}"
+    spread = "" if s is None else f" ± {s:.{digits}f}"
+    return f"{mean_text}{spread}{unit}"
 
 
 def epoch_list(epochs: Sequence[int]) -> str:

@@ -1,14 +1,10 @@
-"""A run's recipe (its config.json, less where and how fast it ran): in one line, the fields that
-matter, and what changed between two."""
+"""A run's recipe (its config.json, less where and how fast it ran): in one line, what matters, what changed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..config import RUN_ONLY_FIELDS, saved_value
-
-# Not the recipe: what differs between steps by construction, and where or how fast a run happened.
-NOT_RECIPE = RUN_ONLY_FIELDS | {"model", "seed"}
 
 
 def recipe_text(cfg: dict[str, Any]) -> str:
@@ -32,12 +28,8 @@ def recipe_text(cfg: dict[str, Any]) -> str:
         parts.append(f"LR {cfg.get('lr'):g}, x{cfg.get('gamma'):g} every {cfg.get('step_size')} epochs")
     else:
         parts.append(f"constant LR {cfg.get('lr'):g}")
-    if cfg.get("weight_decay"):
-        parts.append(f"weight decay {cfg['weight_decay']:g}")
-    if cfg.get("label_smoothing"):
-        parts.append(f"label smoothing {cfg['label_smoothing']:g}")
-    parts.append(f"batch {cfg.get('batch_size')}")
-    parts.append(f"{cfg.get('epochs')} epochs")
+    parts += [f"{k.replace('_', ' ')} {cfg[k]:g}" for k in ("weight_decay", "label_smoothing") if cfg.get(k)]
+    parts += [f"batch {cfg.get('batch_size')}", f"{cfg.get('epochs')} epochs"]
     augmentations = {"rotation": "±{:g}°", "translate": "±{:.0%}", "scale": "±{:.0%}", "shear": "±{:g}°"}
     aug = [f"{k} {spec.format(cfg[k])}" for k, spec in augmentations.items() if cfg.get(k)]
     if cfg.get("crop_p"):
@@ -58,7 +50,7 @@ def recipe_text(cfg: dict[str, Any]) -> str:
 def recipe_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config fields that matter for this config (an inactive scheduler's knobs do not)."""
     sched, opt = cfg.get("scheduler"), cfg.get("optimizer")
-    skip = set(NOT_RECIPE)
+    skip = set(RUN_ONLY_FIELDS | {"model", "seed"})  # differ between steps by construction, or where/how fast it ran
     if sched != "step":
         skip |= {"step_size", "gamma"}
     if sched != "onecycle":
@@ -75,9 +67,7 @@ def recipe_fields(cfg: dict[str, Any]) -> dict[str, Any]:
 def value_text(v: Any) -> str:
     if v is None:
         return "model default"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -89,16 +79,9 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def recipe_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Changed recipe fields; fields only the new recipe uses (a new scheduler's knobs) are listed as set.
-
-    A field one side's config.json lacks was saved before the field existed, and
-    that run ran with its default (the same-run rule's reading, config.saved_value):
-    it is a change only where the other side set something else.
-    """
+    A field one side lacks was saved before it existed and ran with its default (config.saved_value)."""
     keys = [*before, *(k for k in after if k not in before)]  # in saved order: reports stay stable
     a = recipe_fields({k: saved_value(before, k) for k in keys})
     b = recipe_fields({k: saved_value(after, k) for k in keys})
-    out = diff(a, b)
     new = [f"{k} {value_text(v)}" for k, v in b.items() if k not in a]
-    if new:
-        out.append("now also " + ", ".join(new))
-    return out
+    return diff(a, b) + (["now also " + ", ".join(new)] if new else [])

@@ -1,9 +1,6 @@
 """Markdown reports from run directories: the comparison table, a section per step, the analysis.
 
-GitHub-flavoured markdown, no HTML; images and run directories are linked relative to
-the report, so the folder can be moved or committed whole. An experiment's report is
-<experiment>/report.md with its plots in images/; one written elsewhere (--out FILE)
-keeps them in `<FILE stem>-images/`.
+GitHub-flavoured markdown, no HTML; images and runs are linked relative to the report, so it can move whole.
 """
 
 from __future__ import annotations
@@ -29,13 +26,10 @@ from .step import Finding, StepMetrics, final_test, first_epoch_at, min_last
 
 REPORT = "report.md"
 LOG_EPOCHS = 3  # epochs of log.txt quoted per step
-IMAGES = "images"
-OVERVIEW = "overview.png"
 
 
 def _claim(s: Section) -> dict[str, Any] | None:
-    """Held consistently, as numbers over the step's seeds (runs/holding.py), on the split its runs
-    scored; None until every run has its last epochs."""
+    """Held consistently over the step's seeds (runs/holding.py); None until every run has its last epochs."""
     runs = s.with_data
     if not runs or any(len(r.rows) < LAST_EPOCHS for r in runs):
         return None
@@ -56,26 +50,11 @@ def _comparison(sections: list[Section], analyses: list[list[Finding]], base: Pa
             rows.append([i, s.name, s.model, "", "", 0, "", "", "", "", "", "", "", "", links or "not run"])
             continue
         v, c = {f.rule: f for f in findings}, _claim(s)
-        first = runs[0]
-        rows.append(
-            [
-                i,
-                s.name,
-                s.model,
-                int_text(first.params),
-                int_text(first.macs),
-                len(runs),
-                pm([r.headline["best_test_acc"] for r in runs]),
-                pm([r.headline["final_test_acc"] for r in runs]),
-                pct(min(min_last(r.rows) for r in runs)),
-                pm([len(r.headline["epochs_at_target"]) for r in runs], unit="", digits=1),
-                v["budget"].verdict,
-                v["goal"].verdict,
-                holding_text(c["holding"]) if c else "",
-                images_text(c["margin"]) if c else "",
-                links,
-            ]
-        )
+        accs = [pm([r.headline[k] for r in runs]) for k in ("best_test_acc", "final_test_acc")]
+        at = pm([len(r.headline["epochs_at_target"]) for r in runs], unit="", digits=1)
+        row = [i, s.name, s.model, int_text(runs[0].params), int_text(runs[0].macs), len(runs), *accs]
+        row += [pct(min(min_last(r.rows) for r in runs)), at, v["budget"].verdict, v["goal"].verdict]
+        rows.append([*row, holding_text(c["holding"]) if c else "", images_text(c["margin"]) if c else "", links])
     return table(header, rows, align="rllrrrrrrrllrrl")
 
 
@@ -85,11 +64,8 @@ def _results(s: Section, base: Path, w: str) -> list[str]:
         return ["No epoch has finished yet."]
     seeds = ", ".join(str(r.seed) for r in runs)
     n = len(runs)
-    lines = [
-        f"n = {n} ({'seed' if n == 1 else 'seeds'} {seeds})"
-        + (": mean ± sample standard deviation across seeds." if n > 1 else "."),
-        "",
-    ]
+    spread = ": mean ± sample standard deviation across seeds." if n > 1 else "."
+    lines = [f"n = {n} ({'seed' if n == 1 else 'seeds'} {seeds}){spread}", ""]
     first = runs[0]
     sums = [r.headline for r in runs]
     at = [x["epochs_at_target"] for x in sums]
@@ -113,22 +89,14 @@ def _results(s: Section, base: Path, w: str) -> list[str]:
         lines.append(f"- Wall time per run: {pm(walls, unit=' s', digits=0)}")
     header = ["Seed", "Best train", "Final train", f"Best {w}", f"Final {w}", "Lowest last-3"]
     header += [f"Epochs ≥ {rd.TARGET}%", "First ≥ 99%", "Wall s", "Run directory"]
-    rows = [
-        [
-            r.seed,
-            pct(x["best_train_acc"]),
-            pct(x["final_train_acc"]),
-            pct(x["best_test_acc"]),
-            pct(x["final_test_acc"]),
-            pct(min_last(r.rows)),
-            f"{len(a)}" + (f": {epoch_list(a)}" if a else ""),
-            first_epoch_at(r.rows, an.FIRST_LEVEL) or "never",
-            f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else "",
-            f"[{rel_text(r.path, base)}]({rel(r.path, base)}/)"
-            + ("" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"),
-        ]
-        for r, x, a in zip(runs, sums, at)
-    ]
+    rows = []
+    for r, x, a in zip(runs, sums, at):
+        accs = [pct(x[k]) for k in ("best_train_acc", "final_train_acc", "best_test_acc", "final_test_acc")]
+        row = [r.seed, *accs, pct(min_last(r.rows)), f"{len(a)}" + (f": {epoch_list(a)}" if a else "")]
+        wall = f"{r.wall_seconds:.0f}" if r.wall_seconds is not None else ""
+        incomplete = "" if r.complete else f" (incomplete: {len(r.rows)}/{r.planned_epochs} epochs)"
+        link = f"[{rel_text(r.path, base)}]({rel(r.path, base)}/){incomplete}"
+        rows.append([*row, first_epoch_at(r.rows, an.FIRST_LEVEL) or "never", wall, link])
     lines += ["", *table(header, rows, align="lrrrrrrrrl")]
     return lines
 
@@ -160,8 +128,7 @@ def _section(i: int, s: Section, findings: list[Finding], base: Path, images: Pa
         out += ["Not run yet: " + ", ".join(f"`{m}`" for m in s.missing), ""]
     if not s.with_data:
         return out
-    out += ["### Analysis", "", *[f"- {f.text}" for f in findings], ""]
-    out += ["### Curves", ""]
+    out += ["### Analysis", "", *[f"- {f.text}" for f in findings], "", "### Curves", ""]
     runs = s.with_data
     if len(runs) > 1:
         out += [f"![{s.name}: train and {w} accuracy of every seed]({rel(images / s.image, base)})", ""]
@@ -183,18 +150,14 @@ def render_report(title: str, sections: list[Section], report: Path, images: Pat
     """Write the report and its plots; returns the report's path."""
     w = split_of([r for s in sections for r in s.with_data], "report")  # before anything is written
     base = report.parent
-    base.mkdir(parents=True, exist_ok=True)
-    images.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)  # under base
     redraw_missing_curves([r for s in sections for r in s.with_data])
     analyses: list[list[Finding]] = []
     prev: StepMetrics | None = None
     for s in sections:
-        if s.with_data:
-            m = s.metrics()
-            analyses.append(an.analyse(m, prev))
-            prev = m
-        else:
-            analyses.append([])
+        m = s.metrics() if s.with_data else None
+        analyses.append(an.analyse(m, prev) if m else [])
+        prev = m or prev
 
     curves = {s.name: mean_curve(s.with_data) for s in sections if s.with_data}
     lines = [f"# {title}", "", *intro]
@@ -225,20 +188,15 @@ def render_report(title: str, sections: list[Section], report: Path, images: Pat
         "",
     ]
     if curves:
-        overview = images / OVERVIEW
+        overview = images / "overview.png"
         plot_test_overlay(curves, overview, f"{w.capitalize()} accuracy per epoch (mean over seeds)", w)
         lines += [f"![{w.capitalize()} accuracy per epoch, mean over seeds, every step]({rel(overview, base)})", ""]
     for i, (s, findings) in enumerate(zip(sections, analyses), 1):
         if len(s.with_data) > 1:
             plot_step(s, images / s.image, w)
         lines += _section(i, s, findings, base, images, w)
-    lines += [
-        "---",
-        "",
-        f"Generated by mnistlite {__version__}. The analysis rules and their thresholds are in "
-        "`src/mnistlite/reports/analysis.py`.",
-        "",
-    ]
+    rules = "The analysis rules and their thresholds are in `src/mnistlite/reports/analysis.py`."
+    lines += ["---", "", f"Generated by mnistlite {__version__}. {rules}", ""]
     rd.atomic_write_text(report, "\n".join(lines))
     return report
 
@@ -249,20 +207,16 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
     meta, sections = sections_from_experiment(exp_dir)
     report = Path(report) if report else exp_dir / REPORT
     base = report.parent
-    intro = []
-    if meta.get("description"):
-        intro += [meta["description"], ""]
+    intro = [meta["description"], ""] if meta.get("description") else []
     source = meta.get("source")
     src = f"`{source}`" if source else "an experiment file"
     if source and (exp_dir / source).exists():
         src = f"[`{Path(source).name}`]({rel(exp_dir / source, base)})"
-    cmd = meta.get("command") or ""
+    seeds = ", ".join(map(str, meta.get("seeds", [])))
+    cmd = f", run as `{meta['command']}`" if meta.get("command") else ""
     intro += [
-        f"Experiment {src}, seeds {', '.join(map(str, meta.get('seeds', [])))}"
-        + (f", run as `{cmd}`" if cmd else "")
-        + ". "
-        f"Every number below is read from the run directories linked in each section "
-        f"(metrics.csv, result.json); `mnistlite report {meta.get('out') or exp_dir}` regenerates this "
+        f"Experiment {src}, seeds {seeds}{cmd}. Every number below is read from the run directories linked in each "
+        f"section (metrics.csv, result.json); `mnistlite report {meta.get('out') or exp_dir}` regenerates this "
         "file without training.",
         "",
     ]
@@ -275,13 +229,9 @@ def render_experiment(exp_dir: str | Path, report: str | Path | None = None) -> 
         ]
     over = meta.get("overrides") or {}
     if over:
-        intro += [
-            "**Command-line overrides**: "
-            + ", ".join(f"{k}={v}" for k, v in over.items())
-            + (". These runs are smoke tests, not results." if {"limit_train", "epochs"} & set(over) else "."),
-            "",
-        ]
-    images = base / (IMAGES if report.resolve() == (exp_dir / REPORT).resolve() else f"{report.stem}-images")
+        smoke = ". These runs are smoke tests, not results." if {"limit_train", "epochs"} & set(over) else "."
+        intro += ["**Command-line overrides**: " + ", ".join(f"{k}={v}" for k, v in over.items()) + smoke, ""]
+    images = base / ("images" if report.resolve() == (exp_dir / REPORT).resolve() else f"{report.stem}-images")
     return render_report(meta.get("title", exp_dir.name), sections, report, images, intro)
 
 
@@ -289,8 +239,7 @@ def render_runs(run_dirs: Sequence[str | Path], report: str | Path | None = None
     """A report with one section per run directory (in the order given)."""
     dirs = [Path(d) for d in run_dirs]
     if report is None:
-        parents = [str(d.resolve().parent) for d in dirs]
-        report = Path(os.path.commonpath(parents)) / REPORT
+        report = Path(os.path.commonpath([d.resolve().parent for d in dirs])) / REPORT
     report = Path(report)
     sections = sections_from_runs(dirs, report.parent)  # fails on a bad directory before anything is written
     intro = [

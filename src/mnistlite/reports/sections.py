@@ -35,16 +35,11 @@ class Section:
         """What the rules read of a section with data."""
         runs = self.with_data
         first, model = runs[0], self.model or runs[0].model
-        return StepMetrics(
-            name=self.name,
-            runs=dict(zip(run_labels(runs), (r.rows for r in runs))),
-            params=next((r.params for r in runs if r.params is not None), None),
-            epochs=first.planned_epochs,
-            model=model,
-            config=first.config,
-            arch=architecture(model, first.config.get("dropout"), first.result) if model else {},
-            split=first.split,  # render_report refuses a report whose runs read different splits
-        )
+        labelled = dict(zip(run_labels(runs), (r.rows for r in runs)))
+        params = next((r.params for r in runs if r.params is not None), None)
+        arch = architecture(model, first.config.get("dropout"), first.result) if model else {}
+        # one split for all: render_report refuses a report whose runs read different splits
+        return StepMetrics(self.name, labelled, params, first.planned_epochs, model, first.config, arch, first.split)
 
 
 def run_labels(runs: Sequence[RunRecord]) -> list[str]:
@@ -60,33 +55,20 @@ def sections_from_experiment(exp_dir: Path) -> tuple[dict[str, Any], list[Sectio
         raise MnistliteError(f"{exp_dir / EXPERIMENT_JSON}: not an experiment record")
     sections = []
     for step in meta["steps"]:
-        subs = step.get("runs", [])
+        name, title, subs = step["name"], step.get("title") or "", step.get("runs", [])
         runs = [load_run(exp_dir / sub) for sub in subs if is_run_dir(exp_dir / sub)]
         missing = [sub for sub in subs if not is_run_dir(exp_dir / sub)]
-        title = step.get("title") or ""
-        sections.append(
-            Section(
-                name=step["name"],
-                heading=f"{title} (`{step['name']}`)" if title else f"`{step['name']}`",
-                runs=runs,
-                model=step.get("model", ""),
-                target=list(step.get("target", [])),
-                notes=step.get("notes", ""),
-                missing=missing,
-                image=f"step-{slug(step['name'])}.png",
-            )
-        )
+        heading = f"{title} (`{name}`)" if title else f"`{name}`"
+        model, target, notes = step.get("model", ""), list(step.get("target", [])), step.get("notes", "")
+        sections.append(Section(name, heading, runs, model, target, notes, missing, f"step-{slug(name)}.png"))
     return meta, sections
 
 
 def sections_from_runs(run_dirs: Sequence[Path], base: Path) -> list[Section]:
     sections = []
     for i, d in enumerate(run_dirs, 1):
-        r = load_run(d)
-        label = rel_text(d, base)
-        sections.append(
-            Section(name=label, heading=f"`{label}`", runs=[r], model=r.model, image=f"{i:02d}-{slug(d.name)}.png")
-        )
+        r, label, image = load_run(d), rel_text(d, base), f"{i:02d}-{slug(d.name)}.png"
+        sections.append(Section(name=label, heading=f"`{label}`", runs=[r], model=r.model, image=image))
     return sections
 
 

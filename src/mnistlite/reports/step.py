@@ -1,7 +1,6 @@
 """A step's metrics as the analysis rules read them, and a rule's Finding.
 
-A step is one configuration trained under one or more seeds; its `runs` map a label
-("seed 1") to that run's metrics.csv rows. "The last epochs" are challenge.LAST_EPOCHS.
+A step: one configuration under one or more seeds; `runs` maps a label ("seed 1") to its metrics.csv rows.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from ..challenge import LAST_EPOCHS
 
 @dataclass
 class StepMetrics:
-    """What the rules see of one step."""
-
     name: str
     runs: dict[str, list[dict[str, Any]]]  # label -> metric rows, epoch order
     params: int | None = None
@@ -64,17 +61,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 def first_epoch_at(rows: Sequence[dict[str, Any]], level: float) -> int | None:
     return next((int(r["epoch"]) for r in rows if r.get("test_acc") is not None and r["test_acc"] >= level), None)
-
-
-def gap_last(rows: Sequence[dict[str, Any]]) -> float:
-    """Mean train accuracy minus mean test accuracy over the last LAST_EPOCHS epochs."""
-    tail = last(rows)
-    return mean(col(tail, "train_acc")) - mean(col(tail, "test_acc"))
-
-
-def range_last(rows: Sequence[dict[str, Any]]) -> float:
-    acc = col(last(rows), "test_acc")
-    return max(acc) - min(acc)
 
 
 def min_last(rows: Sequence[dict[str, Any]]) -> float:
