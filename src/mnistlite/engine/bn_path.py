@@ -34,9 +34,7 @@ def applies(cfg: Any, device: Any) -> str:
         return f"the fused unit runs on the CPU only, not {device.type}"
     if not getattr(cfg, "channels_last", True):
         return "the fused unit needs channels_last maps (--no-channels-last)"
-    if not kernels.available():
-        return kernels.why_not()
-    return ""
+    return kernels.why_not()
 
 
 def cpu_kind(threads: int) -> tuple[str, int]:

@@ -27,9 +27,7 @@ class Decision:
 
     def autocast(self, device_type: str) -> Callable[[], Any]:
         """A context factory for the forward pass: bf16 autocast on `device_type`, or nothing."""
-        if self.precision != "bf16":
-            return nullcontext
-        return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+        return (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if self.precision == "bf16" else nullcontext
 
 
 def cpuinfo() -> tuple[str, frozenset[str]]:

@@ -6,5 +6,4 @@ apply.py    accelerate(model): the one point where a model gets the fast path
 unit.py     the fused BatchNorm-ReLU(-Dropout) unit, the compiled pool, FusedSequential
 kernels.py  the numba glue: whether the loops run here, threads, numpy views
 loops.py    the loops themselves (numba)
-dropout.py  Dropout with a sparsely drawn mask
-"""
+dropout.py  Dropout with a sparsely drawn mask"""

@@ -107,8 +107,7 @@ def _fuse_inside_sequentials(model: nn.Module, covered: set[nn.Module]) -> tuple
             if isinstance(child, (FusedSequential, nn.BatchNorm2d)):
                 continue
             new, n, w = _fuse_forward(child, covered)
-            if new is not child:
-                setattr(seq, name, new)
+            setattr(seq, name, new)
             fused, why = fused + n, why or w
     return fused, why
 

@@ -35,9 +35,8 @@ def why_not() -> str:
 
 
 class _Threads:
-    """Run the loops on torch's thread count and leave torch's as it was: numba's OpenMP pool shares libgomp
-    with torch, and starting it resets both counts. numba's is per calling thread, so it is set only where
-    this thread last set another (a step makes dozens of calls)."""
+    """Run the loops on torch's thread count and restore torch's: numba's OpenMP pool shares libgomp with torch
+    and starting it resets both. numba's count is per thread: set only where this thread last set another."""
 
     _last = threading.local()
 
