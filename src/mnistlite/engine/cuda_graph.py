@@ -10,6 +10,7 @@ import torch
 
 from ..errors import MnistliteError
 
+Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step returns them
 WARMUP = 3  # eager steps before capture (torch's recipe uses a few; cudnn picks its kernels there)
 
 
@@ -94,9 +95,6 @@ class GraphSafeSGD:
                 else:
                     grads = bufs
             torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
-
-
-Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step returns them
 
 
 class GraphStep:

@@ -26,6 +26,7 @@ def resolve_device(name: str) -> torch.device:
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _ALLOCATOR_TUNED = False
+MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
 
 
 def tune_cpu_allocator() -> bool:
@@ -43,9 +44,6 @@ def tune_cpu_allocator() -> bool:
         ok = False
     _ALLOCATOR_TUNED = ok
     return ok
-
-
-MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
 
 
 def apply_requested_allocator_tuning() -> bool:

@@ -63,8 +63,7 @@ def resolve(cfg: Any, device: Any) -> Decision:
         if not ACCURACY_CLEARED.get(device.type, False):
             return Decision("fp32", f"auto: bf16 on {device.type} is not yet cleared for accuracy")
         return Decision("bf16", f"auto: {device.type} bf16 cleared for accuracy")
-    units = bf16_units()
-    if not units:
+    if not (units := bf16_units()):
         return Decision("fp32", "auto: this CPU has no bf16 matrix units (AMX, AVX512_BF16)")
     label = ", ".join({"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}[u] for u in units)
     if not ACCURACY_CLEARED.get("cpu", False):

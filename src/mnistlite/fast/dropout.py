@@ -7,13 +7,12 @@ import math
 import torch
 from torch import nn
 
+SPARSE_MAX_P = 0.25  # above this rate drawing the dropped positions stops paying: torch's mask is used
+
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
     """A 1-D view of `t` in memory order (contiguous, or channels_last: NHWC in memory)."""
     return t.view(-1) if t.is_contiguous() else t.permute(0, 2, 3, 1).view(-1)
-
-
-SPARSE_MAX_P = 0.25  # above this rate drawing the dropped positions stops paying: torch's mask is used
 
 
 def drop_positions(n: int, p: float) -> torch.Tensor:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 _STATE: dict[str, Any] = {}
+DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
 
 
 def available() -> bool:
@@ -57,9 +58,6 @@ def _np(t: torch.Tensor) -> np.ndarray:
     # numpy has no bfloat16: the loops read its bits as uint16 (loops.widen).
     t = t.detach()
     return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
-
-
-DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
 
 
 def run(loop: str, *args: Any) -> Any:
