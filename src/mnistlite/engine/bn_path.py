@@ -1,18 +1,17 @@
-"""The one switch of the CPU fast path: `TrainConfig.bn_fusion`, auto | fused | torch.
-
-`fused` trains through mnistlite.fast's compiled loops, `torch` through torch's layers;
-both draw the same dropout positions and differ only in float rounding, so the field is
-run-only. `auto` follows MEASURED (per CPU kind, by `mnistlite bench`), never a timing
-at run time. Where the loops cannot run, every setting takes torch's layers.
-"""
+"""The one switch of the CPU fast path: `TrainConfig.bn_fusion`, auto | fused | torch (mnistlite.fast's loops
+or torch's layers: same dropout positions, only float rounding differs, so the field is run-only). `auto`
+follows MEASURED (per CPU kind), never a run-time timing; where the loops cannot run, all take torch's layers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-# `mnistlite bench`'s bn_paths training images/s by (torch's vector ISA, threads per run):
-# (fused unit, torch's layers, where committed). Kinds not measured take the unit.
+import torch
+
+from ..fast import kernels
+
+# `mnistlite bench`'s bn_paths train img/s by (torch's ISA, threads): (fused unit, torch's layers, where committed).
 MEASURED: dict[tuple[str, int], tuple[int, int, str]] = {
     ("AVX512", 2): (8994, 4094, "docs/results/bench_model3_cpu_amx2_loops.json"),  # the AMX Xeon, Model3
     ("AVX512", 1): (5415, 4273, "docs/results/bench_model3_cpu_epyc_1t.json"),  # an AMD EPYC, Model3
@@ -35,42 +34,29 @@ def applies(cfg: Any, device: Any) -> str:
         return f"the fused unit runs on the CPU only, not {device.type}"
     if not getattr(cfg, "channels_last", True):
         return "the fused unit needs channels_last maps (--no-channels-last)"
-    from ..fast import kernels
-
-    if not kernels.available():
-        return kernels.why_not()
-    return ""
+    return kernels.why_not()
 
 
 def cpu_kind(threads: int) -> tuple[str, int]:
-    import torch
-
     return torch.backends.cpu.get_cpu_capability(), threads
 
 
 def rule(kind: tuple[str, int]) -> Decision:
     """`auto` on a CPU kind (ISA, threads) where the loops run: MEASURED's verdict, else the unit."""
     isa, threads = kind
-    row = MEASURED.get(kind)
-    if row is None:
-        return Decision(
-            "fused", f"auto: not measured on {isa} at {threads} thread(s); the unit won on every kind measured"
-        )
-    fused, plain, where = row
-    path = "fused" if fused >= plain else "torch"
-    return Decision(
-        path, f"auto: {isa} at {threads} thread(s) measured fused {fused:,}, torch {plain:,} img/s ({where})"
-    )
+    if kind not in MEASURED:
+        why = f"auto: not measured on {isa} at {threads} thread(s); the unit won on every kind measured"
+        return Decision("fused", why)
+    fused, plain, where = MEASURED[kind]
+    why = f"auto: {isa} at {threads} thread(s) measured fused {fused:,}, torch {plain:,} img/s ({where})"
+    return Decision("fused" if fused >= plain else "torch", why)
 
 
 def resolve(cfg: Any, device: Any) -> Decision:
     """The path `cfg` trains on on `device`, at torch's current thread count."""
-    import torch
-
     if cfg.bn_fusion == "torch":
         return Decision("torch", "asked")
-    why_not = applies(cfg, device)
-    if why_not:
+    if why_not := applies(cfg, device):
         return Decision("torch", f"{cfg.bn_fusion}, but {why_not}: torch's layers")
     if cfg.bn_fusion == "fused":
         return Decision("fused", "asked")

@@ -1,17 +1,5 @@
 """The training step as one CUDA graph replay: a tiny net's GPU step is ~200 kernel launches.
-
-Why a replay is the same step:
-* the augmentation's generator is registered with the graph, so replays advance its
-  Philox offset as eager calls do (dropout's default CUDA generator is tracked anyway);
-* torch's SGD reads lr and momentum as Python floats a graph would freeze:
-  `GraphSafeSGD` is the same update on 0-dim device tensors refilled before each
-  replay, sharing the optimizer's own momentum buffers (so checkpoints see them);
-* the weight average (average.py) needs no host sync and is counted on the host.
-
-The first `WARMUP` steps run eagerly on a side stream, the next is captured, and a
-batch of another size (an epoch's remainder) runs eagerly. SGD only. On the CPU
-`GraphSafeSGD` runs eagerly, which is how the tests check it against torch's SGD.
-"""
+SGD only; the first `WARMUP` steps and a batch of another size (an epoch's remainder) run eagerly."""
 
 from __future__ import annotations
 
@@ -22,6 +10,7 @@ import torch
 
 from ..errors import MnistliteError
 
+Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step returns them
 WARMUP = 3  # eager steps before capture (torch's recipe uses a few; cudnn picks its kernels there)
 
 
@@ -55,17 +44,17 @@ def resolve(cfg, device: torch.device) -> Decision:
     if cfg.cuda_graph == "off":
         return Decision(False, "asked")
     reason = why_not(cfg, device)
-    if cfg.cuda_graph == "on":
-        if reason:
-            raise MnistliteError(f"--cuda-graph on cannot run here: {reason}")
-        return Decision(True, f"asked; {WARMUP} eager warm-up steps, then one replay per step")
+    if reason and cfg.cuda_graph == "on":
+        raise MnistliteError(f"--cuda-graph on cannot run here: {reason}")
     if reason:
         return Decision(False, reason)
-    return Decision(True, f"auto on CUDA: {WARMUP} eager warm-up steps, then one replay per step")
+    how = "asked;" if cfg.cuda_graph == "on" else "auto on CUDA:"
+    return Decision(True, f"{how} {WARMUP} eager warm-up steps, then one replay per step")
 
 
 class GraphSafeSGD:
-    """torch.optim.SGD's update (dampening 0) with lr and momentum in device tensors."""
+    """torch.optim.SGD's update (dampening 0) with lr and momentum in 0-dim device tensors refilled before each
+    replay (torch's reads floats a graph would freeze), on the optimizer's momentum buffers (checkpoints see them)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.groups = []
@@ -82,13 +71,10 @@ class GraphSafeSGD:
                         # Zeros make the first update buf = grad, as torch's first step's clone does.
                         state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     bufs.append(state["momentum_buffer"])
-            lr = torch.zeros((), device=dev)
-            mom = torch.zeros((), device=dev)
-            self.groups.append((group, params, bufs, lr, mom))
+            self.groups.append((group, params, bufs, torch.zeros((), device=dev), torch.zeros((), device=dev)))
         self.load_hyper()
 
     def load_hyper(self) -> None:
-        """Copy each group's current lr and momentum (the schedule's) into the tensors the update reads."""
         for group, _, _, lr, mom in self.groups:
             lr.fill_(group["lr"])
             mom.fill_(group["momentum"])
@@ -111,19 +97,14 @@ class GraphSafeSGD:
             torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
 
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # (logits, loss), as Parts.step returns them
-
-
 class GraphStep:
-    """A training step (`Parts.forward`, then backward, update, average, schedule), replayed from a
-    CUDA graph once warmed up; returns (logits, loss)."""
+    """A training step replayed from a CUDA graph once warmed up; returns (logits, loss). The augmentation's
+    generator is registered with the graph, so replays advance its Philox offset as eager calls do."""
 
     def __init__(self, parts, warmup: int = WARMUP, capture: bool | None = None):
-        if capture is None:
-            capture = parts.generator.device.type == "cuda"
         self.parts = parts
         self.warmup = max(1, warmup)
-        self.capture = bool(capture)
+        self.capture = parts.generator.device.type == "cuda" if capture is None else bool(capture)
         self.calls = 0
         self.full_shape: tuple[int, ...] | None = None  # the first batch's: every later one but a remainder
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -134,19 +115,15 @@ class GraphStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         self.calls += 1
-        if self.full_shape is None:
-            self.full_shape = tuple(x.shape)
+        self.full_shape = self.full_shape or tuple(x.shape)
         full = tuple(x.shape) == self.full_shape
         if self.graph is not None and full:
             return self._replay(x, y)
         if self.calls <= self.warmup or not full:
             return self._eager(x, y)
-        if not self.capture:  # the graph's body run eagerly: how the CPU tests check it
-            return self._uncaptured(x, y)
-        return self._capture(x, y)
+        return self._capture(x, y) if self.capture else self._uncaptured(x, y)  # uncaptured: the CPU tests
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
-        """The step as Parts.step takes it (torch's own optimizer, then the average), on the side stream."""
         if self.side is None:
             return self.parts.step(x, y)
         self.side.wait_stream(torch.cuda.current_stream())
@@ -156,7 +133,7 @@ class GraphStep:
         return out
 
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
-        """What the graph holds: forward, backward, the graph-safe update and average."""
+        """What the graph holds: forward, backward, the graph-safe update, the average."""
         p = self.parts
         logits, loss = p.forward(x, y)
         loss.backward()
@@ -201,5 +178,4 @@ class GraphStep:
 
 
 def stepper(parts, decision: Decision) -> Callable[[torch.Tensor, torch.Tensor], Batch]:
-    """The step function the epoch loop calls: the graphed one when decided on, else Parts.step."""
     return GraphStep(parts) if decision.on else parts.step

@@ -1,8 +1,6 @@
-"""Pick the compute device, scope CPU threading to a run, and (when asked) tune the allocator.
-
-glibc's malloc tuning cannot be undone, so the library never applies it on its own: the
-CLI records its choice in MNISTLITE_MALLOC_TUNING, which spawned workers inherit.
-"""
+"""Pick the compute device, scope CPU threading to a run, and (when asked) tune the allocator. glibc's malloc
+tuning cannot be undone, so the library never applies it on its own: the CLI records its choice in
+MNISTLITE_MALLOC_TUNING, which spawned workers inherit."""
 
 from __future__ import annotations
 
@@ -28,14 +26,12 @@ def resolve_device(name: str) -> torch.device:
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _ALLOCATOR_TUNED = False
+MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
 
 
 def tune_cpu_allocator() -> bool:
-    """Keep freed activation buffers in the heap instead of handing them back to the OS.
-
-    glibc mmaps (and unmaps on free) every large block, so each activation of a step was
-    page-faulted in anew: a quarter of a Model3 step (benchmarks/micro.py). No-op off glibc.
-    """
+    """Keep freed activation buffers in the heap (no-op off glibc): glibc mmaps and unmaps every large block, so
+    each activation of a step was page-faulted in anew, a quarter of a Model3 step (benchmarks/micro.py)."""
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return True
@@ -50,29 +46,19 @@ def tune_cpu_allocator() -> bool:
     return ok
 
 
-MALLOC_TUNING_ENV = "MNISTLITE_MALLOC_TUNING"
-
-
 def apply_requested_allocator_tuning() -> bool:
-    """Tune the allocator only where MNISTLITE_MALLOC_TUNING=1 asks for it (unset or anything else does not)."""
     return tune_cpu_allocator() if os.environ.get(MALLOC_TUNING_ENV, "").strip() == "1" else False
 
 
 def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def thread_count(threads: int) -> int:
-    """The intra-op thread count `--threads N` means: 0 is every core this process may use."""
+def set_threads(threads: int) -> int:
+    """Set torch's thread count for the rest of the process (`--threads`: 0 is every core it may use)."""
     if threads < 0:
         raise MnistliteError(f"--threads must be 0 (all cores) or more, got {threads}")
-    return threads or cpu_cores()
-
-
-def set_threads(threads: int) -> int:
-    """Set torch's thread count for the rest of the process (a command's own, e.g. bench)."""
-    n = thread_count(threads)
+    n = threads or cpu_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

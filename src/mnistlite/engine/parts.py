@@ -1,9 +1,6 @@
-"""What one training run is made of, and one optimizer step, built the same way for `train`
-and the benchmark.
-
-Weight init and dropout draw from the global RNG (seeded here); augmentation and the
-batch order from the run's own generator. `fast.apply.accelerate` draws nothing.
-"""
+"""What one training run is made of, and one optimizer step, built alike for `train` and the benchmark.
+Weight init and dropout draw from the global RNG (seeded here); augmentation and the batch order from
+the run's own generator. `fast.apply.accelerate` draws nothing."""
 
 from __future__ import annotations
 
@@ -25,10 +22,9 @@ from . import bn_path
 from .average import WeightAverage
 from .optim import Schedule, build_optimizer
 from .precision import resolve as resolve_precision
+from .whiten import whiten_input_conv
 
-# The share of the first step's weights below which the moving average is judged
-# instead of the raw weights: about 2,300 steps at decay 0.998 (epoch 5 of the
-# flagship), 4,600 at 0.999 (epoch 5 of the frontier at batch 64).
+# The first step's share under which the average is judged: ~2,300 steps at decay 0.998, 4,600 at 0.999 (epoch 5).
 EMA_START_SHARE = 0.01
 
 
@@ -48,8 +44,7 @@ class Parts:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights a run is judged and saved by: the average once it has forgotten the first
-        step's weights (their share decay**(updates - 1)), else the raw ones."""
+        """The weights judged and saved: the average once the first step's share decay**(updates - 1) is small."""
         if self.ema is not None and self.cfg.ema ** (int(self.ema.n_averaged) - 1) < EMA_START_SHARE:
             return self.ema.module
         return self.model
@@ -62,7 +57,6 @@ class Parts:
         return logits, F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch: augment, forward, backward, update, schedule, weight average."""
         logits, loss = self.forward(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,23 +83,18 @@ def build_parts(
 ) -> Parts:
     torch.manual_seed(cfg.seed)
     entry = entry or get_entry(cfg.model)
-    # The trainer's configs arrive resolved; the benchmark's `auto` resolves the same way.
     fused = bn_path.resolve(cfg, device).path == "fused"
+    echo = echo or (lambda line: None)
     model, note = accelerate(entry.build(dropout=cfg.dropout), fused)
-    if echo is not None:
-        echo(note)
+    echo(note)
     if cfg.whiten != "off":
-        from .whiten import whiten_input_conv
-
         try:
             line = whiten_input_conv(model, data.train.images, frozen=cfg.whiten == "frozen")
         except ValueError as e:
             raise MnistliteError(f"--whiten {cfg.whiten}: {e}") from None
-        if echo is not None:
-            echo(line)
+        echo(line)
     model = model.to(device)
-    # channels_last: oneDNN's convolutions (CPU) and cuDNN's both run faster on
-    # NHWC for these tiny channel counts; measured in docs/performance.md.
+    # oneDNN's and cuDNN's convolutions both run faster on NHWC for these tiny channel counts (docs/performance.md).
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -117,6 +106,5 @@ def build_parts(
     steps = n // bs + (1 if n % bs > 1 else 0)
     optimizer = build_optimizer(model, cfg)
     autocast = resolve_precision(cfg, device).autocast(device.type)
-    # BN's running statistics are averaged too (use_buffers): they must match the averaged weights.
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     return Parts(cfg, model, optimizer, Schedule(optimizer, cfg, steps), augment, gen, bs, steps, autocast, fmt, ema)

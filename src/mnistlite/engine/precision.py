@@ -1,16 +1,17 @@
-"""Which float precision a run trains in: fp32, or bf16 autocast, chosen by machine.
-
-A run records the resolved value (fp32 or bf16), so a resume computes the same way
-anywhere. `auto` picks bf16 only where it is cleared for accuracy (config.ACCURACY_CLEARED)
-and, on a CPU, there are bf16 matrix units. The deprecated `bf16: true` forces bf16.
-"""
+"""Which float precision a run trains in: fp32, or bf16 autocast, chosen by machine. A run records the
+resolved value, so a resume computes the same way anywhere. `auto` picks bf16 only where it is cleared for
+accuracy (config.ACCURACY_CLEARED) and, on a CPU, there are bf16 units."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..config import ACCURACY_CLEARED, saved_precision
 
@@ -26,28 +27,17 @@ class Decision:
 
     def autocast(self, device_type: str) -> Callable[[], Any]:
         """A context factory for the forward pass: bf16 autocast on `device_type`, or nothing."""
-        if self.precision != "bf16":
-            return nullcontext
-        import torch
-
-        return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+        return (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if self.precision == "bf16" else nullcontext
 
 
 def cpuinfo() -> tuple[str, frozenset[str]]:
     """(model name, flags) of the first CPU in /proc/cpuinfo; ("", {}) where there is none."""
-    name, flags = "", frozenset[str]()
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = frozenset(line.split(":", 1)[1].split())
-                if name and flags:
-                    break
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: no flags to read, so no bf16 units are claimed
-        pass
-    return name, flags
+        return "", frozenset()
+    name, flags = (re.search(rf"^{key}[^:\n]*:(.*)$", text, re.M) for key in ("model name", "flags"))
+    return (name[1].strip() if name else ""), frozenset(flags[1].split() if flags else ())
 
 
 def bf16_units() -> list[str]:
@@ -56,17 +46,11 @@ def bf16_units() -> list[str]:
     return [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
 
 
-def _units_label(units: list[str]) -> str:
-    return ", ".join({"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}[u] for u in units)
-
-
 def requested(cfg: Any) -> str:
-    """What the config asks for: the deprecated `bf16: true` forces bf16."""
     return "bf16" if getattr(cfg, "bf16", False) else cfg.precision
 
 
 def resolve(cfg: Any, device: Any) -> Decision:
-    """The precision `cfg` trains in on `device` (a torch.device), and why."""
     want = requested(cfg)
     if want == "bf16":
         why = "--bf16 (deprecated; same as --precision bf16)" if getattr(cfg, "bf16", False) else "asked"
@@ -75,15 +59,13 @@ def resolve(cfg: Any, device: Any) -> Decision:
         return Decision("bf16", why)
     if want == "fp32":
         return Decision("fp32", "asked")
-    # auto
     if device.type != "cpu":
         if not ACCURACY_CLEARED.get(device.type, False):
             return Decision("fp32", f"auto: bf16 on {device.type} is not yet cleared for accuracy")
         return Decision("bf16", f"auto: {device.type} bf16 cleared for accuracy")
-    units = bf16_units()
-    if not units:
+    if not (units := bf16_units()):
         return Decision("fp32", "auto: this CPU has no bf16 matrix units (AMX, AVX512_BF16)")
-    label = _units_label(units)
+    label = ", ".join({"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}[u] for u in units)
     if not ACCURACY_CLEARED.get("cpu", False):
         return Decision(
             "fp32",
@@ -96,8 +78,7 @@ def resolve(cfg: Any, device: Any) -> Decision:
 
 def for_run(cfg: Any, device: Any, resumed: dict[str, Any] | None = None) -> Decision:
     """`resolve`, except that a resumed run (its checkpoint's config dict) keeps the precision it started in."""
-    if resumed is not None and cfg.precision == "auto" and not getattr(cfg, "bf16", False):
-        return Decision(saved_precision(resumed), "as the run started")
-    if resumed is not None:
-        return Decision(requested(cfg), "as the run started")
-    return resolve(cfg, device)
+    if resumed is None:
+        return resolve(cfg, device)
+    auto = cfg.precision == "auto" and not getattr(cfg, "bf16", False)
+    return Decision(saved_precision(resumed) if auto else requested(cfg), "as the run started")

@@ -7,25 +7,18 @@ import math
 import torch
 from torch import nn
 
+SPARSE_MAX_P = 0.25  # above this rate drawing the dropped positions stops paying: torch's mask is used
+
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    """A 1-D view of `t` in memory order (contiguous or channels_last)."""
-    if t.is_contiguous():
-        return t.view(-1)
-    return t.permute(0, 2, 3, 1).view(-1)  # channels_last: NHWC in memory
-
-
-# Above this rate drawing the dropped positions stops paying: torch's mask is used.
-SPARSE_MAX_P = 0.25
+    """A 1-D view of `t` in memory order (contiguous, or channels_last: NHWC in memory)."""
+    return t.view(-1) if t.is_contiguous() else t.permute(0, 2, 3, 1).view(-1)
 
 
 def drop_positions(n: int, p: float) -> torch.Tensor:
-    """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws.
-
-    K ~ Poisson(lam) uniform positions, with repeats: by Poisson splitting each slot is hit
-    independently, dropped with probability 1 - exp(-lam / n) = p for lam = -n * log(1 - p).
-    (`bernoulli_`'s n draws cost a quarter of a Model3 step; benchmarks/micro.py.)
-    """
+    """Positions to drop among n slots: an exact Bernoulli(p) mask from about n*p draws (`bernoulli_`'s n
+    cost a quarter of a Model3 step). K ~ Poisson(lam) uniform positions, with repeats: by Poisson splitting
+    each slot is hit independently, dropped with probability 1 - exp(-lam / n) = p for lam = -n * log1p(-p)."""
     lam = torch.tensor(-n * math.log1p(-p), dtype=torch.float64)
     return torch.randint(n, (int(torch.poisson(lam).item()),))
 
@@ -53,8 +46,7 @@ class _SparseDropout(torch.autograd.Function):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with a cheaper mask on the CPU (`drop_positions` for p <= SPARSE_MAX_P); same
-    semantics, same name in tables."""
+    """nn.Dropout with a cheaper mask on the CPU (`drop_positions` for p <= SPARSE_MAX_P), same semantics."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -63,6 +55,4 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
-        if self.p <= SPARSE_MAX_P:
-            return _SparseDropout.apply(x, self.p)
-        return super().forward(x)
+        return _SparseDropout.apply(x, self.p) if self.p <= SPARSE_MAX_P else super().forward(x)

@@ -1,10 +1,6 @@
-"""The numba glue of the compiled loops (loops.py): whether they run here, threads, numpy views.
-
-Each way a unit is one call of two passes over unit.py's wide (rows, k * C) view (with torch
-ops it was about 11 passes and 40 small ops: docs/performance.md). numba is optional: where it
-is missing or cannot compile, `available()` is False and a run takes torch's layers. The first
-`available()` compiles the loops (about 4 s on 2 cores; numba caches them on disk).
-"""
+"""The numba glue of the compiled loops (loops.py): whether they run here, threads, numpy views. Where numba
+is missing or cannot compile, `available()` is False and a run takes torch's layers. The first `available()`
+compiles the loops (about 4 s on 2 cores; numba caches them on disk)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import numpy as np
 import torch
 
 _STATE: dict[str, Any] = {}
+DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
 
 
 def available() -> bool:
@@ -39,10 +36,8 @@ def why_not() -> str:
 
 
 class _Threads:
-    """Run the loops on torch's thread count, and leave torch's as it was: numba's OpenMP pool
-    shares libgomp with torch, and starting it resets the thread count for both. numba's count
-    is per calling thread, so it is set only where this thread last set another (a step makes dozens).
-    """
+    """Run the loops on torch's thread count and restore torch's: numba's OpenMP pool shares libgomp with torch
+    and starting it resets both. numba's count is per thread: set only where this thread last set another."""
 
     _last = threading.local()
 
@@ -65,9 +60,6 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return (t.view(torch.uint16) if t.dtype == torch.bfloat16 else t).numpy()
 
 
-DTYPES = (torch.float32, torch.bfloat16)  # the maps the loops take
-
-
 def run(loop: str, *args: Any) -> Any:
     """loops.`loop`(*args) on torch's thread count, each tensor passed as a numpy view."""
     with _Threads():
@@ -79,39 +71,33 @@ def eval_forward(xv, weight, bias, running_mean, running_var, eps: float, c: int
     run("eval_forward", xv, weight, bias, running_mean, running_var, np.float32(eps), c, yv)
 
 
-def _nhwc(t: torch.Tensor) -> torch.Tensor:
-    return t.permute(0, 2, 3, 1)  # an (N, H, W, C) view of channels_last memory
-
-
 def maxpool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """2x2, stride-2 max-pool of a channels_last map: (y, the winning positions for backward)."""
     n, c, h, w = x.shape
     y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
     win = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
-    run("pool_forward", _nhwc(x), _nhwc(y), win)
+    run("pool_forward", x.permute(0, 2, 3, 1), y.permute(0, 2, 3, 1), win)  # (N, H, W, C) views
     return y, win
 
 
 def maxpool_backward(dy: torch.Tensor, win: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The input's gradient: dy at each window's winner, zero elsewhere (channels_last)."""
     dx = torch.empty(shape, dtype=dy.dtype, memory_format=torch.channels_last)
-    run("pool_backward", _nhwc(dy.contiguous(memory_format=torch.channels_last)), win, _nhwc(dx))
+    dy = dy.contiguous(memory_format=torch.channels_last)
+    run("pool_backward", dy.permute(0, 2, 3, 1), win, dx.permute(0, 2, 3, 1))
     return dx
 
 
 def _smoke() -> bool:
-    """The unit's loops and the pool's on tiny maps, checked by hand: compiles them, or loads numba's cache."""
+    """The unit's and the pool's loops on tiny maps, checked by hand: compiles them, or loads numba's cache."""
     x = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
     y, rm, rv = torch.empty_like(x), torch.zeros(2), torch.ones(2)
     w, b = torch.ones(2), torch.zeros(2)
     mean, invstd = map(torch.from_numpy, run("forward", x, w, b, rm, rv, 0.1, 0.0, 1.0, 2, y))
-    dx = torch.empty_like(x)
-    run("backward", torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, dx)
-    # Channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds -2 and 4 (mean 1);
-    # with eps 0, channel 0's output is relu(x - 2).
+    run("backward", torch.ones_like(x), y, x, w, mean, invstd, 1.0, 2, torch.empty_like(x))
+    # Channel 0 holds 1 and 3 (mean 2, variance 1): its output is relu(x - 2); channel 1's mean is 1.
     ok = torch.allclose(mean, torch.tensor([2.0, 1.0])) and torch.allclose(y[:, 0], torch.tensor([0.0, 1.0]))
-    # Inference by running statistics mean 0, variance 1: relu(x).
-    eval_forward(x, w, b, torch.zeros(2), torch.ones(2), 0.0, 2, y)
+    eval_forward(x, w, b, torch.zeros(2), torch.ones(2), 0.0, 2, y)  # running mean 0, variance 1: relu(x)
     ok = ok and y.tolist() == [[1.0, 0.0], [3.0, 4.0]]
     m = torch.arange(8.0).view(1, 2, 2, 2).contiguous(memory_format=torch.channels_last)
     pooled, win = maxpool_forward(m)

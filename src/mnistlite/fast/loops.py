@@ -1,18 +1,6 @@
-"""The compiled loops behind kernels.py (numba; imported only where numba is installed): the
-BatchNorm-ReLU unit's forward, backward and inference pass, and the 2x2 max-pool's.
-
-Each thread sums its block of rows of the wide (rows, k * C) view in float32
-lanes; the blocks, and the k lanes of each channel, are added in float64.
-
-The maps are float32, or bf16 seen as uint16 bits: `widen` reads an element of either as
-float32 and `narrow` turns a result into one (bf16 rounded as torch rounds), so numba compiles
-one specialisation per dtype. The overloads only convert values: one that stored into the
-array itself lost its stores inside `prange`.
-
-Everything per channel is plain scalar loops on purpose: under `parallel=True` numba makes
-every array expression a parallel region of its own, and waking the threads for each cost
-more than the arithmetic (5 ms of a Model3 step, against about 1 ms of loops).
-"""
+"""The compiled loops behind kernels.py (numba, where installed): the BatchNorm-ReLU unit's forward, backward
+and inference pass, and the 2x2 max-pool's. Per channel all is plain scalar loops on purpose: under `parallel`
+numba makes each array expression a parallel region, whose wake-ups cost 5 ms of a Model3 step (loops: ~1 ms)."""
 
 from __future__ import annotations
 
@@ -23,43 +11,32 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-# Row blocks per reduction: enough for any thread count here, few enough that the
-# (blocks, 2, k * C) partial sums stay small.
-BLOCKS = 64
+BLOCKS = 64  # row blocks per reduction: enough for any thread count here, few enough for small partial sums
 
 
 @intrinsic
-def _bits_to_f32(typingctx, u):  # pragma: no cover  (compiled)
+def _bitcast(typingctx, v, to):  # pragma: no cover  (compiled)
+    """v's bits as the scalar type `to`: uint32 -> float32 or float32 -> uint32."""
+    target = to.instance_type
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        return builder.bitcast(args[0], context.get_value_type(target))
 
-    return types.float32(types.uint32), codegen
-
-
-@intrinsic
-def _f32_to_bits(typingctx, f):  # pragma: no cover  (compiled)
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.uint32(types.float32), codegen
+    return target(types.uint32 if target == types.float32 else types.float32, to), codegen
 
 
-def widen(v):  # pragma: no cover  (a stub: numba compiles the overloads below)
-    raise NotImplementedError
-
-
-def narrow(v, a):  # pragma: no cover
-    raise NotImplementedError
-
-
-def _zero(a):  # pragma: no cover
-    raise NotImplementedError
+# Maps are float32, or bf16 as uint16 bits: `widen` reads either as float32, `narrow` turns a result into
+# one (one specialisation per dtype). They only convert values: one that stored into the array lost its
+# stores inside `prange`.
+def widen(v): ...  # pragma: no cover  (stubs: numba compiles the overloads below)
+def narrow(v, a): ...  # pragma: no cover
+def _zero(a): ...  # pragma: no cover
 
 
 @overload(widen, inline="always")
 def _widen_impl(v):  # pragma: no cover  (compiled)
     if v == types.uint16:  # a bf16 is the high half of a float32
-        return lambda v: _bits_to_f32(np.uint32(v) << np.uint32(16))  # type: ignore[call-arg]
+        return lambda v: _bitcast(np.uint32(v) << np.uint32(16), np.float32)  # type: ignore[call-arg]
     return lambda v: v
 
 
@@ -69,11 +46,10 @@ def _narrow_impl(v, a):  # pragma: no cover  (compiled)
     if a.dtype == types.uint16:
 
         def to_bf16(v, a):
-            # torch's rounding without its NaN branch, which cost a third of the loops' time:
-            # a NaN made by arithmetic is the default NaN (low 16 bits zero), and one read
-            # from bf16 has them zero too, so rounding cannot carry it into the exponent and
-            # every NaN stays NaN (a diverged run still stops on its loss; tested).
-            u = _f32_to_bits(np.float32(v))  # type: ignore[call-arg,var-annotated]
+            # torch's rounding without its NaN branch, which cost a third of the loops' time: a NaN made by
+            # arithmetic is the default NaN (low 16 bits zero), and one read from bf16 has them zero too, so
+            # rounding cannot carry it into the exponent and every NaN stays NaN (tested).
+            u = _bitcast(np.float32(v), np.uint32)  # type: ignore[call-arg,var-annotated]
             return np.uint16((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
         return to_bf16
@@ -82,8 +58,8 @@ def _narrow_impl(v, a):  # pragma: no cover  (compiled)
 
 @overload(_zero, inline="always")
 def _zero_impl(a):  # pragma: no cover  (compiled)
-    """The 0 of a select next to a's elements: float32 for bf16 maps (float32 lanes, about 1.7x
-    faster backward); float64 for float32 maps, which keeps their established rounding bit for bit."""
+    """The 0 of a select next to a's elements: float32 for bf16 maps (float32 lanes, ~1.7x faster backward);
+    float64 for float32 maps, which keeps their established rounding bit for bit."""
     if a.dtype == types.uint16:
         return lambda a: np.float32(0.0)
     return lambda a: 0.0
@@ -91,13 +67,11 @@ def _zero_impl(a):  # pragma: no cover  (compiled)
 
 @njit(cache=True)
 def _per_channel(part, c):  # pragma: no cover  (compiled)
-    """The (blocks, 2, k * C) float32 partial sums reduced to two float64 sums per channel."""
+    """The (blocks, 2, k * C) float32 partial sums (each thread's block of rows) to two float64 sums per channel."""
     nb, _, width = part.shape
-    s1 = np.zeros(c, np.float64)
-    s2 = np.zeros(c, np.float64)
-    # Lane j = kk * c + i belongs to channel i. Walking kk then i adds in the same order
-    # as walking j with `j % c` (so the sums are bit-identical), without an integer
-    # division per lane: that alone cost about 15 us a call at the late layers' sizes.
+    s1, s2 = np.zeros(c, np.float64), np.zeros(c, np.float64)
+    # Lane j = kk * c + i is channel i's: walking kk then i adds in `j % c`'s order (bit-identical sums)
+    # without an integer division per lane, which alone cost ~15 us a call at the late layers' sizes.
     for t in range(nb):
         for kk in range(width // c):
             for i in range(c):
@@ -108,8 +82,7 @@ def _per_channel(part, c):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # pragma: no cover  (compiled)
-    """Fill the wide view y with relu(bn(x)) * keep, update the running statistics in place;
-    return (mean, invstd) per channel for the backward pass."""
+    """Fill the wide view y with relu(bn(x)) * keep, update the running statistics; return (mean, invstd)."""
     rows, width = xv.shape
     m = rows * (width // c)
     nb = max(1, min(rows, BLOCKS))
@@ -145,8 +118,7 @@ def forward(xv, weight, bias, run_mean, run_var, momentum, eps, keep, c, y):  # 
     for r in prange(rows):
         for j in range(width):
             v = widen(xv[r, j]) * scale[j] + shift[j]
-            # Not `v > 0`: a NaN must pass, as through torch's relu, so that a diverged run's
-            # loss turns NaN at once (engine/loop.py stops on it) instead of training on.
+            # Not `v > 0`: a NaN must pass, as through torch's relu, so a diverged run's loss turns NaN at once.
             y[r, j] = narrow(_zero(y) if v <= 0.0 else v, y)
     return mean, invstd
 
@@ -210,9 +182,8 @@ def _fma(typingctx, a, b, c):  # pragma: no cover  (compiled)
 
 @njit(parallel=True, cache=True)
 def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no cover  (compiled)
-    """Inference on float32 maps: y = max(x * alpha + beta, 0) by the running statistics, alpha and
-    beta formed as torch's CPU BatchNorm forms them (batch_norm_kernel.cpp), with the fused
-    multiply-adds its AVX2 and AVX-512 builds use: torch's BatchNorm + ReLU bit for bit there."""
+    """Inference on float32 maps: y = max(x * alpha + beta, 0), formed as torch's CPU BatchNorm does
+    (batch_norm_kernel.cpp) with its AVX2/AVX-512 builds' fused multiply-adds: bit for bit there."""
     rows, width = xv.shape
     alpha = np.empty(width, np.float32)
     beta = np.empty(width, np.float32)
@@ -227,9 +198,8 @@ def eval_forward(xv, weight, bias, run_mean, run_var, eps, c, y):  # pragma: no 
             y[r, j] = np.float32(0.0) if v <= 0.0 else v  # a NaN passes, as through torch's relu
 
 
-# --- the 2x2, stride-2 max-pool of NHWC maps ---------------------------------------------
-# A selection: elements are copied as they are and compared widened to float32. Ties and NaN
-# go as in torch's kernel (the first of equal maxima wins, a NaN wins over numbers), bit for bit.
+# The 2x2, stride-2 max-pool of NHWC maps: elements are copied as they are and compared widened; ties and
+# NaN go as in torch's kernel (the first of equal maxima wins, a NaN wins over numbers), bit for bit.
 
 
 @njit(parallel=True, cache=True)

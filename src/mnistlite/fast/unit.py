@@ -1,17 +1,6 @@
-"""BatchNorm -> ReLU (-> Dropout) as one autograd op on the compiled loops: the CPU training fast path.
-
-torch's BatchNorm, not the convolutions, was the most expensive layer on these small maps
-(docs/performance.md). Two tricks make the unit fast:
-- per-channel vectors are tiled k times so the innermost dimension is k*C lanes wide
-  (8 channels alone would waste most of an AVX-512 register);
-- the dropout rescale is folded into BN's scale and shift, and the dropped positions are
-  zeroed in the ReLU output, so the mask `y > 0` also carries dropout's in backward.
-
-`FusedSequential` is a drop-in nn.Sequential (same children, state_dict and layer tables) that
-takes the fused path only where it is exact: a float32 or bf16 channels_last CPU tensor, a
-tracked affine BN with a momentum, and no hooks (torchinfo's tables use hooks, so they see the
-plain layers). Inference takes the loops too on float32 maps, torch's result bit for bit.
-"""
+"""BatchNorm -> ReLU (-> Dropout) as one autograd op on the compiled loops (torch's BatchNorm, not the convs,
+was the costliest layer on these small maps), the compiled 2x2 pool, and `FusedSequential`, a drop-in
+nn.Sequential that takes them only where exact: no hooks, so torchinfo's tables see the plain layers."""
 
 from __future__ import annotations
 
@@ -23,7 +12,7 @@ from torch import nn
 from . import kernels
 from .dropout import SPARSE_MAX_P, Dropout, drop_positions
 
-_LANES = 256  # floats per row of the wide view: several AVX-512 registers
+_LANES = 256  # floats per row of the wide view, k*C: 8 channels alone would waste most of an AVX-512 register
 
 
 def _tile_factor(m: int, c: int) -> int:
@@ -49,7 +38,7 @@ class _BNReLUDropout(torch.autograd.Function):
         yv = _wide(y, k)
         args = (_wide(x, k), weight, bias, running_mean, running_var, momentum, eps, keep, c, yv)
         mean, invstd = map(torch.from_numpy, kernels.run("forward", *args))
-        if p > 0:
+        if p > 0:  # dropout's rescale is in `keep`; its zeros in y make `y > 0` its mask in backward too
             yv.view(-1)[drop_positions(yv.numel(), p)] = 0.0
         ctx.save_for_backward(x, y, weight, mean, invstd)
         ctx.k, ctx.keep = k, keep
@@ -60,7 +49,6 @@ class _BNReLUDropout(torch.autograd.Function):
         x, y, weight, mean, invstd = ctx.saved_tensors
         c, k, keep = x.shape[1], ctx.k, ctx.keep
         dyv = _wide(dy.contiguous(memory_format=torch.channels_last), k)
-        # Dropped and negative positions are both 0 in y: one mask for ReLU and Dropout.
         # dy has y's dtype (autograd returns a gradient in its tensor's dtype).
         dx = torch.empty_like(x, memory_format=torch.channels_last)
         args = (dyv, _wide(y, k), _wide(x, k), weight, mean, invstd, keep, c, _wide(dx, k))
@@ -76,8 +64,7 @@ def bn_relu_dropout(x: torch.Tensor, bn: nn.BatchNorm2d, p: float = 0.0) -> torc
 
 
 class _MaxPool2(torch.autograd.Function):
-    """nn.MaxPool2d(2) on a channels_last CPU map as compiled loops: torch's result and gradient
-    bit for bit (0.4-0.6 ms less per training step, benchmarks/pool_ab.py)."""
+    """nn.MaxPool2d(2) on a channels_last CPU map, torch's bit for bit (0.4-0.6 ms less a step: benchmarks/pool_ab)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -93,7 +80,6 @@ class _MaxPool2(torch.autograd.Function):
 
 
 def is_plain_pool2(mod: nn.Module) -> bool:
-    """A plain 2x2, stride-2 max-pool (no padding, dilation, ceil mode or indices)?"""
     return (
         type(mod) is nn.MaxPool2d
         and mod.kernel_size in (2, (2, 2))
@@ -105,39 +91,23 @@ def is_plain_pool2(mod: nn.Module) -> bool:
     )
 
 
-def _loops_pool(x: torch.Tensor) -> bool:
-    # An input under 2x2 is left to torch, which refuses it with its own error.
-    return _nhwc_cpu(x) and min(x.shape[2:]) >= 2
-
-
 def fusable_bn(bn: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.momentum is not None
 
 
 def _nhwc_cpu(x: torch.Tensor) -> bool:
-    # float32, or bf16 (the convs' maps under autocast)
-    return (
-        x.device.type == "cpu"
-        and x.dtype in kernels.DTYPES
-        and x.dim() == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-    )
-
-
-def _inference() -> bool:
-    # Without autograd (evaluation, prediction) nothing is saved for a backward pass, so the
-    # unit and the pool can run as plain compiled loops.
-    return not torch.is_grad_enabled()
+    """A float32 or bf16 (the convs' maps under autocast) channels_last CPU map?"""
+    on_cpu = x.device.type == "cpu" and x.dtype in kernels.DTYPES and x.dim() == 4
+    return on_cpu and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _eval_unit(x: torch.Tensor, bn: nn.BatchNorm2d, drop: nn.Module | None) -> bool:
-    """The inference loops apply: no autograd, BN by its running statistics, float32 maps, an idle dropout."""
-    return _inference() and not bn.training and x.dtype == torch.float32 and (drop is None or not drop.training)
+    idle_drop = drop is None or not drop.training
+    return not torch.is_grad_enabled() and not bn.training and x.dtype == torch.float32 and idle_drop
 
 
 def bn_relu_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """relu(bn(x)) in inference (no autograd, BN in eval mode, float32 NHWC): torch's result bit for
-    bit as one compiled pass, instead of torch's BatchNorm and ReLU as two."""
+    """relu(bn(x)) in inference (no autograd, BN in eval mode, float32 NHWC): torch's result bit for bit."""
     n, c, h, w = x.shape
     k = _tile_factor(n * h * w, c)
     y = torch.empty_like(x, memory_format=torch.channels_last)
@@ -146,16 +116,16 @@ def bn_relu_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     return y
 
 
-def _hooked(*mods: nn.Module) -> bool:
-    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in mods)
+def _hooked(*mods: nn.Module | None) -> bool:
+    return any(mod is not None and (mod._forward_hooks or mod._forward_pre_hooks) for mod in mods)
 
 
 class FusedSequential(nn.Sequential):
-    """nn.Sequential that runs each BatchNorm2d -> ReLU [-> Dropout] run as one op in CPU training,
-    and each plain 2x2 max-pool as the compiled pool."""
+    """nn.Sequential running each BatchNorm2d -> ReLU [-> Dropout] run as one op, each plain 2x2 pool on the loops."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not ((self.training or _inference()) and _nhwc_cpu(x)):
+        # Without autograd nothing is saved for a backward pass: the loops run plain.
+        if not ((self.training or not torch.is_grad_enabled()) and _nhwc_cpu(x)):
             return super().forward(x)
         mods = list(self)
         i = 0
@@ -166,13 +136,9 @@ class FusedSequential(nn.Sequential):
             if fusable_bn(mod) and type(nxt) is nn.ReLU and _nhwc_cpu(x):
                 drop = mods[i + 2] if i + 2 < len(mods) else None
                 p, span = 0.0, 2
-                if (
-                    isinstance(drop, nn.Dropout)
-                    and type(drop) in (Dropout, nn.Dropout)
-                    and not drop.inplace
-                    and drop.p <= SPARSE_MAX_P
-                ):
-                    p, span = float(drop.p), 3
+                if isinstance(drop, nn.Dropout) and type(drop) in (Dropout, nn.Dropout):
+                    if not drop.inplace and drop.p <= SPARSE_MAX_P:
+                        p, span = float(drop.p), 3
                 if not _hooked(*mods[i : i + span]):
                     # A BN left in eval mode inside a training model runs as torch's layers.
                     if self.training and mod.training:
@@ -187,11 +153,9 @@ class FusedSequential(nn.Sequential):
 
 
 def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tensor:
-    """A 2x2, stride-2 max-pool (`pool`, or `F.max_pool2d(x, 2)` where None): the compiled loops
-    where FusedSequential would take them, else torch's. What apply.py substitutes
-    for such a pool in a traced user `forward`."""
-    if _loops_pool(x) and not (pool is not None and _hooked(pool)):
-        if _inference():  # nothing will ask for the gradient: the winners are not kept
+    """A 2x2 max-pool (`pool`, or F.max_pool2d(x, 2)): the loops where FusedSequential would take them, else torch's."""
+    if _nhwc_cpu(x) and min(x.shape[2:]) >= 2 and not _hooked(pool):  # under 2x2: torch's own error
+        if not torch.is_grad_enabled():  # nothing will ask for the gradient: the winners are not kept
             return kernels.maxpool_forward(x)[0]
         if pool is None or pool.training:  # autograd is on here
             return _MaxPool2.apply(x)
@@ -199,11 +163,9 @@ def max_pool2_unit(x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tens
 
 
 def bn_relu_unit(x: torch.Tensor, bn: nn.Module, drop: nn.Dropout | None = None) -> torch.Tensor:
-    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers;
-    what apply.py substitutes for such a run in a traced `forward`."""
+    """dropout(relu(bn(x))): the fused op where it is exact (as in FusedSequential), else the layers."""
     p = float(drop.p) if drop is not None else 0.0
-    mods = (bn, *([drop] if drop is not None else []))
-    if fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(*mods):
+    if fusable_bn(bn) and _nhwc_cpu(x) and not _hooked(bn, drop):
         if bn.training and p <= SPARSE_MAX_P and not (drop is not None and drop.inplace):
             return bn_relu_dropout(x, bn, p if (drop is not None and drop.training) else 0.0)
         if _eval_unit(x, bn, drop):
