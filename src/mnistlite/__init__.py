@@ -10,18 +10,14 @@ They are imported on first use, so `import mnistlite` (and the CLI's start) stay
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "mnistlite.api",
-    "resume": "mnistlite.api",
-    "seeds": "mnistlite.api",
-    "summary": "mnistlite.api",
-    "create_model": "mnistlite.models",
-    "register_model": "mnistlite.models",
-    "list_models": "mnistlite.models",
+    **dict.fromkeys(("train", "resume", "seeds", "summary"), "mnistlite.api"),
+    **dict.fromkeys(("create_model", "register_model", "list_models"), "mnistlite.models"),
     "TrainConfig": "mnistlite.config",
     "MnistliteError": "mnistlite.errors",
 }
@@ -30,7 +26,5 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mnistlite' has no attribute {name!r}")

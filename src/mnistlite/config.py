@@ -1,7 +1,6 @@
 """The training configuration: one frozen dataclass, printed at start and saved with the run.
 
-Precedence when a run is set up: these defaults, then the model's registered
-recipe (what its source published), then the user's explicit overrides.
+Precedence: these defaults, then the model's registered recipe, then the user's explicit overrides.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from .errors import MnistliteError
 class TrainConfig:
     # --- what to train -------------------------------------------------------
     model: str = "mnistlite_flagship"  # a registered name, or a user's `file.py:Name` / `package.module:Name`
-    # SHA-256 of a user model's source file, filled in when the model is resolved
-    # (never typed): the run directory keeps that file as model_source.py.
+    # SHA-256 of a user model's source file, set when resolved; the run keeps the file as model_source.py.
     model_sha256: str | None = None
     dataset: str = "mnist"  # mnist | fashion-mnist
     data_dir: str | None = None  # else $MNISTLITE_DATA, else a default folder
@@ -45,8 +43,8 @@ class TrainConfig:
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    # Moving average of the weights and BN statistics, a decay per step; 0 = off. Evaluation
-    # and model.pt use it; metrics.csv adds the raw weights' raw_val_acc/raw_test_acc.
+    # EMA of weights and BN statistics, a decay per step; 0 = off. Evaluation and model.pt use it;
+    # metrics.csv adds the raw weights' raw_val_acc/raw_test_acc.
     ema: float = 0.0
     # airbench-style parameter groups (engine/optim.py). "Bias-like" parameters are
     # every bias and every BatchNorm weight: a per-channel shift or scale, not a filter.
@@ -84,18 +82,15 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
     channels_last: bool = True  # NHWC activations: faster on CPU (oneDNN) and CUDA
-    # auto | fp32 | bf16 (autocast): engine/precision.py. A run saves the resolved
-    # fp32 or bf16; auto is fp32 until bf16 is cleared for accuracy there.
+    # auto | fp32 | bf16 (engine/precision.py): a run saves fp32 or bf16; auto is fp32 until bf16 is cleared.
     precision: str = "auto"
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
-    # auto | fused | torch: the CPU fast path (mnistlite.fast) or torch's layers (engine/bn_path.py).
-    # A run saves the resolved path; auto follows a rule committed per CPU kind and thread count.
+    # auto | fused | torch: the CPU fast path (mnistlite.fast) or torch's layers (engine/bn_path.py); a run
+    # saves the resolved path; auto follows a rule committed per CPU kind and thread count.
     bn_fusion: str = "auto"
-    # auto | on | off: the training step as one CUDA graph replay (engine/cuda_graph.py);
-    # auto is on for SGD runs on CUDA. A run saves what ran (on or off).
+    # auto | on | off: the step as a CUDA graph replay (engine/cuda_graph.py), on for SGD on CUDA; saves what ran
     cuda_graph: str = "auto"
 
-    # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -142,7 +137,6 @@ class TrainConfig:
         return self
 
 
-# Fields with a fixed set of values.
 CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
     "scheduler": ("none", "step", "onecycle"),
@@ -170,7 +164,7 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
-    """Does `value` fit a field annotated `hint` (int, float, bool, str, or one of them | None)?"""
+    """Does `value` fit a field annotated `hint`?"""
     allowed = typing.get_args(hint) or (hint,)
     if value is None:
         return type(None) in allowed
@@ -193,8 +187,6 @@ DRY_RUN = {"epochs": 1, "limit_train": 1000}
 RUN_ONLY_FIELDS = frozenset(
     {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )
-
-
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
@@ -213,8 +205,7 @@ def saved_precision(saved: dict[str, Any]) -> str:
 
 
 def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does a saved run's precision satisfy the wanted config's? `auto` stands for any
-    precision auto may pick on some device; two configs match when those sets meet."""
+    """Does a saved run's precision satisfy the wanted one's? `auto` = any precision auto may pick somewhere."""
 
     def picks(p: str) -> set[str]:
         return ({"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}) if p == "auto" else {p}
@@ -231,11 +222,8 @@ def saved_value(saved: dict[str, Any], name: str) -> Any:
 
 
 def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
-    """Does field `name` of a saved config equal `value` (of the wanted config `want`)?
-
-    A user model is the same when its code is: the same name in a file with the same
-    SHA-256, wherever the file was when it was named.
-    """
+    """Does field `name` of a saved config equal `value` (of `want`)? A user model is the same when
+    its code is: the same name in a file with the same SHA-256, wherever the file was."""
     if name in ("precision", "bf16"):  # one rule for both, the deprecated bf16 folded in
         return name == "bf16" or same_precision(saved, want)
     old = saved_value(saved, name)
@@ -250,11 +238,8 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """{field: (saved value, wanted value)} for every field that makes `saved` another run than `cfg`.
-
-    The one "same run" rule: RUN_ONLY_FIELDS aside, every field must match (a field saved
-    before it existed counts as its default); a saved field `cfg` no longer has differs too.
-    """
+    """{field: (saved, wanted)} for every field that makes `saved` another run than `cfg`: RUN_ONLY_FIELDS
+    aside, every field must match (one saved before it existed counts as its default)."""
     want = cfg.to_dict()
     out = {k: (saved_value(saved, k), v) for k, v in want.items() if k not in RUN_ONLY_FIELDS}
     out = {k: ov for k, ov in out.items() if not same_value(saved, k, want[k], want)}
@@ -263,7 +248,7 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tup
 
 
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Names of the fields in which `saved` differs from `cfg` (see config_differences)."""
+    """Names of the fields in which `saved` differs from `cfg`."""
     return list(config_differences(saved, cfg))
 
 

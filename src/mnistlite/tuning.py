@@ -1,8 +1,7 @@
 """`mnistlite tune`: train every (candidate, seed) of a tuning file (tuning_file.py), then rank them.
 
-The runs are planned and executed by runs/plan.py; the ranking (tuning.json, and tuning.md
-by reports/tuning.py) reads validation accuracy only: choosing on test accuracy would turn
-the test set into a second validation split.
+The ranking (tuning.json; tuning.md by reports/tuning.py) reads validation accuracy only: choosing on
+test accuracy would turn the test set into a second validation split.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from .challenge import LAST_EPOCHS
 from .engine import rundir as rd
 from .reports.tuning import markdown
 from .runs import plan, splits
-from .tuning_file import Candidate, TuningFile, load_tuning  # noqa: F401  (the API)
-from .tuning_file import register_candidate as register
+from .tuning_file import Candidate, TuningFile, load_tuning, register_candidate  # noqa: F401  (the API)
 
 TUNING_JSON = "tuning.json"
 TUNING_MD = "tuning.md"
@@ -48,7 +46,7 @@ def run_tuning(
     rd.prepare_run_dir(out, resume=True)
     runs = [
         plan.plan_run(
-            f"{c.name}/seed{s}", tf.config(c, s, overrides), run_dir(out, c, s), partial(register, c), c.reuse
+            f"{c.name}/seed{s}", tf.config(c, s, overrides), run_dir(out, c, s), partial(register_candidate, c), c.reuse
         )
         for c in tf.candidates
         for s in seeds

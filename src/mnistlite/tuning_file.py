@@ -13,8 +13,7 @@
     name = "pad1_bs64"
     spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
     recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
-    reuse = "../runs/round1/pad1_bs64"  # optional: an earlier folder of this candidate, whose finished
-                                  # same runs are linked, not retrained
+    reuse = "../runs/round1/pad1_bs64"  # optional: earlier folder(s) whose same finished runs are linked
 
 Paths (model files, `reuse`) are relative to the tuning file.
 """

@@ -1,17 +1,15 @@
-"""One search trial: a config sampled under the budget, trained, scored on validation.
+"""One search trial: a config sampled under the budget, trained, scored on final-epoch validation accuracy.
 
-The objective is the final-epoch validation accuracy. Trials train with
-`evaluate_test=False`, so no test number can reach a choice or the study;
-only retrain.py, after the search, reads the test set.
+Trials train with `evaluate_test=False`, so no test number can reach the study; only retrain.py reads the test set.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from ..errors import MnistliteError
 from ..models import config_for
 from ..runs import storage as st
 from .study import Protocol
@@ -20,12 +18,8 @@ from .study import Protocol
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
     from ..data import load_dataset
 
-    data = load_dataset(
-        protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train
-    )
-    if data.val is None:
-        raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
-    return data
+    p = protocol
+    return load_dataset(p.dataset, data_dir=data_dir, val_size=p.val_size, limit_train=p.limit_train)
 
 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
@@ -33,15 +27,12 @@ def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     from .space import ensure_registered
 
     name = ensure_registered(spec, recipe)
-    shared = {k: v for k, v in protocol.to_dict().items() if k != "budget"}  # the rest are TrainConfig fields
+    shared = {k: v for k, v in asdict(protocol).items() if k != "budget"}  # the rest are TrainConfig fields
     return config_for(name, **shared, **recipe, **run)
 
 
 def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = None) -> Callable:
-    """objective(trial) -> final validation accuracy; raises optuna.TrialPruned.
-
-    `run`: TrainConfig fields that do not change results' meaning (device, threads).
-    """
+    """objective(trial) -> final validation accuracy; `run`: fields that do not change results (device, threads)."""
     optuna = st.import_optuna()
     from ..engine import TrainingDiverged, train
     from ..models.family import count_params

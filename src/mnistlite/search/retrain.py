@@ -1,8 +1,7 @@
 """After a search: the best trial's config retrained on the full training set, tested once per seed.
 
-The seeds are ordinary run directories, `OUT/retrain-best/seed<k>/`, planned and executed by
-runs/plan.py like those of `seeds` and `tune` (reused when done, resumed when interrupted);
-with a shared storage they are the jobs of one sweep every worker shares.
+The seeds are ordinary run directories, `OUT/retrain-best/seed<k>/`, planned by runs/plan.py (reused when done,
+resumed when interrupted); with a shared storage they are the jobs of one sweep every worker shares.
 """
 
 from __future__ import annotations
@@ -37,8 +36,6 @@ def retrain_best(
 ) -> dict[str, Any]:
     """Retrain for seeds 1..`seeds`, write `retrain_best.json`; with `storage` (an Optuna
     storage URL) the seeds are shared with every worker of the sweep `<study>-retrain-best`."""
-    if seeds < 1:
-        raise MnistliteError(f"--seeds must be at least 1, got {seeds}")
     top = best_trials(study, 1)
     if not top:
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")

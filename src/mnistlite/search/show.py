@@ -17,20 +17,14 @@ EVERY_FIELDS = ("params", "arch", "rejected", "pruned_at_epoch", "seconds", "val
 
 
 def trial_row(t, fields: tuple[str, ...]) -> dict[str, Any]:
-    row = {"number": t.number, "state": t.state.name, "value_val_acc": t.value}
-    for k in fields:
-        if k == "val_acc_per_epoch":
-            row[k] = [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
-        else:
-            row[k] = t.user_attrs.get(k)
-    return row
+    per_epoch = [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+    extra = {k: per_epoch if k == "val_acc_per_epoch" else t.user_attrs.get(k) for k in fields}
+    return {"number": t.number, "state": t.state.name, "value_val_acc": t.value, **extra}
 
 
 def param_importances(study) -> tuple[dict[str, float], str]:
     """(importances, evaluator name): fANOVA where scikit-learn is installed, else PED-ANOVA.
-
-    Only parameters every completed trial has are ranked (the space is conditional).
-    """
+    Only parameters every completed trial has are ranked (the space is conditional)."""
     import warnings
 
     optuna = st.import_optuna()
@@ -131,14 +125,8 @@ def plot_history(study, path: Path) -> None:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         if low is not None:
             last = [max(v, low + 0.1) for v in last]  # far-off pruned trials sit on the bottom edge
-        ax.scatter(
-            [t.number for t in pruned],
-            last,
-            s=18,
-            marker="x",
-            color="grey",
-            label="pruned (last val acc, clipped to the axis)",
-        )
+        label = "pruned (last val acc, clipped to the axis)"
+        ax.scatter([t.number for t in pruned], last, s=18, marker="x", color="grey", label=label)
     if values:
         ax.set_ylim(low, max(values) + 0.3)
     ax.set_xlabel("trial")

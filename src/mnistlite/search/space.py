@@ -1,10 +1,7 @@
-"""The search space: Optuna suggestions -> a family NetSpec and a training recipe.
+"""The search space: Optuna suggestions -> a family NetSpec (models/family.py) and a training recipe.
 
-Architecture (models/family.py): 2 or 3 stages of 1-4 convs, a width per conv and per
-1x1 transition, the first conv's padding, dropout; BatchNorm always on. The parameter
-count is exact by formula, so an over-budget spec is rejected before anything is built
-(pruned at once, user attr `rejected`; it does not count towards the study's trials).
-Recipe: the zoo's one-cycle SGD + Nesterov with its rates, regularisation and batch size searched.
+The parameter count is exact by formula, so an over-budget spec is rejected (pruned, not counted) before
+anything is built. Recipe: the zoo's one-cycle SGD + Nesterov with rates, regularisation and batch size searched.
 """
 
 from __future__ import annotations
@@ -22,19 +19,14 @@ BATCH_SIZES = (64, 128, 256)
 
 
 class OverBudget(Exception):
-    """Raised by `suggest_spec` when the suggested spec has more parameters than the budget."""
-
-    def __init__(self, spec: NetSpec, params: int, budget: int):
+    def __init__(self, params: int, budget: int):
         super().__init__(f"{params:,} parameters > budget {budget:,}")
-        self.spec, self.params, self.budget = spec, params, budget
+        self.params, self.budget = params, budget
 
 
 def suggest_spec(trial, budget: int) -> NetSpec:
-    """A NetSpec from `trial`'s suggestions; `OverBudget` when it would not fit.
-
-    Only architecture parameters are suggested before the budget check, so a
-    rejected trial tells the sampler nothing about the recipe.
-    """
+    """A NetSpec from `trial`'s suggestions; `OverBudget` when it would not fit. Only architecture
+    parameters are suggested before the budget check: a rejected trial says nothing about the recipe."""
     n_stages = trial.suggest_int("stages", 2, 3)
     lo, hi, step = WIDTHS
     stages: list[tuple[int, ...]] = []
@@ -52,10 +44,9 @@ def suggest_spec(trial, budget: int) -> NetSpec:
         bn=True,
         dropout=round(trial.suggest_float("dropout", 0.0, 0.15), 4),
     )
-    assert output_size(spec) >= 1, spec  # guaranteed by MAX_BLOCKS
     params = count_params(spec)
     if params > budget:
-        raise OverBudget(spec, params, budget)
+        raise OverBudget(params, budget)
     return spec
 
 
@@ -74,19 +65,15 @@ def suggest_recipe(trial) -> dict[str, Any]:
 
 
 def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
-    d = spec.to_dict()
-    d["stages"] = [list(s) for s in spec.stages]
-    d["transitions"] = list(spec.transitions)
-    if not d.get("sep_stages"):  # left out when 0: the names of specs without it stay the same
-        d.pop("sep_stages", None)
+    d = {**spec.to_dict(), "stages": [list(s) for s in spec.stages], "transitions": list(spec.transitions)}
+    if not d["sep_stages"]:  # left out when 0: the names of specs without it stay the same
+        del d["sep_stages"]
     return d
 
 
 def spec_from_dict(d: dict[str, Any]) -> NetSpec:
-    d = dict(d)
-    d["stages"] = tuple(tuple(int(w) for w in s) for s in d["stages"])
-    d["transitions"] = tuple(int(t) for t in d["transitions"])
-    return NetSpec(**d)
+    stages = tuple(tuple(int(w) for w in s) for s in d["stages"])
+    return NetSpec(**{**d, "stages": stages, "transitions": tuple(int(t) for t in d["transitions"])})
 
 
 def spec_name(spec: NetSpec) -> str:
@@ -117,7 +104,7 @@ SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_sta
 
 
 def parse_spec(raw: Any, where: str) -> NetSpec:
-    """A spec table of a tuning file (tuning_file.py), checked."""
+    """A spec table of a tuning file, checked."""
     if not isinstance(raw, dict):
         raise MnistliteError(
             f"{where}: spec must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}"
@@ -148,14 +135,7 @@ def parse_spec(raw: Any, where: str) -> NetSpec:
     if type(sep) is not int:
         raise MnistliteError(f"{where}: spec.sep_stages must be an integer, got {sep!r}")
     try:  # NetSpec checks the rest of its own invariants
-        spec = NetSpec(
-            stages=tuple(tuple(s) for s in stages),
-            transitions=tuple(transitions),
-            first_padding=pad,
-            dropout=float(dropout),
-            bn=bn,
-            sep_stages=sep,
-        )
+        spec = spec_from_dict({**raw, "dropout": float(dropout)})
     except ValueError as e:
         raise MnistliteError(f"{where}: spec.{e}") from None
     if output_size(spec) < 1:

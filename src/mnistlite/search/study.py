@@ -1,14 +1,13 @@
 """A search study in an Optuna storage: its protocol, sampler and pruner, and its trials' states.
 
-A trial counts towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner);
-a config rejected for the budget is pruned in milliseconds and does not. torch-free at
-import, so a worker that only reports, or a test's fake-objective worker, starts fast.
+A trial counts towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner), not when
+rejected for the budget. torch-free at import, so a worker that only reports starts fast.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from ..errors import MnistliteError
 from ..runs import storage as st
@@ -26,9 +25,6 @@ class Protocol:
     limit_train: int = 0
     dataset: str = "mnist"
     seed: int = 1  # the training seed of every trial (configs compete on equal terms)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def make_pruner(name: str = "median", epochs: int = 15):
@@ -70,13 +66,13 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
     attrs = study.user_attrs
     if not attrs.get("kind"):
         # The protocol first: a worker joining between the two writes that sees `kind` must see it too.
-        study.set_user_attr("protocol", protocol.to_dict())
+        study.set_user_attr("protocol", asdict(protocol))
         study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
     if attrs.get("kind") != KIND:
         raise MnistliteError(f"study {study_name!r} is a {attrs.get('kind')}, not a search; choose another --study")
     stored = attrs.get("protocol", {})
-    diff = {k: (stored.get(k), v) for k, v in protocol.to_dict().items() if stored.get(k) != v}
+    diff = {k: (stored.get(k), v) for k, v in asdict(protocol).items() if stored.get(k) != v}
     if diff:
         what = ", ".join(f"--{k.replace('_', '-')} {a} (this worker: {b})" for k, (a, b) in diff.items())
         raise MnistliteError(f"study {study_name!r} was started with {what}; use the same flags or another --study")
@@ -116,8 +112,7 @@ def best_trials(study, k: int = 10) -> list:
 
 
 def state_counts(study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        key = "REJECTED" if "rejected" in t.user_attrs else "SURPLUS" if "surplus" in t.user_attrs else t.state.name
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return Counter(
+        "REJECTED" if "rejected" in t.user_attrs else "SURPLUS" if "surplus" in t.user_attrs else t.state.name
+        for t in study.get_trials(deepcopy=False)
+    )
