@@ -20,40 +20,32 @@ from .errors import MnistliteError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- what to train -------------------------------------------------------
     model: str = "mnistlite_flagship"  # a registered name, or a user's `file.py:Name` / `package.module:Name`
-    # SHA-256 of a user model's source file, set when resolved; the run keeps the file as model_source.py.
-    model_sha256: str | None = None
+    model_sha256: str | None = None  # of a user model's file, set when resolved; the run keeps model_source.py
     dataset: str = "mnist"  # mnist | fashion-mnist
     data_dir: str | None = None  # else $MNISTLITE_DATA, else a default folder
     val_size: int = 0  # images held out of the training set, never trained on
     limit_train: int = 0  # train on the first N images only (smoke runs); 0 = all
     download: bool = True  # fetch missing files from the public mirrors
 
-    # --- budget ----------------------------------------------------------------
     epochs: int = MAX_EPOCHS
     batch_size: int = 128
     # On the 2-core CPU 500 scored as fast as 2,000 with a quarter of the memory.
     eval_batch_size: int = 500
 
-    # --- optimisation ----------------------------------------------------------
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.01
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    # EMA of weights and BN statistics, a decay per step; 0 = off. Evaluation and model.pt use it;
-    # metrics.csv adds the raw weights' raw_val_acc/raw_test_acc.
-    ema: float = 0.0
-    # airbench-style parameter groups (engine/optim.py). "Bias-like" parameters are
-    # every bias and every BatchNorm weight: a per-channel shift or scale, not a filter.
+    ema: float = 0.0  # EMA decay per step, 0 = off; eval and model.pt use it, metrics.csv adds raw_*_acc
+    # airbench-style parameter groups (engine/optim.py): "bias-like" = every bias and BatchNorm weight.
     bias_lr_scale: float = 1.0  # their learning rate, as a multiple of the rest's
     bias_decay: bool = True  # does weight_decay apply to them?
     bn_scale_frozen: bool = False  # BatchNorm weights (scales) stay at 1, never trained
     whiten: str = "off"  # airbench's whitening input conv (engine/whiten.py): off | init | frozen
 
-    # --- learning-rate schedule ------------------------------------------------
     scheduler: str = "none"  # none | step | onecycle
     step_size: int = 6  # StepLR: epochs between decays
     gamma: float = 0.1  # StepLR: decay factor
@@ -64,10 +56,8 @@ class TrainConfig:
     anneal_strategy: str = "cos"  # cos | linear
     three_phase: bool = False
 
-    # --- regularisation --------------------------------------------------------
     dropout: float | None = None  # None = the model's own default
 
-    # --- augmentation (batched, one random draw per sample) --------------------
     rotation: float = 0.0  # max |angle| in degrees; the seeds use 7 and 15
     translate: float = 0.0  # max shift as a fraction of the image side
     scale: float = 0.0  # zoom drawn from [1 - scale, 1 + scale]
@@ -77,7 +67,6 @@ class TrainConfig:
     elastic_alpha: float = 0.0  # elastic distortion (Simard 2003) scale in pixels; 0 = off
     elastic_sigma: float = 4.0  # width of its Gaussian smoothing, in pixels
 
-    # --- run -------------------------------------------------------------------
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
@@ -85,8 +74,7 @@ class TrainConfig:
     # auto | fp32 | bf16 (engine/precision.py): a run saves fp32 or bf16; auto is fp32 until bf16 is cleared.
     precision: str = "auto"
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
-    # auto | fused | torch: the CPU fast path (mnistlite.fast) or torch's layers (engine/bn_path.py); a run
-    # saves the resolved path; auto follows a rule committed per CPU kind and thread count.
+    # auto | fused (mnistlite.fast) | torch (engine/bn_path.py): saved resolved; auto by a committed per-CPU rule
     bn_fusion: str = "auto"
     # auto | on | off: the step as a CUDA graph replay (engine/cuda_graph.py), on for SGD on CUDA; saves what ran
     cuda_graph: str = "auto"
@@ -180,10 +168,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
 # --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.
 DRY_RUN = {"epochs": 1, "limit_train": 1000}
 
-# Fields that say where or how fast a run happens, not what it computes: configs that
-# differ only here are the same run (a seed done on a GPU is done on a laptop). The speed
-# switches here differ only in float rounding (tests/test_fused.py); `precision` is not
-# one: bf16 moves the numbers far more, so fp32 and bf16 runs are two runs.
+# Where or how fast a run happens, not what it computes: configs that differ only here are the same run.
+# The speed switches differ only in float rounding (tests/test_fused.py); `precision` is not one:
+# bf16 moves the numbers far more, so fp32 and bf16 runs are two runs.
 RUN_ONLY_FIELDS = frozenset(
     {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )
@@ -204,16 +191,6 @@ def saved_precision(saved: dict[str, Any]) -> str:
     return "bf16" if saved.get("bf16") else ("fp32" if p is None else str(p))
 
 
-def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does a saved run's precision satisfy the wanted one's? `auto` = any precision auto may pick somewhere."""
-
-    def picks(p: str) -> set[str]:
-        return ({"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}) if p == "auto" else {p}
-
-    new = "bf16" if want.get("bf16") else want.get("precision", "auto")
-    return bool(picks(saved_precision(saved)) & picks(new))
-
-
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
     if name == "precision":
@@ -224,16 +201,17 @@ def saved_value(saved: dict[str, Any], name: str) -> Any:
 def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
     """Does field `name` of a saved config equal `value` (of `want`)? A user model is the same when
     its code is: the same name in a file with the same SHA-256, wherever the file was."""
-    if name in ("precision", "bf16"):  # one rule for both, the deprecated bf16 folded in
-        return name == "bf16" or same_precision(saved, want)
+    if name == "bf16":  # deprecated, folded into precision
+        return True
+    if name == "precision":  # `auto` stands for any precision auto may pick on some device
+        auto = {"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}
+        new = "bf16" if want.get("bf16") else value
+        old_picks, new_picks = (auto if p == "auto" else {p} for p in (saved_precision(saved), new))
+        return bool(old_picks & new_picks)
     old = saved_value(saved, name)
     if name == "model" and old != value and isinstance(old, str) and isinstance(value, str):
         digest = want.get("model_sha256")
-        return (
-            digest is not None
-            and saved.get("model_sha256") == digest
-            and (old.rpartition(":")[2] == value.rpartition(":")[2])
-        )
+        return digest is not None and saved.get("model_sha256") == digest and old.split(":")[-1] == value.split(":")[-1]
     return old == value
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .challenge import LAST_EPOCHS
 from .engine import rundir as rd
+from .modelinfo import profile_registered
 from .reports.tuning import markdown
 from .runs import plan, splits
+from .search.space import describe_spec, spec_to_dict
 from .tuning_file import Candidate, TuningFile, load_tuning, register_candidate  # noqa: F401  (the API)
 
 TUNING_JSON = "tuning.json"
@@ -38,7 +39,6 @@ def run_tuning(
     jobs: int | str = 1,
     threads: int = 0,
     command: str = "",
-    echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train every (candidate, seed) not already done into OUT/<candidate>/seed<S>/, then rank."""
     out = Path(out)
@@ -51,24 +51,24 @@ def run_tuning(
         for c in tf.candidates
         for s in seeds
     ]
-    runs = plan.link_reused(runs, echo)
+    runs = plan.link_reused(runs, print)
     for r in runs:
         if r.status == "done":
-            echo(f"{r.label}: already done")
+            print(f"{r.label}: already done")
     todo = [r for r in runs if r.status != "done"]
     if jobs == "auto":
-        jobs, threads = splits.resolve(todo, jobs, threads, echo=echo, record=out)
+        jobs, threads = splits.resolve(todo, jobs, threads, echo=print, record=out)
     jobs = max(1, min(int(jobs), len(todo)))
     threads = plan.threads_per_run(jobs, threads)
-    echo(f"{len(todo)} of {len(runs)} run(s) to train, {jobs} at a time, {threads} thread(s) each")
+    print(f"{len(todo)} of {len(runs)} run(s) to train, {jobs} at a time, {threads} thread(s) each")
 
     def done(k: int, n: int, r: plan.PlannedRun, _result: Any, error: str | None) -> None:
         what = f"FAILED: {error}" if error else _line(r.run_dir)
-        echo(f"[{k}/{n}] {r.run_dir.relative_to(out)}: {what}")
+        print(f"[{k}/{n}] {r.run_dir.relative_to(out)}: {what}")
 
     # A too-hot candidate (TrainingDiverged) must not stop the others: keep_going.
     errors = plan.execute(todo, jobs=jobs, threads=threads, keep_going=True, on_done=done)
-    ranking = build_ranking(tf, out, seeds, errors, command=command, overrides=overrides)
+    ranking = build_ranking(tf, out, seeds, errors, command, overrides)
     rd.write_json(out / TUNING_JSON, ranking)
     rd.atomic_write_text(out / TUNING_MD, markdown(ranking))
     return ranking
@@ -122,9 +122,7 @@ def _raw_columns(per_seed: dict[str, dict[str, Any]], complete: bool) -> dict[st
 
 def rank(rows: list[dict[str, Any]]) -> None:
     """Set `rank`: best mean final val accuracy first; within TIE_PP of the best left, fewest params first.
-
-    Greedy, so the rule stays well defined when near-ties chain (A~B, B~C, A!~C).
-    """
+    Greedy, so the rule stays well defined when near-ties chain (A~B, B~C, A!~C)."""
     left = [r for r in rows if r["mean_final_val_acc"] is not None]
     for r in rows:
         r["rank"] = None
@@ -137,18 +135,8 @@ def rank(rows: list[dict[str, Any]]) -> None:
 
 
 def build_ranking(
-    tf: TuningFile,
-    out: Path,
-    seeds: tuple[int, ...],
-    errors: dict[str, str] | None = None,
-    *,
-    command: str = "",
-    overrides: dict[str, Any] | None = None,
+    tf: TuningFile, out: Path, seeds: tuple[int, ...], errors: dict[str, str], command: str, overrides: dict | None
 ) -> dict[str, Any]:
-    from .modelinfo import profile_registered
-    from .search.space import describe_spec, spec_to_dict
-
-    errors = errors or {}
     last = f"last{LAST_EPOCHS}_min_val_acc"
     rows = []
     for c in tf.candidates:

@@ -11,21 +11,22 @@ from dataclasses import asdict
 from typing import Any
 
 from ..models import config_for
+from ..models.family import count_params
 from ..runs import storage as st
+from .space import OverBudget, describe_spec, ensure_registered, spec_to_dict, suggest_recipe, suggest_spec
 from .study import Protocol
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
     from ..data import load_dataset
 
-    p = protocol
-    return load_dataset(p.dataset, data_dir=data_dir, val_size=p.val_size, limit_train=p.limit_train)
+    return load_dataset(
+        protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train
+    )
 
 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     """The TrainConfig of one trial (model registered on the fly)."""
-    from .space import ensure_registered
-
     name = ensure_registered(spec, recipe)
     shared = {k: v for k, v in asdict(protocol).items() if k != "budget"}  # the rest are TrainConfig fields
     return config_for(name, **shared, **recipe, **run)
@@ -35,8 +36,6 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
     """objective(trial) -> final validation accuracy; `run`: fields that do not change results (device, threads)."""
     optuna = st.import_optuna()
     from ..engine import TrainingDiverged, train
-    from ..models.family import count_params
-    from .space import OverBudget, describe_spec, spec_to_dict, suggest_recipe, suggest_spec
 
     run = dict(run or {})
 

@@ -37,13 +37,8 @@ def suggest_spec(trial, budget: int) -> NetSpec:
         # Dynamic upper bound: Optuna allows an int range to differ between trials.
         blocks = trial.suggest_int(f"blocks{i}", 1, most) if most > 1 else 1
         stages.append(tuple(trial.suggest_int(f"w{i}_{j}", lo, hi, step=step) for j in range(1, blocks + 1)))
-    spec = NetSpec(
-        stages=tuple(stages),
-        transitions=tuple(transitions),
-        first_padding=trial.suggest_int("first_padding", 0, 1),
-        bn=True,
-        dropout=round(trial.suggest_float("dropout", 0.0, 0.15), 4),
-    )
+    pad, dropout = trial.suggest_int("first_padding", 0, 1), round(trial.suggest_float("dropout", 0.0, 0.15), 4)
+    spec = NetSpec(stages=tuple(stages), transitions=tuple(transitions), first_padding=pad, bn=True, dropout=dropout)
     params = count_params(spec)
     if params > budget:
         raise OverBudget(params, budget)

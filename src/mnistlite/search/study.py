@@ -30,8 +30,7 @@ class Protocol:
 def make_pruner(name: str = "median", epochs: int = 15):
     optuna = st.import_optuna()
     if name == "median":
-        # No pruning before 4 trials completed, nor before epoch max(1, epochs // 4)
-        # (steps are 1-based epochs; Optuna prunes from step n_warmup_steps on).
+        # No pruning before 4 trials completed, nor before epoch max(1, epochs // 4): steps are 1-based epochs.
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(1, epochs // 4))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
