@@ -92,8 +92,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         if not isinstance(d, dict):
             raise MnistliteError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise MnistliteError(f"unknown config field(s): {', '.join(unknown)}")
         hints = typing.get_type_hints(cls)

@@ -143,26 +143,24 @@ def build_ranking(
         per_seed = {str(s): _seed_record(out, c, s, errors.get(str(run_dir(out, c, s)))) for s in seeds}
         finals = [p["final_val_acc"] for p in per_seed.values() if "final_val_acc" in p]
         complete = len(finals) == len(seeds)
-        rows.append(
-            {
-                "name": c.name,
-                "model": c.model,
-                "arch": describe_spec(c.spec) if c.spec else c.model,
-                "spec": spec_to_dict(c.spec) if c.spec else None,
-                "params": c.params,
-                "macs": profile_registered(c.model).macs,
-                "recipe": c.recipe,
-                "epochs": tf.config(c, seeds[0], overrides).epochs,
-                "per_seed": per_seed,
-                "mean_final_val_acc": statistics.fmean(finals) if complete else None,
-                "std_final_val_acc": (statistics.stdev(finals) if len(finals) > 1 else 0.0) if complete else None,
-                f"min_{last}": min(p[last] for p in per_seed.values()) if complete else None,
-                **_raw_columns(per_seed, complete),
-                "mean_wall_seconds": statistics.fmean(
-                    [p["wall_seconds"] for p in per_seed.values() if p.get("wall_seconds") is not None] or [0.0]
-                ),
-            }
-        )
+        walls = [p["wall_seconds"] for p in per_seed.values() if p.get("wall_seconds") is not None]
+        row = {
+            "name": c.name,
+            "model": c.model,
+            "arch": describe_spec(c.spec) if c.spec else c.model,
+            "spec": spec_to_dict(c.spec) if c.spec else None,
+            "params": c.params,
+            "macs": profile_registered(c.model).macs,
+            "recipe": c.recipe,
+            "epochs": tf.config(c, seeds[0], overrides).epochs,
+            "per_seed": per_seed,
+            "mean_final_val_acc": statistics.fmean(finals) if complete else None,
+            "std_final_val_acc": (statistics.stdev(finals) if len(finals) > 1 else 0.0) if complete else None,
+            f"min_{last}": min(p[last] for p in per_seed.values()) if complete else None,
+            **_raw_columns(per_seed, complete),
+            "mean_wall_seconds": statistics.fmean(walls or [0.0]),
+        }
+        rows.append(row)
     rank(rows)
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
     return {

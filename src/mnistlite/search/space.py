@@ -12,6 +12,7 @@ from typing import Any
 from ..config_files import check_keys
 from ..errors import MnistliteError
 from ..models.family import NetSpec, count_params, output_size
+from ..models.mnistlite_zoo import register_spec
 
 WIDTHS = (4, 24, 2)  # low, high, step of every conv and transition width
 MAX_BLOCKS = {2: (3, 4), 3: (3, 2, 1)}  # stages -> most convs per stage (keeps the map >= 1x1)
@@ -88,8 +89,6 @@ def describe_spec(spec: NetSpec) -> str:
 
 def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None) -> str:
     """Register `spec` (idempotently) and return its model name."""
-    from ..models.mnistlite_zoo import register_spec
-
     name = spec_name(spec)
     register_spec(name, spec, recipe or {})
     return name
@@ -100,39 +99,36 @@ SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_sta
 
 def parse_spec(raw: Any, where: str) -> NetSpec:
     """A spec table of a tuning file, checked."""
+    where = f"{where}: spec"
     if not isinstance(raw, dict):
-        raise MnistliteError(
-            f"{where}: spec must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}"
-        )
-    check_keys(raw, SPEC_KEYS, f"{where}: spec")
+        raise MnistliteError(f"{where} must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}")
+    check_keys(raw, SPEC_KEYS, where)
 
     def widths(v: Any) -> bool:
         return isinstance(v, list) and bool(v) and all(type(w) is int and w >= 1 for w in v)
 
     stages, transitions = raw.get("stages"), raw.get("transitions")
     if not isinstance(stages, list) or not stages or not all(widths(s) for s in stages):
-        raise MnistliteError(
-            f"{where}: spec.stages must be a list of non-empty lists of positive integers, got {stages}"
-        )
+        raise MnistliteError(f"{where}.stages must be a list of non-empty lists of positive integers, got {stages}")
     if not (transitions == [] or widths(transitions)) or len(transitions) != len(stages) - 1:
         raise MnistliteError(
-            f"{where}: spec.transitions must list {len(stages) - 1} positive width(s), one per stage boundary, "
+            f"{where}.transitions must list {len(stages) - 1} positive width(s), one per stage boundary, "
             f"got {transitions!r}"
         )
     pad, dropout, bn = raw.get("first_padding", 0), raw.get("dropout", 0.0), raw.get("bn", True)
     if pad not in (0, 1) or isinstance(pad, bool):
-        raise MnistliteError(f"{where}: spec.first_padding must be 0 or 1, got {pad!r}")
+        raise MnistliteError(f"{where}.first_padding must be 0 or 1, got {pad!r}")
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise MnistliteError(f"{where}: spec.dropout must be in [0, 1), got {dropout!r}")
+        raise MnistliteError(f"{where}.dropout must be in [0, 1), got {dropout!r}")
     if not isinstance(bn, bool):
-        raise MnistliteError(f"{where}: spec.bn must be true or false, got {bn!r}")
+        raise MnistliteError(f"{where}.bn must be true or false, got {bn!r}")
     sep = raw.get("sep_stages", 0)
     if type(sep) is not int:
-        raise MnistliteError(f"{where}: spec.sep_stages must be an integer, got {sep!r}")
+        raise MnistliteError(f"{where}.sep_stages must be an integer, got {sep!r}")
     try:  # NetSpec checks the rest of its own invariants
         spec = spec_from_dict({**raw, "dropout": float(dropout)})
     except ValueError as e:
-        raise MnistliteError(f"{where}: spec.{e}") from None
+        raise MnistliteError(f"{where}.{e}") from None
     if output_size(spec) < 1:
-        raise MnistliteError(f"{where}: spec shrinks the 28x28 image below 1x1 before the head; use fewer convs")
+        raise MnistliteError(f"{where} shrinks the 28x28 image below 1x1 before the head; use fewer convs")
     return spec

@@ -45,22 +45,17 @@ def make_sampler(seed: int | None = None, startup: int = 8):
     return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed, constant_liar=True)
 
 
-def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=None, pruner=None):
+def open_search_study(storage, name: str, protocol: Protocol, *, sampler=None, pruner=None):
     """Create the study, or join it when it exists with the same protocol."""
     optuna = st.import_optuna()
     try:
         study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=sampler,
-            pruner=pruner,
+            storage=storage, study_name=name, direction="maximize", load_if_exists=True, sampler=sampler, pruner=pruner
         )
     except Exception as e:
         if type(e).__module__.startswith("sqlalchemy"):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise MnistliteError(f"storage error opening study {study_name!r}: {first}") from None
+            raise MnistliteError(f"storage error opening study {name!r}: {first}") from None
         raise
     attrs = study.user_attrs
     if not attrs.get("kind"):
@@ -69,12 +64,12 @@ def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=N
         study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
     if attrs.get("kind") != KIND:
-        raise MnistliteError(f"study {study_name!r} is a {attrs.get('kind')}, not a search; choose another --study")
+        raise MnistliteError(f"study {name!r} is a {attrs.get('kind')}, not a search; choose another --study")
     stored = attrs.get("protocol", {})
     diff = {k: (stored.get(k), v) for k, v in asdict(protocol).items() if stored.get(k) != v}
     if diff:
         what = ", ".join(f"--{k.replace('_', '-')} {a} (this worker: {b})" for k, (a, b) in diff.items())
-        raise MnistliteError(f"study {study_name!r} was started with {what}; use the same flags or another --study")
+        raise MnistliteError(f"study {name!r} was started with {what}; use the same flags or another --study")
     return study
 
 
