@@ -1,10 +1,6 @@
 """mnistlite: train tiny image classifiers under hard budgets, honestly and fast.
 
-In Python (a notebook, a script), the names below are the whole API:
-
-    from mnistlite import train, seeds, summary
-    summary(MyNet()); result = train(MyNet, epochs=15); result.plot()
-
+In Python, the names in _LAZY are the whole API (README.md, "In a notebook"): `from mnistlite import train`.
 They are imported on first use, so `import mnistlite` (and the CLI's start) stays cheap.
 """
 

@@ -10,8 +10,7 @@ MAX_EPOCHS = 15  # at most this many epochs (TrainConfig's default)
 
 
 def fmt_acc(v: float, digits: int = 2) -> str:
-    """An accuracy in percent to `digits` decimals, or one more where that would round it across
-    TARGET (a mean of 99.398 must not print as 99.40 beside a verdict that it misses)."""
+    """An accuracy to `digits` decimals, one more where rounding would cross TARGET (99.398 must not print 99.40)."""
     if (round(v, digits) >= TARGET) != (v >= TARGET):
         digits += 1
     return f"{v:.{digits}f}"

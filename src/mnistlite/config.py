@@ -176,9 +176,8 @@ RUN_ONLY_FIELDS = frozenset(
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-# Which device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only
-# there). The CPU failed the check: 1.5x faster, but 0.087 points lower on validation over
-# 8 seeds, past the 0.05 allowed (docs/performance.md, "Precision: bf16 is opt-in"). CUDA is unchecked.
+# Device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only there). The CPU failed:
+# 1.5x faster, but 0.087 points lower on validation over 8 seeds, past the 0.05 allowed (docs/performance.md).
 ACCURACY_CLEARED = {"cpu": False, "cuda": False}
 
 
@@ -192,9 +191,7 @@ def saved_precision(saved: dict[str, Any]) -> str:
 
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
-    if name == "precision":
-        return saved_precision(saved)
-    return saved[name] if name in saved else _DEFAULTS.get(name)
+    return saved_precision(saved) if name == "precision" else saved.get(name, _DEFAULTS.get(name))
 
 
 def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
@@ -215,8 +212,7 @@ def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """{field: (saved, wanted)} for every field that makes `saved` another run than `cfg`: RUN_ONLY_FIELDS
-    aside, every field must match (one saved before it existed counts as its default)."""
+    """{field: (saved, wanted)} for every field, RUN_ONLY_FIELDS aside, that makes `saved` another run than `cfg`."""
     want = cfg.to_dict()
     out = {k: (saved_value(saved, k), v) for k, v in want.items() if k not in RUN_ONLY_FIELDS}
     out = {k: ov for k, ov in out.items() if not same_value(saved, k, want[k], want)}
@@ -225,7 +221,6 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tup
 
 
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Names of the fields in which `saved` differs from `cfg`."""
     return list(config_differences(saved, cfg))
 
 

@@ -86,8 +86,7 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
             raise MnistliteError(f"{where}: unknown recipe field {key!r}{hint(key, types)}")
         typ = types[key]
         # bool is an int to Python: only a bool field takes true or false
-        ok = isinstance(value, (int, float) if typ is float else typ) and (typ is bool or not isinstance(value, bool))
-        if not ok:
+        if not isinstance(value, (int, float) if typ is float else typ) or (typ is not bool and type(value) is bool):
             want = {bool: "true or false", float: "a number", int: "an integer", str: "a string"}[typ]
             raise MnistliteError(f"{where}: recipe field {key!r} must be {want}, got {value!r}")
         out[key] = float(value) if typ is float else value

@@ -1,7 +1,6 @@
 """The one error type users see.
 
-The user's fault (a bad flag, a missing file, an unknown model) raises `MnistliteError`: the CLI prints
-one line on stderr and exits 2. Anything else is a bug and may traceback.
+The user's fault raises `MnistliteError`: the CLI prints one line on stderr and exits 2; a bug may traceback.
 """
 
 

@@ -41,7 +41,6 @@ def run_tuning(
     command: str = "",
 ) -> dict[str, Any]:
     """Train every (candidate, seed) not already done into OUT/<candidate>/seed<S>/, then rank."""
-    out = Path(out)
     seeds = tuple(seeds or tf.seeds)
     rd.prepare_run_dir(out, resume=True)
     runs = [
@@ -86,13 +85,12 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
     if not (run / rd.RESULT).is_file():
         return {"error": error or "not finished", "run_dir": where}
     metrics = rd.read_metrics(run / rd.METRICS)
-    val = [r["val_acc"] for r in metrics]
     raw = [r.get("raw_val_acc") for r in metrics]  # an EMA run: the same trajectory's raw weights
     result = rd.read_json(run / rd.RESULT)
     legacy = run / LEGACY_DEVICE_FILE
     device = result.get("device") or (legacy.read_text().strip() if legacy.is_file() else None)
     return {
-        **_accuracies("val", val),
+        **_accuracies("val", [r["val_acc"] for r in metrics]),
         **(_accuracies("raw_val", raw) if None not in raw else {}),
         "wall_seconds": result.get("wall_seconds"),
         "device": device,

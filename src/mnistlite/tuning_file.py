@@ -69,8 +69,7 @@ class TuningFile:
     candidates: tuple[Candidate, ...]
 
     def config(self, c: Candidate, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        over = {**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed}
-        return config_for(c.model, **over)
+        return config_for(c.model, **{**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed})
 
 
 def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str]) -> Candidate:
@@ -84,7 +83,6 @@ def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, st
     if ("model" in raw) == ("spec" in raw):
         raise MnistliteError(f"{label}: give exactly one of `model` (a registered name) or `spec` (a family NetSpec)")
     recipe = check_recipe(raw.get("recipe", {}), f"{label}: recipe", NOT_IN_RECIPE)
-    spec: NetSpec | None
     if "spec" in raw:
         spec = parse_spec(raw["spec"], label)
         model, params = spec_name(spec), count_params(spec)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from ..data import load_dataset
 from ..models import config_for
 from ..models.family import count_params
 from ..runs import storage as st
@@ -18,8 +19,6 @@ from .study import Protocol
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
-    from ..data import load_dataset
-
     return load_dataset(
         protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train
     )
@@ -35,9 +34,7 @@ def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
 def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = None) -> Callable:
     """objective(trial) -> final validation accuracy; `run`: fields that do not change results (device, threads)."""
     optuna = st.import_optuna()
-    from ..engine import TrainingDiverged, train
-
-    run = dict(run or {})
+    from ..engine import TrainingDiverged, train  # imported here: tests wrap engine.train
 
     def objective(trial) -> float:
         try:
@@ -51,7 +48,7 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
         trial.set_user_attr("spec", spec_to_dict(spec))
         trial.set_user_attr("arch", describe_spec(spec))
         trial.set_user_attr("recipe", recipe)
-        cfg = trial_config(spec, recipe, protocol, **run)
+        cfg = trial_config(spec, recipe, protocol, **(run or {}))
 
         def on_epoch(row: dict[str, Any]) -> None:
             trial.report(row["val_acc"], row["epoch"])

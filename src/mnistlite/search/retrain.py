@@ -1,7 +1,6 @@
 """After a search: the best trial's config retrained on the full training set, tested once per seed.
 
-The seeds are ordinary run directories, `OUT/retrain-best/seed<k>/`, planned by runs/plan.py (reused when done,
-resumed when interrupted); with a shared storage they are the jobs of one sweep every worker shares.
+The seeds are ordinary runs in `OUT/retrain-best/seed<k>/` (runs/plan.py); with a shared storage, one shared sweep.
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ def retrain_best(
     run: dict[str, Any] | None = None,
     storage: str | None = None,
 ) -> dict[str, Any]:
-    """Retrain for seeds 1..`seeds`, write `retrain_best.json`; with `storage` (an Optuna
-    storage URL) the seeds are shared with every worker of the sweep `<study>-retrain-best`."""
+    """Retrain seeds 1..`seeds`, write retrain_best.json; with `storage` (a URL), as the sweep <study>-retrain-best."""
     top = best_trials(study, 1)
     if not top:
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")

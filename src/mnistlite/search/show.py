@@ -11,7 +11,6 @@ from typing import Any
 from ..runs import storage as st
 from .study import best_trials, counted_trials, state_counts
 
-# The fields after number, state and value of a trial in best_trials.json and in trials.json.
 BEST_FIELDS = ("params", "arch", "spec", "recipe", "val_acc_per_epoch", "seconds", "worker")
 EVERY_FIELDS = ("params", "arch", "rejected", "pruned_at_epoch", "seconds", "val_acc_per_epoch")
 

@@ -1,7 +1,6 @@
 """The search space: Optuna suggestions -> a family NetSpec (models/family.py) and a training recipe.
 
-The parameter count is exact by formula, so an over-budget spec is rejected (pruned, not counted) before
-anything is built. Recipe: the zoo's one-cycle SGD + Nesterov with rates, regularisation and batch size searched.
+The parameter count is exact by formula: an over-budget spec is rejected (pruned, not counted) before it is built.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from ..models.mnistlite_zoo import register_spec
 WIDTHS = (4, 24, 2)  # low, high, step of every conv and transition width
 MAX_BLOCKS = {2: (3, 4), 3: (3, 2, 1)}  # stages -> most convs per stage (keeps the map >= 1x1)
 BATCH_SIZES = (64, 128, 256)
+SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_stages")
 
 
 class OverBudget(Exception):
@@ -30,8 +30,7 @@ def suggest_spec(trial, budget: int) -> NetSpec:
     parameters are suggested before the budget check: a rejected trial says nothing about the recipe."""
     n_stages = trial.suggest_int("stages", 2, 3)
     lo, hi, step = WIDTHS
-    stages: list[tuple[int, ...]] = []
-    transitions: list[int] = []
+    stages, transitions = [], []
     for i, most in enumerate(MAX_BLOCKS[n_stages], start=1):
         if i > 1:
             transitions.append(trial.suggest_int(f"t{i - 1}", lo, hi, step=step))
@@ -92,9 +91,6 @@ def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None) -> st
     name = spec_name(spec)
     register_spec(name, spec, recipe or {})
     return name
-
-
-SPEC_KEYS = ("stages", "transitions", "first_padding", "dropout", "bn", "sep_stages")
 
 
 def parse_spec(raw: Any, where: str) -> NetSpec:

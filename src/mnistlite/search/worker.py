@@ -18,8 +18,7 @@ MAX_REJECTED_IN_A_ROW = 500
 def run_search_worker(
     study, objective: Callable, n_trials: int, *, timeout: float | None = None, poll: float = 2.0, log: Callable = print
 ) -> int:
-    """Run trials until the study holds `n_trials` counted trials (over any number of workers); returns how
-    many this worker trained."""
+    """Run trials until the study holds `n_trials` counted ones (over all workers); returns how many it trained."""
     optuna = st.import_optuna()
     from optuna.trial import TrialState
 
