@@ -153,15 +153,10 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
 def _type_ok(value: Any, hint: Any) -> bool:
     """Does `value` fit a field annotated `hint`?"""
     allowed = typing.get_args(hint) or (hint,)
-    if value is None:
-        return type(None) in allowed
-    if isinstance(value, bool):
-        return bool in allowed
-    if float in allowed and isinstance(value, numbers.Real):
-        return True
-    if int in allowed and isinstance(value, numbers.Integral):
-        return True
-    return str in allowed and isinstance(value, str)
+    if value is None or isinstance(value, bool):
+        return type(value) in allowed
+    kinds = {float: numbers.Real, int: numbers.Integral, str: str}
+    return any(isinstance(value, kinds[t]) for t in allowed if t in kinds)
 
 
 # --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.

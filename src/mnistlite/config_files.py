@@ -1,7 +1,6 @@
 """Reading the TOML files that drive many runs (`experiment`, `tune`) and seed lists.
 
 Every check raises a one-line MnistliteError naming the file (or the flag) and the fix, before anything trains.
-Seeds are distinct integers >= 0: a seed names a folder (seed<k>) where `seed-1` would only confuse.
 """
 
 from __future__ import annotations
@@ -94,7 +93,8 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
 
 
 def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
-    """The one seed-list rule, for a TOML list or the text of --seed-list ("7,8,9")."""
+    """The one seed-list rule, for a TOML list or --seed-list ("7,8,9"): distinct integers >= 0 (a seed names a
+    folder, seed<k>, where `seed-1` would only confuse)."""
     if isinstance(value, str):
         try:
             value = [int(s) for s in value.split(",") if s.strip()]

@@ -100,22 +100,17 @@ def _seed_record(out: Path, c: Candidate, seed: int, error: str | None) -> dict[
 
 
 def _accuracies(kind: str, acc: list[float]) -> dict[str, Any]:
-    return {
-        f"final_{kind}_acc": acc[-1],
-        f"last{LAST_EPOCHS}_min_{kind}_acc": min(acc[-LAST_EPOCHS:]),
-        f"{kind}_acc_per_epoch": acc,
-    }
+    last = f"last{LAST_EPOCHS}_min_{kind}_acc"
+    return {f"final_{kind}_acc": acc[-1], last: min(acc[-LAST_EPOCHS:]), f"{kind}_acc_per_epoch": acc}
 
 
 def _raw_columns(per_seed: dict[str, dict[str, Any]], complete: bool) -> dict[str, Any]:
     """For EMA candidates, the raw weights' figures from the same runs: a paired comparison."""
-    last = f"last{LAST_EPOCHS}_min_raw_val_acc"
-    if not complete or not all("final_raw_val_acc" in p for p in per_seed.values()):
+    seeds, last = per_seed.values(), f"last{LAST_EPOCHS}_min_raw_val_acc"
+    if not complete or not all("final_raw_val_acc" in p for p in seeds):
         return {}
-    return {
-        "mean_final_raw_val_acc": statistics.fmean(p["final_raw_val_acc"] for p in per_seed.values()),
-        f"min_{last}": min(p[last] for p in per_seed.values()),
-    }
+    mean = statistics.fmean(p["final_raw_val_acc"] for p in seeds)
+    return {"mean_final_raw_val_acc": mean, f"min_{last}": min(p[last] for p in seeds)}
 
 
 def rank(rows: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from ..errors import MnistliteError
 from ..runs import plan
 from .objective import trial_config
 from .space import spec_from_dict
-from .study import best_trials, protocol_of
+from .study import Protocol, best_trials
 
 RETRAIN_DIR = "retrain-best"
 RETRAIN_JSON = "retrain_best.json"
@@ -37,7 +37,8 @@ def retrain_best(
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
     t = top[0]
     # trial_config registers the trial's model in this process.
-    cfg = trial_config(spec_from_dict(t.user_attrs["spec"]), dict(t.user_attrs["recipe"]), protocol_of(study))
+    protocol = Protocol(**study.user_attrs.get("protocol", {}))
+    cfg = trial_config(spec_from_dict(t.user_attrs["spec"]), dict(t.user_attrs["recipe"]), protocol)
     cfg = cfg.replace(
         val_size=0, epochs=epochs or cfg.epochs, limit_train=limit_train, data_dir=data_dir, **(run or {})
     )
@@ -86,7 +87,6 @@ def retrain_best(
         "mean_test_acc": statistics.fmean(accs),
         "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     rd.write_json(out_dir / RETRAIN_JSON, report)
     print(
         f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "

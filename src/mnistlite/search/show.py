@@ -113,14 +113,13 @@ def plot_history(study, path: Path) -> None:
     if done:
         ax.scatter([t.number for t in done], values, s=18, label="completed (final val acc)")
         ax.step([t.number for t in done], list(accumulate(values, max)), where="post", color="C3", label="best so far")
+        ax.set_ylim(low, max(values) + 0.3)
     if pruned:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         if low is not None:
             last = [max(v, low + 0.1) for v in last]  # far-off pruned trials sit on the bottom edge
         label = "pruned (last val acc, clipped to the axis)"
         ax.scatter([t.number for t in pruned], last, s=18, marker="x", color="grey", label=label)
-    if values:
-        ax.set_ylim(low, max(values) + 0.3)
     ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"{study.study_name}: optimisation history")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

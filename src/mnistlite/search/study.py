@@ -83,10 +83,6 @@ def load_study(storage, study_name: str):
         raise MnistliteError(f"no study named {study_name!r} in {where}") from None
 
 
-def protocol_of(study) -> Protocol:
-    return Protocol(**study.user_attrs.get("protocol", {}))
-
-
 def is_counted(t) -> bool:
     """Was trial `t` trained (completed, or pruned while training)? Those count towards n_trials."""
     from optuna.trial import TrialState
