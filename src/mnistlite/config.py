@@ -30,8 +30,7 @@ class TrainConfig:
 
     epochs: int = MAX_EPOCHS
     batch_size: int = 128
-    # On the 2-core CPU 500 scored as fast as 2,000 with a quarter of the memory.
-    eval_batch_size: int = 500
+    eval_batch_size: int = 500  # on the 2-core CPU as fast as 2,000, with a quarter of the memory
 
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.01
@@ -71,13 +70,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
     channels_last: bool = True  # NHWC activations: faster on CPU (oneDNN) and CUDA
-    # auto | fp32 | bf16 (engine/precision.py): a run saves fp32 or bf16; auto is fp32 until bf16 is cleared.
-    precision: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (engine/precision.py); saved resolved; auto = fp32 until cleared
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
-    # auto | fused (mnistlite.fast) | torch (engine/bn_path.py): saved resolved; auto by a committed per-CPU rule
-    bn_fusion: str = "auto"
-    # auto | on | off: the step as a CUDA graph replay (engine/cuda_graph.py), on for SGD on CUDA; saves what ran
-    cuda_graph: str = "auto"
+    bn_fusion: str = "auto"  # auto | fused (mnistlite.fast) | torch (engine/bn_path.py); saved resolved; auto: per CPU
+    cuda_graph: str = "auto"  # auto (on for SGD on CUDA) | on | off: engine/cuda_graph.py; a run saves what ran
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
