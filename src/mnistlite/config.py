@@ -147,7 +147,6 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
-    """Does `value` fit a field annotated `hint`?"""
     allowed = typing.get_args(hint) or (hint,)
     if value is None or isinstance(value, bool):
         return type(value) in allowed

@@ -30,7 +30,7 @@ def retrain_best(
     data_dir: str | None = None,
     run: dict[str, Any] | None = None,
     storage: str | None = None,
-) -> dict[str, Any]:
+) -> None:
     """Retrain seeds 1..`seeds`, write retrain_best.json; with `storage` (a URL), as the sweep <study>-retrain-best."""
     top = best_trials(study, 1)
     if not top:
@@ -92,7 +92,6 @@ def retrain_best(
         f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "
         f"-> {out_dir / RETRAIN_JSON}"
     )
-    return report
 
 
 def _final_line(run_dir: Path) -> str:

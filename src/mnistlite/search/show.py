@@ -64,7 +64,7 @@ def format_table(trials: list) -> str:
     )
 
 
-def show_study(study, out_dir: Path) -> dict[str, Any]:
+def show_study(study, out_dir: Path) -> None:
     """Print the 10 best trials; write best_trials.json, trials.json, history.png and importances.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
     top = best_trials(study, 10)
@@ -96,7 +96,6 @@ def show_study(study, out_dir: Path) -> dict[str, Any]:
         plot_importances(importances, evaluator, out_dir / "importances.png")
     wrote = ["best_trials.json", "trials.json", "history.png"] + (["importances.png"] if importances else [])
     print("wrote " + ", ".join(str(out_dir / name) for name in wrote))
-    return report
 
 
 def plot_history(study, path: Path) -> None:

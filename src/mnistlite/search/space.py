@@ -94,7 +94,6 @@ def ensure_registered(spec: NetSpec, recipe: dict[str, Any] | None = None) -> st
 
 
 def parse_spec(raw: Any, where: str) -> NetSpec:
-    """A spec table of a tuning file, checked."""
     where = f"{where}: spec"
     if not isinstance(raw, dict):
         raise MnistliteError(f"{where} must be a table like {{stages = [[6, 12], [12, 12, 12]], transitions = [8]}}")
