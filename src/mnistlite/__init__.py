@@ -1,27 +1,19 @@
 """mnistlite: train tiny image classifiers under hard budgets, honestly and fast.
 
-In Python (a notebook, a script), the names below are the whole API:
-
-    from mnistlite import train, seeds, summary
-    summary(MyNet()); result = train(MyNet, epochs=15); result.plot()
-
+In Python, the names in _LAZY are the whole API (README.md, "In a notebook"): `from mnistlite import train`.
 They are imported on first use, so `import mnistlite` (and the CLI's start) stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "mnistlite.api",
-    "resume": "mnistlite.api",
-    "seeds": "mnistlite.api",
-    "summary": "mnistlite.api",
-    "create_model": "mnistlite.models",
-    "register_model": "mnistlite.models",
-    "list_models": "mnistlite.models",
+    **dict.fromkeys(("train", "resume", "seeds", "summary"), "mnistlite.api"),
+    **dict.fromkeys(("create_model", "register_model", "list_models"), "mnistlite.models"),
     "TrainConfig": "mnistlite.config",
     "MnistliteError": "mnistlite.errors",
 }
@@ -30,7 +22,5 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mnistlite' has no attribute {name!r}")

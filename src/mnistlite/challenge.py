@@ -1,10 +1,6 @@
-"""The challenge every result here is judged against, in one place.
-
-A model must have fewer than BUDGET trainable parameters (BatchNorm included)
-and, trained for at most MAX_EPOCHS epochs, hold TARGET % test accuracy in
-each of its LAST_EPOCHS last epochs, for every seed. Reports, tables, a run's
-headline numbers (result.json) and the tuning ranking all read these names; it imports
-nothing, so every layer may use it.
+"""The challenge every result here is judged against: fewer than BUDGET trainable parameters (BatchNorm
+included) and, trained for at most MAX_EPOCHS epochs, TARGET % test accuracy in each of the LAST_EPOCHS last
+epochs, for every seed. It imports nothing, so every layer may use it.
 """
 
 BUDGET = 8_000  # trainable parameters must stay strictly below this
@@ -14,8 +10,7 @@ MAX_EPOCHS = 15  # at most this many epochs (TrainConfig's default)
 
 
 def fmt_acc(v: float, digits: int = 2) -> str:
-    """An accuracy in percent to `digits` decimals, or one more where that would round it across
-    TARGET (a mean of 99.398 must not print as 99.40 beside a verdict that it misses)."""
+    """An accuracy to `digits` decimals, one more where rounding would cross TARGET (99.398 must not print 99.40)."""
     if (round(v, digits) >= TARGET) != (v >= TARGET):
         digits += 1
     return f"{v:.{digits}f}"

@@ -1,7 +1,6 @@
 """The training configuration: one frozen dataclass, printed at start and saved with the run.
 
-Precedence when a run is set up: these defaults, then the model's registered
-recipe (what its source published), then the user's explicit overrides.
+Precedence: these defaults, then the model's registered recipe, then the user's explicit overrides.
 """
 
 from __future__ import annotations
@@ -21,41 +20,31 @@ from .errors import MnistliteError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- what to train -------------------------------------------------------
     model: str = "mnistlite_flagship"  # a registered name, or a user's `file.py:Name` / `package.module:Name`
-    # SHA-256 of a user model's source file, filled in when the model is resolved
-    # (never typed): the run directory keeps that file as model_source.py.
-    model_sha256: str | None = None
+    model_sha256: str | None = None  # of a user model's file, set when resolved; the run keeps model_source.py
     dataset: str = "mnist"  # mnist | fashion-mnist
     data_dir: str | None = None  # else $MNISTLITE_DATA, else a default folder
     val_size: int = 0  # images held out of the training set, never trained on
     limit_train: int = 0  # train on the first N images only (smoke runs); 0 = all
     download: bool = True  # fetch missing files from the public mirrors
 
-    # --- budget ----------------------------------------------------------------
     epochs: int = MAX_EPOCHS
     batch_size: int = 128
-    # On the 2-core CPU 500 scored as fast as 2,000 with a quarter of the memory.
-    eval_batch_size: int = 500
+    eval_batch_size: int = 500  # on the 2-core CPU as fast as 2,000, with a quarter of the memory
 
-    # --- optimisation ----------------------------------------------------------
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.01
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    # Moving average of the weights and BN statistics, a decay per step; 0 = off. Evaluation
-    # and model.pt use it; metrics.csv adds the raw weights' raw_val_acc/raw_test_acc.
-    ema: float = 0.0
-    # airbench-style parameter groups (engine/optim.py). "Bias-like" parameters are
-    # every bias and every BatchNorm weight: a per-channel shift or scale, not a filter.
+    ema: float = 0.0  # EMA decay per step, 0 = off; eval and model.pt use it, metrics.csv adds raw_*_acc
+    # airbench-style parameter groups (engine/optim.py): "bias-like" = every bias and BatchNorm weight.
     bias_lr_scale: float = 1.0  # their learning rate, as a multiple of the rest's
     bias_decay: bool = True  # does weight_decay apply to them?
     bn_scale_frozen: bool = False  # BatchNorm weights (scales) stay at 1, never trained
     whiten: str = "off"  # airbench's whitening input conv (engine/whiten.py): off | init | frozen
 
-    # --- learning-rate schedule ------------------------------------------------
     scheduler: str = "none"  # none | step | onecycle
     step_size: int = 6  # StepLR: epochs between decays
     gamma: float = 0.1  # StepLR: decay factor
@@ -66,10 +55,8 @@ class TrainConfig:
     anneal_strategy: str = "cos"  # cos | linear
     three_phase: bool = False
 
-    # --- regularisation --------------------------------------------------------
     dropout: float | None = None  # None = the model's own default
 
-    # --- augmentation (batched, one random draw per sample) --------------------
     rotation: float = 0.0  # max |angle| in degrees; the seeds use 7 and 15
     translate: float = 0.0  # max shift as a fraction of the image side
     scale: float = 0.0  # zoom drawn from [1 - scale, 1 + scale]
@@ -79,23 +66,15 @@ class TrainConfig:
     elastic_alpha: float = 0.0  # elastic distortion (Simard 2003) scale in pixels; 0 = off
     elastic_sigma: float = 4.0  # width of its Gaussian smoothing, in pixels
 
-    # --- run -------------------------------------------------------------------
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads; 0 = all cores
     channels_last: bool = True  # NHWC activations: faster on CPU (oneDNN) and CUDA
-    # auto | fp32 | bf16 (autocast): engine/precision.py. A run saves the resolved
-    # fp32 or bf16; auto is fp32 until bf16 is cleared for accuracy there.
-    precision: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (engine/precision.py); saved resolved; auto = fp32 until cleared
     bf16: bool = False  # deprecated: true forces precision bf16 (configs saved before `precision`)
-    # auto | fused | torch: the CPU fast path (mnistlite.fast) or torch's layers (engine/bn_path.py).
-    # A run saves the resolved path; auto follows a rule committed per CPU kind and thread count.
-    bn_fusion: str = "auto"
-    # auto | on | off: the training step as one CUDA graph replay (engine/cuda_graph.py);
-    # auto is on for SGD runs on CUDA. A run saves what ran (on or off).
-    cuda_graph: str = "auto"
+    bn_fusion: str = "auto"  # auto | fused (mnistlite.fast) | torch (engine/bn_path.py); saved resolved; auto: per CPU
+    cuda_graph: str = "auto"  # auto (on for SGD on CUDA) | on | off: engine/cuda_graph.py; a run saves what ran
 
-    # ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -109,8 +88,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         if not isinstance(d, dict):
             raise MnistliteError(f"a config must be a mapping of field names to values, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise MnistliteError(f"unknown config field(s): {', '.join(unknown)}")
         hints = typing.get_type_hints(cls)
@@ -142,7 +120,6 @@ class TrainConfig:
         return self
 
 
-# Fields with a fixed set of values.
 CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
     "scheduler": ("none", "step", "onecycle"),
@@ -170,37 +147,27 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
-    """Does `value` fit a field annotated `hint` (int, float, bool, str, or one of them | None)?"""
     allowed = typing.get_args(hint) or (hint,)
-    if value is None:
-        return type(None) in allowed
-    if isinstance(value, bool):
-        return bool in allowed
-    if float in allowed and isinstance(value, numbers.Real):
-        return True
-    if int in allowed and isinstance(value, numbers.Integral):
-        return True
-    return str in allowed and isinstance(value, str)
+    if value is None or isinstance(value, bool):
+        return type(value) in allowed
+    kinds = {float: numbers.Real, int: numbers.Integral, str: str}
+    return any(isinstance(value, kinds[t]) for t in allowed if t in kinds)
 
 
 # --dry-run (train, seeds, table) and dry_run=True (api): one epoch on 1,000 images, a smoke test.
 DRY_RUN = {"epochs": 1, "limit_train": 1000}
 
-# Fields that say where or how fast a run happens, not what it computes: configs that
-# differ only here are the same run (a seed done on a GPU is done on a laptop). The speed
-# switches here differ only in float rounding (tests/test_fused.py); `precision` is not
-# one: bf16 moves the numbers far more, so fp32 and bf16 runs are two runs.
+# Where or how fast a run happens, not what it computes: configs that differ only here are the same run.
+# The speed switches differ only in float rounding (tests/test_fused.py); `precision` is not one:
+# bf16 moves the numbers far more, so fp32 and bf16 runs are two runs.
 RUN_ONLY_FIELDS = frozenset(
     {"data_dir", "download", "threads", "eval_batch_size", "device", "channels_last", "bn_fusion", "cuda_graph"}
 )
-
-
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-# Which device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only
-# there). The CPU failed the check: 1.5x faster, but 0.087 points lower on validation over
-# 8 seeds, past the 0.05 allowed (docs/performance.md, "Precision: bf16 is opt-in"). CUDA is unchecked.
+# Device types bf16 training is cleared for (engine/precision.py: `auto` picks bf16 only there). The CPU failed:
+# 1.5x faster, but 0.087 points lower on validation over 8 seeds, past the 0.05 allowed (docs/performance.md).
 ACCURACY_CLEARED = {"cpu": False, "cuda": False}
 
 
@@ -212,49 +179,30 @@ def saved_precision(saved: dict[str, Any]) -> str:
     return "bf16" if saved.get("bf16") else ("fp32" if p is None else str(p))
 
 
-def same_precision(saved: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does a saved run's precision satisfy the wanted config's? `auto` stands for any
-    precision auto may pick on some device; two configs match when those sets meet."""
-
-    def picks(p: str) -> set[str]:
-        return ({"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}) if p == "auto" else {p}
-
-    new = "bf16" if want.get("bf16") else want.get("precision", "auto")
-    return bool(picks(saved_precision(saved)) & picks(new))
-
-
 def saved_value(saved: dict[str, Any], name: str) -> Any:
     """A field of a saved config; one saved before the field existed ran with its default."""
-    if name == "precision":
-        return saved_precision(saved)
-    return saved[name] if name in saved else _DEFAULTS.get(name)
+    return saved_precision(saved) if name == "precision" else saved.get(name, _DEFAULTS.get(name))
 
 
 def same_value(saved: dict[str, Any], name: str, value: Any, want: dict[str, Any]) -> bool:
-    """Does field `name` of a saved config equal `value` (of the wanted config `want`)?
-
-    A user model is the same when its code is: the same name in a file with the same
-    SHA-256, wherever the file was when it was named.
-    """
-    if name in ("precision", "bf16"):  # one rule for both, the deprecated bf16 folded in
-        return name == "bf16" or same_precision(saved, want)
+    """Does field `name` of a saved config equal `value` (of `want`)? A user model is the same when
+    its code is: the same name in a file with the same SHA-256, wherever the file was."""
+    if name == "bf16":  # deprecated, folded into precision
+        return True
+    if name == "precision":  # `auto` stands for any precision auto may pick on some device
+        auto = {"fp32", "bf16"} if any(ACCURACY_CLEARED.values()) else {"fp32"}
+        new = "bf16" if want.get("bf16") else value
+        old_picks, new_picks = (auto if p == "auto" else {p} for p in (saved_precision(saved), new))
+        return bool(old_picks & new_picks)
     old = saved_value(saved, name)
     if name == "model" and old != value and isinstance(old, str) and isinstance(value, str):
         digest = want.get("model_sha256")
-        return (
-            digest is not None
-            and saved.get("model_sha256") == digest
-            and (old.rpartition(":")[2] == value.rpartition(":")[2])
-        )
+        return digest is not None and saved.get("model_sha256") == digest and old.split(":")[-1] == value.split(":")[-1]
     return old == value
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """{field: (saved value, wanted value)} for every field that makes `saved` another run than `cfg`.
-
-    The one "same run" rule: RUN_ONLY_FIELDS aside, every field must match (a field saved
-    before it existed counts as its default); a saved field `cfg` no longer has differs too.
-    """
+    """{field: (saved, wanted)} for every field, RUN_ONLY_FIELDS aside, that makes `saved` another run than `cfg`."""
     want = cfg.to_dict()
     out = {k: (saved_value(saved, k), v) for k, v in want.items() if k not in RUN_ONLY_FIELDS}
     out = {k: ov for k, ov in out.items() if not same_value(saved, k, want[k], want)}
@@ -263,7 +211,6 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, tup
 
 
 def changed_fields(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Names of the fields in which `saved` differs from `cfg` (see config_differences)."""
     return list(config_differences(saved, cfg))
 
 

@@ -1,8 +1,6 @@
 """Reading the TOML files that drive many runs (`experiment`, `tune`) and seed lists.
 
-Every check raises a one-line MnistliteError naming the file (or the flag) and the fix,
-so a bad file fails before anything trains. Seeds are distinct integers >= 0: torch would
-wrap a negative one, but a seed names a folder (seed<k>) where `seed-1` would only confuse.
+Every check raises a one-line MnistliteError naming the file (or the flag) and the fix, before anything trains.
 """
 
 from __future__ import annotations
@@ -73,10 +71,7 @@ def field_types() -> dict[str, Any]:
 
 
 def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[str, Any]:
-    """A recipe table: known TrainConfig fields with values of the right type.
-
-    `forbidden` maps the fields a file sets elsewhere to where (the message's fix).
-    """
+    """A recipe table: known TrainConfig fields with values of the right type; `forbidden`: field -> the fix."""
     if not isinstance(table, dict):
         raise MnistliteError(f"{where} must be a table of recipe fields, got {type(table).__name__}")
     types = field_types()
@@ -90,8 +85,7 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
             raise MnistliteError(f"{where}: unknown recipe field {key!r}{hint(key, types)}")
         typ = types[key]
         # bool is an int to Python: only a bool field takes true or false
-        ok = isinstance(value, (int, float) if typ is float else typ) and (typ is bool or not isinstance(value, bool))
-        if not ok:
+        if not isinstance(value, (int, float) if typ is float else typ) or (typ is not bool and type(value) is bool):
             want = {bool: "true or false", float: "a number", int: "an integer", str: "a string"}[typ]
             raise MnistliteError(f"{where}: recipe field {key!r} must be {want}, got {value!r}")
         out[key] = float(value) if typ is float else value
@@ -99,17 +93,14 @@ def check_recipe(table: Any, where: str, forbidden: Mapping[str, str]) -> dict[s
 
 
 def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
-    """The one seed-list rule, for a TOML list or the text of --seed-list ("7,8,9")."""
+    """The one seed-list rule, for a TOML list or --seed-list ("7,8,9"): distinct integers >= 0 (a seed names a
+    folder, seed<k>, where `seed-1` would only confuse)."""
     if isinstance(value, str):
         try:
             value = [int(s) for s in value.split(",") if s.strip()]
         except ValueError:
             raise MnistliteError(f"{where} must be comma-separated integers >= 0, got {value!r}") from None
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
-    ):
+    if not isinstance(value, list) or not value or not all(type(s) is int and s >= 0 for s in value):
         raise MnistliteError(f"{where}: seeds must be a non-empty list of integers >= 0, got {value!r}")
     if len(set(value)) != len(value):
         raise MnistliteError(f"{where}: seeds repeat: {value!r}")

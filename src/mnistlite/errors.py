@@ -1,8 +1,6 @@
 """The one error type users see.
 
-Anything that is the user's fault (a bad flag, a missing or corrupt file, an
-unknown model) raises `MnistliteError`. The CLI turns it into a one-line
-message on stderr and exit code 2; everything else is a bug and may traceback.
+The user's fault raises `MnistliteError`: the CLI prints one line on stderr and exits 2; a bug may traceback.
 """
 
 

@@ -13,8 +13,7 @@
     name = "pad1_bs64"
     spec = {stages = [[6, 12], [12, 12, 12]], transitions = [8], first_padding = 1}  # ...or a family NetSpec
     recipe = {batch_size = 64}    # TrainConfig overrides (on mnistlite_zoo.BASE_RECIPE for a spec)
-    reuse = "../runs/round1/pad1_bs64"  # optional: an earlier folder of this candidate, whose finished
-                                  # same runs are linked, not retrained
+    reuse = "../runs/round1/pad1_bs64"  # optional: earlier folder(s) whose same finished runs are linked
 
 Paths (model files, `reuse`) are relative to the tuning file.
 """
@@ -32,6 +31,9 @@ from .errors import MnistliteError
 from .modelinfo import profile_registered
 from .models import config_for, get_entry
 from .models.family import NetSpec, count_params
+from .models.mnistlite_zoo import register_spec
+from .models.usercode import named_models, rebase
+from .search.space import parse_spec, spec_name
 
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEEDS = (1, 2)
@@ -42,10 +44,7 @@ NOT_IN_RECIPE = {
     "model": "use the candidate's `model` or `spec`",
     "seed": "list seeds in the top-level `seeds`",
     "val_size": "set the top-level `val_size`",
-    "limit_train": "use --limit-train",
-    "device": "use --device",
-    "threads": "use --threads",
-    "data_dir": "use --data-dir",
+    **{k: f"use --{k.replace('_', '-')}" for k in ("limit_train", "device", "threads", "data_dir")},
     "download": "it is not a recipe field",
 }
 
@@ -70,32 +69,20 @@ class TuningFile:
     candidates: tuple[Candidate, ...]
 
     def config(self, c: Candidate, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        over = {**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed}
-        return config_for(c.model, **over)
+        return config_for(c.model, **{**c.recipe, **(overrides or {}), "val_size": self.val_size, "seed": seed})
 
 
-def load_tuning(path: str | Path) -> TuningFile:
-    path = Path(path)
-    return parse_tuning(load_toml(path, "tuning file"), path)
-
-
-def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str] | None = None) -> Candidate:
-    from .models.usercode import rebase
-    from .search.space import parse_spec, spec_name
-
-    label = f"{src}: candidate {i}"
+def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, str]) -> Candidate:
     if not isinstance(raw, dict):
-        raise MnistliteError(f"{label}: must be a table ([[candidates]])")
-    if isinstance(raw.get("name"), str):
-        label = f"{src}: candidate {raw['name']!r}"
-    check_keys(raw, CANDIDATE_KEYS, label)
+        raise MnistliteError(f"{src}: candidate {i}: must be a table ([[candidates]])")
     name = raw.get("name")
+    label = f"{src}: candidate {name!r}" if isinstance(name, str) else f"{src}: candidate {i}"
+    check_keys(raw, CANDIDATE_KEYS, label)
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise MnistliteError(f"{label}: `name` must be letters, digits, '.', '_' or '-' (a folder name), got {name!r}")
     if ("model" in raw) == ("spec" in raw):
         raise MnistliteError(f"{label}: give exactly one of `model` (a registered name) or `spec` (a family NetSpec)")
     recipe = check_recipe(raw.get("recipe", {}), f"{label}: recipe", NOT_IN_RECIPE)
-    spec: NetSpec | None
     if "spec" in raw:
         spec = parse_spec(raw["spec"], label)
         model, params = spec_name(spec), count_params(spec)
@@ -103,7 +90,7 @@ def parse_candidate(raw: Any, i: int, budget: int, src: str, named: dict[str, st
         model = raw["model"]
         if not isinstance(model, str):
             raise MnistliteError(f"{label}: `model` must be a registered model name, got {model!r}")
-        model = (named or {}).get(model) or rebase(model, Path(src).parent)  # your file.py:Name, beside the file
+        model = named.get(model) or rebase(model, Path(src).parent)  # your file.py:Name, beside the file
         try:
             spec = getattr(get_entry(model).factory, "spec", None)
             params = count_params(spec) if spec is not None else profile_registered(model).params
@@ -126,9 +113,10 @@ def parse_reuse(raw: Any, label: str, src: str) -> tuple[Path, ...]:
     return folders
 
 
-def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:
+def load_tuning(path: str | Path) -> TuningFile:
     """Validate everything before anything trains; every error is one line naming the file."""
-    src = str(path)
+    path = Path(path)
+    doc, src = load_toml(path, "tuning file"), str(path)
     check_keys(doc, TOP_KEYS, src)
     if "budget" not in doc:
         raise MnistliteError(f"{src}: missing `budget` (the most trainable parameters a candidate may have)")
@@ -138,8 +126,6 @@ def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:
     raw = doc.get("candidates")
     if not isinstance(raw, list) or not raw:
         raise MnistliteError(f"{src}: no candidates; add at least one [[candidates]] table")
-    from .models.usercode import named_models
-
     named = named_models(doc.get("models", []), path)
     candidates = [parse_candidate(r, i, budget, src, named) for i, r in enumerate(raw, 1)]
     names = [c.name for c in candidates]
@@ -159,6 +145,4 @@ def parse_tuning(doc: dict[str, Any], path: Path) -> TuningFile:
 def register_candidate(c: Candidate) -> None:
     """Spec candidates exist only in the processes that register them (like search trials)."""
     if c.from_spec and c.spec is not None:
-        from .models.mnistlite_zoo import register_spec
-
         register_spec(c.model, c.spec, tags=("family", "tuning"), description=f"Tuning candidate {c.name}.")

@@ -7,6 +7,5 @@
 * `show`      -- the best trials as a table, best_trials.json, trials.json, history and importance plots
 * `retrain`   -- the winner retrained per seed as ordinary runs (runs/plan.py), locally or shared
 
-The study's storage and the fixed-job sweeps live in runs/ (storage.py, sweep.py). Submodules
-are imported on use: a sweep worker never imports torch through here. See docs/search.md.
+Storage and fixed-job sweeps live in runs/; submodules are imported on use (see docs/search.md).
 """

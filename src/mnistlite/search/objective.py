@@ -1,53 +1,40 @@
-"""One search trial: a config sampled under the budget, trained, scored on validation.
+"""One search trial: a config sampled under the budget, trained, scored on final-epoch validation accuracy.
 
-The objective is the final-epoch validation accuracy. Trials train with
-`evaluate_test=False`, so no test number can reach a choice or the study;
-only retrain.py, after the search, reads the test set.
+Trials train with `evaluate_test=False`, so no test number can reach the study; only retrain.py reads the test set.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from ..errors import MnistliteError
+from ..data import load_dataset
 from ..models import config_for
+from ..models.family import count_params
 from ..runs import storage as st
+from .space import OverBudget, describe_spec, ensure_registered, spec_to_dict, suggest_recipe, suggest_spec
 from .study import Protocol
 
 
 def load_search_data(protocol: Protocol, data_dir: str | None = None):
-    from ..data import load_dataset
-
-    data = load_dataset(
+    return load_dataset(
         protocol.dataset, data_dir=data_dir, val_size=protocol.val_size, limit_train=protocol.limit_train
     )
-    if data.val is None:
-        raise MnistliteError("a search needs a validation split: --val-size must be at least 1")
-    return data
 
 
 def trial_config(spec, recipe: dict[str, Any], protocol: Protocol, **run: Any):
     """The TrainConfig of one trial (model registered on the fly)."""
-    from .space import ensure_registered
-
     name = ensure_registered(spec, recipe)
-    shared = {k: v for k, v in protocol.to_dict().items() if k != "budget"}  # the rest are TrainConfig fields
+    shared = {k: v for k, v in asdict(protocol).items() if k != "budget"}  # the rest are TrainConfig fields
     return config_for(name, **shared, **recipe, **run)
 
 
 def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = None) -> Callable:
-    """objective(trial) -> final validation accuracy; raises optuna.TrialPruned.
-
-    `run`: TrainConfig fields that do not change results' meaning (device, threads).
-    """
+    """objective(trial) -> final validation accuracy; `run`: fields that do not change results (device, threads)."""
     optuna = st.import_optuna()
-    from ..engine import TrainingDiverged, train
-    from ..models.family import count_params
-    from .space import OverBudget, describe_spec, spec_to_dict, suggest_recipe, suggest_spec
-
-    run = dict(run or {})
+    from ..engine import TrainingDiverged, train  # imported here: tests wrap engine.train
 
     def objective(trial) -> float:
         try:
@@ -61,7 +48,7 @@ def make_objective(protocol: Protocol, data, *, run: dict[str, Any] | None = Non
         trial.set_user_attr("spec", spec_to_dict(spec))
         trial.set_user_attr("arch", describe_spec(spec))
         trial.set_user_attr("recipe", recipe)
-        cfg = trial_config(spec, recipe, protocol, **run)
+        cfg = trial_config(spec, recipe, protocol, **(run or {}))
 
         def on_epoch(row: dict[str, Any]) -> None:
             trial.report(row["val_acc"], row["epoch"])

@@ -1,14 +1,11 @@
 """After a search: the best trial's config retrained on the full training set, tested once per seed.
 
-The seeds are ordinary run directories, `OUT/retrain-best/seed<k>/`, planned and executed by
-runs/plan.py like those of `seeds` and `tune` (reused when done, resumed when interrupted);
-with a shared storage they are the jobs of one sweep every worker shares.
+The seeds are ordinary runs in `OUT/retrain-best/seed<k>/` (runs/plan.py); with a shared storage, one shared sweep.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ from ..errors import MnistliteError
 from ..runs import plan
 from .objective import trial_config
 from .space import spec_from_dict
-from .study import best_trials, protocol_of
+from .study import Protocol, best_trials
 
 RETRAIN_DIR = "retrain-best"
 RETRAIN_JSON = "retrain_best.json"
@@ -33,25 +30,22 @@ def retrain_best(
     data_dir: str | None = None,
     run: dict[str, Any] | None = None,
     storage: str | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Retrain for seeds 1..`seeds`, write `retrain_best.json`; with `storage` (an Optuna
-    storage URL) the seeds are shared with every worker of the sweep `<study>-retrain-best`."""
-    if seeds < 1:
-        raise MnistliteError(f"--seeds must be at least 1, got {seeds}")
+) -> None:
+    """Retrain seeds 1..`seeds`, write retrain_best.json; with `storage` (a URL), as the sweep <study>-retrain-best."""
     top = best_trials(study, 1)
     if not top:
         raise MnistliteError(f"study {study.study_name!r} has no completed trial to retrain")
     t = top[0]
     # trial_config registers the trial's model in this process.
-    cfg = trial_config(spec_from_dict(t.user_attrs["spec"]), dict(t.user_attrs["recipe"]), protocol_of(study))
+    protocol = Protocol(**study.user_attrs.get("protocol", {}))
+    cfg = trial_config(spec_from_dict(t.user_attrs["spec"]), dict(t.user_attrs["recipe"]), protocol)
     cfg = cfg.replace(
         val_size=0, epochs=epochs or cfg.epochs, limit_train=limit_train, data_dir=data_dir, **(run or {})
     )
     runs_root = out_dir / RETRAIN_DIR
     rd.prepare_run_dir(runs_root, resume=True)
     runs = [plan.plan_run(f"seed {s}", cfg.replace(seed=s), runs_root / f"seed{s}") for s in range(1, seeds + 1)]
-    log(
+    print(
         f"retraining trial {t.number} ({t.user_attrs.get('arch')}, {t.user_attrs.get('params'):,} params, "
         f"search val {t.value:.2f}%) on the full training set"
         + (f" (first {limit_train:,} images)" if limit_train else "")
@@ -59,12 +53,23 @@ def retrain_best(
     )
     for r in runs:
         if r.status == "done":
-            log(f"{r.label}: already done in {r.run_dir}")
+            print(f"{r.label}: already done in {r.run_dir}")
     if storage is not None:
-        plan.execute_shared(runs, runs_root, storage, f"{study.study_name}-{RETRAIN_DIR}", log)
+        plan.execute_shared(runs, runs_root, storage, f"{study.study_name}-{RETRAIN_DIR}", print)
     else:
-        plan.execute(runs, on_done=lambda i, n, r, res, err: log(f"{r.label}: {_final_line(r.run_dir)}"))
-    per_seed = [_seed_record(r) for r in runs]
+        plan.execute(runs, on_done=lambda i, n, r, res, err: print(f"{r.label}: {_final_line(r.run_dir)}"))
+    per_seed = []
+    for r in runs:
+        final, result = rd.read_metrics(r.run_dir / rd.METRICS)[-1], rd.read_json(r.run_dir / rd.RESULT)
+        per_seed.append(
+            {
+                "seed": r.config.seed,
+                "final_test_acc": final["test_acc"],
+                "final_train_acc": final["train_acc"],
+                "wall_seconds": round(result["wall_seconds"], 1),
+                "run_dir": str(r.run_dir),
+            }
+        )
     last = runs[-1].config
     accs = [r["final_test_acc"] for r in per_seed]
     report = {
@@ -82,26 +87,11 @@ def retrain_best(
         "mean_test_acc": statistics.fmean(accs),
         "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     rd.write_json(out_dir / RETRAIN_JSON, report)
-    log(
+    print(
         f"test accuracy over {seeds} seed(s): {report['mean_test_acc']:.2f} ± {report['std_test_acc']:.2f}% "
         f"-> {out_dir / RETRAIN_JSON}"
     )
-    return report
-
-
-def _seed_record(r: plan.PlannedRun) -> dict[str, Any]:
-    """One seed's line of retrain_best.json, read back from its finished run directory."""
-    final = rd.read_metrics(r.run_dir / rd.METRICS)[-1]
-    result = rd.read_json(r.run_dir / rd.RESULT)
-    return {
-        "seed": r.config.seed,
-        "final_test_acc": final["test_acc"],
-        "final_train_acc": final["train_acc"],
-        "wall_seconds": round(result["wall_seconds"], 1),
-        "run_dir": str(r.run_dir),
-    }
 
 
 def _final_line(run_dir: Path) -> str:

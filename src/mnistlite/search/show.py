@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import warnings
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -11,28 +11,19 @@ from typing import Any
 from ..runs import storage as st
 from .study import best_trials, counted_trials, state_counts
 
-# The fields after number, state and value of a trial in best_trials.json and in trials.json.
 BEST_FIELDS = ("params", "arch", "spec", "recipe", "val_acc_per_epoch", "seconds", "worker")
 EVERY_FIELDS = ("params", "arch", "rejected", "pruned_at_epoch", "seconds", "val_acc_per_epoch")
 
 
 def trial_row(t, fields: tuple[str, ...]) -> dict[str, Any]:
-    row = {"number": t.number, "state": t.state.name, "value_val_acc": t.value}
-    for k in fields:
-        if k == "val_acc_per_epoch":
-            row[k] = [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
-        else:
-            row[k] = t.user_attrs.get(k)
-    return row
+    per_epoch = [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+    extra = {k: per_epoch if k == "val_acc_per_epoch" else t.user_attrs.get(k) for k in fields}
+    return {"number": t.number, "state": t.state.name, "value_val_acc": t.value, **extra}
 
 
 def param_importances(study) -> tuple[dict[str, float], str]:
     """(importances, evaluator name): fANOVA where scikit-learn is installed, else PED-ANOVA.
-
-    Only parameters every completed trial has are ranked (the space is conditional).
-    """
-    import warnings
-
+    Only parameters every completed trial has are ranked (the space is conditional)."""
     optuna = st.import_optuna()
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
@@ -73,21 +64,20 @@ def format_table(trials: list) -> str:
     )
 
 
-def show_study(study, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Print the 10 best trials; write best_trials.json, trials.json (every trial, one line each),
-    history.png and importances.png into `out_dir`."""
+def show_study(study, out_dir: Path) -> None:
+    """Print the 10 best trials; write best_trials.json, trials.json, history.png and importances.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
     top = best_trials(study, 10)
     counts = state_counts(study)
-    log(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
-    log("protocol: " + json.dumps(study.user_attrs.get("protocol", {})))
-    log(format_table(top) if top else "no completed trial yet")
+    print(f"study {study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
+    print("protocol: " + json.dumps(study.user_attrs.get("protocol", {})))
+    print(format_table(top) if top else "no completed trial yet")
     importances, evaluator = param_importances(study) if len(top) >= 2 else ({}, "none (fewer than 2 completed trials)")
     if importances:
         first = ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:8])
-        log(f"parameter importances ({evaluator}): {first}")
+        print(f"parameter importances ({evaluator}): {first}")
     else:
-        log(f"parameter importances skipped: {evaluator}")
+        print(f"parameter importances skipped: {evaluator}")
     report = {
         "study": study.study_name,
         "objective": "final-epoch validation accuracy (%); the test set is not used by the search",
@@ -104,11 +94,8 @@ def show_study(study, out_dir: Path, log: Callable[[str], None] = print) -> dict
     plot_history(study, out_dir / "history.png")
     if importances:
         plot_importances(importances, evaluator, out_dir / "importances.png")
-    log(
-        f"wrote {out_dir / 'best_trials.json'}, {out_dir / 'trials.json'}, {out_dir / 'history.png'}"
-        + (f", {out_dir / 'importances.png'}" if importances else "")
-    )
-    return report
+    wrote = ["best_trials.json", "trials.json", "history.png"] + (["importances.png"] if importances else [])
+    print("wrote " + ", ".join(str(out_dir / name) for name in wrote))
 
 
 def plot_history(study, path: Path) -> None:
@@ -118,32 +105,21 @@ def plot_history(study, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     trials = counted_trials(study)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
-    if done:
-        ax.scatter([t.number for t in done], [t.value for t in done], s=18, label="completed (final val acc)")
-        done.sort(key=lambda t: t.number)
-        best = list(accumulate((t.value for t in done), max))
-        ax.step([t.number for t in done], best, where="post", color="C3", label="best so far")
     values = [t.value for t in done]
     low = max(min(values), max(values) - 8) - 0.2 if values else None
+    if done:
+        ax.scatter([t.number for t in done], values, s=18, label="completed (final val acc)")
+        ax.step([t.number for t in done], list(accumulate(values, max)), where="post", color="C3", label="best so far")
+        ax.set_ylim(low, max(values) + 0.3)
     if pruned:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in pruned]
         if low is not None:
             last = [max(v, low + 0.1) for v in last]  # far-off pruned trials sit on the bottom edge
-        ax.scatter(
-            [t.number for t in pruned],
-            last,
-            s=18,
-            marker="x",
-            color="grey",
-            label="pruned (last val acc, clipped to the axis)",
-        )
-    if values:
-        ax.set_ylim(low, max(values) + 0.3)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{study.study_name}: optimisation history")
+        label = "pruned (last val acc, clipped to the axis)"
+        ax.scatter([t.number for t in pruned], last, s=18, marker="x", color="grey", label=label)
+    ax.set(xlabel="trial", ylabel="validation accuracy (%)", title=f"{study.study_name}: optimisation history")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -157,8 +133,7 @@ def plot_importances(importances: dict[str, float], evaluator: str, path: Path) 
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
     ax.barh(names, [importances[n] for n in names], color="C0")
-    ax.set_xlabel(f"importance ({evaluator})")
-    ax.set_title("hyperparameter importance for validation accuracy")
+    ax.set(xlabel=f"importance ({evaluator})", title="hyperparameter importance for validation accuracy")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,14 +1,13 @@
 """A search study in an Optuna storage: its protocol, sampler and pruner, and its trials' states.
 
-A trial counts towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner);
-a config rejected for the budget is pruned in milliseconds and does not. torch-free at
-import, so a worker that only reports, or a test's fake-objective worker, starts fast.
+A trial counts towards `--trials` when it was trained (COMPLETE, or PRUNED by the pruner), not when
+rejected for the budget. torch-free at import, so a worker that only reports starts fast.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from ..errors import MnistliteError
 from ..runs import storage as st
@@ -27,15 +26,11 @@ class Protocol:
     dataset: str = "mnist"
     seed: int = 1  # the training seed of every trial (configs compete on equal terms)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def make_pruner(name: str = "median", epochs: int = 15):
     optuna = st.import_optuna()
     if name == "median":
-        # No pruning before 4 trials completed, nor before epoch max(1, epochs // 4)
-        # (steps are 1-based epochs; Optuna prunes from step n_warmup_steps on).
+        # No pruning before 4 trials completed, nor before epoch max(1, epochs // 4): steps are 1-based epochs.
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(1, epochs // 4))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
@@ -50,36 +45,31 @@ def make_sampler(seed: int | None = None, startup: int = 8):
     return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed, constant_liar=True)
 
 
-def open_search_study(storage, study_name: str, protocol: Protocol, *, sampler=None, pruner=None):
+def open_search_study(storage, name: str, protocol: Protocol, *, sampler=None, pruner=None):
     """Create the study, or join it when it exists with the same protocol."""
     optuna = st.import_optuna()
     try:
         study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=sampler,
-            pruner=pruner,
+            storage=storage, study_name=name, direction="maximize", load_if_exists=True, sampler=sampler, pruner=pruner
         )
     except Exception as e:
         if type(e).__module__.startswith("sqlalchemy"):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise MnistliteError(f"storage error opening study {study_name!r}: {first}") from None
+            raise MnistliteError(f"storage error opening study {name!r}: {first}") from None
         raise
     attrs = study.user_attrs
     if not attrs.get("kind"):
         # The protocol first: a worker joining between the two writes that sees `kind` must see it too.
-        study.set_user_attr("protocol", protocol.to_dict())
+        study.set_user_attr("protocol", asdict(protocol))
         study.set_user_attr("kind", KIND)
         attrs = study.user_attrs
     if attrs.get("kind") != KIND:
-        raise MnistliteError(f"study {study_name!r} is a {attrs.get('kind')}, not a search; choose another --study")
+        raise MnistliteError(f"study {name!r} is a {attrs.get('kind')}, not a search; choose another --study")
     stored = attrs.get("protocol", {})
-    diff = {k: (stored.get(k), v) for k, v in protocol.to_dict().items() if stored.get(k) != v}
+    diff = {k: (stored.get(k), v) for k, v in asdict(protocol).items() if stored.get(k) != v}
     if diff:
         what = ", ".join(f"--{k.replace('_', '-')} {a} (this worker: {b})" for k, (a, b) in diff.items())
-        raise MnistliteError(f"study {study_name!r} was started with {what}; use the same flags or another --study")
+        raise MnistliteError(f"study {name!r} was started with {what}; use the same flags or another --study")
     return study
 
 
@@ -91,10 +81,6 @@ def load_study(storage, study_name: str):
         url = getattr(storage, "url", storage)
         where = st.redact(url) if isinstance(url, str) else repr(storage)
         raise MnistliteError(f"no study named {study_name!r} in {where}") from None
-
-
-def protocol_of(study) -> Protocol:
-    return Protocol(**study.user_attrs.get("protocol", {}))
 
 
 def is_counted(t) -> bool:
@@ -116,8 +102,7 @@ def best_trials(study, k: int = 10) -> list:
 
 
 def state_counts(study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        key = "REJECTED" if "rejected" in t.user_attrs else "SURPLUS" if "surplus" in t.user_attrs else t.state.name
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    return Counter(
+        "REJECTED" if "rejected" in t.user_attrs else "SURPLUS" if "surplus" in t.user_attrs else t.state.name
+        for t in study.get_trials(deepcopy=False)
+    )

@@ -1,8 +1,6 @@
-"""The search worker loop: trials until the study holds exactly n_trials counted ones, over
-all its workers (why the count comes out exact: docs/search.md, "What counts as a trial").
-
-A dead worker's RUNNING trial loses its heartbeat; another worker fails it and the retry
-callback re-enqueues it once (runs/storage.py).
+"""The search worker loop: trials until the study holds exactly n_trials counted ones, over all its workers
+(why exact: docs/search.md, "What counts as a trial"). A dead worker's RUNNING trial loses its heartbeat;
+another worker fails it and the retry callback re-enqueues it once (runs/storage.py).
 """
 
 from __future__ import annotations
@@ -18,16 +16,9 @@ MAX_REJECTED_IN_A_ROW = 500
 
 
 def run_search_worker(
-    study,
-    objective: Callable,
-    n_trials: int,
-    *,
-    timeout: float | None = None,
-    poll: float = 2.0,
-    log: Callable[[str], None] = print,
+    study, objective: Callable, n_trials: int, *, timeout: float | None = None, poll: float = 2.0, log: Callable = print
 ) -> int:
-    """Run trials until the study holds `n_trials` counted trials; returns how many this worker trained.
-    Any number of workers may run this on the same study at once."""
+    """Run trials until the study holds `n_trials` counted ones (over all workers); returns how many it trained."""
     optuna = st.import_optuna()
     from optuna.trial import TrialState
 
