@@ -1,7 +1,5 @@
 """checkpoint.pt: everything a run needs to continue to the same bits as if it never stopped.
-
-Written atomically after every epoch; loading never unpickles code (weights_only=True).
-"""
+Written atomically after every epoch; loading never unpickles code (weights_only=True)."""
 
 from __future__ import annotations
 
@@ -40,20 +38,6 @@ class Progress:
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
 
-def rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["gen"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def load_checkpoint(path: Path) -> Any:
     """Load with weights_only=True; only a one-line MnistliteError leaves here (torch's own
     message would suggest retrying with weights_only=False)."""
@@ -77,10 +61,9 @@ def load_checkpoint(path: Path) -> Any:
             "checkpoint, so only load files you made with mnistlite"
         ) from None
     except Exception as e:  # noqa: BLE001 -- unpickling damaged or hostile bytes raises anything
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise MnistliteError(
-            f"{path}: corrupt or not a PyTorch checkpoint ({type(e).__name__}{': ' + first if first else ''})"
-        ) from None
+        lines = str(e).strip().splitlines()
+        what = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+        raise MnistliteError(f"{path}: corrupt or not a PyTorch checkpoint ({what})") from None
 
 
 def check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -91,23 +74,25 @@ def check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> dict[str, An
             f"{run_dir / rd.CHECKPOINT}: not a training checkpoint (no {', '.join(missing)}); nothing to resume"
         )
     saved = ckpt.get("config")
-    if isinstance(saved, dict):
-        changed = changed_fields(saved, cfg)  # where and how fast may change, not what
-        if changed:
-            raise MnistliteError(
-                f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
-                "a run resumes with the config it started with: undo the edit, or train a new run"
-            )
+    changed = changed_fields(saved, cfg) if isinstance(saved, dict) else []  # where and how fast may change, not what
+    if changed:
+        raise MnistliteError(
+            f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
+            "a run resumes with the config it started with: undo the edit, or train a new run"
+        )
     return dict(ckpt)
 
 
 def save_checkpoint(out: Path, parts: Parts, progress: Progress) -> None:
     """checkpoint.pt for the last epoch in `progress.rows`."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": parts.generator.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
     state: dict[str, Any] = {
         "model": parts.model.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
         "schedule": parts.schedule.state_dict(),
-        "rng": rng_state(parts.generator),
+        "rng": rng,
         "epoch": progress.epochs_done,
         "metrics": progress.rows,
         "config": parts.cfg.to_dict(),
@@ -126,7 +111,10 @@ def restore(parts: Parts, ckpt: dict[str, Any], path: Path, session_start: float
         parts.model.load_state_dict(ckpt["model"])
         parts.optimizer.load_state_dict(ckpt["optimizer"])
         parts.schedule.load_state_dict(ckpt["schedule"])
-        set_rng_state(parts.generator, ckpt["rng"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        parts.generator.set_state(ckpt["rng"]["gen"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         if parts.ema is not None:
             parts.ema.load_state_dict(ckpt["ema"])
         rows = list(ckpt["metrics"])

@@ -37,10 +37,9 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Judge:
-    """Scores one epoch into its metrics row: `val_loss`/`val_acc` (None without a val split),
-    `test_loss`/`test_acc` only where the test split is scored (no keys where it is skipped or
-    sealed); with a weight average, raw_<split>_acc too: the raw weights' accuracy (until the
-    average is ready the raw weights were judged, so their numbers are copied, not recomputed)."""
+    """Scores one epoch into its metrics row: `val_*` (None without a val split), `test_*` only where
+    the test split is scored (no keys where skipped or sealed); with a weight average, raw_<split>_acc
+    too (copied, not recomputed, while the raw weights are the judged ones)."""
 
     splits: dict[str, Split]  # "val" and/or "test", in that order
     batch_size: int
@@ -65,9 +64,5 @@ class Judge:
 
 def judge_for(parts: Parts, data: Dataset, *, evaluate_test: bool = True) -> Judge:
     """The judge of a run: its splits, its eval batch size and precision."""
-    splits: dict[str, Split] = {}
-    if data.val is not None:
-        splits["val"] = data.val
-    if evaluate_test:
-        splits["test"] = data.test
-    return Judge(splits, parts.cfg.eval_batch_size, parts.autocast)
+    splits = {"val": data.val, "test": data.test if evaluate_test else None}
+    return Judge({k: v for k, v in splits.items() if v is not None}, parts.cfg.eval_batch_size, parts.autocast)

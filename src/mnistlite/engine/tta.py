@@ -1,9 +1,6 @@
 """Test-time augmentation by small translations: reported beside the plain figure, never in it
 (it costs 4N + 1 forward passes per image, a price a deployed model pays at every prediction).
-
-The uncovered border is filled with the background, not wrapped: `torch.roll` would carry
-a stroke across the border.
-"""
+The uncovered border is filled with the background, not wrapped: a roll would carry a stroke across."""
 
 from __future__ import annotations
 
@@ -19,10 +16,7 @@ from .evaluation import evaluate
 
 def views(max_shift: int) -> list[tuple[int, int]]:
     """(dx, dy) of each view: the identity, then 1..max_shift pixels in the four directions."""
-    out = [(0, 0)]
-    for k in range(1, max_shift + 1):
-        out += [(k, 0), (-k, 0), (0, k), (0, -k)]
-    return out
+    return [(0, 0)] + [v for k in range(1, max_shift + 1) for v in ((k, 0), (-k, 0), (0, k), (0, -k))]
 
 
 def shift(x: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
