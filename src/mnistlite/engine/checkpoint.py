@@ -3,7 +3,10 @@ Written atomically after every epoch; loading never unpickles code (weights_only
 
 from __future__ import annotations
 
+import pickle
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +17,6 @@ from ..config import TrainConfig, changed_fields
 from ..errors import MnistliteError
 from . import rundir as rd
 from .parts import Parts
-
-REQUIRED_KEYS = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
 
 
 @dataclass
@@ -29,22 +30,13 @@ class Progress:
     sessions: int = 1
     evaluate_test: bool = True  # a run resumes scoring (or skipping) the test set as it started
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.epochs_done = int(row["epoch"])
-
     def elapsed(self) -> float:
         """Training seconds of the whole run up to now, this session included."""
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
 
 def load_checkpoint(path: Path) -> Any:
-    """Load with weights_only=True; only a one-line MnistliteError leaves here (torch's own
-    message would suggest retrying with weights_only=False)."""
-    import pickle
-    import re
-    import warnings
-
+    """Load with weights_only=True; only a one-line MnistliteError leaves (torch's own suggests weights_only=False)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": stderr stays one line
@@ -68,7 +60,8 @@ def load_checkpoint(path: Path) -> Any:
 
 def check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """`ckpt` if it is a resumable checkpoint of this very config, else a one-line MnistliteError."""
-    missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    required = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
+    missing = [k for k in required if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise MnistliteError(
             f"{run_dir / rd.CHECKPOINT}: not a training checkpoint (no {', '.join(missing)}); nothing to resume"
@@ -99,9 +92,8 @@ def save_checkpoint(out: Path, parts: Parts, progress: Progress) -> None:
         "elapsed_seconds": progress.elapsed(),
         "sessions": progress.sessions,
         "evaluate_test": progress.evaluate_test,
+        **({"ema": parts.ema.state_dict()} if parts.ema is not None else {}),
     }
-    if parts.ema is not None:
-        state["ema"] = parts.ema.state_dict()
     rd.atomic_torch_save(state, out / rd.CHECKPOINT)
 
 
@@ -122,14 +114,12 @@ def restore(parts: Parts, ckpt: dict[str, Any], path: Path, session_start: float
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise MnistliteError(f"{path}: does not fit this run's model and config: {first}") from None
-    if "elapsed_seconds" in ckpt:
-        elapsed = float(ckpt["elapsed_seconds"])
-    else:  # an old checkpoint without it: its epochs' own times are the best guess
-        elapsed = float(sum(r.get("seconds") or 0.0 for r in rows))
+    # An old checkpoint without elapsed_seconds: its epochs' own times are the best guess.
+    elapsed = ckpt["elapsed_seconds"] if "elapsed_seconds" in ckpt else sum(r.get("seconds") or 0.0 for r in rows)
     return Progress(
         rows=rows,
         epochs_done=epochs_done,
-        elapsed_before=elapsed,
+        elapsed_before=float(elapsed),
         session_start=session_start,
         sessions=int(ckpt.get("sessions", 1)) + 1,
         evaluate_test=bool(ckpt.get("evaluate_test", True)),

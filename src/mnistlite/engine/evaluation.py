@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Dataset, Split
+from ..data import Split
 from .parts import Parts
 
 
@@ -37,9 +37,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Judge:
-    """Scores one epoch into its metrics row: `val_*` (None without a val split), `test_*` only where
-    the test split is scored (no keys where skipped or sealed); with a weight average, raw_<split>_acc
-    too (copied, not recomputed, while the raw weights are the judged ones)."""
+    """Scores one epoch into its metrics row: `val_*` (None without a val split), `test_*` only where the
+    test split is scored (no keys where skipped or sealed), and raw_<split>_acc with a weight average."""
 
     splits: dict[str, Split]  # "val" and/or "test", in that order
     batch_size: int
@@ -50,19 +49,10 @@ class Judge:
 
     def __call__(self, parts: Parts, row: dict[str, Any]) -> None:
         judged = parts.eval_model
-        for name in ("val", "test"):
-            split = self.splits.get(name)
-            if split is not None:
-                row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
-            elif name == "val":
-                row["val_loss"], row["val_acc"] = None, None
-        if parts.ema is None:
-            return
+        row["val_loss"], row["val_acc"] = None, None  # overwritten where there is a val split
         for name, split in self.splits.items():
-            row[f"raw_{name}_acc"] = row[f"{name}_acc"] if judged is parts.model else self.score(parts.model, split)[1]
-
-
-def judge_for(parts: Parts, data: Dataset, *, evaluate_test: bool = True) -> Judge:
-    """The judge of a run: its splits, its eval batch size and precision."""
-    splits = {"val": data.val, "test": data.test if evaluate_test else None}
-    return Judge({k: v for k, v in splits.items() if v is not None}, parts.cfg.eval_batch_size, parts.autocast)
+            row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
+        if parts.ema is not None:  # the raw weights too (already scored while they are the judged ones)
+            for name, split in self.splits.items():
+                raw = row[f"{name}_acc"] if judged is parts.model else self.score(parts.model, split)[1]
+                row[f"raw_{name}_acc"] = raw

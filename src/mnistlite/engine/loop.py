@@ -51,24 +51,30 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
             if stop:
                 raise interrupted(stop[0], loop.out, epoch, progress.rows)
             # The last batch's update can break the weights with its loss still finite: never save those.
-            weights_ok = all(
-                bool(t.isfinite().all()) for t in parts.model.state_dict().values() if t.is_floating_point()
-            )
-            if not math.isfinite(train_loss) or not weights_ok:
-                what = f"loss became {train_loss}" if not math.isfinite(train_loss) else "weights became non-finite"
-                raise diverged(what, epoch, parts.cfg, loop.out, progress.rows)
+            if not math.isfinite(train_loss):
+                raise diverged(f"loss became {train_loss}", epoch, parts.cfg, loop.out, progress.rows)
+            if not all(t.isfinite().all() for t in parts.model.state_dict().values() if t.is_floating_point()):
+                raise diverged("weights became non-finite", epoch, parts.cfg, loop.out, progress.rows)
             echo(f"Train loss={last_loss:.4f} batch_id={parts.steps - 1} Accuracy={train_acc:.2f}")
             parts.schedule.after_epoch()
             row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
             loop.judge(parts, row)
-            _echo_scores(loop, row)
+            if row["val_acc"] is not None:
+                echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
+            if "test" in loop.judge.splits:
+                n = len(loop.judge.splits["test"])
+                echo(
+                    f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+                    f"{round(row['test_acc'] * n / 100)}/{n} ({row['test_acc']:.2f}%)"
+                )
             # Eval mode uses BatchNorm's running statistics, which can overflow while training looks fine.
             broken = [k for k in ("val_loss", "test_loss") if row.get(k) is not None and not math.isfinite(row[k])]
             if broken:
                 what = f"{broken[0].replace('_', ' ')} became {row[broken[0]]}"
                 raise diverged(what, epoch, parts.cfg, loop.out, progress.rows)
             row["seconds"] = time.perf_counter() - t0
-            progress.add(row)
+            progress.rows.append(row)
+            progress.epochs_done = epoch
             if loop.out is not None:
                 try:
                     save_checkpoint(loop.out, parts, progress)
@@ -82,11 +88,10 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
 
 
 def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
-    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's
-    loss). Stops after the current batch when a stop was requested (the caller checks `stop`)."""
+    """One pass over the split in a fresh random order: (mean loss, accuracy %, last batch's loss); stops on `stop`."""
     parts, step = loop.parts, loop.step
-    device = loop.train.images.device
     train_x, train_y = loop.train.images, loop.train.labels
+    device = train_x.device
     n, bs, steps = len(train_y), parts.batch_size, parts.steps
     parts.model.train()
     perm = torch.randperm(n, generator=parts.generator, device=device)
@@ -112,15 +117,3 @@ def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
             break
     bar.close()
     return loss_sum.item() / seen, 100.0 * correct.item() / seen, loss.item()
-
-
-def _echo_scores(loop: Loop, row: dict[str, Any]) -> None:
-    if row["val_acc"] is not None:
-        loop.echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
-    test = loop.judge.splits.get("test")
-    if test is not None:
-        n = len(test)
-        loop.echo(
-            f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
-            f"{round(row['test_acc'] * n / 100)}/{n} ({row['test_acc']:.2f}%)"
-        )

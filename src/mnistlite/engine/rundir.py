@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,8 +52,7 @@ def default_run_dir(root: str | Path, model: str, seed: int) -> Path:
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
-    """Create (or, when resuming, reuse) `path`, and prove it is writable now; a non-empty one
-    is an error unless the run resumes it."""
+    """Create (or, when resuming, reuse) `path` and prove it writable now; a non-empty one needs `resume`."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MnistliteError(f"run directory {path} exists and is not a directory; choose another --out")
@@ -153,12 +152,10 @@ def read_json(path: Path) -> Any:
         raise MnistliteError(f"{path}: not valid JSON ({e})") from None
 
 
-def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite the whole CSV atomically: a crash never leaves half a row."""
     buf = io.StringIO()
-    rows = list(rows)
-    # Optional columns appear only in runs that have them: the fixed ones stay first, for scripts.
-    # A run that never read the test set (sealed, or skipped) has no test columns at all.
+    # The fixed columns first, for scripts; no test columns where the test set was never read (sealed, skipped).
     fixed = METRIC_COLUMNS if not rows or any("test_acc" in r for r in rows) else NO_TEST_COLUMNS
     cols = fixed + tuple(k for k in OPTIONAL_METRIC_COLUMNS if any(k in r for r in rows))
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
@@ -190,25 +187,18 @@ def headline_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
     test = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
     train = [r["train_acc"] for r in rows]
+    trained = {"best_train_acc": max(train), "final_train_acc": train[-1]}
+    validated = {"best_val_acc": max(val) if val else None, "final_val_acc": val[-1] if val else None}
     if not any("test_acc" in r for r in rows):
-        return {
-            "epochs_run": len(rows),
-            "best_train_acc": max(train),
-            "final_train_acc": train[-1],
-            "best_val_acc": max(val) if val else None,
-            "final_val_acc": val[-1] if val else None,
-            "test_set": "not read",
-        }
+        return {"epochs_run": len(rows), **trained, **validated, "test_set": "not read"}
     return {
         "epochs_run": len(rows),
         "best_test_acc": max(test) if test else None,
         "final_test_acc": test[-1] if test else None,
-        "best_train_acc": max(train),
-        "final_train_acc": train[-1],
+        **trained,
         "epochs_at_target": [r["epoch"] for r in rows if r.get("test_acc") is not None and r["test_acc"] >= TARGET],
         "last3_min_test_acc": min(test[-LAST_EPOCHS:]) if test else None,
-        "best_val_acc": max(val) if val else None,
-        "final_val_acc": val[-1] if val else None,
+        **validated,
         "final_test_loss": rows[-1].get("test_loss"),
     }
 

@@ -1,6 +1,5 @@
-"""`train(cfg)` and `resume(run_dir)`: the front door every command and the notebook API use.
-Nothing here changes process-wide state for good: the thread count is restored on the way out,
-and the allocator is tuned only where the CLI asked for it (device.py)."""
+"""`train(cfg)` and `resume(run_dir)`: the front door every command and the notebook API use. Nothing here changes
+process-wide state for good: threads are restored on the way out, the allocator tuned only where the CLI asked."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from .console import Echo
 from .cuda_graph import resolve as resolve_cuda_graph
 from .cuda_graph import stepper
 from .device import apply_requested_allocator_tuning, resolve_device, threads
-from .evaluation import judge_for
+from .evaluation import Judge
 from .loop import Loop, run_epochs
 from .parts import build_parts, load_data
 from .precision import for_run as resolve_precision
@@ -47,13 +46,10 @@ def train(
     model: ModelEntry | None = None,
     evaluate_test: bool = True,
 ) -> RunResult:
-    """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
-
-    `data` lets callers that run many configs load MNIST once; `on_epoch` sees each epoch's metrics
-    row (a search prunes there); `model` replaces looking `cfg.model` up (the notebook API's in-memory
-    models). A run with a validation split is sealed: it never scores the test split, whatever
-    `evaluate_test` says, so no test figure can reach a choice made on it.
-    """
+    """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given. `data` lets callers
+    load MNIST once; `on_epoch` sees each epoch's metrics row (a search prunes there); `model` replaces looking
+    `cfg.model` up. A run with a validation split is sealed: it never scores the test split, whatever
+    `evaluate_test` says (choices are made on validation)."""
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
     if entry.code is not None:
@@ -78,8 +74,7 @@ def resume(
     quiet: bool = False,
     on_epoch: OnEpoch | None = None,
 ) -> RunResult:
-    """Continue an interrupted run from its last checkpoint, to the same bits as an uninterrupted run.
-    Rebuilding a user's model from the run's copy of its source needs `trust_code=True`."""
+    """Continue an interrupted run from its last checkpoint, to the same bits; a user's model needs `trust_code`."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -156,10 +151,11 @@ def _run(
             echo(f"Resumed after epoch {progress.epochs_done} of {cfg.epochs}")
         else:
             progress = Progress(session_start=t_start, evaluate_test=evaluate_test)
+        splits = {"val": data.val, "test": data.test if progress.evaluate_test else None}
         loop = Loop(
             parts=parts,
             train=data.train,
-            judge=judge_for(parts, data, evaluate_test=progress.evaluate_test),
+            judge=Judge({k: v for k, v in splits.items() if v is not None}, parts.cfg.eval_batch_size, parts.autocast),
             echo=echo,
             out=out,
             show_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
@@ -211,10 +207,8 @@ def _run(
 def _done_line(result: RunResult) -> str:
     s, out = result.summary, result.run_dir
     if s.get("final_test_acc") is not None:
-        scores = (
-            f"final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "
-            f"last-3 min {s['last3_min_test_acc']:.2f}%"
-        )
+        best, last3 = s["best_test_acc"], s["last3_min_test_acc"]
+        scores = f"final test {s['final_test_acc']:.2f}%, best {best:.2f}%, last-3 min {last3:.2f}%"
     elif s.get("final_val_acc") is not None:  # the test set was skipped
         why = "sealed: a validation run" if result.config.val_size else "not evaluated"
         scores = f"final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% (test set {why})"

@@ -1,6 +1,5 @@
 """The one writer of a run directory's files, for the trainer and for a rebuilt run (`portable.unpack_run`);
-result.json, the mark of a finished run, is always written last. Every reading of the test set appends
-a line to test_readings.jsonl."""
+result.json, the mark of a finished run, is written last. Each test-set reading appends to test_readings.jsonl."""
 
 from __future__ import annotations
 
@@ -23,10 +22,9 @@ def layer_table_text(table: str, macs: int, params: int) -> str:
     return f"{table}\nMACs per image: {macs:,}\nBudget: {budget_verdict(params)}\n"
 
 
-def model_file(model: nn.Module | Mapping[str, torch.Tensor], config: dict[str, Any], params: int) -> dict[str, Any]:
+def model_file(model: nn.Module, config: dict[str, Any], params: int) -> dict[str, Any]:
     """model.pt's contents: the weights on the CPU, the config they were trained with, their count."""
-    state = model.state_dict() if isinstance(model, nn.Module) else model
-    return {"model": {k: v.detach().cpu() for k, v in state.items()}, "config": config, "params": params}
+    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": config, "params": params}
 
 
 def curves_title(config: Mapping[str, Any]) -> str:
