@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt
 from .rundir import TARGET
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and accuracy for train (and val) and test, with the target line, into `path`."""
     curves_figure(rows, title).savefig(path, dpi=100)
 
 
-def curves_figure(rows: Sequence[dict[str, Any]], title: str = ""):
+def curves_figure(rows: Sequence[dict[str, Any]], title: str):
     """The figure of `plot_curves`, closed in pyplot (a notebook displays the returned figure once)."""
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -41,8 +41,7 @@ def curves_figure(rows: Sequence[dict[str, Any]], title: str = ""):
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)
     return fig
