@@ -1,5 +1,4 @@
-"""checkpoint.pt: everything a run needs to continue to the same bits as if it never stopped.
-Written atomically after every epoch; loading never unpickles code (weights_only=True)."""
+"""checkpoint.pt: all a run needs to resume bit for bit; written atomically per epoch, loaded with weights_only=True."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Scoring after each epoch: the judged weights on the val and test splits, and with --ema the raw
-weights too (here, so the loop itself knows nothing about EMAs)."""
+"""Scoring after each epoch: the judged weights on val and test, with --ema the raw ones (the loop knows no EMAs)."""
 
 from __future__ import annotations
 

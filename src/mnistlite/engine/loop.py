@@ -1,6 +1,5 @@
-"""The epoch loop: train an epoch, score it, check it, checkpoint it; repeat until the last.
-Airbench style: batches are `randperm` slices of one on-device tensor; no DataLoader. An epoch is
-saved only once known good, so a NaN or an interruption leaves the last good checkpoint."""
+"""The epoch loop: train, score, check, checkpoint, repeat. Batches are `randperm` slices of one on-device tensor
+(no DataLoader); an epoch is saved only once known good, so a NaN or a stop leaves the last good checkpoint."""
 
 from __future__ import annotations
 

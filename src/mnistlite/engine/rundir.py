@@ -1,5 +1,4 @@
-"""A run directory: one training run's files under stable names (scripts rely on them, see README),
-atomic writes, and the metrics and headline numbers."""
+"""A run directory: its files' stable names (scripts rely on them), atomic writes, the metrics and headline numbers."""
 
 from __future__ import annotations
 
