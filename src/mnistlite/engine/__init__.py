@@ -25,12 +25,4 @@ from .evaluation import evaluate
 from .result import RunResult, TrainingDiverged, TrainingInterrupted
 from .trainer import resume, train
 
-__all__ = [
-    "RunResult",
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "evaluate",
-    "load_checkpoint",
-    "resume",
-    "train",
-]
+__all__ = ["RunResult", "TrainingDiverged", "TrainingInterrupted", "evaluate", "load_checkpoint", "resume", "train"]

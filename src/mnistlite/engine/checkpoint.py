@@ -1,11 +1,11 @@
-"""checkpoint.pt: everything a run needs to continue to the same bits as if it never stopped.
-
-Written atomically after every epoch; loading never unpickles code (weights_only=True).
-"""
+"""checkpoint.pt: all a run needs to resume bit for bit; written atomically per epoch, loaded with weights_only=True."""
 
 from __future__ import annotations
 
+import pickle
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,6 @@ from ..config import TrainConfig, changed_fields
 from ..errors import MnistliteError
 from . import rundir as rd
 from .parts import Parts
-
-REQUIRED_KEYS = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
 
 
 @dataclass
@@ -31,36 +29,13 @@ class Progress:
     sessions: int = 1
     evaluate_test: bool = True  # a run resumes scoring (or skipping) the test set as it started
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.epochs_done = int(row["epoch"])
-
     def elapsed(self) -> float:
         """Training seconds of the whole run up to now, this session included."""
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
 
-def rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["gen"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def load_checkpoint(path: Path) -> Any:
-    """Load with weights_only=True; only a one-line MnistliteError leaves here (torch's own
-    message would suggest retrying with weights_only=False)."""
-    import pickle
-    import re
-    import warnings
-
+    """Load with weights_only=True; only a one-line MnistliteError leaves (torch's own suggests weights_only=False)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": stderr stays one line
@@ -77,46 +52,47 @@ def load_checkpoint(path: Path) -> Any:
             "checkpoint, so only load files you made with mnistlite"
         ) from None
     except Exception as e:  # noqa: BLE001 -- unpickling damaged or hostile bytes raises anything
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise MnistliteError(
-            f"{path}: corrupt or not a PyTorch checkpoint ({type(e).__name__}{': ' + first if first else ''})"
-        ) from None
+        lines = str(e).strip().splitlines()
+        what = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+        raise MnistliteError(f"{path}: corrupt or not a PyTorch checkpoint ({what})") from None
 
 
 def check_checkpoint(ckpt: Any, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """`ckpt` if it is a resumable checkpoint of this very config, else a one-line MnistliteError."""
-    missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    required = ("model", "optimizer", "schedule", "rng", "epoch", "metrics")
+    missing = [k for k in required if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise MnistliteError(
             f"{run_dir / rd.CHECKPOINT}: not a training checkpoint (no {', '.join(missing)}); nothing to resume"
         )
     saved = ckpt.get("config")
-    if isinstance(saved, dict):
-        changed = changed_fields(saved, cfg)  # where and how fast may change, not what
-        if changed:
-            raise MnistliteError(
-                f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
-                "a run resumes with the config it started with: undo the edit, or train a new run"
-            )
+    changed = changed_fields(saved, cfg) if isinstance(saved, dict) else []  # where and how fast may change, not what
+    if changed:
+        raise MnistliteError(
+            f"{run_dir / rd.CONFIG} no longer matches the checkpoint ({', '.join(changed)} changed); "
+            "a run resumes with the config it started with: undo the edit, or train a new run"
+        )
     return dict(ckpt)
 
 
 def save_checkpoint(out: Path, parts: Parts, progress: Progress) -> None:
     """checkpoint.pt for the last epoch in `progress.rows`."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": parts.generator.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
     state: dict[str, Any] = {
         "model": parts.model.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
         "schedule": parts.schedule.state_dict(),
-        "rng": rng_state(parts.generator),
+        "rng": rng,
         "epoch": progress.epochs_done,
         "metrics": progress.rows,
         "config": parts.cfg.to_dict(),
         "elapsed_seconds": progress.elapsed(),
         "sessions": progress.sessions,
         "evaluate_test": progress.evaluate_test,
+        **({"ema": parts.ema.state_dict()} if parts.ema is not None else {}),
     }
-    if parts.ema is not None:
-        state["ema"] = parts.ema.state_dict()
     rd.atomic_torch_save(state, out / rd.CHECKPOINT)
 
 
@@ -126,7 +102,10 @@ def restore(parts: Parts, ckpt: dict[str, Any], path: Path, session_start: float
         parts.model.load_state_dict(ckpt["model"])
         parts.optimizer.load_state_dict(ckpt["optimizer"])
         parts.schedule.load_state_dict(ckpt["schedule"])
-        set_rng_state(parts.generator, ckpt["rng"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        parts.generator.set_state(ckpt["rng"]["gen"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         if parts.ema is not None:
             parts.ema.load_state_dict(ckpt["ema"])
         rows = list(ckpt["metrics"])
@@ -134,14 +113,12 @@ def restore(parts: Parts, ckpt: dict[str, Any], path: Path, session_start: float
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise MnistliteError(f"{path}: does not fit this run's model and config: {first}") from None
-    if "elapsed_seconds" in ckpt:
-        elapsed = float(ckpt["elapsed_seconds"])
-    else:  # an old checkpoint without it: its epochs' own times are the best guess
-        elapsed = float(sum(r.get("seconds") or 0.0 for r in rows))
+    # An old checkpoint without elapsed_seconds: its epochs' own times are the best guess.
+    elapsed = ckpt["elapsed_seconds"] if "elapsed_seconds" in ckpt else sum(r.get("seconds") or 0.0 for r in rows)
     return Progress(
         rows=rows,
         epochs_done=epochs_done,
-        elapsed_before=elapsed,
+        elapsed_before=float(elapsed),
         session_start=session_start,
         sessions=int(ckpt.get("sessions", 1)) + 1,
         evaluate_test=bool(ckpt.get("evaluate_test", True)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -34,10 +34,8 @@ class Echo:
 
     def close(self) -> None:
         if self.log:
-            try:
+            with suppress(OSError):  # the write that failed has already been reported
                 self.log.close()
-            except OSError:  # the write that failed has already been reported
-                pass
 
 
 @contextmanager
@@ -54,10 +52,8 @@ def stop_requests() -> Iterator[list[str]]:
         requested.append(signal.Signals(signum).name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with suppress(ValueError):  # not the main thread: no signal handling there
             handlers[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: no signal handling there
-            pass
     try:
         yield requested
     finally:

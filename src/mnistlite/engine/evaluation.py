@@ -1,5 +1,4 @@
-"""Scoring after each epoch: the judged weights on the val and test splits, and with --ema the raw
-weights too (here, so the loop itself knows nothing about EMAs)."""
+"""Scoring after each epoch: the judged weights on val and test, with --ema the raw ones (the loop knows no EMAs)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Dataset, Split
+from ..data import Split
 from .parts import Parts
 
 
@@ -37,10 +36,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Judge:
-    """Scores one epoch into its metrics row: `val_loss`/`val_acc` (None without a val split),
-    `test_loss`/`test_acc` only where the test split is scored (no keys where it is skipped or
-    sealed); with a weight average, raw_<split>_acc too: the raw weights' accuracy (until the
-    average is ready the raw weights were judged, so their numbers are copied, not recomputed)."""
+    """Scores one epoch into its metrics row: `val_*` (None without a val split), `test_*` only where the
+    test split is scored (no keys where skipped or sealed), and raw_<split>_acc with a weight average."""
 
     splits: dict[str, Split]  # "val" and/or "test", in that order
     batch_size: int
@@ -51,23 +48,10 @@ class Judge:
 
     def __call__(self, parts: Parts, row: dict[str, Any]) -> None:
         judged = parts.eval_model
-        for name in ("val", "test"):
-            split = self.splits.get(name)
-            if split is not None:
-                row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
-            elif name == "val":
-                row["val_loss"], row["val_acc"] = None, None
-        if parts.ema is None:
-            return
+        row["val_loss"], row["val_acc"] = None, None  # overwritten where there is a val split
         for name, split in self.splits.items():
-            row[f"raw_{name}_acc"] = row[f"{name}_acc"] if judged is parts.model else self.score(parts.model, split)[1]
-
-
-def judge_for(parts: Parts, data: Dataset, *, evaluate_test: bool = True) -> Judge:
-    """The judge of a run: its splits, its eval batch size and precision."""
-    splits: dict[str, Split] = {}
-    if data.val is not None:
-        splits["val"] = data.val
-    if evaluate_test:
-        splits["test"] = data.test
-    return Judge(splits, parts.cfg.eval_batch_size, parts.autocast)
+            row[f"{name}_loss"], row[f"{name}_acc"] = self.score(judged, split)
+        if parts.ema is not None:  # the raw weights too (already scored while they are the judged ones)
+            for name, split in self.splits.items():
+                raw = row[f"{name}_acc"] if judged is parts.model else self.score(parts.model, split)[1]
+                row[f"raw_{name}_acc"] = raw

@@ -1,9 +1,5 @@
-"""The epoch loop: train an epoch, score it, check it, checkpoint it; repeat until the last.
-
-Airbench style: the training split is one tensor on the compute device, batches are
-`randperm` slices of it, augmentation warps whole batches; no DataLoader. An epoch is
-saved only once known good, so a NaN or an interruption leaves the last good checkpoint.
-"""
+"""The epoch loop: train, score, check, checkpoint, repeat. Batches are `randperm` slices of one on-device tensor
+(no DataLoader); an epoch is saved only once known good, so a NaN or a stop leaves the last good checkpoint."""
 
 from __future__ import annotations
 
@@ -36,11 +32,10 @@ class Loop:
     train: Split
     judge: Judge
     echo: Callable[[str], None]
-    out: Path | None = None  # the run directory; None trains in memory only
-    show_bar: bool = False
-    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each saved row (a search prunes here)
-    # The step function: Parts.step, or its CUDA-graph replay (engine/cuda_graph.py).
-    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]] | None = None
+    out: Path | None  # the run directory; None trains in memory only
+    show_bar: bool
+    on_epoch: Callable[[dict[str, Any]], None] | None  # sees each saved row (a search prunes here)
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]  # Parts.step or its CUDA-graph replay
 
 
 def run_epochs(loop: Loop, progress: Progress) -> None:
@@ -54,32 +49,48 @@ def run_epochs(loop: Loop, progress: Progress) -> None:
             train_loss, train_acc, last_loss = _train_epoch(loop, stop)
             if stop:
                 raise interrupted(stop[0], loop.out, epoch, progress.rows)
-            _check_training(loop, epoch, train_loss, progress)
+            # The last batch's update can break the weights with its loss still finite: never save those.
+            if not math.isfinite(train_loss):
+                raise diverged(f"loss became {train_loss}", epoch, parts.cfg, loop.out, progress.rows)
+            if not all(t.isfinite().all() for t in parts.model.state_dict().values() if t.is_floating_point()):
+                raise diverged("weights became non-finite", epoch, parts.cfg, loop.out, progress.rows)
             echo(f"Train loss={last_loss:.4f} batch_id={parts.steps - 1} Accuracy={train_acc:.2f}")
             parts.schedule.after_epoch()
             row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
             loop.judge(parts, row)
-            _echo_scores(loop, row)
+            if row["val_acc"] is not None:
+                echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
+            if "test" in loop.judge.splits:
+                n = len(loop.judge.splits["test"])
+                echo(
+                    f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+                    f"{round(row['test_acc'] * n / 100)}/{n} ({row['test_acc']:.2f}%)"
+                )
             # Eval mode uses BatchNorm's running statistics, which can overflow while training looks fine.
             broken = [k for k in ("val_loss", "test_loss") if row.get(k) is not None and not math.isfinite(row[k])]
             if broken:
                 what = f"{broken[0].replace('_', ' ')} became {row[broken[0]]}"
                 raise diverged(what, epoch, parts.cfg, loop.out, progress.rows)
             row["seconds"] = time.perf_counter() - t0
-            progress.add(row)
+            progress.rows.append(row)
+            progress.epochs_done = epoch
             if loop.out is not None:
-                _save(loop.out, parts, progress)
+                try:
+                    save_checkpoint(loop.out, parts, progress)
+                    rd.write_metrics(loop.out / rd.METRICS, progress.rows)
+                except MnistliteError as e:
+                    raise MnistliteError(
+                        f"{e}; fix that, then continue with: mnistlite train --resume {loop.out}"
+                    ) from None
             if loop.on_epoch is not None:
                 loop.on_epoch(row)
 
 
 def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
-    """One pass over the training split in a fresh random order: (mean loss, accuracy %, last batch's
-    loss). Stops after the current batch when a stop was requested (the caller checks `stop`)."""
-    parts = loop.parts
-    step = loop.step or parts.step
-    device = loop.train.images.device
+    """One pass over the split in a fresh random order: (mean loss, accuracy %, last batch's loss); stops on `stop`."""
+    parts, step = loop.parts, loop.step
     train_x, train_y = loop.train.images, loop.train.labels
+    device = train_x.device
     n, bs, steps = len(train_y), parts.batch_size, parts.steps
     parts.model.train()
     perm = torch.randperm(n, generator=parts.generator, device=device)
@@ -105,32 +116,3 @@ def _train_epoch(loop: Loop, stop: list[str]) -> tuple[float, float, float]:
             break
     bar.close()
     return loss_sum.item() / seen, 100.0 * correct.item() / seen, loss.item()
-
-
-def _check_training(loop: Loop, epoch: int, train_loss: float, progress: Progress) -> None:
-    """The last batch's update can break the weights with its loss still finite: check them
-    too, so a broken epoch is never checkpointed as good."""
-    weights_ok = all(bool(t.isfinite().all()) for t in loop.parts.model.state_dict().values() if t.is_floating_point())
-    if not math.isfinite(train_loss) or not weights_ok:
-        what = f"loss became {train_loss}" if not math.isfinite(train_loss) else "weights became non-finite"
-        raise diverged(what, epoch, loop.parts.cfg, loop.out, progress.rows)
-
-
-def _echo_scores(loop: Loop, row: dict[str, Any]) -> None:
-    if row["val_acc"] is not None:
-        loop.echo(f"Validation set: Average loss: {row['val_loss']:.4f}, Accuracy: {row['val_acc']:.2f}%")
-    test = loop.judge.splits.get("test")
-    if test is not None:
-        n = len(test)
-        loop.echo(
-            f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
-            f"{round(row['test_acc'] * n / 100)}/{n} ({row['test_acc']:.2f}%)"
-        )
-
-
-def _save(out: Path, parts: Parts, progress: Progress) -> None:
-    try:
-        save_checkpoint(out, parts, progress)
-        rd.write_metrics(out / rd.METRICS, progress.rows)
-    except MnistliteError as e:
-        raise MnistliteError(f"{e}; fix that, then continue with: mnistlite train --resume {out}") from None

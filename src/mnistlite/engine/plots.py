@@ -16,22 +16,22 @@ import matplotlib.pyplot as plt
 from .rundir import TARGET
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and accuracy for train (and val) and test, with the target line, into `path`."""
     curves_figure(rows, title).savefig(path, dpi=100)
 
 
-def curves_figure(rows: Sequence[dict[str, Any]], title: str = ""):
+def curves_figure(rows: Sequence[dict[str, Any]], title: str):
     """The figure of `plot_curves`, closed in pyplot (a notebook displays the returned figure once)."""
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("train", "train"), ("val", "val"), ("test", "test")):
+    for key in ("train", "val", "test"):
         loss = [r.get(f"{key}_loss") for r in rows]
         acc = [r.get(f"{key}_acc") for r in rows]
         if all(v is None for v in acc):
             continue
-        ax_loss.plot(epochs, loss, marker="o", ms=3, label=label)
-        ax_acc.plot(epochs, acc, marker="o", ms=3, label=label)
+        ax_loss.plot(epochs, loss, marker="o", ms=3, label=key)
+        ax_acc.plot(epochs, acc, marker="o", ms=3, label=key)
     ax_acc.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}% target")
     lows = [v for r in rows for v in (r.get("test_acc"), r.get("train_acc")) if v is not None]
     ax_acc.set_ylim(max(min(lows) - 0.5, 90.0) if lows else 90.0, 100)
@@ -41,16 +41,13 @@ def curves_figure(rows: Sequence[dict[str, Any]], title: str = ""):
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
-def plot_overlay(
-    curves: dict[str, Sequence[tuple[int, float]]], path: Path, title: str = "", ylabel: str = "test accuracy (%)"
-) -> None:
+def plot_overlay(curves: dict[str, Sequence[tuple[int, float]]], path: Path, title: str, ylabel: str) -> None:
     """One line per named series of (epoch, value), with the target line."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     lows: list[float] = []
@@ -64,8 +61,7 @@ def plot_overlay(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if len(curves) > 6 else 1)
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,5 +1,4 @@
-"""What a run hands back: `RunResult` (result.json) when it finishes, or one of the two ways it
-stops early."""
+"""What a run hands back: `RunResult` (result.json) when it finishes, or one of the two ways it stops early."""
 
 from __future__ import annotations
 
@@ -33,10 +32,8 @@ class TrainingDiverged(MnistliteError):
 def diverged(what: str, epoch: int, cfg: TrainConfig, out: Path | None, rows: list[dict[str, Any]]) -> TrainingDiverged:
     """Raised before the epoch is saved: checkpoint.pt keeps the last good epoch."""
     kept = f" (checkpoint.pt in {out} keeps epoch {rows[-1]['epoch']}, the last good one)" if out and rows else ""
-    return TrainingDiverged(
-        f"{what} in epoch {epoch}; training diverged, lower --{'max-lr' if cfg.scheduler == 'onecycle' else 'lr'}"
-        + kept
-    )
+    flag = "max-lr" if cfg.scheduler == "onecycle" else "lr"
+    return TrainingDiverged(f"{what} in epoch {epoch}; training diverged, lower --{flag}{kept}")
 
 
 def interrupted(signame: str, out: Path | None, epoch: int, rows: list[dict[str, Any]]) -> TrainingInterrupted:

@@ -1,17 +1,18 @@
-"""A run directory: everything about one training run, under stable file names (scripts rely
-on them, see README), atomic writes, and the metrics and headline numbers."""
+"""A run directory: its files' stable names (scripts rely on them), atomic writes, the metrics and headline numbers."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
+import io
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,45 +36,22 @@ COMMAND_ENV = "MNISTLITE_COMMAND"  # the command line, set by the CLI: its spawn
 # Not the recipe: the model (hashed apart), where and how it ran, the seed, rounding-only layouts,
 # and the held-out split (a choice made on validation and its final run on the full set are one recipe).
 NOT_RECIPE = frozenset(
-    {
-        "model",
-        "model_sha256",
-        "seed",
-        "threads",
-        "data_dir",
-        "device",
-        "download",
-        "bn_fusion",
-        "cuda_graph",
-        "channels_last",
-    }
-    | {"eval_batch_size", "val_size", "bf16"}  # bf16: the old spelling of `precision`
+    {"model", "model_sha256", "seed", "threads", "data_dir", "device", "download", "bn_fusion", "cuda_graph"}
+    | {"channels_last", "eval_batch_size", "val_size", "bf16"}  # bf16: the old spelling of `precision`
 )
 
-METRIC_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "seconds",
-)
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
 NO_TEST_COLUMNS = tuple(c for c in METRIC_COLUMNS if not c.startswith("test_"))
 # With --ema the main columns are the averaged weights'; these are the raw ones'.
 OPTIONAL_METRIC_COLUMNS = ("raw_val_acc", "raw_test_acc")
 
 
 def default_run_dir(root: str | Path, model: str, seed: int) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{model}-s{seed}-{stamp}"
+    return Path(root) / f"{model}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
-    """Create (or, when resuming, reuse) `path`, and prove it is writable now; a non-empty one
-    is an error unless the run resumes it."""
+    """Create (or, when resuming, reuse) `path` and prove it writable now; a non-empty one needs `resume`."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MnistliteError(f"run directory {path} exists and is not a directory; choose another --out")
@@ -94,18 +72,6 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False) -> Path:
     return path
 
 
-def _write_failed(path: Path, tmp: Path, e: BaseException) -> MnistliteError:
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
-    if isinstance(e, OSError) and e.strerror:
-        why = e.strerror
-    else:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return MnistliteError(f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged")
-
-
 # A folder fsync that these answer is not possible there (Windows cannot open a folder; some
 # network and FUSE file systems answer EINVAL): the rename stands, it is just not forced to disk.
 _DIR_FSYNC_REFUSED = frozenset(
@@ -116,9 +82,8 @@ _DIR_FSYNC_REFUSED = frozenset(
 
 
 def fsync_dir(folder: Path) -> None:
-    """fsync `folder` itself, so that a rename in it survives a power loss: every atomic write
-    calls it after its `os.replace`. Skipped quietly where the OS or the file system refuses;
-    other errors (EIO) are raised: the disk is failing."""
+    """fsync `folder` itself, so that a rename in it survives a power loss. Skipped quietly where the
+    OS or the file system refuses; other errors (EIO) are raised: the disk is failing."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -143,7 +108,12 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any], errors: tuple[t
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except errors as e:  # a full disk (ENOSPC), a quota, a folder gone read-only
-        raise _write_failed(path, tmp, e) from None
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        why = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise MnistliteError(
+            f"cannot write {path} ({why}); the previous {path.name}, if any, is kept unchanged"
+        ) from None
     try:
         fsync_dir(path.parent)
     except OSError as e:  # the new file is in place, but the disk failed to record the rename
@@ -162,8 +132,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    # Into an open file, not a path: torch then reports a full disk as OSError(ENOSPC), not an
-    # opaque RuntimeError (which is caught too).
+    # Into an open file: torch then reports a full disk as OSError(ENOSPC), not an opaque RuntimeError.
     _atomic_write(path, lambda f: torch.save(obj, f), (OSError, RuntimeError))
 
 
@@ -182,29 +151,22 @@ def read_json(path: Path) -> Any:
         raise MnistliteError(f"{path}: not valid JSON ({e})") from None
 
 
-def write_metrics(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite the whole CSV atomically: a crash never leaves half a row."""
-    import io
-
     buf = io.StringIO()
-    rows = list(rows)
-    # Optional columns appear only in runs that have them: the fixed ones stay first, for scripts.
-    # A run that never read the test set (sealed, or skipped) has no test columns at all.
+    # The fixed columns first, for scripts; no test columns where the test set was never read (sealed, skipped).
     fixed = METRIC_COLUMNS if not rows or any("test_acc" in r for r in rows) else NO_TEST_COLUMNS
     cols = fixed + tuple(k for k in OPTIONAL_METRIC_COLUMNS if any(k in r for r in rows))
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in cols})
+    w.writerows({k: _fmt(r.get(k)) for k in cols} for r in rows)
     atomic_write_text(path, buf.getvalue())
 
 
 def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return "" if v is None else str(v)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -213,38 +175,29 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise MnistliteError(f"{path}: file not found; is this a run directory?") from None
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        row: dict[str, Any] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
-        row["epoch"] = int(float(r["epoch"]))
-        out.append(row)
-    return out
+    return [
+        {**{k: float(v) if v not in ("", None) else None for k, v in r.items()}, "epoch": int(float(r["epoch"]))}
+        for r in rows
+    ]
 
 
-def headline_numbers(rows: list[dict[str, Any]], target: float = TARGET) -> dict[str, Any]:
+def headline_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The headline numbers of result.json (no test figure where the test set was not read)."""
     test = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     val = [r["val_acc"] for r in rows if r.get("val_acc") is not None]
     train = [r["train_acc"] for r in rows]
+    trained = {"best_train_acc": max(train), "final_train_acc": train[-1]}
+    validated = {"best_val_acc": max(val) if val else None, "final_val_acc": val[-1] if val else None}
     if not any("test_acc" in r for r in rows):
-        return {
-            "epochs_run": len(rows),
-            "best_train_acc": max(train),
-            "final_train_acc": train[-1],
-            "best_val_acc": max(val) if val else None,
-            "final_val_acc": val[-1] if val else None,
-            "test_set": "not read",
-        }
+        return {"epochs_run": len(rows), **trained, **validated, "test_set": "not read"}
     return {
         "epochs_run": len(rows),
         "best_test_acc": max(test) if test else None,
         "final_test_acc": test[-1] if test else None,
-        "best_train_acc": max(train),
-        "final_train_acc": train[-1],
-        "epochs_at_target": [r["epoch"] for r in rows if r.get("test_acc") is not None and r["test_acc"] >= target],
+        **trained,
+        "epochs_at_target": [r["epoch"] for r in rows if r.get("test_acc") is not None and r["test_acc"] >= TARGET],
         "last3_min_test_acc": min(test[-LAST_EPOCHS:]) if test else None,
-        "best_val_acc": max(val) if val else None,
-        "final_val_acc": val[-1] if val else None,
+        **validated,
         "final_test_loss": rows[-1].get("test_loss"),
     }
 

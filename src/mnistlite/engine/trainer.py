@@ -1,8 +1,5 @@
-"""`train(cfg)` and `resume(run_dir)`: the front door every command and the notebook API use.
-
-Nothing here changes process-wide state for good: the thread count is restored on
-the way out, and the allocator is tuned only where the CLI asked for it (device.py).
-"""
+"""`train(cfg)` and `resume(run_dir)`: the front door every command and the notebook API use. Nothing here changes
+process-wide state for good: threads are restored on the way out, the allocator tuned only where the CLI asked."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ from .console import Echo
 from .cuda_graph import resolve as resolve_cuda_graph
 from .cuda_graph import stepper
 from .device import apply_requested_allocator_tuning, resolve_device, threads
-from .evaluation import judge_for
+from .evaluation import Judge
 from .loop import Loop, run_epochs
 from .parts import build_parts, load_data
 from .precision import for_run as resolve_precision
@@ -37,22 +33,6 @@ from .result import RunResult
 from .writer import curves_title, layer_table_text, model_file, record_test_reading, write_run_files
 
 OnEpoch = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Session:
-    """One call of `train` or `resume`, settled: what to train, where, and how to report it."""
-
-    cfg: TrainConfig
-    entry: ModelEntry
-    out: Path | None
-    checkpoint: dict[str, Any] | None  # set when resuming
-    data: Dataset | None
-    progress_bar: bool | None
-    quiet: bool
-    on_epoch: OnEpoch | None
-    evaluate_test: bool
-    t_start: float
 
 
 def train(
@@ -66,16 +46,10 @@ def train(
     model: ModelEntry | None = None,
     evaluate_test: bool = True,
 ) -> RunResult:
-    """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given.
-
-    `data` lets callers that run many configs load MNIST once; `on_epoch` sees each
-    epoch's metrics row (a search prunes there); `model` replaces looking `cfg.model`
-    up (the notebook API's in-memory models); `evaluate_test=False` never scores the
-    test split (metrics.csv and result.json then hold no test figure).
-
-    A run with a validation split (`cfg.val_size` > 0) is sealed: it never scores the test
-    split, whatever `evaluate_test` says, so no test figure can reach a choice made on it.
-    """
+    """Train `cfg.model` under `cfg`; write the run directory when `run_dir` is given. `data` lets callers
+    load MNIST once; `on_epoch` sees each epoch's metrics row (a search prunes there); `model` replaces looking
+    `cfg.model` up. A run with a validation split is sealed: it never scores the test split, whatever
+    `evaluate_test` says (choices are made on validation)."""
     t_start = time.perf_counter()
     entry = model or get_entry(cfg.model)
     if entry.code is not None:
@@ -88,20 +62,7 @@ def train(
             )
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir) if run_dir is not None else None
-    return _run(
-        Session(
-            cfg=cfg,
-            entry=entry,
-            out=out,
-            checkpoint=None,
-            data=data,
-            progress_bar=progress,
-            quiet=quiet,
-            on_epoch=on_epoch,
-            evaluate_test=evaluate_test and not sealed(cfg),
-            t_start=t_start,
-        )
-    )
+    return _run(cfg, entry, out, evaluate_test and not cfg.val_size, t_start, data, progress, quiet, on_epoch)
 
 
 def resume(
@@ -113,10 +74,7 @@ def resume(
     quiet: bool = False,
     on_epoch: OnEpoch | None = None,
 ) -> RunResult:
-    """Continue an interrupted run from its last checkpoint, to the same bits as an uninterrupted run.
-
-    Rebuilding a user's model from the run's copy of its source needs `trust_code=True`.
-    """
+    """Continue an interrupted run from its last checkpoint, to the same bits; a user's model needs `trust_code`."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -138,76 +96,70 @@ def resume(
     entry = model or get_entry(cfg.model)
     cfg = cfg.validated()
     out = rd.prepare_run_dir(run_dir, resume=True)
-    return _run(
-        Session(
-            cfg=cfg,
-            entry=entry,
-            out=out,
-            checkpoint=ckpt,
-            data=data,
-            progress_bar=progress,
-            quiet=quiet,
-            on_epoch=on_epoch,
-            # As the run started; a validation run is sealed even if it started before the seal.
-            evaluate_test=bool(ckpt.get("evaluate_test", True)) and not sealed(cfg),
-            t_start=t_start,
-        )
-    )
+    # As the run started; a validation run is sealed even if it started before the seal.
+    evaluate_test = bool(ckpt.get("evaluate_test", True)) and not cfg.val_size
+    return _run(cfg, entry, out, evaluate_test, t_start, data, progress, quiet, on_epoch, checkpoint=ckpt)
 
 
-def sealed(cfg: TrainConfig) -> bool:
-    """A run with a validation split never reads the test set (choices are made on it)."""
-    return bool(cfg.val_size)
-
-
-def _run(s: Session) -> RunResult:
+def _run(
+    cfg: TrainConfig,
+    entry: ModelEntry,
+    out: Path | None,
+    evaluate_test: bool,
+    t_start: float,
+    data: Dataset | None,
+    progress_bar: bool | None,
+    quiet: bool,
+    on_epoch: OnEpoch | None,
+    checkpoint: dict[str, Any] | None = None,
+) -> RunResult:
     """The run itself: settle the config for this machine (precision, BN path, CUDA graph), then train."""
     from ..modelinfo import architecture_of, budget_verdict, profile_entry
 
-    with closing(Echo(s.out / rd.LOG if s.out else None, quiet=s.quiet)) as echo, threads(s.cfg.threads) as n_threads:
+    with closing(Echo(out / rd.LOG if out else None, quiet=quiet)) as echo, threads(cfg.threads) as n_threads:
         apply_requested_allocator_tuning()  # the CLI's choice, carried to spawned workers by the environment
-        device = resolve_device(s.cfg.device)
+        device = resolve_device(cfg.device)
         # After the device and the threads: auto's rules depend on them. config.json records what
         # ran (fp32 or bf16), never "auto", so a resume or a re-run elsewhere computes the same way.
-        resumed = s.checkpoint.get("config") if s.checkpoint else None
-        precision = resolve_precision(s.cfg, device, resumed)
-        cfg = s.cfg.replace(precision=precision.precision)
+        resumed = checkpoint.get("config") if checkpoint else None
+        precision = resolve_precision(cfg, device, resumed)
+        cfg = cfg.replace(precision=precision.precision)
         bn_path = resolve_bn_path(cfg, device, resumed)
         cfg = cfg.replace(bn_fusion=bn_path.path)
         # Run-only, like the BN path: a resumed run decides afresh for the machine it resumes on.
         graph = resolve_cuda_graph(cfg if resumed is None else cfg.replace(cuda_graph="auto"), device)
         cfg = cfg.replace(cuda_graph=graph.value)
-        out = s.out
-        if out is not None and s.checkpoint is None:
-            write_run_files(out, config=cfg.to_dict(), model_source=s.entry.code.data if s.entry.code else None)
-        echo(("Resuming" if s.checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
+        if out is not None and checkpoint is None:
+            write_run_files(out, config=cfg.to_dict(), model_source=entry.code.data if entry.code else None)
+        echo(("Resuming" if checkpoint else "Training") + f" with config:\n{cfg.to_json()}")
         for decision in (precision, bn_path, graph):
             echo(decision.line)
-        data = (load_data(cfg) if s.data is None else s.data).to(device)
-        parts = build_parts(cfg, data, device, s.entry, echo)
-        prof = profile_entry(s.entry)  # anywhere: profiling forks the global RNG and puts it back
+        data = (load_data(cfg) if data is None else data).to(device)
+        parts = build_parts(cfg, data, device, entry, echo)
+        prof = profile_entry(entry)  # anywhere: profiling forks the global RNG and puts it back
         params = count_params(parts.model)
-        if out is not None and s.checkpoint is None:
+        if out is not None and checkpoint is None:
             write_run_files(out, layer_table=layer_table_text(prof.table, prof.macs, prof.params))
         echo(
             f"Model {cfg.model}: {params:,} trainable parameters, {budget_verdict(params)} | device {device}, "
             f"{n_threads} CPU threads"
         )
-        if s.checkpoint is not None:
+        if checkpoint is not None:
             assert out is not None  # resume() always has a run directory
-            progress = restore(parts, s.checkpoint, out / rd.CHECKPOINT, s.t_start)
-            progress.evaluate_test = s.evaluate_test  # resume() sealed a validation run started before the seal
+            progress = restore(parts, checkpoint, out / rd.CHECKPOINT, t_start)
+            progress.evaluate_test = evaluate_test  # resume() sealed a validation run started before the seal
             echo(f"Resumed after epoch {progress.epochs_done} of {cfg.epochs}")
         else:
-            progress = Progress(session_start=s.t_start, evaluate_test=s.evaluate_test)
+            progress = Progress(session_start=t_start, evaluate_test=evaluate_test)
+        splits = {"val": data.val, "test": data.test if progress.evaluate_test else None}
         loop = Loop(
             parts=parts,
             train=data.train,
-            judge=judge_for(parts, data, evaluate_test=progress.evaluate_test),
+            judge=Judge({k: v for k, v in splits.items() if v is not None}, parts.cfg.eval_batch_size, parts.autocast),
             echo=echo,
             out=out,
-            show_bar=sys.stderr.isatty() if s.progress_bar is None else s.progress_bar,
-            on_epoch=s.on_epoch,
+            show_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
+            on_epoch=on_epoch,
             step=stepper(parts, graph),
         )
         first = progress.epochs_done
@@ -255,10 +207,8 @@ def _run(s: Session) -> RunResult:
 def _done_line(result: RunResult) -> str:
     s, out = result.summary, result.run_dir
     if s.get("final_test_acc") is not None:
-        scores = (
-            f"final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "
-            f"last-3 min {s['last3_min_test_acc']:.2f}%"
-        )
+        best, last3 = s["best_test_acc"], s["last3_min_test_acc"]
+        scores = f"final test {s['final_test_acc']:.2f}%, best {best:.2f}%, last-3 min {last3:.2f}%"
     elif s.get("final_val_acc") is not None:  # the test set was skipped
         why = "sealed: a validation run" if result.config.val_size else "not evaluated"
         scores = f"final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% (test set {why})"

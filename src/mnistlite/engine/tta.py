@@ -1,9 +1,5 @@
-"""Test-time augmentation by small translations: reported beside the plain figure, never in it
-(it costs 4N + 1 forward passes per image, a price a deployed model pays at every prediction).
-
-The uncovered border is filled with the background, not wrapped: `torch.roll` would carry
-a stroke across the border.
-"""
+"""Test-time augmentation by small shifts, reported beside the plain figure, never in it (4N + 1 forward passes
+per image, paid at every prediction). The border is filled with background, not rolled (that carries strokes across)."""
 
 from __future__ import annotations
 
@@ -19,10 +15,7 @@ from .evaluation import evaluate
 
 def views(max_shift: int) -> list[tuple[int, int]]:
     """(dx, dy) of each view: the identity, then 1..max_shift pixels in the four directions."""
-    out = [(0, 0)]
-    for k in range(1, max_shift + 1):
-        out += [(k, 0), (-k, 0), (0, k), (0, -k)]
-    return out
+    return [(0, 0)] + [v for k in range(1, max_shift + 1) for v in ((k, 0), (-k, 0), (0, k), (0, -k))]
 
 
 def shift(x: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
@@ -37,19 +30,6 @@ def shift(x: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
-def tta_accuracy(model: nn.Module, split: Split, batch_size: int, max_shift: int, fill: float) -> float:
-    """Accuracy (%) of the softmax averaged over views(max_shift), in eval mode."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size]
-        y = split.labels[start : start + batch_size]
-        probs = sum(F.softmax(model(shift(x, dx, dy, fill)).float(), dim=1) for dx, dy in views(max_shift))
-        correct += int((torch.as_tensor(probs).argmax(1) == y).sum())
-    return 100.0 * correct / len(split)
-
-
 @dataclass(frozen=True)
 class TtaScore:
     plain: float  # accuracy (%) of the model as trained, one view
@@ -57,7 +37,14 @@ class TtaScore:
     views: int
 
 
+@torch.no_grad()
 def score(model: nn.Module, split: Split, max_shift: int, fill: float, batch_size: int = 1000) -> TtaScore:
-    """The plain and the averaged accuracy of one model on one split."""
-    _, plain = evaluate(model, split, batch_size)
-    return TtaScore(plain, tta_accuracy(model, split, batch_size, max_shift, fill), len(views(max_shift)))
+    """The plain accuracy of one model on one split, and that of its softmax averaged over views(max_shift)."""
+    _, plain = evaluate(model, split, batch_size)  # in eval mode
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size]
+        y = split.labels[start : start + batch_size]
+        probs = sum(F.softmax(model(shift(x, dx, dy, fill)).float(), dim=1) for dx, dy in views(max_shift))
+        correct += int((torch.as_tensor(probs).argmax(1) == y).sum())
+    return TtaScore(plain, 100.0 * correct / len(split), len(views(max_shift)))

@@ -1,7 +1,5 @@
-"""The one writer of a run directory's files, for the trainer and for anything that rebuilds a run
-(`portable.unpack_run`), so both write the same formats; result.json, the mark of a finished
-run, is always written last. Every reading of the test set appends a line to test_readings.jsonl.
-"""
+"""The one writer of a run directory's files, for the trainer and for a rebuilt run (`portable.unpack_run`);
+result.json, the mark of a finished run, is written last. Each test-set reading appends to test_readings.jsonl."""
 
 from __future__ import annotations
 
@@ -17,20 +15,16 @@ from torch import nn
 from . import rundir as rd
 
 
-def layer_table_text(table: str, macs: int, params: int | None = None) -> str:
-    """summary.txt: the layer table, MACs per image and (given the parameter count) the budget verdict."""
-    text = f"{table}\nMACs per image: {macs:,}\n"
-    if params is not None:
-        from ..modelinfo import budget_verdict
+def layer_table_text(table: str, macs: int, params: int) -> str:
+    """summary.txt: the layer table, MACs per image and the budget verdict."""
+    from ..modelinfo import budget_verdict
 
-        text += f"Budget: {budget_verdict(params)}\n"
-    return text
+    return f"{table}\nMACs per image: {macs:,}\nBudget: {budget_verdict(params)}\n"
 
 
-def model_file(model: nn.Module | Mapping[str, torch.Tensor], config: dict[str, Any], params: int) -> dict[str, Any]:
+def model_file(model: nn.Module, config: dict[str, Any], params: int) -> dict[str, Any]:
     """model.pt's contents: the weights on the CPU, the config they were trained with, their count."""
-    state = model.state_dict() if isinstance(model, nn.Module) else model
-    return {"model": {k: v.detach().cpu() for k, v in state.items()}, "config": config, "params": params}
+    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": config, "params": params}
 
 
 def curves_title(config: Mapping[str, Any]) -> str:
@@ -50,10 +44,7 @@ def write_run_files(
     result: dict[str, Any] | None = None,
 ) -> None:
     """Write the given files of run directory `out` (each skipped when its argument is None).
-
-    `curves` is the title of curves.png, drawn from `metrics`; a failure there raises OSError,
-    elsewhere a MnistliteError naming the file.
-    """
+    `curves` is the title of curves.png, drawn from `metrics`; a failure there raises OSError."""
     if config is not None:
         rd.write_json(out / rd.CONFIG, config)
     if model_source is not None:  # the exact bytes built from: a rebuild never depends on the user's file
@@ -66,9 +57,7 @@ def write_run_files(
         rd.write_metrics(out / rd.METRICS, metrics)
     if model is not None:
         rd.atomic_torch_save(model, out / rd.MODEL)
-    if curves is not None:
-        if metrics is None:
-            raise ValueError("curves.png is drawn from the metrics: pass them too")
+    if curves is not None and metrics is not None:
         from .plots import plot_curves
 
         plot_curves(metrics, out / rd.CURVES, title=curves)
@@ -86,10 +75,7 @@ def record_test_reading(
     **extra: Any,
 ) -> None:
     """Append one line to `out`'s test_readings.jsonl for the test figures in `rows` (none: no line).
-
-    One line per command (a training session lists its epochs), dated when it is written: the
-    unit a person can act on, so the audit (reports/audit.py) orders commands, not epochs.
-    """
+    One line per command (a training session lists its epochs): the audit orders commands, not epochs."""
     read = [r for r in rows if r.get("test_acc") is not None]
     if not read:
         return
