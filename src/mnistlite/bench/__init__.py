@@ -1,10 +1,8 @@
-"""`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline,
-and the figures the automatic choices are committed from (precision, the BN path).
+"""`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline, and the figures the
+automatic choices are committed from. The allocator tuning (engine/device.py) is process-wide, so the baseline
+runs faster here than in a seed's own script: the ratio is conservative.
 
     timing.py  the timers, the baseline pipeline and the epoch in turns; this module runs and formats them
-
-The allocator tuning (engine/device.py, on for `bench`) is process-wide, so the baseline
-runs faster here than in a seed's own script: the ratio is conservative.
 """
 
 from __future__ import annotations
@@ -28,9 +26,8 @@ from .timing import format_lines as epoch_lines
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = prec.cpuinfo()[0] or platform.processor() or ""
     info = {
-        "cpu": cpu,
+        "cpu": prec.cpuinfo()[0] or platform.processor() or "",
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
         # measured matmul rate tell them apart (this code is 3x slower on AVX2 than on AVX-512).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -57,11 +54,6 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: int) -> dict[str, Any]:
     """Median training images/s with `field` = a and = b, timed in turns (a, b, a, b, ...):
     load from elsewhere falls on both alike."""
@@ -78,19 +70,11 @@ def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: i
     }
 
 
-def compare_precision(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
-    """Training throughput in fp32 and in bf16 autocast, interleaved; with what `auto` decides here."""
-    out = interleaved(cfg, "precision", "fp32", "bf16", time_fn, rounds)
-    decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device)
-    return {**out, "auto": decision.precision, "auto_reason": decision.reason}
-
-
-def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
-    """Training images/s through the fused unit and through torch's layers, interleaved, at the
-    bench's precision and threads: the figures engine/bn_path.py's MEASURED rows are taken from;
-    with what `auto` decides here."""
+def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device) -> dict[str, Any]:
+    """Training images/s through the fused unit and through torch's layers, interleaved, at the bench's precision
+    and threads (engine/bn_path.py's MEASURED rows); with what `auto` decides here."""
     cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
-    out = interleaved(cfg, "bn_fusion", "fused", "torch", time_fn, rounds)
+    out = interleaved(cfg, "bn_fusion", "fused", "torch", time_fn, 2)
     decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
     threads = torch.get_num_threads()
     return {
@@ -148,8 +132,10 @@ def run_bench(
     def rate(c: TrainConfig) -> float:
         return time_ours(c, data_dev, steps, dev).images_per_s
 
-    if precision:
-        out["precision"] = compare_precision(cfg, rate, dev)
+    if precision:  # fp32 against bf16 autocast, with what `auto` decides here
+        auto = prec.resolve(cfg.replace(precision="auto", bf16=False), dev)
+        compared = interleaved(cfg, "precision", "fp32", "bf16", rate, 2)
+        out["precision"] = {**compared, "auto": auto.precision, "auto_reason": auto.reason}
     if paths:
         out["bn_paths"] = compare_bn_paths(cfg, rate, dev)
     out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
@@ -172,7 +158,7 @@ def run_bench(
         out["full_run_seconds"] = round(time.perf_counter() - t0, 2)
         out["full_run_epochs"] = res.config.epochs
         out["full_run_final_test_acc"] = res.summary["final_test_acc"]
-    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     return out
 
 

@@ -1,15 +1,6 @@
-"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds'
-pipeline, and the epoch of ours against the seeds' timed in turns.
-
-The baseline is written here on purpose: a Dataset that converts and rotates one PIL image
-at a time behind a shuffling DataLoader with worker processes, as the seed repositories do
-with torchvision, training the same model with the same optimizer and batch size in the
-same process. It is timed over `baseline_batches` batches and extrapolated to the epoch.
-
-A 2-core cloud CPU does not run at one speed (on a Zen 4 EPYC one training step took 15-16 ms
-for some seconds, 21-22 ms for the next), so the baseline and our epoch are timed in turns,
-`rounds` times; the headline is the ratio of the two medians, every round's figures beside it.
-"""
+"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds' pipeline (written
+here on purpose, as the seed repositories run it), and our epoch against theirs timed in turns: a 2-core cloud
+CPU does not run at one speed (one step took 15-16 ms for some seconds, 21-22 ms for the next on a Zen 4 EPYC)."""
 
 from __future__ import annotations
 
@@ -108,31 +99,21 @@ class _PerSampleDataset(torch.utils.data.Dataset):
 
 
 def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
-    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it.
-
-    The clock starts at the first batch: the workers' start-up (forking, the
-    first batch's warps) is measured apart, as `Timing.startup`, because an
-    epoch pays it once, not once per `batches` (`epoch_rounds` adds it once).
-    """
+    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it: the same model, optimizer and batch size.
+    The workers' start-up is measured apart, as `Timing.startup`: an epoch pays it once, not once per `batches`."""
     # Undo the normalisation to get back the uint8 images the seeds start from.
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
+    gen = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, generator=gen
     )
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, dropout=cfg.dropout).train()  # plain torch, as the seeds write it
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
+    nesterov = cfg.nesterov and cfg.momentum > 0
     opt = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov
     )
     seen, start, t0, startup = 0, time.perf_counter(), 0.0, 0.0
     for i, (x, y) in enumerate(loader):
@@ -163,10 +144,8 @@ def epoch_rounds(
     workers: int,
     throughput: Timing,
 ) -> dict[str, Any]:
-    """The epoch figures of `run_bench` (medians over `rounds` turns), with each round under "epoch_rounds".
-
-    `throughput` is the short training-throughput timing, for the training-only speed-up.
-    """
+    """The epoch figures of `run_bench` (medians over `rounds` turns), with each round under "epoch_rounds";
+    `throughput` is the short training-throughput timing, for the training-only speed-up."""
     baseline = baseline_batches != 0
     if not (epoch or baseline):
         return {}

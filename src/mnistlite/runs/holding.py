@@ -32,12 +32,8 @@ def _bisect(f: Callable[[float], float], lo: float = 0.0, hi: float = 1.0) -> fl
 
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE, *, one_sided: bool = False) -> tuple[float, float]:
-    """Exact binomial interval for a share from k successes in n trials, by the binomial-sum form.
-
-    The lower bound is the p where P(X >= k | p) = alpha/2, the upper the p where P(X <= k | p) = alpha/2
-    (alpha, not alpha/2, for `one_sided`, which gives the lower bound and 1.0). 10/10: 0.6915 two-sided,
-    0.7411 one-sided (alpha^(1/n)).
-    """
+    """Exact binomial interval for a share from k successes in n trials (`one_sided`: the lower bound
+    at alpha, and 1.0). 10/10: 0.6915 two-sided, 0.7411 one-sided (alpha^(1/n))."""
     if not 0 <= k <= n or n < 1:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     tail = (1 - confidence) if one_sided else (1 - confidence) / 2
@@ -73,21 +69,8 @@ def margin_images(worst: float, target: float, n_test: int) -> int:
     return round((worst - target) / 100 * n_test)
 
 
-def sampling(acc: float, seed_sd: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
-    """The scored set's own sampling error at `acc` (the test set, or a sealed run's `val` split),
-    beside the spread across seeds."""
-    return {
-        "n_test": n_test,
-        "accuracy": acc,
-        "binomial_sd_points": None if n_test is None else binomial_sd(acc, n_test),
-        "across_seeds_sd_points": seed_sd,
-        "formula": f"sqrt(p(1-p)/n_test)*100, p the mean final {split} accuracy; every seed reads the same {split} set",
-    }
-
-
 def margin(lows: Sequence[float], target: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
-    """The worst reading the rule checks (the min over seeds of each seed's last-epochs minimum, `lows`)
-    minus the target, and how many seeds read that worst."""
+    """The worst of `lows` (each seed's last-epochs minimum) minus the target, and how many seeds read it."""
     worst = min(lows)
     return {
         f"worst_{split}_acc": worst,
@@ -102,19 +85,24 @@ def margin(lows: Sequence[float], target: float, n_test: int | None, split: str 
 def claim(
     lows: Sequence[float], finals: Sequence[float], target: float, n_images: int | None, split: str = "test"
 ) -> dict[str, Any]:
-    """The figures of one consistency claim over seeds, from each seed's last-epochs minimum (`lows`) and
-    final accuracy (`finals`) on a set of `n_images` (None: unknown): k/n holding with its interval,
-    the set's sampling SD beside the spread across seeds, and the margin."""
-    sd = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    """One consistency claim over seeds: k/n holding, the set's sampling SD, the margin (`n_images` None: unknown)."""
+    acc = statistics.fmean(finals)
     return {
         "holding": holding(sum(x >= target for x in lows), len(lows)),
-        f"{split}_set_sampling": sampling(statistics.fmean(finals), sd, n_images, split),
+        f"{split}_set_sampling": {
+            "n_test": n_images,
+            "accuracy": acc,
+            "binomial_sd_points": None if n_images is None else binomial_sd(acc, n_images),
+            "across_seeds_sd_points": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "formula": f"sqrt(p(1-p)/n_test)*100, p the mean final {split} accuracy; "
+            f"every seed reads the same {split} set",
+        },
         "margin": margin(lows, target, n_images, split),
     }
 
 
 def holding_text(h: Mapping[str, Any]) -> str:
-    """k/n with the 95% interval in whole percent: the compact cell of tables and reports."""
+    """k/n with the 95% interval in whole percent."""
     lo, hi = h["interval95"]
     return f"{h['k']}/{h['n']} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
@@ -125,8 +113,7 @@ def images_text(m: Mapping[str, Any]) -> str:
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, Any]:
-    """A minus B over the seeds both have: mean difference, its standard error (sd of the differences
-    over sqrt(n)), and the seeds where A wins, ties and loses. Accuracies in percent."""
+    """A minus B over the seeds both have: mean difference, its standard error, wins, ties and losses."""
     common = sorted(set(a) & set(b))
     if not common:
         raise ValueError("no seed in common")

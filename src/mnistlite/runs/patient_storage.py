@@ -1,26 +1,11 @@
-"""An RDBStorage that rides through a database restart or outage of up to `patience` seconds.
-
-SQLAlchemy's `pool_pre_ping` (set by runs/storage.py) replaces a pooled connection that died while
-idle; it cannot save a call whose connection dies under it. Optuna's RDBStorage then rolls the
-session back and raises StorageInternalError (or the driver's OperationalError reaches us), and the
-call is lost. This subclass retries such a call with backoff in a fresh session (optuna opens one
-per call, so nothing half-done is replayed), and says one line when the database goes away and one
-when it is back. Opening the storage waits the same way (a worker started while the server is
-down). Past the patience it raises a MnistliteError (one line, exit 2). Only connection errors are
-retried: a bad value, a finished trial, a wrong database, user or password fail as before.
-
-A write whose COMMIT reached the server but whose reply was lost is retried too. Attribute,
-parameter, intermediate-value and heartbeat writes are upserts, so the retry is harmless; a state
-change the first try made is recognised (`_already_set`). A trial can still be created or claimed
-twice (optuna's own `_create_new_trial` retries too); so every trial that turns RUNNING gets its
-heartbeat in the same transaction (`_beat_when_running`): a copy nobody holds is failed after the
-grace period like a dead worker's trial, and never runs (docs/reliability.md, "Shared database").
-
-Imported only when a server URL is opened (it imports optuna and sqlalchemy).
+"""An RDBStorage whose calls wait out a database restart or outage of up to `patience` seconds: a call
+whose connection died is retried in a fresh session (optuna opens one per call, so nothing half-done is
+replayed). Only connection errors are retried; the cases: docs/reliability.md, "Shared database".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -138,7 +123,8 @@ class PatientRDBStorage(RDBStorage):
                 try:
                     result = base(self, *args, **kwargs)
                 except optuna.exceptions.UpdateFinishedTrialError:
-                    # A retried state change whose first try committed but whose reply was lost.
+                    # A retried state change whose first try committed but whose reply was lost (the other
+                    # writes are upserts: their retry is harmless).
                     if first_failure is None or name != "set_trial_state_values" or not self._already_set(args, kwargs):
                         raise
                     result = True
@@ -161,10 +147,8 @@ class PatientRDBStorage(RDBStorage):
                         f"database unreachable for {self.patience:g} s (--storage-patience), giving up: "
                         f"{_first_line(e)}; run the same command again to continue"
                     ) from None
-                try:
+                with contextlib.suppress(Exception):  # closing a session on a dead connection
                     self.scoped_session.remove()  # the next try starts in a fresh session
-                except Exception:  # noqa: BLE001  (closing a session on a dead connection)
-                    pass
                 delay = min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX)
                 time.sleep(delay * (0.5 + random.random() / 2))
                 attempt += 1
@@ -186,8 +170,8 @@ class PatientRDBStorage(RDBStorage):
 
 def _beat_when_running(session: Any, flush_context: Any, instances: Any) -> None:
     """A trial turned RUNNING (created, or a WAITING one claimed) gets a fresh heartbeat in the same
-    transaction: if the reply is lost, or the worker dies before its heartbeat thread starts, the trial
-    is still failed after the grace period and retried once, instead of staying RUNNING for ever."""
+    transaction: a copy made by a lost reply (created or claimed twice), or one whose worker died before its
+    heartbeat thread started, is failed after the grace period and retried once, never RUNNING for ever."""
     for trial in (*session.new, *session.dirty):
         if isinstance(trial, models.TrialModel) and trial.state == TrialState.RUNNING:
             if sa_inspect(trial).attrs.state.history.added:

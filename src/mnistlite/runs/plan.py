@@ -1,16 +1,6 @@
-"""Planning and executing many runs: the one layer under `seeds`, `tune`, `experiment` and `table`.
-
-What happens to a folder that is already there is decided here, once, for every front-end:
-
-* the same run (config.changed_fields) with result.json: **done**; with a checkpoint: **resume**;
-* anything else already written: **moved aside** to `<dir>.old-<timestamp>`, never deleted
-  (a folder holding files that are not a run's is refused: it is not ours to move);
-* not there yet, but a finished same run of that name in a `reuse` folder: **linked** there.
-
-Runs execute here one after another (one data load), or in a pool of spawned workers with
-cores // jobs threads each (tiny convolutions collapse when the cores are oversubscribed),
-or as the jobs of a shared sweep (runs/sweep.py).
-"""
+"""Planning and executing many runs, under `seeds`, `tune`, `experiment` and `table`: the one place that
+decides what happens to a folder already there (`run_state`, `link_reused`, `move_aside`), and runs them in
+turn, in a pool of spawned workers, or as the jobs of a shared sweep (runs/sweep.py)."""
 
 from __future__ import annotations
 
@@ -35,20 +25,10 @@ from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..models import config_for, list_models
 
-# What a run directory may hold; anything else means the folder is not (only) a run.
+# What a run directory may hold (its text files, its weights); anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
-    {
-        rd.CONFIG,
-        rd.METRICS,
-        rd.LOG,
-        rd.LAYER_TABLE,
-        rd.CURVES,
-        rd.MODEL,
-        rd.CHECKPOINT,
-        rd.RESULT,
-        rd.MODEL_SOURCE,
-        rd.READINGS,
-    }
+    {rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.RESULT, rd.MODEL_SOURCE, rd.READINGS}
+    | {rd.MODEL, rd.CHECKPOINT}
 )
 STATUS_TEXT = {
     "new": "to train",
@@ -71,7 +51,8 @@ class PlannedRun:
 
 
 def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
-    """(status, detail) of `run_dir` against the config it should hold: the one same-run decision."""
+    """(status, detail) of `run_dir` against the config it should hold: the one same-run decision (a folder
+    not of the same run is moved aside by `train_run`, never deleted)."""
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return "new", ""
     if not run_dir.is_dir():
@@ -145,7 +126,7 @@ def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> 
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Rename `run_dir` to `<name>.old-<timestamp>` (never delete a run); refuse a folder that is not a run."""
+    """Rename `run_dir` to `<name>.old-<timestamp>`; refuse a folder that is not a run (it is not ours to move)."""
     foreign = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
     if foreign:
         raise MnistliteError(
@@ -173,8 +154,8 @@ class DataCache:
 
 
 def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
-    """Apply the one stale-folder policy to `run_dir` where it trains (a folder of another config, or a
-    broken one, is moved aside), then train (or resume) it; None when done."""
+    """Train (or resume) `run_dir` where it trains, a folder of another config or a broken one moved aside first;
+    None when done."""
     status, _ = run_state(run_dir, cfg)
     if status in ("changed", "restart"):
         move_aside(run_dir)
@@ -198,9 +179,8 @@ _INTERRUPTED: list[str] = []
 
 
 def _die_with_parent(parent: int) -> None:
-    """Pool worker start-up: die with `parent`. A SIGKILLed parent (kill -9, the OOM killer) cannot
-    stop its workers; orphaned, they trained on and took the runs still queued, so a rerun of the
-    command wrote the same run folders at the same time. Dying at any moment is safe: writes are atomic."""
+    """Pool worker start-up: die with `parent`. A SIGKILLed parent cannot stop its workers; orphaned, they
+    trained on, so a rerun of the command wrote the same run folders at once. Writes are atomic: dying is safe."""
     if sys.platform == "linux":  # the kernel kills this worker the moment its parent dies
         import ctypes
 
@@ -246,10 +226,7 @@ def execute(
     again: str = "run the same command again to resume",
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
-
-    `on_start(i, n, run)` may return an on_epoch callback (this process only);
-    `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
-    """
+    `on_start` may return an on_epoch callback; `on_done` sees the RunResult here, None from a worker."""
     todo = [r for r in runs if r.status != "done"]
     jobs = max(1, min(int(jobs), len(todo)))  # `--jobs auto` is settled by the caller (runs/splits.py)
     per_run = threads_per_run(jobs, threads)

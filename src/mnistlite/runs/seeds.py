@@ -33,11 +33,8 @@ def run_seeds(
     echo=print,
     reuse: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Train `base` once per seed into `out/seed<k>/`, then aggregate.
-
-    With `storage` (an Optuna storage URL) the seeds become jobs of a shared sweep (runs/sweep.py).
-    `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
-    """
+    """Train `base` once per seed into `out/seed<k>/` (with `storage`, as jobs of a shared sweep), then aggregate.
+    `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained."""
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
     runs = [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]
@@ -74,19 +71,16 @@ def spread(values: list[float]) -> dict[str, float]:
 _TEST_LINE = re.compile(r"^Test set: .*Accuracy: \d+/(\d+) ", re.MULTILINE)
 
 
-def scored_test_images(run: Path) -> int | None:
-    """How many test images the run scored, from its own log ("Test set: ... Accuracy: k/n"); None
-    where the log is missing or holds no test line."""
-    try:
-        found = _TEST_LINE.findall((Path(run) / rd.LOG).read_text(errors="replace"))
-    except OSError:
-        return None
-    return int(found[-1]) if found else None
-
-
 def common_test_images(runs: Sequence[Path]) -> int | None:
-    """The one test-set size every run scored; None if any run does not say, or they disagree."""
-    sizes = {scored_test_images(r) for r in runs}
+    """The one test-set size every run scored, by its log ("Test set: ... Accuracy: k/n"); None if any run
+    does not say, or they disagree."""
+    sizes: set[int | None] = set()
+    for run in runs:
+        try:
+            found = _TEST_LINE.findall((Path(run) / rd.LOG).read_text(errors="replace"))
+        except OSError:
+            found = []
+        sizes.add(int(found[-1]) if found else None)
     return sizes.pop() if len(sizes) == 1 else None
 
 
@@ -151,9 +145,7 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
 
 
 def claim_figures(agg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Held consistently, as numbers (runs/holding.py), for any aggregate, also one written before
-    they existed: the interval for new seeds, the scored set's own error, the margin. The set's size
-    comes from the runs' logs (test) or the validation split's size (sealed runs)."""
+    """Held consistently, as numbers (runs/holding.py), for any aggregate, also one written before they existed."""
     split, per_seed = scored_split(agg), agg["per_seed"].values()
     if split == "test":
         n = common_test_images([Path(out) / p["run_dir"] for p in per_seed])
@@ -203,7 +195,7 @@ def format_aggregate(s: dict[str, Any]) -> str:
 
 
 def format_holding(s: dict[str, Any]) -> list[str]:
-    """The consistency claim as numbers (absent from aggregates written before they existed)."""
+    """The consistency claim as numbers, where the aggregate has them."""
     split, lines = scored_split(s), []
     if "holding" in s:
         h = s["holding"]

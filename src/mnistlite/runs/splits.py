@@ -1,9 +1,6 @@
-"""How many runs train at once, and on how many threads each: `--jobs auto`, by a rule.
-
-Each split of the cores (jobs x threads = cores) gets a committed rate; the rule picks the
-one that finishes the runs soonest counted in waves (`makespan`), more jobs having to win by
-MIN_GAIN (each process costs memory and start-up). Nothing is timed at run time.
-"""
+"""How many runs train at once, and on how many threads each (`--jobs auto`): each split of the cores gets a
+committed rate, and the rule picks the one that finishes soonest counted in waves (`makespan`), more jobs having
+to win by MIN_GAIN (each process costs memory and start-up). Nothing is timed at run time."""
 
 from __future__ import annotations
 
@@ -37,14 +34,13 @@ def options(cores: int) -> list[tuple[int, int]]:
 
 
 def makespan(m: dict[str, Any], runs: int) -> float:
-    """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at the
-    split's rate per process (five seeds on two workers are three waves, the last with a core idle)."""
+    """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at its rate per process."""
     return -(-runs // m["jobs"]) * m["jobs"] / m["rate"]
 
 
 def choose(measured: Sequence[dict[str, Any]], runs: int | None = None) -> dict[str, Any]:
-    """The rule, given each split's total rate (fewest jobs first): more jobs only where MIN_GAIN faster,
-    for `runs` runs by their makespan (None: a long sweep, by the total rate)."""
+    """The rule, given each split's total rate (fewest jobs first): more jobs only where MIN_GAIN faster, by the
+    makespan of `runs` runs (None: a long sweep, by the total rate)."""
     best = measured[0]
     for m in measured[1:]:
         if runs is None:
@@ -68,7 +64,7 @@ def resolve(
     echo: Callable[[str], None] = print,
     record: Path | None = None,
 ) -> tuple[int, int]:
-    """(jobs, threads per run) for the runs to train (PlannedRun); `auto` by the rule above, a number as given."""
+    """(jobs, threads per run) for the PlannedRuns to train; `auto` by the rule above, a number as given."""
     from ..engine.device import cpu_cores, resolve_device
 
     cores = cpu_cores()

@@ -1,12 +1,10 @@
 """Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming.
-
-A trial whose heartbeat is older than the grace period is failed by whichever worker next calls
-`fail_stale()`, and re-enqueued once. Optuna beats only inside `Study.optimize`; these workers use
-ask/tell, so they run the heartbeat thread themselves (`heartbeat`). Nothing here imports torch.
-"""
+A trial whose heartbeat is older than the grace period is failed by the next `fail_stale()` and re-enqueued
+once. Optuna beats only inside `Study.optimize`; these workers use ask/tell, so `heartbeat` beats for them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -52,8 +50,8 @@ def sqlite_url(path: str | os.PathLike) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 maps the
-    bare scheme to psycopg2, 2.1 to psycopg 3)."""
+    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 maps it to psycopg2,
+    2.1 to psycopg 3)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         return url
@@ -70,13 +68,10 @@ def make_storage(
     *,
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT,
     grace_period: int | None = None,
-    max_retry: int | None = DEFAULT_MAX_RETRY,
     patience: float | None = None,
 ):
-    """An RDBStorage for `url` (or a storage object, returned as it is) with heartbeats and
-    retry-once of stale trials; a URL that cannot be opened is a MnistliteError. On a database
-    server (not SQLite) every call waits out an outage of up to `patience` seconds (default: the
-    last `set_patience`, else DEFAULT_PATIENCE; runs/patient_storage.py)."""
+    """An RDBStorage for `url` (a storage object is returned as it is) with heartbeats and retry-once of stale
+    trials. On a database server every call waits out an outage of `patience` seconds (None: `set_patience`'s)."""
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
@@ -96,7 +91,7 @@ def make_storage(
     if heartbeat_interval:
         kwargs["heartbeat_interval"] = int(heartbeat_interval)
         kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=max_retry))
+        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=DEFAULT_MAX_RETRY))
     engine: dict[str, Any] = {}
     storage_cls: Any = RDBStorage
     if url.startswith("sqlite"):
@@ -138,9 +133,8 @@ class _RetryOnce:
 
 
 def _open_rdb(RDBStorage, url: str, engine: dict[str, Any], kwargs: dict[str, Any], attempts: int = 6):
-    """RDBStorage(...), retried when workers starting together race to create the
-    tables of a fresh database (PostgreSQL answers one of them with a unique or
-    duplicate-table violation; a moment later the tables are simply there)."""
+    """RDBStorage(...), retried when workers starting together race to create the tables of a fresh database
+    (PostgreSQL answers one with a unique or duplicate-table violation; a moment later the tables are there)."""
     import random
     import time
 
@@ -155,7 +149,6 @@ def _open_rdb(RDBStorage, url: str, engine: dict[str, Any], kwargs: dict[str, An
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
-    raise AssertionError("unreachable")
 
 
 def redact(url: str) -> str:
@@ -175,8 +168,7 @@ def fail_stale(study) -> None:
 
 @contextmanager
 def heartbeat(storage, trial_id: int) -> Iterator[None]:
-    """Record heartbeats for `trial_id` from a side thread while the block runs (where the storage has
-    them on: an RDBStorage, or Optuna's cache wrapping one)."""
+    """Record heartbeats for `trial_id` from a side thread while the block runs, where the storage has them on."""
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if not interval or not hasattr(storage, "record_heartbeat"):
         yield
@@ -185,10 +177,8 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            try:
+            with contextlib.suppress(Exception):  # a network blip must not kill the trial; the next beat retries
                 storage.record_heartbeat(trial_id)
-            except Exception:  # noqa: BLE001  (a network blip must not kill the trial; the next beat retries)
-                pass
             if stop.wait(interval):
                 return
 
@@ -203,8 +193,7 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
 
 
 def claim_waiting(storage, trial_ids: list[int]) -> int | None:
-    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id or None
-    (the storage refuses a trial another worker claimed first)."""
+    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id, or None."""
     optuna = import_optuna()
     from optuna.trial import TrialState
 

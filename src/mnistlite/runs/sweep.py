@@ -1,17 +1,6 @@
 """Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared.
-
 A sweep is a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls
-`run_sweep(jobs, storage_url, study_name, worker)` and gets one JobOutcome per job.
-
-* Each job is one enqueued trial (user attrs `sweep_job`, `sweep_key`). The creator enqueues
-  all; a joiner waits for that, then adds jobs not WAITING, RUNNING or COMPLETE (so a longer
-  list extends the sweep, and jobs that failed for good run again).
-* Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second
-  copy of one job (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`).
-* A dead worker's trial is failed after the heartbeat grace period and retried once; an
-  exception raised by `worker` marks it FAIL (not retried) and propagates.
-* A worker with an empty queue waits for every job, so any can print the table.
-"""
+`run_sweep(jobs, storage_url, study_name, worker)` and gets one JobOutcome per job."""
 
 from __future__ import annotations
 
@@ -35,10 +24,7 @@ def make_job(model: str, seed: int, overrides: Mapping[str, Any] | None = None) 
 
 def job_key(job: Mapping[str, Any]) -> str:
     """Canonical JSON of a job: equal jobs have equal keys."""
-    try:
-        return json.dumps(job, sort_keys=True, separators=(",", ":"))
-    except TypeError as e:
-        raise MnistliteError(f"sweep job is not JSON-serialisable: {e}") from None
+    return json.dumps(job, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -54,7 +40,9 @@ class JobOutcome:
 
 
 def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: Callable[[str], None] = print):
-    """Create or join the sweep study and make sure every job is enqueued."""
+    """Create or join the sweep study and make sure every job is enqueued. Each job is one enqueued trial;
+    a joiner waits for the creator, then adds jobs not WAITING, RUNNING or COMPLETE (so a longer list
+    extends the sweep, and jobs that failed for good run again)."""
     optuna = st.import_optuna()
     keys = [job_key(j) for j in jobs]
     if len(set(keys)) != len(keys):
@@ -99,8 +87,13 @@ def run_sweep(
     poll: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> list[JobOutcome]:
-    """Run `jobs` with `worker` on this process, sharing them with every other worker of
-    `study_name` in `storage`; return one JobOutcome per job (see the module docstring)."""
+    """Run `jobs` with `worker` here, sharing them with every other worker of `study_name`; one JobOutcome per job.
+
+    Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second copy of a job
+    (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`). A dead worker's trial is failed after
+    the heartbeat grace period and retried once; an exception raised by `worker` marks it FAIL (not retried)
+    and propagates. A worker with an empty queue waits for every job, so any can print the table.
+    """
     st.import_optuna()
     from optuna.trial import TrialState
 
@@ -127,8 +120,7 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
     from optuna.trial import TrialState
 
     trial = optuna.Trial(study, trial_id)
-    key = trial.user_attrs["sweep_key"]
-    job = trial.user_attrs["sweep_job"]
+    key, job = trial.user_attrs["sweep_key"], trial.user_attrs["sweep_job"]
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     earlier = [
         t.number
@@ -151,14 +143,11 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
         if isinstance(result, Mapping):
-            result = dict(result)
-            trial.set_user_attr("result", result)
-            value = result.get(value_key)
-        else:
-            value = result
+            trial.set_user_attr("result", dict(result))
+            result = result.get(value_key)
         try:
-            value = float(value) if value is not None else 0.0
-        except (TypeError, ValueError):
+            value = float(result)
+        except (TypeError, ValueError):  # None, or not a number
             value = 0.0
         if study.tell(trial, value, skip_if_finished=True).state != TrialState.COMPLETE:
             raise optuna.exceptions.UpdateFinishedTrialError  # failed as stale while it trained
@@ -173,7 +162,6 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
 
 
 def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
-    """The state of each job in `study`, in the order of `jobs`."""
     from optuna.trial import TrialState
 
     by_key: dict[str, list] = {}
