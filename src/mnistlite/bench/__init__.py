@@ -17,7 +17,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
-from ..engine import bn_path
+from ..engine import bn_path, train
 from ..engine import precision as prec
 from ..engine.device import cpu_cores, resolve_device, set_threads
 from ..models import config_for, count_params, create_model
@@ -28,8 +28,8 @@ from .timing import format_lines as epoch_lines
 def machine_info() -> dict[str, Any]:
     info = {
         "cpu": prec.cpuinfo()[0] or platform.processor() or "",
-        # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
-        # measured matmul rate tell them apart (this code is 3x slower on AVX2 than on AVX-512).
+        # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a measured matmul rate tell
+        # them apart (this code is 3x slower on AVX2 than on AVX-512).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": prec.bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
         "matmul_gflops": round(matmul_peak_gflops(), 1),
@@ -55,8 +55,7 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
 
 
 def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: int) -> dict[str, Any]:
-    """Median training images/s with `field` = a and = b, timed in turns (a, b, a, b, ...):
-    load from elsewhere falls on both alike."""
+    """Median training images/s with `field` = a and = b, timed in turns: load from elsewhere falls on both alike."""
     rates: dict[str, list[float]] = {a: [], b: []}
     for _ in range(rounds):
         for v in (a, b):
@@ -67,23 +66,6 @@ def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: i
         f"{b}_train_images_per_s": round(med[b]),
         f"{b}_speedup": round(med[b] / med[a], 3),
         "rounds": rounds,
-    }
-
-
-def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device) -> dict[str, Any]:
-    """Training images/s through the fused unit and through torch's layers, interleaved, at the bench's precision
-    and threads (engine/bn_path.py's MEASURED rows); with what `auto` decides here."""
-    cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
-    out = interleaved(cfg, "bn_fusion", "fused", "torch", time_fn, 2)
-    decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
-    threads = torch.get_num_threads()
-    return {
-        "precision": cfg.precision,
-        "threads": threads,
-        "cpu_kind": list(bn_path.cpu_kind(threads)),
-        **out,
-        "auto": decision.path,
-        "auto_reason": decision.reason,
     }
 
 
@@ -136,8 +118,18 @@ def run_bench(
         auto = prec.resolve(cfg.replace(precision="auto", bf16=False), dev)
         compared = interleaved(cfg, "precision", "fp32", "bf16", rate, 2)
         out["precision"] = {**compared, "auto": auto.precision, "auto_reason": auto.reason}
-    if paths:
-        out["bn_paths"] = compare_bn_paths(cfg, rate, dev)
+    if paths:  # the fused unit against torch's layers at this precision: engine/bn_path.py's MEASURED rows
+        pcfg = cfg.replace(precision=prec.resolve(cfg, dev).precision)
+        compared = interleaved(pcfg, "bn_fusion", "fused", "torch", rate, 2)
+        auto_path, n_threads = bn_path.resolve(pcfg.replace(bn_fusion="auto"), dev), torch.get_num_threads()
+        out["bn_paths"] = {
+            "precision": pcfg.precision,
+            "threads": n_threads,
+            "cpu_kind": list(bn_path.cpu_kind(n_threads)),
+            **compared,
+            "auto": auto_path.path,
+            "auto_reason": auto_path.reason,
+        }
     out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
     if against is not None:
         acfg = config_for(against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")})
@@ -151,8 +143,6 @@ def run_bench(
                 row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
             out["against"][key] = row
     if full:
-        from ..engine import train
-
         t0 = time.perf_counter()
         res = train(config_for(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)
         out["full_run_seconds"] = round(time.perf_counter() - t0, 2)
@@ -210,11 +200,9 @@ def format_bench(r: dict[str, Any]) -> str:
         a = r["against"]
         for key, what in (("fast_path", "on the fused unit"), ("plain_torch", "on torch's layers")):
             row = a[key]
-            ep = (
-                f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
-                if "epoch_seconds" in row
-                else ""
-            )
+            ep = ""
+            if "epoch_seconds" in row:
+                ep = f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
             lines.append(
                 f"against {a['model']} ({a['params']:,} params) {what}: {row['train_images_per_s']:,} img/s{ep}"
             )

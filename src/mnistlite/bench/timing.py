@@ -52,14 +52,12 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
         parts.step(x_all[idx], y_all[idx])
         return len(idx)
 
-    # Warm-up: oneDNN builds its kernels and the allocator's heap grows to the
-    # step's working set during the first batches (3 were not enough: measured).
+    # Warm-up: oneDNN builds its kernels and the heap grows to the step's working set (3 batches were not enough).
     for i in range(10):
         step(i)
     _sync(device)
-    seen, t0 = 0, time.perf_counter()
-    for i in range(steps):
-        seen += step(i)
+    t0 = time.perf_counter()
+    seen = sum(step(i) for i in range(steps))
     _sync(device)
     return Timing(time.perf_counter() - t0, seen)
 
@@ -101,7 +99,6 @@ class _PerSampleDataset(torch.utils.data.Dataset):
 def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
     """The per-sample DataLoader pipeline, on the CPU, as the seeds run it: the same model, optimizer and batch size.
     The workers' start-up is measured apart, as `Timing.startup`: an epoch pays it once, not once per `batches`."""
-    # Undo the normalisation to get back the uint8 images the seeds start from.
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -144,8 +141,7 @@ def epoch_rounds(
     workers: int,
     throughput: Timing,
 ) -> dict[str, Any]:
-    """The epoch figures of `run_bench` (medians over `rounds` turns), with each round under "epoch_rounds";
-    `throughput` is the short training-throughput timing, for the training-only speed-up."""
+    """The epoch figures of `run_bench`: medians over `rounds` turns, each round under "epoch_rounds"."""
     baseline = baseline_batches != 0
     if not (epoch or baseline):
         return {}

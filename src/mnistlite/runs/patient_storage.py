@@ -1,7 +1,6 @@
 """An RDBStorage whose calls wait out a database restart or outage of up to `patience` seconds: a call
 whose connection died is retried in a fresh session (optuna opens one per call, so nothing half-done is
-replayed). Only connection errors are retried; the cases: docs/reliability.md, "Shared database".
-"""
+replayed). Only connection errors are retried; the cases: docs/reliability.md, "Shared database"."""
 
 from __future__ import annotations
 
@@ -24,9 +23,8 @@ from sqlalchemy import inspect as sa_inspect
 
 from ..errors import MnistliteError
 
-# Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the
-# private ones Optuna's _CachedStorage calls on its backend. A call made from inside another is
-# retried by the outermost one only.
+# Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the private ones
+# Optuna's _CachedStorage calls on its backend. A call made from inside another is retried by the outermost one only.
 RETRIED = """
 create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name
 get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs
@@ -149,8 +147,7 @@ class PatientRDBStorage(RDBStorage):
                     ) from None
                 with contextlib.suppress(Exception):  # closing a session on a dead connection
                     self.scoped_session.remove()  # the next try starts in a fresh session
-                delay = min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX)
-                time.sleep(delay * (0.5 + random.random() / 2))
+                time.sleep(min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX) * (0.5 + random.random() / 2))
                 attempt += 1
                 continue
             if first_failure is not None or self._down_since is not None:

@@ -4,6 +4,7 @@ turn, in a pool of spawned workers, or as the jobs of a shared sweep (runs/sweep
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing as mp
 import os
@@ -20,23 +21,21 @@ from typing import Any
 
 from ..config import TrainConfig, describe_differences
 from ..data import load_dataset
-from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
+from ..engine import TrainingDiverged, TrainingInterrupted, device, resume, train
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..models import config_for, list_models
+from .portable import pack_run, unpack_run
+from .sweep import make_job, run_sweep
 
 # What a run directory may hold (its text files, its weights); anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
     {rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.RESULT, rd.MODEL_SOURCE, rd.READINGS}
     | {rd.MODEL, rd.CHECKPOINT}
 )
-STATUS_TEXT = {
-    "new": "to train",
-    "done": "done, skipped",
-    "resume": "to resume",
-    "restart": "to restart",
-    "changed": "made with another config",
-}
+STATUS_TEXT = dict(
+    new="to train", done="done, skipped", resume="to resume", restart="to restart", changed="made with another config"
+)
 
 
 @dataclass
@@ -51,8 +50,7 @@ class PlannedRun:
 
 
 def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
-    """(status, detail) of `run_dir` against the config it should hold: the one same-run decision (a folder
-    not of the same run is moved aside by `train_run`, never deleted)."""
+    """(status, detail) of `run_dir` against the config it should hold: the one same-run decision."""
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return "new", ""
     if not run_dir.is_dir():
@@ -99,8 +97,7 @@ def plan_run(
 
 
 def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> list[PlannedRun]:
-    """Link each run not yet there to a finished same run (run_state) in its `reuse` folders; those
-    are then done. The link is relative: the repository can move."""
+    """Link each run not yet there to a finished same run in its `reuse` folders (relative: the repository can move)."""
     out = []
     for r in runs:
         src = None
@@ -154,8 +151,7 @@ class DataCache:
 
 
 def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
-    """Train (or resume) `run_dir` where it trains, a folder of another config or a broken one moved aside first;
-    None when done."""
+    """Train or resume `run_dir`, a folder of another config or a broken one moved aside first; None when done."""
     status, _ = run_state(run_dir, cfg)
     if status in ("changed", "restart"):
         move_aside(run_dir)
@@ -168,9 +164,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | No
 
 def threads_per_run(jobs: int, threads: int = 0) -> int:
     """CPU threads each of `jobs` concurrent runs gets: `threads` if set, else its share of the cores."""
-    from ..engine.device import cpu_cores
-
-    return threads or max(1, cpu_cores() // max(1, jobs))
+    return threads or max(1, device.cpu_cores() // max(1, jobs))
 
 
 # Set in a worker once one of its runs was interrupted: the pool hands each worker its next run
@@ -182,8 +176,6 @@ def _die_with_parent(parent: int) -> None:
     """Pool worker start-up: die with `parent`. A SIGKILLed parent cannot stop its workers; orphaned, they
     trained on, so a rerun of the command wrote the same run folders at once. Writes are atomic: dying is safe."""
     if sys.platform == "linux":  # the kernel kills this worker the moment its parent dies
-        import ctypes
-
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     # Elsewhere, and where the parent died before prctl: a look ten times a second.
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
@@ -297,11 +289,7 @@ def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
 
 
 def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
-    """Spread the runs not done over every worker of one sweep, then rebuild here the ones others
-    trained (their text files: weights stay where they were trained)."""
-    from .portable import pack_run, unpack_run
-    from .sweep import make_job, run_sweep
-
+    """Spread the runs not done over every worker of one sweep, then rebuild here the text files of the others'."""
     jobs = []
     for r in runs:
         if r.status == "done":

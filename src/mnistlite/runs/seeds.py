@@ -1,5 +1,4 @@
-"""One recipe under several seeds, and its aggregate (consistency.json, consistency.png): proof
-instead of one lucky epoch."""
+"""One recipe under several seeds, and its aggregate (consistency.json, consistency.png)."""
 
 from __future__ import annotations
 
@@ -72,8 +71,7 @@ _TEST_LINE = re.compile(r"^Test set: .*Accuracy: \d+/(\d+) ", re.MULTILINE)
 
 
 def common_test_images(runs: Sequence[Path]) -> int | None:
-    """The one test-set size every run scored, by its log ("Test set: ... Accuracy: k/n"); None if any run
-    does not say, or they disagree."""
+    """The one test-set size every run's log scored ("Accuracy: k/n"); None if any does not say, or they disagree."""
     sizes: set[int | None] = set()
     for run in runs:
         try:

@@ -93,16 +93,6 @@ def resolve(
     if record is not None:
         from ..engine import rundir as rd
 
-        rd.write_json(
-            record / SPLIT_JSON,
-            {
-                "jobs": best["jobs"],
-                "threads": best["threads"],
-                "min_gain": MIN_GAIN,
-                "split_gain": SPLIT_GAIN,
-                "runs": len(runs),
-                "model": runs[0].config.model,
-                "splits": splits,
-            },
-        )
+        rule = {"jobs": best["jobs"], "threads": best["threads"], "min_gain": MIN_GAIN, "split_gain": SPLIT_GAIN}
+        rd.write_json(record / SPLIT_JSON, {**rule, "runs": len(runs), "model": runs[0].config.model, "splits": splits})
     return best["jobs"], best["threads"]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
+import random
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ..errors import MnistliteError
@@ -50,13 +52,10 @@ def sqlite_url(path: str | os.PathLike) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 maps it to psycopg2,
-    2.1 to psycopg 3)."""
+    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 and 2.1 differ)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         return url
-    import importlib.util
-
     for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{driver}://{rest}"
@@ -76,6 +75,7 @@ def make_storage(
     if not isinstance(url, str):
         return url
     from optuna.storages import RDBStorage
+    from sqlalchemy import exc
 
     try:  # the class and RDBStorage's argument were renamed together (optuna#6670)
         from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
@@ -98,24 +98,31 @@ def make_storage(
         # Several processes on one SQLite file: wait for the lock rather than fail.
         engine["connect_args"] = {"timeout": 60}
     else:
-        # A pooled connection that died while idle (server restarted) is replaced on checkout;
-        # a call cut off mid-way is retried by PatientRDBStorage.
+        # A pooled connection that died while idle is replaced on checkout; one cut off mid-call, by PatientRDBStorage.
         engine["pool_pre_ping"] = True
         from .patient_storage import PatientRDBStorage
 
         kwargs["patience"] = _patience if patience is None else float(patience)
         kwargs["log"] = functools.partial(print, flush=True)
         storage_cls = PatientRDBStorage
-    try:
-        return _open_rdb(storage_cls, url, engine, kwargs)
-    except ImportError as e:
-        driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
-        raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
-    except Exception as e:  # sqlalchemy: bad URL, server down, authentication...
-        if isinstance(e, optuna.exceptions.OptunaError) or type(e).__module__.startswith("sqlalchemy"):
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise MnistliteError(f"cannot open storage {redact(url)}: {first}") from None
-        raise
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return storage_cls(url, engine_kwargs=dict(engine), **kwargs)
+        except ImportError as e:
+            driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
+            raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
+        except Exception as e:  # sqlalchemy: bad URL, server down, authentication...
+            # Workers starting together race to create a fresh database's tables: PostgreSQL answers one with a
+            # unique or duplicate-table violation, and a moment later the tables are there.
+            if isinstance(e, (exc.IntegrityError, exc.ProgrammingError)) and attempt < 5:
+                time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+                continue
+            if isinstance(e, optuna.exceptions.OptunaError) or type(e).__module__.startswith("sqlalchemy"):
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise MnistliteError(f"cannot open storage {redact(url)}: {first}") from None
+            raise
 
 
 class _RetryOnce:
@@ -126,29 +133,8 @@ class _RetryOnce:
         self.inner = inner
 
     def __call__(self, study, trial) -> None:
-        for t in study.get_trials(deepcopy=False):
-            if trial.number in t.system_attrs.get("retry_history", ()):
-                return
-        self.inner(study, trial)
-
-
-def _open_rdb(RDBStorage, url: str, engine: dict[str, Any], kwargs: dict[str, Any], attempts: int = 6):
-    """RDBStorage(...), retried when workers starting together race to create the tables of a fresh database
-    (PostgreSQL answers one with a unique or duplicate-table violation; a moment later the tables are there)."""
-    import random
-    import time
-
-    from sqlalchemy import exc
-
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return RDBStorage(url, engine_kwargs=dict(engine), **kwargs)
-        except (exc.IntegrityError, exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+        if not any(trial.number in t.system_attrs.get("retry_history", ()) for t in study.get_trials(deepcopy=False)):
+            self.inner(study, trial)
 
 
 def redact(url: str) -> str:
@@ -166,7 +152,7 @@ def fail_stale(study) -> None:
     import_optuna().storages.fail_stale_trials(study)
 
 
-@contextmanager
+@contextlib.contextmanager
 def heartbeat(storage, trial_id: int) -> Iterator[None]:
     """Record heartbeats for `trial_id` from a side thread while the block runs, where the storage has them on."""
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()

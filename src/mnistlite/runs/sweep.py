@@ -40,9 +40,8 @@ class JobOutcome:
 
 
 def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: Callable[[str], None] = print):
-    """Create or join the sweep study and make sure every job is enqueued. Each job is one enqueued trial;
-    a joiner waits for the creator, then adds jobs not WAITING, RUNNING or COMPLETE (so a longer list
-    extends the sweep, and jobs that failed for good run again)."""
+    """Create or join the sweep study; a joiner waits for the creator, then enqueues the jobs not WAITING,
+    RUNNING or COMPLETE (so a longer list extends the sweep, and jobs that failed for good run again)."""
     optuna = st.import_optuna()
     keys = [job_key(j) for j in jobs]
     if len(set(keys)) != len(keys):
@@ -65,15 +64,13 @@ def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: 
 
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     present = {t.user_attrs.get("sweep_key") for t in study.get_trials(deepcopy=False, states=live)}
-    added = 0
-    for job, key in zip(jobs, keys):
-        if key not in present:
-            study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
-            added += 1
+    missing = [(job, key) for job, key in zip(jobs, keys) if key not in present]
+    for job, key in missing:
+        study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
     if "sweep_ready" not in study.user_attrs:
         study.set_user_attr("sweep_ready", True)
-    if added:
-        log(f"sweep {study_name}: enqueued {added} of {len(jobs)} job(s)")
+    if missing:
+        log(f"sweep {study_name}: enqueued {len(missing)} of {len(jobs)} job(s)")
     return study
 
 
@@ -94,10 +91,9 @@ def run_sweep(
     the heartbeat grace period and retried once; an exception raised by `worker` marks it FAIL (not retried)
     and propagates. A worker with an empty queue waits for every job, so any can print the table.
     """
-    st.import_optuna()
+    storage = make_storage(storage)  # first: a missing optuna is a one-line error
     from optuna.trial import TrialState
 
-    storage = make_storage(storage)
     study = open_sweep_study(storage, study_name, jobs, log)
     keys = {job_key(j) for j in jobs}
     while True:
@@ -152,7 +148,6 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
         if study.tell(trial, value, skip_if_finished=True).state != TrialState.COMPLETE:
             raise optuna.exceptions.UpdateFinishedTrialError  # failed as stale while it trained
     except optuna.exceptions.UpdateFinishedTrialError:
-        # Failed as stale by another worker (this one missed heartbeats); its retry runs the job.
         log(
             f"sweep {study.study_name}: trial {trial.number} was failed by another worker after missed "
             "heartbeats; its retry takes its place"
