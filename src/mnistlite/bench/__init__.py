@@ -26,7 +26,7 @@ from .timing import format_lines as epoch_lines
 
 
 def machine_info() -> dict[str, Any]:
-    info = {
+    return {
         "cpu": prec.cpuinfo()[0] or platform.processor() or "",
         # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a measured matmul rate tell
         # them apart (this code is 3x slower on AVX2 than on AVX-512).
@@ -37,10 +37,8 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        **({"gpu": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {}),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:

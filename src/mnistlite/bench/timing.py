@@ -1,6 +1,5 @@
-"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds' pipeline (written
-here on purpose, as the seed repositories run it), and our epoch against theirs timed in turns: a 2-core cloud
-CPU does not run at one speed (one step took 15-16 ms for some seconds, 21-22 ms for the next on a Zen 4 EPYC)."""
+"""The timers behind `mnistlite bench`, and the seeds' per-sample pipeline written here as they run it. The epochs
+are timed in turns: a 2-core cloud CPU does not run at one speed (one step 15-16 ms for some seconds, then 21-22)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Held consistently, as numbers: what k of n seeds holding says about the next seed, the test
-set's own sampling error, the margin over the target in images, and a paired comparison of two
-sweeps over the same seeds. Plain math (no scipy), so every figure can be checked by hand."""
+"""Held consistently, as numbers: the interval for new seeds, the test set's own sampling error, the margin in
+images, and two sweeps paired seed by seed. Plain math (no scipy), so every figure can be checked by hand."""
 
 from __future__ import annotations
 
@@ -8,9 +7,6 @@ import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-CONFIDENCE = 0.95
-INTERVAL_METHOD = "Clopper-Pearson exact (binomial), two-sided 95%; one-sided 95% lower bound beside it"
 
 
 def _binom_tail_ge(k: int, n: int, p: float) -> float:
@@ -24,14 +20,11 @@ def _bisect(f: Callable[[float], float], lo: float = 0.0, hi: float = 1.0) -> fl
         mid = (lo + hi) / 2
         if mid in (lo, hi):
             break
-        if f(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
     return (lo + hi) / 2
 
 
-def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE, *, one_sided: bool = False) -> tuple[float, float]:
+def clopper_pearson(k: int, n: int, confidence: float = 0.95, *, one_sided: bool = False) -> tuple[float, float]:
     """Exact binomial interval for a share from k successes in n trials (`one_sided`: the lower bound
     at alpha, and 1.0). 10/10: 0.6915 two-sided, 0.7411 one-sided (alpha^(1/n))."""
     if not 0 <= k <= n or n < 1:
@@ -54,7 +47,7 @@ def holding(k: int, n: int) -> dict[str, Any]:
         "share": k / n,
         "interval95": [lo, hi],
         "one_sided_lower95": clopper_pearson(k, n, one_sided=True)[0],
-        "method": INTERVAL_METHOD,
+        "method": "Clopper-Pearson exact (binomial), two-sided 95%; one-sided 95% lower bound beside it",
     }
 
 
@@ -64,11 +57,6 @@ def binomial_sd(acc: float, n_test: int) -> float:
     return math.sqrt(p * (1 - p) / n_test) * 100
 
 
-def margin_images(worst: float, target: float, n_test: int) -> int:
-    """The worst reading minus the target, in test images (negative: that many short)."""
-    return round((worst - target) / 100 * n_test)
-
-
 def margin(lows: Sequence[float], target: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
     """The worst of `lows` (each seed's last-epochs minimum) minus the target, and how many seeds read it."""
     worst = min(lows)
@@ -76,7 +64,7 @@ def margin(lows: Sequence[float], target: float, n_test: int | None, split: str 
         f"worst_{split}_acc": worst,
         "target": target,
         "points": round(worst - target, 9),
-        "images": None if n_test is None else margin_images(worst, target, n_test),
+        "images": None if n_test is None else round((worst - target) / 100 * n_test),  # negative: that many short
         "n_test": n_test,
         "seeds_at_worst": sum(x == worst for x in lows),
     }

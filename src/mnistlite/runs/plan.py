@@ -77,14 +77,8 @@ def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
     """A tuning candidate that moved from the zoo into its round's model file (experiments/tuning/)
     kept its code: runs saved under its bare name count as the same model."""
     old, new = saved.get("model"), cfg.model
-    if (
-        isinstance(old, str)
-        and ":" not in old
-        and saved.get("model_sha256") is None
-        and cfg.model_sha256 is not None
-        and new.rpartition(":")[2] == old
-        and old not in list_models()
-    ):
+    bare = isinstance(old, str) and ":" not in old and saved.get("model_sha256") is None
+    if bare and cfg.model_sha256 is not None and new.rpartition(":")[2] == old and old not in list_models():
         return {**saved, "model": new, "model_sha256": cfg.model_sha256}
     return saved
 

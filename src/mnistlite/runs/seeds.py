@@ -32,8 +32,7 @@ def run_seeds(
     echo=print,
     reuse: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Train `base` once per seed into `out/seed<k>/` (with `storage`, as jobs of a shared sweep), then aggregate.
-    `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained."""
+    """Train `base` once per seed into `out/seed<k>/` (with `storage`, as jobs of a shared sweep), then aggregate."""
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
     runs = [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]

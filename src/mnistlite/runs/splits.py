@@ -28,11 +28,6 @@ def parse_jobs(text: str) -> int | str:
     raise MnistliteError(f"--jobs must be a number of runs at once (>= 1) or auto, got {text!r}")
 
 
-def options(cores: int) -> list[tuple[int, int]]:
-    """Every (jobs, threads) with jobs x threads = cores, fewest jobs first."""
-    return [(j, cores // j) for j in range(1, cores + 1) if cores % j == 0]
-
-
 def makespan(m: dict[str, Any], runs: int) -> float:
     """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at its rate per process."""
     return -(-runs // m["jobs"]) * m["jobs"] / m["rate"]
@@ -53,8 +48,9 @@ def choose(measured: Sequence[dict[str, Any]], runs: int | None = None) -> dict[
 
 
 def rates(cores: int) -> list[dict[str, Any]]:
-    """Each split's total rate relative to one job on all cores, by SPLIT_GAIN (fewest jobs first)."""
-    return [{"jobs": j, "threads": t, "rate": round(SPLIT_GAIN ** math.log2(j), 3)} for j, t in options(cores)]
+    """Each split of the cores (jobs x threads = cores, fewest jobs first), its total rate by SPLIT_GAIN (1: 1 job)."""
+    divisors = [j for j in range(1, cores + 1) if cores % j == 0]
+    return [{"jobs": j, "threads": cores // j, "rate": round(SPLIT_GAIN ** math.log2(j), 3)} for j in divisors]
 
 
 def resolve(

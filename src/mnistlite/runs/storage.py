@@ -19,7 +19,6 @@ from typing import Any
 from ..errors import MnistliteError
 
 DEFAULT_HEARTBEAT = 30  # seconds between heartbeats of a running trial
-DEFAULT_MAX_RETRY = 1  # a trial whose worker died is run again once
 DEFAULT_PATIENCE = 300.0  # seconds a database server may be unreachable before a worker gives up
 
 _patience = DEFAULT_PATIENCE
@@ -74,26 +73,20 @@ def make_storage(
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
-    from optuna.storages import RDBStorage
     from sqlalchemy import exc
 
-    try:  # the class and RDBStorage's argument were renamed together (optuna#6670)
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-
-        retry_arg = "heartbeat_stale_trial_callback"
-    except ImportError:  # optuna < 4.9
-        from optuna.storages import RetryFailedTrialCallback as Retry
-
-        retry_arg = "failed_trial_callback"
-
+    # The class and RDBStorage's argument were renamed together in optuna 4.9 (optuna#6670).
+    renamed = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+    Retry = optuna.storages.RetryHeartbeatStaleTrialCallback if renamed else optuna.storages.RetryFailedTrialCallback
+    retry_arg = "heartbeat_stale_trial_callback" if renamed else "failed_trial_callback"
     url = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs["heartbeat_interval"] = int(heartbeat_interval)
         kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=DEFAULT_MAX_RETRY))
+        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=1))  # a trial whose worker died is run again once
     engine: dict[str, Any] = {}
-    storage_cls: Any = RDBStorage
+    storage_cls: Any = optuna.storages.RDBStorage
     if url.startswith("sqlite"):
         # Several processes on one SQLite file: wait for the lock rather than fail.
         engine["connect_args"] = {"timeout": 60}
@@ -162,11 +155,9 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(interval):
             with contextlib.suppress(Exception):  # a network blip must not kill the trial; the next beat retries
                 storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
 
     storage.record_heartbeat(trial_id)  # before the thread: the trial is never seen beat-less
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)

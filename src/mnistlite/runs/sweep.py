@@ -1,6 +1,5 @@
-"""Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared.
-A sweep is a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls
-`run_sweep(jobs, storage_url, study_name, worker)` and gets one JobOutcome per job."""
+"""Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared. A sweep is
+a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls `run_sweep` on the same list."""
 
 from __future__ import annotations
 
@@ -85,12 +84,10 @@ def run_sweep(
     log: Callable[[str], None] = print,
 ) -> list[JobOutcome]:
     """Run `jobs` with `worker` here, sharing them with every other worker of `study_name`; one JobOutcome per job.
-
     Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second copy of a job
     (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`). A dead worker's trial is failed after
-    the heartbeat grace period and retried once; an exception raised by `worker` marks it FAIL (not retried)
-    and propagates. A worker with an empty queue waits for every job, so any can print the table.
-    """
+    the grace period and retried once; an exception raised by `worker` marks it FAIL (not retried) and
+    propagates. A worker with an empty queue waits for every job, so any can print the table."""
     storage = make_storage(storage)  # first: a missing optuna is a one-line error
     from optuna.trial import TrialState
 
@@ -118,11 +115,8 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
     trial = optuna.Trial(study, trial_id)
     key, job = trial.user_attrs["sweep_key"], trial.user_attrs["sweep_job"]
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-    earlier = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=live)
-        if t.user_attrs.get("sweep_key") == key and t.number < trial.number
-    ]
+    same = [t.number for t in study.get_trials(deepcopy=False, states=live) if t.user_attrs.get("sweep_key") == key]
+    earlier = [n for n in same if n < trial.number]
     t0 = time.perf_counter()
     try:
         if earlier:  # in the try too: a copy claimed but unheard of may already be failed as stale
@@ -159,14 +153,11 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
 def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
     from optuna.trial import TrialState
 
-    by_key: dict[str, list] = {}
-    for t in study.get_trials(deepcopy=False):
-        if "sweep_key" in t.user_attrs:
-            by_key.setdefault(t.user_attrs["sweep_key"], []).append(t)
+    every = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     out = []
     for job in jobs:
         key = job_key(job)
-        trials = sorted(by_key.get(key, []), key=lambda t: t.number)
+        trials = [t for t in every if t.user_attrs.get("sweep_key") == key]
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
         if done:
