@@ -21,8 +21,7 @@ from ..engine import bn_path, train
 from ..engine import precision as prec
 from ..engine.device import cpu_cores, resolve_device, set_threads
 from ..models import config_for, count_params, create_model
-from .timing import epoch_rounds, time_eval, time_ours
-from .timing import format_lines as epoch_lines
+from .timing import epoch_rounds, format_lines, time_eval, time_ours
 
 
 def machine_info() -> dict[str, Any]:
@@ -158,12 +157,10 @@ def format_bench(r: dict[str, Any]) -> str:
         f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, "
         f"rotation ±{r['rotation']}°, on {r['device']}",
         f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
-        f"train throughput: {r['train_images_per_s']:,} img/s ({r.get('train_precision', 'fp32')}, "
-        f"BN path {r.get('train_bn_fusion', 'fused')})   "
-        f"eval throughput: {r['eval_images_per_s']:,} img/s",
+        f"train throughput: {r['train_images_per_s']:,} img/s ({r['train_precision']}, BN path {r['train_bn_fusion']})"
+        f"   eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
-    if "precision" in r:
-        p = r["precision"]
+    if p := r.get("precision"):
         units = ", ".join(m.get("bf16_units") or []) or "no bf16 units"
         lines.append(
             f"precision ({units}): fp32 {p['fp32_train_images_per_s']:,} img/s, bf16 autocast "
@@ -171,8 +168,7 @@ def format_bench(r: dict[str, Any]) -> str:
             "interleaved rounds)"
         )
         lines.append(f"precision auto -> {p['auto']} ({p['auto_reason']})")
-    if "bn_paths" in r:
-        b = r["bn_paths"]
+    if b := r.get("bn_paths"):
         lines.append(
             f"BatchNorm-ReLU ({b['precision']}, {b['threads']} threads): fused unit "
             f"{b['fused_train_images_per_s']:,} img/s, torch's layers {b['torch_train_images_per_s']:,} img/s "
@@ -189,13 +185,10 @@ def format_bench(r: dict[str, Any]) -> str:
             f"baseline (per-sample DataLoader, {r['baseline_workers']} workers, {r['baseline_batches']} batches): "
             f"{r['baseline_train_images_per_s']:,} img/s -> about {r['baseline_epoch_seconds']:.1f} s per epoch"
         )
-        lines.append(
-            f"speed-up: training {r['speedup_train']}x"
-            + (f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else "")
-        )
-    lines += epoch_lines(r)
-    if "against" in r:
-        a = r["against"]
+        epoch_x = f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else ""
+        lines.append(f"speed-up: training {r['speedup_train']}x{epoch_x}")
+    lines += format_lines(r)
+    if a := r.get("against"):
         for key, what in (("fast_path", "on the fused unit"), ("plain_torch", "on torch's layers")):
             row = a[key]
             ep = ""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 
 from ..config import TrainConfig
 from ..engine import bn_path
@@ -64,8 +65,7 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
 def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     fused = bn_path.resolve(cfg, device).path == "fused"
-    model, _ = accelerate(create_model(cfg.model), fused)
-    model = model.to(device).to(memory_format=fmt)
+    model = accelerate(create_model(cfg.model), fused)[0].to(device).to(memory_format=fmt)
     evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
     _sync(device)
     t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
     return Timing(time.perf_counter() - t0, len(data.test))
 
 
-class _PerSampleDataset(torch.utils.data.Dataset):
+class _PerSampleDataset(Dataset):
     """The seeds' way: one PIL image at a time, rotated, converted, normalised."""
 
     def __init__(self, images_u8: np.ndarray, labels: np.ndarray, rotation: float, mean: float, std: float):
@@ -101,9 +101,7 @@ def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> 
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, generator=gen
-    )
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, generator=gen)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, dropout=cfg.dropout).train()  # plain torch, as the seeds write it
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
@@ -144,7 +142,6 @@ def epoch_rounds(
     baseline = baseline_batches != 0
     if not (epoch or baseline):
         return {}
-    n_train = len(data.train)
     rows: list[dict[str, Any]] = []
     for _ in range(rounds):
         row: dict[str, Any] = {}
@@ -154,7 +151,7 @@ def epoch_rounds(
             row["baseline_train_images_per_s"] = round(bl.images_per_s)
             row["baseline_startup_seconds"] = round(bl.startup, 3)
             first = cfg.batch_size if bl.startup else 0  # the untimed first batch, if there was one
-            row["baseline_epoch_seconds"] = round(bl.startup + (n_train - first) / bl.images_per_s + test_s, 3)
+            row["baseline_epoch_seconds"] = round(bl.startup + (len(data.train) - first) / bl.images_per_s + test_s, 3)
         if epoch:
             ep = time_ours(cfg, data_dev, None, dev)
             row["epoch_train_seconds"] = round(ep.seconds, 3)

@@ -40,12 +40,11 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95, *, one_sided: bool
 
 def holding(k: int, n: int) -> dict[str, Any]:
     """k of n seeds holding, and the 95% interval for the share of new seeds that would hold."""
-    lo, hi = clopper_pearson(k, n)
     return {
         "k": k,
         "n": n,
         "share": k / n,
-        "interval95": [lo, hi],
+        "interval95": list(clopper_pearson(k, n)),
         "one_sided_lower95": clopper_pearson(k, n, one_sided=True)[0],
         "method": "Clopper-Pearson exact (binomial), two-sided 95%; one-sided 95% lower bound beside it",
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import random
 import threading
@@ -26,14 +27,12 @@ from ..errors import MnistliteError
 # Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the private ones
 # Optuna's _CachedStorage calls on its backend. A call made from inside another is retried by the outermost one only.
 RETRIED = """
-create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name
-get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs
-get_all_studies create_new_trial set_trial_param get_trial_param set_trial_state_values
-set_trial_intermediate_value set_trial_user_attr set_trial_system_attr
-get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_params
-get_trial_user_attrs get_trial_system_attrs get_trial get_all_trials get_n_trials get_best_trial
-check_trial_is_updatable record_heartbeat _get_stale_trial_ids _create_new_trial
-_get_best_trial_id _get_trials _set_trial_param
+create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name get_study_name_from_id
+get_study_directions get_study_user_attrs get_study_system_attrs get_all_studies create_new_trial set_trial_param
+get_trial_param set_trial_state_values set_trial_intermediate_value set_trial_user_attr set_trial_system_attr
+get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_params get_trial_user_attrs
+get_trial_system_attrs get_trial get_all_trials get_n_trials get_best_trial check_trial_is_updatable record_heartbeat
+_get_stale_trial_ids _create_new_trial _get_best_trial_id _get_trials _set_trial_param
 """.split()
 
 BACKOFF_FIRST = 0.1  # seconds before the first retry; doubled each time up to BACKOFF_MAX
@@ -71,8 +70,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _quiet_connection_fallback(record: logging.LogRecord) -> bool:
-    """Drops Optuna's warning that a trial query failed and it falls back to a slower one, when the
-    failure was the connection going away: that is the outage already told in one line."""
+    """Drops Optuna's warning that it falls back to a slower query when the connection went away: the outage's line."""
     msg = record.getMessage().lower()
     gone = ("server closed the connection", "terminating connection", "connection refused", "shutting down")
     return not (msg.startswith("caught an error from sqlalchemy") and any(w in msg for w in gone))
@@ -98,10 +96,7 @@ class PatientRDBStorage(RDBStorage):
         self._gave_up = False
 
     def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        for key in ("_outage_lock", "_outage_local", "_log"):
-            state.pop(key, None)
-        return state
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_outage_lock", "_outage_local", "_log")}
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
@@ -115,8 +110,7 @@ class PatientRDBStorage(RDBStorage):
 
     def _call_patiently(self, name: str, base: Callable, args: tuple, kwargs: dict) -> Any:
         first_failure: float | None = None
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
                 try:
                     result = base(self, *args, **kwargs)
@@ -148,7 +142,6 @@ class PatientRDBStorage(RDBStorage):
                 with contextlib.suppress(Exception):  # closing a session on a dead connection
                     self.scoped_session.remove()  # the next try starts in a fresh session
                 time.sleep(min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX) * (0.5 + random.random() / 2))
-                attempt += 1
                 continue
             if first_failure is not None or self._down_since is not None:
                 with self._outage_lock:
@@ -166,9 +159,8 @@ class PatientRDBStorage(RDBStorage):
 
 
 def _beat_when_running(session: Any, flush_context: Any, instances: Any) -> None:
-    """A trial turned RUNNING (created, or a WAITING one claimed) gets a fresh heartbeat in the same
-    transaction: a copy made by a lost reply (created or claimed twice), or one whose worker died before its
-    heartbeat thread started, is failed after the grace period and retried once, never RUNNING for ever."""
+    """A trial turned RUNNING gets a heartbeat in the same transaction: a copy made by a lost reply (created or claimed
+    twice), or one whose worker died before beating, is failed after the grace period, never RUNNING for ever."""
     for trial in (*session.new, *session.dirty):
         if isinstance(trial, models.TrialModel) and trial.state == TrialState.RUNNING:
             if sa_inspect(trial).attrs.state.history.added:

@@ -1,6 +1,5 @@
-"""Planning and executing many runs, under `seeds`, `tune`, `experiment` and `table`: the one place that
-decides what happens to a folder already there (`run_state`, `link_reused`, `move_aside`), and runs them in
-turn, in a pool of spawned workers, or as the jobs of a shared sweep (runs/sweep.py)."""
+"""Planning and executing many runs under `seeds`, `tune`, `experiment` and `table`: what happens to a folder
+already there (`run_state`), and running them in turn, on a pool of spawned workers, or as a shared sweep."""
 
 from __future__ import annotations
 
@@ -63,8 +62,7 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
         return "restart", str(e)
     if not isinstance(saved, dict):
         return "restart", f"{run_dir / rd.CONFIG}: not a JSON object"
-    changed = describe_differences(moved_candidate(saved, cfg), cfg)
-    if changed:
+    if changed := describe_differences(moved_candidate(saved, cfg), cfg):
         return "changed", ", ".join(changed)
     if (run_dir / rd.RESULT).is_file():
         return "done", ""
@@ -74,8 +72,7 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
 
 
 def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
-    """A tuning candidate that moved from the zoo into its round's model file (experiments/tuning/)
-    kept its code: runs saved under its bare name count as the same model."""
+    """A tuning candidate moved from the zoo into its round's model file kept its code: runs of its bare name count."""
     old, new = saved.get("model"), cfg.model
     bare = isinstance(old, str) and ":" not in old and saved.get("model_sha256") is None
     if bare and cfg.model_sha256 is not None and new.rpartition(":")[2] == old and old not in list_models():
@@ -118,8 +115,7 @@ def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> 
 
 def move_aside(run_dir: Path) -> Path:
     """Rename `run_dir` to `<name>.old-<timestamp>`; refuse a folder that is not a run (it is not ours to move)."""
-    foreign = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
-    if foreign:
+    if foreign := [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]:
         raise MnistliteError(
             f"{run_dir} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
             "move them away or choose another --out"
@@ -161,8 +157,8 @@ def threads_per_run(jobs: int, threads: int = 0) -> int:
     return threads or max(1, device.cpu_cores() // max(1, jobs))
 
 
-# Set in a worker once one of its runs was interrupted: the pool hands each worker its next run
-# before the current one ends, and cancelling the futures does not take those back.
+# Set in a worker once one of its runs was interrupted: the pool hands a worker its next run before the current
+# one ends, and cancelling the futures does not take those back.
 _INTERRUPTED: list[str] = []
 
 
@@ -285,9 +281,7 @@ def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
 def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
     """Spread the runs not done over every worker of one sweep, then rebuild here the text files of the others'."""
     jobs = []
-    for r in runs:
-        if r.status == "done":
-            continue
+    for r in [r for r in runs if r.status != "done"]:
         over = {k: v for k, v in r.config.to_dict().items() if k not in ("model", "seed")}
         jobs.append({**make_job(r.config.model, r.config.seed, over), "run_dir": r.run_dir.relative_to(out).as_posix()})
     data = DataCache()

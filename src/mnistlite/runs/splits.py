@@ -1,6 +1,5 @@
-"""How many runs train at once, and on how many threads each (`--jobs auto`): each split of the cores gets a
-committed rate, and the rule picks the one that finishes soonest counted in waves (`makespan`), more jobs having
-to win by MIN_GAIN (each process costs memory and start-up). Nothing is timed at run time."""
+"""How many runs train at once, and on how many threads each (`--jobs auto`): a committed rate per split of the
+cores; the soonest finish in waves wins, more jobs by MIN_GAIN (a process costs memory). Nothing is timed here."""
 
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ def makespan(m: dict[str, Any], runs: int) -> float:
 
 
 def choose(measured: Sequence[dict[str, Any]], runs: int | None = None) -> dict[str, Any]:
-    """The rule, given each split's total rate (fewest jobs first): more jobs only where MIN_GAIN faster, by the
-    makespan of `runs` runs (None: a long sweep, by the total rate)."""
+    """The rule: more jobs only where MIN_GAIN faster, by the makespan of `runs` runs (None: by the total rate)."""
     best = measured[0]
     for m in measured[1:]:
         if runs is None:

@@ -1,6 +1,5 @@
-"""Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming.
-A trial whose heartbeat is older than the grace period is failed by the next `fail_stale()` and re-enqueued
-once. Optuna beats only inside `Study.optimize`; these workers use ask/tell, so `heartbeat` beats for them."""
+"""Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming. Optuna
+beats only inside `Study.optimize`; these workers use ask/tell, so `heartbeat` beats for them."""
 
 from __future__ import annotations
 
@@ -68,8 +67,7 @@ def make_storage(
     grace_period: int | None = None,
     patience: float | None = None,
 ):
-    """An RDBStorage for `url` (a storage object is returned as it is) with heartbeats and retry-once of stale
-    trials. On a database server every call waits out an outage of `patience` seconds (None: `set_patience`'s)."""
+    """An RDBStorage for `url` with heartbeats and retry-once of stale trials; on a server, patient (`set_patience`)."""
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
@@ -141,7 +139,7 @@ def redact(url: str) -> str:
 
 
 def fail_stale(study) -> None:
-    """Fail trials whose worker stopped beating (their retry callback re-enqueues them)."""
+    """Fail trials whose worker stopped beating for the grace period (their retry callback re-enqueues them)."""
     import_optuna().storages.fail_stale_trials(study)
 
 
@@ -175,9 +173,7 @@ def claim_waiting(storage, trial_ids: list[int]) -> int | None:
     from optuna.trial import TrialState
 
     for tid in trial_ids:
-        try:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # claimed by another worker first
             if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
                 return tid
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
     return None

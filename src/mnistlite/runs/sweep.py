@@ -11,7 +11,6 @@ from typing import Any
 
 from ..errors import MnistliteError
 from . import storage as st
-from .storage import make_storage
 
 KIND = "mnistlite-sweep"
 JOIN_WAIT = 30.0  # seconds a joining worker waits for the creator to enqueue the jobs
@@ -29,12 +28,9 @@ def job_key(job: Mapping[str, Any]) -> str:
 @dataclass
 class JobOutcome:
     job: dict[str, Any]
-    key: str
     state: str  # COMPLETE | FAIL | PENDING (waiting or running elsewhere)
     value: float | None = None
     result: Any = None
-    trial: int | None = None
-    worker: str | None = None
     error: str | None = None
 
 
@@ -55,8 +51,7 @@ def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: 
             if study.user_attrs.get("kind") not in (None, KIND):
                 break
             time.sleep(0.5)
-    kind = study.user_attrs.get("kind", KIND)
-    if kind != KIND:
+    if (kind := study.user_attrs.get("kind", KIND)) != KIND:
         raise MnistliteError(f"study {study_name!r} is a {kind}, not a sweep; choose another study name")
     st.fail_stale(study)
     from optuna.trial import TrialState
@@ -66,8 +61,7 @@ def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: 
     missing = [(job, key) for job, key in zip(jobs, keys) if key not in present]
     for job, key in missing:
         study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
-    if "sweep_ready" not in study.user_attrs:
-        study.set_user_attr("sweep_ready", True)
+    study.set_user_attr("sweep_ready", True)  # an upsert: a joiner repeating it is harmless
     if missing:
         log(f"sweep {study_name}: enqueued {len(missing)} of {len(jobs)} job(s)")
     return study
@@ -88,7 +82,7 @@ def run_sweep(
     (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`). A dead worker's trial is failed after
     the grace period and retried once; an exception raised by `worker` marks it FAIL (not retried) and
     propagates. A worker with an empty queue waits for every job, so any can print the table."""
-    storage = make_storage(storage)  # first: a missing optuna is a one-line error
+    storage = st.make_storage(storage)  # first: a missing optuna is a one-line error
     from optuna.trial import TrialState
 
     study = open_sweep_study(storage, study_name, jobs, log)
@@ -98,8 +92,7 @@ def run_sweep(
         mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("sweep_key") in keys]
         waiting = [t._trial_id for t in sorted(mine, key=lambda t: t.number) if t.state == TrialState.WAITING]
         if waiting:
-            trial_id = st.claim_waiting(storage, waiting)
-            if trial_id is not None:
+            if (trial_id := st.claim_waiting(storage, waiting)) is not None:
                 _run_claimed(study, storage, trial_id, worker, value_key, log)
             continue
         if not any(t.state == TrialState.RUNNING for t in mine):
@@ -156,20 +149,13 @@ def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
     every = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     out = []
     for job in jobs:
-        key = job_key(job)
-        trials = [t for t in every if t.user_attrs.get("sweep_key") == key]
+        trials = [t for t in every if t.user_attrs.get("sweep_key") == job_key(job)]
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
         if done:
-            t, attrs = done[0], done[0].user_attrs
-            out.append(JobOutcome(job, key, "COMPLETE", t.value, attrs.get("result"), t.number, attrs.get("worker")))
-        elif pending:
-            out.append(JobOutcome(job, key, "PENDING", trial=pending[0].number))
-        elif trials:
-            t, attrs = trials[-1], trials[-1].user_attrs
-            out.append(
-                JobOutcome(job, key, "FAIL", trial=t.number, worker=attrs.get("worker"), error=attrs.get("error"))
-            )
+            out.append(JobOutcome(job, "COMPLETE", done[0].value, done[0].user_attrs.get("result")))
+        elif any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+            out.append(JobOutcome(job, "PENDING"))
         else:
-            out.append(JobOutcome(job, key, "FAIL", error="never enqueued"))
+            error = trials[-1].user_attrs.get("error") if trials else "never enqueued"
+            out.append(JobOutcome(job, "FAIL", error=error))
     return out
