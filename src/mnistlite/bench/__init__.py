@@ -27,7 +27,7 @@ from .timing import epoch_rounds, format_lines, time_eval, time_ours
 def machine_info() -> dict[str, Any]:
     return {
         "cpu": prec.cpuinfo()[0] or platform.processor() or "",
-        # Two machines can both say "AMD EPYC": the vector ISA and a measured matmul rate tell them apart (3x on AVX2).
+        # Two CPUs may both say "AMD EPYC": the vector ISA and a measured matmul rate tell them apart (AVX2: 3x slower).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": prec.bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
         "matmul_gflops": round(matmul_peak_gflops(), 1),
