@@ -13,7 +13,7 @@ from mnistlite.engine import rundir as rd
 from mnistlite.errors import MnistliteError
 from mnistlite.models import config_for
 from mnistlite.reports.leaderboard import attach_threads, markdown_table, pareto, plot_frontier
-from mnistlite.runs.holding import binomial_sd, clopper_pearson, holding, margin, margin_images, paired
+from mnistlite.runs.holding import binomial_sd, clopper_pearson, holding, margin, paired
 from mnistlite.runs.seeds import CONSISTENCY_JSON, aggregate, format_aggregate, plot_consistency, seed_dir
 
 
@@ -279,9 +279,9 @@ def test_binomial_sd_of_the_test_set():
 
 
 def test_margin_in_images():
-    assert margin_images(99.42, 99.4, 10_000) == 2  # 99.42 - 99.40 is 1.99999... images in floats
-    assert margin_images(99.37, 99.4, 10_000) == -3
-    assert margin_images(99.4, 99.4, 10_000) == 0
+    assert margin([99.42], 99.4, 10_000)["images"] == 2  # 99.42 - 99.40 is 1.99999... images in floats
+    assert margin([99.37], 99.4, 10_000)["images"] == -3
+    assert margin([99.4], 99.4, 10_000)["images"] == 0
     m = margin([99.45, 99.40, 99.52, 99.40], 99.4, 10_000)
     assert (m["worst_test_acc"], m["images"], m["seeds_at_worst"]) == (99.40, 0, 2)
     assert margin([99.46], 99.4, None)["images"] is None

@@ -20,9 +20,12 @@ def runs(n, tmp_path, **kw):
 
 
 def test_options_split_the_cores():
-    assert splits.options(2) == [(1, 2), (2, 1)]
-    assert splits.options(4) == [(1, 4), (2, 2), (4, 1)]
-    assert splits.options(1) == [(1, 1)]
+    def options(cores):
+        return [(m["jobs"], m["threads"]) for m in splits.rates(cores)]
+
+    assert options(2) == [(1, 2), (2, 1)]
+    assert options(4) == [(1, 4), (2, 2), (4, 1)]
+    assert options(1) == [(1, 1)]
 
 
 def test_the_rule_needs_more_jobs_to_pay_min_gain():

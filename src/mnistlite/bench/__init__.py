@@ -1,10 +1,8 @@
-"""`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline,
-and the figures the automatic choices are committed from (precision, the BN path).
+"""`mnistlite bench`: our in-memory batched pipeline against the seeds' per-sample pipeline, and the figures the
+automatic choices are committed from. The allocator tuning (engine/device.py) is process-wide, so the baseline
+runs faster here than in a seed's own script: the ratio is conservative.
 
     timing.py  the timers, the baseline pipeline and the epoch in turns; this module runs and formats them
-
-The allocator tuning (engine/device.py, on for `bench`) is process-wide, so the baseline
-runs faster here than in a seed's own script: the ratio is conservative.
 """
 
 from __future__ import annotations
@@ -19,20 +17,17 @@ import torch
 
 from ..config import TrainConfig
 from ..data import load_dataset, synthetic_data  # noqa: F401  (synthetic_data: bench's API)
-from ..engine import bn_path
+from ..engine import bn_path, train
 from ..engine import precision as prec
 from ..engine.device import cpu_cores, resolve_device, set_threads
 from ..models import config_for, count_params, create_model
-from .timing import epoch_rounds, time_eval, time_ours
-from .timing import format_lines as epoch_lines
+from .timing import epoch_rounds, format_lines, time_eval, time_ours
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = prec.cpuinfo()[0] or platform.processor() or ""
-    info = {
-        "cpu": cpu,
-        # Two machines can both say "AMD EPYC": the vector ISA torch runs on and a
-        # measured matmul rate tell them apart (this code is 3x slower on AVX2 than on AVX-512).
+    return {
+        "cpu": prec.cpuinfo()[0] or platform.processor() or "",
+        # Two CPUs may both say "AMD EPYC": the vector ISA and a measured matmul rate tell them apart (AVX2: 3x slower).
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": prec.bf16_units(),  # AMX / AVX512_BF16: what bf16 autocast runs on (engine/precision.py)
         "matmul_gflops": round(matmul_peak_gflops(), 1),
@@ -40,10 +35,8 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        **({"gpu": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {}),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
@@ -57,14 +50,8 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: int) -> dict[str, Any]:
-    """Median training images/s with `field` = a and = b, timed in turns (a, b, a, b, ...):
-    load from elsewhere falls on both alike."""
+    """Median training images/s with `field` = a and = b, timed in turns: load from elsewhere falls on both alike."""
     rates: dict[str, list[float]] = {a: [], b: []}
     for _ in range(rounds):
         for v in (a, b):
@@ -75,31 +62,6 @@ def interleaved(cfg: TrainConfig, field: str, a: str, b: str, time_fn, rounds: i
         f"{b}_train_images_per_s": round(med[b]),
         f"{b}_speedup": round(med[b] / med[a], 3),
         "rounds": rounds,
-    }
-
-
-def compare_precision(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
-    """Training throughput in fp32 and in bf16 autocast, interleaved; with what `auto` decides here."""
-    out = interleaved(cfg, "precision", "fp32", "bf16", time_fn, rounds)
-    decision = prec.resolve(cfg.replace(precision="auto", bf16=False), device)
-    return {**out, "auto": decision.precision, "auto_reason": decision.reason}
-
-
-def compare_bn_paths(cfg: TrainConfig, time_fn, device: torch.device, rounds: int = 2) -> dict[str, Any]:
-    """Training images/s through the fused unit and through torch's layers, interleaved, at the
-    bench's precision and threads: the figures engine/bn_path.py's MEASURED rows are taken from;
-    with what `auto` decides here."""
-    cfg = cfg.replace(precision=prec.resolve(cfg, device).precision)
-    out = interleaved(cfg, "bn_fusion", "fused", "torch", time_fn, rounds)
-    decision = bn_path.resolve(cfg.replace(bn_fusion="auto"), device)
-    threads = torch.get_num_threads()
-    return {
-        "precision": cfg.precision,
-        "threads": threads,
-        "cpu_kind": list(bn_path.cpu_kind(threads)),
-        **out,
-        "auto": decision.path,
-        "auto_reason": decision.reason,
     }
 
 
@@ -148,10 +110,22 @@ def run_bench(
     def rate(c: TrainConfig) -> float:
         return time_ours(c, data_dev, steps, dev).images_per_s
 
-    if precision:
-        out["precision"] = compare_precision(cfg, rate, dev)
-    if paths:
-        out["bn_paths"] = compare_bn_paths(cfg, rate, dev)
+    if precision:  # fp32 against bf16 autocast, with what `auto` decides here
+        auto = prec.resolve(cfg.replace(precision="auto", bf16=False), dev)
+        compared = interleaved(cfg, "precision", "fp32", "bf16", rate, 2)
+        out["precision"] = {**compared, "auto": auto.precision, "auto_reason": auto.reason}
+    if paths:  # the fused unit against torch's layers at this precision: engine/bn_path.py's MEASURED rows
+        pcfg = cfg.replace(precision=prec.resolve(cfg, dev).precision)
+        compared = interleaved(pcfg, "bn_fusion", "fused", "torch", rate, 2)
+        auto_path, n_threads = bn_path.resolve(pcfg.replace(bn_fusion="auto"), dev), torch.get_num_threads()
+        out["bn_paths"] = {
+            "precision": pcfg.precision,
+            "threads": n_threads,
+            "cpu_kind": list(bn_path.cpu_kind(n_threads)),
+            **compared,
+            "auto": auto_path.path,
+            "auto_reason": auto_path.reason,
+        }
     out.update(epoch_rounds(cfg, data, data_dev, dev, rounds, epoch, baseline_batches, baseline_workers, tr))
     if against is not None:
         acfg = config_for(against, **{k: v for k, v in cfg.to_dict().items() if k not in ("model", "model_sha256")})
@@ -165,14 +139,12 @@ def run_bench(
                 row["epoch_ratio"] = round(row["epoch_seconds"] / out["epoch_seconds"], 3)
             out["against"][key] = row
     if full:
-        from ..engine import train
-
         t0 = time.perf_counter()
         res = train(config_for(model, device=str(dev), data_dir=data_dir), progress=False, quiet=True)
         out["full_run_seconds"] = round(time.perf_counter() - t0, 2)
         out["full_run_epochs"] = res.config.epochs
         out["full_run_final_test_acc"] = res.summary["final_test_acc"]
-    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     return out
 
 
@@ -184,12 +156,10 @@ def format_bench(r: dict[str, Any]) -> str:
         f"model {r['model']} ({r['params']:,} params), batch {r['batch_size']}, "
         f"rotation ±{r['rotation']}°, on {r['device']}",
         f"data load (read, verify, normalise): {r['data_load_seconds']:.2f} s",
-        f"train throughput: {r['train_images_per_s']:,} img/s ({r.get('train_precision', 'fp32')}, "
-        f"BN path {r.get('train_bn_fusion', 'fused')})   "
-        f"eval throughput: {r['eval_images_per_s']:,} img/s",
+        f"train throughput: {r['train_images_per_s']:,} img/s ({r['train_precision']}, BN path {r['train_bn_fusion']})"
+        f"   eval throughput: {r['eval_images_per_s']:,} img/s",
     ]
-    if "precision" in r:
-        p = r["precision"]
+    if p := r.get("precision"):
         units = ", ".join(m.get("bf16_units") or []) or "no bf16 units"
         lines.append(
             f"precision ({units}): fp32 {p['fp32_train_images_per_s']:,} img/s, bf16 autocast "
@@ -197,8 +167,7 @@ def format_bench(r: dict[str, Any]) -> str:
             "interleaved rounds)"
         )
         lines.append(f"precision auto -> {p['auto']} ({p['auto_reason']})")
-    if "bn_paths" in r:
-        b = r["bn_paths"]
+    if b := r.get("bn_paths"):
         lines.append(
             f"BatchNorm-ReLU ({b['precision']}, {b['threads']} threads): fused unit "
             f"{b['fused_train_images_per_s']:,} img/s, torch's layers {b['torch_train_images_per_s']:,} img/s "
@@ -215,20 +184,15 @@ def format_bench(r: dict[str, Any]) -> str:
             f"baseline (per-sample DataLoader, {r['baseline_workers']} workers, {r['baseline_batches']} batches): "
             f"{r['baseline_train_images_per_s']:,} img/s -> about {r['baseline_epoch_seconds']:.1f} s per epoch"
         )
-        lines.append(
-            f"speed-up: training {r['speedup_train']}x"
-            + (f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else "")
-        )
-    lines += epoch_lines(r)
-    if "against" in r:
-        a = r["against"]
+        epoch_x = f", epoch {r['speedup_epoch']}x" if "speedup_epoch" in r else ""
+        lines.append(f"speed-up: training {r['speedup_train']}x{epoch_x}")
+    lines += format_lines(r)
+    if a := r.get("against"):
         for key, what in (("fast_path", "on the fused unit"), ("plain_torch", "on torch's layers")):
             row = a[key]
-            ep = (
-                f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
-                if "epoch_seconds" in row
-                else ""
-            )
+            ep = ""
+            if "epoch_seconds" in row:
+                ep = f", one epoch {row['epoch_seconds']:.2f} s = {row['epoch_ratio']:.3f}x {r['model']}'s"
             lines.append(
                 f"against {a['model']} ({a['params']:,} params) {what}: {row['train_images_per_s']:,} img/s{ep}"
             )

@@ -1,15 +1,5 @@
-"""The timers behind `mnistlite bench`: our training steps, the evaluation pass, the seeds'
-pipeline, and the epoch of ours against the seeds' timed in turns.
-
-The baseline is written here on purpose: a Dataset that converts and rotates one PIL image
-at a time behind a shuffling DataLoader with worker processes, as the seed repositories do
-with torchvision, training the same model with the same optimizer and batch size in the
-same process. It is timed over `baseline_batches` batches and extrapolated to the epoch.
-
-A 2-core cloud CPU does not run at one speed (on a Zen 4 EPYC one training step took 15-16 ms
-for some seconds, 21-22 ms for the next), so the baseline and our epoch are timed in turns,
-`rounds` times; the headline is the ratio of the two medians, every round's figures beside it.
-"""
+"""The timers behind `mnistlite bench`, and the seeds' per-sample pipeline written here as they run it. The epochs
+are timed in turns: a 2-core cloud CPU does not run at one speed (one step 15-16 ms for some seconds, then 21-22)."""
 
 from __future__ import annotations
 
@@ -21,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 
 from ..config import TrainConfig
 from ..engine import bn_path
@@ -61,14 +52,12 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
         parts.step(x_all[idx], y_all[idx])
         return len(idx)
 
-    # Warm-up: oneDNN builds its kernels and the allocator's heap grows to the
-    # step's working set during the first batches (3 were not enough: measured).
+    # Warm-up: oneDNN builds its kernels and the heap grows to the step's working set (3 batches were not enough).
     for i in range(10):
         step(i)
     _sync(device)
-    seen, t0 = 0, time.perf_counter()
-    for i in range(steps):
-        seen += step(i)
+    t0 = time.perf_counter()
+    seen = sum(step(i) for i in range(steps))
     _sync(device)
     return Timing(time.perf_counter() - t0, seen)
 
@@ -76,8 +65,7 @@ def time_ours(cfg: TrainConfig, data, batches: int | None, device: torch.device)
 def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     fused = bn_path.resolve(cfg, device).path == "fused"
-    model, _ = accelerate(create_model(cfg.model), fused)
-    model = model.to(device).to(memory_format=fmt)
+    model = accelerate(create_model(cfg.model), fused)[0].to(device).to(memory_format=fmt)
     evaluate(model, data.test, cfg.eval_batch_size)  # warm-up
     _sync(device)
     t0 = time.perf_counter()
@@ -86,7 +74,7 @@ def time_eval(cfg: TrainConfig, data, device: torch.device) -> Timing:
     return Timing(time.perf_counter() - t0, len(data.test))
 
 
-class _PerSampleDataset(torch.utils.data.Dataset):
+class _PerSampleDataset(Dataset):
     """The seeds' way: one PIL image at a time, rotated, converted, normalised."""
 
     def __init__(self, images_u8: np.ndarray, labels: np.ndarray, rotation: float, mean: float, std: float):
@@ -108,31 +96,18 @@ class _PerSampleDataset(torch.utils.data.Dataset):
 
 
 def time_baseline(cfg: TrainConfig, data, batches: int | None, workers: int) -> Timing:
-    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it.
-
-    The clock starts at the first batch: the workers' start-up (forking, the
-    first batch's warps) is measured apart, as `Timing.startup`, because an
-    epoch pays it once, not once per `batches` (`epoch_rounds` adds it once).
-    """
-    # Undo the normalisation to get back the uint8 images the seeds start from.
+    """The per-sample DataLoader pipeline, on the CPU, as the seeds run it: the same model, optimizer and batch size.
+    The workers' start-up is measured apart, as `Timing.startup`: an epoch pays it once, not once per `batches`."""
     u8 = (data.train.images[:, 0] * data.std + data.mean).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ds = _PerSampleDataset(u8, data.train.labels.cpu().numpy(), cfg.rotation, data.mean, data.std)
-    loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        num_workers=workers,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, generator=gen)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, dropout=cfg.dropout).train()  # plain torch, as the seeds write it
     # torch's defaults, as the seeds call them: for-loop SGD, no foreach.
+    nesterov = cfg.nesterov and cfg.momentum > 0
     opt = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov
     )
     seen, start, t0, startup = 0, time.perf_counter(), 0.0, 0.0
     for i, (x, y) in enumerate(loader):
@@ -163,14 +138,10 @@ def epoch_rounds(
     workers: int,
     throughput: Timing,
 ) -> dict[str, Any]:
-    """The epoch figures of `run_bench` (medians over `rounds` turns), with each round under "epoch_rounds".
-
-    `throughput` is the short training-throughput timing, for the training-only speed-up.
-    """
+    """The epoch figures of `run_bench`: medians over `rounds` turns, each round under "epoch_rounds"."""
     baseline = baseline_batches != 0
     if not (epoch or baseline):
         return {}
-    n_train = len(data.train)
     rows: list[dict[str, Any]] = []
     for _ in range(rounds):
         row: dict[str, Any] = {}
@@ -180,7 +151,7 @@ def epoch_rounds(
             row["baseline_train_images_per_s"] = round(bl.images_per_s)
             row["baseline_startup_seconds"] = round(bl.startup, 3)
             first = cfg.batch_size if bl.startup else 0  # the untimed first batch, if there was one
-            row["baseline_epoch_seconds"] = round(bl.startup + (n_train - first) / bl.images_per_s + test_s, 3)
+            row["baseline_epoch_seconds"] = round(bl.startup + (len(data.train) - first) / bl.images_per_s + test_s, 3)
         if epoch:
             ep = time_ours(cfg, data_dev, None, dev)
             row["epoch_train_seconds"] = round(ep.seconds, 3)

@@ -1,6 +1,5 @@
-"""Held consistently, as numbers: what k of n seeds holding says about the next seed, the test
-set's own sampling error, the margin over the target in images, and a paired comparison of two
-sweeps over the same seeds. Plain math (no scipy), so every figure can be checked by hand."""
+"""Held consistently, as numbers: the interval for new seeds, the test set's own sampling error, the margin in
+images, and two sweeps paired seed by seed. Plain math (no scipy), so every figure can be checked by hand."""
 
 from __future__ import annotations
 
@@ -8,9 +7,6 @@ import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-CONFIDENCE = 0.95
-INTERVAL_METHOD = "Clopper-Pearson exact (binomial), two-sided 95%; one-sided 95% lower bound beside it"
 
 
 def _binom_tail_ge(k: int, n: int, p: float) -> float:
@@ -24,20 +20,13 @@ def _bisect(f: Callable[[float], float], lo: float = 0.0, hi: float = 1.0) -> fl
         mid = (lo + hi) / 2
         if mid in (lo, hi):
             break
-        if f(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
     return (lo + hi) / 2
 
 
-def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE, *, one_sided: bool = False) -> tuple[float, float]:
-    """Exact binomial interval for a share from k successes in n trials, by the binomial-sum form.
-
-    The lower bound is the p where P(X >= k | p) = alpha/2, the upper the p where P(X <= k | p) = alpha/2
-    (alpha, not alpha/2, for `one_sided`, which gives the lower bound and 1.0). 10/10: 0.6915 two-sided,
-    0.7411 one-sided (alpha^(1/n)).
-    """
+def clopper_pearson(k: int, n: int, confidence: float = 0.95, *, one_sided: bool = False) -> tuple[float, float]:
+    """Exact binomial interval for a share from k successes in n trials (`one_sided`: the lower bound
+    at alpha, and 1.0). 10/10: 0.6915 two-sided, 0.7411 one-sided (alpha^(1/n))."""
     if not 0 <= k <= n or n < 1:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     tail = (1 - confidence) if one_sided else (1 - confidence) / 2
@@ -51,14 +40,13 @@ def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE, *, one_sided
 
 def holding(k: int, n: int) -> dict[str, Any]:
     """k of n seeds holding, and the 95% interval for the share of new seeds that would hold."""
-    lo, hi = clopper_pearson(k, n)
     return {
         "k": k,
         "n": n,
         "share": k / n,
-        "interval95": [lo, hi],
+        "interval95": list(clopper_pearson(k, n)),
         "one_sided_lower95": clopper_pearson(k, n, one_sided=True)[0],
-        "method": INTERVAL_METHOD,
+        "method": "Clopper-Pearson exact (binomial), two-sided 95%; one-sided 95% lower bound beside it",
     }
 
 
@@ -68,32 +56,14 @@ def binomial_sd(acc: float, n_test: int) -> float:
     return math.sqrt(p * (1 - p) / n_test) * 100
 
 
-def margin_images(worst: float, target: float, n_test: int) -> int:
-    """The worst reading minus the target, in test images (negative: that many short)."""
-    return round((worst - target) / 100 * n_test)
-
-
-def sampling(acc: float, seed_sd: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
-    """The scored set's own sampling error at `acc` (the test set, or a sealed run's `val` split),
-    beside the spread across seeds."""
-    return {
-        "n_test": n_test,
-        "accuracy": acc,
-        "binomial_sd_points": None if n_test is None else binomial_sd(acc, n_test),
-        "across_seeds_sd_points": seed_sd,
-        "formula": f"sqrt(p(1-p)/n_test)*100, p the mean final {split} accuracy; every seed reads the same {split} set",
-    }
-
-
 def margin(lows: Sequence[float], target: float, n_test: int | None, split: str = "test") -> dict[str, Any]:
-    """The worst reading the rule checks (the min over seeds of each seed's last-epochs minimum, `lows`)
-    minus the target, and how many seeds read that worst."""
+    """The worst of `lows` (each seed's last-epochs minimum) minus the target, and how many seeds read it."""
     worst = min(lows)
     return {
         f"worst_{split}_acc": worst,
         "target": target,
         "points": round(worst - target, 9),
-        "images": None if n_test is None else margin_images(worst, target, n_test),
+        "images": None if n_test is None else round((worst - target) / 100 * n_test),  # negative: that many short
         "n_test": n_test,
         "seeds_at_worst": sum(x == worst for x in lows),
     }
@@ -102,19 +72,24 @@ def margin(lows: Sequence[float], target: float, n_test: int | None, split: str 
 def claim(
     lows: Sequence[float], finals: Sequence[float], target: float, n_images: int | None, split: str = "test"
 ) -> dict[str, Any]:
-    """The figures of one consistency claim over seeds, from each seed's last-epochs minimum (`lows`) and
-    final accuracy (`finals`) on a set of `n_images` (None: unknown): k/n holding with its interval,
-    the set's sampling SD beside the spread across seeds, and the margin."""
-    sd = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    """One consistency claim over seeds: k/n holding, the set's sampling SD, the margin (`n_images` None: unknown)."""
+    acc = statistics.fmean(finals)
     return {
         "holding": holding(sum(x >= target for x in lows), len(lows)),
-        f"{split}_set_sampling": sampling(statistics.fmean(finals), sd, n_images, split),
+        f"{split}_set_sampling": {
+            "n_test": n_images,
+            "accuracy": acc,
+            "binomial_sd_points": None if n_images is None else binomial_sd(acc, n_images),
+            "across_seeds_sd_points": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "formula": f"sqrt(p(1-p)/n_test)*100, p the mean final {split} accuracy; "
+            f"every seed reads the same {split} set",
+        },
         "margin": margin(lows, target, n_images, split),
     }
 
 
 def holding_text(h: Mapping[str, Any]) -> str:
-    """k/n with the 95% interval in whole percent: the compact cell of tables and reports."""
+    """k/n with the 95% interval in whole percent."""
     lo, hi = h["interval95"]
     return f"{h['k']}/{h['n']} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
@@ -125,8 +100,7 @@ def images_text(m: Mapping[str, Any]) -> str:
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, Any]:
-    """A minus B over the seeds both have: mean difference, its standard error (sd of the differences
-    over sqrt(n)), and the seeds where A wins, ties and loses. Accuracies in percent."""
+    """A minus B over the seeds both have: mean difference, its standard error, wins, ties and losses."""
     common = sorted(set(a) & set(b))
     if not common:
         raise ValueError("no seed in common")

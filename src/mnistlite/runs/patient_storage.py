@@ -1,27 +1,12 @@
-"""An RDBStorage that rides through a database restart or outage of up to `patience` seconds.
-
-SQLAlchemy's `pool_pre_ping` (set by runs/storage.py) replaces a pooled connection that died while
-idle; it cannot save a call whose connection dies under it. Optuna's RDBStorage then rolls the
-session back and raises StorageInternalError (or the driver's OperationalError reaches us), and the
-call is lost. This subclass retries such a call with backoff in a fresh session (optuna opens one
-per call, so nothing half-done is replayed), and says one line when the database goes away and one
-when it is back. Opening the storage waits the same way (a worker started while the server is
-down). Past the patience it raises a MnistliteError (one line, exit 2). Only connection errors are
-retried: a bad value, a finished trial, a wrong database, user or password fail as before.
-
-A write whose COMMIT reached the server but whose reply was lost is retried too. Attribute,
-parameter, intermediate-value and heartbeat writes are upserts, so the retry is harmless; a state
-change the first try made is recognised (`_already_set`). A trial can still be created or claimed
-twice (optuna's own `_create_new_trial` retries too); so every trial that turns RUNNING gets its
-heartbeat in the same transaction (`_beat_when_running`): a copy nobody holds is failed after the
-grace period like a dead worker's trial, and never runs (docs/reliability.md, "Shared database").
-
-Imported only when a server URL is opened (it imports optuna and sqlalchemy).
-"""
+"""An RDBStorage whose calls wait out a database restart or outage of up to `patience` seconds: a call
+whose connection died is retried in a fresh session (optuna opens one per call, so nothing half-done is
+replayed). Only connection errors are retried; the cases: docs/reliability.md, "Shared database"."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import logging
 import random
 import threading
@@ -39,18 +24,15 @@ from sqlalchemy import inspect as sa_inspect
 
 from ..errors import MnistliteError
 
-# Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the
-# private ones Optuna's _CachedStorage calls on its backend. A call made from inside another is
-# retried by the outermost one only.
+# Every storage call that reaches the database: BaseStorage's methods, the heartbeat ones, and the private ones
+# Optuna's _CachedStorage calls on its backend. A call made from inside another is retried by the outermost one only.
 RETRIED = """
-create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name
-get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs
-get_all_studies create_new_trial set_trial_param get_trial_param set_trial_state_values
-set_trial_intermediate_value set_trial_user_attr set_trial_system_attr
-get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_params
-get_trial_user_attrs get_trial_system_attrs get_trial get_all_trials get_n_trials get_best_trial
-check_trial_is_updatable record_heartbeat _get_stale_trial_ids _create_new_trial
-_get_best_trial_id _get_trials _set_trial_param
+create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name get_study_name_from_id
+get_study_directions get_study_user_attrs get_study_system_attrs get_all_studies create_new_trial set_trial_param
+get_trial_param set_trial_state_values set_trial_intermediate_value set_trial_user_attr set_trial_system_attr
+get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_params get_trial_user_attrs
+get_trial_system_attrs get_trial get_all_trials get_n_trials get_best_trial check_trial_is_updatable record_heartbeat
+_get_stale_trial_ids _create_new_trial _get_best_trial_id _get_trials _set_trial_param
 """.split()
 
 BACKOFF_FIRST = 0.1  # seconds before the first retry; doubled each time up to BACKOFF_MAX
@@ -88,8 +70,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _quiet_connection_fallback(record: logging.LogRecord) -> bool:
-    """Drops Optuna's warning that a trial query failed and it falls back to a slower one, when the
-    failure was the connection going away: that is the outage already told in one line."""
+    """Drops Optuna's warning that it falls back to a slower query when the connection went away: the outage's line."""
     msg = record.getMessage().lower()
     gone = ("server closed the connection", "terminating connection", "connection refused", "shutting down")
     return not (msg.startswith("caught an error from sqlalchemy") and any(w in msg for w in gone))
@@ -115,10 +96,7 @@ class PatientRDBStorage(RDBStorage):
         self._gave_up = False
 
     def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        for key in ("_outage_lock", "_outage_local", "_log"):
-            state.pop(key, None)
-        return state
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_outage_lock", "_outage_local", "_log")}
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
@@ -132,13 +110,13 @@ class PatientRDBStorage(RDBStorage):
 
     def _call_patiently(self, name: str, base: Callable, args: tuple, kwargs: dict) -> Any:
         first_failure: float | None = None
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
                 try:
                     result = base(self, *args, **kwargs)
                 except optuna.exceptions.UpdateFinishedTrialError:
-                    # A retried state change whose first try committed but whose reply was lost.
+                    # A retried state change whose first try committed but whose reply was lost (the other
+                    # writes are upserts: their retry is harmless).
                     if first_failure is None or name != "set_trial_state_values" or not self._already_set(args, kwargs):
                         raise
                     result = True
@@ -161,13 +139,9 @@ class PatientRDBStorage(RDBStorage):
                         f"database unreachable for {self.patience:g} s (--storage-patience), giving up: "
                         f"{_first_line(e)}; run the same command again to continue"
                     ) from None
-                try:
+                with contextlib.suppress(Exception):  # closing a session on a dead connection
                     self.scoped_session.remove()  # the next try starts in a fresh session
-                except Exception:  # noqa: BLE001  (closing a session on a dead connection)
-                    pass
-                delay = min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX)
-                time.sleep(delay * (0.5 + random.random() / 2))
-                attempt += 1
+                time.sleep(min(BACKOFF_FIRST * 2**attempt, BACKOFF_MAX) * (0.5 + random.random() / 2))
                 continue
             if first_failure is not None or self._down_since is not None:
                 with self._outage_lock:
@@ -185,9 +159,8 @@ class PatientRDBStorage(RDBStorage):
 
 
 def _beat_when_running(session: Any, flush_context: Any, instances: Any) -> None:
-    """A trial turned RUNNING (created, or a WAITING one claimed) gets a fresh heartbeat in the same
-    transaction: if the reply is lost, or the worker dies before its heartbeat thread starts, the trial
-    is still failed after the grace period and retried once, instead of staying RUNNING for ever."""
+    """A trial turned RUNNING gets a heartbeat in the same transaction: a copy made by a lost reply (created or claimed
+    twice), or one whose worker died before beating, is failed after the grace period, never RUNNING for ever."""
     for trial in (*session.new, *session.dirty):
         if isinstance(trial, models.TrialModel) and trial.state == TrialState.RUNNING:
             if sa_inspect(trial).attrs.state.history.added:

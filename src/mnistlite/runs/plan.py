@@ -1,19 +1,9 @@
-"""Planning and executing many runs: the one layer under `seeds`, `tune`, `experiment` and `table`.
-
-What happens to a folder that is already there is decided here, once, for every front-end:
-
-* the same run (config.changed_fields) with result.json: **done**; with a checkpoint: **resume**;
-* anything else already written: **moved aside** to `<dir>.old-<timestamp>`, never deleted
-  (a folder holding files that are not a run's is refused: it is not ours to move);
-* not there yet, but a finished same run of that name in a `reuse` folder: **linked** there.
-
-Runs execute here one after another (one data load), or in a pool of spawned workers with
-cores // jobs threads each (tiny convolutions collapse when the cores are oversubscribed),
-or as the jobs of a shared sweep (runs/sweep.py).
-"""
+"""Planning and executing many runs under `seeds`, `tune`, `experiment` and `table`: what happens to a folder
+already there (`run_state`), and running them in turn, on a pool of spawned workers, or as a shared sweep."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing as mp
 import os
@@ -30,33 +20,21 @@ from typing import Any
 
 from ..config import TrainConfig, describe_differences
 from ..data import load_dataset
-from ..engine import TrainingDiverged, TrainingInterrupted, resume, train
+from ..engine import TrainingDiverged, TrainingInterrupted, device, resume, train
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from ..models import config_for, list_models
+from .portable import pack_run, unpack_run
+from .sweep import make_job, run_sweep
 
-# What a run directory may hold; anything else means the folder is not (only) a run.
+# What a run directory may hold (its text files, its weights); anything else means the folder is not (only) a run.
 RUN_FILES = frozenset(
-    {
-        rd.CONFIG,
-        rd.METRICS,
-        rd.LOG,
-        rd.LAYER_TABLE,
-        rd.CURVES,
-        rd.MODEL,
-        rd.CHECKPOINT,
-        rd.RESULT,
-        rd.MODEL_SOURCE,
-        rd.READINGS,
-    }
+    {rd.CONFIG, rd.METRICS, rd.LOG, rd.LAYER_TABLE, rd.CURVES, rd.RESULT, rd.MODEL_SOURCE, rd.READINGS}
+    | {rd.MODEL, rd.CHECKPOINT}
 )
-STATUS_TEXT = {
-    "new": "to train",
-    "done": "done, skipped",
-    "resume": "to resume",
-    "restart": "to restart",
-    "changed": "made with another config",
-}
+STATUS_TEXT = dict(
+    new="to train", done="done, skipped", resume="to resume", restart="to restart", changed="made with another config"
+)
 
 
 @dataclass
@@ -84,8 +62,7 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
         return "restart", str(e)
     if not isinstance(saved, dict):
         return "restart", f"{run_dir / rd.CONFIG}: not a JSON object"
-    changed = describe_differences(moved_candidate(saved, cfg), cfg)
-    if changed:
+    if changed := describe_differences(moved_candidate(saved, cfg), cfg):
         return "changed", ", ".join(changed)
     if (run_dir / rd.RESULT).is_file():
         return "done", ""
@@ -95,17 +72,10 @@ def run_state(run_dir: Path, cfg: TrainConfig) -> tuple[str, str]:
 
 
 def moved_candidate(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
-    """A tuning candidate that moved from the zoo into its round's model file (experiments/tuning/)
-    kept its code: runs saved under its bare name count as the same model."""
+    """A tuning candidate moved from the zoo into its round's model file kept its code: runs of its bare name count."""
     old, new = saved.get("model"), cfg.model
-    if (
-        isinstance(old, str)
-        and ":" not in old
-        and saved.get("model_sha256") is None
-        and cfg.model_sha256 is not None
-        and new.rpartition(":")[2] == old
-        and old not in list_models()
-    ):
+    bare = isinstance(old, str) and ":" not in old and saved.get("model_sha256") is None
+    if bare and cfg.model_sha256 is not None and new.rpartition(":")[2] == old and old not in list_models():
         return {**saved, "model": new, "model_sha256": cfg.model_sha256}
     return saved
 
@@ -118,8 +88,7 @@ def plan_run(
 
 
 def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> list[PlannedRun]:
-    """Link each run not yet there to a finished same run (run_state) in its `reuse` folders; those
-    are then done. The link is relative: the repository can move."""
+    """Link each run not yet there to a finished same run in its `reuse` folders (relative: the repository can move)."""
     out = []
     for r in runs:
         src = None
@@ -145,9 +114,8 @@ def link_reused(runs: list[PlannedRun], echo: Callable[[str], None] = print) -> 
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Rename `run_dir` to `<name>.old-<timestamp>` (never delete a run); refuse a folder that is not a run."""
-    foreign = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]
-    if foreign:
+    """Rename `run_dir` to `<name>.old-<timestamp>`; refuse a folder that is not a run (it is not ours to move)."""
+    if foreign := [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")]:
         raise MnistliteError(
             f"{run_dir} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
             "move them away or choose another --out"
@@ -173,8 +141,7 @@ class DataCache:
 
 
 def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | None = False, on_epoch=None):
-    """Apply the one stale-folder policy to `run_dir` where it trains (a folder of another config, or a
-    broken one, is moved aside), then train (or resume) it; None when done."""
+    """Train or resume `run_dir`, a folder of another config or a broken one moved aside first; None when done."""
     status, _ = run_state(run_dir, cfg)
     if status in ("changed", "restart"):
         move_aside(run_dir)
@@ -187,23 +154,18 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, data=None, progress: bool | No
 
 def threads_per_run(jobs: int, threads: int = 0) -> int:
     """CPU threads each of `jobs` concurrent runs gets: `threads` if set, else its share of the cores."""
-    from ..engine.device import cpu_cores
-
-    return threads or max(1, cpu_cores() // max(1, jobs))
+    return threads or max(1, device.cpu_cores() // max(1, jobs))
 
 
-# Set in a worker once one of its runs was interrupted: the pool hands each worker its next run
-# before the current one ends, and cancelling the futures does not take those back.
+# Set in a worker once one of its runs was interrupted: the pool hands a worker its next run before the current
+# one ends, and cancelling the futures does not take those back.
 _INTERRUPTED: list[str] = []
 
 
 def _die_with_parent(parent: int) -> None:
-    """Pool worker start-up: die with `parent`. A SIGKILLed parent (kill -9, the OOM killer) cannot
-    stop its workers; orphaned, they trained on and took the runs still queued, so a rerun of the
-    command wrote the same run folders at the same time. Dying at any moment is safe: writes are atomic."""
+    """Pool worker start-up: die with `parent`. A SIGKILLed parent cannot stop its workers; orphaned, they
+    trained on, so a rerun of the command wrote the same run folders at once. Writes are atomic: dying is safe."""
     if sys.platform == "linux":  # the kernel kills this worker the moment its parent dies
-        import ctypes
-
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     # Elsewhere, and where the parent died before prctl: a look ten times a second.
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
@@ -246,10 +208,7 @@ def execute(
     again: str = "run the same command again to resume",
 ) -> dict[str, str]:
     """Train every run not done; return {run dir: error} of runs that diverged (with `keep_going`).
-
-    `on_start(i, n, run)` may return an on_epoch callback (this process only);
-    `on_done(i, n, run, result, error)` sees the RunResult in this process, None from a worker.
-    """
+    `on_start` may return an on_epoch callback; `on_done` sees the RunResult here, None from a worker."""
     todo = [r for r in runs if r.status != "done"]
     jobs = max(1, min(int(jobs), len(todo)))  # `--jobs auto` is settled by the caller (runs/splits.py)
     per_run = threads_per_run(jobs, threads)
@@ -320,15 +279,9 @@ def _forward_sigterm(pool: ProcessPoolExecutor) -> Iterator[None]:
 
 
 def execute_shared(runs: list[PlannedRun], out: Path, storage: str, study: str, echo=print) -> None:
-    """Spread the runs not done over every worker of one sweep, then rebuild here the ones others
-    trained (their text files: weights stay where they were trained)."""
-    from .portable import pack_run, unpack_run
-    from .sweep import make_job, run_sweep
-
+    """Spread the runs not done over every worker of one sweep, then rebuild here the text files of the others'."""
     jobs = []
-    for r in runs:
-        if r.status == "done":
-            continue
+    for r in [r for r in runs if r.status != "done"]:
         over = {k: v for k, v in r.config.to_dict().items() if k not in ("model", "seed")}
         jobs.append({**make_job(r.config.model, r.config.seed, over), "run_dir": r.run_dir.relative_to(out).as_posix()})
     data = DataCache()

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import rundir as rd
+from ..engine.writer import curves_title, layer_table_text, write_run_files
+from ..modelinfo import profile_registered
 
 
 def pack_run(run: Path) -> dict[str, Any]:
@@ -26,9 +28,6 @@ def unpack_run(packed: dict[str, Any], run: Path) -> None:
     """Rebuild `run` from `pack_run` output, unless it already holds a result."""
     if (run / rd.RESULT).is_file():
         return
-    from ..engine.writer import curves_title, layer_table_text, write_run_files
-    from ..modelinfo import profile_registered
-
     run.mkdir(parents=True, exist_ok=True)
     cfg = packed["config"]
     prof = profile_registered(cfg["model"])

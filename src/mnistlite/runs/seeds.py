@@ -1,5 +1,4 @@
-"""One recipe under several seeds, and its aggregate (consistency.json, consistency.png): proof
-instead of one lucky epoch."""
+"""One recipe under several seeds, and its aggregate (consistency.json, consistency.png)."""
 
 from __future__ import annotations
 
@@ -33,11 +32,7 @@ def run_seeds(
     echo=print,
     reuse: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Train `base` once per seed into `out/seed<k>/`, then aggregate.
-
-    With `storage` (an Optuna storage URL) the seeds become jobs of a shared sweep (runs/sweep.py).
-    `reuse`: folders of earlier sweeps whose finished same seeds are linked, not retrained.
-    """
+    """Train `base` once per seed into `out/seed<k>/` (with `storage`, as jobs of a shared sweep), then aggregate."""
     out = Path(out)
     rd.prepare_run_dir(out, resume=True)
     runs = [plan.plan_run(f"seed {s}", base.replace(seed=s), seed_dir(out, s), reuse=tuple(reuse)) for s in seeds]
@@ -74,25 +69,20 @@ def spread(values: list[float]) -> dict[str, float]:
 _TEST_LINE = re.compile(r"^Test set: .*Accuracy: \d+/(\d+) ", re.MULTILINE)
 
 
-def scored_test_images(run: Path) -> int | None:
-    """How many test images the run scored, from its own log ("Test set: ... Accuracy: k/n"); None
-    where the log is missing or holds no test line."""
-    try:
-        found = _TEST_LINE.findall((Path(run) / rd.LOG).read_text(errors="replace"))
-    except OSError:
-        return None
-    return int(found[-1]) if found else None
-
-
 def common_test_images(runs: Sequence[Path]) -> int | None:
-    """The one test-set size every run scored; None if any run does not say, or they disagree."""
-    sizes = {scored_test_images(r) for r in runs}
+    """The one test-set size every run's log scored ("Accuracy: k/n"); None if any does not say, or they disagree."""
+    sizes: set[int | None] = set()
+    for run in runs:
+        try:
+            found = _TEST_LINE.findall((Path(run) / rd.LOG).read_text(errors="replace"))
+        except OSError:
+            found = []
+        sizes.add(int(found[-1]) if found else None)
     return sizes.pop() if len(sizes) == 1 else None
 
 
 def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, Any]:
-    """The consistency aggregate (consistency.json) of finished seed runs under `out`. Runs with a
-    validation split are sealed (their test set never read): their figures are on `val`, keyed so."""
+    """The consistency aggregate of finished seed runs under `out`; sealed runs (a validation split) are on `val`."""
     runs = {s: rd.read_metrics(seed_dir(out, s) / rd.METRICS) for s in seeds}
     results = {s: rd.read_json(seed_dir(out, s) / rd.RESULT) for s in seeds}
     cfg = rd.read_json(seed_dir(out, seeds[0]) / rd.CONFIG)
@@ -151,9 +141,7 @@ def aggregate(out: Path, seeds: list[int], target: float = TARGET) -> dict[str, 
 
 
 def claim_figures(agg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Held consistently, as numbers (runs/holding.py), for any aggregate, also one written before
-    they existed: the interval for new seeds, the scored set's own error, the margin. The set's size
-    comes from the runs' logs (test) or the validation split's size (sealed runs)."""
+    """Held consistently, as numbers (runs/holding.py), for any aggregate, also one written before they existed."""
     split, per_seed = scored_split(agg), agg["per_seed"].values()
     if split == "test":
         n = common_test_images([Path(out) / p["run_dir"] for p in per_seed])
@@ -177,16 +165,14 @@ def format_aggregate(s: dict[str, Any]) -> str:
         f"epoch-{s['epochs']} {split} accuracy: {fmt_acc(f['mean'])} ± {f['std']:.2f}% "
         f"(min {fmt_acc(f['min'])}, max {f['max']:.2f})" + ("; test set sealed, not read" if sealed else ""),
     ]
-    if not sealed and "final_val_acc" in s:
-        v = s["final_val_acc"]
+    if not sealed and (v := s.get("final_val_acc")):
         lines.append(f"epoch-{s['epochs']} val accuracy:  {fmt_acc(v['mean'])} ± {v['std']:.2f}%")
     lows = ", ".join(f"{k}: {fmt_acc(p[f'last3_min_{split}_acc'])}" for k, p in s["per_seed"].items())
     lines.append(f"lowest {split} accuracy over the last {LAST_EPOCHS} epochs, per seed: {lows}")
     where = "on the validation split" if sealed else "the goal"
     lines.append(f"seeds passing {where} ({s['goal']}): {s['seeds_passing_goal']}/{s['n']}")
     lines += format_holding(s)
-    if "raw_weights" in s:
-        r = s["raw_weights"]
+    if r := s.get("raw_weights"):
         lines.append(
             f"without the weight average (same runs): epoch-{s['epochs']} {fmt_acc(r['final_test_acc']['mean'])} ± "
             f"{r['final_test_acc']['std']:.2f}%, seeds passing {r['seeds_passing_goal']}/{s['n']}"
@@ -203,17 +189,15 @@ def format_aggregate(s: dict[str, Any]) -> str:
 
 
 def format_holding(s: dict[str, Any]) -> list[str]:
-    """The consistency claim as numbers (absent from aggregates written before they existed)."""
+    """The consistency claim as numbers, where the aggregate has them."""
     split, lines = scored_split(s), []
-    if "holding" in s:
-        h = s["holding"]
+    if h := s.get("holding"):
         lo, hi = h["interval95"]
         lines.append(
             f"  share of new seeds that would hold, 95% interval: {100 * lo:.1f}-{100 * hi:.1f}% "
             f"(one-sided lower bound {100 * h['one_sided_lower95']:.1f}%; Clopper-Pearson exact)"
         )
-    if f"{split}_set_sampling" in s:
-        t = s[f"{split}_set_sampling"]
+    if t := s.get(f"{split}_set_sampling"):
         if t["binomial_sd_points"] is None:
             lines.append(f"  {split}-set sampling SD: unknown (the runs' logs do not say how many {split} images)")
         else:
@@ -222,8 +206,7 @@ def format_holding(s: dict[str, Any]) -> list[str]:
                 f"(binomial, {t['n_test']:,} images, one set for all seeds), beside "
                 f"{t['across_seeds_sd_points']:.3f} across seeds"
             )
-    if "margin" in s:
-        m = s["margin"]
+    if m := s.get("margin"):
         images = "" if m["images"] is None else f" = {m['images']:+d} images of {m['n_test']:,}"
         lines.append(
             f"  margin: worst last-{LAST_EPOCHS} reading {m[f'worst_{split}_acc']:.2f} - {m['target']:.2f} = "

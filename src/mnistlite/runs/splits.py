@@ -1,9 +1,5 @@
-"""How many runs train at once, and on how many threads each: `--jobs auto`, by a rule.
-
-Each split of the cores (jobs x threads = cores) gets a committed rate; the rule picks the
-one that finishes the runs soonest counted in waves (`makespan`), more jobs having to win by
-MIN_GAIN (each process costs memory and start-up). Nothing is timed at run time.
-"""
+"""How many runs train at once, and on how many threads each (`--jobs auto`): a committed rate per split of the
+cores; the soonest finish in waves wins, more jobs by MIN_GAIN (a process costs memory). Nothing is timed here."""
 
 from __future__ import annotations
 
@@ -31,20 +27,13 @@ def parse_jobs(text: str) -> int | str:
     raise MnistliteError(f"--jobs must be a number of runs at once (>= 1) or auto, got {text!r}")
 
 
-def options(cores: int) -> list[tuple[int, int]]:
-    """Every (jobs, threads) with jobs x threads = cores, fewest jobs first."""
-    return [(j, cores // j) for j in range(1, cores + 1) if cores % j == 0]
-
-
 def makespan(m: dict[str, Any], runs: int) -> float:
-    """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at the
-    split's rate per process (five seeds on two workers are three waves, the last with a core idle)."""
+    """Time for `runs` equal runs on split m, in one run's units: ceil(runs / jobs) waves at its rate per process."""
     return -(-runs // m["jobs"]) * m["jobs"] / m["rate"]
 
 
 def choose(measured: Sequence[dict[str, Any]], runs: int | None = None) -> dict[str, Any]:
-    """The rule, given each split's total rate (fewest jobs first): more jobs only where MIN_GAIN faster,
-    for `runs` runs by their makespan (None: a long sweep, by the total rate)."""
+    """The rule: more jobs only where MIN_GAIN faster, by the makespan of `runs` runs (None: by the total rate)."""
     best = measured[0]
     for m in measured[1:]:
         if runs is None:
@@ -57,8 +46,9 @@ def choose(measured: Sequence[dict[str, Any]], runs: int | None = None) -> dict[
 
 
 def rates(cores: int) -> list[dict[str, Any]]:
-    """Each split's total rate relative to one job on all cores, by SPLIT_GAIN (fewest jobs first)."""
-    return [{"jobs": j, "threads": t, "rate": round(SPLIT_GAIN ** math.log2(j), 3)} for j, t in options(cores)]
+    """Each split of the cores (jobs x threads = cores, fewest jobs first), its total rate by SPLIT_GAIN (1: 1 job)."""
+    divisors = [j for j in range(1, cores + 1) if cores % j == 0]
+    return [{"jobs": j, "threads": cores // j, "rate": round(SPLIT_GAIN ** math.log2(j), 3)} for j in divisors]
 
 
 def resolve(
@@ -68,7 +58,7 @@ def resolve(
     echo: Callable[[str], None] = print,
     record: Path | None = None,
 ) -> tuple[int, int]:
-    """(jobs, threads per run) for the runs to train (PlannedRun); `auto` by the rule above, a number as given."""
+    """(jobs, threads per run) for the PlannedRuns to train; `auto` by the rule above, a number as given."""
     from ..engine.device import cpu_cores, resolve_device
 
     cores = cpu_cores()
@@ -97,16 +87,6 @@ def resolve(
     if record is not None:
         from ..engine import rundir as rd
 
-        rd.write_json(
-            record / SPLIT_JSON,
-            {
-                "jobs": best["jobs"],
-                "threads": best["threads"],
-                "min_gain": MIN_GAIN,
-                "split_gain": SPLIT_GAIN,
-                "runs": len(runs),
-                "model": runs[0].config.model,
-                "splits": splits,
-            },
-        )
+        rule = {"jobs": best["jobs"], "threads": best["threads"], "min_gain": MIN_GAIN, "split_gain": SPLIT_GAIN}
+        rd.write_json(record / SPLIT_JSON, {**rule, "runs": len(runs), "model": runs[0].config.model, "splits": splits})
     return best["jobs"], best["threads"]

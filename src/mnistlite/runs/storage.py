@@ -1,25 +1,23 @@
-"""Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming.
-
-A trial whose heartbeat is older than the grace period is failed by whichever worker next calls
-`fail_stale()`, and re-enqueued once. Optuna beats only inside `Study.optimize`; these workers use
-ask/tell, so they run the heartbeat thread themselves (`heartbeat`). Nothing here imports torch.
-"""
+"""Optuna storage for many workers (searches and sweeps): heartbeats, stale-trial recovery, claiming. Optuna
+beats only inside `Study.optimize`; these workers use ask/tell, so `heartbeat` beats for them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import os
+import random
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ..errors import MnistliteError
 
 DEFAULT_HEARTBEAT = 30  # seconds between heartbeats of a running trial
-DEFAULT_MAX_RETRY = 1  # a trial whose worker died is run again once
 DEFAULT_PATIENCE = 300.0  # seconds a database server may be unreachable before a worker gives up
 
 _patience = DEFAULT_PATIENCE
@@ -52,13 +50,10 @@ def sqlite_url(path: str | os.PathLike) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 maps the
-    bare scheme to psycopg2, 2.1 to psycopg 3)."""
+    """Name the installed PostgreSQL driver in a bare `postgresql://` URL (SQLAlchemy 2.0 and 2.1 differ)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         return url
-    import importlib.util
-
     for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{driver}://{rest}"
@@ -70,57 +65,55 @@ def make_storage(
     *,
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT,
     grace_period: int | None = None,
-    max_retry: int | None = DEFAULT_MAX_RETRY,
     patience: float | None = None,
 ):
-    """An RDBStorage for `url` (or a storage object, returned as it is) with heartbeats and
-    retry-once of stale trials; a URL that cannot be opened is a MnistliteError. On a database
-    server (not SQLite) every call waits out an outage of up to `patience` seconds (default: the
-    last `set_patience`, else DEFAULT_PATIENCE; runs/patient_storage.py)."""
+    """An RDBStorage for `url` with heartbeats and retry-once of stale trials; on a server, patient (`set_patience`)."""
     optuna = import_optuna()
     if not isinstance(url, str):
         return url
-    from optuna.storages import RDBStorage
+    from sqlalchemy import exc
 
-    try:  # the class and RDBStorage's argument were renamed together (optuna#6670)
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-
-        retry_arg = "heartbeat_stale_trial_callback"
-    except ImportError:  # optuna < 4.9
-        from optuna.storages import RetryFailedTrialCallback as Retry
-
-        retry_arg = "failed_trial_callback"
-
+    # The class and RDBStorage's argument were renamed together in optuna 4.9 (optuna#6670).
+    renamed = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+    Retry = optuna.storages.RetryHeartbeatStaleTrialCallback if renamed else optuna.storages.RetryFailedTrialCallback
+    retry_arg = "heartbeat_stale_trial_callback" if renamed else "failed_trial_callback"
     url = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs["heartbeat_interval"] = int(heartbeat_interval)
         kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
-        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=max_retry))
+        kwargs[retry_arg] = _RetryOnce(Retry(max_retry=1))  # a trial whose worker died is run again once
     engine: dict[str, Any] = {}
-    storage_cls: Any = RDBStorage
+    storage_cls: Any = optuna.storages.RDBStorage
     if url.startswith("sqlite"):
         # Several processes on one SQLite file: wait for the lock rather than fail.
         engine["connect_args"] = {"timeout": 60}
     else:
-        # A pooled connection that died while idle (server restarted) is replaced on checkout;
-        # a call cut off mid-way is retried by PatientRDBStorage.
+        # A pooled connection that died while idle is replaced on checkout; one cut off mid-call, by PatientRDBStorage.
         engine["pool_pre_ping"] = True
         from .patient_storage import PatientRDBStorage
 
         kwargs["patience"] = _patience if patience is None else float(patience)
         kwargs["log"] = functools.partial(print, flush=True)
         storage_cls = PatientRDBStorage
-    try:
-        return _open_rdb(storage_cls, url, engine, kwargs)
-    except ImportError as e:
-        driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
-        raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
-    except Exception as e:  # sqlalchemy: bad URL, server down, authentication...
-        if isinstance(e, optuna.exceptions.OptunaError) or type(e).__module__.startswith("sqlalchemy"):
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise MnistliteError(f"cannot open storage {redact(url)}: {first}") from None
-        raise
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return storage_cls(url, engine_kwargs=dict(engine), **kwargs)
+        except ImportError as e:
+            driver = "psycopg2-binary" if url.startswith("postgres") else "the database driver"
+            raise MnistliteError(f"cannot open storage {redact(url)}: install {driver} ({e})") from None
+        except Exception as e:  # sqlalchemy: bad URL, server down, authentication...
+            # Workers starting together race to create a fresh database's tables: PostgreSQL answers one with a
+            # unique or duplicate-table violation, and a moment later the tables are there.
+            if isinstance(e, (exc.IntegrityError, exc.ProgrammingError)) and attempt < 5:
+                time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+                continue
+            if isinstance(e, optuna.exceptions.OptunaError) or type(e).__module__.startswith("sqlalchemy"):
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise MnistliteError(f"cannot open storage {redact(url)}: {first}") from None
+            raise
 
 
 class _RetryOnce:
@@ -131,31 +124,8 @@ class _RetryOnce:
         self.inner = inner
 
     def __call__(self, study, trial) -> None:
-        for t in study.get_trials(deepcopy=False):
-            if trial.number in t.system_attrs.get("retry_history", ()):
-                return
-        self.inner(study, trial)
-
-
-def _open_rdb(RDBStorage, url: str, engine: dict[str, Any], kwargs: dict[str, Any], attempts: int = 6):
-    """RDBStorage(...), retried when workers starting together race to create the
-    tables of a fresh database (PostgreSQL answers one of them with a unique or
-    duplicate-table violation; a moment later the tables are simply there)."""
-    import random
-    import time
-
-    from sqlalchemy import exc
-
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return RDBStorage(url, engine_kwargs=dict(engine), **kwargs)
-        except (exc.IntegrityError, exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
-    raise AssertionError("unreachable")
+        if not any(trial.number in t.system_attrs.get("retry_history", ()) for t in study.get_trials(deepcopy=False)):
+            self.inner(study, trial)
 
 
 def redact(url: str) -> str:
@@ -169,14 +139,13 @@ def redact(url: str) -> str:
 
 
 def fail_stale(study) -> None:
-    """Fail trials whose worker stopped beating (their retry callback re-enqueues them)."""
+    """Fail trials whose worker stopped beating for the grace period (their retry callback re-enqueues them)."""
     import_optuna().storages.fail_stale_trials(study)
 
 
-@contextmanager
+@contextlib.contextmanager
 def heartbeat(storage, trial_id: int) -> Iterator[None]:
-    """Record heartbeats for `trial_id` from a side thread while the block runs (where the storage has
-    them on: an RDBStorage, or Optuna's cache wrapping one)."""
+    """Record heartbeats for `trial_id` from a side thread while the block runs, where the storage has them on."""
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if not interval or not hasattr(storage, "record_heartbeat"):
         yield
@@ -184,13 +153,9 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
-            try:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # a network blip must not kill the trial; the next beat retries
                 storage.record_heartbeat(trial_id)
-            except Exception:  # noqa: BLE001  (a network blip must not kill the trial; the next beat retries)
-                pass
-            if stop.wait(interval):
-                return
 
     storage.record_heartbeat(trial_id)  # before the thread: the trial is never seen beat-less
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
@@ -203,15 +168,12 @@ def heartbeat(storage, trial_id: int) -> Iterator[None]:
 
 
 def claim_waiting(storage, trial_ids: list[int]) -> int | None:
-    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id or None
-    (the storage refuses a trial another worker claimed first)."""
+    """Atomically move the first still-WAITING trial of `trial_ids` to RUNNING; its id, or None."""
     optuna = import_optuna()
     from optuna.trial import TrialState
 
     for tid in trial_ids:
-        try:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # claimed by another worker first
             if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
                 return tid
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
     return None

@@ -1,17 +1,5 @@
-"""Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared.
-
-A sweep is a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls
-`run_sweep(jobs, storage_url, study_name, worker)` and gets one JobOutcome per job.
-
-* Each job is one enqueued trial (user attrs `sweep_job`, `sweep_key`). The creator enqueues
-  all; a joiner waits for that, then adds jobs not WAITING, RUNNING or COMPLETE (so a longer
-  list extends the sweep, and jobs that failed for good run again).
-* Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second
-  copy of one job (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`).
-* A dead worker's trial is failed after the heartbeat grace period and retried once; an
-  exception raised by `worker` marks it FAIL (not retried) and propagates.
-* A worker with an empty queue waits for every job, so any can print the table.
-"""
+"""Sweeps on many workers through one Optuna study: the shared job queue under plan.execute_shared. A sweep is
+a fixed list of JSON-able jobs (`make_job`); every worker, on any machine, calls `run_sweep` on the same list."""
 
 from __future__ import annotations
 
@@ -23,7 +11,6 @@ from typing import Any
 
 from ..errors import MnistliteError
 from . import storage as st
-from .storage import make_storage
 
 KIND = "mnistlite-sweep"
 JOIN_WAIT = 30.0  # seconds a joining worker waits for the creator to enqueue the jobs
@@ -35,26 +22,21 @@ def make_job(model: str, seed: int, overrides: Mapping[str, Any] | None = None) 
 
 def job_key(job: Mapping[str, Any]) -> str:
     """Canonical JSON of a job: equal jobs have equal keys."""
-    try:
-        return json.dumps(job, sort_keys=True, separators=(",", ":"))
-    except TypeError as e:
-        raise MnistliteError(f"sweep job is not JSON-serialisable: {e}") from None
+    return json.dumps(job, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
 class JobOutcome:
     job: dict[str, Any]
-    key: str
     state: str  # COMPLETE | FAIL | PENDING (waiting or running elsewhere)
     value: float | None = None
     result: Any = None
-    trial: int | None = None
-    worker: str | None = None
     error: str | None = None
 
 
 def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: Callable[[str], None] = print):
-    """Create or join the sweep study and make sure every job is enqueued."""
+    """Create or join the sweep study; a joiner waits for the creator, then enqueues the jobs not WAITING,
+    RUNNING or COMPLETE (so a longer list extends the sweep, and jobs that failed for good run again)."""
     optuna = st.import_optuna()
     keys = [job_key(j) for j in jobs]
     if len(set(keys)) != len(keys):
@@ -69,23 +51,19 @@ def open_sweep_study(storage, study_name: str, jobs: list[dict[str, Any]], log: 
             if study.user_attrs.get("kind") not in (None, KIND):
                 break
             time.sleep(0.5)
-    kind = study.user_attrs.get("kind", KIND)
-    if kind != KIND:
+    if (kind := study.user_attrs.get("kind", KIND)) != KIND:
         raise MnistliteError(f"study {study_name!r} is a {kind}, not a sweep; choose another study name")
     st.fail_stale(study)
     from optuna.trial import TrialState
 
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     present = {t.user_attrs.get("sweep_key") for t in study.get_trials(deepcopy=False, states=live)}
-    added = 0
-    for job, key in zip(jobs, keys):
-        if key not in present:
-            study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
-            added += 1
-    if "sweep_ready" not in study.user_attrs:
-        study.set_user_attr("sweep_ready", True)
-    if added:
-        log(f"sweep {study_name}: enqueued {added} of {len(jobs)} job(s)")
+    missing = [(job, key) for job, key in zip(jobs, keys) if key not in present]
+    for job, key in missing:
+        study.enqueue_trial({}, user_attrs={"sweep_job": job, "sweep_key": key})
+    study.set_user_attr("sweep_ready", True)  # an upsert: a joiner repeating it is harmless
+    if missing:
+        log(f"sweep {study_name}: enqueued {len(missing)} of {len(jobs)} job(s)")
     return study
 
 
@@ -99,12 +77,14 @@ def run_sweep(
     poll: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> list[JobOutcome]:
-    """Run `jobs` with `worker` on this process, sharing them with every other worker of
-    `study_name` in `storage`; return one JobOutcome per job (see the module docstring)."""
-    st.import_optuna()
+    """Run `jobs` with `worker` here, sharing them with every other worker of `study_name`; one JobOutcome per job.
+    Workers claim WAITING trials atomically, in enqueue order, only for their own jobs; a second copy of a job
+    (two joiners racing) is dropped when claimed (FAIL, `duplicate_of`). A dead worker's trial is failed after
+    the grace period and retried once; an exception raised by `worker` marks it FAIL (not retried) and
+    propagates. A worker with an empty queue waits for every job, so any can print the table."""
+    storage = st.make_storage(storage)  # first: a missing optuna is a one-line error
     from optuna.trial import TrialState
 
-    storage = make_storage(storage)
     study = open_sweep_study(storage, study_name, jobs, log)
     keys = {job_key(j) for j in jobs}
     while True:
@@ -112,8 +92,7 @@ def run_sweep(
         mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("sweep_key") in keys]
         waiting = [t._trial_id for t in sorted(mine, key=lambda t: t.number) if t.state == TrialState.WAITING]
         if waiting:
-            trial_id = st.claim_waiting(storage, waiting)
-            if trial_id is not None:
+            if (trial_id := st.claim_waiting(storage, waiting)) is not None:
                 _run_claimed(study, storage, trial_id, worker, value_key, log)
             continue
         if not any(t.state == TrialState.RUNNING for t in mine):
@@ -127,14 +106,10 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
     from optuna.trial import TrialState
 
     trial = optuna.Trial(study, trial_id)
-    key = trial.user_attrs["sweep_key"]
-    job = trial.user_attrs["sweep_job"]
+    key, job = trial.user_attrs["sweep_key"], trial.user_attrs["sweep_job"]
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-    earlier = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=live)
-        if t.user_attrs.get("sweep_key") == key and t.number < trial.number
-    ]
+    same = [t.number for t in study.get_trials(deepcopy=False, states=live) if t.user_attrs.get("sweep_key") == key]
+    earlier = [n for n in same if n < trial.number]
     t0 = time.perf_counter()
     try:
         if earlier:  # in the try too: a copy claimed but unheard of may already be failed as stale
@@ -151,19 +126,15 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
         if isinstance(result, Mapping):
-            result = dict(result)
-            trial.set_user_attr("result", result)
-            value = result.get(value_key)
-        else:
-            value = result
+            trial.set_user_attr("result", dict(result))
+            result = result.get(value_key)
         try:
-            value = float(value) if value is not None else 0.0
-        except (TypeError, ValueError):
+            value = float(result)
+        except (TypeError, ValueError):  # None, or not a number
             value = 0.0
         if study.tell(trial, value, skip_if_finished=True).state != TrialState.COMPLETE:
             raise optuna.exceptions.UpdateFinishedTrialError  # failed as stale while it trained
     except optuna.exceptions.UpdateFinishedTrialError:
-        # Failed as stale by another worker (this one missed heartbeats); its retry runs the job.
         log(
             f"sweep {study.study_name}: trial {trial.number} was failed by another worker after missed "
             "heartbeats; its retry takes its place"
@@ -173,29 +144,18 @@ def _run_claimed(study, storage, trial_id: int, worker, value_key: str, log) -> 
 
 
 def outcomes(study, jobs: list[dict[str, Any]]) -> list[JobOutcome]:
-    """The state of each job in `study`, in the order of `jobs`."""
     from optuna.trial import TrialState
 
-    by_key: dict[str, list] = {}
-    for t in study.get_trials(deepcopy=False):
-        if "sweep_key" in t.user_attrs:
-            by_key.setdefault(t.user_attrs["sweep_key"], []).append(t)
+    every = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     out = []
     for job in jobs:
-        key = job_key(job)
-        trials = sorted(by_key.get(key, []), key=lambda t: t.number)
+        trials = [t for t in every if t.user_attrs.get("sweep_key") == job_key(job)]
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        pending = [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
         if done:
-            t, attrs = done[0], done[0].user_attrs
-            out.append(JobOutcome(job, key, "COMPLETE", t.value, attrs.get("result"), t.number, attrs.get("worker")))
-        elif pending:
-            out.append(JobOutcome(job, key, "PENDING", trial=pending[0].number))
-        elif trials:
-            t, attrs = trials[-1], trials[-1].user_attrs
-            out.append(
-                JobOutcome(job, key, "FAIL", trial=t.number, worker=attrs.get("worker"), error=attrs.get("error"))
-            )
+            out.append(JobOutcome(job, "COMPLETE", done[0].value, done[0].user_attrs.get("result")))
+        elif any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+            out.append(JobOutcome(job, "PENDING"))
         else:
-            out.append(JobOutcome(job, key, "FAIL", error="never enqueued"))
+            error = trials[-1].user_attrs.get("error") if trials else "never enqueued"
+            out.append(JobOutcome(job, "FAIL", error=error))
     return out
