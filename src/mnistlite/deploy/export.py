@@ -1,10 +1,7 @@
-"""model.pt -> ONNX, verified against torch with onnxruntime; optional int8 variants.
+"""model.pt -> ONNX, verified against torch with onnxruntime (or no file is left); optional int8 variants.
 
-The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo
-exporter starts at 18 and needs onnxscript) and keeps the weights inside the one file.
-The metadata_props carry what `predict`/`serve` need to use the file alone. An export
-whose logits differ from torch's by more than `atol`, or whose argmax ever differs,
-on VERIFY_N test images fails and leaves no file behind.
+The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo exporter starts at 18
+and needs onnxscript) and keeps the weights in the one file; metadata_props carry what predict/serve need.
 """
 
 from __future__ import annotations
@@ -24,19 +21,7 @@ from .. import __version__
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from . import require
-from .predict import (
-    META_CLASSES,
-    META_DATASET,
-    META_MEAN,
-    META_MODEL,
-    META_PARAMS,
-    META_STD,
-    META_TEST_ACC,
-    META_VERSION,
-    OnnxPredictor,
-    RunModel,
-    load_run,
-)
+from .predict import META_MODEL, META_PREFIX, OnnxPredictor, RunModel, load_run
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 11, 20
@@ -68,17 +53,17 @@ class ExportReport:
 
 def metadata_for(run: RunModel) -> dict[str, str]:
     meta = {
-        META_MODEL: run.config.model,
-        META_MEAN: repr(float(run.mean)),
-        META_STD: repr(float(run.std)),
-        META_CLASSES: json.dumps(run.classes),
-        META_DATASET: run.config.dataset,
-        META_PARAMS: str(run.params),
-        META_VERSION: __version__,
+        "model": run.config.model,
+        "mean": repr(float(run.mean)),
+        "std": repr(float(run.std)),
+        "classes": json.dumps(run.classes),
+        "dataset": run.config.dataset,
+        "params": str(run.params),
+        "version": __version__,
     }
     if run.test_acc is not None:
-        meta[META_TEST_ACC] = repr(run.test_acc)
-    return meta
+        meta["test_acc"] = repr(run.test_acc)
+    return {META_PREFIX + k: v for k, v in meta.items()}
 
 
 def set_metadata(path: Path, meta: dict[str, str]) -> None:
@@ -95,7 +80,6 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
 
 
 def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis."""
     require("onnx", "ONNX export")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MnistliteError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
@@ -146,7 +130,6 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
     q = require("onnxruntime.quantization", "int8 quantisation")
     with tempfile.TemporaryDirectory(prefix="mnistlite-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
-        # Shape inference + graph optimisation first, as onnxruntime recommends.
         q.quant_pre_process(str(float_path), str(prep), skip_symbolic_shape=True)
         if mode == "dynamic":
             q.quantize_dynamic(str(prep), str(out), weight_type=q.QuantType.QUInt8)
@@ -164,21 +147,8 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
             )
 
 
-def default_out(run: RunModel) -> Path:
-    if run.result and run.result.get("pretrained"):  # shipped weights: never write into the installed package
-        return Path(f"{run.config.model}.onnx")
-    return run.path.parent / "model.onnx"
-
-
 def quant_path(out: Path, mode: str) -> Path:
     return out.with_name(f"{out.stem}.int8-{mode}{out.suffix}")
-
-
-def _data(run: RunModel, data_dir: str | None):
-    from ..data import load_dataset
-
-    chosen = data_dir or (run.config.data_dir if run.config.data_dir and Path(run.config.data_dir).is_dir() else None)
-    return load_dataset(run.config.dataset, data_dir=chosen, download=run.config.download)
 
 
 def export_run(
@@ -193,19 +163,27 @@ def export_run(
     trust_code: bool = False,
 ) -> ExportReport:
     """Export, verify and (optionally) quantise the model of a run directory or model.pt."""
+    from ..data import load_dataset
+
     for m in quantize_modes:
         if m not in QUANT_MODES:
             raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {m!r}")
     require("onnxruntime", "verifying the export")
     run = load_run(model_path, trust_code=trust_code)
-    out = Path(out) if out else default_out(run)
+    if out:
+        out = Path(out)
+    elif run.result and run.result.get("pretrained"):  # shipped weights: never write into the installed package
+        out = Path(f"{run.config.model}.onnx")
+    else:
+        out = run.path.parent / "model.onnx"
     if out.suffix.lower() != ".onnx":
         raise MnistliteError(f"--out {out}: the file name must end in .onnx")
     if out.is_dir():
         raise MnistliteError(f"--out {out} is a directory; give a file name ending in .onnx")
     if not out.parent.is_dir():
         raise MnistliteError(f"--out {out}: folder {out.parent} does not exist")
-    data = _data(run, data_dir)
+    chosen = data_dir or (run.config.data_dir if run.config.data_dir and Path(run.config.data_dir).is_dir() else None)
+    data = load_dataset(run.config.dataset, data_dir=chosen, download=run.config.download)
     test = data.test
     n = min(VERIFY_N, len(test))
     model = run.model.eval()
@@ -250,7 +228,10 @@ def export_run(
     )
     for mode in quantize_modes:
         qpath = quant_path(out, mode)
-        calib = data.train.images[:CALIB_N] if mode == "static" else None
+        calib, how = None, "weights only, activations at run time"
+        if mode == "static":
+            calib = data.train.images[:CALIB_N]
+            how = f"calibrated on {len(calib)} training images"
         quantize(out, qpath, mode, calib)
         set_metadata(qpath, metadata_for(run))
         qacc, q_argmax = accuracy(OnnxPredictor(qpath).logits, test.images, test.labels)
@@ -265,11 +246,6 @@ def export_run(
             "calibration_images": len(calib) if calib is not None else 0,
         }
         report.quantized.append(entry)
-        how = (
-            f"calibrated on {len(calib)} training images"
-            if calib is not None
-            else "weights only, activations at run time"
-        )
         echo(
             f"Quantized int8 ({mode}, {how}) -> {qpath}, {_size(entry['size_bytes'])}\n"
             f"  test accuracy {qacc:.2f}% (float {report.onnx_test_acc:.2f}%, "

@@ -1,9 +1,7 @@
-"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made
-(fitted into 20x20, centred by mass in 28x28: the steps are in docs/deploy.md).
+"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was (steps in docs/deploy.md).
 
-Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, more than
-MAX_PIXELS refused from the header. `preprocess_image` raises nothing but MnistliteError
-(subclasses carry the HTTP status a server should answer with).
+Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, over MAX_PIXELS refused from
+the header. Errors are only MnistliteError subclasses, which carry the HTTP status a server answers.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ Source = bytes | bytearray | memoryview | str | os.PathLike
 
 
 class ImageError(MnistliteError):
-    """The input is not a usable image; `http_status` is what a server answers."""
+    """The input is not a usable image."""
 
     http_status = 400
 
@@ -85,8 +83,7 @@ def decode_gray(data: bytes) -> np.ndarray:
     Image.init()  # registers every plugin: TIFF and WEBP are not preloaded
     try:
         with warnings.catch_warnings():
-            # Decoders warn about odd headers (ignored: the pixels decide); Pillow warns past
-            # its own pixel limit, which our lower limit refuses anyway.
+            # Odd-header warnings are ignored (the pixels decide); Pillow's pixel-limit one is an error.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=FORMATS) as img:
@@ -141,11 +138,7 @@ def _gray(img: Image.Image) -> np.ndarray:
 
 def mnist_pixels(src: Source) -> np.ndarray:
     """The 28x28 float32 image in [0, 1], white ink on black, as MNIST stores it (before normalising)."""
-    return fit_mnist(decode_gray(read_source(src)))
-
-
-def fit_mnist(v: np.ndarray) -> np.ndarray:
-    """Invert, crop, fit and centre a [0, 1] grayscale array (light pixels high)."""
+    v = decode_gray(read_source(src))
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
     if float(np.median(border)) > 0.5:  # light background: dark ink on paper
         v = 1.0 - v
@@ -182,14 +175,10 @@ def fit_mnist(v: np.ndarray) -> np.ndarray:
 
 
 def normalise(pixels: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """(28, 28) pixels in [0, 1] -> a (1, 1, 28, 28) float32 tensor normalised like the training data."""
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).reshape(1, 1, SIDE, SIDE)
     return (x - mean) / std
 
 
 def preprocess_image(src: Source, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """Image bytes or a path -> (1, 1, 28, 28) tensor; raises only MnistliteError (ImageError) on bad input.
-
-    Error messages do not repeat the file name: callers prefix it.
-    """
+    """Image bytes or a path -> (1, 1, 28, 28) tensor; error messages leave the file name to the caller."""
     return normalise(mnist_pixels(src), mean, std)

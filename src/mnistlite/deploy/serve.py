@@ -1,8 +1,6 @@
-"""The web app behind `mnistlite serve`: a drawing page (static/) and a small JSON API,
-GET /api/info and POST /api/predict; requests, answers and error codes are in docs/deploy.md.
-
-Nothing loads from a CDN (a Content-Security-Policy of 'self' enforces it), so the
-interactive API docs, which would, are off.
+"""The web app behind `mnistlite serve`: a drawing page (static/), GET /api/info and POST /api/predict
+(requests, answers and error codes in docs/deploy.md). Nothing loads from a CDN (a Content-Security-Policy
+of 'self' enforces it), so the interactive API docs, which would, are off.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time,
@@ -63,16 +61,8 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
 
     @app.get("/api/info")
     def api_info() -> dict[str, Any]:
-        return {
-            "model": info.model,
-            "params": info.params,
-            "test_acc": info.test_acc,
-            "dataset": info.dataset,
-            "classes": info.classes,
-            "backend": info.backend,
-            "file": Path(info.path).name,
-            "max_upload_bytes": MAX_UPLOAD_BYTES,
-        }
+        shown = {k: getattr(info, k) for k in ("model", "params", "test_acc", "dataset", "classes", "backend")}
+        return {**shown, "file": Path(info.path).name, "max_upload_bytes": MAX_UPLOAD_BYTES}
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> JSONResponse:

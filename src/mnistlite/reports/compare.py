@@ -21,7 +21,6 @@ from .sections import EXPERIMENT_JSON, is_experiment_dir, sections_from_experime
 
 
 def is_seeds_dir(path: Path) -> bool:
-    """A `mnistlite seeds` folder: consistency.json beside its seed<k>/ runs."""
     return (Path(path) / CONSISTENCY_JSON).is_file()
 
 
@@ -143,8 +142,7 @@ def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
 def format_paired(p: dict[str, Any]) -> str:
     lines = [
         f"paired over {p['n']} common seed(s), final {SPLIT_NAMES[p.get('split', 'test')]} accuracy, "
-        f"A = {p['a']} ({p['model_a']}), "
-        f"B = {p['b']} ({p['model_b']})",
+        f"A = {p['a']} ({p['model_a']}), B = {p['b']} ({p['model_b']})",
         "seed       A       B   A - B",
     ]
     for seed, r in p["per_seed"].items():

@@ -1,36 +1,6 @@
-"""Experiment files: a titled list of steps, each a model and a recipe, trained per seed, then a report.
-
-    title = "From a 26.5k baseline to a sub-8k flagship"
-    description = "optional, markdown"
-    seeds = [1, 2]                      # optional; default [1]; --seeds/--seed-list override
-    models = ["my_models.py"]           # optional: files whose @register_model names steps may use
-    read_test = true                    # optional: a final report, scored on the test set (see below)
-
-    [defaults]                          # optional: TrainConfig overrides for every step
-    epochs = 15
-
-    [[steps]]
-    name = "baseline"                   # the run folder: <out>/<name>/seed<k>/
-    model = "mnistlite8k_model1"        # a registered model ('mnistlite models'), or models/net.py:Net
-    title = "Baseline"                  # optional heading
-    target = ["Get the set-up right"]   # what the step is meant to show (the seeds' "Target")
-    notes = "optional, markdown"
-    [steps.recipe]                      # optional: TrainConfig overrides for this step
-    lr = 0.03
-
-Model files and references are relative to the experiment file's folder.
-
-A run's config is, later winning: TrainConfig defaults, the model's registered
-recipe, [defaults], the step's recipe, the command line (--epochs, ...), the seed.
-
-Sealed by default: every run holds out VAL_SIZE training images (or its recipe's `val_size`)
-and never reads the test set, so an experiment can guide choices without spending it. A final
-report opts in with `read_test = true`: its runs train on the full training set and are scored
-on the test set, and experiment.json and the report say so.
-
-Run, every step for every seed resumably: runs/plan.py decides for every run folder whether it is
-done, resumes or trains afresh; a finished run made with a different config is moved aside only
-with --rerun-changed.
+"""Experiment files: titled [[steps]] (a model and a recipe each; starter/experiment.toml shows one), trained per
+seed, then a report. A run's config, later winning: TrainConfig defaults, the model's recipe, [defaults], the step's
+recipe, the command line, the seed. Sealed unless `read_test = true` (a final report): runs hold out VAL_SIZE images.
 """
 
 from __future__ import annotations
@@ -47,7 +17,7 @@ from ..config import TrainConfig
 from ..config_files import NAME_RE, check_keys, check_recipe, check_text, hint, load_toml, parse_seeds
 from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..models import config_for, get_entry, list_models
+from ..models import config_for, get_entry
 from ..models.usercode import named_models, rebase
 from ..runs import plan, splits
 from ..tuning_file import DEFAULT_VAL_SIZE as VAL_SIZE
@@ -56,6 +26,7 @@ from .sections import EXPERIMENT_JSON
 
 TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps", "read_test")
 STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
+FORMAT = 1  # of experiment.json
 # Set by the step (model) or by the seed list (seed), never by a recipe table.
 NOT_IN_RECIPE = {"model": "set it with the step's `model` key", "seed": "list seeds in the top-level `seeds`"}
 
@@ -96,9 +67,10 @@ class Experiment:
         return cfg
 
 
-def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
-    """Validate a parsed TOML document; every error names the file and the step."""
-    src = str(path)
+def load_experiment(path: str | Path) -> Experiment:
+    """Load and validate an experiment file; every error names the file and the step."""
+    path = Path(path)
+    doc, src = load_toml(path, "experiment file"), str(path)
     for key in doc:
         if key not in TOP_KEYS:
             raise MnistliteError(
@@ -139,27 +111,19 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
         seen.add(name)
         model = check_text(raw["model"], f"{label}: model")
         model = named.get(model) or rebase(model, path.parent)
-        if model not in list_models():
-            try:
-                get_entry(model)
-            except MnistliteError as e:
-                raise MnistliteError(f"{label}: {e}") from None
+        try:
+            get_entry(model)
+        except MnistliteError as e:
+            raise MnistliteError(f"{label}: {e}") from None
         target = raw["target"]
         if isinstance(target, str):
             target = [target]
         if not isinstance(target, list) or not target or not all(isinstance(t, str) and t.strip() for t in target):
             raise MnistliteError(f"{label}: target must be a non-empty list of strings (one per bullet)")
         recipe = check_recipe(raw.get("recipe", {}), f"{label}: [steps.recipe]", NOT_IN_RECIPE)
-        steps.append(
-            Step(
-                name=name,
-                model=model,
-                title=check_text(raw.get("title", ""), f"{label}: title"),
-                target=tuple(t.strip() for t in target),
-                notes=check_text(raw.get("notes", ""), f"{label}: notes"),
-                recipe=recipe,
-            )
-        )
+        heading = check_text(raw.get("title", ""), f"{label}: title")
+        notes = check_text(raw.get("notes", ""), f"{label}: notes")
+        steps.append(Step(name, model, heading, tuple(t.strip() for t in target), notes, recipe))
     exp = Experiment(path, title, description, seeds, defaults, tuple(steps), read_test)
     for i, step in enumerate(exp.steps, 1):  # every value checked now, not at step 4 an hour in
         try:
@@ -167,14 +131,6 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
         except MnistliteError as e:
             raise MnistliteError(f"{src}: step {i} ({step.name!r}): {e}") from None
     return exp
-
-
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path)
-    return parse_experiment(load_toml(path, "experiment file"), path)
-
-
-FORMAT = 1
 
 
 def run_dir_for(out: Path, step: Step, seed: int) -> Path:
@@ -236,8 +192,8 @@ def run_experiment(
     width = len(str(len(runs)))
     echo(f"{exp.title}: {len(exp.steps)} step(s) x {len(seeds)} seed(s) -> {out}")
     for i, r in enumerate(runs, 1):
-        what = plan.STATUS_TEXT[r.status]
-        echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {what}" + (f" ({r.detail})" if r.detail else ""))
+        detail = f" ({r.detail})" if r.detail else ""
+        echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {plan.STATUS_TEXT[r.status]}{detail}")
     if changed and not rerun_changed:
         first = changed[0]
         raise MnistliteError(

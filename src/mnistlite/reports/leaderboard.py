@@ -18,8 +18,7 @@ from ..runs.holding import holding_text, images_text
 from ..runs.seeds import CONSISTENCY_JSON, claim_figures, run_seeds, scored_split
 from .markdown import epoch_list, table
 
-# What each seed README claims, in its own words, for the reproduction table.
-# Single runs, best epoch read off the test set.
+# What each seed README claims, in its own words (single runs, best epoch read off the test set).
 CLAIMS: dict[str, str] = {
     "mnistlite8k_model1": "best test 99.00% (its log: 99.13% at epoch 15)",
     "mnistlite8k_model2": "best test ~99.18% (its log: best 99.13% at epoch 13)",
@@ -32,14 +31,12 @@ CLAIMS: dict[str, str] = {
 }
 
 
-# Public results beside the ladder, as their sources state them, read from anchors.json (beside
-# this file; docs/results/anchors.json links to it), which names each one's repository, file and
-# whether it was verified. None is a multi-seed last-epoch mean, so the plot draws them apart.
+# Public results beside the ladder, as their sources state them (anchors.json names each one's repository, file
+# and whether it was verified). None is a multi-seed last-epoch mean, so the plot draws them apart.
 ANCHORS_FILE = Path(__file__).with_name("anchors.json")
 
 
 def load_anchors() -> list[dict[str, Any]]:
-    """The anchors file's entries, in its order."""
     return list(json.loads(ANCHORS_FILE.read_text())["anchors"])
 
 
@@ -62,8 +59,7 @@ def run_table(
 
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
-    """Each model's consistency.json under `out`, with the held-consistently figures of one written
-    before they existed (computed from it and its runs' logs; a stored figure wins)."""
+    """Each model's consistency.json under `out`, with the held-consistently figures filled in for older ones."""
     rows = []
     for n in list_models(tag):
         if (out / n / CONSISTENCY_JSON).is_file():
@@ -72,14 +68,8 @@ def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _epochs_at_target(agg: dict[str, Any]) -> str:
-    """Epochs whose mean accuracy over seeds is at the target, as ranges."""
-    split = scored_split(agg)
-    return epoch_list([r["epoch"] for r in agg["per_epoch"] if r[f"{split}_acc"]["mean"] >= agg["target"]]) or "none"
-
-
 def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    """Each row's CPU thread counts, read from its seeds' config.json (consistency.json does not keep them)."""
+    """Each row's CPU thread counts, from its seeds' config.json (consistency.json does not keep them)."""
     for s in rows:
         found = set()
         for r in s["per_seed"].values():
@@ -89,14 +79,6 @@ def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]
                 found.add(int(threads))
         s["threads"] = sorted(found)
     return rows
-
-
-def _median_seconds(s: dict[str, Any]) -> str:
-    secs = sorted(r["wall_seconds"] for r in s["per_seed"].values() if r.get("wall_seconds") is not None)
-    if not secs:
-        return "n/a"
-    threads = "/".join(map(str, s.get("threads", [])))
-    return f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "")
 
 
 # What the held-consistently columns mean, under every table that has them.
@@ -125,16 +107,20 @@ def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = Fal
         e, split = get_entry(s["model"]), scored_split(s)
         f, tag = s[f"final_{split}_acc"], "val " if split == "val" else ""  # a sealed sweep's figures say so
         sd = s.get(f"{split}_set_sampling", {}).get("binomial_sd_points")
+        at_target = [r["epoch"] for r in s["per_epoch"] if r[f"{split}_acc"]["mean"] >= s["target"]]
         line = f"| `{s['model']}` | {e.source} | {s['params']:,} |"
         if cost:
-            line += f" {profile_entry(e).macs:,} | {_median_seconds(s)} |"
+            secs = [r["wall_seconds"] for r in s["per_seed"].values() if r.get("wall_seconds") is not None]
+            threads = "/".join(map(str, s.get("threads", [])))
+            median = f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "") if secs else "n/a"
+            line += f" {profile_entry(e).macs:,} | {median} |"
         line += f" {s['epochs']} |"
         if claims:
             line += f" {CLAIMS.get(s['model'], 'n/a')} |"
         line += (
             f" {tag}{fmt_acc(f['mean'])} ± {f['std']:.2f} (n={s['n']}) | {'n/a' if sd is None else f'{sd:.3f}'} |"
             f" {tag}{fmt_acc(f['min'])} | {tag}{fmt_acc(s[f'last3_min_{split}_acc']['min'])} |"
-            f" {images_text(s['margin'])} | {holding_text(s['holding'])} | {_epochs_at_target(s)} |"
+            f" {images_text(s['margin'])} | {holding_text(s['holding'])} | {epoch_list(at_target) or 'none'} |"
         )
         lines.append(line)
     return "\n".join(lines)
@@ -162,8 +148,7 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label="final test accuracy, mean ± std")
     front = pareto(rows)
-    # A step line: the best mean reachable with at most x parameters, so a larger
-    # model that is not better (the flagship beside sep8k) sits below it, not on it.
+    # A step line: a larger model that is not better (the flagship beside sep8k) sits below it, not on it.
     ax.step(
         [s["params"] for s in front],
         [s["final_test_acc"]["mean"] for s in front],
@@ -188,8 +173,7 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     for a in load_anchors():
         name, params, acc = a["name"], a["params"], a["test_acc"]
         ax.plot(params, acc, "x", color="tab:orange", ms=8)
-        # Short, left of the mark in orange: the ladder's labels sit right and below; the
-        # anchors table printed under the plot gives each anchor's runs and epochs.
+        # Short and left of the mark: the ladder's labels sit right and below; the anchors table gives the rest.
         ax.annotate(
             f"{name.split('/')[-1]}: {acc:.2f}%",
             (params, acc),

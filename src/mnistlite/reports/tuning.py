@@ -17,7 +17,6 @@ def _acc(v: float | None) -> str:
 
 
 def table(ranking: dict[str, Any]) -> str:
-    """The ranking as a markdown table: validation columns only."""
     seeds = ranking["seeds"]
     head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
     head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
@@ -28,7 +27,6 @@ def table(ranking: dict[str, Any]) -> str:
     head.append("s/run")
     rows = []
     for r in ranking["candidates"]:
-        mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
         cells = [
             str(r["rank"] or "—"),
             r["name"],
@@ -37,7 +35,7 @@ def table(ranking: dict[str, Any]) -> str:
             f"{r['macs']:,}",
             fmt_recipe(r["recipe"]),
             *(_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds),
-            mean,
+            f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete",
             _acc(r[f"min_last{LAST_EPOCHS}_min_val_acc"]),
             *(_acc(r.get(k)) for k in raw),
             f"{r['mean_wall_seconds']:.0f}",
@@ -82,7 +80,6 @@ def markdown(ranking: dict[str, Any]) -> str:
 
 
 def _runs(ranking: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(candidate, seed, its run's entry) for every run of the ranking."""
     return [(r["name"], s, p) for r in ranking["candidates"] for s, p in r["per_seed"].items()]
 
 
