@@ -1,8 +1,6 @@
 """model.pt -> ONNX, verified against torch with onnxruntime (or no file is left); optional int8 variants.
-
 The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo exporter starts at 18
-and needs onnxscript) and keeps the weights in the one file; metadata_props carry what predict/serve need.
-"""
+and needs onnxscript) and keeps the weights in the one file; metadata_props carry what predict/serve need."""
 
 from __future__ import annotations
 
@@ -84,12 +82,11 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) 
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MnistliteError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     model = model.eval().cpu()
-    dummy = torch.zeros(2, 1, 28, 28)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
         torch.onnx.export(
             model,
-            (dummy,),
+            (torch.zeros(2, 1, 28, 28),),
             str(path),
             input_names=[INPUT],
             output_names=[OUTPUT],
@@ -98,14 +95,6 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) 
             do_constant_folding=True,
             dynamo=False,
         )
-
-
-def compare(model: torch.nn.Module, onnx_path: Path, images: torch.Tensor) -> tuple[float, int]:
-    """(max |logit difference|, number of equal argmaxes) of torch vs onnxruntime on `images`."""
-    with torch.inference_mode():
-        ref = model.eval()(images).float().numpy()
-    got = OnnxPredictor(onnx_path).logits(images)
-    return float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
 
 
 def accuracy(
@@ -134,7 +123,6 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
         if mode == "dynamic":
             q.quantize_dynamic(str(prep), str(out), weight_type=q.QuantType.QUInt8)
         else:
-            assert calib is not None
             q.quantize_static(
                 str(prep),
                 str(out),
@@ -192,7 +180,10 @@ def export_run(
         tmp = Path(tmp_dir) / out.name  # onnx writes by name; `out` appears only whole and verified
         export_onnx(model, tmp, opset)
         set_metadata(tmp, metadata_for(run))
-        diff, agree = compare(model, tmp, test.images[:n])
+        with torch.inference_mode():
+            ref = model(test.images[:n]).float().numpy()
+        got = OnnxPredictor(tmp).logits(test.images[:n])
+        diff, agree = float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
         if agree != n or not diff <= atol:
             raise MnistliteError(
                 f"verification failed on {n} test images: max |logit diff| {diff:.3g} (limit {atol:g}), "
@@ -200,15 +191,7 @@ def export_run(
             )
         rd.atomic_write_bytes(out, tmp.read_bytes())
     report = ExportReport(
-        model=run.config.model,
-        params=run.params,
-        path=out,
-        opset=opset,
-        size_bytes=out.stat().st_size,
-        verify_n=n,
-        max_abs_diff=diff,
-        argmax_agree=agree,
-        test_n=len(test),
+        run.config.model, run.params, out, opset, out.stat().st_size, n, diff, agree, test_n=len(test)
     )
     echo(
         f"Exported {run.config.model} ({run.params:,} params) -> {out}\n"

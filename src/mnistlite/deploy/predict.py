@@ -1,8 +1,5 @@
-"""One `Predictor` over a run directory, a model.pt or an exported .onnx file.
-
-model.pt loads with weights_only=True (a crafted pickle cannot run code); an .onnx carries
-what preprocessing needs (mean, std, model name, classes) in its metadata_props.
-"""
+"""One `Predictor` over a run directory, a model.pt or an exported .onnx file. model.pt loads with weights_only=True
+(a crafted pickle cannot run code); an .onnx carries what preprocessing needs in its metadata_props."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ from ..errors import MnistliteError
 from . import require
 from .preprocess import Source, preprocess_image
 
-# ONNX metadata_props keys written by `mnistlite export`: mnistlite.<field> (classes a JSON list; test_acc
-# a percent from result.json, absent when unknown).
+# ONNX metadata_props keys written by `mnistlite export` (export.metadata_for): mnistlite.<field>.
 META_PREFIX = "mnistlite."
 META_MODEL, META_MEAN, META_STD = (META_PREFIX + k for k in ("model", "mean", "std"))
 
@@ -102,16 +98,9 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
         except MnistliteError:
             result = None  # a damaged result.json only loses the accuracy display
     spec = DATASETS[cfg.dataset]  # from_dict validated the name
-    return RunModel(
-        model=model,
-        config=cfg,
-        params=int(ckpt.get("params") or count_params(model)),
-        result=result if isinstance(result, dict) else None,
-        path=pt,
-        mean=spec.mean,
-        std=spec.std,
-        classes=list(spec.classes),
-    )
+    params = int(ckpt.get("params") or count_params(model))
+    result = result if isinstance(result, dict) else None
+    return RunModel(model, cfg, params, result, pt, spec.mean, spec.std, list(spec.classes))
 
 
 class Predictor:
@@ -128,10 +117,8 @@ class Predictor:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         out = []
         for p in e / e.sum(axis=1, keepdims=True):
-            top = [
-                {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)}
-                for i in np.argsort(-p, kind="stable")[:3]
-            ]
+            best3 = np.argsort(-p, kind="stable")[:3]
+            top = [{"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in best3]
             out.append({**top[0], "top": top, "probs": [round(float(v), 6) for v in p]})
         return out
 
@@ -156,8 +143,7 @@ class TorchPredictor(Predictor):
 
     @torch.inference_mode()
     def logits(self, x):
-        x = torch.as_tensor(x, dtype=torch.float32)
-        return self.model(x).float().numpy()
+        return self.model(torch.as_tensor(x, dtype=torch.float32)).float().numpy()
 
 
 class OnnxPredictor(Predictor):

@@ -1,7 +1,6 @@
 """Experiment files: titled [[steps]] (a model and a recipe each; starter/experiment.toml shows one), trained per
 seed, then a report. A run's config, later winning: TrainConfig defaults, the model's recipe, [defaults], the step's
-recipe, the command line, the seed. Sealed unless `read_test = true` (a final report): runs hold out VAL_SIZE images.
-"""
+recipe, the command line, the seed. Sealed unless `read_test = true` (a final report): runs hold out VAL_SIZE images."""
 
 from __future__ import annotations
 
@@ -115,9 +114,7 @@ def load_experiment(path: str | Path) -> Experiment:
             get_entry(model)
         except MnistliteError as e:
             raise MnistliteError(f"{label}: {e}") from None
-        target = raw["target"]
-        if isinstance(target, str):
-            target = [target]
+        target = [raw["target"]] if isinstance(raw["target"], str) else raw["target"]
         if not isinstance(target, list) or not target or not all(isinstance(t, str) and t.strip() for t in target):
             raise MnistliteError(f"{label}: target must be a non-empty list of strings (one per bullet)")
         recipe = check_recipe(raw.get("recipe", {}), f"{label}: [steps.recipe]", NOT_IN_RECIPE)
@@ -195,11 +192,9 @@ def run_experiment(
         detail = f" ({r.detail})" if r.detail else ""
         echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {plan.STATUS_TEXT[r.status]}{detail}")
     if changed and not rerun_changed:
-        first = changed[0]
         raise MnistliteError(
-            f"{len(changed)} run(s) under {out} were made with a different config "
-            f"(e.g. {first.label}: {first.detail}); rerun them with --rerun-changed (moves those runs aside) "
-            "or choose another --out"
+            f"{len(changed)} run(s) under {out} were made with a different config (e.g. {changed[0].label}: "
+            f"{changed[0].detail}); rerun them with --rerun-changed (moves those runs aside) or choose another --out"
         )
     if plan_only:
         return None

@@ -1,6 +1,5 @@
-"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds
-reused): the reproduction table of the seed models, and the params -> accuracy frontier of the ladder.
-"""
+"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds reused):
+the reproduction table of the seed models, and the params -> accuracy frontier of the ladder."""
 
 from __future__ import annotations
 
@@ -29,6 +28,15 @@ CLAIMS: dict[str, str] = {
     "progression_model1": "best test 99.20%",
     "progression_model2": "best test 99.36%",
 }
+
+# What the held-consistently columns mean, under every table that has them.
+HOLDING_NOTE = (
+    f"± is the spread across seeds, all scored on one test set; test-set SD: that test set's own binomial sampling SD"
+    f" at the mean (sqrt(p(1-p)/n), n its images, from the runs' logs). Seeds holding: seeds at ≥ {TARGET}% in"
+    f" each of the last {LAST_EPOCHS} epochs, with the Clopper-Pearson 95% interval for the share of new seeds"
+    f" that would hold. Margin: the worst last-{LAST_EPOCHS} reading minus {TARGET:.2f}, in test images."
+    " A row marked val is a sealed validation sweep (the test set never read): its figures are on validation."
+)
 
 
 # Public results beside the ladder, as their sources state them (anchors.json names each one's repository, file
@@ -60,12 +68,9 @@ def run_table(
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
     """Each model's consistency.json under `out`, with the held-consistently figures filled in for older ones."""
-    rows = []
-    for n in list_models(tag):
-        if (out / n / CONSISTENCY_JSON).is_file():
-            agg = rd.read_json(out / n / CONSISTENCY_JSON)
-            rows.append({**claim_figures(agg, out / n), **agg})
-    return rows
+    dirs = [out / n for n in list_models(tag) if (out / n / CONSISTENCY_JSON).is_file()]
+    aggs = [(d, rd.read_json(d / CONSISTENCY_JSON)) for d in dirs]
+    return [{**claim_figures(agg, d), **agg} for d, agg in aggs]
 
 
 def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
@@ -81,16 +86,6 @@ def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]
     return rows
 
 
-# What the held-consistently columns mean, under every table that has them.
-HOLDING_NOTE = (
-    f"± is the spread across seeds, all scored on one test set; test-set SD: that test set's own binomial sampling SD"
-    f" at the mean (sqrt(p(1-p)/n), n its images, from the runs' logs). Seeds holding: seeds at ≥ {TARGET}% in"
-    f" each of the last {LAST_EPOCHS} epochs, with the Clopper-Pearson 95% interval for the share of new seeds"
-    f" that would hold. Margin: the worst last-{LAST_EPOCHS} reading minus {TARGET:.2f}, in test images."
-    " A row marked val is a sealed validation sweep (the test set never read): its figures are on validation."
-)
-
-
 def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = False) -> str:
     """`cost` adds MACs per image and the median whole-run seconds (each run's result.json `wall_seconds`)."""
     head = "| model | source | params |" + (" MACs/image | s per run, median |" if cost else "") + " epochs |"
@@ -99,10 +94,8 @@ def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = Fal
         f" ours: final test, mean ± std | test-set SD | min | worst last-{LAST_EPOCHS} | margin (images)"
         f" | seeds holding {TARGET}% (95% CI) | epochs where the mean ≥ {TARGET}% |"
     )
-    sep = (
-        "|---|---|---:|" + ("---:|---:|" if cost else "") + "---:|" + ("---|" if claims else "") + "---:|" * 6 + "---|"
-    )
-    lines = [head, sep]
+    sep = "|---|---|---:|" + ("---:|---:|" if cost else "") + "---:|" + ("---|" if claims else "")
+    lines = [head, sep + "---:|" * 6 + "---|"]
     for s in rows:
         e, split = get_entry(s["model"]), scored_split(s)
         f, tag = s[f"final_{split}_acc"], "val " if split == "val" else ""  # a sealed sweep's figures say so
@@ -149,39 +142,23 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label="final test accuracy, mean ± std")
     front = pareto(rows)
     # A step line: a larger model that is not better (the flagship beside sep8k) sits below it, not on it.
-    ax.step(
-        [s["params"] for s in front],
-        [s["final_test_acc"]["mean"] for s in front],
-        where="post",
-        color="tab:blue",
-        alpha=0.5,
-        label="best mean with at most x parameters",
-    )
+    fx, fy = [s["params"] for s in front], [s["final_test_acc"]["mean"] for s in front]
+    ax.step(fx, fy, where="post", color="tab:blue", alpha=0.5, label="best mean with at most x parameters")
     ax.plot(xs, lo, "v", color="gray", label="worst seed")
     prev_x, stack = 0.0, 0
     for s, x, y in zip(rows, xs, ys):
         # Neighbours closer than 30% in parameters would print on top of each other.
         stack = stack + 1 if prev_x and x / prev_x < 1.3 else 0
         prev_x = x
-        ax.annotate(
-            f"{s['model']} (n={s['n']}" + (f", {s['epochs']} ep)" if s["epochs"] != 15 else ")"),
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, -14 - 11 * stack),
-            fontsize=7,
-        )
+        label = f"{s['model']} (n={s['n']}" + (f", {s['epochs']} ep)" if s["epochs"] != 15 else ")")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -14 - 11 * stack), fontsize=7)
     for a in load_anchors():
         name, params, acc = a["name"], a["params"], a["test_acc"]
         ax.plot(params, acc, "x", color="tab:orange", ms=8)
         # Short and left of the mark: the ladder's labels sit right and below; the anchors table gives the rest.
+        label = f"{name.split('/')[-1]}: {acc:.2f}%"
         ax.annotate(
-            f"{name.split('/')[-1]}: {acc:.2f}%",
-            (params, acc),
-            textcoords="offset points",
-            xytext=(-6, 5),
-            ha="right",
-            fontsize=6,
-            color="tab:orange",
+            label, (params, acc), textcoords="offset points", xytext=(-6, 5), ha="right", fontsize=6, color="tab:orange"
         )
     ax.plot([], [], "x", color="tab:orange", label="public anchors (single or best-of runs)")
     ax.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}% target")

@@ -1,7 +1,6 @@
 """A run directory read back for reports. The numbers come from metrics.csv through `rundir.headline_numbers`,
 which wrote result.json, so the two never disagree; params, MACs and wall time come from result.json, or (a run
-still in progress) from its layer table and rows.
-"""
+still in progress) from its layer table and rows."""
 
 from __future__ import annotations
 
@@ -15,6 +14,9 @@ from typing import Any
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 
+# The columns a sealed run's report reads from its validation split.
+_VAL_AS_TEST = {"val_acc": "test_acc", "val_loss": "test_loss", "raw_val_acc": "raw_test_acc"}
+
 
 @dataclass
 class RunRecord:
@@ -24,8 +26,7 @@ class RunRecord:
     result: dict[str, Any] | None  # result.json; None while the run is unfinished
     layer_table: str | None  # summary.txt
     log: str | None  # log.txt
-    # A sealed run (it never read the test set) carries its validation figures under the test keys, so the rules
-    # read them alike; every label says `split`.
+    # A sealed run (it never read the test set) keeps its val figures under the test keys; every label says `split`.
     sealed: bool = False
 
     @property
@@ -84,12 +85,7 @@ class RunRecord:
                 return float(self.result["wall_seconds"])
             # Legacy: before result.json had `sessions`, a resumed run's wall_seconds counted only
             # its last session, so the epochs' own times are the better total.
-        secs = [r.get("seconds") for r in self.rows]
-        return float(sum(s for s in secs if s is not None)) if self.rows else None
-
-
-# The columns a sealed run's report reads from its validation split.
-_VAL_AS_TEST = {"val_acc": "test_acc", "val_loss": "test_loss", "raw_val_acc": "raw_test_acc"}
+        return float(sum(r["seconds"] for r in self.rows if r.get("seconds") is not None)) if self.rows else None
 
 
 def is_run_dir(path: Path) -> bool:
