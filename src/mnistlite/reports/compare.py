@@ -43,8 +43,7 @@ def expand_dirs(paths: Sequence[str | Path]) -> list[Path]:
         elif is_seeds_dir(p):
             out += [p / info["run_dir"] for info in read_consistency(p)["per_seed"].values()]
         elif is_experiment_dir(p):
-            _, sections = sections_from_experiment(p)
-            out += [r.path for s in sections for r in s.runs]
+            out += [r.path for s in sections_from_experiment(p)[1] for r in s.runs]
         elif not p.exists():
             raise MnistliteError(f"{p}: no such directory")
         else:

@@ -130,10 +130,6 @@ def load_experiment(path: str | Path) -> Experiment:
     return exp
 
 
-def run_dir_for(out: Path, step: Step, seed: int) -> Path:
-    return out / step.name / f"seed{seed}"
-
-
 def experiment_record(
     exp: Experiment, seeds: tuple[int, ...], overrides: dict[str, Any], out: Path, command: str
 ) -> dict[str, Any]:
@@ -154,10 +150,7 @@ def experiment_record(
         "overrides": dict(overrides),
         "defaults": dict(exp.defaults),
         "read_test": exp.read_test,  # a final report; else sealed (validation runs)
-        "steps": [
-            {**asdict(s), "runs": [run_dir_for(out, s, seed).relative_to(out).as_posix() for seed in seeds]}
-            for s in exp.steps
-        ],
+        "steps": [{**asdict(s), "runs": [f"{s.name}/seed{seed}" for seed in seeds]} for s in exp.steps],
     }
 
 
@@ -181,7 +174,7 @@ def run_experiment(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = tuple(seeds or exp.seeds)
     runs = [
-        plan.plan_run(f"{step.name}/seed{seed}", exp.config(step, seed, overrides), run_dir_for(out, step, seed))
+        plan.plan_run(f"{step.name}/seed{seed}", exp.config(step, seed, overrides), out / step.name / f"seed{seed}")
         for step in exp.steps
         for seed in seeds
     ]
@@ -239,10 +232,9 @@ def _finished(res, echo, r: plan.PlannedRun) -> None:
         echo(f"    done: {r.label} -> {r.run_dir}")
         return
     s = res.summary
-    if "final_test_acc" not in s:  # sealed: a validation run
-        echo(f"    done: final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% in {res.wall_seconds:.1f}s")
-        return
+    sp = "test" if "final_test_acc" in s else "val"  # a sealed (validation) run has no last-3 figure
+    last = f", last-{LAST_EPOCHS} min {s['last3_min_test_acc']:.2f}%" if sp == "test" else ""
     echo(
-        f"    done: final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "
-        f"last-{LAST_EPOCHS} min {s['last3_min_test_acc']:.2f}% in {res.wall_seconds:.1f}s"
+        f"    done: final {sp} {s[f'final_{sp}_acc']:.2f}%, best {s[f'best_{sp}_acc']:.2f}%"
+        f"{last} in {res.wall_seconds:.1f}s"
     )

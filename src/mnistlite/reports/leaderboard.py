@@ -107,9 +107,7 @@ def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = Fal
             threads = "/".join(map(str, s.get("threads", [])))
             median = f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "") if secs else "n/a"
             line += f" {profile_entry(e).macs:,} | {median} |"
-        line += f" {s['epochs']} |"
-        if claims:
-            line += f" {CLAIMS.get(s['model'], 'n/a')} |"
+        line += f" {s['epochs']} |" + (f" {CLAIMS.get(s['model'], 'n/a')} |" if claims else "")
         line += (
             f" {tag}{fmt_acc(f['mean'])} ± {f['std']:.2f} (n={s['n']}) | {'n/a' if sd is None else f'{sd:.3f}'} |"
             f" {tag}{fmt_acc(f['min'])} | {tag}{fmt_acc(s[f'last3_min_{split}_acc']['min'])} |"
@@ -135,9 +133,7 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     # A test-accuracy plot: a sealed sweep (validation figures) is in the table only.
     rows = sorted((s for s in rows if scored_split(s) == "test"), key=lambda s: s["params"])
     xs = [s["params"] for s in rows]
-    ys = [s["final_test_acc"]["mean"] for s in rows]
-    es = [s["final_test_acc"]["std"] for s in rows]
-    lo = [s["final_test_acc"]["min"] for s in rows]
+    ys, es, lo = ([s["final_test_acc"][k] for s in rows] for k in ("mean", "std", "min"))
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label="final test accuracy, mean ± std")
     front = pareto(rows)
