@@ -68,11 +68,8 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
     """Replace the mnistlite.* metadata_props of the ONNX file at `path`, in place."""
     onnx = require("onnx", "ONNX export")
     m = onnx.load(str(path))
-    keep = [p for p in m.metadata_props if p.key not in meta]
-    del m.metadata_props[:]
-    m.metadata_props.extend(keep)
-    for k, v in meta.items():
-        m.metadata_props.add(key=k, value=v)
+    keep = {p.key: p.value for p in m.metadata_props if p.key not in meta}
+    onnx.helper.set_model_props(m, {**keep, **meta})
     m.doc_string = f"mnistlite {meta.get(META_MODEL, '')}: input (N,1,28,28) normalised with mnistlite.mean/std"
     onnx.save(m, str(path))
 

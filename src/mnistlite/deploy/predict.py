@@ -56,10 +56,8 @@ class RunModel:
 
 
 def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
-    """A run directory, a model.pt (or checkpoint.pt) or a name with shipped weights -> RunModel.
-
-    A user model's run is rebuilt from the run's own copy of its source, which runs that code: only with trust_code.
-    """
+    """A run directory, a model.pt (or checkpoint.pt) or a shipped model's name -> RunModel. A user model's run
+    is rebuilt from the run's own copy of its source, which runs that code: only with trust_code."""
     from ..config import TrainConfig
     from ..data import DATASETS
     from ..engine.checkpoint import load_checkpoint

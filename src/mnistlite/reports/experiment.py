@@ -23,7 +23,10 @@ from ..tuning_file import DEFAULT_VAL_SIZE as VAL_SIZE
 from .render import render_experiment
 from .sections import EXPERIMENT_JSON
 
+# Optional besides title and steps: description (markdown), seeds (default [1]), models (files whose @register_model
+# names steps may use; paths relative to the file), defaults (TrainConfig overrides for every step), read_test.
 TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps", "read_test")
+# name is the run folder (<out>/<name>/seed<k>/); target, the step's bullets; recipe, its TrainConfig overrides.
 STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
 FORMAT = 1  # of experiment.json
 # Set by the step (model) or by the seed list (seed), never by a recipe table.
