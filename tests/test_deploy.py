@@ -364,7 +364,8 @@ def test_serve_page_and_info(client, run_dir):
 
 def test_serve_predict_raw_and_multipart_match_cli(client, run_dir, mnist_small):
     png = to_png(mnist_as_photo(raw_pixels(mnist_small, 0)))
-    want = load_predictor(run_dir).predict_image(png)
+    predictor = load_predictor(run_dir)
+    want = predictor.classify(predictor.preprocess(png))[0]
     raw = client.post("/api/predict", content=png, headers={"content-type": "image/png"})
     multi = client.post("/api/predict", files={"file": ("d.png", png, "image/png")})
     other_field = client.post("/api/predict", files={"upload": ("d.png", png, "application/octet-stream")})

@@ -1,12 +1,10 @@
 """Deployment: export to ONNX, predict on image files, serve a drawing page.
 
-    export.py      model.pt -> model.onnx (+ int8 variants), verified with onnxruntime
-    preprocess.py  any image file -> a (1, 1, 28, 28) tensor prepared the way MNIST was
-    predict.py     load a run directory, model.pt or .onnx as one `Predictor`
-    serve.py       the FastAPI app (`create_app`) behind `mnistlite serve`
-    static/        the drawing page it serves
-
-`require` turns a missing optional dependency into a one-line error naming the extra.
+export.py      model.pt -> model.onnx (+ int8 variants), verified with onnxruntime
+preprocess.py  any image file -> a (1, 1, 28, 28) tensor prepared the way MNIST was
+predict.py     load a run directory, model.pt or .onnx as one `Predictor`
+serve.py       the FastAPI app (`create_app`) behind `mnistlite serve`
+static/        the drawing page it serves
 """
 
 from __future__ import annotations

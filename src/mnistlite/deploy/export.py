@@ -1,11 +1,6 @@
-"""model.pt -> ONNX, verified against torch with onnxruntime; optional int8 variants.
-
-The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo
-exporter starts at 18 and needs onnxscript) and keeps the weights inside the one file.
-The metadata_props carry what `predict`/`serve` need to use the file alone. An export
-whose logits differ from torch's by more than `atol`, or whose argmax ever differs,
-on VERIFY_N test images fails and leaves no file behind.
-"""
+"""model.pt -> ONNX, verified against torch with onnxruntime (or no file is left); optional int8 variants.
+The TorchScript exporter (`dynamo=False`) writes the requested opset exactly (the dynamo exporter starts at 18
+and needs onnxscript) and keeps the weights in the one file; metadata_props carry what predict/serve need."""
 
 from __future__ import annotations
 
@@ -24,19 +19,7 @@ from .. import __version__
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 from . import require
-from .predict import (
-    META_CLASSES,
-    META_DATASET,
-    META_MEAN,
-    META_MODEL,
-    META_PARAMS,
-    META_STD,
-    META_TEST_ACC,
-    META_VERSION,
-    OnnxPredictor,
-    RunModel,
-    load_run,
-)
+from .predict import META_MODEL, META_PREFIX, OnnxPredictor, RunModel, load_run
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 11, 20
@@ -68,44 +51,39 @@ class ExportReport:
 
 def metadata_for(run: RunModel) -> dict[str, str]:
     meta = {
-        META_MODEL: run.config.model,
-        META_MEAN: repr(float(run.mean)),
-        META_STD: repr(float(run.std)),
-        META_CLASSES: json.dumps(run.classes),
-        META_DATASET: run.config.dataset,
-        META_PARAMS: str(run.params),
-        META_VERSION: __version__,
+        "model": run.config.model,
+        "mean": repr(float(run.mean)),
+        "std": repr(float(run.std)),
+        "classes": json.dumps(run.classes),
+        "dataset": run.config.dataset,
+        "params": str(run.params),
+        "version": __version__,
     }
     if run.test_acc is not None:
-        meta[META_TEST_ACC] = repr(run.test_acc)
-    return meta
+        meta["test_acc"] = repr(run.test_acc)
+    return {META_PREFIX + k: v for k, v in meta.items()}
 
 
 def set_metadata(path: Path, meta: dict[str, str]) -> None:
     """Replace the mnistlite.* metadata_props of the ONNX file at `path`, in place."""
     onnx = require("onnx", "ONNX export")
     m = onnx.load(str(path))
-    keep = [p for p in m.metadata_props if p.key not in meta]
-    del m.metadata_props[:]
-    m.metadata_props.extend(keep)
-    for k, v in meta.items():
-        m.metadata_props.add(key=k, value=v)
+    keep = {p.key: p.value for p in m.metadata_props if p.key not in meta}
+    onnx.helper.set_model_props(m, {**keep, **meta})
     m.doc_string = f"mnistlite {meta.get(META_MODEL, '')}: input (N,1,28,28) normalised with mnistlite.mean/std"
     onnx.save(m, str(path))
 
 
 def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis."""
     require("onnx", "ONNX export")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MnistliteError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     model = model.eval().cpu()
-    dummy = torch.zeros(2, 1, 28, 28)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
         torch.onnx.export(
             model,
-            (dummy,),
+            (torch.zeros(2, 1, 28, 28),),
             str(path),
             input_names=[INPUT],
             output_names=[OUTPUT],
@@ -114,14 +92,6 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) 
             do_constant_folding=True,
             dynamo=False,
         )
-
-
-def compare(model: torch.nn.Module, onnx_path: Path, images: torch.Tensor) -> tuple[float, int]:
-    """(max |logit difference|, number of equal argmaxes) of torch vs onnxruntime on `images`."""
-    with torch.inference_mode():
-        ref = model.eval()(images).float().numpy()
-    got = OnnxPredictor(onnx_path).logits(images)
-    return float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
 
 
 def accuracy(
@@ -146,12 +116,10 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
     q = require("onnxruntime.quantization", "int8 quantisation")
     with tempfile.TemporaryDirectory(prefix="mnistlite-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
-        # Shape inference + graph optimisation first, as onnxruntime recommends.
         q.quant_pre_process(str(float_path), str(prep), skip_symbolic_shape=True)
         if mode == "dynamic":
             q.quantize_dynamic(str(prep), str(out), weight_type=q.QuantType.QUInt8)
         else:
-            assert calib is not None
             q.quantize_static(
                 str(prep),
                 str(out),
@@ -164,21 +132,8 @@ def quantize(float_path: Path, out: Path, mode: str, calib: torch.Tensor | None 
             )
 
 
-def default_out(run: RunModel) -> Path:
-    if run.result and run.result.get("pretrained"):  # shipped weights: never write into the installed package
-        return Path(f"{run.config.model}.onnx")
-    return run.path.parent / "model.onnx"
-
-
 def quant_path(out: Path, mode: str) -> Path:
     return out.with_name(f"{out.stem}.int8-{mode}{out.suffix}")
-
-
-def _data(run: RunModel, data_dir: str | None):
-    from ..data import load_dataset
-
-    chosen = data_dir or (run.config.data_dir if run.config.data_dir and Path(run.config.data_dir).is_dir() else None)
-    return load_dataset(run.config.dataset, data_dir=chosen, download=run.config.download)
 
 
 def export_run(
@@ -193,19 +148,27 @@ def export_run(
     trust_code: bool = False,
 ) -> ExportReport:
     """Export, verify and (optionally) quantise the model of a run directory or model.pt."""
+    from ..data import load_dataset
+
     for m in quantize_modes:
         if m not in QUANT_MODES:
             raise MnistliteError(f"--quantize must be one of {', '.join(QUANT_MODES)}, got {m!r}")
     require("onnxruntime", "verifying the export")
     run = load_run(model_path, trust_code=trust_code)
-    out = Path(out) if out else default_out(run)
+    if out:
+        out = Path(out)
+    elif run.result and run.result.get("pretrained"):  # shipped weights: never write into the installed package
+        out = Path(f"{run.config.model}.onnx")
+    else:
+        out = run.path.parent / "model.onnx"
     if out.suffix.lower() != ".onnx":
         raise MnistliteError(f"--out {out}: the file name must end in .onnx")
     if out.is_dir():
         raise MnistliteError(f"--out {out} is a directory; give a file name ending in .onnx")
     if not out.parent.is_dir():
         raise MnistliteError(f"--out {out}: folder {out.parent} does not exist")
-    data = _data(run, data_dir)
+    chosen = data_dir or (run.config.data_dir if run.config.data_dir and Path(run.config.data_dir).is_dir() else None)
+    data = load_dataset(run.config.dataset, data_dir=chosen, download=run.config.download)
     test = data.test
     n = min(VERIFY_N, len(test))
     model = run.model.eval()
@@ -214,7 +177,10 @@ def export_run(
         tmp = Path(tmp_dir) / out.name  # onnx writes by name; `out` appears only whole and verified
         export_onnx(model, tmp, opset)
         set_metadata(tmp, metadata_for(run))
-        diff, agree = compare(model, tmp, test.images[:n])
+        with torch.inference_mode():
+            ref = model(test.images[:n]).float().numpy()
+        got = OnnxPredictor(tmp).logits(test.images[:n])
+        diff, agree = float(np.abs(ref - got).max()), int((ref.argmax(1) == got.argmax(1)).sum())
         if agree != n or not diff <= atol:
             raise MnistliteError(
                 f"verification failed on {n} test images: max |logit diff| {diff:.3g} (limit {atol:g}), "
@@ -222,15 +188,7 @@ def export_run(
             )
         rd.atomic_write_bytes(out, tmp.read_bytes())
     report = ExportReport(
-        model=run.config.model,
-        params=run.params,
-        path=out,
-        opset=opset,
-        size_bytes=out.stat().st_size,
-        verify_n=n,
-        max_abs_diff=diff,
-        argmax_agree=agree,
-        test_n=len(test),
+        run.config.model, run.params, out, opset, out.stat().st_size, n, diff, agree, test_n=len(test)
     )
     echo(
         f"Exported {run.config.model} ({run.params:,} params) -> {out}\n"
@@ -250,7 +208,10 @@ def export_run(
     )
     for mode in quantize_modes:
         qpath = quant_path(out, mode)
-        calib = data.train.images[:CALIB_N] if mode == "static" else None
+        calib, how = None, "weights only, activations at run time"
+        if mode == "static":
+            calib = data.train.images[:CALIB_N]
+            how = f"calibrated on {len(calib)} training images"
         quantize(out, qpath, mode, calib)
         set_metadata(qpath, metadata_for(run))
         qacc, q_argmax = accuracy(OnnxPredictor(qpath).logits, test.images, test.labels)
@@ -265,11 +226,6 @@ def export_run(
             "calibration_images": len(calib) if calib is not None else 0,
         }
         report.quantized.append(entry)
-        how = (
-            f"calibrated on {len(calib)} training images"
-            if calib is not None
-            else "weights only, activations at run time"
-        )
         echo(
             f"Quantized int8 ({mode}, {how}) -> {qpath}, {_size(entry['size_bytes'])}\n"
             f"  test accuracy {qacc:.2f}% (float {report.onnx_test_acc:.2f}%, "

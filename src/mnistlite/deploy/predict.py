@@ -1,8 +1,5 @@
-"""One `Predictor` over a run directory, a model.pt or an exported .onnx file.
-
-model.pt is loaded with weights_only=True (a crafted pickle cannot run code); an .onnx
-carries what preprocessing needs (mean, std, model name, classes) in its metadata_props.
-"""
+"""One `Predictor` over a run directory, a model.pt or an exported .onnx file. model.pt loads with weights_only=True
+(a crafted pickle cannot run code); an .onnx carries what preprocessing needs in its metadata_props."""
 
 from __future__ import annotations
 
@@ -21,16 +18,9 @@ from ..errors import MnistliteError
 from . import require
 from .preprocess import Source, preprocess_image
 
-# ONNX metadata_props keys written by `mnistlite export`.
+# ONNX metadata_props keys written by `mnistlite export` (export.metadata_for): mnistlite.<field>.
 META_PREFIX = "mnistlite."
-META_MODEL = META_PREFIX + "model"
-META_MEAN = META_PREFIX + "mean"
-META_STD = META_PREFIX + "std"
-META_CLASSES = META_PREFIX + "classes"  # JSON list
-META_DATASET = META_PREFIX + "dataset"
-META_PARAMS = META_PREFIX + "params"
-META_TEST_ACC = META_PREFIX + "test_acc"  # percent, from result.json; absent when unknown
-META_VERSION = META_PREFIX + "version"
+META_MODEL, META_MEAN, META_STD = (META_PREFIX + k for k in ("model", "mean", "std"))
 
 
 @dataclass
@@ -66,12 +56,8 @@ class RunModel:
 
 
 def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
-    """A run directory or a model.pt (checkpoint.pt works too) -> RunModel.
-
-    A registered name with weights shipped in the package (`mnistlite_flagship`)
-    loads those. A run of a user's model is rebuilt from the run's own copy of
-    the source, which runs that code: only with `trust_code=True`.
-    """
+    """A run directory, a model.pt (or checkpoint.pt) or a shipped model's name -> RunModel. A user model's run
+    is rebuilt from the run's own copy of its source, which runs that code: only with trust_code."""
     from ..config import TrainConfig
     from ..data import DATASETS
     from ..engine.checkpoint import load_checkpoint
@@ -109,19 +95,10 @@ def load_run(path: str | Path, *, trust_code: bool = False) -> RunModel:
             result = rd.read_json(pt.parent / rd.RESULT)
         except MnistliteError:
             result = None  # a damaged result.json only loses the accuracy display
-    spec = DATASETS.get(cfg.dataset)
-    if spec is None:
-        raise MnistliteError(f"{pt}: trained on unknown data set {cfg.dataset!r}")
-    return RunModel(
-        model=model,
-        config=cfg,
-        params=int(ckpt.get("params") or count_params(model)),
-        result=result if isinstance(result, dict) else None,
-        path=pt,
-        mean=spec.mean,
-        std=spec.std,
-        classes=list(spec.classes),
-    )
+    spec = DATASETS[cfg.dataset]  # from_dict validated the name
+    params = int(ckpt.get("params") or count_params(model))
+    result = result if isinstance(result, dict) else None
+    return RunModel(model, cfg, params, result, pt, spec.mean, spec.std, list(spec.classes))
 
 
 class Predictor:
@@ -138,18 +115,13 @@ class Predictor:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         out = []
         for p in e / e.sum(axis=1, keepdims=True):
-            top = [
-                {"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)}
-                for i in np.argsort(-p, kind="stable")[:3]
-            ]
+            best3 = np.argsort(-p, kind="stable")[:3]
+            top = [{"digit": int(i), "label": self.info.classes[i], "prob": round(float(p[i]), 6)} for i in best3]
             out.append({**top[0], "top": top, "probs": [round(float(v), 6) for v in p]})
         return out
 
     def preprocess(self, src: Source) -> torch.Tensor:
         return preprocess_image(src, self.info.mean, self.info.std)
-
-    def predict_image(self, src: Source) -> dict[str, Any]:
-        return self.classify(self.preprocess(src))[0]
 
 
 class TorchPredictor(Predictor):
@@ -169,8 +141,7 @@ class TorchPredictor(Predictor):
 
     @torch.inference_mode()
     def logits(self, x):
-        x = torch.as_tensor(x, dtype=torch.float32)
-        return self.model(x).float().numpy()
+        return self.model(torch.as_tensor(x, dtype=torch.float32)).float().numpy()
 
 
 class OnnxPredictor(Predictor):
@@ -189,21 +160,22 @@ class OnnxPredictor(Predictor):
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own types for a bad file
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise MnistliteError(f"{path}: not a loadable ONNX model: {first}") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if META_MEAN not in meta or META_STD not in meta:
+        found = self.session.get_modelmeta().custom_metadata_map
+        if META_MEAN not in found or META_STD not in found:
             raise MnistliteError(
                 f"{path}: no normalisation metadata ({META_MEAN}, {META_STD}); export it with 'mnistlite export'"
             )
+        meta = {k.removeprefix(META_PREFIX): v for k, v in found.items()}
         try:
-            classes = json.loads(meta.get(META_CLASSES) or "null") or [str(i) for i in range(10)]
+            classes = json.loads(meta.get("classes") or "null") or [str(i) for i in range(10)]
             self.info = ModelInfo(
-                model=meta.get(META_MODEL, path.stem),
-                params=int(meta[META_PARAMS]) if meta.get(META_PARAMS) else None,
-                test_acc=float(meta[META_TEST_ACC]) if meta.get(META_TEST_ACC) else None,
-                mean=float(meta[META_MEAN]),
-                std=float(meta[META_STD]),
+                model=meta.get("model", path.stem),
+                params=int(meta["params"]) if meta.get("params") else None,
+                test_acc=float(meta["test_acc"]) if meta.get("test_acc") else None,
+                mean=float(meta["mean"]),
+                std=float(meta["std"]),
                 classes=[str(c) for c in classes],
-                dataset=meta.get(META_DATASET, "mnist"),
+                dataset=meta.get("dataset", "mnist"),
                 backend="onnxruntime",
                 path=str(path),
             )
@@ -217,8 +189,7 @@ class OnnxPredictor(Predictor):
 
 
 def load_predictor(path: str | Path, threads: int | None = None, *, trust_code: bool = False) -> Predictor:
-    """A run directory (its model.pt, else its model.onnx), a model.pt, an .onnx file,
-    or the name of a model with shipped weights."""
+    """A run directory (its model.pt, else its model.onnx), a model.pt, an .onnx file, or a shipped model's name."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return OnnxPredictor(path, threads)

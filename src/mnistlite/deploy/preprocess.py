@@ -1,10 +1,6 @@
-"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was made
-(fitted into 20x20, centred by mass in 28x28: the steps are in docs/deploy.md).
-
-Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, more than
-MAX_PIXELS refused from the header. `preprocess_image` raises nothing but MnistliteError
-(subclasses carry the HTTP status a server should answer with).
-"""
+"""Any image of a digit -> a (1, 1, 28, 28) tensor prepared the way MNIST was (steps in docs/deploy.md).
+Input is hostile until decoded: at most MAX_BYTES read, only FORMATS decoded, over MAX_PIXELS refused from
+the header. Errors are only MnistliteError subclasses, which carry the HTTP status a server answers."""
 
 from __future__ import annotations
 
@@ -13,7 +9,6 @@ import math
 import os
 import stat
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +29,6 @@ Source = bytes | bytearray | memoryview | str | os.PathLike
 
 
 class ImageError(MnistliteError):
-    """The input is not a usable image; `http_status` is what a server answers."""
-
     http_status = 400
 
 
@@ -43,9 +36,7 @@ class ImageTooLarge(ImageError):
     http_status = 413
 
 
-class NoInk(ImageError):
-    """A valid image with nothing drawn on it."""
-
+class NoInk(ImageError):  # a valid image with nothing drawn on it
     http_status = 422
 
 
@@ -56,16 +47,15 @@ def read_source(src: Source) -> bytes:
         if len(data) > MAX_BYTES:
             raise ImageTooLarge(f"image is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB")
     elif isinstance(src, (str, os.PathLike)):
-        path = Path(src)
         try:
-            st = path.stat()
+            st = os.stat(src)
             if stat.S_ISDIR(st.st_mode):
                 raise ImageError("is a directory, not an image file")
             if not stat.S_ISREG(st.st_mode):
                 raise ImageError("not a regular file")
             if st.st_size > MAX_BYTES:
                 raise ImageTooLarge(f"file is {st.st_size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB")
-            with open(path, "rb") as f:
+            with open(src, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
         except FileNotFoundError:
             raise ImageError("no such file") from None
@@ -85,8 +75,7 @@ def decode_gray(data: bytes) -> np.ndarray:
     Image.init()  # registers every plugin: TIFF and WEBP are not preloaded
     try:
         with warnings.catch_warnings():
-            # Decoders warn about odd headers (ignored: the pixels decide); Pillow warns past
-            # its own pixel limit, which our lower limit refuses anyway.
+            # Odd-header warnings are ignored (the pixels decide); Pillow's pixel-limit one is an error.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=FORMATS) as img:
@@ -128,28 +117,21 @@ def _gray(img: Image.Image) -> np.ndarray:
         top = float(arr.max(initial=0.0))
         full = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
         return np.clip(arr / full, 0.0, 1.0)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if not has_alpha:
+    if mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in img.info:
         return np.asarray(_reduce(img.convert("L")), dtype=np.float32) / 255.0
     la = np.asarray(_reduce(img.convert("RGBA").convert("LA")), dtype=np.float32) / 255.0
     gray, alpha = la[..., 0], la[..., 1]
     over_white = gray * alpha + (1.0 - alpha)
-    if float(np.ptp(over_white)) >= MIN_CONTRAST:
-        return over_white
-    return alpha  # the drawing is only in the alpha channel (e.g. white ink on a transparent canvas)
+    # No contrast over white: the drawing is only in the alpha channel (e.g. white ink on a transparent canvas).
+    return over_white if float(np.ptp(over_white)) >= MIN_CONTRAST else alpha
 
 
 def mnist_pixels(src: Source) -> np.ndarray:
     """The 28x28 float32 image in [0, 1], white ink on black, as MNIST stores it (before normalising)."""
-    return fit_mnist(decode_gray(read_source(src)))
-
-
-def fit_mnist(v: np.ndarray) -> np.ndarray:
-    """Invert, crop, fit and centre a [0, 1] grayscale array (light pixels high)."""
+    v = decode_gray(read_source(src))
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
     if float(np.median(border)) > 0.5:  # light background: dark ink on paper
-        v = 1.0 - v
-        border = 1.0 - border
+        v, border = 1.0 - v, 1.0 - border
     ink = v - float(np.median(border))
     peak = float(ink.max())
     if not peak >= MIN_CONTRAST:
@@ -161,11 +143,8 @@ def fit_mnist(v: np.ndarray) -> np.ndarray:
     h, w = crop.shape
     scale = FIT / max(h, w)
     nh, nw = max(1, min(FIT, round(h * scale))), max(1, min(FIT, round(w * scale)))
-    small = np.asarray(
-        Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize((nw, nh), Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    )
-    small = np.clip(small, 0.0, 1.0)  # LANCZOS rings slightly below 0 and above 1
+    resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize((nw, nh), Image.Resampling.LANCZOS)
+    small = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # LANCZOS rings slightly below 0 and above 1
     total = float(small.sum())
     if not total > 0.0:
         raise NoInk("no digit found: the ink vanished when scaled to 20x20")
@@ -182,14 +161,10 @@ def fit_mnist(v: np.ndarray) -> np.ndarray:
 
 
 def normalise(pixels: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """(28, 28) pixels in [0, 1] -> a (1, 1, 28, 28) float32 tensor normalised like the training data."""
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).reshape(1, 1, SIDE, SIDE)
     return (x - mean) / std
 
 
 def preprocess_image(src: Source, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """Image bytes or a path -> (1, 1, 28, 28) tensor; raises only MnistliteError (ImageError) on bad input.
-
-    Error messages do not repeat the file name: callers prefix it.
-    """
+    """Image bytes or a path -> (1, 1, 28, 28) tensor; error messages leave the file name to the caller."""
     return normalise(mnist_pixels(src), mean, std)

@@ -1,9 +1,6 @@
-"""The web app behind `mnistlite serve`: a drawing page (static/) and a small JSON API,
-GET /api/info and POST /api/predict; requests, answers and error codes are in docs/deploy.md.
-
-Nothing loads from a CDN (a Content-Security-Policy of 'self' enforces it), so the
-interactive API docs, which would, are off.
-"""
+"""The web app behind `mnistlite serve`: a drawing page (static/), GET /api/info and POST /api/predict
+(requests, answers and error codes in docs/deploy.md). Nothing loads from a CDN (a Content-Security-Policy
+of 'self' enforces it), so the interactive API docs, which would, are off."""
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time,
 # and `Request` is imported inside create_app (fastapi is an optional dependency).
@@ -23,6 +20,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
 def create_app(model_path: str | Path | None = None, *, predictor: Predictor | None = None):
@@ -39,8 +37,6 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     if predictor is None:
-        if model_path is None:
-            raise TypeError("create_app needs model_path or predictor")
         predictor = load_predictor(model_path)
     info = predictor.info
     app = fastapi.FastAPI(title="mnistlite", docs_url=None, redoc_url=None, openapi_url=None)
@@ -55,30 +51,17 @@ def create_app(model_path: str | Path | None = None, *, predictor: Predictor | N
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(
-            STATIC / "index.html",
-            media_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
-        )
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     @app.get("/api/info")
     def api_info() -> dict[str, Any]:
-        return {
-            "model": info.model,
-            "params": info.params,
-            "test_acc": info.test_acc,
-            "dataset": info.dataset,
-            "classes": info.classes,
-            "backend": info.backend,
-            "file": Path(info.path).name,
-            "max_upload_bytes": MAX_UPLOAD_BYTES,
-        }
+        shown = {k: getattr(info, k) for k in ("model", "params", "test_acc", "dataset", "classes", "backend")}
+        return {**shown, "file": Path(info.path).name, "max_upload_bytes": MAX_UPLOAD_BYTES}
 
     @app.post("/api/predict")
     async def api_predict(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
-        ctype = request.headers.get("content-type", "")
-        base = ctype.split(";")[0].strip().lower()
+        base = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if base not in RAW_TYPES and base != "multipart/form-data":
             return error(
                 415,

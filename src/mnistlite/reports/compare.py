@@ -19,9 +19,11 @@ from .markdown import epoch_list
 from .runs import RunRecord, is_run_dir, load_run, split_of
 from .sections import EXPERIMENT_JSON, is_experiment_dir, sections_from_experiment
 
+ACCS = ("best", "final", "last3_min")  # the headline accuracies a row shows, in order
+SPLIT_NAMES = {"test": "test", "val": "validation"}
+
 
 def is_seeds_dir(path: Path) -> bool:
-    """A `mnistlite seeds` folder: consistency.json beside its seed<k>/ runs."""
     return (Path(path) / CONSISTENCY_JSON).is_file()
 
 
@@ -41,8 +43,7 @@ def expand_dirs(paths: Sequence[str | Path]) -> list[Path]:
         elif is_seeds_dir(p):
             out += [p / info["run_dir"] for info in read_consistency(p)["per_seed"].values()]
         elif is_experiment_dir(p):
-            _, sections = sections_from_experiment(p)
-            out += [r.path for s in sections for r in s.runs]
+            out += [r.path for s in sections_from_experiment(p)[1] for r in s.runs]
         elif not p.exists():
             raise MnistliteError(f"{p}: no such directory")
         else:
@@ -70,23 +71,12 @@ def compare_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     rows = []
     for label, r in zip(unique_labels([r.path for r in runs]), runs):
         s, sp = r.headline, r.split
-        rows.append(
-            {
-                "run": label,
-                "path": str(r.path),
-                "model": r.model,
-                "seed": r.seed,
-                "split": sp,
-                "params": r.params,
-                "epochs": len(r.rows),
-                f"best_{sp}_acc": s.get("best_test_acc"),
-                f"final_{sp}_acc": s.get("final_test_acc"),
-                f"last3_min_{sp}_acc": s.get("last3_min_test_acc"),
-                "epochs_at_target": s.get("epochs_at_target", []),
-                "wall_seconds": r.wall_seconds,
-                "complete": r.complete,
-            }
+        head = dict(
+            run=label, path=str(r.path), model=r.model, seed=r.seed, split=sp, params=r.params, epochs=len(r.rows)
         )
+        accs = {f"{k}_{sp}_acc": s.get(f"{k}_test_acc") for k in ACCS}
+        tail = dict(epochs_at_target=s.get("epochs_at_target", []), wall_seconds=r.wall_seconds, complete=r.complete)
+        rows.append({**head, **accs, **tail})
     return rows
 
 
@@ -97,28 +87,17 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     sp = rows[0]["split"] if rows else "test"  # compare() never mixes splits
     table = [["run", "model", "params", f"best {sp}", f"final {sp}", "last-3 min", f"epochs >= {rd.TARGET}", "wall s"]]
     for r in rows:
+        run = r["run"] + ("" if r["complete"] else " (incomplete)")
         at = r["epochs_at_target"]
-        table.append(
-            [
-                r["run"] + ("" if r["complete"] else " (incomplete)"),
-                r["model"],
-                f(r["params"], ","),
-                f(r[f"best_{sp}_acc"], ".2f"),
-                f(r[f"final_{sp}_acc"], ".2f"),
-                f(r[f"last3_min_{sp}_acc"], ".2f"),
-                f"{len(at)}" + (f" ({epoch_list(at)})" if at else ""),
-                f(r["wall_seconds"], ".1f"),
-            ]
-        )
+        accs = [f(r[f"{k}_{sp}_acc"], ".2f") for k in ACCS]
+        at_text = f"{len(at)}" + (f" ({epoch_list(at)})" if at else "")
+        table.append([run, r["model"], f(r["params"], ","), *accs, at_text, f(r["wall_seconds"], ".1f")])
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     left = {0, 1, 6}
     return "\n".join(
         "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
         for row in table
     )
-
-
-SPLIT_NAMES = {"test": "test", "val": "validation"}
 
 
 def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
@@ -143,12 +122,10 @@ def paired_seeds(a: Path, b: Path) -> dict[str, Any]:
 def format_paired(p: dict[str, Any]) -> str:
     lines = [
         f"paired over {p['n']} common seed(s), final {SPLIT_NAMES[p.get('split', 'test')]} accuracy, "
-        f"A = {p['a']} ({p['model_a']}), "
-        f"B = {p['b']} ({p['model_b']})",
+        f"A = {p['a']} ({p['model_a']}), B = {p['b']} ({p['model_b']})",
         "seed       A       B   A - B",
     ]
-    for seed, r in p["per_seed"].items():
-        lines.append(f"{seed:>4}  {r['a']:6.2f}  {r['b']:6.2f}  {r['diff']:+6.2f}")
+    lines += [f"{seed:>4}  {r['a']:6.2f}  {r['b']:6.2f}  {r['diff']:+6.2f}" for seed, r in p["per_seed"].items()]
     se = "-" if p["se_diff"] is None else f"{p['se_diff']:.3f}"
     images = "" if p["mean_diff_images"] is None else f" ({p['mean_diff_images']:+.1f} of {p['n_test']:,} images)"
     lines.append(f"A - B: mean {p['mean_diff']:+.3f} points{images}, standard error {se} (sd of differences / sqrt(n))")
@@ -160,8 +137,7 @@ def format_paired(p: dict[str, Any]) -> str:
 
 
 def compare(paths: Sequence[str | Path], out_png: str | Path) -> tuple[list[dict[str, Any]], Path]:
-    dirs = expand_dirs(paths)
-    runs = [load_run(d) for d in dirs]
+    runs = [load_run(d) for d in expand_dirs(paths)]
     split = split_of(runs, "compare")  # sealed runs are drawn on validation, never beside test curves
     rows = compare_rows(runs)
     # load_run keeps a sealed run's val figures under the test keys.

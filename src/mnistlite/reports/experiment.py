@@ -1,37 +1,6 @@
-"""Experiment files: a titled list of steps, each a model and a recipe, trained per seed, then a report.
-
-    title = "From a 26.5k baseline to a sub-8k flagship"
-    description = "optional, markdown"
-    seeds = [1, 2]                      # optional; default [1]; --seeds/--seed-list override
-    models = ["my_models.py"]           # optional: files whose @register_model names steps may use
-    read_test = true                    # optional: a final report, scored on the test set (see below)
-
-    [defaults]                          # optional: TrainConfig overrides for every step
-    epochs = 15
-
-    [[steps]]
-    name = "baseline"                   # the run folder: <out>/<name>/seed<k>/
-    model = "mnistlite8k_model1"        # a registered model ('mnistlite models'), or models/net.py:Net
-    title = "Baseline"                  # optional heading
-    target = ["Get the set-up right"]   # what the step is meant to show (the seeds' "Target")
-    notes = "optional, markdown"
-    [steps.recipe]                      # optional: TrainConfig overrides for this step
-    lr = 0.03
-
-Model files and references are relative to the experiment file's folder.
-
-A run's config is, later winning: TrainConfig defaults, the model's registered
-recipe, [defaults], the step's recipe, the command line (--epochs, ...), the seed.
-
-Sealed by default: every run holds out VAL_SIZE training images (or its recipe's `val_size`)
-and never reads the test set, so an experiment can guide choices without spending it. A final
-report opts in with `read_test = true`: its runs train on the full training set and are scored
-on the test set, and experiment.json and the report say so.
-
-Run, every step for every seed resumably: runs/plan.py decides for every run folder whether it is
-done, resumes or trains afresh; a finished run made with a different config is moved aside only
-with --rerun-changed.
-"""
+"""Experiment files: titled [[steps]] (a model and a recipe each; starter/experiment.toml shows one), trained per
+seed, then a report. A run's config, later winning: TrainConfig defaults, the model's recipe, [defaults], the step's
+recipe, the command line, the seed. Sealed unless `read_test = true` (a final report): runs hold out VAL_SIZE images."""
 
 from __future__ import annotations
 
@@ -47,15 +16,19 @@ from ..config import TrainConfig
 from ..config_files import NAME_RE, check_keys, check_recipe, check_text, hint, load_toml, parse_seeds
 from ..engine import rundir as rd
 from ..errors import MnistliteError
-from ..models import config_for, get_entry, list_models
+from ..models import config_for, get_entry
 from ..models.usercode import named_models, rebase
 from ..runs import plan, splits
 from ..tuning_file import DEFAULT_VAL_SIZE as VAL_SIZE
 from .render import render_experiment
 from .sections import EXPERIMENT_JSON
 
+# Optional besides title and steps: description (markdown), seeds (default [1]), models (files whose @register_model
+# names steps may use; paths relative to the file), defaults (TrainConfig overrides for every step), read_test.
 TOP_KEYS = ("title", "description", "seeds", "models", "defaults", "steps", "read_test")
+# name is the run folder (<out>/<name>/seed<k>/); target, the step's bullets; recipe, its TrainConfig overrides.
 STEP_KEYS = ("name", "model", "title", "target", "notes", "recipe")
+FORMAT = 1  # of experiment.json
 # Set by the step (model) or by the seed list (seed), never by a recipe table.
 NOT_IN_RECIPE = {"model": "set it with the step's `model` key", "seed": "list seeds in the top-level `seeds`"}
 
@@ -96,9 +69,10 @@ class Experiment:
         return cfg
 
 
-def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
-    """Validate a parsed TOML document; every error names the file and the step."""
-    src = str(path)
+def load_experiment(path: str | Path) -> Experiment:
+    """Load and validate an experiment file; every error names the file and the step."""
+    path = Path(path)
+    doc, src = load_toml(path, "experiment file"), str(path)
     for key in doc:
         if key not in TOP_KEYS:
             raise MnistliteError(
@@ -139,27 +113,17 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
         seen.add(name)
         model = check_text(raw["model"], f"{label}: model")
         model = named.get(model) or rebase(model, path.parent)
-        if model not in list_models():
-            try:
-                get_entry(model)
-            except MnistliteError as e:
-                raise MnistliteError(f"{label}: {e}") from None
-        target = raw["target"]
-        if isinstance(target, str):
-            target = [target]
+        try:
+            get_entry(model)
+        except MnistliteError as e:
+            raise MnistliteError(f"{label}: {e}") from None
+        target = [raw["target"]] if isinstance(raw["target"], str) else raw["target"]
         if not isinstance(target, list) or not target or not all(isinstance(t, str) and t.strip() for t in target):
             raise MnistliteError(f"{label}: target must be a non-empty list of strings (one per bullet)")
         recipe = check_recipe(raw.get("recipe", {}), f"{label}: [steps.recipe]", NOT_IN_RECIPE)
-        steps.append(
-            Step(
-                name=name,
-                model=model,
-                title=check_text(raw.get("title", ""), f"{label}: title"),
-                target=tuple(t.strip() for t in target),
-                notes=check_text(raw.get("notes", ""), f"{label}: notes"),
-                recipe=recipe,
-            )
-        )
+        heading = check_text(raw.get("title", ""), f"{label}: title")
+        notes = check_text(raw.get("notes", ""), f"{label}: notes")
+        steps.append(Step(name, model, heading, tuple(t.strip() for t in target), notes, recipe))
     exp = Experiment(path, title, description, seeds, defaults, tuple(steps), read_test)
     for i, step in enumerate(exp.steps, 1):  # every value checked now, not at step 4 an hour in
         try:
@@ -167,18 +131,6 @@ def parse_experiment(doc: dict[str, Any], path: Path) -> Experiment:
         except MnistliteError as e:
             raise MnistliteError(f"{src}: step {i} ({step.name!r}): {e}") from None
     return exp
-
-
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path)
-    return parse_experiment(load_toml(path, "experiment file"), path)
-
-
-FORMAT = 1
-
-
-def run_dir_for(out: Path, step: Step, seed: int) -> Path:
-    return out / step.name / f"seed{seed}"
 
 
 def experiment_record(
@@ -201,10 +153,7 @@ def experiment_record(
         "overrides": dict(overrides),
         "defaults": dict(exp.defaults),
         "read_test": exp.read_test,  # a final report; else sealed (validation runs)
-        "steps": [
-            {**asdict(s), "runs": [run_dir_for(out, s, seed).relative_to(out).as_posix() for seed in seeds]}
-            for s in exp.steps
-        ],
+        "steps": [{**asdict(s), "runs": [f"{s.name}/seed{seed}" for seed in seeds]} for s in exp.steps],
     }
 
 
@@ -228,7 +177,7 @@ def run_experiment(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = tuple(seeds or exp.seeds)
     runs = [
-        plan.plan_run(f"{step.name}/seed{seed}", exp.config(step, seed, overrides), run_dir_for(out, step, seed))
+        plan.plan_run(f"{step.name}/seed{seed}", exp.config(step, seed, overrides), out / step.name / f"seed{seed}")
         for step in exp.steps
         for seed in seeds
     ]
@@ -236,14 +185,12 @@ def run_experiment(
     width = len(str(len(runs)))
     echo(f"{exp.title}: {len(exp.steps)} step(s) x {len(seeds)} seed(s) -> {out}")
     for i, r in enumerate(runs, 1):
-        what = plan.STATUS_TEXT[r.status]
-        echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {what}" + (f" ({r.detail})" if r.detail else ""))
+        detail = f" ({r.detail})" if r.detail else ""
+        echo(f"  [{i:>{width}}/{len(runs)}] {r.label}: {plan.STATUS_TEXT[r.status]}{detail}")
     if changed and not rerun_changed:
-        first = changed[0]
         raise MnistliteError(
-            f"{len(changed)} run(s) under {out} were made with a different config "
-            f"(e.g. {first.label}: {first.detail}); rerun them with --rerun-changed (moves those runs aside) "
-            "or choose another --out"
+            f"{len(changed)} run(s) under {out} were made with a different config (e.g. {changed[0].label}: "
+            f"{changed[0].detail}); rerun them with --rerun-changed (moves those runs aside) or choose another --out"
         )
     if plan_only:
         return None
@@ -288,10 +235,9 @@ def _finished(res, echo, r: plan.PlannedRun) -> None:
         echo(f"    done: {r.label} -> {r.run_dir}")
         return
     s = res.summary
-    if "final_test_acc" not in s:  # sealed: a validation run
-        echo(f"    done: final val {s['final_val_acc']:.2f}%, best {s['best_val_acc']:.2f}% in {res.wall_seconds:.1f}s")
-        return
+    sp = "test" if "final_test_acc" in s else "val"  # a sealed (validation) run has no last-3 figure
+    last = f", last-{LAST_EPOCHS} min {s['last3_min_test_acc']:.2f}%" if sp == "test" else ""
     echo(
-        f"    done: final test {s['final_test_acc']:.2f}%, best {s['best_test_acc']:.2f}%, "
-        f"last-{LAST_EPOCHS} min {s['last3_min_test_acc']:.2f}% in {res.wall_seconds:.1f}s"
+        f"    done: final {sp} {s[f'final_{sp}_acc']:.2f}%, best {s[f'best_{sp}_acc']:.2f}%"
+        f"{last} in {res.wall_seconds:.1f}s"
     )

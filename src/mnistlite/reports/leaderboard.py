@@ -1,6 +1,5 @@
-"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds
-reused): the reproduction table of the seed models, and the params -> accuracy frontier of the ladder.
-"""
+"""`mnistlite table`: tables over every model with a tag, each row a multi-seed sweep (finished seeds reused):
+the reproduction table of the seed models, and the params -> accuracy frontier of the ladder."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ from ..runs.holding import holding_text, images_text
 from ..runs.seeds import CONSISTENCY_JSON, claim_figures, run_seeds, scored_split
 from .markdown import epoch_list, table
 
-# What each seed README claims, in its own words, for the reproduction table.
-# Single runs, best epoch read off the test set.
+# What each seed README claims, in its own words (single runs, best epoch read off the test set).
 CLAIMS: dict[str, str] = {
     "mnistlite8k_model1": "best test 99.00% (its log: 99.13% at epoch 15)",
     "mnistlite8k_model2": "best test ~99.18% (its log: best 99.13% at epoch 13)",
@@ -31,15 +29,22 @@ CLAIMS: dict[str, str] = {
     "progression_model2": "best test 99.36%",
 }
 
+# What the held-consistently columns mean, under every table that has them.
+HOLDING_NOTE = (
+    f"± is the spread across seeds, all scored on one test set; test-set SD: that test set's own binomial sampling SD"
+    f" at the mean (sqrt(p(1-p)/n), n its images, from the runs' logs). Seeds holding: seeds at ≥ {TARGET}% in"
+    f" each of the last {LAST_EPOCHS} epochs, with the Clopper-Pearson 95% interval for the share of new seeds"
+    f" that would hold. Margin: the worst last-{LAST_EPOCHS} reading minus {TARGET:.2f}, in test images."
+    " A row marked val is a sealed validation sweep (the test set never read): its figures are on validation."
+)
 
-# Public results beside the ladder, as their sources state them, read from anchors.json (beside
-# this file; docs/results/anchors.json links to it), which names each one's repository, file and
-# whether it was verified. None is a multi-seed last-epoch mean, so the plot draws them apart.
+
+# Public results beside the ladder, as their sources state them (anchors.json names each one's repository, file
+# and whether it was verified). None is a multi-seed last-epoch mean, so the plot draws them apart.
 ANCHORS_FILE = Path(__file__).with_name("anchors.json")
 
 
 def load_anchors() -> list[dict[str, Any]]:
-    """The anchors file's entries, in its order."""
     return list(json.loads(ANCHORS_FILE.read_text())["anchors"])
 
 
@@ -62,24 +67,14 @@ def run_table(
 
 
 def load_rows(out: Path, tag: str) -> list[dict[str, Any]]:
-    """Each model's consistency.json under `out`, with the held-consistently figures of one written
-    before they existed (computed from it and its runs' logs; a stored figure wins)."""
-    rows = []
-    for n in list_models(tag):
-        if (out / n / CONSISTENCY_JSON).is_file():
-            agg = rd.read_json(out / n / CONSISTENCY_JSON)
-            rows.append({**claim_figures(agg, out / n), **agg})
-    return rows
-
-
-def _epochs_at_target(agg: dict[str, Any]) -> str:
-    """Epochs whose mean accuracy over seeds is at the target, as ranges."""
-    split = scored_split(agg)
-    return epoch_list([r["epoch"] for r in agg["per_epoch"] if r[f"{split}_acc"]["mean"] >= agg["target"]]) or "none"
+    """Each model's consistency.json under `out`, with the held-consistently figures filled in for older ones."""
+    dirs = [out / n for n in list_models(tag) if (out / n / CONSISTENCY_JSON).is_file()]
+    aggs = [(d, rd.read_json(d / CONSISTENCY_JSON)) for d in dirs]
+    return [{**claim_figures(agg, d), **agg} for d, agg in aggs]
 
 
 def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    """Each row's CPU thread counts, read from its seeds' config.json (consistency.json does not keep them)."""
+    """Each row's CPU thread counts, from its seeds' config.json (consistency.json does not keep them)."""
     for s in rows:
         found = set()
         for r in s["per_seed"].values():
@@ -91,24 +86,6 @@ def attach_threads(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]
     return rows
 
 
-def _median_seconds(s: dict[str, Any]) -> str:
-    secs = sorted(r["wall_seconds"] for r in s["per_seed"].values() if r.get("wall_seconds") is not None)
-    if not secs:
-        return "n/a"
-    threads = "/".join(map(str, s.get("threads", [])))
-    return f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "")
-
-
-# What the held-consistently columns mean, under every table that has them.
-HOLDING_NOTE = (
-    f"± is the spread across seeds, all scored on one test set; test-set SD: that test set's own binomial sampling SD"
-    f" at the mean (sqrt(p(1-p)/n), n its images, from the runs' logs). Seeds holding: seeds at ≥ {TARGET}% in"
-    f" each of the last {LAST_EPOCHS} epochs, with the Clopper-Pearson 95% interval for the share of new seeds"
-    f" that would hold. Margin: the worst last-{LAST_EPOCHS} reading minus {TARGET:.2f}, in test images."
-    " A row marked val is a sealed validation sweep (the test set never read): its figures are on validation."
-)
-
-
 def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = False) -> str:
     """`cost` adds MACs per image and the median whole-run seconds (each run's result.json `wall_seconds`)."""
     head = "| model | source | params |" + (" MACs/image | s per run, median |" if cost else "") + " epochs |"
@@ -117,24 +94,24 @@ def markdown_table(rows: list[dict[str, Any]], *, claims: bool, cost: bool = Fal
         f" ours: final test, mean ± std | test-set SD | min | worst last-{LAST_EPOCHS} | margin (images)"
         f" | seeds holding {TARGET}% (95% CI) | epochs where the mean ≥ {TARGET}% |"
     )
-    sep = (
-        "|---|---|---:|" + ("---:|---:|" if cost else "") + "---:|" + ("---|" if claims else "") + "---:|" * 6 + "---|"
-    )
-    lines = [head, sep]
+    sep = "|---|---|---:|" + ("---:|---:|" if cost else "") + "---:|" + ("---|" if claims else "")
+    lines = [head, sep + "---:|" * 6 + "---|"]
     for s in rows:
         e, split = get_entry(s["model"]), scored_split(s)
         f, tag = s[f"final_{split}_acc"], "val " if split == "val" else ""  # a sealed sweep's figures say so
         sd = s.get(f"{split}_set_sampling", {}).get("binomial_sd_points")
+        at_target = [r["epoch"] for r in s["per_epoch"] if r[f"{split}_acc"]["mean"] >= s["target"]]
         line = f"| `{s['model']}` | {e.source} | {s['params']:,} |"
         if cost:
-            line += f" {profile_entry(e).macs:,} | {_median_seconds(s)} |"
-        line += f" {s['epochs']} |"
-        if claims:
-            line += f" {CLAIMS.get(s['model'], 'n/a')} |"
+            secs = [r["wall_seconds"] for r in s["per_seed"].values() if r.get("wall_seconds") is not None]
+            threads = "/".join(map(str, s.get("threads", [])))
+            median = f"{statistics.median(secs):.0f}" + (f" ({threads} thr)" if threads else "") if secs else "n/a"
+            line += f" {profile_entry(e).macs:,} | {median} |"
+        line += f" {s['epochs']} |" + (f" {CLAIMS.get(s['model'], 'n/a')} |" if claims else "")
         line += (
             f" {tag}{fmt_acc(f['mean'])} ± {f['std']:.2f} (n={s['n']}) | {'n/a' if sd is None else f'{sd:.3f}'} |"
             f" {tag}{fmt_acc(f['min'])} | {tag}{fmt_acc(s[f'last3_min_{split}_acc']['min'])} |"
-            f" {images_text(s['margin'])} | {holding_text(s['holding'])} | {_epochs_at_target(s)} |"
+            f" {images_text(s['margin'])} | {holding_text(s['holding'])} | {epoch_list(at_target) or 'none'} |"
         )
         lines.append(line)
     return "\n".join(lines)
@@ -156,48 +133,28 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path) -> None:
     # A test-accuracy plot: a sealed sweep (validation figures) is in the table only.
     rows = sorted((s for s in rows if scored_split(s) == "test"), key=lambda s: s["params"])
     xs = [s["params"] for s in rows]
-    ys = [s["final_test_acc"]["mean"] for s in rows]
-    es = [s["final_test_acc"]["std"] for s in rows]
-    lo = [s["final_test_acc"]["min"] for s in rows]
+    ys, es, lo = ([s["final_test_acc"][k] for s in rows] for k in ("mean", "std", "min"))
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label="final test accuracy, mean ± std")
     front = pareto(rows)
-    # A step line: the best mean reachable with at most x parameters, so a larger
-    # model that is not better (the flagship beside sep8k) sits below it, not on it.
-    ax.step(
-        [s["params"] for s in front],
-        [s["final_test_acc"]["mean"] for s in front],
-        where="post",
-        color="tab:blue",
-        alpha=0.5,
-        label="best mean with at most x parameters",
-    )
+    # A step line: a larger model that is not better (the flagship beside sep8k) sits below it, not on it.
+    fx, fy = [s["params"] for s in front], [s["final_test_acc"]["mean"] for s in front]
+    ax.step(fx, fy, where="post", color="tab:blue", alpha=0.5, label="best mean with at most x parameters")
     ax.plot(xs, lo, "v", color="gray", label="worst seed")
     prev_x, stack = 0.0, 0
     for s, x, y in zip(rows, xs, ys):
         # Neighbours closer than 30% in parameters would print on top of each other.
         stack = stack + 1 if prev_x and x / prev_x < 1.3 else 0
         prev_x = x
-        ax.annotate(
-            f"{s['model']} (n={s['n']}" + (f", {s['epochs']} ep)" if s["epochs"] != 15 else ")"),
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, -14 - 11 * stack),
-            fontsize=7,
-        )
+        label = f"{s['model']} (n={s['n']}" + (f", {s['epochs']} ep)" if s["epochs"] != 15 else ")")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -14 - 11 * stack), fontsize=7)
     for a in load_anchors():
         name, params, acc = a["name"], a["params"], a["test_acc"]
         ax.plot(params, acc, "x", color="tab:orange", ms=8)
-        # Short, left of the mark in orange: the ladder's labels sit right and below; the
-        # anchors table printed under the plot gives each anchor's runs and epochs.
+        # Short and left of the mark: the ladder's labels sit right and below; the anchors table gives the rest.
+        label = f"{name.split('/')[-1]}: {acc:.2f}%"
         ax.annotate(
-            f"{name.split('/')[-1]}: {acc:.2f}%",
-            (params, acc),
-            textcoords="offset points",
-            xytext=(-6, 5),
-            ha="right",
-            fontsize=6,
-            color="tab:orange",
+            label, (params, acc), textcoords="offset points", xytext=(-6, 5), ha="right", fontsize=6, color="tab:orange"
         )
     ax.plot([], [], "x", color="tab:orange", label="public anchors (single or best-of runs)")
     ax.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}% target")

@@ -1,10 +1,6 @@
-"""A run directory read back for reports: everything a report needs, no training.
-
-The numbers come from metrics.csv through `rundir.headline_numbers`, the function that
-wrote result.json, so the two never disagree. Params, MACs and wall time come from
-result.json; a run still in progress has none yet, so they come from its layer table
-(summary.txt) and its rows.
-"""
+"""A run directory read back for reports. The numbers come from metrics.csv through `rundir.headline_numbers`,
+which wrote result.json, so the two never disagree; params, MACs and wall time come from result.json, or (a run
+still in progress) from its layer table and rows."""
 
 from __future__ import annotations
 
@@ -18,6 +14,9 @@ from typing import Any
 from ..engine import rundir as rd
 from ..errors import MnistliteError
 
+# The columns a sealed run's report reads from its validation split.
+_VAL_AS_TEST = {"val_acc": "test_acc", "val_loss": "test_loss", "raw_val_acc": "raw_test_acc"}
+
 
 @dataclass
 class RunRecord:
@@ -27,8 +26,7 @@ class RunRecord:
     result: dict[str, Any] | None  # result.json; None while the run is unfinished
     layer_table: str | None  # summary.txt
     log: str | None  # log.txt
-    # A validation run (sealed: it never read the test set). Its rows carry the validation split's
-    # figures under the test keys, so the rules read them alike; every label says `split`.
+    # A sealed run (it never read the test set) keeps its val figures under the test keys; every label says `split`.
     sealed: bool = False
 
     @property
@@ -67,7 +65,6 @@ class RunRecord:
         return self._count("macs", r"MACs per image:\s*([\d,]+)")
 
     def _count(self, key: str, pattern: str) -> int | None:
-        """result.json's count, else (a run still in progress) the layer table's."""
         if self.result and self.result.get(key) is not None:
             return int(self.result[key])
         m = re.search(pattern, self.layer_table or "")
@@ -82,19 +79,13 @@ class RunRecord:
 
     @property
     def wall_seconds(self) -> float | None:
-        """result.json's wall time, which counts every session of a resumed run; for an
-        unfinished run, the sum of its epochs' times."""
+        """result.json's wall time (every session of a resumed run), else the sum of the epochs' times."""
         if self.result and self.result.get("wall_seconds") is not None:
             if self.result.get("sessions") is not None or not self.resumed:
                 return float(self.result["wall_seconds"])
             # Legacy: before result.json had `sessions`, a resumed run's wall_seconds counted only
             # its last session, so the epochs' own times are the better total.
-        secs = [r.get("seconds") for r in self.rows]
-        return float(sum(s for s in secs if s is not None)) if self.rows else None
-
-
-# The columns a sealed run's report reads from its validation split.
-_VAL_AS_TEST = {"val_acc": "test_acc", "val_loss": "test_loss", "raw_val_acc": "raw_test_acc"}
+        return float(sum(r["seconds"] for r in self.rows if r.get("seconds") is not None)) if self.rows else None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -102,7 +93,6 @@ def is_run_dir(path: Path) -> bool:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read a run directory; MnistliteError if it is not one."""
     path = Path(path)
     if not path.is_dir():
         raise MnistliteError(f"{path}: no such directory")
@@ -116,19 +106,10 @@ def load_run(path: str | Path) -> RunRecord:
     sealed = bool(rows) and not any("test_acc" in r for r in rows)
     if sealed:
         rows = [{**r, **{t: r[v] for v, t in _VAL_AS_TEST.items() if v in r}} for r in rows]
-    return RunRecord(
-        sealed=sealed,
-        path=path,
-        config=config,
-        rows=rows,
-        result=result,
-        layer_table=_read_text(path / rd.LAYER_TABLE),
-        log=_read_text(path / rd.LOG),
+    layer_table, log = (
+        p.read_text(errors="replace") if p.is_file() else None for p in (path / rd.LAYER_TABLE, path / rd.LOG)
     )
-
-
-def _read_text(path: Path) -> str | None:
-    return path.read_text(errors="replace") if path.is_file() else None
+    return RunRecord(path, config, rows, result, layer_table, log, sealed)
 
 
 def split_of(runs: Sequence[RunRecord], what: str) -> str:
@@ -140,17 +121,13 @@ def split_of(runs: Sequence[RunRecord], what: str) -> str:
 
 
 def log_excerpt(log: str | None, last_epoch: int, epochs: int) -> str:
-    """The log from the start of epoch `last_epoch - epochs + 1` on (a resumed run's log repeats
-    epoch headers: the last one wins)."""
+    """The log from the start of epoch `last_epoch - epochs + 1` on (the last such header: a resumed run repeats it)."""
     if not log:
         return ""
     lines = log.rstrip("\n").splitlines()
     first = max(1, last_epoch - epochs + 1)
     starts = [i for i, line in enumerate(lines) if line.strip() == f"Epoch {first}"]
     return "\n".join(lines[starts[-1] :] if starts else lines[-4 * epochs :])
-
-
-# --- architecture features, for "what changed from the previous step" ------------
 
 
 @cache
@@ -169,9 +146,8 @@ def _architecture(model: str, dropout: float | None) -> tuple[tuple[str, str], .
 
 
 def architecture(model: str, dropout: float | None = None, result: dict[str, Any] | None = None) -> dict[str, str]:
-    """Comparable features of a run's model: recorded in its result.json at training (which
-    needs no code, so a user model's report runs none), else rebuilt from the registry
-    or a candidate file (older runs), else {}."""
+    """Comparable features of a run's model: from its result.json (so a user model's report runs no code),
+    else (older runs) rebuilt from the registry or a candidate file, else {}."""
     recorded = (result or {}).get("architecture")
     if isinstance(recorded, dict) and recorded:
         return {str(k): str(v) for k, v in recorded.items()}

@@ -17,7 +17,6 @@ def _acc(v: float | None) -> str:
 
 
 def table(ranking: dict[str, Any]) -> str:
-    """The ranking as a markdown table: validation columns only."""
     seeds = ranking["seeds"]
     head = ["rank", "candidate", "architecture", "params", "MACs", "recipe overrides"]
     head += [f"val s{s}" for s in seeds] + ["mean val", f"worst last-{LAST_EPOCHS} val"]
@@ -28,21 +27,14 @@ def table(ranking: dict[str, Any]) -> str:
     head.append("s/run")
     rows = []
     for r in ranking["candidates"]:
+        ident = [str(r["rank"] or "—"), r["name"], f"`{r['arch']}`", f"{r['params']:,}", f"{r['macs']:,}"]
+        per_seed = [_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds]
         mean = f"**{r['mean_final_val_acc']:.2f}**" if r["mean_final_val_acc"] is not None else "incomplete"
-        cells = [
-            str(r["rank"] or "—"),
-            r["name"],
-            f"`{r['arch']}`",
-            f"{r['params']:,}",
-            f"{r['macs']:,}",
-            fmt_recipe(r["recipe"]),
-            *(_acc(r["per_seed"][str(s)].get("final_val_acc")) for s in seeds),
-            mean,
-            _acc(r[f"min_last{LAST_EPOCHS}_min_val_acc"]),
-            *(_acc(r.get(k)) for k in raw),
-            f"{r['mean_wall_seconds']:.0f}",
-        ]
-        rows.append(cells)
+        worst = _acc(r[f"min_last{LAST_EPOCHS}_min_val_acc"])
+        raw_cells = [_acc(r.get(k)) for k in raw]
+        rows.append(
+            [*ident, fmt_recipe(r["recipe"]), *per_seed, mean, worst, *raw_cells, f"{r['mean_wall_seconds']:.0f}"]
+        )
     return "\n".join(md_table(head, rows, "rllrrl" + "r" * (len(head) - 6), tight=True))
 
 
@@ -72,17 +64,12 @@ def markdown(ranking: dict[str, Any]) -> str:
         parts += ["Runs without a result:", "", *failed, ""]
     linked = [f"- {name}/seed{s} -> `{p['linked_to']}`" for name, s, p in _runs(ranking) if p.get("linked_to")]
     if linked:
-        parts += [
-            "Linked from earlier folders (the same runs by the same-run rule, not trained here):",
-            "",
-            *linked,
-            "",
-        ]
+        heading = "Linked from earlier folders (the same runs by the same-run rule, not trained here):"
+        parts += [heading, "", *linked, ""]
     return "\n".join(parts)
 
 
 def _runs(ranking: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(candidate, seed, its run's entry) for every run of the ranking."""
     return [(r["name"], s, p) for r in ranking["candidates"] for s, p in r["per_seed"].items()]
 
 
