@@ -20,7 +20,9 @@ from .preprocess import Source, preprocess_image
 
 # ONNX metadata_props keys written by `mnistlite export` (export.metadata_for): mnistlite.<field>.
 META_PREFIX = "mnistlite."
-META_MODEL, META_MEAN, META_STD = (META_PREFIX + k for k in ("model", "mean", "std"))
+META_MODEL = META_PREFIX + "model"
+META_MEAN = META_PREFIX + "mean"
+META_STD = META_PREFIX + "std"
 
 
 @dataclass
