@@ -1,8 +1,6 @@
-"""Layer tables, parameter counts, MACs and architecture features, through torchinfo;
-and the tuning candidates: the models of the files that experiment or tuning files under
-./experiments/ name (`models = ["tiny_candidates.py"]`), which live outside the package.
-Reports find a candidate by its bare name, as older runs record it.
-"""
+"""Layer tables, parameter counts, MACs and architecture features (torchinfo); and the tuning candidates: the models
+of the files that experiment or tuning files under ./experiments/ name (`models = [...]`), outside the package.
+Reports find a candidate by its bare name, as older runs record it."""
 
 from __future__ import annotations
 
@@ -32,13 +30,9 @@ class ModelProfile:
     table: str  # torchinfo's layer table
 
     def __str__(self) -> str:
-        return "\n".join(
-            [
-                self.table,
-                f"Trainable params: {self.params:,}",
-                f"MACs per image:   {self.macs:,}",
-                f"Budget:           {budget_verdict(self.params)}",
-            ]
+        return (
+            f"{self.table}\nTrainable params: {self.params:,}\nMACs per image:   {self.macs:,}\n"
+            f"Budget:           {budget_verdict(self.params)}"
         )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython

@@ -11,12 +11,10 @@ def register(sub) -> None:
         "dir", metavar="DIR", help="a folder of runs and claims (consistency.json, ladder.md), e.g. docs/results"
     )
     p.add_argument("--json", action="store_true", help="print the audit as JSON, for scripts")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     from ..reports.audit import audit, render, to_json
 
     doc = audit(args.dir)
     print(to_json(doc) if args.json else render(doc), end="")
-    return 0

@@ -47,10 +47,9 @@ def register(sub) -> None:
     )
     p.add_argument("--no-paths", action="store_true", help="skip the BN paths (fused unit against torch's layers)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     if args.steps < 1:
         raise MnistliteError("--steps must be at least 1")
     check_at_least(args, rounds=1)
@@ -74,4 +73,3 @@ def run(args) -> int:
         rounds=args.rounds,
     )
     print(json.dumps(r, indent=2) if args.json else format_bench(r))
-    return 0

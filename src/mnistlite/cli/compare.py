@@ -25,10 +25,9 @@ def register(sub) -> None:
     )
     p.add_argument("--out", metavar="PNG", default=DEFAULT_PNG, help=f"overlay plot (default: {DEFAULT_PNG})")
     p.add_argument("--json", action="store_true", help="print the rows as JSON, for scripts")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     rows, png = compare(args.dirs, args.out)
     dirs = [Path(d) for d in args.dirs]
     pair = paired_seeds(*dirs) if len(dirs) == 2 and all(map(is_seeds_dir, dirs)) else None
@@ -40,4 +39,3 @@ def run(args) -> int:
             print()
             print(format_paired(pair))
         print(f"\nplot: {png}")
-    return 0

@@ -1,10 +1,6 @@
-"""`mnistlite evaluate RUN...`: trained runs scored again, plain and with test-time augmentation.
-
-The plain figure, from model.pt, matches the run's last metrics row; the TTA figure (engine/tta.py)
-is never written into a run's files. Choose TTA's settings on `--split val`, report `--split test`.
-A run with a validation split is sealed: its test set is read only with `--read-test`. Each test
-scoring appends a line to the run's test_readings.jsonl (`mnistlite audit` reads them).
-"""
+"""`mnistlite evaluate RUN...`: trained runs scored again, plain (matches the last metrics row) and with TTA.
+A run with a validation split is sealed: its test set is read only with `--read-test`. Each test scoring
+appends a line to the run's test_readings.jsonl (`mnistlite audit` reads them); nothing else is written there."""
 
 from __future__ import annotations
 
@@ -49,17 +45,15 @@ def register(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
     add_trust_code(p, "allow rebuilding runs of your own model files")
-    p.set_defaults(func=run)
 
 
 def run_dirs(paths: list[str]) -> list[Path]:
-    """Run directories (holding model.pt); a sweep folder stands for its seed<k>/ runs, in seed order;
-    a registered name with shipped weights (mnistlite_flagship) stands for them."""
+    """Run directories; a sweep folder stands for its seed<k>/ runs, in seed order; a name, for its shipped weights."""
     from ..models.pretrained import has_pretrained
 
     out: list[Path] = []
     for p in map(Path, paths):
-        if (p / rd.MODEL).is_file() or (not p.exists() and has_pretrained(str(p))):  # a name: its shipped weights
+        if (p / rd.MODEL).is_file() or (not p.exists() and has_pretrained(str(p))):
             out.append(p)
             continue
         if not p.is_dir():
@@ -71,7 +65,7 @@ def run_dirs(paths: list[str]) -> list[Path]:
     return out
 
 
-def run(args) -> int:
+def run(args) -> None:
     import torch
 
     from ..data import load_dataset
@@ -110,12 +104,9 @@ def run(args) -> int:
         model = accelerate(r.model)[0].to(memory_format=fmt)  # type: ignore[call-overload]  # stubs omit memory_format
         s = score(model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)
         if args.split == "test" and (d / rd.CONFIG).is_file():  # a run's folder (not shipped weights)
-            last = (r.result or {}).get("epochs_run", cfg.epochs)
-            row = {"epoch": last, "test_acc": s.plain}
-            extra = {"tta_acc": s.tta, "tta_views": s.views}
-            record_test_reading(
-                d, state=r.model.state_dict(), config=cfg.to_dict(), params=r.params, rows=[row], **extra
-            )
+            row = {"epoch": (r.result or {}).get("epochs_run", cfg.epochs), "test_acc": s.plain}
+            aug = {"tta_acc": s.tta, "tta_views": s.views}
+            record_test_reading(d, state=r.model.state_dict(), config=cfg.to_dict(), params=r.params, rows=[row], **aug)
         rows.append({"run": str(d), "model": cfg.model, "seed": cfg.seed, "plain": s.plain, "tta": s.tta})
         print(f"{d}: {args.split} plain {s.plain:.2f}%, TTA ({s.views} views) {s.tta:.2f}% ({s.tta - s.plain:+.2f})")
     plain, tta = [r["plain"] for r in rows], [r["tta"] for r in rows]
@@ -137,4 +128,3 @@ def run(args) -> int:
         doc = {"split": args.split, "tta_shift": args.tta_shift, "views": views, "runs": rows, "summary": summary}
         rd.write_json(Path(args.json), doc)
         print(f"wrote {args.json}")
-    return 0

@@ -29,10 +29,9 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
     common.add_storage_flags(p, "runs", "experiment-<out folder>")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     exp = load_experiment(args.file)
     overrides = common.file_overrides(args)
     out = common.file_out(args, DEFAULT_ROOT)
@@ -49,4 +48,3 @@ def run(args) -> int:
         study=args.study,
         jobs=args.jobs,
     )
-    return 0

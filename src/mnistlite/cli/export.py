@@ -33,10 +33,9 @@ def register(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="data root for verification (default: the usual search)")
     add_trust_code(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     from ..deploy.export import export_run
 
     report = export_run(
@@ -51,4 +50,3 @@ def run(args) -> int:
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
-    return 0

@@ -19,14 +19,13 @@ def register(sub) -> None:
         "compare and write the report). DIR must not exist yet, or be empty.",
     )
     p.add_argument("dir", metavar="DIR", help="folder to create")
-    p.set_defaults(func=run)
 
 
 def files() -> list[Path]:
     return sorted(p.relative_to(STARTER) for p in STARTER.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def run(args) -> int:
+def run(args) -> None:
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MnistliteError(f"{out} already exists and is not an empty folder; choose another DIR")
@@ -39,4 +38,3 @@ def run(args) -> int:
     for rel in files():
         print(f"wrote {out / rel}")
     print(f"next: cd {out} && mnistlite experiment experiment.toml --dry-run")
-    return 0

@@ -27,7 +27,6 @@ def register(sub) -> None:
         help=f"also list the tuning candidates: the models of the files that the experiment and tuning files "
         f"under ./{EXPERIMENTS}/ name (`models = [...]`), each with the rounds that ran it",
     )
-    p.set_defaults(func=run_models)
 
     s = sub.add_parser("summary", help="print a model's layer table, parameters, MACs and budget verdict")
     s.add_argument("model", help="a registered name, or your own: my_models.py:Net")
@@ -67,23 +66,21 @@ def _source(row: dict) -> str:
     return f"candidate of {rounds[0]}{more}"
 
 
-def run_models(args) -> int:
+def run(args) -> None:
     rows = model_rows(args.tag, args.files, args.all)
     if not rows and args.tag:
         tags = sorted({t for n in list_models() for t in get_entry(n).tags})
         raise MnistliteError(f"no model has tag {args.tag!r}; known tags: {', '.join(tags)}")
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return
     w = max([len(r["name"]) for r in rows] + [4])
     print(f"{'name':<{w}}  {'params':>7}  {'MACs':>10}  {'<8k':>3}  source")
     for r in rows:
         ok = "yes" if r["fits_budget"] else "no"
         print(f"{r['name']:<{w}}  {r['params']:>7,}  {r['macs']:>10,}  {ok:>3}  {_source(r)}")
-    return 0
 
 
-def run_summary(args) -> int:
+def run_summary(args) -> None:
     get_entry(args.model)  # unknown names fail before torchinfo runs
     print(summary_text(args.model))
-    return 0

@@ -25,7 +25,6 @@ def register(sub) -> None:
         action="store_true",
         help="print a JSON list, one object per image (failed files carry an 'error' key)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -22,10 +22,9 @@ def register(sub) -> None:
         metavar="FILE",
         help="report file (default: EXPERIMENT_DIR/report.md, or report.md beside the run directories)",
     )
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     dirs = [Path(d) for d in args.dirs]
     exps = [d for d in dirs if is_experiment_dir(d)]
     if exps:
@@ -35,4 +34,3 @@ def run(args) -> int:
     else:
         report = render_runs(dirs, args.out)
     print(f"wrote {report}")
-    return 0

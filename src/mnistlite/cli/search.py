@@ -88,7 +88,6 @@ def register(sub) -> None:
         help="CPU threads per worker (default 1: nets this small gain more from one worker per "
         "core than from threads; 0 = all cores)",
     )
-    p.set_defaults(func=run)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -102,7 +101,7 @@ def _check(args: argparse.Namespace) -> None:
         raise MnistliteError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> None:
     _check(args)
     from ..runs import storage as st
     from ..search import objective, retrain, show, worker
@@ -158,4 +157,3 @@ def run(args: argparse.Namespace) -> int:
             run=run_fields,
             storage=args.storage,
         )
-    return 0

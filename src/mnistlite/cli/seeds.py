@@ -25,10 +25,9 @@ def register(sub) -> None:
     )
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     seeds = seeds_from_args(args)
     cfg = config_from_args(args, model=args.model)
     out = Path(args.out) if args.out else Path("runs") / "seeds" / args.model
@@ -39,4 +38,3 @@ def run(args) -> int:
     agg = run_seeds(cfg, seeds, out, jobs=args.jobs, storage=args.storage, study=args.study, reuse=reuse)
     print(format_aggregate(agg))
     print(f"wrote {out / 'consistency.json'} and {out / 'consistency.png'}")
-    return 0

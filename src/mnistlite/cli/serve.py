@@ -29,7 +29,6 @@ def register(sub) -> None:
     )
     add_trust_code(p)
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
-    p.set_defaults(func=run)
 
 
 def _is_loopback(host: str) -> bool:
@@ -57,7 +56,7 @@ def _check_port(host: str, port: int) -> None:
             raise MnistliteError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from None
 
 
-def run(args) -> int:
+def run(args) -> None:
     import torch
 
     from ..deploy import require
@@ -85,4 +84,3 @@ def run(args) -> int:
             flush=True,
         )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
-    return 0

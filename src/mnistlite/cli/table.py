@@ -21,7 +21,6 @@ def register(sub) -> None:
     p.add_argument("--no-train", action="store_true", help="only render from finished sweeps")
     add_config_flags(p, skip=("model", "seed"))
     add_dry_run(p)
-    p.set_defaults(func=run)
 
 
 # Why the time column needs its caveat: the rows were trained over many sessions.
@@ -33,7 +32,7 @@ TIME_NOTE = (
 )
 
 
-def run(args) -> int:
+def run(args) -> None:
     if not list_models(args.tag):
         raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
     seeds = seeds_from_args(args)
@@ -58,4 +57,3 @@ def run(args) -> int:
             parts += [TIME_NOTE, "", lb.anchors_table(), "", f"![params vs accuracy]({png.name})"]
         md.write_text("\n".join(parts) + "\n")
         print(f"wrote {md}")
-    return 0

@@ -18,14 +18,12 @@ def register(sub) -> None:
     add_trust_code(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dry_run(p)
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     if args.resume:
         resume(Path(args.resume), progress=False if args.no_progress else None, trust_code=args.trust_code)
-        return 0
+        return
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(args.runs_root, cfg.model, cfg.seed)
     train(cfg, run_dir=out, progress=False if args.no_progress else None)
-    return 0

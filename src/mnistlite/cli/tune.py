@@ -24,7 +24,6 @@ def register(sub) -> None:
     add_jobs_flag(p, "runs trained at once; on CUDA they share the GPU")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
     add_dry_run(p, "1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
