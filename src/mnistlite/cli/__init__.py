@@ -1,8 +1,8 @@
-"""The `mnistlite` command: each subcommand module's `register(subparsers)` adds its parser, `run(args)` runs it.
-
-common.py: the one-line-error parser and the shared flags. init.py train.py seeds.py table.py models.py bench.py
-experiment.py report.py compare.py evaluate.py audit.py search.py tune.py export.py predict.py serve.py: the
-subcommands, in `--help`'s order. A MnistliteError leaves as one line on stderr; nothing else is caught.
+"""The `mnistlite` command. Each module's `register(subparsers)` adds its commands' parsers and sets the function
+that runs each (it returns None or an exit code). A MnistliteError leaves as one line on stderr; nothing else
+is caught. common.py: the one-line-error parser and the shared flags. The commands, in `--help`'s order:
+init.py, training.py (train, seeds, table), models.py (models, summary), bench.py, experiment.py, reports.py (report,
+compare, evaluate, audit), search.py (search, tune), deploy.py (export, predict, serve).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from ..errors import MnistliteError
 from .common import Parser
 
 # Order is the order of `mnistlite --help`.
-COMMANDS = """
-init train seeds table models bench experiment report compare evaluate audit search tune export predict serve
-""".split()
+MODULES = ("init", "training", "models", "bench", "experiment", "reports", "search", "deploy")
 
 
 # Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.
@@ -81,10 +79,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"mnistlite {__version__}")
     parser.add_argument("--malloc-tuning", choices=MALLOC_TUNING, default="auto", help=MALLOC_TUNING_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        module.register(sub)
-        sub.choices[name].set_defaults(func=module.run)
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     for command in sub.choices.values():
         # After the command too; SUPPRESS leaves the value given before it (or auto) when absent here.
         command.add_argument(

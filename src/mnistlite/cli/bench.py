@@ -47,6 +47,7 @@ def register(sub) -> None:
     )
     p.add_argument("--no-paths", action="store_true", help="skip the BN paths (fused unit against torch's layers)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
 
 
 def run(args) -> None:

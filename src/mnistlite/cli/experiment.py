@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
     common.add_storage_flags(p, "runs", "experiment-<out folder>")
+    p.set_defaults(func=run)
 
 
 def run(args) -> None:

@@ -19,6 +19,7 @@ def register(sub) -> None:
         "compare and write the report). DIR must not exist yet, or be empty.",
     )
     p.add_argument("dir", metavar="DIR", help="folder to create")
+    p.set_defaults(func=run)
 
 
 def files() -> list[Path]:

@@ -27,6 +27,7 @@ def register(sub) -> None:
         help=f"also list the tuning candidates: the models of the files that the experiment and tuning files "
         f"under ./{EXPERIMENTS}/ name (`models = [...]`), each with the rounds that ran it",
     )
+    p.set_defaults(func=run_models)
 
     s = sub.add_parser("summary", help="print a model's layer table, parameters, MACs and budget verdict")
     s.add_argument("model", help="a registered name, or your own: my_models.py:Net")
@@ -66,7 +67,7 @@ def _source(row: dict) -> str:
     return f"candidate of {rounds[0]}{more}"
 
 
-def run(args) -> None:
+def run_models(args) -> None:
     rows = model_rows(args.tag, args.files, args.all)
     if not rows and args.tag:
         tags = sorted({t for n in list_models() for t in get_entry(n).tags})

@@ -1,22 +1,58 @@
-"""`mnistlite evaluate RUN...`: trained runs scored again, plain (matches the last metrics row) and with TTA.
-A run with a validation split is sealed: its test set is read only with `--read-test`. Each test scoring
-appends a line to the run's test_readings.jsonl (`mnistlite audit` reads them); nothing else is written there."""
+"""`mnistlite report`, `compare`, `evaluate` and `audit`: what finished runs show, without training. `evaluate`
+scores them again, plain (as the last metrics row) and with TTA; a validation run is sealed: its test set is read
+only with --read-test, and each test scoring appends a line to test_readings.jsonl, which `audit` reads."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..engine import rundir as rd
 from ..errors import MnistliteError
+from ..reports.compare import compare, format_compare, format_paired, is_seeds_dir, paired_seeds
+from ..reports.render import render_experiment, render_runs
+from ..reports.sections import is_experiment_dir
 from ..runs.seeds import spread
 from .common import add_trust_code
+
+DEFAULT_PNG = "runs/compare.png"
 
 MAX_SHIFT = 4
 
 
 def register(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a markdown report from an experiment folder or from run directories (no training)",
+        description="EXPERIMENT_DIR (a folder written by 'mnistlite experiment'): re-render its report.md. "
+        "RUN_DIR...: a report with one section per run, in the order given.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="one experiment folder, or one or more run directories")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="report file (default: EXPERIMENT_DIR/report.md, or report.md beside the run directories)",
+    )
+    p.set_defaults(func=run_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare run directories: a table of headline numbers and an overlay plot of test accuracy; "
+        "two seeds folders are also paired seed by seed",
+    )
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories (an experiment or seeds folder stands for all its runs); exactly two seeds folders "
+        "(consistency.json) add a paired comparison: A - B over their common seeds, its standard error, A's wins",
+    )
+    p.add_argument("--out", metavar="PNG", default=DEFAULT_PNG, help=f"overlay plot (default: {DEFAULT_PNG})")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON, for scripts")
+    p.set_defaults(func=run_compare)
+
     p = sub.add_parser(
         "evaluate", help="score trained runs again on val or test, plain and with small-shift test-time augmentation"
     )
@@ -45,6 +81,42 @@ def register(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
     add_trust_code(p, "allow rebuilding runs of your own model files")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser(
+        "audit", help="list, per budget and claim, the test readings that came before it and the rounds they started"
+    )
+    p.add_argument(
+        "dir", metavar="DIR", help="a folder of runs and claims (consistency.json, ladder.md), e.g. docs/results"
+    )
+    p.add_argument("--json", action="store_true", help="print the audit as JSON, for scripts")
+    p.set_defaults(func=run_audit)
+
+
+def run_report(args) -> None:
+    dirs = [Path(d) for d in args.dirs]
+    exps = [d for d in dirs if is_experiment_dir(d)]
+    if exps:
+        if len(dirs) > 1:
+            raise MnistliteError(f"{exps[0]} is an experiment folder: report on it alone, or list run directories only")
+        report = render_experiment(exps[0], args.out)
+    else:
+        report = render_runs(dirs, args.out)
+    print(f"wrote {report}")
+
+
+def run_compare(args) -> None:
+    rows, png = compare(args.dirs, args.out)
+    dirs = [Path(d) for d in args.dirs]
+    pair = paired_seeds(*dirs) if len(dirs) == 2 and all(map(is_seeds_dir, dirs)) else None
+    if args.json:
+        print(json.dumps(rows if pair is None else {"runs": rows, "paired": pair}, indent=2))
+    else:
+        print(format_compare(rows))
+        if pair is not None:
+            print()
+            print(format_paired(pair))
+        print(f"\nplot: {png}")
 
 
 def run_dirs(paths: list[str]) -> list[Path]:
@@ -65,7 +137,7 @@ def run_dirs(paths: list[str]) -> list[Path]:
     return out
 
 
-def run(args) -> None:
+def run_evaluate(args) -> None:
     import torch
 
     from ..data import load_dataset
@@ -128,3 +200,10 @@ def run(args) -> None:
         doc = {"split": args.split, "tta_shift": args.tta_shift, "views": views, "runs": rows, "summary": summary}
         rd.write_json(Path(args.json), doc)
         print(f"wrote {args.json}")
+
+
+def run_audit(args) -> None:
+    from ..reports.audit import audit, render, to_json
+
+    doc = audit(args.dir)
+    print(to_json(doc) if args.json else render(doc), end="")
