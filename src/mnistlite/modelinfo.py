@@ -112,12 +112,8 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
             h.remove()
 
     convs = [m for m, _ in calls if isinstance(m, nn.Conv2d)]
-    bns = [m for m, _ in calls if isinstance(m, nn.BatchNorm2d)]
     drops = [m.p for m, _ in calls if isinstance(m, nn.Dropout) and m.p > 0]
-    pools = [m for m, _ in calls if isinstance(m, nn.MaxPool2d)]
-    linears = [m for m, _ in calls if isinstance(m, nn.Linear)]
-    # Global average pooling: the map collapses to 1x1 through an average pool,
-    # or disappears between two layers (a functional mean before a Linear head).
+    # Global average pooling: the map collapses to 1x1 through an average pool, or disappears between two layers.
     gap, last_side = False, 28
     for m, o in calls:
         if len(o) == 4:
@@ -132,11 +128,11 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
         "conv widths": "-".join(str(c.out_channels) for c in convs),
         "1x1 convs": str(sum(1 for c in convs if c.kernel_size == (1, 1))),
         "conv bias": "yes" if any(c.bias is not None for c in convs) else "no",
-        "BatchNorm layers": str(len(bns)),
+        "BatchNorm layers": str(sum(isinstance(m, nn.BatchNorm2d) for m, _ in calls)),
         "dropout": f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none",
-        "max-pools": str(len(pools)),
+        "max-pools": str(sum(isinstance(m, nn.MaxPool2d) for m, _ in calls)),
         "GAP": "yes" if gap else "no",
-        "linear layers": str(len(linears)),
+        "linear layers": str(sum(isinstance(m, nn.Linear) for m, _ in calls)),
     }
 
 

@@ -1,8 +1,8 @@
 """The `mnistlite` command. Each module's `register(subparsers)` adds its commands' parsers and sets the function
 that runs each (it returns None or an exit code). A MnistliteError leaves as one line on stderr; nothing else
 is caught. common.py: the one-line-error parser and the shared flags. The commands, in `--help`'s order:
-init.py, training.py (train, seeds, table), models.py (models, summary), bench.py, experiment.py, reports.py (report,
-compare, evaluate, audit), search.py (search, tune), deploy.py (export, predict, serve).
+training.py (init, train, seeds, table), models.py (models, summary, bench), reports.py (experiment, report, compare,
+evaluate, audit), search.py (search, tune), deploy.py (export, predict, serve).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..errors import MnistliteError
 from .common import Parser
 
 # Order is the order of `mnistlite --help`.
-MODULES = ("init", "training", "models", "bench", "experiment", "reports", "search", "deploy")
+MODULES = ("training", "models", "reports", "search", "deploy")
 
 
 # Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.

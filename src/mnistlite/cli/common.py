@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -118,7 +119,6 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_storage_flags(parser: argparse.ArgumentParser, what: str, default_study: str) -> None:
-    """--storage and --study: share a sweep's runs among workers (`seeds`, `experiment`)."""
     parser.add_argument(
         "--storage",
         metavar="URL",
@@ -133,13 +133,10 @@ def add_patience_flag(parser: argparse.ArgumentParser) -> None:
     from ..runs.storage import DEFAULT_PATIENCE
 
     def seconds(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-        return value
+        with contextlib.suppress(ValueError):
+            if 0 < float(text) < float("inf"):
+                return float(text)
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
 
     parser.add_argument(
         "--storage-patience",
@@ -157,7 +154,6 @@ def add_dry_run(
 
 
 def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
-    """--seeds N | --seed-list S,S and --jobs, as `seeds` and `table` take them."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, default=5, metavar="N", help=f"run seeds 1..N{what} (default 5)")
     g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
@@ -194,7 +190,6 @@ FILE_RUN_FLAGS = ("seeds", "seed_list", "out", "epochs", "limit_train", "data_di
 
 
 def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: str) -> None:
-    """The flags `experiment` and `tune` share: which seeds, where to, and smoke-run overrides."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, metavar="N", help="seeds 1..N (default: the file's `seeds`)")
     g.add_argument("--seed-list", metavar="S1,S2", help="these seeds, comma-separated")

@@ -3,6 +3,7 @@ files, and as a drawing page with a JSON prediction API."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -52,9 +53,7 @@ def register(sub) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     add_trust_code(p)
     p.add_argument(
-        "--json",
-        action="store_true",
-        help="print a JSON list, one object per image (failed files carry an 'error' key)",
+        "--json", action="store_true", help="print a JSON list, one object per image (failed files have an 'error' key)"
     )
     p.set_defaults(func=run_predict)
 
@@ -117,12 +116,9 @@ def run_predict(args) -> int:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    with contextlib.suppress(ValueError):
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    return False
 
 
 def _check_port(host: str, port: int) -> None:

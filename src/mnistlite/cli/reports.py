@@ -1,28 +1,51 @@
-"""`mnistlite report`, `compare`, `evaluate` and `audit`: what finished runs show, without training. `evaluate`
-scores them again, plain (as the last metrics row) and with TTA; a validation run is sealed: its test set is read
-only with --read-test, and each test scoring appends a line to test_readings.jsonl, which `audit` reads."""
+"""`mnistlite experiment`: an experiment file's steps trained per seed, then its report. `report`, `compare`,
+`evaluate`, `audit`: what finished runs show, without training. `evaluate` scores them again, plain (as the last
+metrics row) and with TTA; a validation run is sealed: its test set is read only with --read-test, and each test
+scoring appends a line to test_readings.jsonl, which `audit` reads."""
 
 from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from pathlib import Path
-from typing import Any
 
 from ..engine import rundir as rd
 from ..errors import MnistliteError
+from ..reports import experiment
 from ..reports.compare import compare, format_compare, format_paired, is_seeds_dir, paired_seeds
 from ..reports.render import render_experiment, render_runs
 from ..reports.sections import is_experiment_dir
 from ..runs.seeds import spread
-from .common import add_trust_code
+from . import common
 
+DEFAULT_ROOT = Path("runs") / "experiments"
 DEFAULT_PNG = "runs/compare.png"
 
 MAX_SHIFT = 4
 
 
 def register(sub) -> None:
+    p = sub.add_parser(
+        "experiment",
+        help="run an experiment file (TOML: steps x seeds) and write its report.md",
+        description="Train every step of FILE for every seed into OUT/<step>/seed<k>/, skipping runs already "
+        "done with the same config and resuming interrupted ones, then write OUT/report.md.",
+    )
+    p.add_argument("file", metavar="FILE", help="experiment file, e.g. experiments/progression.toml")
+    common.add_file_run_flags(p, "step", "runs/experiments/<file stem>")
+    common.add_dry_run(p, "1 epoch on 1,000 images per run, into runs/experiments/<stem>-dry-run unless --out is given")
+    p.add_argument("--plan", action="store_true", help="validate the file and print what would run; train nothing")
+    p.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="move aside (to <run>.old-<timestamp>) and retrain runs whose saved config differs from the file's",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_jobs_flag(p, "runs trained at once in worker processes (no per-epoch lines)")
+    common.add_storage_flags(p, "runs", "experiment-<out folder>")
+    p.set_defaults(func=run_experiment)
+
     p = sub.add_parser(
         "report",
         help="write a markdown report from an experiment folder or from run directories (no training)",
@@ -31,9 +54,7 @@ def register(sub) -> None:
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="one experiment folder, or one or more run directories")
     p.add_argument(
-        "--out",
-        metavar="FILE",
-        help="report file (default: EXPERIMENT_DIR/report.md, or report.md beside the run directories)",
+        "--out", metavar="FILE", help="report file (default: EXPERIMENT_DIR/report.md, else report.md beside the runs)"
     )
     p.set_defaults(func=run_report)
 
@@ -80,7 +101,7 @@ def register(sub) -> None:
     )
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $MNISTLITE_DATA)")
     p.add_argument("--json", metavar="FILE", help="also write every figure, per run and in summary, to FILE")
-    add_trust_code(p, "allow rebuilding runs of your own model files")
+    common.add_trust_code(p, "allow rebuilding runs of your own model files")
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser(
@@ -91,6 +112,25 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the audit as JSON, for scripts")
     p.set_defaults(func=run_audit)
+
+
+def run_experiment(args) -> None:
+    exp = experiment.load_experiment(args.file)
+    overrides = common.file_overrides(args)
+    out = common.file_out(args, DEFAULT_ROOT)
+    experiment.run_experiment(
+        exp,
+        out,
+        seeds=common.file_seeds(args),
+        overrides=overrides,
+        rerun_changed=args.rerun_changed,
+        plan_only=args.plan,
+        progress=False if args.no_progress else None,
+        command=common.command_line("experiment", args, switches=("dry_run", "rerun_changed")),
+        storage=args.storage,
+        study=args.study,
+        jobs=args.jobs,
+    )
 
 
 def run_report(args) -> None:
@@ -158,7 +198,7 @@ def run_evaluate(args) -> None:
                     f"{d}: a validation run, its test set is sealed; score it with --split val, "
                     "or read the test set anyway with --split test --read-test"
                 )
-    cache: dict[tuple[str, int, str | None], Any] = {}
+    load = cache(load_dataset)  # once per data set, split and root, however many runs use it
     rows = []
     for d in dirs:
         r = load_run(d, trust_code=args.trust_code)
@@ -166,12 +206,8 @@ def run_evaluate(args) -> None:
         if args.split == "val" and not cfg.val_size:
             raise MnistliteError(f"{d}: trained without a validation split (--val-size 0); use --split test")
         root = args.data_dir or (cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None)
-        key = (cfg.dataset, cfg.val_size, root)
-        if key not in cache:
-            cache[key] = load_dataset(cfg.dataset, data_dir=root, val_size=cfg.val_size, download=cfg.download)
-        split = getattr(cache[key], args.split)
-        # The layout the run was judged in, so the convolutions round as the judge's did; on a CPU
-        # the inference loops apply (torch's logits bit for bit: mnistlite.fast).
+        split = getattr(load(cfg.dataset, data_dir=root, val_size=cfg.val_size, download=cfg.download), args.split)
+        # The layout the run was judged in, so the convolutions round as the judge's did (mnistlite.fast: bit for bit).
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = accelerate(r.model)[0].to(memory_format=fmt)  # type: ignore[call-overload]  # stubs omit memory_format
         s = score(model, split, args.tta_shift, fill=(0.0 - r.mean) / r.std)
@@ -182,12 +218,8 @@ def run_evaluate(args) -> None:
         rows.append({"run": str(d), "model": cfg.model, "seed": cfg.seed, "plain": s.plain, "tta": s.tta})
         print(f"{d}: {args.split} plain {s.plain:.2f}%, TTA ({s.views} views) {s.tta:.2f}% ({s.tta - s.plain:+.2f})")
     plain, tta = [r["plain"] for r in rows], [r["tta"] for r in rows]
-    summary = {
-        "n": len(rows),
-        "plain": spread(plain),
-        "tta": spread(tta),
-        "gain": spread([t - p for p, t in zip(plain, tta)]),
-    }
+    gain = [t - p for p, t in zip(plain, tta)]
+    summary = {"n": len(rows), "plain": spread(plain), "tta": spread(tta), "gain": spread(gain)}
     if len(rows) > 1:
         m = summary
         print(

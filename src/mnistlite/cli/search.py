@@ -46,9 +46,7 @@ def register(sub) -> None:
     p.add_argument("--limit-train", type=int, default=0, metavar="N", help="train on the first N training images")
     p.add_argument("--out", metavar="DIR", default="runs/search", help="output folder (default runs/search)")
     p.add_argument(
-        "--show",
-        action="store_true",
-        help="print the best trials; write best_trials.json, history.png, importances.png",
+        "--show", action="store_true", help="print best trials; write best_trials.json, history.png, importances.png"
     )
     p.add_argument(
         "--retrain-best",

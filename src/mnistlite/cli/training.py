@@ -1,9 +1,10 @@
-"""`mnistlite train`, `seeds` and `table`: one run of one model; one recipe under N seeds and the consistency
-verdict; a multi-seed table over every model with a tag (`--tag seed`: the reproductions, `--tag ladder`: the
-params -> accuracy frontier)."""
+"""`mnistlite init`, `train`, `seeds` and `table`: a starter project with the user's own models; one run of one model;
+one recipe under N seeds and the consistency verdict; a multi-seed table over every model with a tag (`--tag seed`:
+the reproductions, `--tag ladder`: the params -> accuracy frontier)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..engine import resume, train
@@ -14,8 +15,20 @@ from ..reports import leaderboard as lb
 from ..runs import seeds as sweeps
 from . import common
 
+STARTER = Path(__file__).resolve().parent.parent / "starter"
+
 
 def register(sub) -> None:
+    p = sub.add_parser(
+        "init",
+        help="create a starter project: two plain-torch models, an experiment file, a README",
+        description="Write DIR/models/model_1.py and model_2.py (a baseline and one improved step), "
+        "DIR/experiment.toml (the two as a progression) and DIR/README.md (the commands to train, "
+        "compare and write the report). DIR must not exist yet, or be empty.",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder to create")
+    p.set_defaults(func=run_init)
+
     p = sub.add_parser("train", help="train one model with its recipe; every recipe field is a flag")
     common.add_config_flags(p)
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-s<seed>-<time>)")
@@ -52,6 +65,22 @@ def register(sub) -> None:
     common.add_config_flags(p, skip=("model", "seed"))
     common.add_dry_run(p)
     p.set_defaults(func=run_table)
+
+
+def run_init(args) -> None:
+    out = Path(args.dir)
+    files = sorted(p.relative_to(STARTER) for p in STARTER.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MnistliteError(f"{out} already exists and is not an empty folder; choose another DIR")
+    try:
+        for rel in files:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(STARTER / rel, out / rel)
+    except OSError as e:
+        raise MnistliteError(f"cannot write {out} ({e.strerror or e})") from None
+    for rel in files:
+        print(f"wrote {out / rel}")
+    print(f"next: cd {out} && mnistlite experiment experiment.toml --dry-run")
 
 
 def run_train(args) -> None:
