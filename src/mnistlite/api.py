@@ -85,9 +85,8 @@ def train(
     data: Any = None,
     **recipe: Any,
 ):
-    """Train one model; returns a RunResult (`.metrics`, `.summary`, `.model`, `.plot()`).
-    `out` writes a run directory (as `mnistlite train --out`); `dry_run`: one epoch on 1,000 images; every other
-    keyword is a TrainConfig field."""
+    """Train one model (into the run directory `out`, as `train --out`); returns a RunResult (`.metrics`, `.summary`,
+    `.model`, `.plot()`). Other keywords are TrainConfig fields; `dry_run`: one epoch on 1,000 images."""
     from .engine import train as train_config
 
     name, entry = resolve(model)
@@ -140,9 +139,8 @@ def seeds(
     dry_run: bool = False,
     **recipe: Any,
 ) -> SeedsResult:
-    """Train seeds 1..n (or `seed_list`) into `out/seed<k>/` and aggregate them, as `mnistlite seeds` does.
-    The model must build fresh copies: a name, a class or a function, not an instance. Seeds already finished
-    in `out` with the same config are not trained again."""
+    """Train seeds 1..n (or `seed_list`) into `out/seed<k>/` (reusing finished ones) and aggregate, as `mnistlite seeds`
+    does. The model must build fresh copies: a name, a class or a function, not an instance."""
     from .runs.seeds import run_seeds
 
     if isinstance(model, nn.Module):

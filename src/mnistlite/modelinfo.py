@@ -70,8 +70,7 @@ _PROFILES: dict[tuple[str, str | None], ModelProfile] = {}
 
 
 def profile_entry(entry: ModelEntry) -> ModelProfile:
-    """The profile of the model an entry builds, never moving the caller's global RNG; cached where name
-    and source hash fix the model (not for a notebook's in-memory one)."""
+    """The profile of the model an entry builds, never moving the caller's RNG; cached where name and source fix it."""
     key = (entry.name, entry.code.sha256 if entry.code else None)
     if key in _PROFILES:
         return _PROFILES[key]
@@ -100,8 +99,7 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
         if isinstance(out, torch.Tensor):
             calls.append((mod, tuple(out.shape)))
 
-    leaves = [m for m in net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             net(torch.zeros(1, 1, 28, 28))
@@ -122,29 +120,17 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
             last_side = o[2]
         elif isinstance(m, nn.Linear) and last_side > 1:
             gap = True
-    rates = sorted(set(drops))
     return {
         "convolutions": str(len(convs)),
         "conv widths": "-".join(str(c.out_channels) for c in convs),
         "1x1 convs": str(sum(1 for c in convs if c.kernel_size == (1, 1))),
         "conv bias": "yes" if any(c.bias is not None for c in convs) else "no",
         "BatchNorm layers": str(sum(isinstance(m, nn.BatchNorm2d) for m, _ in calls)),
-        "dropout": f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none",
+        "dropout": f"{'/'.join(f'{p:g}' for p in sorted(set(drops)))} x{len(drops)}" if drops else "none",
         "max-pools": str(sum(isinstance(m, nn.MaxPool2d) for m, _ in calls)),
         "GAP": "yes" if gap else "no",
         "linear layers": str(sum(isinstance(m, nn.Linear) for m, _ in calls)),
     }
-
-
-def summary_text(name: str) -> str:
-    """What `mnistlite summary MODEL` prints."""
-    entry = get_entry(name)
-    p = profile_registered(name)
-    lines = [f"{entry.name}: {entry.source}", str(p)]
-    if entry.stated_params is not None:
-        same = "matches" if entry.stated_params == p.params else "DIFFERS from"
-        lines.append(f"Source states:    {entry.stated_params:,} parameters ({same} ours)")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from ..errors import MnistliteError
 from .common import Parser
 
-# Order is the order of `mnistlite --help`.
-MODULES = ("training", "models", "reports", "search", "deploy")
+MODULES = ("training", "models", "reports", "search", "deploy")  # in the order of `mnistlite --help`
 
 
 # Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.

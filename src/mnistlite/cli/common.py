@@ -7,10 +7,9 @@ import contextlib
 import json
 import shlex
 import sys
-import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config import CHOICES, DRY_RUN, TrainConfig
 from ..config_files import field_types, parse_seeds
@@ -58,7 +57,7 @@ _CHOICES = {k: CHOICES[k] for k in ("precision", "bn_fusion", "cuda_graph", "whi
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), not a usage dump."""
 
-    def error(self, message: str) -> typing.NoReturn:
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(2)
 

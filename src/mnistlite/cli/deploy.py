@@ -44,10 +44,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="classify image files (PNG, JPEG, ...) with a trained or exported model",
-        description="Each image is prepared the way MNIST was made (grayscale, inverted when the background "
-        "is light, cropped to the ink, fitted into 20x20, centred by mass in 28x28) and classified. "
-        "Files that cannot be used get one line on stderr; the others are still classified; "
-        "the exit code is then 2.",
+        description="Each image is prepared the way MNIST was made (grayscale, inverted when the background is light, "
+        "cropped to the ink, fitted into 20x20, centred by mass in 28x28) and classified. Files that cannot be used "
+        "get one line on stderr; the others are still classified; the exit code is then 2.",
     )
     add_model_arg(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
@@ -125,10 +124,9 @@ def _check_port(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise MnistliteError(f"--port must be between 1 and 65535, got {port}")
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as e:
         raise MnistliteError(f"--host {host!r}: cannot resolve it ({e.strerror})") from None
-    family, _, _, _, addr = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

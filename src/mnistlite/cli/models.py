@@ -7,7 +7,7 @@ import json
 
 from .. import bench
 from ..errors import MnistliteError
-from ..modelinfo import EXPERIMENTS, candidates, profile_registered, summary_text
+from ..modelinfo import EXPERIMENTS, candidates, profile_registered
 from ..models import BUDGET, get_entry, list_models
 from .common import check_at_least
 
@@ -68,11 +68,12 @@ def register(sub) -> None:
     p.set_defaults(func=run_bench)
 
 
-def model_rows(tag: str | None = None, files: list[str] | tuple[str, ...] = (), all_: bool = False) -> list[dict]:
+def run_models(args) -> None:
     from ..models.usercode import file_entries
 
-    names = list_models(tag) + [e.name for f in files for e in file_entries(f) if tag is None or tag in e.tags]
-    rounds = {c.entry.name: list(c.rounds) for c in (candidates() if all_ and EXPERIMENTS.is_dir() else ())}
+    tag = args.tag
+    names = list_models(tag) + [e.name for f in args.files for e in file_entries(f) if tag is None or tag in e.tags]
+    rounds = {c.entry.name: list(c.rounds) for c in (candidates() if args.all and EXPERIMENTS.is_dir() else ())}
     rows = []
     for name in names + [n for n in rounds if tag is None or tag in get_entry(n).tags]:
         e, p = get_entry(name), profile_registered(name)
@@ -90,19 +91,6 @@ def model_rows(tag: str | None = None, files: list[str] | tuple[str, ...] = (), 
                 **({"candidate_of": rounds[name]} if name in rounds else {}),
             }
         )
-    return rows
-
-
-def _source(row: dict) -> str:
-    rounds = row.get("candidate_of")
-    if not rounds:
-        return row["source"]
-    more = f" (and {len(rounds) - 1} more)" if len(rounds) > 1 else ""
-    return f"candidate of {rounds[0]}{more}"
-
-
-def run_models(args) -> None:
-    rows = model_rows(args.tag, args.files, args.all)
     if not rows and args.tag:
         tags = sorted({t for n in list_models() for t in get_entry(n).tags})
         raise MnistliteError(f"no model has tag {args.tag!r}; known tags: {', '.join(tags)}")
@@ -113,35 +101,34 @@ def run_models(args) -> None:
     print(f"{'name':<{w}}  {'params':>7}  {'MACs':>10}  {'<8k':>3}  source")
     for r in rows:
         ok = "yes" if r["fits_budget"] else "no"
-        print(f"{r['name']:<{w}}  {r['params']:>7,}  {r['macs']:>10,}  {ok:>3}  {_source(r)}")
+        rounds_of = r.get("candidate_of") or []
+        more = f" (and {len(rounds_of) - 1} more)" if len(rounds_of) > 1 else ""
+        source = f"candidate of {rounds_of[0]}{more}" if rounds_of else r["source"]
+        print(f"{r['name']:<{w}}  {r['params']:>7,}  {r['macs']:>10,}  {ok:>3}  {source}")
 
 
 def run_summary(args) -> None:
-    get_entry(args.model)  # unknown names fail before torchinfo runs
-    print(summary_text(args.model))
+    entry = get_entry(args.model)  # unknown names fail before torchinfo runs
+    p = profile_registered(args.model)
+    print(f"{entry.name}: {entry.source}\n{p}")
+    if entry.stated_params is not None:
+        same = "matches" if entry.stated_params == p.params else "DIFFERS from"
+        print(f"Source states:    {entry.stated_params:,} parameters ({same} ours)")
 
 
 def run_bench(args) -> None:
-    if args.steps < 1:
-        raise MnistliteError("--steps must be at least 1")
-    check_at_least(args, rounds=1)
+    check_at_least(args, steps=1, rounds=1)
     if args.baseline_workers < 0:
         raise MnistliteError(f"--baseline-workers must be 0 (no worker processes) or more, got {args.baseline_workers}")
     over = {"batch_size": args.batch_size} if args.batch_size is not None else {}  # 0 is refused, not ignored
+    same = ("device", "data_dir", "steps", "baseline_workers", "full", "threads", "against", "rounds")  # flag = keyword
     r = bench.run_bench(
         args.model,
-        device=args.device,
-        data_dir=args.data_dir,
-        steps=args.steps,
         baseline_batches=None if args.baseline_batches < 0 else args.baseline_batches,
-        baseline_workers=args.baseline_workers,
         epoch=not args.no_epoch,
-        full=args.full,
-        threads=args.threads,
         overrides=over,
-        against=args.against,
         precision=not args.no_precision,
         paths=not args.no_paths,
-        rounds=args.rounds,
+        **{k: getattr(args, k) for k in same},
     )
     print(json.dumps(r, indent=2) if args.json else bench.format_bench(r))

@@ -1,7 +1,6 @@
-"""`mnistlite experiment`: an experiment file's steps trained per seed, then its report. `report`, `compare`,
-`evaluate`, `audit`: what finished runs show, without training. `evaluate` scores them again, plain (as the last
-metrics row) and with TTA; a validation run is sealed: its test set is read only with --read-test, and each test
-scoring appends a line to test_readings.jsonl, which `audit` reads."""
+"""`mnistlite experiment` trains an experiment file's steps per seed, then writes its report; `report`, `compare`,
+`evaluate` and `audit` show what finished runs hold. A validation run is sealed: `evaluate` reads its test set only
+with --read-test, and each test scoring appends a line to test_readings.jsonl, which `audit` reads."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from . import common
 
 DEFAULT_ROOT = Path("runs") / "experiments"
 DEFAULT_PNG = "runs/compare.png"
-
 MAX_SHIFT = 4
 
 
@@ -115,14 +113,11 @@ def register(sub) -> None:
 
 
 def run_experiment(args) -> None:
-    exp = experiment.load_experiment(args.file)
-    overrides = common.file_overrides(args)
-    out = common.file_out(args, DEFAULT_ROOT)
     experiment.run_experiment(
-        exp,
-        out,
+        experiment.load_experiment(args.file),
+        common.file_out(args, DEFAULT_ROOT),
         seeds=common.file_seeds(args),
-        overrides=overrides,
+        overrides=common.file_overrides(args),
         rerun_changed=args.rerun_changed,
         plan_only=args.plan,
         progress=False if args.no_progress else None,
@@ -154,8 +149,7 @@ def run_compare(args) -> None:
     else:
         print(format_compare(rows))
         if pair is not None:
-            print()
-            print(format_paired(pair))
+            print(f"\n{format_paired(pair)}")
         print(f"\nplot: {png}")
 
 

@@ -14,7 +14,6 @@ from ..models.registry import BUDGET
 from . import common
 
 DEFAULT_TRIALS = 20
-
 DEFAULT_ROOT = Path("runs") / "tune"
 
 
@@ -22,10 +21,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "search",
         help="search architecture + recipe under a parameter budget (Optuna; val split only)",
-        description="Search family architectures and their recipe under --budget parameters. The objective "
-        "is the final-epoch accuracy on a held-out validation split; the test set is never used "
-        "by the search. Start the same command on several machines with one --storage URL and "
-        "--study to share the work.",
+        description="Search family architectures and their recipe under --budget parameters. The objective is the "
+        "final-epoch accuracy on a held-out validation split; the test set is never used by the search. Start the same "
+        "command on several machines with one --storage URL and --study to share the work.",
     )
     p.add_argument("--budget", type=int, default=BUDGET, help=f"most trainable parameters (default {BUDGET})")
     p.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
@@ -119,11 +117,9 @@ def run_search(args: argparse.Namespace) -> None:
     out = Path(args.out)
     # Searching is the default; --show / --retrain-best alone only report on the study.
     trials = args.trials if args.trials is not None else (0 if args.show or args.retrain_best else DEFAULT_TRIALS)
-    if args.storage:
-        url = args.storage
-    else:
+    if not args.storage:
         out.mkdir(parents=True, exist_ok=True)
-        url = st.sqlite_url(out / "search.db")
+    url = args.storage or st.sqlite_url(out / "search.db")
     storage = st.make_storage(url, heartbeat_interval=args.heartbeat)
     name = args.study or f"search-{args.budget}"
     protocol = ss.Protocol(**{f.name: getattr(args, f.name) for f in fields(ss.Protocol)})  # flags of those names
@@ -144,9 +140,7 @@ def run_search(args: argparse.Namespace) -> None:
         worker.run_search_worker(
             study, objective.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout
         )
-        best = ss.best_trials(study, 1)
-        if best:
-            t = best[0]
+        for t in ss.best_trials(study, 1):  # the best so far, if any
             print(
                 f"best so far: trial {t.number}, val {t.value:.2f}%, {t.user_attrs.get('params'):,} params, "
                 f"{t.user_attrs.get('arch')}"

@@ -119,11 +119,10 @@ def run_table(args) -> None:
         raise MnistliteError(f"no model has the tag {args.tag!r}; see 'mnistlite models --json' for tags")
     seeds = common.seeds_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / "table" / args.tag
-    rows = (
-        lb.load_rows(out, args.tag)
-        if args.no_train
-        else lb.run_table(args.tag, seeds, out, jobs=args.jobs, overrides=common.config_overrides(args))
-    )
+    if args.no_train:
+        rows = lb.load_rows(out, args.tag)
+    else:
+        rows = lb.run_table(args.tag, seeds, out, jobs=args.jobs, overrides=common.config_overrides(args))
     if not rows:
         raise MnistliteError(f"no finished sweeps under {out}; run without --no-train first")
     lb.attach_threads(rows, out)
