@@ -28,7 +28,7 @@ def mallopt_calls(monkeypatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("command", cli.COMMANDS)
+@pytest.mark.parametrize("command", sorted(cli.build_parser()._subparsers._group_actions[0].choices))
 def test_auto_tunes_the_training_commands_only(command):
     assert cli.malloc_tuning_wanted(command) is (command in TRAINING)
     assert cli.malloc_tuning_wanted(command, "on") and not cli.malloc_tuning_wanted(command, "off")

@@ -1,17 +1,6 @@
-"""The notebook API: `from mnistlite import train, seeds, summary`.
-
-    class Net(nn.Module): ...
-    summary(Net())                       # layer table, parameters, MACs, the 8k-budget verdict
-    r = train(Net, epochs=15, lr=0.05)   # keyword arguments are the CLI's flags (--batch-size -> batch_size)
-    r.metrics[-1]["test_acc"]; r.plot()  # per-epoch rows; the curves, inline
-    s = seeds(Net, 5)                    # five seeds, and their statistics
-
-A model is a registered name, a `file.py:Name` reference, an nn.Module class or
-a function returning one (built fresh under the run's seed, so a run is
-reproducible), or an instance (trained in place, like Keras' `fit`). A class
-or function defined at the top level of a file or notebook trains through its
-reference, so its run directory keeps the source file like the CLI's runs do.
-"""
+"""The notebook API: `from mnistlite import train, seeds, summary`. A model is a name, a `file.py:Name`, an nn.Module
+class or a function building one (built fresh under the run's seed), or an instance (trained in place). A top-level
+class or function trains through its reference, so its run directory keeps the source file like the CLI's runs do."""
 
 from __future__ import annotations
 
@@ -96,11 +85,8 @@ def train(
     data: Any = None,
     **recipe: Any,
 ):
-    """Train one model; returns a RunResult (`.metrics`, `.summary`, `.model`, `.plot()`).
-
-    `out` writes a run directory (as `mnistlite train --out`). `dry_run` is one
-    epoch on 1,000 images. Every other keyword is a TrainConfig field.
-    """
+    """Train one model (into the run directory `out`, as `train --out`); returns a RunResult (`.metrics`, `.summary`,
+    `.model`, `.plot()`). Other keywords are TrainConfig fields; `dry_run`: one epoch on 1,000 images."""
     from .engine import train as train_config
 
     name, entry = resolve(model)
@@ -108,19 +94,9 @@ def train(
     return train_config(cfg, run_dir=out, data=data, progress=progress, quiet=quiet, model=entry)
 
 
-def resume(
-    out: str | Path,
-    *,
-    progress: bool = True,
-    quiet: bool = False,
-    data: Any = None,
-    trust_code: bool = False,
-):
-    """Continue an interrupted run directory (`train(..., out=DIR)`) from its last epoch; returns a RunResult.
-
-    Bit-identical to the uninterrupted run on the CPU. A run of your own model's file is
-    rebuilt from the run's copy of that file, which needs `trust_code=True`.
-    """
+def resume(out: str | Path, *, progress: bool = True, quiet: bool = False, data: Any = None, trust_code: bool = False):
+    """Continue an interrupted run directory (`train(..., out=DIR)`) from its last epoch, bit-identical on the CPU.
+    A run of your own model's file is rebuilt from the run's copy of that file, which needs `trust_code=True`."""
     from .engine import resume as resume_run
 
     return resume_run(out, progress=progress, quiet=quiet, data=data, trust_code=trust_code)
@@ -130,7 +106,7 @@ def resume(
 class SeedsResult:
     """What `seeds` returns: the statistics of consistency.json, and where the runs are."""
 
-    summary: dict[str, Any]  # the aggregate (runs/seeds.aggregate)
+    summary: dict[str, Any]  # runs/seeds.aggregate
     out: Path
 
     def __str__(self) -> str:
@@ -163,11 +139,8 @@ def seeds(
     dry_run: bool = False,
     **recipe: Any,
 ) -> SeedsResult:
-    """Train seeds 1..n (or `seed_list`) into `out/seed<k>/` and aggregate them, as `mnistlite seeds` does.
-
-    The model must build fresh copies: a name, a class or a function, not an instance.
-    Seeds already finished in `out` with the same config are not trained again.
-    """
+    """Train seeds 1..n (or `seed_list`) into `out/seed<k>/` (reusing finished ones) and aggregate, as `mnistlite seeds`
+    does. The model must build fresh copies: a name, a class or a function, not an instance."""
     from .runs.seeds import run_seeds
 
     if isinstance(model, nn.Module):

@@ -1,8 +1,6 @@
-"""Layer tables, parameter counts, MACs and architecture features, through torchinfo;
-and the tuning candidates: the models of the files that experiment or tuning files under
-./experiments/ name (`models = ["tiny_candidates.py"]`), which live outside the package.
-Reports find a candidate by its bare name, as older runs record it.
-"""
+"""Layer tables, parameter counts, MACs and architecture features (torchinfo); and the tuning candidates: the models
+of the files that experiment or tuning files under ./experiments/ name (`models = [...]`), outside the package.
+Reports find a candidate by its bare name, as older runs record it."""
 
 from __future__ import annotations
 
@@ -32,13 +30,9 @@ class ModelProfile:
     table: str  # torchinfo's layer table
 
     def __str__(self) -> str:
-        return "\n".join(
-            [
-                self.table,
-                f"Trainable params: {self.params:,}",
-                f"MACs per image:   {self.macs:,}",
-                f"Budget:           {budget_verdict(self.params)}",
-            ]
+        return (
+            f"{self.table}\nTrainable params: {self.params:,}\nMACs per image:   {self.macs:,}\n"
+            f"Budget:           {budget_verdict(self.params)}"
         )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython
@@ -76,8 +70,7 @@ _PROFILES: dict[tuple[str, str | None], ModelProfile] = {}
 
 
 def profile_entry(entry: ModelEntry) -> ModelProfile:
-    """The profile of the model an entry builds, never moving the caller's global RNG; cached where name
-    and source hash fix the model (not for a notebook's in-memory one)."""
+    """The profile of the model an entry builds, never moving the caller's RNG; cached where name and source fix it."""
     key = (entry.name, entry.code.sha256 if entry.code else None)
     if key in _PROFILES:
         return _PROFILES[key]
@@ -106,8 +99,7 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
         if isinstance(out, torch.Tensor):
             calls.append((mod, tuple(out.shape)))
 
-    leaves = [m for m in net.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             net(torch.zeros(1, 1, 28, 28))
@@ -118,12 +110,8 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
             h.remove()
 
     convs = [m for m, _ in calls if isinstance(m, nn.Conv2d)]
-    bns = [m for m, _ in calls if isinstance(m, nn.BatchNorm2d)]
     drops = [m.p for m, _ in calls if isinstance(m, nn.Dropout) and m.p > 0]
-    pools = [m for m, _ in calls if isinstance(m, nn.MaxPool2d)]
-    linears = [m for m, _ in calls if isinstance(m, nn.Linear)]
-    # Global average pooling: the map collapses to 1x1 through an average pool,
-    # or disappears between two layers (a functional mean before a Linear head).
+    # Global average pooling: the map collapses to 1x1 through an average pool, or disappears between two layers.
     gap, last_side = False, 28
     for m, o in calls:
         if len(o) == 4:
@@ -132,29 +120,17 @@ def architecture_of(net: nn.Module) -> dict[str, str]:
             last_side = o[2]
         elif isinstance(m, nn.Linear) and last_side > 1:
             gap = True
-    rates = sorted(set(drops))
     return {
         "convolutions": str(len(convs)),
         "conv widths": "-".join(str(c.out_channels) for c in convs),
         "1x1 convs": str(sum(1 for c in convs if c.kernel_size == (1, 1))),
         "conv bias": "yes" if any(c.bias is not None for c in convs) else "no",
-        "BatchNorm layers": str(len(bns)),
-        "dropout": f"{'/'.join(f'{p:g}' for p in rates)} x{len(drops)}" if drops else "none",
-        "max-pools": str(len(pools)),
+        "BatchNorm layers": str(sum(isinstance(m, nn.BatchNorm2d) for m, _ in calls)),
+        "dropout": f"{'/'.join(f'{p:g}' for p in sorted(set(drops)))} x{len(drops)}" if drops else "none",
+        "max-pools": str(sum(isinstance(m, nn.MaxPool2d) for m, _ in calls)),
         "GAP": "yes" if gap else "no",
-        "linear layers": str(len(linears)),
+        "linear layers": str(sum(isinstance(m, nn.Linear) for m, _ in calls)),
     }
-
-
-def summary_text(name: str) -> str:
-    """What `mnistlite summary MODEL` prints."""
-    entry = get_entry(name)
-    p = profile_registered(name)
-    lines = [f"{entry.name}: {entry.source}", str(p)]
-    if entry.stated_params is not None:
-        same = "matches" if entry.stated_params == p.params else "DIFFERS from"
-        lines.append(f"Source states:    {entry.stated_params:,} parameters ({same} ours)")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,8 @@
-"""The `mnistlite` command: one subcommand per module in this package (common.py: the
-one-line-error parser and the flags they share).
-
-init.py train.py seeds.py table.py models.py bench.py experiment.py report.py compare.py
-evaluate.py audit.py search.py tune.py export.py predict.py serve.py: the subcommands, in `--help`'s order.
-
-Each module's `register(subparsers)` adds its parser and sets `func`. A MnistliteError leaves as one
-line on stderr; nothing else is caught, so bugs stay visible. The CLI, not the library, decides
-glibc's malloc tuning (engine/device.py), because it is process-wide and cannot be undone; the
-choice is written to MNISTLITE_MALLOC_TUNING so that spawned workers make the same one; the
-command line, to MNISTLITE_COMMAND, so that every test reading records the command that made it.
+"""The `mnistlite` command. Each module's `register(subparsers)` adds its commands' parsers and sets the function
+that runs each (it returns None or an exit code). A MnistliteError leaves as one line on stderr; nothing else
+is caught. common.py: the one-line-error parser and the shared flags. The commands, in `--help`'s order:
+training.py (init, train, seeds, table), models.py (models, summary, bench), reports.py (experiment, report, compare,
+evaluate, audit), search.py (search, tune), deploy.py (export, predict, serve).
 """
 
 from __future__ import annotations
@@ -24,10 +18,7 @@ from contextlib import contextmanager
 from ..errors import MnistliteError
 from .common import Parser
 
-# Order is the order of `mnistlite --help`.
-COMMANDS = """
-init train seeds table models bench experiment report compare evaluate audit search tune export predict serve
-""".split()
+MODULES = ("training", "models", "reports", "search", "deploy")  # in the order of `mnistlite --help`
 
 
 # Commands that train (or time training): `--malloc-tuning auto` tunes the allocator for these only.
@@ -71,7 +62,8 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 @contextmanager
 def allocator_choice(command: str, flag: str = "auto") -> Iterator[bool]:
-    """Apply the allocator choice for `command`; yields whether the tuning is on."""
+    """Apply the allocator choice for `command`; yields whether the tuning is on. The CLI, not the library, decides:
+    it is process-wide and cannot be undone. MNISTLITE_MALLOC_TUNING hands the choice to spawned workers."""
     from ..engine.device import MALLOC_TUNING_ENV, tune_cpu_allocator
 
     on = malloc_tuning_wanted(command, flag, os.environ.get(MALLOC_TUNING_ENV))
@@ -86,7 +78,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"mnistlite {__version__}")
     parser.add_argument("--malloc-tuning", choices=MALLOC_TUNING, default="auto", help=MALLOC_TUNING_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
+    for name in MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for command in sub.choices.values():
         # After the command too; SUPPRESS leaves the value given before it (or auto) when absent here.
@@ -109,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..engine.rundir import COMMAND_ENV
 
     command = shlex.join(["mnistlite", *(sys.argv[1:] if argv is None else argv)])
-    try:
+    try:  # MNISTLITE_COMMAND: the command line that every test reading records
         with _environ(COMMAND_ENV, command), allocator_choice(args.command, args.malloc_tuning):
             return int(args.func(args) or 0)
     except MnistliteError as e:

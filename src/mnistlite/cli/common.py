@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shlex
 import sys
-import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config import CHOICES, DRY_RUN, TrainConfig
 from ..config_files import field_types, parse_seeds
@@ -17,8 +18,7 @@ from ..models import config_for
 
 
 def shipped_names() -> str:
-    """The models with shipped weights ("a / b / c"), for help texts: read from the catalogue
-    file itself, because importing models/pretrained.py would load torch and every zoo."""
+    """The models with shipped weights ("a / b / c"), from the catalogue file: importing pretrained.py loads torch."""
     path = Path(__file__).resolve().parents[1] / "models" / "weights" / "pretrained.json"
     return " / ".join(json.loads(path.read_text()))
 
@@ -54,25 +54,20 @@ _HELP = {
 _CHOICES = {k: CHOICES[k] for k in ("precision", "bn_fusion", "cuda_graph", "whiten")}
 
 
-# Filled in by mnistlite itself when a model is resolved, never typed.
-NOT_FLAGS = ("model_sha256",)
-
-
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), not a usage dump."""
 
-    def error(self, message: str) -> typing.NoReturn:
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(2)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field. Defaults are None so that only what the
-    user typed overrides the model's recipe."""
+    """One flag per TrainConfig field, default None so that only what the user typed overrides the model's recipe."""
     group = parser.add_argument_group("recipe (defaults: the model's registered recipe)")
     types = field_types()
     for f in fields(TrainConfig):
-        if f.name in skip or f.name in NOT_FLAGS:
+        if f.name in skip or f.name == "model_sha256":  # filled in when a model is resolved, never typed
             continue
         flag = "--" + f.name.replace("_", "-")
         typ = types[f.name]
@@ -92,8 +87,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
-    over = config_overrides(args)
-    over.update(extra)
+    over = {**config_overrides(args), **extra}
     model = over.pop("model", None) or TrainConfig.model
     return config_for(model, **over)
 
@@ -115,7 +109,6 @@ def add_trust_code(
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
-    """MODEL as `predict` and `serve` take it: a run, a model.pt, an .onnx or shipped weights."""
     parser.add_argument(
         "model",
         metavar="MODEL",
@@ -125,7 +118,6 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_storage_flags(parser: argparse.ArgumentParser, what: str, default_study: str) -> None:
-    """--storage and --study: share a sweep's runs among workers (`seeds`, `experiment`)."""
     parser.add_argument(
         "--storage",
         metavar="URL",
@@ -136,18 +128,14 @@ def add_storage_flags(parser: argparse.ArgumentParser, what: str, default_study:
 
 
 def add_patience_flag(parser: argparse.ArgumentParser) -> None:
-    """--storage-patience: how long a database server may be unreachable before the command gives up
-    (cli/__init__.py hands it to runs/storage.py before the command runs)."""
+    """--storage-patience: how long a database server may be unreachable (main() hands it to runs/storage.py)."""
     from ..runs.storage import DEFAULT_PATIENCE
 
     def seconds(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-        return value
+        with contextlib.suppress(ValueError):
+            if 0 < float(text) < float("inf"):
+                return float(text)
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
 
     parser.add_argument(
         "--storage-patience",
@@ -165,7 +153,6 @@ def add_dry_run(
 
 
 def add_seed_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
-    """--seeds N | --seed-list S,S and --jobs, as `seeds` and `table` take them."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, default=5, metavar="N", help=f"run seeds 1..N{what} (default 5)")
     g.add_argument("--seed-list", metavar="S,S,...", help="run exactly these seeds, e.g. 7,8,9")
@@ -202,7 +189,6 @@ FILE_RUN_FLAGS = ("seeds", "seed_list", "out", "epochs", "limit_train", "data_di
 
 
 def add_file_run_flags(parser: argparse.ArgumentParser, what: str, default_out: str) -> None:
-    """The flags `experiment` and `tune` share: which seeds, where to, and smoke-run overrides."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, metavar="N", help="seeds 1..N (default: the file's `seeds`)")
     g.add_argument("--seed-list", metavar="S1,S2", help="these seeds, comma-separated")
@@ -238,12 +224,10 @@ def command_line(
     command: str, args: argparse.Namespace, extra: tuple[str, ...] = (), switches: tuple[str, ...] = ("dry_run",)
 ) -> str:
     """The command as typed, rebuilt from the parsed flags: the provenance line of a generated report."""
-    import shlex
-
     parts = ["mnistlite", command, args.file]
     for flag in extra + FILE_RUN_FLAGS:
         v = getattr(args, flag)
         if v is not None:
             parts += ["--" + flag.replace("_", "-"), str(v)]
     parts += [f"--{f.replace('_', '-')}" for f in switches if getattr(args, f)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return shlex.join(parts)

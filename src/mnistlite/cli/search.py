@@ -1,31 +1,29 @@
-"""`mnistlite search`: architecture + recipe search under a parameter budget (Optuna).
-
-Chosen on the validation split only; the test set is read once per seed by
---retrain-best, after the search. Many workers (processes or machines) join one
-study through a shared --storage URL. See docs/search.md.
-"""
+"""`mnistlite search` and `tune`: architectures and recipes chosen on the validation split only. `search`: an Optuna
+study under a parameter budget that many workers join through one --storage URL (docs/search.md); the test set is read
+once per seed by --retrain-best. `tune`: every candidate of a tuning file trained per seed, ranked on validation."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 from ..errors import MnistliteError
 from ..models.registry import BUDGET
-from .common import add_patience_flag, check_at_least
+from . import common
 
 DEFAULT_TRIALS = 20
+DEFAULT_ROOT = Path("runs") / "tune"
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "search",
         help="search architecture + recipe under a parameter budget (Optuna; val split only)",
-        description="Search family architectures and their recipe under --budget parameters. The objective "
-        "is the final-epoch accuracy on a held-out validation split; the test set is never used "
-        "by the search. Start the same command on several machines with one --storage URL and "
-        "--study to share the work.",
+        description="Search family architectures and their recipe under --budget parameters. The objective is the "
+        "final-epoch accuracy on a held-out validation split; the test set is never used by the search. Start the same "
+        "command on several machines with one --storage URL and --study to share the work.",
     )
     p.add_argument("--budget", type=int, default=BUDGET, help=f"most trainable parameters (default {BUDGET})")
     p.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
@@ -41,14 +39,12 @@ def register(sub) -> None:
         help="Optuna storage URL (default sqlite:///<out>/search.db); postgresql://... for many machines",
     )
     p.add_argument("--study", metavar="NAME", help="study name (default search-<budget>)")
-    add_patience_flag(p)
+    common.add_patience_flag(p)
     p.add_argument("--val-size", type=int, default=5000, help="held-out validation images (default 5000)")
     p.add_argument("--limit-train", type=int, default=0, metavar="N", help="train on the first N training images")
     p.add_argument("--out", metavar="DIR", default="runs/search", help="output folder (default runs/search)")
     p.add_argument(
-        "--show",
-        action="store_true",
-        help="print the best trials; write best_trials.json, history.png, importances.png",
+        "--show", action="store_true", help="print best trials; write best_trials.json, history.png, importances.png"
     )
     p.add_argument(
         "--retrain-best",
@@ -88,22 +84,32 @@ def register(sub) -> None:
         help="CPU threads per worker (default 1: nets this small gain more from one worker per "
         "core than from threads; 0 = all cores)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_search)
+
+    p = sub.add_parser(
+        "tune",
+        help="compare candidate architectures + recipes on the validation split (TOML file)",
+        description="Train every candidate of FILE for every seed into OUT/<candidate>/seed<S>/ through one pool "
+        "of --jobs workers, skipping runs already done with the same config, then rank the candidates by "
+        "final-epoch validation accuracy in OUT/tuning.json and OUT/tuning.md. The test set is not read.",
+    )
+    p.add_argument("file", metavar="FILE", help="tuning file, e.g. experiments/tuning/frontier.toml")
+    common.add_file_run_flags(p, "candidate", "runs/tune/<file stem>")
+    common.add_jobs_flag(p, "runs trained at once; on CUDA they share the GPU")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per run (default: cores // jobs)")
+    common.add_dry_run(p, "1 epoch on 1,000 images per run, into runs/tune/<stem>-dry-run unless --out is given")
+    p.set_defaults(func=run_tune)
 
 
-def _check(args: argparse.Namespace) -> None:
-    check_at_least(args, budget=100, epochs=1, trials=0)
+def run_search(args: argparse.Namespace) -> None:
+    common.check_at_least(args, budget=100, epochs=1, trials=0)
     if args.val_size < 1:
         raise MnistliteError("--val-size must be at least 1: the search is scored on the validation split")
-    check_at_least(args, limit_train=0, retrain_limit_train=0, retrain_epochs=1, seeds=1, startup_trials=0)
+    common.check_at_least(args, limit_train=0, retrain_limit_train=0, retrain_epochs=1, seeds=1, startup_trials=0)
     if args.timeout is not None and args.timeout <= 0:
         raise MnistliteError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat < 1:
         raise MnistliteError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
-
-
-def run(args: argparse.Namespace) -> int:
-    _check(args)
     from ..runs import storage as st
     from ..search import objective, retrain, show, worker
     from ..search import study as ss
@@ -111,11 +117,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     # Searching is the default; --show / --retrain-best alone only report on the study.
     trials = args.trials if args.trials is not None else (0 if args.show or args.retrain_best else DEFAULT_TRIALS)
-    if args.storage:
-        url = args.storage
-    else:
+    if not args.storage:
         out.mkdir(parents=True, exist_ok=True)
-        url = st.sqlite_url(out / "search.db")
+    url = args.storage or st.sqlite_url(out / "search.db")
     storage = st.make_storage(url, heartbeat_interval=args.heartbeat)
     name = args.study or f"search-{args.budget}"
     protocol = ss.Protocol(**{f.name: getattr(args, f.name) for f in fields(ss.Protocol)})  # flags of those names
@@ -136,9 +140,7 @@ def run(args: argparse.Namespace) -> int:
         worker.run_search_worker(
             study, objective.make_objective(protocol, data, run=run_fields), trials, timeout=args.timeout
         )
-        best = ss.best_trials(study, 1)
-        if best:
-            t = best[0]
+        for t in ss.best_trials(study, 1):  # the best so far, if any
             print(
                 f"best so far: trial {t.number}, val {t.value:.2f}%, {t.user_attrs.get('params'):,} params, "
                 f"{t.user_attrs.get('arch')}"
@@ -158,4 +160,33 @@ def run(args: argparse.Namespace) -> int:
             run=run_fields,
             storage=args.storage,
         )
-    return 0
+
+
+def run_tune(args) -> int:
+    from ..reports.tuning import failed_runs, table
+    from ..tuning import TUNING_JSON, TUNING_MD, load_tuning, run_tuning
+
+    if args.threads < 0:
+        raise MnistliteError(f"--threads must be 0 (cores // jobs) or more, got {args.threads}")
+    seeds = common.file_seeds(args)
+    tf = load_tuning(args.file)
+    overrides = common.file_overrides(args)
+    if overrides:  # a bad --epochs fails here, before any worker starts
+        for c in tf.candidates:
+            tf.config(c, tf.seeds[0], overrides)
+    out = common.file_out(args, DEFAULT_ROOT)
+    ranking = run_tuning(
+        tf,
+        out,
+        seeds=seeds,
+        overrides=overrides,
+        jobs=args.jobs,
+        threads=args.threads,
+        command=common.command_line("tune", args, extra=("jobs",) + (("threads",) if args.threads else ())),
+    )
+    print(table(ranking))
+    print(f"wrote {out / TUNING_JSON} and {out / TUNING_MD}")
+    failed = failed_runs(ranking)
+    if failed:
+        print(f"{failed} run(s) have no result; see {out / TUNING_MD}", file=sys.stderr)
+    return 1 if failed else 0
